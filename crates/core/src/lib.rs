@@ -1,0 +1,20 @@
+//! Herald's domain types, shared by every other crate.
+//!
+//! Everything here is built once at the edge of the system and trusted inside it: a
+//! [`PhoneE164`] is always a valid E.164 number, a [`JobId`] always names a campaign and a
+//! sequence number, a [`MessageTemplate`] always renders valid JSON. Nothing in this crate does
+//! I/O.
+
+pub mod ids;
+pub mod lattice;
+pub mod phone;
+pub mod spec;
+pub mod stats;
+pub mod status;
+
+pub use ids::{CampaignId, IdError, JobId, WaMessageId};
+pub use lattice::{DeliveryDelta, DeliveryState, Progress, StatusEvent};
+pub use phone::{PhoneE164, PhoneError};
+pub use spec::{CampaignSpec, EmptyValue, MessageTemplate, Placeholder, SpecError};
+pub use stats::{PricingStats, SkipReason, Skipped, Stats};
+pub use status::{CampaignAction, CampaignStatus, PauseKind, PauseReason, TransitionError};

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs Herald's whole test suite.
+#
+# Tests that need Redis read REDIS_URL. When it is unset and nothing answers on
+# 127.0.0.1:6379, this script starts a throwaway redis-server on a free port (installing
+# Debian's redis-server package if it is missing), exports REDIS_URL, and stops it at the end.
+# Some tests start their own short-lived redis-server (to restart it mid-run), so the binary
+# is made available either way and exported as REDIS_SERVER_BIN.
+#
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p herald-store`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# PING a Redis on host:port with bash's /dev/tcp; succeeds when it answers +PONG.
+redis_answers() {
+  local host=$1 port=$2 reply=""
+  exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || return 1
+  printf 'PING\r\n' >&3
+  IFS= read -r -t 2 reply <&3 || true
+  exec 3<&- 3>&-
+  [[ $reply == +PONG* ]]
+}
+
+port_is_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+ensure_redis_server() {
+  if command -v redis-server >/dev/null 2>&1; then
+    return 0
+  fi
+  log "redis-server not found; installing Debian's redis-server package"
+  local sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -q redis-server >/dev/null 2>&1 || {
+    $sudo apt-get update -q >/dev/null
+    $sudo apt-get install -y -q redis-server >/dev/null
+  }
+}
+
+tmpdir=""
+cleanup() {
+  if [[ -n $tmpdir && -f $tmpdir/redis.pid ]]; then
+    kill "$(cat "$tmpdir/redis.pid")" 2>/dev/null || true
+  fi
+  [[ -n $tmpdir ]] && rm -rf "$tmpdir"
+}
+trap cleanup EXIT
+
+ensure_redis_server
+export REDIS_SERVER_BIN=${REDIS_SERVER_BIN:-$(command -v redis-server)}
+
+if [[ -z ${REDIS_URL:-} ]]; then
+  if redis_answers 127.0.0.1 6379; then
+    export REDIS_URL=redis://127.0.0.1:6379
+  else
+    tmpdir=$(mktemp -d)
+    port=""
+    for p in $(seq 16379 16479); do
+      if port_is_free "$p"; then port=$p; break; fi
+    done
+    [[ -n $port ]] || { log "no free port for a throwaway redis-server"; exit 1; }
+    "$REDIS_SERVER_BIN" --port "$port" --bind 127.0.0.1 --save "" \
+      --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+      --dir "$tmpdir" --pidfile "$tmpdir/redis.pid" --logfile "$tmpdir/redis.log" \
+      --daemonize yes
+    for _ in $(seq 50); do
+      redis_answers 127.0.0.1 "$port" && break
+      sleep 0.1
+    done
+    redis_answers 127.0.0.1 "$port" || { log "throwaway redis-server did not start"; cat "$tmpdir/redis.log" >&2; exit 1; }
+    export REDIS_URL=redis://127.0.0.1:$port
+    log "started a throwaway redis-server on port $port"
+  fi
+fi
+log "REDIS_URL=$REDIS_URL"
+
+cargo test --workspace --locked "$@"
