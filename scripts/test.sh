@@ -15,12 +15,12 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # PING a Redis on host:port with bash's /dev/tcp; succeeds when it answers +PONG.
 redis_answers() {
-  local host=$1 port=$2 reply=""
-  exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || return 1
-  printf 'PING\r\n' >&3
-  IFS= read -r -t 2 reply <&3 || true
-  exec 3<&- 3>&-
-  [[ $reply == +PONG* ]]
+  (
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf 'PING\r\n' >&3
+    IFS= read -r -t 2 reply <&3 || exit 1
+    [[ $reply == +PONG* ]]
+  ) 2>/dev/null
 }
 
 port_is_free() {
@@ -43,10 +43,20 @@ ensure_redis_server() {
 
 tmpdir=""
 cleanup() {
-  if [[ -n $tmpdir && -f $tmpdir/redis.pid ]]; then
-    kill "$(cat "$tmpdir/redis.pid")" 2>/dev/null || true
+  local rc=$?
+  if [[ -n $tmpdir ]]; then
+    if [[ -f $tmpdir/redis.pid ]]; then
+      local pid
+      pid=$(cat "$tmpdir/redis.pid")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+    fi
+    rm -rf "$tmpdir"
   fi
-  [[ -n $tmpdir ]] && rm -rf "$tmpdir"
+  exit "$rc"
 }
 trap cleanup EXIT
 
