@@ -8,6 +8,7 @@
 pub mod ids;
 pub mod lattice;
 pub mod phone;
+pub mod recipient;
 pub mod spec;
 pub mod stats;
 pub mod status;
@@ -15,6 +16,7 @@ pub mod status;
 pub use ids::{CampaignId, IdError, JobId, WaMessageId};
 pub use lattice::{DeliveryDelta, DeliveryState, Progress, StatusEvent};
 pub use phone::{PhoneE164, PhoneError};
-pub use spec::{CampaignSpec, EmptyValue, MessageTemplate, Placeholder, SpecError};
+pub use recipient::{Recipient, Vars, VarsBuilder, VarsError};
+pub use spec::{CampaignSpec, EmptyValue, MessageTemplate, Placeholder, SpecError, Values};
 pub use stats::{PricingStats, SkipReason, Skipped, Stats};
 pub use status::{CampaignAction, CampaignStatus, PauseKind, PauseReason, TransitionError};

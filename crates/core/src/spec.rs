@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::phone::PhoneE164;
+use crate::recipient::Vars;
 
 /// Longest campaign name.
 pub const NAME_MAX: usize = 200;
@@ -137,6 +138,36 @@ enum Part {
     Callback,
 }
 
+/// Where rendering reads variable values: slices of strings, or a recipient's [`Vars`].
+pub trait Values {
+    /// The value for placeholder `i` (`""` when there is none).
+    fn value(&self, i: usize) -> &str;
+}
+
+impl<S: AsRef<str>> Values for [S] {
+    fn value(&self, i: usize) -> &str {
+        self.get(i).map_or("", AsRef::as_ref)
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> Values for [S; N] {
+    fn value(&self, i: usize) -> &str {
+        self[..].value(i)
+    }
+}
+
+impl<S: AsRef<str>> Values for Vec<S> {
+    fn value(&self, i: usize) -> &str {
+        self[..].value(i)
+    }
+}
+
+impl Values for Vars {
+    fn value(&self, i: usize) -> &str {
+        self.get(i)
+    }
+}
+
 /// A recipient's value for a required placeholder is empty.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("column {column:?} is empty but {field} needs a value")]
@@ -205,9 +236,9 @@ impl MessageTemplate {
     }
 
     /// Checks one recipient's values: a required placeholder may not be empty.
-    pub fn check_values<S: AsRef<str>>(&self, vars: &[S]) -> Result<(), EmptyValue> {
+    pub fn check_values<V: Values + ?Sized>(&self, vars: &V) -> Result<(), EmptyValue> {
         for (i, p) in self.placeholders.iter().enumerate() {
-            let empty = vars.get(i).is_none_or(|v| v.as_ref().trim().is_empty());
+            let empty = vars.value(i).trim().is_empty();
             if p.required && empty {
                 return Err(EmptyValue {
                     column: p.name.clone(),
@@ -220,18 +251,18 @@ impl MessageTemplate {
 
     /// Appends the complete send body for one recipient to `out`. `vars[i]` fills
     /// `placeholders()[i]`; a missing value renders as empty.
-    pub fn render_into<S: AsRef<str>>(
+    pub fn render_into<V: Values + ?Sized>(
         &self,
         out: &mut Vec<u8>,
         to: PhoneE164,
         callback_data: &str,
-        vars: &[S],
+        vars: &V,
     ) {
         out.reserve(self.literal_len + 64);
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.extend_from_slice(s.as_bytes()),
-                Part::Slot(i) => escape_into(out, vars.get(*i).map_or("", |v| v.as_ref())),
+                Part::Slot(i) => escape_into(out, vars.value(*i)),
                 Part::To => out.extend_from_slice(to.digits().as_bytes()),
                 Part::Callback => escape_into(out, callback_data),
             }
@@ -239,7 +270,12 @@ impl MessageTemplate {
     }
 
     /// Convenience form of [`Self::render_into`].
-    pub fn render<S: AsRef<str>>(&self, to: PhoneE164, callback_data: &str, vars: &[S]) -> Vec<u8> {
+    pub fn render<V: Values + ?Sized>(
+        &self,
+        to: PhoneE164,
+        callback_data: &str,
+        vars: &V,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         self.render_into(&mut out, to, callback_data, vars);
         out
