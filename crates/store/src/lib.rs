@@ -1,2 +1,226 @@
-//! Not built yet: see the open issue for this crate. This shell keeps the workspace layout of
-//! DESIGN §1 in place.
+//! Herald's durable state (DESIGN §4): campaigns, jobs, leases, per-job state, stats,
+//! suppression, 24 h windows and rate tokens.
+//!
+//! The sender, the reconciler and the API talk only to the [`Store`] trait, at the level of
+//! domain operations; the Redis backend ([`RedisStore`]) implements it with one Lua script
+//! per multi-key transition, and an embedded single-node backend can implement it later. The
+//! invariant every implementation keeps: a job's state and the campaign's counters change in
+//! the same atomic step, so `recipients = pending + in_flight + in_doubt + accepted +
+//! failed_before_accept + skipped_at_send + cancelled` holds at every moment, and webhook
+//! statuses move a job forward on the delivery lattice only.
+//!
+//! A job's life: `pending → claimed → started → accepted | failed | skipped | in_doubt`,
+//! with `delayed` (still pending) for retries and `cancelled` for unsent jobs of a cancelled
+//! campaign. A claimed job whose lease expires goes back to pending; a started one (its
+//! request may have reached Meta) becomes in doubt, and only webhook evidence or the grace
+//! period settles it.
+
+use std::future::Future;
+
+use herald_core::{
+    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient, Stats,
+    WaMessageId,
+};
+
+mod error;
+mod keys;
+pub mod redis;
+mod types;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{Result, StoreError};
+pub use redis::{RedisConfig, RedisStore};
+pub use types::*;
+
+/// Herald's durable state. Every method is one or a few round trips; every state change is
+/// atomic with its counters.
+pub trait Store: Send + Sync + 'static {
+    // --- Campaigns -------------------------------------------------------------------
+
+    fn create_campaign(
+        &self,
+        campaign: NewCampaign,
+    ) -> impl Future<Output = Result<Campaign>> + Send;
+
+    fn campaign(&self, id: &CampaignId) -> impl Future<Output = Result<Campaign>> + Send;
+
+    /// All campaigns, newest first.
+    fn list_campaigns(&self) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
+
+    /// Applies a lifecycle action (DESIGN's lifecycle; illegal ones are errors). `Cancel`
+    /// also cancels every unsent job.
+    fn transition(
+        &self,
+        id: &CampaignId,
+        action: CampaignAction,
+        reason: Option<PauseReason>,
+    ) -> impl Future<Output = Result<CampaignStatus>> + Send;
+
+    /// Campaigns workers may claim from.
+    fn running_campaigns(&self) -> impl Future<Output = Result<Vec<RunningCampaign>>> + Send;
+
+    /// Campaigns with a `schedule_at` that has come, still `scheduled`.
+    fn due_scheduled(&self, now_ms: i64) -> impl Future<Output = Result<Vec<CampaignId>>> + Send;
+
+    /// Marks an upload in progress until `until_ms` (refreshed per batch), so a running
+    /// campaign does not complete between batches.
+    fn hold_upload(
+        &self,
+        id: &CampaignId,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    // --- Jobs ------------------------------------------------------------------------
+
+    /// Adds recipients as pending jobs. Idempotent on (campaign, phone): answers, per
+    /// recipient, whether it was new.
+    fn enqueue_batch(
+        &self,
+        id: &CampaignId,
+        recipients: &[Recipient],
+    ) -> impl Future<Output = Result<Vec<bool>>> + Send;
+
+    /// Claims up to `max` pending jobs across running campaigns, fairly (each campaign gets
+    /// its share before any gets more), under a lease.
+    fn claim(&self, request: &ClaimRequest)
+    -> impl Future<Output = Result<Vec<ClaimedJob>>> + Send;
+
+    /// Marks held jobs as started, just before their requests go out: from here a lost lease
+    /// means "in doubt", not "pending". A job whose campaign stopped running is released and
+    /// answers `false`; so does a job no longer held.
+    fn start(&self, jobs: &[JobRef]) -> impl Future<Output = Result<Vec<bool>>> + Send;
+
+    fn settle(&self, settles: &[Settle]) -> impl Future<Output = Result<Vec<SettleResult>>> + Send;
+
+    /// Extends the leases of the claims these jobs were taken under (a lease covers one
+    /// claim call's jobs, identified by its token).
+    fn renew(&self, jobs: &[JobRef], lease_ms: u64) -> impl Future<Output = Result<()>> + Send;
+
+    /// Jobs whose lease expired: claimed ones back to pending, started ones in doubt.
+    fn reclaim_expired(&self) -> impl Future<Output = Result<Reclaimed>> + Send;
+
+    /// In-doubt jobs older than the grace period: resent once or failed, per the policy.
+    fn expire_in_doubt(
+        &self,
+        grace_ms: u64,
+        policy: InDoubtPolicy,
+    ) -> impl Future<Output = Result<InDoubtExpired>> + Send;
+
+    // --- State and stats -------------------------------------------------------------
+
+    /// Applies webhook statuses: forward-only on the lattice, idempotent, order-independent.
+    /// Resolves in-doubt jobs by callback id.
+    fn apply_status(
+        &self,
+        updates: &[StatusUpdate],
+    ) -> impl Future<Output = Result<Vec<Applied>>> + Send;
+
+    fn stats(&self, id: &CampaignId) -> impl Future<Output = Result<Stats>> + Send;
+
+    fn job(&self, id: &JobId) -> impl Future<Output = Result<Option<JobView>>> + Send;
+
+    /// The job a message id belongs to (kept for Meta's 30-day delivery horizon).
+    fn job_for_message(
+        &self,
+        message_id: &WaMessageId,
+    ) -> impl Future<Output = Result<Option<JobId>>> + Send;
+
+    /// Stores upload rejects for the failures report and counts them as skipped.
+    fn add_rejects(
+        &self,
+        id: &CampaignId,
+        rows: &[FailureRow],
+        reasons: &[herald_core::SkipReason],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// A page of the failures report: upload rejects, then failed and skipped jobs.
+    /// Returns the rows and the cursor of the next page (`None` at the end).
+    fn failures(
+        &self,
+        id: &CampaignId,
+        cursor: u64,
+        count: usize,
+    ) -> impl Future<Output = Result<(Vec<FailureRow>, Option<u64>)>> + Send;
+
+    /// Counts a reply for the campaign that last messaged this user (once per recipient).
+    fn count_reply(
+        &self,
+        id: &CampaignId,
+        phone: PhoneE164,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Pauses every running campaign that sends this template (`name:language`) or, with
+    /// `None`, every running campaign on the phone number id. Returns the campaigns paused.
+    fn pause_matching(
+        &self,
+        phone_number_id: Option<&str>,
+        template: Option<&str>,
+        reason: PauseReason,
+    ) -> impl Future<Output = Result<Vec<CampaignId>>> + Send;
+
+    // --- Suppression and 24 h windows ------------------------------------------------
+
+    fn suppress(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn suppressed(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> impl Future<Output = Result<Vec<bool>>> + Send;
+
+    /// A page of the suppression list (cursor 0 starts; `None` ends).
+    fn list_suppressed(
+        &self,
+        phone_number_id: &str,
+        cursor: u64,
+    ) -> impl Future<Output = Result<(Vec<PhoneE164>, Option<u64>)>> + Send;
+
+    /// Opens (or extends) the 24 h customer-service window after an inbound message.
+    fn open_window(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+        at_unix: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    fn windows_open(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> impl Future<Output = Result<Vec<bool>>> + Send;
+
+    // --- Rate and pair spacing -------------------------------------------------------
+
+    /// Takes up to `want` send slots from the phone number's shared limiter (GCRA), at most
+    /// `horizon_us` ahead of now. All workers together never get more than one slot per
+    /// `interval_us`.
+    fn acquire_slots(
+        &self,
+        phone_number_id: &str,
+        interval_us: u64,
+        want: u32,
+        horizon_us: u64,
+    ) -> impl Future<Output = Result<Slots>> + Send;
+
+    /// Reserves the next send to each recipient, at least `interval_ms` after the previous
+    /// one, and remembers which campaign sent it (for reply attribution, 72 h).
+    fn reserve_pairs(
+        &self,
+        phone_number_id: &str,
+        sends: &[(PhoneE164, CampaignId)],
+        interval_ms: u64,
+    ) -> impl Future<Output = Result<Vec<PairReservation>>> + Send;
+
+    /// The campaign that last messaged this user from this number within 72 h.
+    fn last_campaign(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+    ) -> impl Future<Output = Result<Option<CampaignId>>> + Send;
+}

@@ -1,0 +1,44 @@
+-- Claims up to ARGV[2] pending jobs of a running campaign under one lease token.
+-- KEYS[1] campaign meta
+-- ARGV[1] key base, ARGV[2] max, ARGV[3] lease token, ARGV[4] lease ms
+-- Returns { completed (0/1), then per job: seq, the record as it was (pending) }.
+local meta, base = KEYS[1], ARGV[1]
+local max, token, lease = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+if redis.call('HGET', meta, 'status') ~= 'running' then return { 0 } end
+local now = now_ms()
+local q = base .. ':q'
+-- Retries that are due go to the head of the queue.
+local due = redis.call('ZRANGEBYSCORE', base .. ':delay', '-inf', now, 'LIMIT', 0, max)
+if #due > 0 then
+  redis.call('ZREM', base .. ':delay', unpack(due))
+  for i = #due, 1, -1 do redis.call('LPUSH', q, due[i]) end
+end
+local res, held = { 0 }, {}
+local seqs = redis.call('LPOP', q, max)
+if seqs then
+  for _, seq in ipairs(seqs) do
+    local k, f = addr(base, seq)
+    local rec = redis.call('HGET', k, f)
+    -- Anything but a pending record is a stale queue entry (settled meanwhile): skip it.
+    -- A pending record is "p|att|phone||aux|flags|vars" with an empty token, so the claimed
+    -- record is the same with the state and the token swapped in.
+    if rec and string.byte(rec, 1) == 112 then
+      local at = string.match(rec, '^p|[^|]*|[^|]*|()')
+      redis.call('HSET', k, f, 'c' .. string.sub(rec, 2, at - 1) .. token .. string.sub(rec, at))
+      res[#res + 1] = seq
+      res[#res + 1] = rec
+      held[#held + 1] = seq
+    end
+  end
+end
+local n = #held
+if n > 0 then
+  redis.call('ZADD', base .. ':lease', now + lease, token)
+  redis.call('RPUSH', base .. ':lease:' .. token, unpack(held))
+  redis.call('HINCRBY', base .. ':lease_n', token, n)
+  redis.call('HINCRBY', base .. ':stats', 'pending', -n)
+  redis.call('HINCRBY', base .. ':stats', 'in_flight', n)
+else
+  res[1] = maybe_complete(meta, base, now)
+end
+return res

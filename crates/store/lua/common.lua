@@ -1,0 +1,130 @@
+-- Shared helpers, prepended to every Herald script that touches one campaign.
+--
+-- Every key a script touches is built from ARGV[1], the campaign's key base
+-- ("<prefix>:{c:<id>}"), which shares KEYS[1]'s hash tag: one script, one Cluster slot.
+--
+-- Leases are per claim: <base>:lease is a ZSET token -> expiry ms, <base>:lease:<token> the
+-- LIST of seqs claimed under it, and <base>:lease_n a HASH token -> jobs still held. A token
+-- whose jobs are all settled is dropped at once; an expired one is swept by reclaim.
+--
+-- A job record is one string in a bucket hash of 10 jobs: seq "12345" lives in
+-- <base>:j:1234, field "5" (seqs below 10 in <base>:j:0). The split is textual, so no
+-- number is ever formatted on the hot path (Redis formats Lua numbers with printf, which
+-- profiling showed costs more than the hash operations). The record is
+--     state|attempts|phone|token|aux|flags|vars
+-- state: p pending (queued or delayed), c claimed, s started, d in doubt,
+--        a0..a7 accepted with delivery-lattice bits (progress in bits 0-1: accepted, sent,
+--        delivered, read; failed in bit 2), f failed, k skipped, x cancelled.
+-- aux:   the message id, then a space and the error code of a webhook failure (a); the error
+--        code (f); the skip reason (k); in doubt since ms (d).
+-- flags: r = the in-doubt resend was used, P = pricing counted, R = reply counted.
+-- vars:  the encoded variables; dropped once the job can no longer be sent.
+--
+-- Counters live in <base>:stats and move in the same script as the state they describe.
+
+local PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
+local ACCEPTED = { [0] = 'a0', 'a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7' }
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Bucket key names, built once per bucket per call.
+local JOB_KEYS = {}
+local function addr(base, seq)
+  local n = #seq
+  local b = n == 1 and '0' or string.sub(seq, 1, n - 1)
+  local k = JOB_KEYS[b]
+  if not k then
+    k = base .. ':j:' .. b
+    JOB_KEYS[b] = k
+  end
+  return k, string.sub(seq, n)
+end
+
+local function parse(rec)
+  local st, att, ph, tok, aux, fl, vars = string.match(rec, PATTERN)
+  if not st then return nil end
+  return { st = st, att = att, ph = ph, tok = tok, aux = aux, fl = fl, vars = vars }
+end
+
+local function fmt(r)
+  return r.st .. '|' .. r.att .. '|' .. r.ph .. '|' .. r.tok .. '|' .. r.aux .. '|' .. r.fl .. '|' .. r.vars
+end
+
+local function get_job(base, seq)
+  local k, f = addr(base, seq)
+  local rec = redis.call('HGET', k, f)
+  if not rec then return nil end
+  return parse(rec)
+end
+
+local function put_job(base, seq, r)
+  local k, f = addr(base, seq)
+  redis.call('HSET', k, f, fmt(r))
+end
+
+local function inc(att)
+  return int((tonumber(att) or 0) + 1)
+end
+
+-- Counter changes accumulate here and are written once per call.
+local function bump(c, field, n)
+  c[field] = (c[field] or 0) + n
+end
+
+local function flush(base, c)
+  for f, n in pairs(c) do
+    if n ~= 0 then redis.call('HINCRBY', base .. ':stats', f, n) end
+  end
+end
+
+local function has_flag(r, f)
+  return string.find(r.fl, f, 1, true) ~= nil
+end
+
+-- One fewer job held under a lease token; the lease goes when none is left.
+local function release_lease(base, tok, n)
+  if tok == '' or n == 0 then return end
+  local left = redis.call('HINCRBY', base .. ':lease_n', tok, -n)
+  if left <= 0 then
+    redis.call('ZREM', base .. ':lease', tok)
+    redis.call('DEL', base .. ':lease:' .. tok)
+    redis.call('HDEL', base .. ':lease_n', tok)
+  end
+end
+
+-- Leaves a not-yet-accepted state (evidence of acceptance arrived): its counter goes down
+-- and the job leaves the index it sat in. A queue entry left behind is skipped by claim.
+local function leave(base, c, r, seq)
+  local s = string.sub(r.st, 1, 1)
+  if s == 'p' then
+    bump(c, 'pending', -1)
+    redis.call('ZREM', base .. ':delay', seq)
+  elseif s == 'c' or s == 's' then
+    bump(c, 'in_flight', -1)
+    release_lease(base, r.tok, 1)
+  elseif s == 'd' then
+    bump(c, 'in_doubt', -1)
+    redis.call('ZREM', base .. ':doubt', seq)
+  end
+end
+
+-- A running campaign with recipients and nothing left to do (and no upload in progress)
+-- completes. Returns 1 when it did.
+local function maybe_complete(meta, base, now)
+  if redis.call('HGET', meta, 'status') ~= 'running' then return 0 end
+  local v = redis.call('HMGET', base .. ':stats', 'recipients', 'pending', 'in_flight', 'in_doubt')
+  if (tonumber(v[1]) or 0) == 0 then return 0 end
+  for i = 2, 4 do
+    if (tonumber(v[i]) or 0) > 0 then return 0 end
+  end
+  if (tonumber(redis.call('HGET', meta, 'upload_until') or '0') or 0) > now then return 0 end
+  redis.call('HSET', meta, 'status', 'completed', 'finished_ms', now, 'updated_ms', now)
+  return 1
+end

@@ -1,0 +1,38 @@
+-- In-doubt jobs past the grace period with no webhook evidence: resent once (same callback
+-- id) or failed with code in_doubt. A second in-doubt of a resent job always fails; a job of
+-- a cancelled campaign is cancelled.
+-- KEYS[1] campaign meta
+-- ARGV[1] key base, ARGV[2] grace ms, ARGV[3] policy (resend|fail), ARGV[4] max jobs
+-- Returns { resent, failed, completed (0/1), more left (0/1) }.
+local meta, base = KEYS[1], ARGV[1]
+local grace, policy, max = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local now = now_ms()
+local status = redis.call('HGET', meta, 'status')
+local expired = redis.call('ZRANGEBYSCORE', base .. ':doubt', '-inf', now - grace, 'LIMIT', 0, max)
+local c, resent, failed = {}, 0, 0
+for _, s in ipairs(expired) do
+  local seq = s
+  local r = get_job(base, seq)
+  if r and r.st == 'd' then
+    bump(c, 'in_doubt', -1)
+    if status == 'cancelled' then
+      r.st, r.vars = 'x', ''
+      bump(c, 'cancelled', 1)
+    elseif policy == 'resend' and not has_flag(r, 'r') then
+      r.st, r.fl, r.aux = 'p', r.fl .. 'r', ''
+      redis.call('LPUSH', base .. ':q', seq)
+      bump(c, 'pending', 1)
+      resent = resent + 1
+    else
+      r.st, r.aux, r.vars = 'f', 'in_doubt', ''
+      bump(c, 'failed', 1)
+      bump(c, 'failed_before_accept', 1)
+      bump(c, 'err:in_doubt', 1)
+      failed = failed + 1
+    end
+    put_job(base, seq, r)
+  end
+  redis.call('ZREM', base .. ':doubt', seq)
+end
+flush(base, c)
+return { resent, failed, maybe_complete(meta, base, now), #expired == max and 1 or 0 }

@@ -1,0 +1,35 @@
+-- Expired leases: a claimed job goes back to the head of the queue; a started one (its
+-- request may have reached Meta) is in doubt. Jobs settled meanwhile are left alone.
+-- KEYS[1] campaign meta
+-- ARGV[1] key base, ARGV[2] max lease tokens per call
+-- Returns { to pending, to in doubt, more left (0/1) }.
+local base, max = ARGV[1], tonumber(ARGV[2])
+local now = now_ms()
+local tokens = redis.call('ZRANGEBYSCORE', base .. ':lease', '-inf', now, 'LIMIT', 0, max)
+local c, pend, doubt = {}, 0, 0
+for _, tok in ipairs(tokens) do
+  local seqs = redis.call('LRANGE', base .. ':lease:' .. tok, 0, -1)
+  for _, seq in ipairs(seqs) do
+    local r = get_job(base, seq)
+    if r and r.tok == tok and r.st == 'c' then
+      r.st, r.tok = 'p', ''
+      redis.call('LPUSH', base .. ':q', seq)
+      bump(c, 'in_flight', -1)
+      bump(c, 'pending', 1)
+      pend = pend + 1
+      put_job(base, seq, r)
+    elseif r and r.tok == tok and r.st == 's' then
+      r.st, r.tok, r.aux = 'd', '', int(now)
+      redis.call('ZADD', base .. ':doubt', now, seq)
+      bump(c, 'in_flight', -1)
+      bump(c, 'in_doubt', 1)
+      doubt = doubt + 1
+      put_job(base, seq, r)
+    end
+  end
+  redis.call('ZREM', base .. ':lease', tok)
+  redis.call('DEL', base .. ':lease:' .. tok)
+  redis.call('HDEL', base .. ':lease_n', tok)
+end
+flush(base, c)
+return { pend, doubt, #tokens == max and 1 or 0 }

@@ -1,0 +1,62 @@
+-- Settles held jobs.
+-- KEYS[1] campaign meta
+-- ARGV[1] key base, then 4-tuples: seq, lease token, kind, argument:
+--   A accepted (message id)   F failed (error code)      D delayed after a send (ms)
+--   W deferred, not sent (ms) K skipped (reason)         U in doubt        R released
+-- A job no longer held under the token is stale and unchanged, except that acceptance is
+-- evidence: it settles a job that was reclaimed or is in doubt.
+-- Returns { completed (0/1), then 1 (applied) or 0 (stale) per job }.
+local meta, base = KEYS[1], ARGV[1]
+local now = now_ms()
+local out, c, settled = { 0 }, {}, {}
+for i = 2, #ARGV, 4 do
+  local seq, tok, kind, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local k, f = addr(base, seq)
+  local rec = redis.call('HGET', k, f)
+  local st, att, ph, rtok, aux, fl, vars
+  if rec then st, att, ph, rtok, aux, fl, vars = string.match(rec, PATTERN) end
+  if st and (st == 'c' or st == 's') and rtok == tok then
+    settled[tok] = (settled[tok] or 0) + 1
+    bump(c, 'in_flight', -1)
+    local new
+    if kind == 'A' then
+      new = 'a0|' .. inc(att) .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|'
+      bump(c, 'accepted', 1)
+    elseif kind == 'F' then
+      new = 'f|' .. inc(att) .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|'
+      bump(c, 'failed', 1)
+      bump(c, 'failed_before_accept', 1)
+      bump(c, 'err:' .. arg, 1)
+    elseif kind == 'D' or kind == 'W' then
+      if kind == 'D' then att = inc(att) end
+      new = 'p|' .. att .. '|' .. ph .. '||' .. aux .. '|' .. fl .. '|' .. vars
+      redis.call('ZADD', base .. ':delay', now + tonumber(arg), seq)
+      bump(c, 'pending', 1)
+    elseif kind == 'K' then
+      new = 'k|' .. att .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|'
+      bump(c, 'skipped_at_send', 1)
+      bump(c, 'skip:' .. arg, 1)
+    elseif kind == 'U' then
+      new = 'd|' .. inc(att) .. '|' .. ph .. '||' .. int(now) .. '|' .. fl .. '|' .. vars
+      redis.call('ZADD', base .. ':doubt', now, seq)
+      bump(c, 'in_doubt', 1)
+    else -- R
+      new = 'p|' .. att .. '|' .. ph .. '||' .. aux .. '|' .. fl .. '|' .. vars
+      redis.call('LPUSH', base .. ':q', seq)
+      bump(c, 'pending', 1)
+    end
+    redis.call('HSET', k, f, new)
+    out[#out + 1] = 1
+  elseif st and kind == 'A' and string.find('pcsd', string.sub(st, 1, 1), 1, true) then
+    leave(base, c, parse(rec), seq)
+    redis.call('HSET', k, f, 'a0|' .. inc(att) .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|')
+    bump(c, 'accepted', 1)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+for t, n in pairs(settled) do release_lease(base, t, n) end
+flush(base, c)
+out[1] = maybe_complete(meta, base, now)
+return out

@@ -1,0 +1,62 @@
+-- Applies webhook statuses, forward-only on the delivery lattice. The record's aux becomes
+-- "<message id>[ <error code of a webhook failure>]".
+-- KEYS[1] campaign meta
+-- ARGV[1] key base, then 6-tuples: seq, lattice bits of the status, message id ('' unknown),
+--   error code (''), billable ('1', '0' or ''), pricing category ('')
+-- A status for a job not yet accepted (in flight, in doubt, pending a resend) is evidence
+-- that Meta accepted it. A job that ended without a message id is left alone ("late").
+-- Returns per status: 1 changed, 0 no change, 2 late, 3 unknown job.
+local base = ARGV[1]
+local out, c = {}, {}
+local LEVELS = { 'sent', 'delivered', 'read' }
+for i = 2, #ARGV, 6 do
+  local seq, bits, wamid = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local code, billable, category = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local r = get_job(base, seq)
+  if r == nil then
+    out[#out + 1] = 3
+  else
+    local s = string.sub(r.st, 1, 1)
+    local old, changed = nil, false
+    if s == 'a' then
+      old = tonumber(string.sub(r.st, 2)) or 0
+    elseif s == 'p' or s == 'c' or s == 's' or s == 'd' then
+      leave(base, c, r, seq)
+      bump(c, 'accepted', 1)
+      r.aux, r.tok, r.vars, old, changed = '', '', '', 0, true
+    end
+    if old == nil then
+      out[#out + 1] = 2
+    else
+      local op, of = old % 4, math.floor(old / 4) % 2
+      local bp, bf = bits % 4, math.floor(bits / 4) % 2
+      local np, nf = math.max(op, bp), math.max(of, bf)
+      for level = 1, 3 do
+        if op < level and np >= level then bump(c, LEVELS[level], 1) end
+      end
+      if nf == 1 and of == 0 then
+        bump(c, 'failed', 1)
+        if code ~= '' then
+          bump(c, 'err:' .. code, 1)
+          r.aux = r.aux .. ' ' .. code
+        end
+      end
+      local new = np + 4 * nf
+      if new ~= old then changed = true end
+      r.st = ACCEPTED[new]
+      -- aux is "<message id>[ <webhook error code>]"; the id may arrive after the failure.
+      if wamid ~= '' and string.sub(r.aux, 1, 1) == ' ' or (wamid ~= '' and r.aux == '') then
+        r.aux, changed = wamid .. r.aux, true
+      end
+      if billable ~= '' and not has_flag(r, 'P') then
+        if billable == '1' then bump(c, 'billable', 1) end
+        if category ~= '' then bump(c, 'cat:' .. category, 1) end
+        r.fl, changed = r.fl .. 'P', true
+      end
+      if changed then put_job(base, seq, r) end
+      out[#out + 1] = changed and 1 or 0
+    end
+  end
+end
+flush(base, c)
+return out

@@ -1,0 +1,983 @@
+//! The backend-agnostic conformance suite: every `Store` implementation must pass it.
+//!
+//! Each check takes a fresh, empty store. [`conformance_tests!`](crate::conformance_tests)
+//! turns the whole suite into `#[tokio::test]`s for a backend; the Redis backend runs it in
+//! `tests/redis.rs`. After every operation the checks assert DESIGN §2's invariant, so a
+//! counter that drifts from the states fails the suite where it happens.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use herald_core::{
+    CampaignAction, CampaignId, CampaignSpec, CampaignStatus, DeliveryState, JobId, PauseKind,
+    PauseReason, PhoneE164, Recipient, SkipReason, StatusEvent, Vars, WaMessageId,
+};
+use serde_json::json;
+
+use crate::*;
+
+pub const PNID: &str = "106540352242922";
+
+pub fn spec(name: &str) -> CampaignSpec {
+    serde_json::from_value(json!({
+        "name": name,
+        "message": {"type": "template", "template": {"name": "order_update", "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{first_name}}"}]}]}}
+    }))
+    .unwrap()
+}
+
+pub fn phone(i: u64) -> PhoneE164 {
+    PhoneE164::from_u64(447_700_000_000 + i).unwrap()
+}
+
+pub fn recipients(range: std::ops::Range<u64>) -> Vec<Recipient> {
+    range
+        .map(|i| Recipient::new(phone(i), Vars::from_values([format!("name{i}")])))
+        .collect()
+}
+
+pub async fn campaign<S: Store>(store: &S, name: &str) -> CampaignId {
+    store
+        .create_campaign(NewCampaign {
+            spec: spec(name),
+            phone_number_id: PNID.into(),
+            template: Some("order_update:en_US".into()),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+/// A running campaign with `n` pending jobs.
+pub async fn running<S: Store>(store: &S, name: &str, n: u64) -> CampaignId {
+    let id = campaign(store, name).await;
+    if n > 0 {
+        let added = store.enqueue_batch(&id, &recipients(0..n)).await.unwrap();
+        assert!(added.iter().all(|a| *a));
+    }
+    store
+        .transition(&id, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    id
+}
+
+pub async fn invariant<S: Store>(store: &S, id: &CampaignId) -> herald_core::Stats {
+    let s = store.stats(id).await.unwrap();
+    assert!(s.invariant_holds(), "invariant broken: {s:#?}");
+    s
+}
+
+fn token(n: u64) -> LeaseToken {
+    LeaseToken(n)
+}
+
+pub fn claim_req(max: usize, t: u64) -> ClaimRequest {
+    ClaimRequest {
+        phone_number_id: None,
+        max,
+        lease_ms: 60_000,
+        token: token(t),
+    }
+}
+
+fn wamid(i: u64) -> WaMessageId {
+    WaMessageId::new(&format!("wamid.test{i}")).unwrap()
+}
+
+async fn settle_one<S: Store>(store: &S, job: &ClaimedJob, outcome: Outcome) -> SettleResult {
+    store
+        .settle(&[Settle {
+            job: job.into(),
+            outcome,
+        }])
+        .await
+        .unwrap()[0]
+}
+
+fn status(job: Option<JobId>, message_id: Option<WaMessageId>, event: StatusEvent) -> StatusUpdate {
+    StatusUpdate {
+        job,
+        message_id,
+        event,
+        timestamp: None,
+        error_code: None,
+        pricing: None,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+
+pub async fn lifecycle<S: Store>(store: &S) {
+    let id = campaign(store, "lifecycle").await;
+    let c = store.campaign(&id).await.unwrap();
+    assert_eq!(
+        (c.status, c.name.as_str(), c.phone_number_id.as_str()),
+        (CampaignStatus::Draft, "lifecycle", PNID)
+    );
+    assert_eq!(c.spec, spec("lifecycle"));
+    let err = store
+        .transition(&id, CampaignAction::Pause, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition(_)), "{err}");
+    assert_eq!(
+        store
+            .transition(&id, CampaignAction::Start, None)
+            .await
+            .unwrap(),
+        CampaignStatus::Running
+    );
+    assert!(
+        store
+            .running_campaigns()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.id == id)
+    );
+    let reason = PauseReason::from_code(PauseKind::CampaignFatal, 132_001, "template missing");
+    assert_eq!(
+        store
+            .transition(&id, CampaignAction::Pause, Some(reason.clone()))
+            .await
+            .unwrap(),
+        CampaignStatus::Paused
+    );
+    let c = store.campaign(&id).await.unwrap();
+    assert_eq!(c.pause_reason, Some(reason));
+    assert!(
+        !store
+            .running_campaigns()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.id == id)
+    );
+    assert!(matches!(
+        store.transition(&id, CampaignAction::Pause, None).await,
+        Err(StoreError::IllegalTransition(_))
+    ));
+    store
+        .transition(&id, CampaignAction::Resume, None)
+        .await
+        .unwrap();
+    assert_eq!(store.campaign(&id).await.unwrap().pause_reason, None);
+    store
+        .transition(&id, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    for action in [
+        CampaignAction::Start,
+        CampaignAction::Resume,
+        CampaignAction::Cancel,
+    ] {
+        assert!(matches!(
+            store.transition(&id, action, None).await,
+            Err(StoreError::IllegalTransition(_))
+        ));
+    }
+    assert!(matches!(
+        store
+            .campaign(&CampaignId::new("nosuchcampaign").unwrap())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Scheduling: a due scheduled campaign is listed until it starts.
+    let mut s = spec("scheduled");
+    s.schedule_at = Some("2020-01-01T00:00:00Z".parse().unwrap());
+    let sid = store
+        .create_campaign(NewCampaign {
+            spec: s,
+            phone_number_id: PNID.into(),
+            template: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    store
+        .transition(&sid, CampaignAction::Schedule, None)
+        .await
+        .unwrap();
+    let due = store.due_scheduled(crate::redis::now_ms()).await.unwrap();
+    assert!(due.contains(&sid));
+    store
+        .transition(&sid, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .due_scheduled(crate::redis::now_ms())
+            .await
+            .unwrap()
+            .contains(&sid)
+    );
+    let all = store.list_campaigns().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].id, sid, "newest first");
+}
+
+pub async fn idempotent_enqueue<S: Store>(store: &S) {
+    let id = campaign(store, "enqueue").await;
+    let first = store
+        .enqueue_batch(&id, &recipients(0..2500))
+        .await
+        .unwrap();
+    assert!(first.iter().all(|n| *n));
+    let again = store
+        .enqueue_batch(&id, &recipients(2000..3000))
+        .await
+        .unwrap();
+    assert_eq!(again.iter().filter(|n| **n).count(), 500);
+    assert!(again[..500].iter().all(|n| !*n));
+    let s = invariant(store, &id).await;
+    assert_eq!((s.recipients, s.pending), (3000, 3000));
+}
+
+pub async fn claim_start_settle<S: Store>(store: &S) {
+    let id = running(store, "basic", 10).await;
+    let jobs = store.claim(&claim_req(4, 1)).await.unwrap();
+    assert_eq!(jobs.len(), 4);
+    assert_eq!(jobs[0].phone, phone(0), "claimed in queue order");
+    assert_eq!(jobs[0].vars, ["name0"]);
+    assert_eq!(jobs[0].attempts, 0);
+    let s = invariant(store, &id).await;
+    assert_eq!((s.pending, s.in_flight), (6, 4));
+    let started = store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(started, [true; 4]);
+    let settles = vec![
+        Settle {
+            job: (&jobs[0]).into(),
+            outcome: Outcome::Accepted {
+                message_id: wamid(0),
+            },
+        },
+        Settle {
+            job: (&jobs[1]).into(),
+            outcome: Outcome::Failed {
+                code: "131026".into(),
+            },
+        },
+        Settle {
+            job: (&jobs[2]).into(),
+            outcome: Outcome::Skipped {
+                reason: SkipReason::WindowClosed,
+            },
+        },
+        Settle {
+            job: (&jobs[3]).into(),
+            outcome: Outcome::Delayed { delay_ms: 60_000 },
+        },
+    ];
+    assert_eq!(
+        store.settle(&settles).await.unwrap(),
+        [SettleResult::Applied; 4]
+    );
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (
+            s.accepted,
+            s.failed,
+            s.failed_before_accept,
+            s.skipped_at_send,
+            s.pending
+        ),
+        (1, 1, 1, 1, 7)
+    );
+    assert_eq!(s.errors.get("131026"), Some(&1));
+    assert_eq!(s.skipped.window_closed, 1);
+    // Settling again is a stale no-op.
+    assert_eq!(
+        store.settle(&settles).await.unwrap(),
+        [SettleResult::Stale; 4]
+    );
+    invariant(store, &id).await;
+    assert_eq!(
+        store.job_for_message(&wamid(0)).await.unwrap(),
+        Some(jobs[0].id.clone())
+    );
+    let view = store.job(&jobs[3].id).await.unwrap().unwrap();
+    assert_eq!((view.state.clone(), view.attempts), (JobState::Pending, 1));
+    match store.job(&jobs[0].id).await.unwrap().unwrap().state {
+        JobState::Accepted {
+            message_id,
+            delivery,
+        } => {
+            assert_eq!(message_id, Some(wamid(0)));
+            assert_eq!(delivery, DeliveryState::ACCEPTED);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The delayed job is not claimable before its time.
+    let rest = store.claim(&claim_req(10, 2)).await.unwrap();
+    assert_eq!(rest.len(), 6);
+    assert!(!rest.iter().any(|j| j.id == jobs[3].id));
+}
+
+pub async fn fairness<S: Store>(store: &S) {
+    let big = running(store, "big", 2000).await;
+    let small = campaign(store, "small").await;
+    store
+        .enqueue_batch(&small, &recipients(5000..5040))
+        .await
+        .unwrap();
+    store
+        .transition(&small, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    let mut from_small = 0;
+    for round in 0..4 {
+        let jobs = store.claim(&claim_req(20, round)).await.unwrap();
+        assert_eq!(jobs.len(), 20);
+        from_small += jobs.iter().filter(|j| j.id.campaign == small).count();
+    }
+    assert_eq!(
+        from_small, 40,
+        "the small campaign is served alongside the big one, not after it"
+    );
+    invariant(store, &big).await;
+    invariant(store, &small).await;
+}
+
+pub async fn paused_and_cancelled_are_not_claimed<S: Store>(store: &S) {
+    let a = running(store, "a", 5).await;
+    let b = running(store, "b", 5).await;
+    store
+        .transition(&a, CampaignAction::Pause, None)
+        .await
+        .unwrap();
+    store
+        .transition(&b, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    assert!(store.claim(&claim_req(10, 1)).await.unwrap().is_empty());
+    let s = invariant(store, &b).await;
+    assert_eq!((s.cancelled, s.pending), (5, 0));
+    store
+        .transition(&a, CampaignAction::Resume, None)
+        .await
+        .unwrap();
+    assert_eq!(store.claim(&claim_req(10, 1)).await.unwrap().len(), 5);
+}
+
+pub async fn pause_between_claim_and_start_releases<S: Store>(store: &S) {
+    let id = running(store, "pause", 3).await;
+    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    store
+        .transition(&id, CampaignAction::Pause, None)
+        .await
+        .unwrap();
+    let started = store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(started, [false; 3]);
+    let s = invariant(store, &id).await;
+    assert_eq!((s.pending, s.in_flight), (3, 0));
+}
+
+pub async fn lease_expiry_and_reclaim<S: Store>(store: &S) {
+    let id = running(store, "lease", 3).await;
+    // Two claims: the first lets its lease lapse, the second keeps renewing.
+    let mut req = claim_req(2, 7);
+    req.lease_ms = 50;
+    let jobs = store.claim(&req).await.unwrap();
+    let mut req = claim_req(1, 8);
+    req.lease_ms = 50;
+    let kept = store.claim(&req).await.unwrap().remove(0);
+    // One request may have gone out; the other never started.
+    store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
+    store.renew(&[JobRef::from(&kept)], 10_000).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let r = store.reclaim_expired().await.unwrap();
+    assert_eq!(
+        r,
+        Reclaimed {
+            to_pending: 1,
+            to_in_doubt: 1
+        }
+    );
+    let s = invariant(store, &id).await;
+    assert_eq!((s.in_doubt, s.pending, s.in_flight), (1, 1, 1));
+    assert_eq!(
+        store.reclaim_expired().await.unwrap(),
+        Reclaimed::default(),
+        "a swept lease is gone"
+    );
+    // The dead worker's late settle is stale; its acceptance is still evidence.
+    assert_eq!(
+        settle_one(store, &jobs[1], Outcome::Failed { code: "2".into() }).await,
+        SettleResult::Stale
+    );
+    assert_eq!(
+        settle_one(
+            store,
+            &jobs[0],
+            Outcome::Accepted {
+                message_id: wamid(1)
+            }
+        )
+        .await,
+        SettleResult::Applied
+    );
+    let s = invariant(store, &id).await;
+    assert_eq!((s.in_doubt, s.accepted, s.failed), (0, 1, 0));
+    // The renewed claim was not reclaimed.
+    assert_eq!(
+        settle_one(store, &kept, Outcome::InDoubt).await,
+        SettleResult::Applied
+    );
+    invariant(store, &id).await;
+}
+
+pub async fn in_doubt_resolved_by_callback_id<S: Store>(store: &S) {
+    let id = running(store, "doubt", 2).await;
+    let jobs = store.claim(&claim_req(2, 1)).await.unwrap();
+    store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    for j in &jobs {
+        settle_one(store, j, Outcome::InDoubt).await;
+    }
+    assert_eq!(invariant(store, &id).await.in_doubt, 2);
+    let applied = store
+        .apply_status(&[status(
+            Some(jobs[0].id.clone()),
+            Some(wamid(9)),
+            StatusEvent::Delivered,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(applied, [Applied::Changed]);
+    let s = invariant(store, &id).await;
+    assert_eq!((s.in_doubt, s.accepted, s.sent, s.delivered), (1, 1, 1, 1));
+    assert_eq!(
+        store.job_for_message(&wamid(9)).await.unwrap(),
+        Some(jobs[0].id.clone())
+    );
+    // Later statuses by message id alone find it.
+    let applied = store
+        .apply_status(&[status(None, Some(wamid(9)), StatusEvent::Read)])
+        .await
+        .unwrap();
+    assert_eq!(applied, [Applied::Changed]);
+    assert_eq!(invariant(store, &id).await.read, 1);
+    assert_eq!(
+        store
+            .apply_status(&[status(None, Some(wamid(404)), StatusEvent::Read)])
+            .await
+            .unwrap(),
+        [Applied::Unknown]
+    );
+}
+
+pub async fn in_doubt_grace_resends_once_then_fails<S: Store>(store: &S) {
+    let id = running(store, "grace", 1).await;
+    let job = store.claim(&claim_req(1, 1)).await.unwrap().remove(0);
+    store.start(&[JobRef::from(&job)]).await.unwrap();
+    settle_one(store, &job, Outcome::InDoubt).await;
+    let e = store
+        .expire_in_doubt(60_000, InDoubtPolicy::Resend)
+        .await
+        .unwrap();
+    assert_eq!(e, InDoubtExpired::default(), "not before the grace period");
+    let e = store
+        .expire_in_doubt(0, InDoubtPolicy::Resend)
+        .await
+        .unwrap();
+    assert_eq!(e.resent, 1);
+    let again = store.claim(&claim_req(1, 2)).await.unwrap().remove(0);
+    assert!(again.resend, "the resend is marked");
+    assert_eq!(again.id, job.id, "same job, same callback id");
+    store.start(&[JobRef::from(&again)]).await.unwrap();
+    settle_one(store, &again, Outcome::InDoubt).await;
+    let e = store
+        .expire_in_doubt(0, InDoubtPolicy::Resend)
+        .await
+        .unwrap();
+    assert_eq!(e.failed, 1, "a second in-doubt fails");
+    let s = invariant(store, &id).await;
+    assert_eq!((s.failed, s.errors.get("in_doubt").copied()), (1, Some(1)));
+    assert_eq!(
+        store.campaign(&id).await.unwrap().status,
+        CampaignStatus::Completed
+    );
+}
+
+/// Applies the events in the given order to a fresh accepted job; returns its final stats.
+pub async fn apply_sequence<S: Store>(
+    store: &S,
+    name: &str,
+    events: &[StatusEvent],
+) -> (herald_core::Stats, JobState) {
+    let id = running(store, name, 1).await;
+    let job = store.claim(&claim_req(1, 1)).await.unwrap().remove(0);
+    store.start(&[JobRef::from(&job)]).await.unwrap();
+    settle_one(
+        store,
+        &job,
+        Outcome::Accepted {
+            message_id: wamid(1),
+        },
+    )
+    .await;
+    for e in events {
+        let mut u = status(Some(job.id.clone()), Some(wamid(1)), *e);
+        if *e == StatusEvent::Failed {
+            u.error_code = Some(131_047);
+        }
+        u.pricing = Some(Pricing {
+            billable: Some(true),
+            category: Some("marketing".into()),
+        });
+        store.apply_status(&[u]).await.unwrap();
+        invariant(store, &id).await;
+    }
+    let state = store.job(&job.id).await.unwrap().unwrap().state;
+    (store.stats(&id).await.unwrap(), state)
+}
+
+pub async fn lattice_is_order_independent<S: Store>(store: &S) {
+    use StatusEvent::*;
+    let orders: &[&[StatusEvent]] = &[
+        &[Sent, Delivered, Read],
+        &[Read, Delivered, Sent],
+        &[Read, Read, Sent, Delivered, Delivered],
+        &[Delivered, Failed, Read, Failed, Sent],
+        &[Failed, Delivered],
+    ];
+    let mut results = Vec::new();
+    for (i, o) in orders.iter().enumerate() {
+        results.push(apply_sequence(store, &format!("lattice{i}"), o).await);
+    }
+    let (s, st) = &results[0];
+    assert_eq!((s.sent, s.delivered, s.read, s.failed), (1, 1, 1, 0));
+    assert!(
+        matches!(st, JobState::Accepted { delivery, .. } if delivery.progress == herald_core::Progress::Read)
+    );
+    assert_eq!(results[0].0, results[1].0);
+    assert_eq!(results[0].0, results[2].0);
+    assert_eq!(s.pricing.billable, 1, "pricing counted once per message");
+    let (f, _) = &results[3];
+    assert_eq!(
+        (
+            f.sent,
+            f.delivered,
+            f.read,
+            f.failed,
+            f.failed_before_accept
+        ),
+        (1, 1, 1, 1, 0)
+    );
+    assert_eq!(f.errors.get("131047"), Some(&1));
+    let (g, _) = &results[4];
+    assert_eq!((g.sent, g.delivered, g.read, g.failed), (1, 1, 0, 1));
+}
+
+pub async fn cancellation<S: Store>(store: &S) {
+    let id = running(store, "cancel", 2500).await;
+    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
+    settle_one(store, &jobs[0], Outcome::Delayed { delay_ms: 60_000 }).await;
+    store
+        .transition(&id, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.cancelled, s.pending, s.in_flight),
+        (2498, 0, 2),
+        "queued and delayed jobs are cancelled"
+    );
+    // In-flight jobs settle normally after the cancel.
+    store.start(&[JobRef::from(&jobs[1])]).await.unwrap();
+    assert_eq!(
+        settle_one(
+            store,
+            &jobs[1],
+            Outcome::Accepted {
+                message_id: wamid(5)
+            }
+        )
+        .await,
+        SettleResult::Applied
+    );
+    settle_one(store, &jobs[2], Outcome::Released).await;
+    invariant(store, &id).await;
+    assert!(store.claim(&claim_req(10, 2)).await.unwrap().is_empty());
+    assert!(matches!(
+        store.enqueue_batch(&id, &recipients(9000..9001)).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+pub async fn completes_when_nothing_is_left<S: Store>(store: &S) {
+    let id = running(store, "complete", 3).await;
+    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    for (i, j) in jobs.iter().enumerate() {
+        assert_eq!(
+            store.campaign(&id).await.unwrap().status,
+            CampaignStatus::Running
+        );
+        settle_one(
+            store,
+            j,
+            Outcome::Accepted {
+                message_id: wamid(100 + i as u64),
+            },
+        )
+        .await;
+    }
+    let c = store.campaign(&id).await.unwrap();
+    assert_eq!(c.status, CampaignStatus::Completed);
+    assert!(c.finished_ms.is_some());
+    assert!(
+        !store
+            .running_campaigns()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.id == id)
+    );
+    // Webhooks still count after completion.
+    store
+        .apply_status(&[status(
+            Some(jobs[0].id.clone()),
+            None,
+            StatusEvent::Delivered,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(invariant(store, &id).await.delivered, 1);
+}
+
+pub async fn an_upload_in_progress_holds_completion<S: Store>(store: &S) {
+    let id = running(store, "upload", 1).await;
+    store
+        .hold_upload(&id, crate::redis::now_ms() + 60_000)
+        .await
+        .unwrap();
+    let job = store.claim(&claim_req(1, 1)).await.unwrap().remove(0);
+    store.start(&[JobRef::from(&job)]).await.unwrap();
+    settle_one(
+        store,
+        &job,
+        Outcome::Accepted {
+            message_id: wamid(1),
+        },
+    )
+    .await;
+    assert_eq!(
+        store.campaign(&id).await.unwrap().status,
+        CampaignStatus::Running
+    );
+    store.hold_upload(&id, 0).await.unwrap();
+    assert!(store.claim(&claim_req(1, 2)).await.unwrap().is_empty());
+    assert_eq!(
+        store.campaign(&id).await.unwrap().status,
+        CampaignStatus::Completed
+    );
+}
+
+pub async fn concurrent_claimers_claim_each_job_once<S: Store>(store: &S) {
+    const JOBS: u64 = 100_000;
+    let id = campaign(store, "concurrent").await;
+    let all = recipients(0..JOBS);
+    for chunk in all.chunks(5000) {
+        store.enqueue_batch(&id, chunk).await.unwrap();
+    }
+    store
+        .transition(&id, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    // Eight claimers at once, each on its own pooled connection.
+    let workers = (0..8u64).map(|w| async move {
+        let mut mine = Vec::new();
+        loop {
+            let jobs = store.claim(&claim_req(500, w)).await.unwrap();
+            if jobs.is_empty() {
+                return mine;
+            }
+            let settles: Vec<Settle> = jobs
+                .iter()
+                .map(|j| Settle {
+                    job: j.into(),
+                    outcome: Outcome::Skipped {
+                        reason: SkipReason::FrequencyCapped,
+                    },
+                })
+                .collect();
+            store.settle(&settles).await.unwrap();
+            mine.extend(jobs.into_iter().map(|j| j.id.seq));
+        }
+    });
+    let results = futures::future::join_all(workers).await;
+    let mut seen = HashSet::new();
+    let mut per_worker = Vec::new();
+    for mine in results {
+        per_worker.push(mine.len());
+        for seq in mine {
+            assert!(seen.insert(seq), "job {seq} claimed twice");
+        }
+    }
+    assert_eq!(seen.len() as u64, JOBS, "every job claimed");
+    assert!(
+        per_worker.iter().filter(|n| **n > 0).count() > 1,
+        "work was shared: {per_worker:?}"
+    );
+    let s = invariant(store, &id).await;
+    assert_eq!(s.skipped_at_send, JOBS);
+}
+
+pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
+    let (a, b) = (phone(1), phone(2));
+    store.suppress(PNID, &[a]).await.unwrap();
+    assert_eq!(
+        store.suppressed(PNID, &[a, b]).await.unwrap(),
+        [true, false]
+    );
+    assert_eq!(
+        store.suppressed("999", &[a]).await.unwrap(),
+        [false],
+        "per phone number id"
+    );
+    let (list, _) = store.list_suppressed(PNID, 0).await.unwrap();
+    assert_eq!(list, [a]);
+
+    let now = crate::redis::now_ms() / 1000;
+    store.open_window(PNID, a, now).await.unwrap();
+    store.open_window(PNID, b, now - 25 * 3600).await.unwrap();
+    assert_eq!(
+        store.windows_open(PNID, &[a, b]).await.unwrap(),
+        [true, false]
+    );
+
+    // 100 slots per second: a burst asks get a spaced schedule, never more than the horizon.
+    let s = store
+        .acquire_slots(PNID, 10_000, 50, 100_000)
+        .await
+        .unwrap();
+    assert_eq!(s.granted, 11, "slots at now, +10 ms, … up to +100 ms");
+    assert_eq!(s.interval_us, 10_000);
+    let s2 = store.acquire_slots(PNID, 10_000, 5, 100_000).await.unwrap();
+    assert!(
+        s2.first_at_us >= s.first_at_us + 11 * 10_000,
+        "the next slots follow on"
+    );
+    assert!(s2.granted <= 1);
+
+    let c1 = CampaignId::new("one").unwrap();
+    let c2 = CampaignId::new("two").unwrap();
+    let r = store
+        .reserve_pairs(PNID, &[(a, c1.clone()), (b, c1.clone())], 6000)
+        .await
+        .unwrap();
+    assert_eq!(r, [PairReservation::Ok, PairReservation::Ok]);
+    let r = store
+        .reserve_pairs(PNID, &[(a, c2.clone())], 6000)
+        .await
+        .unwrap();
+    assert!(matches!(r[0], PairReservation::NotBefore(t) if t as i64 > crate::redis::now_ms()));
+    assert_eq!(store.last_campaign(PNID, a).await.unwrap(), Some(c1));
+    assert_eq!(store.last_campaign(PNID, phone(3)).await.unwrap(), None);
+}
+
+pub async fn replies_rejects_and_failures<S: Store>(store: &S) {
+    let id = running(store, "failures", 3).await;
+    let rows = vec![FailureRow {
+        line: Some(7),
+        phone: "+44 7912 34567O".into(),
+        reason: "letters".into(),
+        detail: "the phone number contains letters".into(),
+    }];
+    store
+        .add_rejects(
+            &id,
+            &rows,
+            &[
+                SkipReason::Invalid,
+                SkipReason::Duplicate,
+                SkipReason::Duplicate,
+            ],
+        )
+        .await
+        .unwrap();
+    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    settle_one(
+        store,
+        &jobs[0],
+        Outcome::Failed {
+            code: "131026".into(),
+        },
+    )
+    .await;
+    settle_one(
+        store,
+        &jobs[1],
+        Outcome::Accepted {
+            message_id: wamid(2),
+        },
+    )
+    .await;
+    settle_one(
+        store,
+        &jobs[2],
+        Outcome::Skipped {
+            reason: SkipReason::Suppressed,
+        },
+    )
+    .await;
+    let mut u = status(
+        Some(jobs[1].id.clone()),
+        Some(wamid(2)),
+        StatusEvent::Failed,
+    );
+    u.error_code = Some(131_047);
+    store.apply_status(&[u]).await.unwrap();
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.skipped.invalid, s.skipped.duplicate, s.skipped.suppressed),
+        (1, 2, 1)
+    );
+    assert!(store.count_reply(&id, jobs[1].phone).await.unwrap());
+    assert!(
+        !store.count_reply(&id, jobs[1].phone).await.unwrap(),
+        "once per recipient"
+    );
+    assert!(!store.count_reply(&id, phone(999)).await.unwrap());
+    assert_eq!(invariant(store, &id).await.replied, 1);
+
+    let mut all = Vec::new();
+    let mut cursor = Some(0);
+    while let Some(c) = cursor {
+        let (rows, next) = store.failures(&id, c, 2).await.unwrap();
+        all.extend(rows);
+        cursor = next;
+    }
+    let summary: Vec<(&str, &str)> = all
+        .iter()
+        .map(|r| (r.reason.as_str(), r.detail.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("letters", "the phone number contains letters"),
+            ("failed", "131026"),
+            ("failed", "131047"),
+            ("suppressed", "")
+        ]
+    );
+    assert_eq!(all[0].line, Some(7));
+}
+
+pub async fn pause_matching_by_template_and_number<S: Store>(store: &S) {
+    let a = running(store, "a", 1).await;
+    let b = running(store, "b", 1).await;
+    let reason = PauseReason::from_code(PauseKind::TemplateStatus, 0, "order_update PAUSED");
+    let paused = store
+        .pause_matching(None, Some("order_update:en_US"), reason.clone())
+        .await
+        .unwrap();
+    assert_eq!(paused.len(), 2);
+    assert!(
+        store
+            .pause_matching(None, Some("order_update:en_US"), reason)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .transition(&a, CampaignAction::Resume, None)
+        .await
+        .unwrap();
+    let sender = PauseReason::from_code(PauseKind::SenderFatal, 190, "token expired");
+    assert_eq!(
+        store
+            .pause_matching(Some("999"), None, sender.clone())
+            .await
+            .unwrap(),
+        Vec::<CampaignId>::new()
+    );
+    assert_eq!(
+        store
+            .pause_matching(Some(PNID), None, sender)
+            .await
+            .unwrap(),
+        std::slice::from_ref(&a)
+    );
+    let _ = b;
+}
+
+/// Random event sequences (shuffled, with duplicates) against the core lattice: the store
+/// must end in the state the lattice computes and count each level once.
+pub async fn lattice_matches_the_core_model<S: Store>(store: &S, sequences: Vec<Vec<StatusEvent>>) {
+    for (i, events) in sequences.iter().enumerate() {
+        let (stats, state) = apply_sequence(store, &format!("prop{i}"), events).await;
+        let expected = events.iter().fold(DeliveryState::ACCEPTED, |s, e| {
+            s.merge(DeliveryState::from_event(*e))
+        });
+        match state {
+            JobState::Accepted { delivery, .. } => assert_eq!(delivery, expected, "{events:?}"),
+            other => panic!("{other:?}"),
+        }
+        let level = |l| u64::from(expected.progress >= l);
+        use herald_core::Progress::*;
+        assert_eq!(
+            (stats.sent, stats.delivered, stats.read, stats.failed),
+            (
+                level(Sent),
+                level(Delivered),
+                level(Read),
+                u64::from(expected.failed)
+            ),
+            "{events:?}"
+        );
+    }
+}
+
+/// Generates `#[tokio::test]`s running the whole suite against a backend. `$make` is an
+/// async expression producing a fresh, empty store; `$teardown` an async function that takes
+/// the store afterwards and removes its data.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr, $teardown:expr) => {
+        $crate::conformance_tests!(@each $make, $teardown;
+            lifecycle, idempotent_enqueue, claim_start_settle, fairness,
+            paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,
+            lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,
+            in_doubt_grace_resends_once_then_fails, lattice_is_order_independent, cancellation,
+            completes_when_nothing_is_left, an_upload_in_progress_holds_completion,
+            concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,
+            replies_rejects_and_failures, pause_matching_by_template_and_number);
+    };
+    (@each $make:expr, $teardown:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store = $make.await;
+                $crate::conformance::$name(&store).await;
+                ($teardown)(store).await;
+            }
+        )*
+    };
+}

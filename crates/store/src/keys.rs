@@ -1,0 +1,163 @@
+//! Key names. Everything lives under a configurable prefix. A campaign's keys share the hash
+//! tag `{c:<id>}` and a phone number id's keys share `{pn:<id>}`, so every script touches a
+//! single Redis Cluster slot.
+//!
+//! ```text
+//! <p>:campaigns             ZSET  campaign id → created ms (the list)
+//! <p>:running               SET   running campaign ids (an index; repaired from metas)
+//! <p>:active                SET   campaigns that may hold leases or in-doubt jobs
+//! <p>:scheduled             ZSET  campaign id → schedule_at ms
+//! <p>:m:<day>:<b>           HASH  message id → "<campaign>:<seq>" for messages accepted that
+//!                                 UTC day (days since the epoch), b = fnv1a(id) mod 16384;
+//!                                 each bucket expires 31 days after its day
+//! <p>:{c:ID}:meta           HASH  name, status, reason, spec, pnid, template, times, next_seq
+//! <p>:{c:ID}:stats          HASH  the counters
+//! <p>:{c:ID}:q              LIST  pending job seqs
+//! <p>:{c:ID}:delay          ZSET  seq → due ms (retries)
+//! <p>:{c:ID}:lease          ZSET  claim token → lease expiry ms
+//! <p>:{c:ID}:lease:<token>  LIST  seqs claimed under the token
+//! <p>:{c:ID}:lease_n        HASH  token → jobs still held under it
+//! <p>:{c:ID}:doubt          ZSET  seq → in doubt since ms
+//! <p>:{c:ID}:j:<n>          HASH  job records seq 10n … 10n+9 (field: seq's last digit)
+//! <p>:{c:ID}:d:<b>          HASH  phone → seq, b = phone mod DEDUPE_BUCKETS
+//! <p>:{c:ID}:rejects        LIST  upload rejects (JSON) for the failures report
+//! <p>:sup:{pn:ID}           SET   suppressed phone numbers
+//! <p>:win:{pn:ID}:<phone>   STR   24 h window, expires with it
+//! <p>:rate:{pn:ID}          STR   the limiter's theoretical arrival time (µs)
+//! <p>:pair:{pn:ID}:<phone>  STR   "<next allowed ms>:<campaign>", 72 h
+//! ```
+
+use herald_core::{CampaignId, PhoneE164, WaMessageId};
+
+/// Dedupe buckets per campaign. Each bucket stays a compact listpack up to Redis's
+/// `hash-max-listpack-entries` (128 by default), so up to ~2 million recipients per campaign
+/// cost about 15 bytes each here.
+pub(crate) const DEDUPE_BUCKETS: u64 = 16_384;
+
+/// Job records per bucket hash (the split is textual: a seq's last digit).
+pub(crate) const JOBS_PER_BUCKET: u64 = 10;
+
+/// Message-id lookup buckets per day: a million messages a day keep each bucket a compact
+/// listpack (about 60 entries).
+pub(crate) const MESSAGE_BUCKETS: u64 = 16_384;
+/// Days a message-id lookup is kept: Meta's 30-day delivery horizon, plus one.
+pub(crate) const MESSAGE_DAYS: i64 = 31;
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn campaigns(&self) -> String {
+        format!("{}:campaigns", self.prefix)
+    }
+
+    pub(crate) fn running(&self) -> String {
+        format!("{}:running", self.prefix)
+    }
+
+    pub(crate) fn active(&self) -> String {
+        format!("{}:active", self.prefix)
+    }
+
+    pub(crate) fn scheduled(&self) -> String {
+        format!("{}:scheduled", self.prefix)
+    }
+
+    /// The hash holding the lookup of this message id, for messages accepted on `day`
+    /// (days since the Unix epoch, UTC), and the bucket's number.
+    pub(crate) fn message_bucket(&self, day: i64, id: &WaMessageId) -> (String, u64) {
+        let b = fnv1a(id.as_str().as_bytes()) % MESSAGE_BUCKETS;
+        (format!("{}:m:{day}:{b}", self.prefix), b)
+    }
+
+    /// The base every key of a campaign starts with; scripts build their keys from it.
+    pub(crate) fn base(&self, id: &CampaignId) -> String {
+        format!("{}:{{c:{}}}", self.prefix, id)
+    }
+
+    pub(crate) fn meta(&self, id: &CampaignId) -> String {
+        format!("{}:meta", self.base(id))
+    }
+
+    pub(crate) fn stats(&self, id: &CampaignId) -> String {
+        format!("{}:stats", self.base(id))
+    }
+
+    pub(crate) fn rejects(&self, id: &CampaignId) -> String {
+        format!("{}:rejects", self.base(id))
+    }
+
+    pub(crate) fn jobs_bucket(&self, id: &CampaignId, n: u64) -> String {
+        format!("{}:j:{n}", self.base(id))
+    }
+
+    /// The bucket and field of a job record (see `common.lua`).
+    pub(crate) fn job(&self, id: &CampaignId, seq: u32) -> (String, String) {
+        (
+            self.jobs_bucket(id, u64::from(seq) / JOBS_PER_BUCKET),
+            (seq % 10).to_string(),
+        )
+    }
+
+    pub(crate) fn suppression(&self, pnid: &str) -> String {
+        format!("{}:sup:{{pn:{pnid}}}", self.prefix)
+    }
+
+    pub(crate) fn window(&self, pnid: &str, phone: PhoneE164) -> String {
+        format!("{}:win:{{pn:{pnid}}}:{}", self.prefix, phone.as_u64())
+    }
+
+    pub(crate) fn rate(&self, pnid: &str) -> String {
+        format!("{}:rate:{{pn:{pnid}}}", self.prefix)
+    }
+
+    pub(crate) fn pair(&self, pnid: &str, phone: PhoneE164) -> String {
+        format!("{}:pair:{{pn:{pnid}}}:{}", self.prefix, phone.as_u64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn campaign_keys_share_one_hash_tag() {
+        let k = Keys::new("herald");
+        let id = CampaignId::new("abc").unwrap();
+        for key in [
+            k.meta(&id),
+            k.stats(&id),
+            k.jobs_bucket(&id, 7),
+            k.rejects(&id),
+        ] {
+            assert!(key.contains("{c:abc}"), "{key}");
+        }
+        let p = PhoneE164::parse("+447912345678").unwrap();
+        for key in [
+            k.suppression("1"),
+            k.window("1", p),
+            k.rate("1"),
+            k.pair("1", p),
+        ] {
+            assert!(key.contains("{pn:1}"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The Redis backend: redis + deadpool-redis, one Lua script per multi-key transition.
+//!
+//! Scripts are registered once and called with EVALSHA (redis-rs reloads them on NOSCRIPT,
+//! e.g. after a Redis restart). Every error is mapped to a [`StoreError`]: connection
+//! trouble is `Unavailable` (retryable), never a panic.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicUsize};
+use std::time::{Duration, Instant};
+
+use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use herald_core::{
+    CampaignId, CampaignSpec, CampaignStatus, DeliveryState, JobId, PauseReason, PhoneE164,
+    SkipReason, Stats, WaMessageId,
+};
+use redis::{RedisError, Script};
+
+use crate::keys::Keys;
+use crate::{Campaign, JobState, JobView, RunningCampaign, StoreError};
+
+mod ops;
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Every key starts with this (tests use a random one).
+    pub key_prefix: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long to wait for a connection or a reply before the store counts as unavailable.
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    pub fn new(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key_prefix: key_prefix.into(),
+            pool_size: 32,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The scripts, each prefixed with the shared helpers where it needs them.
+pub(crate) struct Scripts {
+    pub(crate) enqueue: Script,
+    pub(crate) claim: Script,
+    pub(crate) start: Script,
+    pub(crate) settle: Script,
+    pub(crate) renew: Script,
+    pub(crate) reclaim: Script,
+    pub(crate) doubt: Script,
+    pub(crate) status: Script,
+    pub(crate) cancel: Script,
+    pub(crate) transition: Script,
+    pub(crate) reply: Script,
+    pub(crate) acquire: Script,
+    pub(crate) pair: Script,
+}
+
+const COMMON: &str = include_str!("../../lua/common.lua");
+
+fn with_common(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            enqueue: with_common(include_str!("../../lua/enqueue.lua")),
+            claim: with_common(include_str!("../../lua/claim.lua")),
+            start: with_common(include_str!("../../lua/start.lua")),
+            settle: with_common(include_str!("../../lua/settle.lua")),
+            renew: with_common(include_str!("../../lua/renew.lua")),
+            reclaim: with_common(include_str!("../../lua/reclaim.lua")),
+            doubt: with_common(include_str!("../../lua/doubt.lua")),
+            status: with_common(include_str!("../../lua/status.lua")),
+            cancel: with_common(include_str!("../../lua/cancel.lua")),
+            transition: Script::new(include_str!("../../lua/transition.lua")),
+            reply: with_common(include_str!("../../lua/reply.lua")),
+            acquire: Script::new(include_str!("../../lua/acquire.lua")),
+            pair: Script::new(include_str!("../../lua/pair.lua")),
+        }
+    }
+
+    fn all(&self) -> [&Script; 13] {
+        [
+            &self.enqueue,
+            &self.claim,
+            &self.start,
+            &self.settle,
+            &self.renew,
+            &self.reclaim,
+            &self.doubt,
+            &self.status,
+            &self.cancel,
+            &self.transition,
+            &self.reply,
+            &self.acquire,
+            &self.pair,
+        ]
+    }
+}
+
+/// Herald's store on Redis. Cheap to share behind an `Arc`.
+pub struct RedisStore {
+    pub(crate) pool: Pool,
+    pub(crate) keys: Keys,
+    pub(crate) scripts: Scripts,
+    /// The running campaigns, cached for a moment: claim asks for them on every call.
+    pub(crate) running_cache: Mutex<Option<(Instant, Vec<RunningCampaign>)>>,
+    /// When the running index was last checked against the campaigns' metas.
+    pub(crate) repaired_ms: AtomicI64,
+    /// Rotates the campaign claim starts with, for fairness.
+    pub(crate) rotation: AtomicUsize,
+    /// Message-lookup buckets this process has already given an expiry: (day, bucket).
+    pub(crate) expiring: Mutex<std::collections::HashSet<(i64, u64)>>,
+    /// A few connections from the pool, shared round-robin: redis-rs multiplexes concurrent
+    /// requests over each, and reusing them skips the pool's health check (a PING round trip)
+    /// on every call. Dropped when a call finds the store unavailable, so the next calls take
+    /// fresh ones.
+    pub(crate) hot: Mutex<Vec<redis::aio::MultiplexedConnection>>,
+    pub(crate) hot_next: AtomicUsize,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.keys.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Maps a Redis error to the store's vocabulary. Herald's scripts signal domain refusals
+/// with error codes starting `H`.
+pub(crate) fn map_err(e: RedisError) -> StoreError {
+    match e.code() {
+        Some("HNOTFOUND") => return StoreError::Invalid("campaign not found".into()),
+        Some("HFINAL") | Some("HSTATE") => {
+            return StoreError::Invalid(e.detail().unwrap_or("campaign cannot change").to_owned());
+        }
+        // Redis is busy loading its data, failing over or resharding: try again.
+        Some(
+            "LOADING" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY" | "MOVED"
+            | "ASK",
+        ) => {
+            return unavailable(e);
+        }
+        _ => {}
+    }
+    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
+        return unavailable(e);
+    }
+    match e.kind() {
+        redis::ErrorKind::Server(_) => StoreError::Corrupt(e.to_string()),
+        _ => unavailable(e),
+    }
+}
+
+impl RedisStore {
+    /// Connects, checks that Redis answers, loads the scripts, and warns (in the log) when
+    /// Redis may lose data: an eviction policy other than `noeviction`, or no AOF.
+    pub async fn connect(cfg: &RedisConfig) -> Result<Self, StoreError> {
+        let mut pool_cfg = deadpool_redis::Config::from_url(cfg.url.clone());
+        let mut pc = PoolConfig::new(cfg.pool_size.max(1));
+        pc.timeouts = Timeouts {
+            wait: Some(cfg.timeout),
+            create: Some(cfg.timeout),
+            recycle: Some(cfg.timeout),
+        };
+        pool_cfg.pool = Some(pc);
+        let pool = pool_cfg
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
+        let store = Self {
+            pool,
+            keys: Keys::new(&cfg.key_prefix),
+            scripts: Scripts::new(),
+            running_cache: Mutex::new(None),
+            repaired_ms: AtomicI64::new(0),
+            rotation: AtomicUsize::new(0),
+            expiring: Mutex::new(std::collections::HashSet::new()),
+            hot: Mutex::new(Vec::new()),
+            hot_next: AtomicUsize::new(0),
+        };
+        let mut conn = store.conn().await?;
+        for script in store.scripts.all() {
+            script
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| store.fail(e))?;
+        }
+        for warning in store.durability_warnings().await {
+            tracing::warn!(warning = %warning, "redis may lose data");
+        }
+        Ok(store)
+    }
+
+    pub(crate) async fn conn(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+        const HOT: usize = 4;
+        if let Ok(hot) = self.hot.lock()
+            && hot.len() >= HOT
+        {
+            let i = self
+                .hot_next
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % hot.len();
+            return Ok(hot[i].clone());
+        }
+        let pooled = self.pool.get().await.map_err(unavailable)?;
+        let c: redis::aio::MultiplexedConnection = (*pooled).clone();
+        // Keep the pooled object checked out for good: its connection is now shared.
+        let _kept = deadpool_redis::Connection::take(pooled);
+        if let Ok(mut hot) = self.hot.lock()
+            && hot.len() < HOT
+        {
+            hot.push(c.clone());
+        }
+        Ok(c)
+    }
+
+    /// Maps an error, and forgets the shared connection when the store looks unavailable.
+    pub(crate) fn fail(&self, e: RedisError) -> StoreError {
+        let err = map_err(e);
+        if err.is_retryable()
+            && let Ok(mut hot) = self.hot.lock()
+        {
+            hot.clear();
+        }
+        err
+    }
+
+    /// Reasons Redis might lose Herald's data, read from its configuration. Empty when all is
+    /// well, or when `CONFIG` is not allowed (managed Redis): then nothing can be said.
+    pub async fn durability_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(mut conn) = self.conn().await else {
+            return vec!["could not connect to check the configuration".into()];
+        };
+        let policy: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await;
+        if let Ok(v) = policy
+            && let Some(p) = v.get(1)
+            && p != "noeviction"
+        {
+            out.push(format!(
+                "maxmemory-policy is {p}: Redis may evict Herald's keys under memory pressure; set it to noeviction"
+            ));
+        }
+        let aof: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut conn)
+            .await;
+        if let Ok(v) = aof
+            && v.get(1).is_some_and(|a| a == "no")
+        {
+            out.push(
+                "appendonly is off: a Redis restart loses everything since the last snapshot; \
+                 enable AOF with appendfsync everysec"
+                    .into(),
+            );
+        }
+        out
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The key prefix in use.
+    pub fn prefix(&self) -> &str {
+        self.keys.prefix()
+    }
+
+    /// Deletes every key under this store's prefix. For tests and benchmarks, which each
+    /// work under a random prefix; never called by Herald itself.
+    pub async fn purge_namespace(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let pattern = format!("{}:*", self.keys.prefix());
+        let mut cursor = 0u64;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            if !keys.is_empty() {
+                deleted += redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async::<u64>(&mut conn)
+                    .await
+                    .map_err(|e| self.fail(e))?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// A job record, as `common.lua` lays it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record<'a> {
+    pub(crate) state: &'a str,
+    pub(crate) attempts: u32,
+    pub(crate) phone: &'a str,
+    pub(crate) aux: &'a str,
+    pub(crate) flags: &'a str,
+    pub(crate) vars: &'a str,
+}
+
+pub(crate) fn parse_record(rec: &str) -> Option<Record<'_>> {
+    let mut it = rec.splitn(7, '|');
+    let state = it.next()?;
+    let attempts = it.next()?.parse().ok()?;
+    let phone = it.next()?;
+    let _token = it.next()?;
+    let aux = it.next()?;
+    let flags = it.next()?;
+    let vars = it.next()?;
+    Some(Record {
+        state,
+        attempts,
+        phone,
+        aux,
+        flags,
+        vars,
+    })
+}
+
+pub(crate) fn job_view(id: JobId, rec: &str) -> Result<JobView, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("job {id} record"));
+    let r = parse_record(rec).ok_or_else(corrupt)?;
+    let phone = r
+        .phone
+        .parse::<u64>()
+        .ok()
+        .and_then(|p| PhoneE164::from_u64(p).ok())
+        .ok_or_else(corrupt)?;
+    let state = match r.state.as_bytes().first() {
+        Some(b'p') => JobState::Pending,
+        Some(b'c') => JobState::InFlight { started: false },
+        Some(b's') => JobState::InFlight { started: true },
+        Some(b'd') => JobState::InDoubt,
+        Some(b'a') => {
+            let bits = r.state[1..]
+                .parse::<u8>()
+                .ok()
+                .and_then(DeliveryState::from_bits)
+                .ok_or_else(corrupt)?;
+            let wamid = r.aux.split(' ').next().unwrap_or_default();
+            JobState::Accepted {
+                message_id: WaMessageId::new(wamid).ok(),
+                delivery: bits,
+            }
+        }
+        Some(b'f') => JobState::Failed {
+            code: r.aux.to_owned(),
+        },
+        Some(b'k') => JobState::Skipped {
+            reason: SkipReason::parse(r.aux).ok_or_else(corrupt)?,
+        },
+        Some(b'x') => JobState::Cancelled,
+        _ => return Err(corrupt()),
+    };
+    Ok(JobView {
+        id,
+        phone,
+        attempts: r.attempts,
+        state,
+    })
+}
+
+pub(crate) fn campaign_from_meta(
+    id: &CampaignId,
+    meta: &HashMap<String, String>,
+) -> Result<Campaign, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("campaign {id}: {what}"));
+    let get = |k: &str| meta.get(k).map(String::as_str);
+    let status = get("status")
+        .and_then(CampaignStatus::parse)
+        .ok_or_else(|| corrupt("status"))?;
+    let spec: CampaignSpec = serde_json::from_str(get("spec").ok_or_else(|| corrupt("spec"))?)
+        .map_err(|_| corrupt("spec"))?;
+    let pause_reason = match get("reason") {
+        Some(r) => Some(serde_json::from_str::<PauseReason>(r).map_err(|_| corrupt("reason"))?),
+        None => None,
+    };
+    let int = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
+    Ok(Campaign {
+        id: id.clone(),
+        name: spec.name.clone(),
+        status,
+        pause_reason,
+        phone_number_id: get("pnid").unwrap_or_default().to_owned(),
+        template: get("template").filter(|t| !t.is_empty()).map(str::to_owned),
+        spec,
+        created_ms: int("created_ms").unwrap_or_default(),
+        updated_ms: int("updated_ms").unwrap_or_default(),
+        started_ms: int("started_ms"),
+        finished_ms: int("finished_ms"),
+    })
+}
+
+/// Reads the counters hash into [`Stats`].
+pub(crate) fn stats_from_hash(h: &HashMap<String, i64>) -> Stats {
+    let get = |k: &str| u64::try_from(h.get(k).copied().unwrap_or(0)).unwrap_or(0);
+    let mut s = Stats {
+        recipients: get("recipients"),
+        pending: get("pending"),
+        in_flight: get("in_flight"),
+        in_doubt: get("in_doubt"),
+        accepted: get("accepted"),
+        sent: get("sent"),
+        delivered: get("delivered"),
+        read: get("read"),
+        failed: get("failed"),
+        failed_before_accept: get("failed_before_accept"),
+        skipped_at_send: get("skipped_at_send"),
+        cancelled: get("cancelled"),
+        replied: get("replied"),
+        ..Stats::default()
+    };
+    s.pricing.billable = get("billable");
+    for (k, v) in h {
+        let v = u64::try_from(*v).unwrap_or(0);
+        if v == 0 {
+            continue;
+        }
+        if let Some(code) = k.strip_prefix("err:") {
+            s.errors.insert(code.to_owned(), v);
+        } else if let Some(reason) = k.strip_prefix("skip:").or_else(|| k.strip_prefix("upl:")) {
+            if let Some(r) = SkipReason::parse(reason) {
+                *s.skipped.get_mut(r) += v;
+            }
+        } else if let Some(cat) = k.strip_prefix("cat:") {
+            s.pricing.categories.insert(cat.to_owned(), v);
+        }
+    }
+    s
+}
+
+/// Days since the Unix epoch (UTC) of a time in ms.
+pub(crate) fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(86_400_000)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,249 @@
+//! The store's vocabulary: what goes in and comes out of [`crate::Store`].
+
+use herald_core::{
+    CampaignId, CampaignSpec, CampaignStatus, JobId, PauseReason, PhoneE164, SkipReason,
+    StatusEvent, Vars, WaMessageId,
+};
+use serde::{Deserialize, Serialize};
+
+/// A campaign to create. The spec's message has already been validated by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCampaign {
+    pub spec: CampaignSpec,
+    /// The sending phone number id (the spec's, or the configured default).
+    pub phone_number_id: String,
+    /// `name:language` of the template the message uses, for pausing on template updates.
+    pub template: Option<String>,
+}
+
+/// A stored campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub id: CampaignId,
+    pub name: String,
+    pub status: CampaignStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<PauseReason>,
+    pub phone_number_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    pub spec: CampaignSpec,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<i64>,
+}
+
+/// A running campaign, as the sender needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningCampaign {
+    pub id: CampaignId,
+    pub phone_number_id: String,
+    /// The campaign's own cap, if any.
+    pub mps: Option<u32>,
+}
+
+/// Identifies one claim, so a worker whose lease expired cannot settle a job another worker
+/// now holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseToken(pub u64);
+
+/// What a worker asks for.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Only campaigns sending from this number (`None`: any).
+    pub phone_number_id: Option<String>,
+    pub max: usize,
+    pub lease_ms: u64,
+    pub token: LeaseToken,
+}
+
+/// A job handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJob {
+    pub id: JobId,
+    pub phone: PhoneE164,
+    pub vars: Vars,
+    /// Requests made for this job so far.
+    pub attempts: u32,
+    /// This is the single resend of an in-doubt job (DESIGN §4).
+    pub resend: bool,
+    pub token: LeaseToken,
+}
+
+/// A job a worker holds: enough to find it and prove the hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobRef {
+    pub id: JobId,
+    pub token: LeaseToken,
+}
+
+impl From<&ClaimedJob> for JobRef {
+    fn from(j: &ClaimedJob) -> Self {
+        Self {
+            id: j.id.clone(),
+            token: j.token,
+        }
+    }
+}
+
+/// How a send ended, as the worker settles it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Meta returned a message id.
+    Accepted { message_id: WaMessageId },
+    /// Failed for good before Meta accepted it; `code` is the Cloud API error code (or a Herald
+    /// code such as `attempts_exhausted`).
+    Failed { code: String },
+    /// A request was made and failed in a way worth retrying (transient error, throttling,
+    /// pair limit): try again after this long. Counts as an attempt.
+    Delayed { delay_ms: u64 },
+    /// Not sent yet, and not now (pair spacing): try after this long. Not an attempt.
+    Deferred { delay_ms: u64 },
+    /// Not sent, for good (window closed, frequency capped, suppressed since upload).
+    Skipped { reason: SkipReason },
+    /// The request may have reached Meta; the outcome is unknown.
+    InDoubt,
+    /// Never sent (the campaign was paused, the worker is shutting down): back to pending.
+    Released,
+}
+
+/// One settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    pub job: JobRef,
+    pub outcome: Outcome,
+}
+
+/// What a settlement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleResult {
+    Applied,
+    /// The job was no longer held under this lease (reclaimed, or already settled by a
+    /// webhook); nothing changed.
+    Stale,
+}
+
+/// What reclaiming expired leases did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Claimed but never started: safe to send again.
+    pub to_pending: u64,
+    /// The request may have started: in doubt until evidence or the grace period.
+    pub to_in_doubt: u64,
+}
+
+/// What to do with an in-doubt job that no webhook has settled within the grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InDoubtPolicy {
+    /// Send it once more with the same callback id (a second in-doubt then fails it).
+    Resend,
+    /// Fail it with code `in_doubt`.
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InDoubtExpired {
+    pub resent: u64,
+    pub failed: u64,
+}
+
+/// Pricing from a status webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pricing {
+    pub billable: Option<bool>,
+    pub category: Option<String>,
+}
+
+/// One status from a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    /// The job named by `biz_opaque_callback_data`, when it is Herald's.
+    pub job: Option<JobId>,
+    pub message_id: Option<WaMessageId>,
+    pub event: StatusEvent,
+    /// Unix seconds, as Meta gives it.
+    pub timestamp: Option<i64>,
+    /// The first error code of a `failed` status.
+    pub error_code: Option<i64>,
+    pub pricing: Option<Pricing>,
+}
+
+/// What applying a status did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// State and counters moved.
+    Changed,
+    /// A duplicate or an older status: nothing moved.
+    NoChange,
+    /// The job had already ended without a message id (failed, skipped, cancelled).
+    Late,
+    /// No job matches the ids.
+    Unknown,
+}
+
+/// A job's state, as the API and tests see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    InFlight {
+        started: bool,
+    },
+    InDoubt,
+    Accepted {
+        message_id: Option<WaMessageId>,
+        delivery: herald_core::DeliveryState,
+    },
+    Failed {
+        code: String,
+    },
+    Skipped {
+        reason: SkipReason,
+    },
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobView {
+    pub id: JobId,
+    pub phone: PhoneE164,
+    pub attempts: u32,
+    #[serde(flatten)]
+    pub state: JobState,
+}
+
+/// A row for the failures report: a rejected upload row or a failed or skipped job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRow {
+    /// The line of the upload (rejects only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// The phone as written (rejects) or in E.164 (jobs).
+    pub phone: String,
+    /// A reason code: an upload reject code, a skip reason, or `failed`.
+    pub reason: String,
+    /// The error code of a failed job, or the reject's explanation.
+    pub detail: String,
+}
+
+/// Slots granted by the shared rate limiter: `granted` sends at `first_at_us`,
+/// `first_at_us + interval_us`, … on the store's clock, whose current reading is `now_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    pub granted: u32,
+    pub first_at_us: u64,
+    pub interval_us: u64,
+    pub now_us: u64,
+}
+
+/// The answer of a pair-spacing reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairReservation {
+    Ok,
+    /// Another send to this recipient is too recent; try at this store time (Unix ms).
+    NotBefore(u64),
+}

@@ -1,0 +1,209 @@
+//! A Redis restart in the middle of a run loses no settled job (AOF on), and while Redis is
+//! down the store answers with a typed, retryable error instead of panicking.
+//!
+//! The test starts its own `redis-server` (`REDIS_SERVER_BIN`, else `redis-server` on the
+//! PATH) on a free port in a temporary directory, and kills it with SIGKILL: with
+//! `appendfsync always` every acknowledged write must survive.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use herald_core::{CampaignAction, WaMessageId};
+use herald_store::conformance::{campaign, claim_req, recipients};
+use herald_store::{JobRef, JobState, Outcome, RedisConfig, RedisStore, Settle, Store};
+
+struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &std::path::Path, port: u16) -> Child {
+    let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+    let child = Command::new(&bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ])
+        .args(["--appendfsync", "always", "--dir", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin} (set REDIS_SERVER_BIN): {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+impl Server {
+    fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("herald-restart-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let child = start(&dir, port);
+        Self { child, port, dir }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn restart(&mut self) {
+        self.child = start(&self.dir, self.port);
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn until_ok<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = herald_store::Result<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(
+                    e.is_retryable(),
+                    "only 'unavailable' while Redis restarts: {e}"
+                );
+                assert!(Instant::now() < deadline, "store did not recover: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_no_settled_job() {
+    let mut server = Server::new();
+    let mut cfg = RedisConfig::new(server.url(), "herald");
+    cfg.timeout = Duration::from_secs(2);
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    let id = campaign(&store, "restart").await;
+    store
+        .enqueue_batch(&id, &recipients(0..2000))
+        .await
+        .unwrap();
+    store
+        .transition(&id, CampaignAction::Start, None)
+        .await
+        .unwrap();
+
+    // Send and settle half.
+    let mut settled = Vec::new();
+    while settled.len() < 1000 {
+        let jobs = store.claim(&claim_req(100, 1)).await.unwrap();
+        store
+            .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let settles: Vec<Settle> = jobs
+            .iter()
+            .map(|j| Settle {
+                job: j.into(),
+                outcome: Outcome::Accepted {
+                    message_id: WaMessageId::new(&format!("wamid.r{}", j.id.seq)).unwrap(),
+                },
+            })
+            .collect();
+        store.settle(&settles).await.unwrap();
+        settled.extend(jobs.into_iter().map(|j| j.id));
+    }
+
+    server.kill();
+    let err = store.stats(&id).await.unwrap_err();
+    assert!(err.is_retryable(), "Redis down is a retryable error: {err}");
+    server.restart();
+
+    let stats = until_ok(|| store.stats(&id)).await;
+    assert!(stats.invariant_holds(), "{stats:#?}");
+    assert_eq!(
+        (stats.accepted, stats.pending, stats.recipients),
+        (1000, 1000, 2000)
+    );
+    for job in &settled {
+        let view = until_ok(|| store.job(job)).await.unwrap();
+        assert!(
+            matches!(view.state, JobState::Accepted { .. }),
+            "{job}: {:?}",
+            view.state
+        );
+    }
+
+    // The run goes on after the restart, to completion, with nothing sent twice.
+    let mut rest = 0;
+    let req = claim_req(200, 2);
+    loop {
+        let jobs = until_ok(|| store.claim(&req)).await;
+        if jobs.is_empty() {
+            break;
+        }
+        assert!(
+            jobs.iter().all(|j| !settled.contains(&j.id)),
+            "a settled job came back"
+        );
+        store
+            .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let settles: Vec<Settle> = jobs
+            .iter()
+            .map(|j| Settle {
+                job: j.into(),
+                outcome: Outcome::Failed {
+                    code: "131026".into(),
+                },
+            })
+            .collect();
+        store.settle(&settles).await.unwrap();
+        rest += jobs.len();
+    }
+    assert_eq!(rest, 1000);
+    let stats = store.stats(&id).await.unwrap();
+    assert_eq!(
+        (stats.accepted, stats.failed, stats.pending),
+        (1000, 1000, 0)
+    );
+    assert_eq!(
+        store.campaign(&id).await.unwrap().status,
+        herald_core::CampaignStatus::Completed
+    );
+}
