@@ -123,6 +123,17 @@ impl fmt::Display for TransportFailure {
     }
 }
 
+/// A reqwest builder with the TLS crypto provider installed (rustls with ring) and no
+/// automatic retries. Every HTTP client in Herald starts from this: reqwest panics when a
+/// client is built before a provider is installed.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    // Several crates may race to install the process-wide provider; any one is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .retry(reqwest::retry::never())
+        .tcp_nodelay(true)
+}
+
 /// A Cloud API client. Cheap to clone; clones share the connection pool.
 #[derive(Clone)]
 pub struct Client {
@@ -164,14 +175,10 @@ impl Client {
                 Error::Config("the access token has characters a header cannot carry".into())
             })?;
         auth.set_sensitive(true);
-        // Several crates may race to install the process-wide provider; any one is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let http = http_builder()
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.connect_timeout.min(cfg.request_timeout))
-            .tcp_nodelay(true)
             .pool_max_idle_per_host(cfg.max_idle_per_host)
-            .retry(reqwest::retry::never())
             .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {

@@ -19,7 +19,7 @@ pub mod validate;
 pub mod webhook;
 
 pub use class::{ErrorClass, TransportFailure};
-pub use client::{Client, ClientConfig, Error};
+pub use client::{Client, ClientConfig, Error, http_builder};
 pub use message::{Message, SendMessage, SendRequest};
 pub use response::{ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TokenInfo};
 pub use secret::Secret;

@@ -1,2 +1,86 @@
-//! Not built yet: see the open issue for this crate. This shell keeps the workspace layout of
-//! DESIGN §1 in place.
+//! A local stand-in for Meta's WhatsApp Cloud API (DESIGN §7).
+//!
+//! Users try Herald with it before they have a Meta account; Herald's tests prove "nothing
+//! lost, nothing twice" with it; benchmarks send to it. It validates send bodies with the
+//! `herald-cloudapi` types and limits, keeps a template catalogue, enforces the 24 h window
+//! (the first-contact trap), per-number throughput and per-recipient pair rate, marks a share
+//! of numbers undeliverable, injects latency, 5xx answers, hangs and connection resets
+//! (accepted but unanswered), and sends signed, batched status webhooks with optional
+//! duplicates and reordering. `GET /_sim/stats` is the oracle of everything it saw.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub mod config;
+mod oracle;
+mod server;
+mod state;
+mod webhooks;
+
+pub use config::{ConfigError, Delivery, SimConfig};
+pub use oracle::{FaultStats, NumberStats, SimStats, WebhookStats};
+
+/// A running simulator.
+#[derive(Debug)]
+pub struct Sim {
+    addr: SocketAddr,
+    shared: Arc<state::Shared>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Sim {
+    /// Validates the configuration, binds, and starts serving.
+    pub async fn start(cfg: SimConfig) -> std::io::Result<Self> {
+        cfg.validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind(&cfg.listen).await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let shared = Arc::new_cyclic(|weak| {
+            let hooks = webhooks::Webhooks::start(&cfg, weak.clone(), shutdown.clone());
+            state::Shared::new(cfg.clone(), hooks)
+        });
+        let task = tokio::spawn(server::serve(
+            listener,
+            server::router(shared.clone()),
+            shutdown.clone(),
+        ));
+        tracing::info!(%addr, "simulator listening");
+        Ok(Self {
+            addr,
+            shared,
+            shutdown,
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://host:port`, the `api_base` to point a client at.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The oracle, read in-process.
+    pub fn stats(&self) -> SimStats {
+        self.shared.oracle(|o| o.stats(false))
+    }
+
+    /// Simulates a user writing to the business (opens their 24 h window).
+    pub fn inbound(&self, phone_number_id: &str, from: &str, text: &str) {
+        self.shared.inbound(phone_number_id, from, text);
+    }
+
+    /// Stops serving and waits for the accept loop to end.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}

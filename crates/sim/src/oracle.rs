@@ -1,0 +1,269 @@
+//! The oracle: everything the simulator saw, so tests can prove "nothing lost, nothing twice,
+//! never too fast" from the receiving side (`GET /_sim/stats`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// What `GET /_sim/stats` answers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// Send requests that reached the handler (any outcome).
+    pub requests: u64,
+    /// Messages accepted (given an id), including those whose answer was then lost.
+    pub accepted: u64,
+    /// Rejections by error code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Distinct `biz_opaque_callback_data` values accepted.
+    pub unique_callbacks: u64,
+    /// Callback ids accepted more than once: each is a recipient messaged twice.
+    pub duplicate_callbacks: Vec<String>,
+    pub max_accepts_per_callback: u32,
+    /// Accepted count per callback id (only with `?callbacks=1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callbacks: Option<BTreeMap<String, u32>>,
+    pub phone_numbers: BTreeMap<String, NumberStats>,
+    /// The smallest gap between two accepted messages to one recipient.
+    pub min_pair_gap_ms: Option<f64>,
+    pub webhooks: WebhookStats,
+    pub faults: FaultStats,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberStats {
+    pub requests: u64,
+    pub accepted: u64,
+    /// Most send requests in any 1 s window.
+    pub max_requests_1s: u64,
+    /// Most send requests in any 100 ms window.
+    pub max_requests_100ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookStats {
+    /// POSTs attempted, retries included.
+    pub attempted: u64,
+    /// POSTs answered 200.
+    pub acknowledged: u64,
+    /// POSTs given up after the last attempt.
+    pub dropped: u64,
+    /// Statuses in acknowledged POSTs.
+    pub statuses_delivered: u64,
+    /// Inbound messages in acknowledged POSTs.
+    pub messages_delivered: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultStats {
+    pub error_5xx: u64,
+    pub hangs: u64,
+    pub resets: u64,
+}
+
+/// Request times in a sliding window.
+#[derive(Debug)]
+struct Window {
+    span: Duration,
+    times: VecDeque<Instant>,
+    max: u64,
+}
+
+impl Window {
+    fn new(span: Duration) -> Self {
+        Self {
+            span,
+            times: VecDeque::new(),
+            max: 0,
+        }
+    }
+
+    /// Counts an event at `now`; returns how many fall in `(now - span, now]`.
+    fn push(&mut self, now: Instant) -> u64 {
+        self.expire(now);
+        self.times.push_back(now);
+        let n = self.times.len() as u64;
+        self.max = self.max.max(n);
+        n
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.span)
+        {
+            self.times.pop_front();
+        }
+    }
+
+    /// Events in the window ending now, without adding one.
+    fn count(&mut self, now: Instant) -> u64 {
+        self.expire(now);
+        self.times.len() as u64
+    }
+}
+
+#[derive(Debug)]
+struct Number {
+    requests: u64,
+    accepted: u64,
+    requests_1s: Window,
+    requests_100ms: Window,
+    /// Accepted messages in the last second: what throughput (130429) counts.
+    sent_1s: Window,
+}
+
+impl Number {
+    fn new() -> Self {
+        Self {
+            requests: 0,
+            accepted: 0,
+            requests_1s: Window::new(Duration::from_secs(1)),
+            requests_100ms: Window::new(Duration::from_millis(100)),
+            sent_1s: Window::new(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// The oracle's mutable state.
+#[derive(Debug, Default)]
+pub(crate) struct Oracle {
+    requests: u64,
+    accepted: u64,
+    rejected: BTreeMap<i64, u64>,
+    per_callback: HashMap<Box<str>, u32>,
+    duplicates: Vec<Box<str>>,
+    numbers: HashMap<String, Number>,
+    last_accept: HashMap<(String, Box<str>), Instant>,
+    min_pair_gap: Option<Duration>,
+    pub(crate) webhooks: WebhookStats,
+    pub(crate) faults: FaultStats,
+}
+
+impl Oracle {
+    fn number(&mut self, pnid: &str) -> &mut Number {
+        self.numbers
+            .entry(pnid.to_owned())
+            .or_insert_with(Number::new)
+    }
+
+    /// A send request arrived.
+    pub(crate) fn request(&mut self, pnid: &str, now: Instant) {
+        self.requests += 1;
+        let n = self.number(pnid);
+        n.requests += 1;
+        n.requests_1s.push(now);
+        n.requests_100ms.push(now);
+    }
+
+    /// Messages accepted in the last second (before this one).
+    pub(crate) fn sent_last_second(&mut self, pnid: &str, now: Instant) -> u64 {
+        self.number(pnid).sent_1s.count(now)
+    }
+
+    pub(crate) fn reject(&mut self, code: i64) {
+        *self.rejected.entry(code).or_default() += 1;
+    }
+
+    /// A message was accepted.
+    pub(crate) fn accept(&mut self, pnid: &str, to: &str, callback: Option<&str>, now: Instant) {
+        self.accepted += 1;
+        let n = self.number(pnid);
+        n.accepted += 1;
+        n.sent_1s.push(now);
+        if let Some(cb) = callback {
+            let count = self.per_callback.entry(cb.into()).or_default();
+            *count += 1;
+            if *count == 2 {
+                self.duplicates.push(cb.into());
+            }
+        }
+        let key = (pnid.to_owned(), Box::<str>::from(to));
+        if let Some(prev) = self.last_accept.insert(key, now) {
+            let gap = now.duration_since(prev);
+            self.min_pair_gap = Some(self.min_pair_gap.map_or(gap, |g| g.min(gap)));
+        }
+    }
+
+    pub(crate) fn stats(&self, with_callbacks: bool) -> SimStats {
+        SimStats {
+            requests: self.requests,
+            accepted: self.accepted,
+            rejected: self
+                .rejected
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            unique_callbacks: self.per_callback.len() as u64,
+            duplicate_callbacks: self.duplicates.iter().map(|s| s.to_string()).collect(),
+            max_accepts_per_callback: self.per_callback.values().copied().max().unwrap_or(0),
+            callbacks: with_callbacks.then(|| {
+                self.per_callback
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect()
+            }),
+            phone_numbers: self
+                .numbers
+                .iter()
+                .map(|(id, n)| {
+                    (
+                        id.clone(),
+                        NumberStats {
+                            requests: n.requests,
+                            accepted: n.accepted,
+                            max_requests_1s: n.requests_1s.max,
+                            max_requests_100ms: n.requests_100ms.max,
+                        },
+                    )
+                })
+                .collect(),
+            min_pair_gap_ms: self.min_pair_gap.map(|g| g.as_secs_f64() * 1000.0),
+            webhooks: self.webhooks.clone(),
+            faults: self.faults.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn windows_count_the_busiest_second_and_tenth() {
+        let mut o = Oracle::default();
+        let t0 = Instant::now();
+        for i in 0..20u64 {
+            // 10 requests in the first 100 ms, then one per 100 ms.
+            let at = if i < 10 {
+                t0 + Duration::from_millis(i * 10)
+            } else {
+                t0 + Duration::from_millis(100 * (i - 9))
+            };
+            o.request("1", at);
+        }
+        let s = o.stats(false);
+        let n = &s.phone_numbers["1"];
+        assert_eq!(n.max_requests_100ms, 10);
+        assert_eq!(
+            n.max_requests_1s, 19,
+            "the 1 s window from t0 holds all but the last"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicates_and_pair_gaps_are_tracked() {
+        let mut o = Oracle::default();
+        let t0 = Instant::now();
+        o.accept("1", "447", Some("cb1"), t0);
+        o.accept("1", "447", Some("cb1"), t0 + Duration::from_millis(250));
+        o.accept("1", "448", Some("cb2"), t0 + Duration::from_millis(300));
+        let s = o.stats(true);
+        assert_eq!(s.duplicate_callbacks, ["cb1"]);
+        assert_eq!((s.unique_callbacks, s.max_accepts_per_callback), (2, 2));
+        assert_eq!(s.min_pair_gap_ms, Some(250.0));
+        assert_eq!(s.callbacks.unwrap()["cb2"], 1);
+    }
+}

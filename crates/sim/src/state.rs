@@ -1,0 +1,551 @@
+//! The simulator's state and the send path: what happens to one
+//! `POST /{version}/{phone_number_id}/messages`.
+//!
+//! Checks run in the order a client would meet them at Meta: auth (190), the phone number
+//! (100), the body (100, naming the field), the template catalogue (132001/132015/132000),
+//! throughput (130429), pair rate (131056), the 24 h window (131047) and undeliverable
+//! numbers (131026). Injected faults are decided per request from the seed: a 5xx is not
+//! accepted; a hang or a reset-after-read *is* accepted, and only the answer is lost.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use herald_cloudapi::message::{Message, SendMessage};
+use herald_cloudapi::{GraphError, SendRequest};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::config::{Delivery, SimConfig, Template};
+use crate::oracle::Oracle;
+use crate::webhooks::{Item, StatusOut, Webhooks};
+
+/// splitmix64: a good 64-bit mix of its input.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A uniform draw in [0, 1) for (seed, kind, n): deterministic, no shared RNG state.
+pub(crate) fn draw(seed: u64, kind: u64, n: u64) -> f64 {
+    (mix(seed ^ mix(kind ^ mix(n))) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+pub(crate) fn chance(seed: u64, kind: u64, n: u64, p: f64) -> bool {
+    p > 0.0 && draw(seed, kind, n) < p
+}
+
+fn hash_str(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A recipient's pair-rate bucket.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    tokens: f64,
+    at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Limits {
+    pairs: HashMap<(String, String), Pair>,
+    /// Open 24 h windows: (phone number id, user) → when the user last wrote.
+    windows: HashMap<(String, String), Instant>,
+}
+
+/// State shared by the request handlers and the webhook sender.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) cfg: SimConfig,
+    oracle: Mutex<Oracle>,
+    limits: Mutex<Limits>,
+    requests: AtomicU64,
+    messages: AtomicU64,
+    pub(crate) webhooks: Webhooks,
+}
+
+/// What the handler should answer.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Ok(Value),
+    Error {
+        status: u16,
+        error: Box<GraphError>,
+    },
+    /// Accepted, but the answer comes only after this long (past the client's timeout).
+    Hang(Value, Duration),
+    /// Accepted, then the connection is dropped without an answer.
+    Reset,
+}
+
+fn graph(code: i64, kind: &str, message: &str) -> GraphError {
+    let mut e = GraphError::new(code, kind, message);
+    e.fbtrace_id = Some("AsimHeraldTrace".into());
+    e
+}
+
+fn bad(code: i64, message: &str, details: &str) -> Answer {
+    Answer::Error {
+        status: 400,
+        error: Box::new(graph(code, "OAuthException", message).with_details(details)),
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: SimConfig, webhooks: Webhooks) -> Self {
+        Self {
+            cfg,
+            oracle: Mutex::new(Oracle::default()),
+            limits: Mutex::new(Limits::default()),
+            requests: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            webhooks,
+        }
+    }
+
+    pub(crate) fn oracle<T>(&self, f: impl FnOnce(&mut Oracle) -> T) -> T {
+        let mut o = self
+            .oracle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut o)
+    }
+
+    fn limits<T>(&self, f: impl FnOnce(&mut Limits) -> T) -> T {
+        let mut l = self
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut l)
+    }
+
+    pub(crate) fn reset(&self) {
+        self.oracle(|o| *o = Oracle::default());
+        self.limits(|l| *l = Limits::default());
+    }
+
+    pub(crate) fn token_ok(&self, authorization: Option<&str>) -> bool {
+        authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| t == self.cfg.access_token)
+    }
+
+    /// Opens the user's window and delivers their message as an inbound webhook.
+    pub(crate) fn inbound(&self, pnid: &str, from: &str, text: &str) {
+        let now = Instant::now();
+        self.limits(|l| l.windows.insert((pnid.to_owned(), from.to_owned()), now));
+        let n = self.messages.fetch_add(1, Ordering::Relaxed);
+        let message = json!({
+            "from": from,
+            "id": format!("wamid.SIMIN{n:012}"),
+            "timestamp": unix_now().to_string(),
+            "type": "text",
+            "text": {"body": text},
+        });
+        let contact = json!({"profile": {"name": "Sim User"}, "wa_id": from});
+        self.webhooks
+            .schedule(now, pnid, Item::Message { contact, message });
+    }
+
+    /// The send path.
+    pub(crate) fn send(&self, pnid: &str, authorization: Option<&str>, body: &[u8]) -> Answer {
+        let now = Instant::now();
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        let seed = self.cfg.seed;
+        if !self.token_ok(authorization) {
+            self.oracle(|o| o.reject(190));
+            return Answer::Error {
+                status: 401,
+                error: Box::new(graph(
+                    190,
+                    "OAuthException",
+                    "Invalid OAuth access token - Cannot parse access token",
+                )),
+            };
+        }
+        let Some(number) = self.cfg.phone_numbers.iter().find(|p| p.id == pnid) else {
+            self.oracle(|o| o.reject(100));
+            let mut e = graph(
+                100,
+                "GraphMethodException",
+                &format!(
+                    "Unsupported post request. Object with ID '{pnid}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
+                ),
+            );
+            e.error_subcode = Some(33);
+            return Answer::Error {
+                status: 400,
+                error: Box::new(e),
+            };
+        };
+        self.oracle(|o| o.request(pnid, now));
+        let reject = |code: i64, answer: Answer| {
+            self.oracle(|o| o.reject(code));
+            answer
+        };
+        let request = match SendRequest::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return reject(100, bad(100, "(#100) Invalid parameter", &e.to_string())),
+        };
+        if let Err(e) = request.validate() {
+            return reject(100, bad(100, "(#100) Invalid parameter", &e.to_string()));
+        }
+        let msg = match request {
+            SendRequest::MarkRead(_) => return Answer::Ok(json!({"success": true})),
+            SendRequest::Message(m) => m,
+        };
+        let to = msg.to.trim_start_matches('+');
+        if to.starts_with("00")
+            || to.len() < 7
+            || to.len() > 15
+            || !to.bytes().all(|b| b.is_ascii_digit())
+        {
+            return reject(
+                100,
+                bad(100, "(#100) Invalid parameter", "Parameter Invalid"),
+            );
+        }
+        let category: &'static str = match &msg.message {
+            Message::Template(t) => match self.check_template(t) {
+                Ok(t) => match t.category.to_ascii_uppercase().as_str() {
+                    "MARKETING" => "marketing",
+                    "AUTHENTICATION" => "authentication",
+                    _ => "utility",
+                },
+                Err((code, answer)) => return reject(code, answer),
+            },
+            _ => "service",
+        };
+        // Faults decided up front from the seed: one draw picks at most one.
+        let f = &self.cfg.faults;
+        let fault = draw(seed, 0xfa17, n);
+        if fault < f.error_5xx {
+            self.oracle(|o| o.faults.error_5xx += 1);
+            return reject(
+                2,
+                Answer::Error {
+                    status: 500,
+                    error: {
+                        let mut e = graph(
+                            2,
+                            "OAuthException",
+                            "An unexpected error occurred. Please retry your request later.",
+                        );
+                        e.is_transient = Some(true);
+                        Box::new(e)
+                    },
+                },
+            );
+        }
+        if self.oracle(|o| o.sent_last_second(pnid, now)) >= u64::from(number.mps) {
+            return reject(
+                130_429,
+                bad(
+                    130_429,
+                    "(#130429) Rate limit hit",
+                    "Message failed to send because there were too many messages sent from this phone number in a short period of time",
+                ),
+            );
+        }
+        if !self.take_pair(pnid, to, now) {
+            return reject(
+                131_056,
+                bad(
+                    131_056,
+                    "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+                    "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time.",
+                ),
+            );
+        }
+        let mut fail_by_webhook = None;
+        if !msg.message.is_template() && !self.window_open(pnid, to, now) {
+            match self.cfg.window.mode {
+                Delivery::Sync => {
+                    return reject(
+                        131_047,
+                        bad(
+                            131_047,
+                            "(#131047) Re-engagement message",
+                            "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+                        ),
+                    );
+                }
+                Delivery::Webhook => fail_by_webhook = Some(131_047),
+            }
+        }
+        let undeliverable = self.cfg.undeliverable.fraction > 0.0
+            && draw(seed, hash_str(to), 0x131_026) < self.cfg.undeliverable.fraction;
+        if undeliverable && fail_by_webhook.is_none() {
+            match self.cfg.undeliverable.mode {
+                Delivery::Sync => {
+                    return reject(
+                        131_026,
+                        bad(
+                            131_026,
+                            "(#131026) Message undeliverable",
+                            "Message Undeliverable.",
+                        ),
+                    );
+                }
+                Delivery::Webhook => fail_by_webhook = Some(131_026),
+            }
+        }
+        // Accepted.
+        let id = format!("wamid.SIM{:016X}{:08X}", n, mix(seed ^ n) as u32);
+        self.oracle(|o| o.accept(pnid, to, msg.biz_opaque_callback_data.as_deref(), now));
+        self.schedule_statuses(pnid, &msg, &id, to, category, fail_by_webhook, n, now);
+        let answer = json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": msg.to, "wa_id": to}],
+            "messages": [{"id": id, "message_status": "accepted"}],
+        });
+        if fault < f.error_5xx + f.hang {
+            self.oracle(|o| o.faults.hangs += 1);
+            return Answer::Hang(answer, Duration::from_millis(f.hang_ms));
+        }
+        if fault < f.error_5xx + f.hang + f.reset_after_read {
+            self.oracle(|o| o.faults.resets += 1);
+            return Answer::Reset;
+        }
+        Answer::Ok(answer)
+    }
+
+    fn check_template(
+        &self,
+        t: &herald_cloudapi::message::Template,
+    ) -> Result<&Template, (i64, Answer)> {
+        let found = self
+            .cfg
+            .templates
+            .iter()
+            .find(|c| c.name == t.name && c.language == t.language.code);
+        let Some(c) = found else {
+            return Err((
+                132_001,
+                bad(
+                    132_001,
+                    "(#132001) Template name does not exist in the translation",
+                    &format!(
+                        "template name ({}) does not exist in {}",
+                        t.name, t.language.code
+                    ),
+                ),
+            ));
+        };
+        match c.status.as_str() {
+            "APPROVED" => {}
+            "PAUSED" => {
+                return Err((
+                    132_015,
+                    bad(
+                        132_015,
+                        "(#132015) Template is paused",
+                        "Template is paused due to low quality so it cannot be sent in a template message.",
+                    ),
+                ));
+            }
+            "DISABLED" => {
+                return Err((
+                    132_016,
+                    bad(
+                        132_016,
+                        "(#132016) Template is disabled",
+                        "Template has been paused too many times due to low quality and is now permanently disabled.",
+                    ),
+                ));
+            }
+            _ => {
+                return Err((
+                    132_001,
+                    bad(
+                        132_001,
+                        "(#132001) Template name does not exist in the translation",
+                        &format!(
+                            "template name ({}) is not approved in {}",
+                            t.name, t.language.code
+                        ),
+                    ),
+                ));
+            }
+        }
+        let count = |kind: &str, index: Option<u64>| -> usize {
+            t.components
+                .iter()
+                .flatten()
+                .filter(|comp| {
+                    comp.kind.eq_ignore_ascii_case(kind)
+                        && (index.is_none() || comp.index.as_ref().and_then(|i| i.value()) == index)
+                })
+                .map(|comp| comp.parameters.as_ref().map_or(0, Vec::len))
+                .sum()
+        };
+        let mismatch = |part: &str, got: usize, want: usize| {
+            (
+                132_000,
+                bad(
+                    132_000,
+                    "(#132000) Number of parameters does not match the expected number of params",
+                    &format!(
+                        "{part}: number of localizable_params ({got}) does not match the expected number of params ({want})"
+                    ),
+                ),
+            )
+        };
+        if count("header", None) != c.header_params {
+            return Err(mismatch("header", count("header", None), c.header_params));
+        }
+        if count("body", None) != c.body_params {
+            return Err(mismatch("body", count("body", None), c.body_params));
+        }
+        for (i, want) in c.button_params.iter().enumerate() {
+            let got = count("button", Some(i as u64));
+            if got != *want {
+                return Err(mismatch(&format!("button {i}"), got, *want));
+            }
+        }
+        Ok(c)
+    }
+
+    fn take_pair(&self, pnid: &str, to: &str, now: Instant) -> bool {
+        let interval = Duration::from_millis(self.cfg.limits.pair_interval_ms.max(1));
+        let burst = f64::from(self.cfg.limits.pair_burst);
+        self.limits(|l| {
+            let p = l
+                .pairs
+                .entry((pnid.to_owned(), to.to_owned()))
+                .or_insert(Pair {
+                    tokens: burst,
+                    at: now,
+                });
+            let refill = now.duration_since(p.at).as_secs_f64() / interval.as_secs_f64();
+            p.tokens = (p.tokens + refill).min(burst);
+            p.at = now;
+            if p.tokens >= 1.0 {
+                p.tokens -= 1.0;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    fn window_open(&self, pnid: &str, user: &str, now: Instant) -> bool {
+        let hours = Duration::from_secs(self.cfg.window.hours * 3600);
+        self.limits(|l| {
+            l.windows
+                .get(&(pnid.to_owned(), user.to_owned()))
+                .is_some_and(|at| now.duration_since(*at) < hours)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn schedule_statuses(
+        &self,
+        pnid: &str,
+        msg: &SendMessage,
+        id: &str,
+        to: &str,
+        category: &'static str,
+        fail: Option<i64>,
+        n: u64,
+        now: Instant,
+    ) {
+        let wh = &self.cfg.webhooks;
+        if !self.webhooks.enabled() {
+            return;
+        }
+        let seed = self.cfg.seed;
+        let jitter =
+            |k: u64| Duration::from_millis((draw(seed, k, n) * wh.jitter_ms as f64) as u64);
+        let base = StatusOut {
+            id: id.into(),
+            status: "sent",
+            timestamp: unix_now(),
+            recipient_id: to.into(),
+            callback: msg.biz_opaque_callback_data.as_deref().map(Into::into),
+            category: Some(category),
+            conversation: mix(hash_str(to)),
+            error: None,
+        };
+        let mut plan: Vec<(Duration, StatusOut)> = Vec::new();
+        let sent_at = Duration::from_millis(wh.sent_delay_ms) + jitter(1);
+        match fail {
+            Some(code) => {
+                let (title, details) = match code {
+                    131_047 => (
+                        "Re-engagement message",
+                        "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+                    ),
+                    _ => ("Message undeliverable", "Message Undeliverable."),
+                };
+                plan.push((
+                    sent_at,
+                    StatusOut {
+                        status: "failed",
+                        category: None,
+                        error: Some((code, title, details)),
+                        ..base
+                    },
+                ));
+            }
+            None => {
+                plan.push((sent_at, base.clone()));
+                if chance(seed, 2, n, wh.delivered_probability) {
+                    let at = sent_at + Duration::from_millis(wh.delivered_delay_ms) + jitter(3);
+                    plan.push((
+                        at,
+                        StatusOut {
+                            status: "delivered",
+                            ..base.clone()
+                        },
+                    ));
+                    if chance(seed, 4, n, wh.read_probability) {
+                        let at = at + Duration::from_millis(wh.read_delay_ms) + jitter(5);
+                        plan.push((
+                            at,
+                            StatusOut {
+                                status: "read",
+                                category: None,
+                                ..base
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        for (k, (delay, s)) in plan.into_iter().enumerate() {
+            if chance(seed, 6 + k as u64, n, wh.duplicate) {
+                let again =
+                    delay + Duration::from_millis(wh.batch_wait_ms * 2) + jitter(10 + k as u64);
+                self.webhooks
+                    .schedule(now + again, pnid, Item::Status(s.clone()));
+            }
+            self.webhooks.schedule(now + delay, pnid, Item::Status(s));
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_uniform_enough_and_deterministic() {
+        let hits = (0..100_000).filter(|n| chance(7, 1, *n, 0.25)).count();
+        assert!((24_000..26_000).contains(&hits), "{hits}");
+        assert_eq!(draw(7, 1, 5), draw(7, 1, 5));
+        assert_ne!(draw(7, 1, 5), draw(8, 1, 5));
+        assert!(!chance(7, 1, 5, 0.0));
+    }
+}
