@@ -124,6 +124,25 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// A metric label for an error code: the code itself when it is in the table, else
+/// `other`, so labels stay a bounded set whatever Meta sends.
+pub fn code_label(code: i64) -> &'static str {
+    macro_rules! known {
+        ($($c:literal),*) => {
+            match code {
+                $( $c => stringify!($c), )*
+                _ => "other",
+            }
+        };
+    }
+    known!(
+        0, 1, 2, 3, 4, 10, 100, 190, 200, 368, 80007, 130429, 130472, 130497, 131000, 131008,
+        131009, 131016, 131021, 131026, 131030, 131031, 131042, 131045, 131047, 131048, 131049,
+        131050, 131051, 131052, 131053, 131056, 131057, 131062, 131063, 132000, 132001, 132005,
+        132007, 132012, 132015, 132016, 132068, 132069, 133010
+    )
+}
+
 /// How a request failed below the Graph API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportFailure {
@@ -246,6 +265,18 @@ mod tests {
             ErrorClass::classify(131_026, Some(true)),
             RecipientPermanent
         );
+    }
+
+    #[test]
+    fn code_labels_are_bounded() {
+        assert_eq!(code_label(131_026), "131026");
+        assert_eq!(code_label(987_654), "other");
+        // Every code the table classifies has its own label.
+        for code in [
+            0, 1, 2, 3, 4, 10, 100, 190, 368, 130_429, 131_026, 131_056, 132_001, 133_010,
+        ] {
+            assert_eq!(code_label(code), code.to_string());
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod ids;
 pub mod lattice;
+pub mod metrics;
 pub mod phone;
 pub mod recipient;
 pub mod spec;
@@ -20,3 +21,10 @@ pub use recipient::{Recipient, Vars, VarsBuilder, VarsError};
 pub use spec::{CampaignSpec, EmptyValue, MessageTemplate, Placeholder, SpecError, Values};
 pub use stats::{PricingStats, SkipReason, Skipped, Stats};
 pub use status::{CampaignAction, CampaignStatus, PauseKind, PauseReason, TransitionError};
+
+/// The wall clock in Unix milliseconds (what webhooks, windows and stored times use).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,2 +1,17 @@
-//! Not built yet: see the open issue for this crate. This shell keeps the workspace layout of
-//! DESIGN §1 in place.
+//! Webhooks in, exact stats out (DESIGN §5).
+//!
+//! The [`receiver`] answers Meta's verification handshake and stores signed deliveries in the
+//! store's stream, answering 200 only once a delivery is durable. The reconciler ([`apply`],
+//! run by [`consumer::run`]) reads the stream and applies every status, inbound message,
+//! preference and event to the store: statuses move jobs forward on the delivery lattice (and
+//! settle in-doubt jobs by their callback id), inbound messages open 24 h windows and count
+//! replies, opt-outs suppress, template stops pause campaigns. Whatever arrives twice, out of
+//! order, or damaged changes nothing it should not; damage is counted and kept as dead letters.
+
+pub mod apply;
+pub mod consumer;
+pub mod receiver;
+
+pub use apply::{Reconciler, ReconcilerConfig};
+pub use consumer::{ConsumerConfig, run};
+pub use receiver::{BODY_LIMIT, ReceiverConfig, routes};

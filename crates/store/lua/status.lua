@@ -5,9 +5,10 @@
 --   error code (''), billable ('1', '0' or ''), pricing category ('')
 -- A status for a job not yet accepted (in flight, in doubt, pending a resend) is evidence
 -- that Meta accepted it. A job that ended without a message id is left alone ("late").
--- Returns per status: 1 changed, 0 no change, 2 late, 3 unknown job.
-local base = ARGV[1]
-local out, c = {}, {}
+-- Returns { completed (0/1), then per status: 1 changed, 0 no change, 2 late, 3 unknown job }
+-- (settling the last in-doubt job completes a running campaign).
+local meta, base = KEYS[1], ARGV[1]
+local out, c = { 0 }, {}
 local LEVELS = { 'sent', 'delivered', 'read' }
 for i = 2, #ARGV, 6 do
   local seq, bits, wamid = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
@@ -59,4 +60,5 @@ for i = 2, #ARGV, 6 do
   end
 end
 flush(base, c)
+out[1] = maybe_complete(meta, base, now_ms())
 return out

@@ -207,7 +207,7 @@ pub async fn lifecycle<S: Store>(store: &S) {
         .transition(&sid, CampaignAction::Schedule, None)
         .await
         .unwrap();
-    let due = store.due_scheduled(crate::redis::now_ms()).await.unwrap();
+    let due = store.due_scheduled(herald_core::unix_ms()).await.unwrap();
     assert!(due.contains(&sid));
     store
         .transition(&sid, CampaignAction::Start, None)
@@ -215,7 +215,7 @@ pub async fn lifecycle<S: Store>(store: &S) {
         .unwrap();
     assert!(
         !store
-            .due_scheduled(crate::redis::now_ms())
+            .due_scheduled(herald_core::unix_ms())
             .await
             .unwrap()
             .contains(&sid)
@@ -670,7 +670,7 @@ pub async fn completes_when_nothing_is_left<S: Store>(store: &S) {
 pub async fn an_upload_in_progress_holds_completion<S: Store>(store: &S) {
     let id = running(store, "upload", 1).await;
     store
-        .hold_upload(&id, crate::redis::now_ms() + 60_000)
+        .hold_upload(&id, herald_core::unix_ms() + 60_000)
         .await
         .unwrap();
     let job = store.claim(&claim_req(1, 1)).await.unwrap().remove(0);
@@ -760,7 +760,7 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     let (list, _) = store.list_suppressed(PNID, 0).await.unwrap();
     assert_eq!(list, [a]);
 
-    let now = crate::redis::now_ms() / 1000;
+    let now = herald_core::unix_ms() / 1000;
     store.open_window(PNID, a, now).await.unwrap();
     store.open_window(PNID, b, now - 25 * 3600).await.unwrap();
     assert_eq!(
@@ -793,7 +793,7 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
         .reserve_pairs(PNID, &[(a, c2.clone())], 6000)
         .await
         .unwrap();
-    assert!(matches!(r[0], PairReservation::NotBefore(t) if t as i64 > crate::redis::now_ms()));
+    assert!(matches!(r[0], PairReservation::NotBefore(t) if t as i64 > herald_core::unix_ms()));
     assert_eq!(store.last_campaign(PNID, a).await.unwrap(), Some(c1));
     assert_eq!(store.last_campaign(PNID, phone(3)).await.unwrap(), None);
 }
@@ -928,6 +928,61 @@ pub async fn pause_matching_by_template_and_number<S: Store>(store: &S) {
     let _ = b;
 }
 
+pub async fn webhook_stream_survives_a_dead_consumer<S: Store>(store: &S) {
+    for i in 0..5u8 {
+        store.append_webhook(&[b'{', b'0' + i, b'}']).await.unwrap();
+    }
+    let got = store.read_webhooks("a", 3, 10).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].body, b"{0}");
+    assert!(got[0].received_ms().is_some());
+    // Consumer a acknowledges one and dies.
+    store.ack_webhooks(&[got[0].id.clone()]).await.unwrap();
+    assert_eq!(
+        store.pending_webhooks("a", 10).await.unwrap().len(),
+        2,
+        "a's unacknowledged entries"
+    );
+    assert!(
+        store
+            .claim_stale_webhooks("b", 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not idle long enough"
+    );
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let taken = store.claim_stale_webhooks("b", 10, 10).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|e| e.body.clone()).collect::<Vec<_>>(),
+        [b"{1}".to_vec(), b"{2}".to_vec()]
+    );
+    let rest = store.read_webhooks("b", 10, 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    let ids: Vec<String> = taken.iter().chain(&rest).map(|e| e.id.clone()).collect();
+    store.ack_webhooks(&ids).await.unwrap();
+    assert!(store.pending_webhooks("b", 10).await.unwrap().is_empty());
+    assert!(store.read_webhooks("b", 10, 10).await.unwrap().is_empty());
+
+    store
+        .dead_letter("unknown_field", b"{\"field\":\"calls\"}")
+        .await
+        .unwrap();
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(
+        (dead[0].reason.as_str(), dead[0].payload.as_str()),
+        ("unknown_field", "{\"field\":\"calls\"}")
+    );
+    store
+        .record_quality("15550783881", "FLAGGED", Some("TIER_1K"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.quality().await.unwrap()["15550783881"].event,
+        "FLAGGED"
+    );
+}
+
 /// Random event sequences (shuffled, with duplicates) against the core lattice: the store
 /// must end in the state the lattice computes and count each level once.
 pub async fn lattice_matches_the_core_model<S: Store>(store: &S, sequences: Vec<Vec<StatusEvent>>) {
@@ -955,6 +1010,80 @@ pub async fn lattice_matches_the_core_model<S: Store>(store: &S, sequences: Vec<
     }
 }
 
+/// A private `redis-server` (from `REDIS_SERVER_BIN`, else the PATH) on a free port in a
+/// temporary directory, with AOF and `appendfsync always`, that a test can kill and restart.
+#[derive(Debug)]
+pub struct TestRedisServer {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl TestRedisServer {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("herald-redis-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Self::spawn(&dir, port);
+        Self { child, port, dir }
+    }
+
+    fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = std::process::Command::new(&bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .args(["--appendfsync", "always", "--dir", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} (set REDIS_SERVER_BIN): {e}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// SIGKILL: no chance to flush anything beyond what AOF already has.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.dir, self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TestRedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Generates `#[tokio::test]`s running the whole suite against a backend. `$make` is an
 /// async expression producing a fresh, empty store; `$teardown` an async function that takes
 /// the store afterwards and removes its data.
@@ -968,7 +1097,8 @@ macro_rules! conformance_tests {
             in_doubt_grace_resends_once_then_fails, lattice_is_order_independent, cancellation,
             completes_when_nothing_is_left, an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,
-            replies_rejects_and_failures, pause_matching_by_template_and_number);
+            replies_rejects_and_failures, pause_matching_by_template_and_number,
+            webhook_stream_survives_a_dead_consumer);
     };
     (@each $make:expr, $teardown:expr; $($name:ident),*) => {
         $(

@@ -10,6 +10,10 @@
 //! <p>:m:<day>:<b>           HASH  message id → "<campaign>:<seq>" for messages accepted that
 //!                                 UTC day (days since the epoch), b = fnv1a(id) mod 16384;
 //!                                 each bucket expires 31 days after its day
+//! <p>:webhooks             STREAM verified webhook bodies (field b), consumer group
+//!                                 "reconciler"; entries are deleted once applied
+//! <p>:dead                  STREAM webhook content kept for inspection (newest ~10,000)
+//! <p>:quality               HASH  display number → last quality event (JSON)
 //! <p>:{c:ID}:meta           HASH  name, status, reason, spec, pnid, template, times, next_seq
 //! <p>:{c:ID}:stats          HASH  the counters
 //! <p>:{c:ID}:q              LIST  pending job seqs
@@ -83,6 +87,18 @@ impl Keys {
 
     /// The hash holding the lookup of this message id, for messages accepted on `day`
     /// (days since the Unix epoch, UTC), and the bucket's number.
+    pub(crate) fn webhooks(&self) -> String {
+        format!("{}:webhooks", self.prefix)
+    }
+
+    pub(crate) fn dead(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+
+    pub(crate) fn quality(&self) -> String {
+        format!("{}:quality", self.prefix)
+    }
+
     pub(crate) fn message_bucket(&self, day: i64, id: &WaMessageId) -> (String, u64) {
         let b = fnv1a(id.as_str().as_bytes()) % MESSAGE_BUCKETS;
         (format!("{}:m:{day}:{b}", self.prefix), b)

@@ -223,4 +223,55 @@ pub trait Store: Send + Sync + 'static {
         phone_number_id: &str,
         phone: PhoneE164,
     ) -> impl Future<Output = Result<Option<CampaignId>>> + Send;
+
+    // --- The webhook stream ------------------------------------------------------------
+
+    /// Stores a verified webhook body durably; only then may the receiver answer 200.
+    fn append_webhook(&self, body: &[u8]) -> impl Future<Output = Result<()>> + Send;
+
+    /// New deliveries for this consumer of the reconciler group, waiting up to `block_ms`.
+    fn read_webhooks(
+        &self,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> impl Future<Output = Result<Vec<WebhookEntry>>> + Send;
+
+    /// Deliveries this consumer read but did not acknowledge (after its restart).
+    fn pending_webhooks(
+        &self,
+        consumer: &str,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<WebhookEntry>>> + Send;
+
+    /// Takes over deliveries another consumer read but left unacknowledged for `min_idle_ms`
+    /// (it died mid-batch).
+    fn claim_stale_webhooks(
+        &self,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<WebhookEntry>>> + Send;
+
+    /// Acknowledges applied deliveries (and removes them from the stream).
+    fn ack_webhooks(&self, ids: &[String]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Keeps webhook content for inspection (the newest 10,000).
+    fn dead_letter(&self, reason: &str, payload: &[u8]) -> impl Future<Output = Result<()>> + Send;
+
+    /// The newest dead letters, newest first.
+    fn dead_letters(&self, count: usize) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
+
+    /// Records a phone number quality event (by display number, as Meta reports it).
+    fn record_quality(
+        &self,
+        display_phone_number: &str,
+        event: &str,
+        current_limit: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The last quality event of every phone number that had one.
+    fn quality(
+        &self,
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, QualityRecord>>> + Send;
 }

@@ -247,3 +247,36 @@ pub enum PairReservation {
     /// Another send to this recipient is too recent; try at this store time (Unix ms).
     NotBefore(u64),
 }
+
+/// A webhook delivery waiting in the store's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEntry {
+    /// The stream id (its first part is the arrival time in ms).
+    pub id: String,
+    /// The raw body, exactly as received and verified.
+    pub body: Vec<u8>,
+}
+
+impl WebhookEntry {
+    /// When the delivery was stored, in Unix ms.
+    pub fn received_ms(&self) -> Option<i64> {
+        self.id.split('-').next()?.parse().ok()
+    }
+}
+
+/// Webhook content kept for inspection instead of applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub reason: String,
+    pub payload: String,
+    pub at_ms: i64,
+}
+
+/// The last quality event for a phone number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QualityRecord {
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_limit: Option<String>,
+    pub at_ms: i64,
+}

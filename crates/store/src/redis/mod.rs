@@ -20,6 +20,7 @@ use crate::keys::Keys;
 use crate::{Campaign, JobState, JobView, RunningCampaign, StoreError};
 
 mod ops;
+mod stream;
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
@@ -198,6 +199,7 @@ impl RedisStore {
                 .await
                 .map_err(|e| store.fail(e))?;
         }
+        store.ensure_group().await?;
         for warning in store.durability_warnings().await {
             tracing::warn!(warning = %warning, "redis may lose data");
         }
@@ -470,7 +472,5 @@ pub(crate) fn day_of(ms: i64) -> i64 {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    herald_core::unix_ms()
 }

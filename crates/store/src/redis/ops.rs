@@ -804,9 +804,15 @@ impl Store for RedisStore {
             let codes: Vec<u8> = match inv.invoke_async(&mut conn).await {
                 Ok(codes) => codes,
                 // A callback id naming a campaign that does not exist: unknown, not an error.
-                Err(e) if e.code() == Some("HNOTFOUND") => vec![3; group.len()],
+                Err(e) if e.code() == Some("HNOTFOUND") => std::iter::once(0)
+                    .chain(std::iter::repeat_n(3, group.len()))
+                    .collect(),
                 Err(e) => return Err(self.fail(e)),
             };
+            if codes.first() == Some(&1) {
+                self.on_completed(&campaign).await?;
+            }
+            let codes = codes.into_iter().skip(1);
             let mut new_lookups: Vec<(&WaMessageId, String)> = Vec::new();
             for ((i, seq), code) in group.iter().zip(codes) {
                 out[*i] = match code {
@@ -1182,5 +1188,61 @@ impl Store for RedisStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(v.and_then(|s| s.split_once(':').and_then(|(_, c)| CampaignId::new(c).ok())))
+    }
+
+    async fn append_webhook(&self, body: &[u8]) -> Result<()> {
+        self.stream_append(body).await
+    }
+
+    async fn read_webhooks(
+        &self,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Vec<crate::WebhookEntry>> {
+        self.stream_read(consumer, count, block_ms).await
+    }
+
+    async fn pending_webhooks(
+        &self,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<crate::WebhookEntry>> {
+        self.stream_pending(consumer, count).await
+    }
+
+    async fn claim_stale_webhooks(
+        &self,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> Result<Vec<crate::WebhookEntry>> {
+        self.stream_claim(consumer, min_idle_ms, count).await
+    }
+
+    async fn ack_webhooks(&self, ids: &[String]) -> Result<()> {
+        self.stream_ack(ids).await
+    }
+
+    async fn dead_letter(&self, reason: &str, payload: &[u8]) -> Result<()> {
+        self.dead_append(reason, payload).await
+    }
+
+    async fn dead_letters(&self, count: usize) -> Result<Vec<crate::DeadLetter>> {
+        self.dead_list(count).await
+    }
+
+    async fn record_quality(
+        &self,
+        display_phone_number: &str,
+        event: &str,
+        current_limit: Option<&str>,
+    ) -> Result<()> {
+        self.quality_record(display_phone_number, event, current_limit)
+            .await
+    }
+
+    async fn quality(&self) -> Result<std::collections::BTreeMap<String, crate::QualityRecord>> {
+        self.quality_all().await
     }
 }

@@ -1,0 +1,136 @@
+//! Every Prometheus metric Herald exports, in one place (DESIGN §6).
+//!
+//! Names follow `herald_<subsystem>_<name>_<unit>[_total]`. Labels come from bounded sets only:
+//! result and class names defined here, error codes from the Cloud API table (else `other`),
+//! phone number ids from configuration, campaign ids only for active campaigns. Never a phone
+//! number, a message id or error text.
+
+/// What kind of metric a name is, for describing it to the exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+macro_rules! metrics {
+    ($( $(#[$doc:meta])* $name:ident = $value:literal, $kind:ident, $help:literal; )*) => {
+        $( $(#[$doc])* pub const $name: &str = $value; )*
+        /// Every metric: name, kind, help text.
+        pub const ALL: &[(&str, Kind, &str)] = &[ $( ($value, Kind::$kind, $help), )* ];
+    };
+}
+
+metrics! {
+    /// Labels: `result` (see [`SEND_RESULTS`]).
+    SENDER_SENDS_TOTAL = "herald_sender_sends_total", Counter,
+        "Send attempts by result.";
+    /// Labels: `class` (the error class), `code` (a known Cloud API code, else `other`).
+    SENDER_API_ERRORS_TOTAL = "herald_sender_api_errors_total", Counter,
+        "Failed sends by error class and code.";
+    SENDER_SEND_DURATION_SECONDS = "herald_sender_send_duration_seconds", Histogram,
+        "Time from request to answer of a send.";
+    SENDER_TOKEN_WAIT_SECONDS = "herald_sender_token_wait_seconds", Histogram,
+        "Time a send waited for its rate-limit slot.";
+    /// Labels: `phone_number_id`.
+    SENDER_EFFECTIVE_MPS = "herald_sender_effective_mps", Gauge,
+        "The send rate currently allowed per phone number (lowered after 130429, recovering).";
+    SENDER_IN_FLIGHT_REQUESTS = "herald_sender_in_flight_requests", Gauge,
+        "Send requests in flight.";
+    /// Labels: `campaign` (running campaigns only).
+    SENDER_QUEUE_DEPTH_JOBS = "herald_sender_queue_depth_jobs", Gauge,
+        "Jobs waiting to be sent per running campaign.";
+    /// Labels: `kind` (campaign_fatal, sender_fatal, template_status).
+    SENDER_PAUSES_TOTAL = "herald_sender_pauses_total", Counter,
+        "Campaigns paused by Herald, by reason.";
+    SENDER_RECLAIMED_JOBS_TOTAL = "herald_sender_reclaimed_jobs_total", Counter,
+        "Jobs whose lease expired, returned to pending or put in doubt.";
+    /// Labels: `outcome` (resent, failed).
+    SENDER_IN_DOUBT_EXPIRED_TOTAL = "herald_sender_in_doubt_expired_total", Counter,
+        "In-doubt jobs past the grace period without webhook evidence.";
+    /// Labels: `outcome` (see [`WEBHOOK_OUTCOMES`]).
+    WEBHOOK_REQUESTS_TOTAL = "herald_webhook_requests_total", Counter,
+        "Webhook requests received, by outcome.";
+    WEBHOOK_REQUEST_DURATION_SECONDS = "herald_webhook_request_duration_seconds", Histogram,
+        "Time to verify and store a webhook delivery.";
+    /// Labels: `result` (see [`STATUS_RESULTS`]).
+    RECONCILER_STATUSES_TOTAL = "herald_reconciler_statuses_total", Counter,
+        "Status updates applied from webhooks, by result.";
+    /// Labels: `kind` (text, interactive, button, system, other…).
+    RECONCILER_INBOUND_MESSAGES_TOTAL = "herald_reconciler_inbound_messages_total", Counter,
+        "Inbound user messages received.";
+    /// Labels: `field` (template_status, phone_quality, account_update, user_preferences, other).
+    RECONCILER_EVENTS_TOTAL = "herald_reconciler_events_total", Counter,
+        "Webhook events other than statuses and messages.";
+    /// Labels: `code` (a known Cloud API code, else `other`).
+    RECONCILER_WEBHOOK_ERRORS_TOTAL = "herald_reconciler_webhook_errors_total", Counter,
+        "Errors reported inside webhooks (value level and failed statuses).";
+    /// Labels: `reason` (see [`DEAD_LETTER_REASONS`]).
+    RECONCILER_DEAD_LETTERS_TOTAL = "herald_reconciler_dead_letters_total", Counter,
+        "Webhook content kept for inspection instead of applied.";
+    RECONCILER_OPT_OUTS_TOTAL = "herald_reconciler_opt_outs_total", Counter,
+        "Users added to the suppression list by opt-out keyword or preference.";
+    RECONCILER_ENTRIES_TOTAL = "herald_reconciler_entries_total", Counter,
+        "Webhook deliveries taken from the stream and applied.";
+    RECONCILER_LAG_SECONDS = "herald_reconciler_lag_seconds", Gauge,
+        "Age of the oldest webhook delivery applied in the last batch.";
+    /// Labels: `version`.
+    BUILD_INFO = "herald_build_info", Gauge,
+        "Always 1; the version label says which Herald this is.";
+}
+
+/// Values of `result` on [`SENDER_SENDS_TOTAL`].
+pub const SEND_RESULTS: &[&str] = &[
+    "accepted",
+    "failed",
+    "retry",
+    "throttled",
+    "pair_limited",
+    "in_doubt",
+    "skipped",
+    "released",
+    "paused",
+];
+
+/// Values of `outcome` on [`WEBHOOK_REQUESTS_TOTAL`].
+pub const WEBHOOK_OUTCOMES: &[&str] = &[
+    "stored",
+    "bad_signature",
+    "too_large",
+    "store_unavailable",
+    "verified",
+    "verify_refused",
+];
+
+/// Values of `result` on [`RECONCILER_STATUSES_TOTAL`].
+pub const STATUS_RESULTS: &[&str] = &["changed", "no_change", "late", "unknown", "ignored"];
+
+/// Values of `reason` on [`RECONCILER_DEAD_LETTERS_TOTAL`].
+pub const DEAD_LETTER_REASONS: &[&str] = &[
+    "malformed_json",
+    "malformed_element",
+    "unknown_field",
+    "unknown_message_type",
+    "unknown_status",
+    "unknown_message",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for (name, kind, help) in ALL {
+            assert!(name.starts_with("herald_"), "{name}");
+            assert!(seen.insert(name), "{name} twice");
+            assert!(!help.is_empty());
+            match kind {
+                Kind::Counter => assert!(name.ends_with("_total"), "{name}"),
+                Kind::Histogram => assert!(name.ends_with("_seconds"), "{name}"),
+                Kind::Gauge => assert!(!name.ends_with("_total"), "{name}"),
+            }
+        }
+    }
+}

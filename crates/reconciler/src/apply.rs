@@ -1,0 +1,358 @@
+//! Applying webhook deliveries to the store.
+//!
+//! A batch of deliveries is parsed, every status in every entry and change is collected and
+//! applied in one store call (Meta batches up to 1,000 per delivery, and many small deliveries
+//! are common), then inbound messages, preferences and events are handled. Everything here is
+//! idempotent — statuses move forward only, windows and suppressions are sets, a reply is
+//! counted once per recipient — so a delivery applied twice (a retry from Meta, a reconciler
+//! that died before acknowledging) changes nothing the second time. Anything that cannot be
+//! applied is counted and kept as a dead letter, never a reason to stop.
+
+use std::sync::Arc;
+
+use herald_cloudapi::webhook::{
+    ChangeValue, InboundMessage, Lenient, MessagesValue, Notification, Status,
+};
+use herald_cloudapi::{ErrorClass, code_label};
+use herald_core::metrics as m;
+use herald_core::{JobId, PauseKind, PauseReason, PhoneE164, StatusEvent, WaMessageId};
+use herald_store::{Applied, Pricing, StatusUpdate, Store, StoreError};
+
+/// Inbound message types Meta documents; anything else is kept as a dead letter (and still
+/// counts as the user writing).
+const KNOWN_TYPES: &[&str] = &[
+    "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "reaction",
+    "location",
+    "contacts",
+    "interactive",
+    "button",
+    "order",
+    "system",
+    "unsupported",
+    "request_welcome",
+];
+
+/// Template events that make the template unusable: campaigns sending it are paused.
+const TEMPLATE_STOPS: &[&str] = &["PAUSED", "DISABLED", "REJECTED", "PENDING_DELETION"];
+
+/// How the reconciler behaves.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    /// Whole-message, case-insensitive keywords that opt a user out.
+    pub opt_out_keywords: Vec<String>,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into()],
+        }
+    }
+}
+
+/// Applies deliveries. Cheap to share.
+#[derive(Debug)]
+pub struct Reconciler<S> {
+    pub(crate) store: Arc<S>,
+    cfg: ReconcilerConfig,
+}
+
+/// A status with where it came from.
+struct Collected<'a> {
+    pnid: &'a str,
+    status: &'a Status,
+    update: StatusUpdate,
+}
+
+fn count(name: &'static str, label: &'static str, value: &'static str) {
+    metrics::counter!(name, label => value).increment(1);
+}
+
+impl<S: Store> Reconciler<S> {
+    pub fn new(store: Arc<S>, cfg: ReconcilerConfig) -> Self {
+        Self { store, cfg }
+    }
+
+    async fn dead(&self, reason: &'static str, payload: &[u8]) -> Result<(), StoreError> {
+        count(m::RECONCILER_DEAD_LETTERS_TOTAL, "reason", reason);
+        self.store.dead_letter(reason, payload).await
+    }
+
+    /// Applies a batch of raw deliveries. An error means the store failed: nothing after the
+    /// failure is known to be applied, so the caller must not acknowledge the batch.
+    pub async fn apply(&self, bodies: &[&[u8]]) -> Result<(), StoreError> {
+        let mut parsed = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            match Notification::parse(body) {
+                Ok(n) => parsed.push(n),
+                Err(_) => self.dead("malformed_json", body).await?,
+            }
+        }
+        let mut collected = Vec::new();
+        for n in &parsed {
+            for (_, value) in n.messages_values() {
+                self.collect_statuses(value, &mut collected).await?;
+            }
+        }
+        self.apply_statuses(&collected).await?;
+        for n in &parsed {
+            for entry in &n.entry {
+                for change in &entry.changes {
+                    match &change.value {
+                        ChangeValue::Messages(v) => self.apply_messages(v).await?,
+                        ChangeValue::TemplateStatus(t) => {
+                            count(m::RECONCILER_EVENTS_TOTAL, "field", "template_status");
+                            if TEMPLATE_STOPS.contains(&t.event.as_str()) {
+                                let template = format!(
+                                    "{}:{}",
+                                    t.message_template_name, t.message_template_language
+                                );
+                                let detail = format!(
+                                    "template {} ({}) is {}{}",
+                                    t.message_template_name,
+                                    t.message_template_language,
+                                    t.event,
+                                    t.reason
+                                        .as_deref()
+                                        .filter(|r| *r != "NONE")
+                                        .map(|r| format!(": {r}"))
+                                        .unwrap_or_default()
+                                );
+                                let reason = PauseReason {
+                                    kind: PauseKind::TemplateStatus,
+                                    code: None,
+                                    detail,
+                                };
+                                let paused = self
+                                    .store
+                                    .pause_matching(None, Some(&template), reason)
+                                    .await?;
+                                for id in &paused {
+                                    tracing::warn!(campaign = %id, template = %template, event = %t.event, "campaign paused: template status changed");
+                                    count(m::SENDER_PAUSES_TOTAL, "kind", "template_status");
+                                }
+                            }
+                        }
+                        ChangeValue::PhoneQuality(q) => {
+                            count(m::RECONCILER_EVENTS_TOTAL, "field", "phone_quality");
+                            let display = q.display_phone_number.as_deref().unwrap_or_default();
+                            tracing::warn!(event = %q.event, limit = ?q.current_limit, "phone number quality update");
+                            self.store
+                                .record_quality(display, &q.event, q.current_limit.as_deref())
+                                .await?;
+                        }
+                        ChangeValue::AccountUpdate(a) => {
+                            count(m::RECONCILER_EVENTS_TOTAL, "field", "account_update");
+                            tracing::warn!(event = %a.event, "account update");
+                        }
+                        ChangeValue::Other(raw) => {
+                            count(m::RECONCILER_EVENTS_TOTAL, "field", "other");
+                            let payload =
+                                format!("{{\"field\":{:?},\"value\":{}}}", change.field, raw.get());
+                            self.dead("unknown_field", payload.as_bytes()).await?;
+                        }
+                    }
+                }
+            }
+        }
+        metrics::counter!(m::RECONCILER_ENTRIES_TOTAL).increment(bodies.len() as u64);
+        Ok(())
+    }
+
+    async fn collect_statuses<'a>(
+        &self,
+        v: &'a MessagesValue,
+        out: &mut Vec<Collected<'a>>,
+    ) -> Result<(), StoreError> {
+        let pnid = v
+            .metadata
+            .as_ref()
+            .map_or("", |md| md.phone_number_id.as_str());
+        for e in &v.errors {
+            metrics::counter!(m::RECONCILER_WEBHOOK_ERRORS_TOTAL, "code" => code_label(e.code))
+                .increment(1);
+            tracing::warn!(code = e.code, "webhook reports an error");
+        }
+        for s in &v.statuses {
+            let status = match s {
+                Lenient::Parsed(s) => s,
+                Lenient::Malformed { raw, .. } => {
+                    self.dead("malformed_element", raw.get().as_bytes()).await?;
+                    continue;
+                }
+            };
+            let Some(event) = StatusEvent::parse(&status.status) else {
+                if status.status == "deleted" {
+                    count(m::RECONCILER_STATUSES_TOTAL, "result", "ignored");
+                } else {
+                    self.dead(
+                        "unknown_status",
+                        &serde_json::to_vec(status).unwrap_or_default(),
+                    )
+                    .await?;
+                }
+                continue;
+            };
+            let error_code = status.errors.first().map(|e| e.code);
+            if let Some(code) = error_code {
+                metrics::counter!(m::RECONCILER_WEBHOOK_ERRORS_TOTAL, "code" => code_label(code))
+                    .increment(1);
+            }
+            out.push(Collected {
+                pnid,
+                status,
+                update: StatusUpdate {
+                    job: status
+                        .biz_opaque_callback_data
+                        .as_deref()
+                        .and_then(JobId::from_callback_data),
+                    message_id: WaMessageId::new(&status.id).ok(),
+                    event,
+                    timestamp: status.timestamp.map(|t| t.0),
+                    error_code,
+                    pricing: status.pricing.as_ref().map(|p| Pricing {
+                        billable: p.billable,
+                        category: p
+                            .category
+                            .as_ref()
+                            .filter(|c| {
+                                !c.is_empty()
+                                    && c.len() <= 32
+                                    && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                            })
+                            .map(|c| c.to_ascii_lowercase()),
+                    }),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    async fn apply_statuses(&self, collected: &[Collected<'_>]) -> Result<(), StoreError> {
+        if collected.is_empty() {
+            return Ok(());
+        }
+        let updates: Vec<StatusUpdate> = collected.iter().map(|c| c.update.clone()).collect();
+        let results = self.store.apply_status(&updates).await?;
+        for (c, result) in collected.iter().zip(results) {
+            let label = match result {
+                Applied::Changed => "changed",
+                Applied::NoChange => "no_change",
+                Applied::Late => "late",
+                Applied::Unknown => "unknown",
+            };
+            count(m::RECONCILER_STATUSES_TOTAL, "result", label);
+            if result == Applied::Unknown {
+                self.dead(
+                    "unknown_message",
+                    &serde_json::to_vec(c.status).unwrap_or_default(),
+                )
+                .await?;
+                continue;
+            }
+            // Undeliverable and marketing-stopped numbers go on the suppression list.
+            if let Some(code) = c.update.error_code
+                && ErrorClass::suppresses_recipient(code)
+                && result == Applied::Changed
+            {
+                let phone = match PhoneE164::parse(&c.status.recipient_id) {
+                    Ok(p) => Some(p),
+                    Err(_) => match &c.update.job {
+                        Some(job) => self.store.job(job).await?.map(|v| v.phone),
+                        None => None,
+                    },
+                };
+                if let Some(phone) = phone {
+                    self.store.suppress(c.pnid, &[phone]).await?;
+                    tracing::info!(phone = %phone.masked(), code, "recipient suppressed after a failed delivery");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_messages(&self, v: &MessagesValue) -> Result<(), StoreError> {
+        let pnid = v
+            .metadata
+            .as_ref()
+            .map_or("", |md| md.phone_number_id.as_str());
+        for msg in &v.messages {
+            let msg = match msg {
+                Lenient::Parsed(m) => m,
+                Lenient::Malformed { raw, .. } => {
+                    self.dead("malformed_element", raw.get().as_bytes()).await?;
+                    continue;
+                }
+            };
+            self.apply_message(pnid, msg).await?;
+        }
+        for p in &v.user_preferences {
+            let pref = match p {
+                Lenient::Parsed(p) => p,
+                Lenient::Malformed { raw, .. } => {
+                    self.dead("malformed_element", raw.get().as_bytes()).await?;
+                    continue;
+                }
+            };
+            count(m::RECONCILER_EVENTS_TOTAL, "field", "user_preferences");
+            if pref.category == "marketing_messages"
+                && pref.value.eq_ignore_ascii_case("stop")
+                && let Ok(phone) = PhoneE164::parse(&pref.wa_id)
+            {
+                self.store.suppress(pnid, &[phone]).await?;
+                metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
+                tracing::info!(phone = %phone.masked(), "user stopped marketing messages: suppressed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_message(&self, pnid: &str, msg: &InboundMessage) -> Result<(), StoreError> {
+        let kind = KNOWN_TYPES
+            .iter()
+            .copied()
+            .find(|k| *k == msg.kind)
+            .unwrap_or("other");
+        count(m::RECONCILER_INBOUND_MESSAGES_TOTAL, "kind", kind);
+        if kind == "other" {
+            let payload = format!("{{\"type\":{:?},\"id\":{:?}}}", msg.kind, msg.id);
+            self.dead("unknown_message_type", payload.as_bytes())
+                .await?;
+        }
+        if !msg.is_from_user() {
+            return Ok(());
+        }
+        // Users behind a business-scoped id have no number to key on.
+        let Ok(phone) = PhoneE164::parse(&msg.from) else {
+            return Ok(());
+        };
+        // The window runs from when the user wrote (a delivery Meta retried days later opens
+        // nothing); a timestamp from the future counts as now.
+        let now = herald_core::unix_ms() / 1000;
+        let at = msg.timestamp.map_or(now, |t| t.0.min(now));
+        self.store.open_window(pnid, phone, at).await?;
+        if let Some(campaign) = self.store.last_campaign(pnid, phone).await? {
+            self.store.count_reply(&campaign, phone).await?;
+        }
+        if let Some(text) = msg.text_content() {
+            let text = text.trim();
+            if self
+                .cfg
+                .opt_out_keywords
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(text))
+            {
+                self.store.suppress(pnid, &[phone]).await?;
+                metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
+                tracing::info!(phone = %phone.masked(), "opt-out keyword: suppressed");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,764 @@
+//! The receiver and the reconciler against real Redis (`REDIS_URL`, a random key prefix per
+//! test), fed the real fixture payloads, signed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use herald_cloudapi::Secret;
+use herald_cloudapi::signature::sign;
+use herald_core::{CampaignAction, CampaignStatus, JobId, PauseKind, PhoneE164, WaMessageId};
+use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig, routes};
+use herald_store::conformance::{PNID, TestRedisServer, campaign, claim_req, running};
+use herald_store::{
+    JobRef, JobState, NewCampaign, Outcome, RedisConfig, RedisStore, Settle, Store,
+};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const SECRET: &str = "test-app-secret";
+const VERIFY: &str = "test-verify-token";
+
+async fn store() -> Arc<RedisStore> {
+    let url = std::env::var("REDIS_URL")
+        .expect("REDIS_URL must point at a Redis (scripts/test.sh sets it)");
+    let prefix = format!("herald-rec-{:016x}", rand::random::<u64>());
+    Arc::new(
+        RedisStore::connect(&RedisConfig::new(url, prefix))
+            .await
+            .unwrap(),
+    )
+}
+
+fn app(store: Arc<RedisStore>) -> axum::Router {
+    routes(
+        store,
+        ReceiverConfig {
+            verify_token: Secret::new(VERIFY),
+            app_secret: Secret::new(SECRET),
+        },
+    )
+}
+
+async fn post(app: &axum::Router, body: Vec<u8>, signature: Option<String>) -> StatusCode {
+    let mut req = Request::post("/webhook").header("content-type", "application/json");
+    if let Some(sig) = signature {
+        req = req.header("x-hub-signature-256", sig);
+    }
+    app.clone()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn post_signed(app: &axum::Router, body: &[u8]) -> StatusCode {
+    post(app, body.to_vec(), Some(sign(SECRET.as_bytes(), body))).await
+}
+
+/// Drains the stream through the reconciler (one consumer).
+async fn reconcile(store: &Arc<RedisStore>) {
+    let rec = Reconciler::new(store.clone(), ReconcilerConfig::default());
+    loop {
+        let batch = store.read_webhooks("test", 100, 10).await.unwrap();
+        if batch.is_empty() {
+            return;
+        }
+        let bodies: Vec<&[u8]> = batch.iter().map(|e| e.body.as_slice()).collect();
+        rec.apply(&bodies).await.unwrap();
+        store
+            .ack_webhooks(&batch.iter().map(|e| e.id.clone()).collect::<Vec<_>>())
+            .await
+            .unwrap();
+    }
+}
+
+fn fixture(path: &str) -> Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(path);
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn variant(path: &str, name: &str) -> Vec<u8> {
+    serde_json::to_vec(&fixture(path)[name]).unwrap()
+}
+
+fn whole(path: &str) -> Vec<u8> {
+    serde_json::to_vec(&fixture(path)).unwrap()
+}
+
+// ---- The receiver ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_verification_handshake() {
+    let store = store().await;
+    let app = app(store.clone());
+    let get = |q: &str| {
+        let app = app.clone();
+        let uri = format!("/webhook?{q}");
+        async move {
+            app.oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let ok = get(&format!(
+        "hub.mode=subscribe&hub.verify_token={VERIFY}&hub.challenge=1158201444"
+    ))
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()["content-type"], "text/plain");
+    assert_eq!(
+        ok.into_body().collect().await.unwrap().to_bytes(),
+        "1158201444",
+        "the raw challenge, not JSON"
+    );
+    for bad in [
+        "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1".to_string(),
+        format!("hub.mode=unsubscribe&hub.verify_token={VERIFY}&hub.challenge=1"),
+        format!("hub.verify_token={VERIFY}&hub.challenge=1"),
+        String::new(),
+    ] {
+        assert_eq!(get(&bad).await.status(), StatusCode::FORBIDDEN, "{bad}");
+    }
+    store.purge_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_signature_fault_is_a_401_and_nothing_is_stored() {
+    let store = store().await;
+    let app = app(store.clone());
+    let body = whole("meta-openapi/text_message.json");
+    let good = sign(SECRET.as_bytes(), &body);
+    let cases: Vec<(&str, Vec<u8>, Option<String>)> = vec![
+        ("missing header", body.clone(), None),
+        (
+            "wrong prefix",
+            body.clone(),
+            Some(good.replace("sha256=", "sha1=")),
+        ),
+        (
+            "odd-length digest",
+            body.clone(),
+            Some(good[..good.len() - 1].to_owned()),
+        ),
+        (
+            "non-hex digest",
+            body.clone(),
+            Some(format!("{}z", &good[..good.len() - 1])),
+        ),
+        (
+            "wrong secret",
+            body.clone(),
+            Some(sign(b"other-secret", &body)),
+        ),
+        (
+            "body changed",
+            [body.as_slice(), b" "].concat(),
+            Some(good.clone()),
+        ),
+        ("empty body", Vec::new(), Some(sign(SECRET.as_bytes(), b""))),
+    ];
+    for (name, body, sig) in cases {
+        assert_eq!(
+            post(&app, body, sig).await,
+            StatusCode::UNAUTHORIZED,
+            "{name}"
+        );
+    }
+    assert!(
+        store
+            .read_webhooks("test", 10, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no forged body reached the stream"
+    );
+    assert_eq!(post(&app, body.clone(), Some(good)).await, StatusCode::OK);
+    let stored = store.read_webhooks("test", 10, 10).await.unwrap();
+    assert_eq!(stored[0].body, body, "stored byte for byte");
+    store.purge_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversize_body_is_a_413() {
+    let store = store().await;
+    let app = app(store.clone());
+    let big = vec![b' '; herald_reconciler::BODY_LIMIT + 1];
+    let sig = sign(SECRET.as_bytes(), &big);
+    assert_eq!(
+        post(&app, big, Some(sig)).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let fits = vec![b' '; herald_reconciler::BODY_LIMIT];
+    assert_eq!(post_signed(&app, &fits).await, StatusCode::OK);
+    store.purge_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_503_while_redis_is_down_then_recovery() {
+    let mut server = TestRedisServer::start();
+    let mut cfg = RedisConfig::new(server.url(), "herald");
+    cfg.timeout = Duration::from_secs(1);
+    let store = Arc::new(RedisStore::connect(&cfg).await.unwrap());
+    let app = app(store.clone());
+    let body = whole("meta-openapi/text_message.json");
+    assert_eq!(post_signed(&app, &body).await, StatusCode::OK);
+    server.kill();
+    assert_eq!(
+        post_signed(&app, &body).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never 200 for an event not stored"
+    );
+    server.restart();
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..100 {
+        status = post_signed(&app, &body).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::OK, "recovers once Redis is back");
+    let stored = store.read_webhooks("test", 10, 10).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        2,
+        "the delivery before the outage survived it (AOF), and the one after"
+    );
+}
+
+// ---- The reconciler: every fixture, with its effect ---------------------------------------
+
+/// A campaign whose first two jobs are accepted under the message ids the fixtures use, and
+/// whose recipients include the fixtures' users.
+struct World {
+    store: Arc<RedisStore>,
+    app: axum::Router,
+    campaign: herald_core::CampaignId,
+    job_xyz: JobId,
+    job_hbg: JobId,
+}
+
+const XYZ: &str = "wamid.xyzxyz";
+const HBG: &str = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=";
+
+async fn world() -> World {
+    let store = store().await;
+    let id = campaign(&*store, "fixtures").await;
+    let users = ["+972987654321", "+16505551234", "+447700000001"];
+    let recipients: Vec<_> = users
+        .iter()
+        .map(|u| {
+            herald_core::Recipient::new(u.parse().unwrap(), herald_core::Vars::from_values(["x"]))
+        })
+        .collect();
+    store.enqueue_batch(&id, &recipients).await.unwrap();
+    store
+        .transition(&id, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let settle = |j: &herald_store::ClaimedJob, wamid: &str| Settle {
+        job: j.into(),
+        outcome: Outcome::Accepted {
+            message_id: WaMessageId::new(wamid).unwrap(),
+        },
+    };
+    store
+        .settle(&[settle(&jobs[0], XYZ), settle(&jobs[1], HBG)])
+        .await
+        .unwrap();
+    // The users' last campaign, as a send would have recorded it, for reply attribution.
+    for (pnid, user) in [("1122334455667", users[0]), ("106540352242922", users[1])] {
+        store
+            .reserve_pairs(pnid, &[(user.parse().unwrap(), id.clone())], 1)
+            .await
+            .unwrap();
+    }
+    World {
+        app: app(store.clone()),
+        job_xyz: jobs[0].id.clone(),
+        job_hbg: jobs[1].id.clone(),
+        campaign: id,
+        store,
+    }
+}
+
+async fn delivery_state(w: &World, job: &JobId) -> herald_core::DeliveryState {
+    match w.store.job(job).await.unwrap().unwrap().state {
+        JobState::Accepted { delivery, .. } => delivery,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn statuses_from_every_status_fixture() {
+    let w = world().await;
+    for v in [
+        "sent",
+        "delivered",
+        "read",
+        "played",
+        "with_tracker",
+        "group",
+    ] {
+        assert_eq!(
+            post_signed(&w.app, &variant("pywa/message_status.json", v)).await,
+            StatusCode::OK,
+            "{v}"
+        );
+    }
+    for f in [
+        "meta-docs/status_delivered_pmp_bsuid_only.json",
+        "meta-docs/status_delivered_pmp_bsuid_phone.json",
+        "meta-docs/value_errors_130429.json",
+    ] {
+        assert_eq!(post_signed(&w.app, &whole(f)).await, StatusCode::OK, "{f}");
+    }
+    reconcile(&w.store).await;
+    let s = w.store.stats(&w.campaign).await.unwrap();
+    assert!(s.invariant_holds(), "{s:#?}");
+    // wamid.xyzxyz: sent, delivered, read (and played) → read; "some data" is not Herald's
+    // callback, so that status was matched by message id.
+    assert_eq!(
+        delivery_state(&w, &w.job_xyz).await.progress,
+        herald_core::Progress::Read
+    );
+    // The business-scoped-id-only status (recipient_id "") still found its job.
+    assert_eq!(
+        delivery_state(&w, &w.job_hbg).await.progress,
+        herald_core::Progress::Delivered
+    );
+    assert_eq!((s.sent, s.delivered, s.read), (2, 2, 1));
+    // Pricing once per message: CBP "service" for one, PMP "marketing" for the other.
+    assert_eq!(s.pricing.billable, 2);
+    assert_eq!(s.pricing.categories.get("service"), Some(&1));
+    assert_eq!(s.pricing.categories.get("marketing"), Some(&1));
+    // The group status names a message Herald never sent: kept as a dead letter.
+    let dead = w.store.dead_letters(10).await.unwrap();
+    assert!(
+        dead.iter()
+            .any(|d| d.reason == "unknown_message" && d.payload.contains("<WHATSAPP_MESSAGE_ID>")),
+        "{dead:?}"
+    );
+    // Replaying everything changes nothing.
+    for v in ["sent", "delivered", "read", "played", "with_tracker"] {
+        post_signed(&w.app, &variant("pywa/message_status.json", v)).await;
+    }
+    reconcile(&w.store).await;
+    assert_eq!(w.store.stats(&w.campaign).await.unwrap(), s);
+    w.store.purge_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_status_carries_its_code() {
+    let w = world().await;
+    post_signed(&w.app, &variant("pywa/message_status.json", "failed")).await;
+    reconcile(&w.store).await;
+    let s = w.store.stats(&w.campaign).await.unwrap();
+    assert_eq!((s.failed, s.failed_before_accept), (1, 0));
+    assert_eq!(s.errors.get("130472"), Some(&1));
+    assert!(delivery_state(&w, &w.job_xyz).await.failed);
+    w.store.purge_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn inbound_messages_open_windows_count_replies_and_opt_out() {
+    let w = world().await;
+    let israel: PhoneE164 = "+972987654321".parse().unwrap();
+    let us: PhoneE164 = "+16505551234".parse().unwrap();
+    let all = fixture("pywa/message.json");
+    for (name, body) in all.as_object().unwrap() {
+        assert_eq!(
+            post_signed(&w.app, &serde_json::to_vec(body).unwrap()).await,
+            StatusCode::OK,
+            "{name}"
+        );
+    }
+    for f in std::fs::read_dir(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/meta-openapi"),
+    )
+    .unwrap()
+    {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "json") {
+            post_signed(&w.app, &std::fs::read(&p).unwrap()).await;
+        }
+    }
+    for v in ["button", "quick_reply", "quick_reply_without_context"] {
+        post_signed(&w.app, &variant("pywa/callback_button.json", v)).await;
+    }
+    for v in ["callback", "description"] {
+        post_signed(&w.app, &variant("pywa/callback_selection.json", v)).await;
+    }
+    for v in ["phone_number_change", "identity_change"] {
+        post_signed(&w.app, &variant("pywa/system.json", v)).await;
+    }
+    reconcile(&w.store).await;
+    // The fixtures' messages were written in 2023-2025: they count as replies, but the 24 h
+    // window runs from when the user wrote, so none of them opens one now.
+    let s = w.store.stats(&w.campaign).await.unwrap();
+    assert_eq!(
+        s.replied, 2,
+        "both users replied to the campaign that last messaged them, once each"
+    );
+    assert_eq!(
+        w.store
+            .windows_open("1122334455667", &[israel])
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert_eq!(w.store.windows_open(PNID, &[us]).await.unwrap(), [false]);
+    // The same message written now opens the window.
+    let mut fresh = fixture("pywa/message.json")["text"].clone();
+    fresh["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] =
+        json!(herald_core::unix_ms() / 1000 - 60);
+    post_signed(&w.app, &serde_json::to_vec(&fresh).unwrap()).await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store
+            .windows_open("1122334455667", &[israel])
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(
+        w.store
+            .windows_open("1122334455667", &["+447700000001".parse().unwrap()])
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert_eq!(
+        w.store.stats(&w.campaign).await.unwrap().replied,
+        2,
+        "still once per recipient"
+    );
+    assert_eq!(
+        w.store
+            .suppressed("1122334455667", &[israel])
+            .await
+            .unwrap(),
+        [false],
+        "no opt-out keyword yet"
+    );
+
+    // An opt-out keyword, any case, whole message only.
+    let stop = |text: &str| {
+        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+            "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "1122334455667"},
+                "messages": [{"from": "972987654321", "id": "wamid.in1", "timestamp": "1700000000", "type": "text", "text": {"body": text}}]}}]}]}))
+        .unwrap()
+    };
+    post_signed(&w.app, &stop("please stop sending")).await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store
+            .suppressed("1122334455667", &[israel])
+            .await
+            .unwrap(),
+        [false]
+    );
+    post_signed(&w.app, &stop("  Stop ")).await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store
+            .suppressed("1122334455667", &[israel])
+            .await
+            .unwrap(),
+        [true]
+    );
+    w.store.purge_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn marketing_preferences_suppress_on_stop_only() {
+    let w = world().await;
+    for v in ["resume", "signup"] {
+        post_signed(&w.app, &variant("pywa/user_marketing_preferences.json", v)).await;
+    }
+    reconcile(&w.store).await;
+    let user: PhoneE164 = "+16505551234".parse().unwrap();
+    assert_eq!(
+        w.store
+            .suppressed("106540352242922", &[user])
+            .await
+            .unwrap(),
+        [false]
+    );
+    let mut stop = fixture("pywa/user_marketing_preferences.json")["resume"].clone();
+    stop["entry"][0]["changes"][0]["value"]["user_preferences"][0]["value"] = json!("stop");
+    post_signed(&w.app, &serde_json::to_vec(&stop).unwrap()).await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store
+            .suppressed("106540352242922", &[user])
+            .await
+            .unwrap(),
+        [true]
+    );
+    w.store.purge_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn template_stops_pause_the_campaigns_that_send_them() {
+    let w = world().await;
+    let spec = herald_store::conformance::spec("abandoned");
+    let paused_one = w
+        .store
+        .create_campaign(NewCampaign {
+            spec,
+            phone_number_id: PNID.into(),
+            template: Some("abandoned_cart:en".into()),
+        })
+        .await
+        .unwrap()
+        .id;
+    w.store
+        .enqueue_batch(&paused_one, &herald_store::conformance::recipients(0..2))
+        .await
+        .unwrap();
+    w.store
+        .transition(&paused_one, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    post_signed(
+        &w.app,
+        &variant("pywa/template_status_update.json", "approved"),
+    )
+    .await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store.campaign(&paused_one).await.unwrap().status,
+        CampaignStatus::Running
+    );
+    post_signed(
+        &w.app,
+        &variant("pywa/template_status_update.json", "rejected"),
+    )
+    .await;
+    reconcile(&w.store).await;
+    let c = w.store.campaign(&paused_one).await.unwrap();
+    assert_eq!(c.status, CampaignStatus::Paused);
+    let reason = c.pause_reason.unwrap();
+    assert_eq!(reason.kind, PauseKind::TemplateStatus);
+    assert!(
+        reason.detail.contains("abandoned_cart") && reason.detail.contains("REJECTED"),
+        "{reason}"
+    );
+    assert_eq!(
+        w.store.campaign(&w.campaign).await.unwrap().status,
+        CampaignStatus::Running,
+        "other templates keep going"
+    );
+    w.store.purge_namespace().await.unwrap();
+}
+
+#[tokio::test]
+async fn account_updates_quality_and_unknown_content_never_stop_the_consumer() {
+    let w = world().await;
+    let accounts = fixture("pywa/account_update.json");
+    for body in accounts.as_object().unwrap().values() {
+        post_signed(&w.app, &serde_json::to_vec(body).unwrap()).await;
+    }
+    let quality = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "phone_number_quality_update",
+        "value": {"display_phone_number": "15550783881", "event": "FLAGGED", "current_limit": "TIER_10K"}}]}]});
+    post_signed(&w.app, &serde_json::to_vec(&quality).unwrap()).await;
+    post_signed(&w.app, br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"calls","value":{"x":1}}]}]}"#).await;
+    post_signed(&w.app, br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"statuses":[{"status":7}],"messages":[{"from":"16505551234","id":"wamid.n","type":"hologram"}]}}]}]}"#).await;
+    post_signed(&w.app, b"this is not json").await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store.quality().await.unwrap()["15550783881"].event,
+        "FLAGGED"
+    );
+    let reasons: Vec<String> = w
+        .store
+        .dead_letters(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.reason)
+        .collect();
+    for r in [
+        "malformed_json",
+        "unknown_field",
+        "malformed_element",
+        "unknown_message_type",
+    ] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "no {r} dead letter in {reasons:?}"
+        );
+    }
+    // A user who writes with a new message type (no timestamp: now) still opened their window.
+    assert_eq!(
+        w.store
+            .windows_open("", &["+16505551234".parse().unwrap()])
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert!(
+        w.store
+            .read_webhooks("test", 10, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "everything was acknowledged"
+    );
+    w.store.purge_namespace().await.unwrap();
+}
+
+// ---- Order, duplicates, and a dead reconciler ---------------------------------------------
+
+fn status_body(job: &JobId, wamid: &str, status: &str) -> Vec<u8> {
+    let mut s = json!({"id": wamid, "status": status, "timestamp": "1700000000", "recipient_id": "447700000000",
+        "biz_opaque_callback_data": job.to_callback_data(),
+        "pricing": {"billable": true, "pricing_model": "PMP", "category": "utility", "type": "regular"}});
+    if status == "failed" {
+        s["errors"] = json!([{"code": 131047, "title": "Re-engagement message"}]);
+    }
+    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+        "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": PNID}, "statuses": [s]}}]}]}))
+    .unwrap()
+}
+
+mod permutations {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn event() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("sent"),
+            Just("delivered"),
+            Just("read"),
+            Just("failed")
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        /// Any permutation, with duplicates, of a message's statuses gives the same final state
+        /// and counters as the statuses in their natural order, applied once.
+        #[test]
+        fn any_order_with_duplicates_gives_the_same_result(events in proptest::collection::vec(event(), 1..8), seed in any::<u64>()) {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async {
+                let store = store().await;
+                let mut finals = Vec::new();
+                let mut natural: Vec<&str> = events.clone();
+                natural.sort_by_key(|e| ["sent", "delivered", "read", "failed"].iter().position(|x| x == e));
+                natural.dedup();
+                let mut shuffled = events.clone();
+                let mut s = seed | 1;
+                for i in (1..shuffled.len()).rev() {
+                    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                    shuffled.swap(i, (s % (i as u64 + 1)) as usize);
+                }
+                shuffled.extend(events.iter().take(2));
+                for (n, order) in [natural, shuffled].iter().enumerate() {
+                    let id = running(&*store, &format!("perm{n}"), 1).await;
+                    let job = store.claim(&claim_req(1, 1)).await.unwrap().remove(0);
+                    store.start(&[JobRef::from(&job)]).await.unwrap();
+                    store.settle(&[Settle { job: (&job).into(), outcome: Outcome::Accepted { message_id: WaMessageId::new("wamid.p").unwrap() } }]).await.unwrap();
+                    for e in order {
+                        store.append_webhook(&status_body(&job.id, "wamid.p", e)).await.unwrap();
+                    }
+                    reconcile(&store).await;
+                    let state = store.job(&job.id).await.unwrap().unwrap().state;
+                    finals.push((store.stats(&id).await.unwrap(), state));
+                }
+                store.purge_namespace().await.unwrap();
+                assert_eq!(finals[0], finals[1], "events {events:?}");
+            });
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reconciler_killed_mid_batch_loses_nothing() {
+    let store = store().await;
+    let id = running(&*store, "crash", 20).await;
+    let jobs = store.claim(&claim_req(20, 1)).await.unwrap();
+    store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    // All twenty sends were in doubt: only webhooks can settle them.
+    store
+        .settle(
+            &jobs
+                .iter()
+                .map(|j| Settle {
+                    job: j.into(),
+                    outcome: Outcome::InDoubt,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    for (i, j) in jobs.iter().enumerate() {
+        store
+            .append_webhook(&status_body(&j.id, &format!("wamid.c{i}"), "delivered"))
+            .await
+            .unwrap();
+    }
+    // Reconciler "a" reads all twenty, applies the first half, and dies before acknowledging.
+    let a = Reconciler::new(store.clone(), ReconcilerConfig::default());
+    let read = store.read_webhooks("a", 100, 10).await.unwrap();
+    assert_eq!(read.len(), 20);
+    let half: Vec<&[u8]> = read[..10].iter().map(|e| e.body.as_slice()).collect();
+    a.apply(&half).await.unwrap();
+    let mid = store.stats(&id).await.unwrap();
+    assert_eq!((mid.in_doubt, mid.delivered), (10, 10));
+    // Reconciler "b" takes over the idle entries and applies them all, the first half again.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let b = Arc::new(Reconciler::new(store.clone(), ReconcilerConfig::default()));
+    let cfg = ConsumerConfig {
+        name: "b".into(),
+        claim_idle: Duration::from_millis(50),
+        block: Duration::from_millis(20),
+        ..ConsumerConfig::default()
+    };
+    let task = tokio::spawn(herald_reconciler::run(b, cfg, shutdown.clone()));
+    let mut s = store.stats(&id).await.unwrap();
+    for _ in 0..200 {
+        s = store.stats(&id).await.unwrap();
+        if s.in_doubt == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    assert!(s.invariant_holds(), "{s:#?}");
+    assert_eq!(
+        (s.in_doubt, s.accepted, s.sent, s.delivered),
+        (0, 20, 20, 20),
+        "each job counted once"
+    );
+    assert!(
+        store.pending_webhooks("a", 100).await.unwrap().is_empty(),
+        "a's entries were taken over and acknowledged"
+    );
+    assert_eq!(
+        store.campaign(&id).await.unwrap().status,
+        CampaignStatus::Completed
+    );
+    store.purge_namespace().await.unwrap();
+}

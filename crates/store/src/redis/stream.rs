@@ -1,0 +1,283 @@
+//! The webhook stream: a Redis stream with one consumer group. The receiver appends the raw
+//! body and only then answers 200; reconcilers read, apply, and acknowledge. An entry read by
+//! a consumer that dies stays pending until another claims it, so nothing is lost, and
+//! applying an entry twice is harmless (statuses only move forward).
+
+use std::collections::BTreeMap;
+
+use redis::Value;
+
+use super::{RedisStore, now_ms};
+use crate::{DeadLetter, QualityRecord, Result, StoreError, WebhookEntry};
+
+pub(crate) const GROUP: &str = "reconciler";
+const DEAD_KEEP: usize = 10_000;
+
+fn text(v: &Value) -> Option<String> {
+    redis::from_redis_value_ref::<String>(v).ok()
+}
+
+/// Parses `[[id, [field, value, …]], …]` into entries.
+fn entries(v: &Value) -> Result<Vec<WebhookEntry>> {
+    let corrupt = || StoreError::Corrupt("webhook stream reply".into());
+    let Value::Array(items) = v else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Array(pair) = item else {
+            return Err(corrupt());
+        };
+        let id = pair.first().and_then(text).ok_or_else(corrupt)?;
+        let body = match pair.get(1) {
+            Some(Value::Array(fields)) => fields
+                .chunks(2)
+                .find(|kv| kv.first().and_then(text).as_deref() == Some("b"))
+                .and_then(|kv| redis::from_redis_value_ref::<Vec<u8>>(kv.get(1)?).ok()),
+            // An entry deleted after it was read: nothing to apply.
+            _ => None,
+        };
+        if let Some(body) = body {
+            out.push(WebhookEntry { id, body });
+        }
+    }
+    Ok(out)
+}
+
+/// `XREADGROUP … STREAMS key id` answers `[[key, entries]]` (or nil).
+fn read_reply(v: &Value) -> Result<Vec<WebhookEntry>> {
+    match v {
+        Value::Array(streams) => match streams.first() {
+            Some(Value::Array(kv)) => kv.get(1).map_or(Ok(Vec::new()), entries),
+            _ => Ok(Vec::new()),
+        },
+        Value::Map(kvs) => kvs.first().map_or(Ok(Vec::new()), |(_, e)| entries(e)),
+        _ => Ok(Vec::new()),
+    }
+}
+
+impl RedisStore {
+    /// Creates the consumer group (and the stream) if they do not exist yet.
+    pub(crate) async fn ensure_group(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.keys.webhooks())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    async fn group_read(
+        &self,
+        consumer: &str,
+        count: usize,
+        block_ms: Option<u64>,
+        from: &str,
+    ) -> Result<Vec<WebhookEntry>> {
+        // A blocking read holds its connection: never one of the shared ones.
+        let mut conn = self.pool.get().await.map_err(super::unavailable)?;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count.max(1));
+        if let Some(ms) = block_ms {
+            cmd.arg("BLOCK").arg(ms.max(1));
+        }
+        cmd.arg("STREAMS").arg(self.keys.webhooks()).arg(from);
+        let reply: redis::RedisResult<Value> = cmd.query_async(&mut *conn).await;
+        match reply {
+            Ok(v) => read_reply(&v),
+            // The stream or group vanished (a Redis restart without AOF, a purge): recreate.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.ensure_group().await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    pub(crate) async fn stream_append(&self, body: &[u8]) -> Result<()> {
+        let mut conn = self.conn().await?;
+        redis::cmd("XADD")
+            .arg(self.keys.webhooks())
+            .arg("*")
+            .arg("b")
+            .arg(body)
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    pub(crate) async fn stream_read(
+        &self,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Vec<WebhookEntry>> {
+        self.group_read(consumer, count, Some(block_ms), ">").await
+    }
+
+    pub(crate) async fn stream_pending(
+        &self,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<WebhookEntry>> {
+        self.group_read(consumer, count, None, "0").await
+    }
+
+    pub(crate) async fn stream_claim(
+        &self,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> Result<Vec<WebhookEntry>> {
+        let mut conn = self.conn().await?;
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(self.keys.webhooks())
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(min_idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        match &reply {
+            Value::Array(parts) => parts.get(1).map_or(Ok(Vec::new()), entries),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    pub(crate) async fn stream_ack(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        redis::pipe()
+            .cmd("XACK")
+            .arg(self.keys.webhooks())
+            .arg(GROUP)
+            .arg(ids)
+            .ignore()
+            .cmd("XDEL")
+            .arg(self.keys.webhooks())
+            .arg(ids)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    pub(crate) async fn dead_append(&self, reason: &str, payload: &[u8]) -> Result<()> {
+        let mut conn = self.conn().await?;
+        redis::cmd("XADD")
+            .arg(self.keys.dead())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(DEAD_KEEP)
+            .arg("*")
+            .arg("reason")
+            .arg(reason)
+            .arg("payload")
+            .arg(payload)
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
+    pub(crate) async fn dead_list(&self, count: usize) -> Result<Vec<DeadLetter>> {
+        let mut conn = self.conn().await?;
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(self.keys.dead())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let Value::Array(items) = reply else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in &items {
+            let Value::Array(pair) = item else { continue };
+            let id = pair.first().and_then(text).unwrap_or_default();
+            let mut reason = String::new();
+            let mut payload = String::new();
+            if let Some(Value::Array(fields)) = pair.get(1) {
+                for kv in fields.chunks(2) {
+                    match (kv.first().and_then(text).as_deref(), kv.get(1)) {
+                        (Some("reason"), Some(v)) => reason = text(v).unwrap_or_default(),
+                        (Some("payload"), Some(v)) => {
+                            let bytes =
+                                redis::from_redis_value_ref::<Vec<u8>>(v).unwrap_or_default();
+                            payload = String::from_utf8_lossy(&bytes).into_owned();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let at_ms = id
+                .split('-')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_default();
+            out.push(DeadLetter {
+                reason,
+                payload,
+                at_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn quality_record(
+        &self,
+        display: &str,
+        event: &str,
+        limit: Option<&str>,
+    ) -> Result<()> {
+        let record = QualityRecord {
+            event: event.to_owned(),
+            current_limit: limit.map(str::to_owned),
+            at_ms: now_ms(),
+        };
+        let json =
+            serde_json::to_string(&record).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut conn = self.conn().await?;
+        redis::cmd("HSET")
+            .arg(self.keys.quality())
+            .arg(display)
+            .arg(json)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    pub(crate) async fn quality_all(&self) -> Result<BTreeMap<String, QualityRecord>> {
+        let mut conn = self.conn().await?;
+        let raw: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.quality())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|r| (k, r)))
+            .collect())
+    }
+}
