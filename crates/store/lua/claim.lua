@@ -1,7 +1,8 @@
 -- Claims up to ARGV[2] pending jobs of a running campaign under one lease token.
 -- KEYS[1] campaign meta
 -- ARGV[1] key base, ARGV[2] max, ARGV[3] lease token, ARGV[4] lease ms
--- Returns { completed (0/1), then per job: seq, the record as it was (pending) }.
+-- Returns { completed (0/1), jobs }, jobs one string of "<seq> <length> <record>" per job,
+-- the record as it was (pending): two reply values to decode, however many jobs.
 local meta, base = KEYS[1], ARGV[1]
 local max, token, lease = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 if redis.call('HGET', meta, 'status') ~= 'running' then return { 0 } end
@@ -13,7 +14,7 @@ if #due > 0 then
   redis.call('ZREM', base .. ':delay', unpack(due))
   for i = #due, 1, -1 do redis.call('LPUSH', q, due[i]) end
 end
-local res, held = { 0 }, {}
+local res, held, out = { 0, '' }, {}, {}
 local seqs = redis.call('LPOP', q, max)
 if seqs then
   for _, seq in ipairs(seqs) do
@@ -25,8 +26,7 @@ if seqs then
     if rec and string.byte(rec, 1) == 112 then
       local at = string.match(rec, '^p|[^|]*|[^|]*|()')
       redis.call('HSET', k, f, 'c' .. string.sub(rec, 2, at - 1) .. token .. string.sub(rec, at))
-      res[#res + 1] = seq
-      res[#res + 1] = rec
+      out[#out + 1] = seq .. ' ' .. #rec .. ' ' .. rec
       held[#held + 1] = seq
     end
   end
@@ -38,6 +38,7 @@ if n > 0 then
   redis.call('HINCRBY', base .. ':lease_n', token, n)
   redis.call('HINCRBY', base .. ':stats', 'pending', -n)
   redis.call('HINCRBY', base .. ':stats', 'in_flight', n)
+  res[2] = table.concat(out)
 else
   res[1] = maybe_complete(meta, base, now)
 end

@@ -5,10 +5,11 @@
 --   W deferred, not sent (ms) K skipped (reason)         U in doubt        R released
 -- A job no longer held under the token is stale and unchanged, except that acceptance is
 -- evidence: it settles a job that was reclaimed or is in doubt.
--- Returns { completed (0/1), then 1 (applied) or 0 (stale) per job }.
+-- Returns one string: '1' if the campaign completed, then a '1' (applied) or '0' (stale) per
+-- job.
 local meta, base = KEYS[1], ARGV[1]
 local now = now_ms()
-local out, c, settled = { 0 }, {}, {}
+local out, c, settled = {}, {}, {}
 for i = 2, #ARGV, 4 do
   local seq, tok, kind, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local k, f = addr(base, seq)
@@ -46,17 +47,17 @@ for i = 2, #ARGV, 4 do
       bump(c, 'pending', 1)
     end
     redis.call('HSET', k, f, new)
-    out[#out + 1] = 1
+    out[#out + 1] = '1'
   elseif st and kind == 'A' and string.find('pcsd', string.sub(st, 1, 1), 1, true) then
     leave(base, c, parse(rec), seq)
     redis.call('HSET', k, f, 'a0|' .. inc(att) .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|')
     bump(c, 'accepted', 1)
-    out[#out + 1] = 1
+    out[#out + 1] = '1'
   else
-    out[#out + 1] = 0
+    out[#out + 1] = '0'
   end
 end
 for t, n in pairs(settled) do release_lease(base, t, n) end
 flush(base, c)
-out[1] = maybe_complete(meta, base, now)
-return out
+local completed = maybe_complete(meta, base, now) == 1 and '1' or '0'
+return completed .. table.concat(out)

@@ -2,7 +2,8 @@
 -- is no longer running is released to the head of the queue instead.
 -- KEYS[1] campaign meta
 -- ARGV[1] key base, then pairs: seq, lease token
--- Returns one 1 (send it) or 0 (do not) per job.
+-- Returns one string with a '1' (send it) or '0' (do not) per job: one reply value to decode,
+-- however many jobs.
 local meta, base = KEYS[1], ARGV[1]
 local running = redis.call('HGET', meta, 'status') == 'running'
 local out, c = {}, {}
@@ -12,19 +13,19 @@ for i = 2, #ARGV, 2 do
   if r and r.st == 'c' and r.tok == tok then
     if running then
       r.st = 's'
-      out[#out + 1] = 1
+      out[#out + 1] = '1'
     else
       release_lease(base, r.tok, 1)
       r.st, r.tok = 'p', ''
       redis.call('LPUSH', base .. ':q', seq)
       bump(c, 'in_flight', -1)
       bump(c, 'pending', 1)
-      out[#out + 1] = 0
+      out[#out + 1] = '0'
     end
     put_job(base, seq, r)
   else
-    out[#out + 1] = 0
+    out[#out + 1] = '0'
   end
 end
 flush(base, c)
-return out
+return table.concat(out)

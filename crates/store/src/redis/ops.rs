@@ -235,11 +235,22 @@ impl RedisStore {
             .map(&text)
             .transpose()?
             .is_some_and(|s| s == "1");
-        let mut jobs = Vec::with_capacity(raw.len().saturating_sub(1) / 2);
-        for pair in raw.get(1..).unwrap_or_default().chunks_exact(2) {
-            let seq: u32 = text(&pair[0])?.parse().map_err(|_| corrupt())?;
-            let rec = text(&pair[1])?;
-            let r = super::parse_record(&rec).ok_or_else(corrupt)?;
+        let payload: &[u8] = match raw.get(1) {
+            Some(redis::Value::BulkString(b)) => b,
+            Some(_) => return Err(corrupt()),
+            None => &[],
+        };
+        let mut jobs = Vec::new();
+        let mut rest = payload;
+        while !rest.is_empty() {
+            let (seq, after) = split_word(rest).ok_or_else(corrupt)?;
+            let (len, after) = split_word(after).ok_or_else(corrupt)?;
+            let seq: u32 = parse_ascii(seq).ok_or_else(corrupt)?;
+            let len: usize = parse_ascii(len).ok_or_else(corrupt)?;
+            let rec = after.get(..len).ok_or_else(corrupt)?;
+            rest = &after[len..];
+            let rec = std::str::from_utf8(rec).map_err(|_| corrupt())?;
+            let r = super::parse_record(rec).ok_or_else(corrupt)?;
             let phone = r
                 .phone
                 .parse::<u64>()
@@ -583,12 +594,12 @@ impl Store for RedisStore {
             for (_, seq, token) in &group {
                 inv.arg(*seq).arg(token.0.to_string());
             }
-            let flags: Vec<u8> = inv
+            let flags: String = inv
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.not_found(e, &campaign))?;
-            for ((i, _, _), f) in group.iter().zip(flags) {
-                out[*i] = f == 1;
+            for ((i, _, _), f) in group.iter().zip(flags.bytes()) {
+                out[*i] = f == b'1';
             }
         }
         Ok(out)
@@ -632,7 +643,7 @@ impl Store for RedisStore {
             }
             first = false;
             pipe.invoke_script(&inv);
-            let flags: Vec<u8> = match pipe.query_async::<(Vec<u8>,)>(&mut conn).await {
+            let flags: String = match pipe.query_async::<(String,)>(&mut conn).await {
                 Ok((flags,)) => flags,
                 // Redis restarted and lost its scripts: the script did not run; reload and
                 // run it alone (the lookups are idempotent and already written).
@@ -645,9 +656,9 @@ impl Store for RedisStore {
                 }
                 Err(e) => return Err(self.not_found(e, &campaign)),
             };
-            let completed = flags.first() == Some(&1);
-            for ((i, _, _), f) in group.iter().zip(flags.into_iter().skip(1)) {
-                out[*i] = if f == 1 {
+            let completed = flags.starts_with('1');
+            for ((i, _, _), f) in group.iter().zip(flags.bytes().skip(1)) {
+                out[*i] = if f == b'1' {
                     SettleResult::Applied
                 } else {
                     SettleResult::Stale
@@ -1161,20 +1172,18 @@ impl Store for RedisStore {
         for (_, c) in sends {
             inv.arg(c.as_str());
         }
-        let answers: Vec<u64> = inv
+        let answers: String = inv
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(answers
-            .into_iter()
-            .map(|t| {
-                if t == 0 {
-                    PairReservation::Ok
-                } else {
-                    PairReservation::NotBefore(t)
-                }
+        answers
+            .split(',')
+            .map(|t| match t.parse::<u64>() {
+                Ok(0) => Ok(PairReservation::Ok),
+                Ok(t) => Ok(PairReservation::NotBefore(t)),
+                Err(_) => Err(StoreError::Corrupt(format!("pair reply {t:?}"))),
             })
-            .collect())
+            .collect()
     }
 
     async fn last_campaign(
@@ -1245,4 +1254,14 @@ impl Store for RedisStore {
     async fn quality(&self) -> Result<std::collections::BTreeMap<String, crate::QualityRecord>> {
         self.quality_all().await
     }
+}
+
+/// The next space-terminated word and what follows the space.
+fn split_word(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = b.iter().position(|&c| c == b' ')?;
+    Some((&b[..at], &b[at + 1..]))
+}
+
+fn parse_ascii<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
+    std::str::from_utf8(b).ok()?.parse().ok()
 }
