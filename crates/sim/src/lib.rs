@@ -17,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 
 pub mod config;
 mod oracle;
+pub mod process;
 mod server;
 mod state;
 mod webhooks;
 
 pub use config::{ConfigError, Delivery, SimConfig};
 pub use oracle::{FaultStats, NumberStats, SimStats, WebhookStats};
+pub use process::SimProcess;
 
 /// A running simulator.
 #[derive(Debug)]

@@ -39,6 +39,9 @@ pub struct NumberStats {
     pub max_requests_1s: u64,
     /// Most send requests in any 100 ms window.
     pub max_requests_100ms: u64,
+    /// Microseconds from the first send request to the last: with `requests`, the mean rate.
+    #[serde(default)]
+    pub request_span_us: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +116,7 @@ struct Number {
     requests_100ms: Window,
     /// Accepted messages in the last second: what throughput (130429) counts.
     sent_1s: Window,
+    first_last: Option<(Instant, Instant)>,
 }
 
 impl Number {
@@ -123,6 +127,7 @@ impl Number {
             requests_1s: Window::new(Duration::from_secs(1)),
             requests_100ms: Window::new(Duration::from_millis(100)),
             sent_1s: Window::new(Duration::from_secs(1)),
+            first_last: None,
         }
     }
 }
@@ -156,6 +161,7 @@ impl Oracle {
         n.requests += 1;
         n.requests_1s.push(now);
         n.requests_100ms.push(now);
+        n.first_last = Some(n.first_last.map_or((now, now), |(first, _)| (first, now)));
     }
 
     /// Messages accepted in the last second (before this one).
@@ -216,6 +222,10 @@ impl Oracle {
                             accepted: n.accepted,
                             max_requests_1s: n.requests_1s.max,
                             max_requests_100ms: n.requests_100ms.max,
+                            request_span_us: n.first_last.map_or(0, |(first, last)| {
+                                u64::try_from(last.duration_since(first).as_micros())
+                                    .unwrap_or(u64::MAX)
+                            }),
                         },
                     )
                 })
@@ -251,6 +261,7 @@ mod tests {
             n.max_requests_1s, 19,
             "the 1 s window from t0 holds all but the last"
         );
+        assert_eq!(n.request_span_us, 1_000_000, "first at t0, last at 1 s");
     }
 
     #[tokio::test(start_paused = true)]
