@@ -86,9 +86,11 @@ pub const SEND_RESULTS: &[&str] = &[
     "retry",
     "throttled",
     "pair_limited",
+    "pair_spaced",
     "in_doubt",
     "skipped",
     "released",
+    "late",
     "paused",
 ];
 

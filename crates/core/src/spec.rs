@@ -216,6 +216,12 @@ impl MessageTemplate {
         })
     }
 
+    /// About how many bytes a rendered body takes, before the values: the literal parts,
+    /// the number and the callback id.
+    pub fn len_hint(&self) -> usize {
+        self.literal_len + 64
+    }
+
     /// The placeholders in order of first appearance; `render` takes values in this order.
     pub fn placeholders(&self) -> &[Placeholder] {
         &self.placeholders
