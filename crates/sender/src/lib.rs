@@ -1,2 +1,357 @@
-//! Not built yet: see the open issue for this crate. This shell keeps the workspace layout of
-//! DESIGN §1 in place.
+//! The sender pool (DESIGN §3–4): pending jobs in, Cloud API calls out, at exactly the rate
+//! Meta allows, never twice.
+//!
+//! A [`Sender`] runs one *lane* per phone number with running campaigns. A lane claims jobs
+//! in batches under a lease, admits them (not suppressed; a free-form message only inside an
+//! open 24 h window), takes evenly spaced send slots from the store's shared limiter (so all
+//! workers together keep to the number's rate), reserves pair spacing per recipient, marks the
+//! jobs started and sends each at its slot time, bounded by `max_in_flight`. Every answer is
+//! classified by its error code ([`herald_cloudapi::ErrorClass`]) and settled in the store in
+//! batches: accepted with the message id, retried with backoff, failed, skipped, in doubt, or
+//! released when its campaign was paused. Leases are renewed while jobs are held; a worker
+//! that dies leaves its jobs to lease expiry, and started ones become in doubt rather than
+//! pending, so a request that may have reached Meta is never repeated blindly.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_cloudapi::Client;
+use herald_core::{CampaignAction, CampaignId, MessageTemplate, PauseKind, PauseReason};
+use herald_store::{ClaimedJob, JobRef, LeaseToken, Settle, Store, StoreError};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+mod config;
+mod lane;
+mod maintenance;
+pub mod policy;
+mod settler;
+
+pub use config::{ConfigError, MAX_MPS, SenderConfig};
+pub use maintenance::{Sweep, sweep};
+
+/// How long a lane with nothing to send keeps polling before it ends (the supervisor starts
+/// it again when its number has running campaigns).
+const LANE_IDLE_EXIT: Duration = Duration::from_secs(10);
+/// How often the supervisor looks for phone numbers with running campaigns.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
+
+/// What one run of the pool did (for logs and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    pub requests: u64,
+    pub accepted: u64,
+    /// Sends still unanswered when the shutdown deadline passed: left to lease expiry (they
+    /// become in doubt and are settled by webhook evidence), never sent again blindly.
+    pub abandoned: u64,
+}
+
+/// The worker pool of one process.
+pub struct Sender<S: Store> {
+    shared: Arc<Shared<S>>,
+    settle_rx: mpsc::Receiver<Settle>,
+}
+
+impl<S: Store> std::fmt::Debug for Sender<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("config", &self.shared.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Sender<S> {
+    pub fn new(store: Arc<S>, client: Client, cfg: SenderConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let (settle_tx, settle_rx) = mpsc::channel(cfg.max_in_flight.max(1024) * 4);
+        let shared = Arc::new(Shared {
+            permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
+            store,
+            client,
+            cfg,
+            settle_tx,
+            holds: Holds::default(),
+            campaigns: Mutex::new(HashMap::new()),
+            pausing: Mutex::new(HashMap::new()),
+            counts: Counts::default(),
+        });
+        Ok(Self { shared, settle_rx })
+    }
+
+    /// Sends until `shutdown` is cancelled; then stops claiming, releases what it holds but
+    /// has not started, lets in-flight sends finish within the deadline, settles them and
+    /// returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Report {
+        let Self { shared, settle_rx } = self;
+        let lanes_done = CancellationToken::new();
+        let settler = tokio::spawn(settler::run(shared.clone(), settle_rx, lanes_done.clone()));
+        let renewer = tokio::spawn(renew_leases(shared.clone(), lanes_done.clone()));
+        let maintenance = shared.cfg.maintenance.then(|| {
+            tokio::spawn(maintenance::run(
+                shared.store.clone(),
+                shared.cfg.clone(),
+                shutdown.clone(),
+            ))
+        });
+        let mut running: HashMap<String, tokio::task::JoinHandle<u64>> = HashMap::new();
+        let mut abandoned = 0;
+        loop {
+            match shared.store.running_campaigns().await {
+                Ok(campaigns) => {
+                    for c in campaigns {
+                        if !shared.serves(&c.phone_number_id) {
+                            continue;
+                        }
+                        let live = running
+                            .get(&c.phone_number_id)
+                            .is_some_and(|h| !h.is_finished());
+                        if !live {
+                            if let Some(h) = running.remove(&c.phone_number_id) {
+                                abandoned += h.await.unwrap_or(0);
+                            }
+                            let lane = lane::Lane::new(shared.clone(), c.phone_number_id.clone());
+                            let handle = tokio::spawn(lane.run(shutdown.clone()));
+                            running.insert(c.phone_number_id, handle);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list running campaigns"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(SUPERVISE_EVERY) => {}
+            }
+        }
+        for (_, h) in running {
+            abandoned += h.await.unwrap_or(0);
+        }
+        lanes_done.cancel();
+        let deadline = shared.cfg.shutdown_deadline;
+        if tokio::time::timeout(deadline, settler).await.is_err() {
+            tracing::error!(
+                "settlements were still waiting for the store at the shutdown deadline; \
+                 their jobs are left to lease expiry"
+            );
+        }
+        renewer.abort();
+        if let Some(m) = maintenance {
+            let _ = m.await;
+        }
+        let report = Report {
+            requests: shared.counts.requests.load(Ordering::Relaxed),
+            accepted: shared.counts.accepted.load(Ordering::Relaxed),
+            abandoned,
+        };
+        tracing::info!(
+            requests = report.requests,
+            accepted = report.accepted,
+            abandoned = report.abandoned,
+            "sender stopped"
+        );
+        report
+    }
+}
+
+/// What every lane, send task and the settler share.
+struct Shared<S> {
+    store: Arc<S>,
+    client: Client,
+    cfg: SenderConfig,
+    permits: Arc<Semaphore>,
+    settle_tx: mpsc::Sender<Settle>,
+    holds: Holds,
+    campaigns: Mutex<HashMap<CampaignId, Arc<CampaignInfo>>>,
+    /// Pauses asked for recently, by campaign id or `pnid:<id>`, so a burst of in-flight
+    /// failures pauses once.
+    pausing: Mutex<HashMap<String, Instant>>,
+    counts: Counts,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    requests: AtomicU64,
+    accepted: AtomicU64,
+}
+
+/// What the sender needs to know about a campaign; specs never change after creation.
+#[derive(Debug)]
+struct CampaignInfo {
+    template: MessageTemplate,
+    /// A free-form message: only inside an open 24 h window.
+    free_form: bool,
+}
+
+/// A pause asked for again within this long is taken as already done.
+const PAUSE_DEDUPE: Duration = Duration::from_secs(30);
+
+impl<S: Store> Shared<S> {
+    fn serves(&self, phone_number_id: &str) -> bool {
+        self.cfg
+            .phone_number_ids
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|i| i == phone_number_id))
+    }
+
+    /// The compiled campaign, loaded once.
+    async fn campaign(&self, id: &CampaignId) -> Result<Arc<CampaignInfo>, StoreError> {
+        if let Some(c) = self.campaigns.lock().ok().and_then(|m| m.get(id).cloned()) {
+            return Ok(c);
+        }
+        let c = self.store.campaign(id).await?;
+        let template = c
+            .spec
+            .compile()
+            .map_err(|e| StoreError::Corrupt(format!("campaign {id}'s message: {e}")))?;
+        let free_form = c.template.is_none()
+            && c.spec.message.get("type").and_then(|t| t.as_str()) != Some("template");
+        let info = Arc::new(CampaignInfo {
+            template,
+            free_form,
+        });
+        if let Ok(mut m) = self.campaigns.lock() {
+            m.insert(id.clone(), info.clone());
+        }
+        Ok(info)
+    }
+
+    /// True when this caller should make the pause call (no other did in the last while).
+    fn first_to_pause(&self, key: String) -> bool {
+        let Ok(mut m) = self.pausing.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        m.retain(|_, at| now.duration_since(*at) < PAUSE_DEDUPE);
+        m.insert(key, now).is_none()
+    }
+
+    /// Pauses a campaign whose sends cannot succeed, once.
+    async fn pause_campaign(&self, id: &CampaignId, reason: PauseReason) {
+        if !self.first_to_pause(id.to_string()) {
+            return;
+        }
+        match self
+            .store
+            .transition(id, CampaignAction::Pause, Some(reason.clone()))
+            .await
+        {
+            Ok(_) => {
+                metrics::counter!(herald_core::metrics::SENDER_PAUSES_TOTAL, "kind" => "campaign_fatal")
+                    .increment(1);
+                tracing::warn!(campaign = %id, reason = %reason, "campaign paused");
+            }
+            // Already paused or ended: nothing to do.
+            Err(StoreError::IllegalTransition(_) | StoreError::Final(..)) => {}
+            Err(e) => {
+                tracing::error!(campaign = %id, error = %e, "could not pause the campaign");
+                if let Ok(mut m) = self.pausing.lock() {
+                    m.remove(id.as_str());
+                }
+            }
+        }
+    }
+
+    /// Pauses every running campaign on a phone number that cannot send, once.
+    async fn pause_sender(&self, phone_number_id: &str, reason: PauseReason) {
+        let key = format!("pnid:{phone_number_id}");
+        if !self.first_to_pause(key.clone()) {
+            return;
+        }
+        match self
+            .store
+            .pause_matching(Some(phone_number_id), None, reason.clone())
+            .await
+        {
+            Ok(paused) => {
+                metrics::counter!(herald_core::metrics::SENDER_PAUSES_TOTAL, "kind" => "sender_fatal")
+                    .increment(paused.len() as u64);
+                tracing::error!(
+                    phone_number_id,
+                    campaigns = paused.len(),
+                    reason = %reason,
+                    "every campaign on the phone number paused"
+                );
+            }
+            Err(e) => {
+                tracing::error!(phone_number_id, error = %e, "could not pause the phone number's campaigns");
+                if let Ok(mut m) = self.pausing.lock() {
+                    m.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn pause_reason(kind: PauseKind, code: Option<i64>, detail: String) -> PauseReason {
+        match code {
+            Some(c) => PauseReason::from_code(kind, c, detail),
+            None => PauseReason {
+                kind,
+                code: None,
+                detail,
+            },
+        }
+    }
+}
+
+/// The claims this process holds, by campaign and lease token, so their leases can be
+/// renewed while the jobs wait for a slot or a request is in flight.
+#[derive(Debug, Default)]
+struct Holds(Mutex<HashMap<(CampaignId, LeaseToken), (JobRef, usize)>>);
+
+impl Holds {
+    fn add(&self, jobs: &[ClaimedJob]) {
+        let Ok(mut m) = self.0.lock() else { return };
+        for j in jobs {
+            m.entry((j.id.campaign.clone(), j.token))
+                .or_insert_with(|| (JobRef::from(j), 0))
+                .1 += 1;
+        }
+    }
+
+    fn release<'a>(&self, jobs: impl IntoIterator<Item = &'a JobRef>) {
+        let Ok(mut m) = self.0.lock() else { return };
+        for j in jobs {
+            let key = (j.id.campaign.clone(), j.token);
+            if let Some(e) = m.get_mut(&key) {
+                e.1 = e.1.saturating_sub(1);
+                if e.1 == 0 {
+                    m.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// One job per held claim: enough for the store to renew each lease.
+    fn samples(&self) -> Vec<JobRef> {
+        self.0
+            .lock()
+            .map(|m| m.values().map(|(r, _)| r.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Renews every held lease at a third of its length until the lanes are done.
+async fn renew_leases<S: Store>(shared: Arc<Shared<S>>, done: CancellationToken) {
+    let every = shared.cfg.lease / 3;
+    let lease_ms = u64::try_from(shared.cfg.lease.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        tokio::select! {
+            () = done.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let held = shared.holds.samples();
+        if held.is_empty() {
+            continue;
+        }
+        if let Err(e) = shared.store.renew(&held, lease_ms).await {
+            tracing::warn!(error = %e, claims = held.len(), "could not renew leases");
+        }
+    }
+}
+
+/// A uniform draw in `[0, 1)` for jitter.
+fn unit() -> f64 {
+    rand::random::<f64>()
+}

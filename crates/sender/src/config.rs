@@ -1,0 +1,151 @@
+//! The sender's settings (DESIGN §2 `[sender]`), with the defaults the documented
+//! configuration file gives.
+
+use std::time::Duration;
+
+use herald_store::InDoubtPolicy;
+
+use crate::policy::Backoff;
+
+/// Meta allows up to 1,000 messages per second per phone number.
+pub const MAX_MPS: u32 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Messages per second per phone number, across every worker.
+    pub mps: u32,
+    /// Requests in flight at once in this process.
+    pub max_in_flight: usize,
+    /// The least time between two sends to one recipient from one phone number.
+    pub pair_interval: Duration,
+    pub backoff: Backoff,
+    /// How long an in-doubt job waits for webhook evidence before the policy applies.
+    pub in_doubt_grace: Duration,
+    pub in_doubt_policy: InDoubtPolicy,
+    /// How long a claim is held without renewal before other workers may reclaim it.
+    pub lease: Duration,
+    /// On shutdown, how long in-flight sends get to finish and be settled.
+    pub shutdown_deadline: Duration,
+    /// Sends are spaced this fraction wider than `1 / mps`, so that jitter on the way to Meta
+    /// (up to `pace_margin` seconds per second) cannot put `mps + 1` requests into one second
+    /// at Meta's end. The cost is the same fraction of throughput.
+    pub pace_margin: f64,
+    /// Only send for these phone number ids (`None`: every running campaign's).
+    pub phone_number_ids: Option<Vec<String>>,
+    /// Run the sweeps (expired leases, in-doubt grace, scheduled starts, queue gauges). Safe
+    /// on every worker; at least one must run them.
+    pub maintenance: bool,
+    pub maintenance_interval: Duration,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            mps: 80,
+            max_in_flight: 256,
+            pair_interval: Duration::from_millis(6000),
+            backoff: Backoff {
+                base: Duration::from_millis(1000),
+                max: Duration::from_millis(300_000),
+                max_attempts: 8,
+            },
+            in_doubt_grace: Duration::from_secs(1800),
+            in_doubt_policy: InDoubtPolicy::Resend,
+            lease: Duration::from_secs(60),
+            shutdown_deadline: Duration::from_secs(15),
+            pace_margin: 0.005,
+            phone_number_ids: None,
+            maintenance: true,
+            maintenance_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A setting out of range, named by its configuration key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sender.{key}: {problem}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+impl SenderConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key, problem: String| Err(ConfigError { key, problem });
+        if self.mps == 0 {
+            return err("mps", "must be at least 1".into());
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 100_000 {
+            return err("max_in_flight", "must be between 1 and 100000".into());
+        }
+        if self.backoff.max_attempts == 0 {
+            return err("max_attempts", "must be at least 1".into());
+        }
+        if self.backoff.base.is_zero() || self.backoff.max < self.backoff.base {
+            return err(
+                "backoff_base_ms",
+                "must be positive and not above backoff_max_ms".into(),
+            );
+        }
+        if self.lease < Duration::from_secs(1) {
+            return err("lease_secs", "must be at least 1 s".into());
+        }
+        if !(0.0..0.1).contains(&self.pace_margin) {
+            return err("pace_margin", "must be in [0, 0.1)".into());
+        }
+        if self.maintenance_interval.is_zero() {
+            return err("maintenance_interval_ms", "must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The rate actually used for a phone number: the configured one, capped by the running
+    /// campaigns' own caps when every campaign on the number has one.
+    pub fn lane_mps(&self, campaign_caps: impl IntoIterator<Item = Option<u32>>) -> u32 {
+        let mut sum: u64 = 0;
+        let mut any = false;
+        for cap in campaign_caps {
+            any = true;
+            sum += u64::from(cap.unwrap_or(self.mps).min(self.mps));
+        }
+        if any {
+            u32::try_from(sum.min(u64::from(self.mps))).unwrap_or(self.mps)
+        } else {
+            self.mps
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_key() {
+        assert_eq!(SenderConfig::default().validate(), Ok(()));
+        let bad = SenderConfig {
+            mps: 0,
+            ..SenderConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "mps");
+        let bad = SenderConfig {
+            pace_margin: 0.5,
+            ..SenderConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "pace_margin");
+    }
+
+    #[test]
+    fn campaign_caps_limit_the_lane_only_when_all_have_one() {
+        let cfg = SenderConfig::default();
+        assert_eq!(cfg.lane_mps([]), 80);
+        assert_eq!(cfg.lane_mps([Some(20)]), 20);
+        assert_eq!(cfg.lane_mps([Some(20), Some(30)]), 50);
+        assert_eq!(cfg.lane_mps([Some(20), None]), 80);
+        assert_eq!(
+            cfg.lane_mps([Some(500)]),
+            80,
+            "never above the number's rate"
+        );
+    }
+}

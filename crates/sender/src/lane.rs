@@ -1,0 +1,803 @@
+//! One phone number's lane: claim → admit → pace → send → classify → settle.
+//!
+//! Pacing works in rounds of about [`ROUND`]. Each round takes permits for the requests it
+//! may start (the in-flight bound), then that many evenly spaced slots from the store's
+//! shared limiter, reserves pair spacing for the recipients that got a slot, marks them
+//! started and spawns one task per send that waits for its slot time. The next round begins
+//! [`LOOKAHEAD`] before the last slot, so the schedule is continuous with no burst at round
+//! boundaries. Permits are taken before slots so a send never waits for a permit after its
+//! slot: a late send could otherwise bunch up with the next ones.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use herald_cloudapi::{ErrorClass, code_label};
+use herald_core::{CampaignId, PauseKind, PhoneE164, SkipReason, WaMessageId, metrics as m};
+use herald_store::{
+    ClaimRequest, ClaimedJob, JobRef, LeaseToken, Outcome, PairReservation, Settle, Store,
+    StoreError,
+};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::policy::{AdaptiveRate, Decision, decide};
+use crate::{CampaignInfo, LANE_IDLE_EXIT, Shared, unit};
+
+/// The span of send slots one round asks for.
+const ROUND: Duration = Duration::from_millis(100);
+/// How long before its last slot a round's successor starts (covers the round's store calls).
+const LOOKAHEAD: Duration = Duration::from_millis(40);
+/// Pair reservations are this much wider than the pair interval: a reservation is made up to
+/// a round ahead of its send, and a send that missed its slot may take the next round's.
+const PAIR_SLACK: Duration = Duration::from_millis(500);
+/// A round limited by the in-flight bound waits up to BATCH_WAIT for this many permits.
+const MIN_BATCH: usize = 64;
+const BATCH_WAIT: Duration = Duration::from_millis(2);
+/// A send woken this much after its slot is not made (see [`Send::run`]). Timer wheels
+/// wake up to about a millisecond late as a matter of course.
+const LATE_LIMIT: Duration = Duration::from_millis(3);
+/// Throttles within this long of a rate decrease are echoes of the old rate.
+const THROTTLE_ECHO: Duration = Duration::from_secs(1);
+/// The window over which the share of throttled requests is measured.
+const SAMPLE_SPAN: Duration = Duration::from_secs(1);
+/// How often the lane re-reads its campaigns' caps.
+const MIX_EVERY: Duration = Duration::from_secs(1);
+const IDLE_MIN: Duration = Duration::from_millis(50);
+const IDLE_MAX: Duration = Duration::from_millis(500);
+
+/// A claimed, admitted job waiting for a slot.
+struct Ready {
+    job: ClaimedJob,
+    campaign: Arc<CampaignInfo>,
+    since: Instant,
+    /// Set once the store has it as started (its pair spacing reserved at the same time).
+    started_at: Option<Instant>,
+}
+
+/// What send tasks tell their lane.
+struct Signals {
+    /// Requests made.
+    requests: AtomicU64,
+    /// 130429 answers.
+    throttles: AtomicU64,
+    /// Sends that missed their slot, to be given a new one.
+    late: mpsc::UnboundedSender<Ready>,
+}
+
+pub(crate) struct Lane<S: Store> {
+    shared: Arc<Shared<S>>,
+    pnid: Arc<str>,
+    ready: VecDeque<Ready>,
+    rate: AdaptiveRate,
+    rate_at: Instant,
+    signals: Arc<Signals>,
+    late: mpsc::UnboundedReceiver<Ready>,
+    throttles_seen: u64,
+    /// (when, requests, throttles) counts over the last SAMPLE_SPAN.
+    samples: VecDeque<(Instant, u64, u64)>,
+    decreased_at: Option<Instant>,
+    mix_at: Option<Instant>,
+    has_campaigns: bool,
+    sends: JoinSet<()>,
+    clock: Clock,
+}
+
+impl<S: Store> Lane<S> {
+    pub(crate) fn new(shared: Arc<Shared<S>>, pnid: String) -> Self {
+        let mps = f64::from(shared.cfg.mps);
+        let (late_tx, late_rx) = mpsc::unbounded_channel();
+        Self {
+            shared,
+            pnid: pnid.into(),
+            ready: VecDeque::new(),
+            rate: AdaptiveRate::new(mps),
+            rate_at: Instant::now(),
+            signals: Arc::new(Signals {
+                requests: AtomicU64::new(0),
+                throttles: AtomicU64::new(0),
+                late: late_tx,
+            }),
+            late: late_rx,
+            throttles_seen: 0,
+            samples: VecDeque::new(),
+            decreased_at: None,
+            mix_at: None,
+            has_campaigns: true,
+            sends: JoinSet::new(),
+            clock: Clock::default(),
+        }
+    }
+
+    /// Runs until shutdown, or until the number has had nothing to send for a while.
+    /// Returns the number of sends abandoned at the shutdown deadline.
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) -> u64 {
+        tracing::info!(phone_number_id = %self.pnid, "lane started");
+        let mut idle = IDLE_MIN;
+        let mut idle_since = Instant::now();
+        let mut next_round = Instant::now();
+        let mut store_wait = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            while self.sends.try_join_next().is_some() {}
+            while let Ok(r) = self.late.try_recv() {
+                self.ready.push_front(r);
+            }
+            self.update_rate().await;
+            if self.ready.len() < self.low_water()
+                && let Err(e) = self.refill().await
+            {
+                tracing::warn!(phone_number_id = %self.pnid, error = %e, "claim failed; retrying");
+                pause(&shutdown, store_wait).await;
+                store_wait = (store_wait * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            if self.ready.is_empty() {
+                if idle_since.elapsed() > LANE_IDLE_EXIT && !self.has_campaigns {
+                    break;
+                }
+                pause(&shutdown, idle).await;
+                idle = (idle * 2).min(IDLE_MAX);
+                continue;
+            }
+            idle = IDLE_MIN;
+            idle_since = Instant::now();
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = sleep_until(next_round) => {}
+            }
+            match self.round(&shutdown).await {
+                Ok(next) => {
+                    next_round = next;
+                    store_wait = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    tracing::warn!(phone_number_id = %self.pnid, error = %e, "pacing failed; retrying");
+                    pause(&shutdown, store_wait).await;
+                    store_wait = (store_wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.stop().await
+    }
+
+    /// Jobs kept ready: about half a second of sending.
+    fn low_water(&self) -> usize {
+        self.claim_size() / 2
+    }
+
+    fn claim_size(&self) -> usize {
+        let per_sec = self.rate.current().ceil() as usize;
+        per_sec
+            .clamp(16, 1000)
+            .min(self.shared.cfg.max_in_flight.max(16) * 4)
+    }
+
+    /// Applies throttle signals from the send tasks, recovery, and the campaign mix.
+    async fn update_rate(&mut self) {
+        let now = Instant::now();
+        let requests = self.signals.requests.load(Ordering::Relaxed);
+        let seen = self.signals.throttles.load(Ordering::Relaxed);
+        self.samples.push_back((now, requests, seen));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, ..)| now.duration_since(*t) > SAMPLE_SPAN)
+        {
+            self.samples.pop_front();
+        }
+        if seen != self.throttles_seen {
+            self.throttles_seen = seen;
+            let echo = self
+                .decreased_at
+                .is_some_and(|t| now.duration_since(t) < THROTTLE_ECHO);
+            if !echo {
+                let share = self.samples.front().and_then(|&(t, r0, th0)| {
+                    let made = requests.saturating_sub(r0);
+                    (now.duration_since(t) >= SAMPLE_SPAN / 4 && made >= 10)
+                        .then(|| seen.saturating_sub(th0) as f64 / made as f64)
+                });
+                self.rate.throttled(share);
+                self.decreased_at = Some(now);
+                tracing::warn!(
+                    phone_number_id = %self.pnid,
+                    mps = self.rate.current(),
+                    throttled_share = share,
+                    "throttled by Meta (130429); slowing down"
+                );
+            }
+        } else if self
+            .decreased_at
+            .is_none_or(|t| now.duration_since(t) >= THROTTLE_ECHO)
+        {
+            self.rate.recover(now.duration_since(self.rate_at));
+        }
+        self.rate_at = now;
+        if self
+            .mix_at
+            .is_none_or(|t| now.duration_since(t) >= MIX_EVERY)
+        {
+            self.mix_at = Some(now);
+            if let Ok(running) = self.shared.store.running_campaigns().await {
+                let caps: Vec<Option<u32>> = running
+                    .iter()
+                    .filter(|c| *c.phone_number_id == *self.pnid)
+                    .map(|c| c.mps)
+                    .collect();
+                self.has_campaigns = !caps.is_empty();
+                self.rate
+                    .set_configured(f64::from(self.shared.cfg.lane_mps(caps)));
+            }
+        }
+        metrics::gauge!(m::SENDER_EFFECTIVE_MPS, "phone_number_id" => self.pnid.to_string())
+            .set(self.rate.current());
+    }
+
+    /// Claims a batch and admits it: suppressed recipients and free-form messages outside an
+    /// open window are skipped; the rest wait for a slot.
+    async fn refill(&mut self) -> Result<(), StoreError> {
+        let cfg = &self.shared.cfg;
+        let jobs = self
+            .shared
+            .store
+            .claim(&ClaimRequest {
+                phone_number_id: Some(self.pnid.to_string()),
+                max: self.claim_size(),
+                lease_ms: u64::try_from(cfg.lease.as_millis()).unwrap_or(u64::MAX),
+                token: LeaseToken(rand::random()),
+            })
+            .await?;
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.shared.holds.add(&jobs);
+        let mut infos: HashMap<CampaignId, Arc<CampaignInfo>> = HashMap::new();
+        for j in &jobs {
+            if infos.contains_key(&j.id.campaign) {
+                continue;
+            }
+            match self.shared.campaign(&j.id.campaign).await {
+                Ok(c) => {
+                    infos.insert(j.id.campaign.clone(), c);
+                }
+                Err(e) if e.is_retryable() => {
+                    // Keep the claim consistent: release everything and try later.
+                    self.release(jobs.iter()).await;
+                    return Err(e);
+                }
+                Err(e) => {
+                    let reason = Shared::<S>::pause_reason(
+                        PauseKind::CampaignFatal,
+                        None,
+                        format!("the campaign cannot be sent: {e}"),
+                    );
+                    self.shared.pause_campaign(&j.id.campaign, reason).await;
+                }
+            }
+        }
+        let phones: Vec<PhoneE164> = jobs.iter().map(|j| j.phone).collect();
+        let suppressed = match self.shared.store.suppressed(&self.pnid, &phones).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.release(jobs.iter()).await;
+                return Err(e);
+            }
+        };
+        let free_form: Vec<usize> = (0..jobs.len())
+            .filter(|&i| infos.get(&jobs[i].id.campaign).is_some_and(|c| c.free_form))
+            .collect();
+        let mut window_open = vec![true; jobs.len()];
+        if !free_form.is_empty() {
+            let ff_phones: Vec<PhoneE164> = free_form.iter().map(|&i| jobs[i].phone).collect();
+            match self.shared.store.windows_open(&self.pnid, &ff_phones).await {
+                Ok(open) => {
+                    for (&i, o) in free_form.iter().zip(open) {
+                        window_open[i] = o;
+                    }
+                }
+                Err(e) => {
+                    self.release(jobs.iter()).await;
+                    return Err(e);
+                }
+            }
+        }
+        let now = Instant::now();
+        for (i, job) in jobs.into_iter().enumerate() {
+            let skip = if suppressed[i] {
+                Some(SkipReason::Suppressed)
+            } else if !window_open[i] {
+                Some(SkipReason::WindowClosed)
+            } else {
+                None
+            };
+            if let Some(reason) = skip {
+                count_send("skipped");
+                self.settle(&job, Outcome::Skipped { reason }).await;
+                continue;
+            }
+            match infos.get(&job.id.campaign) {
+                Some(c) => self.ready.push_back(Ready {
+                    campaign: c.clone(),
+                    job,
+                    since: now,
+                    started_at: None,
+                }),
+                None => self.settle(&job, Outcome::Released).await,
+            }
+        }
+        Ok(())
+    }
+
+    /// One pacing round. Returns when the next one should start.
+    async fn round(&mut self, shutdown: &CancellationToken) -> Result<Instant, StoreError> {
+        let interval_us = interval_us(self.rate.current(), self.shared.cfg.pace_margin);
+        let per_round = (ROUND.as_micros() as u64 / interval_us).max(1) as usize;
+        let want = per_round.min(self.ready.len());
+        // Permits first: at least one (waiting for it), then as many as are free.
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return Ok(Instant::now()),
+            p = self.shared.permits.clone().acquire_owned() => {
+                p.map_err(|_| StoreError::Unavailable("the sender is closing".into()))?
+            }
+        };
+        let mut permits = vec![first];
+        while permits.len() < want {
+            match self.shared.permits.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        // When the in-flight bound is what limits the round (a high rate), wait a moment for
+        // a worthwhile batch: a round costs the same few store calls for one job or for
+        // a hundred.
+        let batch = want.min(MIN_BATCH);
+        if permits.len() < batch {
+            let until = Instant::now() + BATCH_WAIT;
+            while permits.len() < batch {
+                match tokio::time::timeout_at(until, self.shared.permits.clone().acquire_owned())
+                    .await
+                {
+                    Ok(Ok(p)) => permits.push(p),
+                    _ => break,
+                }
+            }
+        }
+        let horizon_us = (ROUND + LOOKAHEAD).as_micros() as u64;
+        let asked = Instant::now();
+        let slots = self
+            .shared
+            .store
+            .acquire_slots(&self.pnid, interval_us, permits.len() as u32, horizon_us)
+            .await?;
+        self.clock.sample(asked, Instant::now(), slots.now_us);
+        let clock = self.clock;
+        let at = |store_us: u64| clock.local(store_us);
+        if slots.granted == 0 {
+            // Others hold the slots up to `first_at`; come back when it is within reach.
+            let back =
+                slots.first_at_us.saturating_sub(horizon_us) + LOOKAHEAD.as_micros() as u64 / 2;
+            return Ok(at(back));
+        }
+        let granted = slots.granted as usize;
+        permits.truncate(granted);
+        let batch: Vec<Ready> = self.ready.drain(..granted.min(self.ready.len())).collect();
+        // Sends that missed their slot come back already started, with their pair spacing
+        // reserved; a reservation is good for PAIR_SLACK, after which the job goes back to
+        // the store's queue instead.
+        let (resumed, fresh): (Vec<Ready>, Vec<Ready>) =
+            batch.into_iter().partition(|r| r.started_at.is_some());
+        let mut go = Vec::with_capacity(granted);
+        for r in resumed {
+            // Its new slot is at most ROUND + LOOKAHEAD away.
+            if r.started_at
+                .is_some_and(|t| t.elapsed() + ROUND + LOOKAHEAD < PAIR_SLACK)
+            {
+                go.push(r);
+            } else {
+                self.settle(&r.job, Outcome::Released).await;
+            }
+        }
+        go.extend(
+            self.admit_pairs_and_start(fresh, slots.now_us / 1000)
+                .await?,
+        );
+        let mut last = Instant::now();
+        for (i, (r, permit)) in go.into_iter().zip(permits).enumerate() {
+            let when = at(slots.first_at_us + i as u64 * slots.interval_us);
+            last = when;
+            metrics::histogram!(m::SENDER_TOKEN_WAIT_SECONDS)
+                .record(when.saturating_duration_since(r.since).as_secs_f64());
+            let send = Send {
+                shared: self.shared.clone(),
+                pnid: self.pnid.clone(),
+                signals: self.signals.clone(),
+            };
+            self.sends.spawn(send.run(r, when, permit));
+        }
+        Ok(last.checked_sub(LOOKAHEAD).unwrap_or(last))
+    }
+
+    /// Reserves pair spacing for jobs about to get a slot (those too close to an earlier send
+    /// to the same recipient are deferred until it allows) and marks the rest started.
+    async fn admit_pairs_and_start(
+        &mut self,
+        batch: Vec<Ready>,
+        store_now_ms: u64,
+    ) -> Result<Vec<Ready>, StoreError> {
+        if batch.is_empty() {
+            return Ok(batch);
+        }
+        let sends: Vec<(PhoneE164, CampaignId)> = batch
+            .iter()
+            .map(|r| (r.job.phone, r.job.id.campaign.clone()))
+            .collect();
+        let pair_ms = u64::try_from((self.shared.cfg.pair_interval + PAIR_SLACK).as_millis())
+            .unwrap_or(u64::MAX);
+        let reserved_at = Instant::now();
+        let pairs = match self
+            .shared
+            .store
+            .reserve_pairs(&self.pnid, &sends, pair_ms)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                self.requeue(batch);
+                return Err(e);
+            }
+        };
+        let mut go = Vec::with_capacity(batch.len());
+        for (r, p) in batch.into_iter().zip(pairs) {
+            match p {
+                PairReservation::Ok => go.push(r),
+                PairReservation::NotBefore(t) => {
+                    let delay_ms = t.saturating_sub(store_now_ms) + 20;
+                    count_send("pair_spaced");
+                    self.settle(&r.job, Outcome::Deferred { delay_ms }).await;
+                }
+            }
+        }
+        if go.is_empty() {
+            return Ok(go);
+        }
+        let refs: Vec<JobRef> = go.iter().map(|r| JobRef::from(&r.job)).collect();
+        let started = match self.shared.store.start(&refs).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Some may have been marked started before the store failed; none was sent,
+                // so all go back to pending (the settler retries until the store is back).
+                for r in &go {
+                    self.settle(&r.job, Outcome::Released).await;
+                }
+                return Err(e);
+            }
+        };
+        let mut out = Vec::with_capacity(go.len());
+        for ((r, ok), job_ref) in go.into_iter().zip(started).zip(&refs) {
+            if ok {
+                out.push(Ready {
+                    started_at: Some(reserved_at),
+                    ..r
+                });
+            } else {
+                // The campaign stopped running (the store released the job) or the lease
+                // was lost: not ours to send.
+                self.shared.holds.release([job_ref]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts jobs back at the head of the ready queue, in order.
+    fn requeue(&mut self, batch: Vec<Ready>) {
+        for r in batch.into_iter().rev() {
+            self.ready.push_front(r);
+        }
+    }
+
+    async fn settle(&self, job: &ClaimedJob, outcome: Outcome) {
+        let settle = Settle {
+            job: JobRef::from(job),
+            outcome,
+        };
+        if self.shared.settle_tx.send(settle).await.is_err() {
+            tracing::error!("the settler stopped early; the job is left to lease expiry");
+        }
+    }
+
+    async fn release<'a>(&self, jobs: impl Iterator<Item = &'a ClaimedJob>) {
+        for j in jobs {
+            self.settle(j, Outcome::Released).await;
+        }
+    }
+
+    /// Shutdown: releases jobs not started, waits for in-flight sends up to the deadline.
+    async fn stop(mut self) -> u64 {
+        let ready: Vec<Ready> = self.ready.drain(..).collect();
+        for r in &ready {
+            count_send("released");
+            self.settle(&r.job, Outcome::Released).await;
+        }
+        let deadline = Instant::now() + self.shared.cfg.shutdown_deadline;
+        let mut abandoned = 0;
+        loop {
+            tokio::select! {
+                next = self.sends.join_next() => {
+                    if next.is_none() {
+                        break;
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    abandoned = self.sends.len() as u64;
+                    tracing::warn!(
+                        phone_number_id = %self.pnid,
+                        sends = abandoned,
+                        "sends still in flight at the shutdown deadline are left to lease expiry"
+                    );
+                    self.sends.abort_all();
+                    break;
+                }
+            }
+        }
+        tracing::info!(phone_number_id = %self.pnid, released = ready.len(), "lane stopped");
+        abandoned
+    }
+}
+
+/// Maps the store's clock onto ours. Each reading of the store's clock is known only to
+/// within half the round trip it came with; the mapping keeps the reading with the smallest
+/// uncertainty (aged, so that it is refreshed now and then) instead of re-anchoring every
+/// round: rounds mapped with different errors would put slots of consecutive rounds closer
+/// together than the limiter spaced them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Clock {
+    anchor: Option<(Instant, u64, Duration)>,
+}
+
+impl Clock {
+    /// Uncertainty added to the kept reading per second of age.
+    const AGING_PER_SEC: Duration = Duration::from_micros(50);
+
+    fn sample(&mut self, asked: Instant, answered: Instant, store_us: u64) {
+        let half = (answered - asked) / 2;
+        let mid = asked + half;
+        let keep = self.anchor.is_some_and(|(at, _, err)| {
+            let age = mid.saturating_duration_since(at).as_secs_f64();
+            err + Self::AGING_PER_SEC.mul_f64(age) < half
+        });
+        if !keep {
+            self.anchor = Some((mid, store_us, half));
+        }
+    }
+
+    /// The local instant of a store time.
+    fn local(&self, store_us: u64) -> Instant {
+        match self.anchor {
+            Some((at, anchor_us, _)) if store_us >= anchor_us => {
+                at + Duration::from_micros(store_us - anchor_us)
+            }
+            Some((at, anchor_us, _)) => at
+                .checked_sub(Duration::from_micros(anchor_us - store_us))
+                .unwrap_or(at),
+            None => Instant::now(),
+        }
+    }
+}
+
+/// Microseconds between sends at `mps`, widened by the margin and rounded up (never
+/// narrower than the rate allows).
+fn interval_us(mps: f64, margin: f64) -> u64 {
+    // The epsilon keeps float noise (1000 · 1.003 = 1003.0000000000001) from rounding up.
+    ((1_000_000.0 / mps.max(0.01)) * (1.0 + margin) - 1e-6)
+        .ceil()
+        .max(1.0) as u64
+}
+
+async fn pause(shutdown: &CancellationToken, d: Duration) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = sleep(d) => {}
+    }
+}
+
+fn count_send(result: &'static str) {
+    metrics::counter!(m::SENDER_SENDS_TOTAL, "result" => result).increment(1);
+}
+
+/// One send: waits for its slot, makes the request, classifies the answer, queues the
+/// settlement.
+struct Send<S> {
+    shared: Arc<Shared<S>>,
+    pnid: Arc<str>,
+    signals: Arc<Signals>,
+}
+
+impl<S: Store> Send<S> {
+    async fn run(self, r: Ready, at: Instant, permit: OwnedSemaphorePermit) {
+        let mut body =
+            Vec::with_capacity(r.campaign.template.len_hint() + r.job.vars.encoded().len());
+        r.campaign.template.render_into(
+            &mut body,
+            r.job.phone,
+            &r.job.id.to_callback_data(),
+            &r.job.vars,
+        );
+        if at > Instant::now() {
+            sleep_until(at).await;
+        }
+        let late = Instant::now().saturating_duration_since(at);
+        if late > LATE_LIMIT {
+            // A stall (this process or the machine was busy) made this send late: sent now,
+            // it would crowd the sends after it above the rate. Its slot is lost; it goes
+            // back to its lane for another.
+            count_send("late");
+            drop(permit);
+            if let Err(back) = self.signals.late.send(r) {
+                // The lane has ended (shutdown): the job was never sent.
+                self.settle(&back.0.job, Outcome::Released).await;
+            }
+            return;
+        }
+        metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS).increment(1.0);
+        self.shared.counts.requests.fetch_add(1, Ordering::Relaxed);
+        self.signals.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        // Boxed: the HTTP future is large, and inline it would make every send task (moved
+        // into its allocation at spawn) as large.
+        let result = Box::pin(self.shared.client.send_raw(&self.pnid, body)).await;
+        metrics::histogram!(m::SENDER_SEND_DURATION_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS).decrement(1.0);
+        // Boxed for the same reason: its store calls are large futures, rarely made.
+        let outcome = Box::pin(self.outcome(&r.job, result)).await;
+        self.settle(&r.job, outcome).await;
+        drop(permit);
+    }
+
+    async fn settle(&self, job: &ClaimedJob, outcome: Outcome) {
+        let settle = Settle {
+            job: JobRef::from(job),
+            outcome,
+        };
+        if self.shared.settle_tx.send(settle).await.is_err() {
+            tracing::error!("the settler stopped early; the job is left to lease expiry");
+        }
+    }
+
+    async fn outcome(
+        &self,
+        job: &ClaimedJob,
+        result: Result<herald_cloudapi::SendResponse, herald_cloudapi::Error>,
+    ) -> Outcome {
+        let e = match result {
+            Ok(resp) => {
+                return match resp
+                    .messages
+                    .first()
+                    .and_then(|msg| WaMessageId::new(&msg.id).ok())
+                {
+                    Some(message_id) => {
+                        self.shared.counts.accepted.fetch_add(1, Ordering::Relaxed);
+                        count_send("accepted");
+                        Outcome::Accepted { message_id }
+                    }
+                    None => {
+                        // A success without a usable id: Meta may well have taken it.
+                        tracing::warn!(job = %job.id, "a send answer had no message id; in doubt");
+                        count_send("in_doubt");
+                        Outcome::InDoubt
+                    }
+                };
+            }
+            Err(e) => e,
+        };
+        let class = e.class();
+        let code = e.code();
+        metrics::counter!(
+            m::SENDER_API_ERRORS_TOTAL,
+            "class" => class.as_str(),
+            "code" => code.map_or("transport", code_label)
+        )
+        .increment(1);
+        tracing::debug!(job = %job.id, to = %job.phone.masked(), error = %e, "send failed");
+        let detail = || {
+            e.graph_error()
+                .and_then(|g| {
+                    g.error_user_msg
+                        .clone()
+                        .or_else(|| g.details().map(str::to_owned))
+                        .or_else(|| g.message.clone())
+                })
+                .unwrap_or_else(|| e.to_string())
+                .chars()
+                .take(300)
+                .collect::<String>()
+        };
+        match decide(class, code, job.attempts, &self.shared.cfg.backoff, unit()) {
+            Decision::Retry(d) => {
+                count_send(if class == ErrorClass::PairLimited {
+                    "pair_limited"
+                } else {
+                    "retry"
+                });
+                Outcome::Delayed {
+                    delay_ms: millis(d),
+                }
+            }
+            Decision::Defer(d) => {
+                if class == ErrorClass::Throttled {
+                    self.signals.throttles.fetch_add(1, Ordering::Relaxed);
+                }
+                count_send("throttled");
+                Outcome::Deferred {
+                    delay_ms: millis(d),
+                }
+            }
+            Decision::Fail(code) => {
+                count_send("failed");
+                if e.code().is_some_and(ErrorClass::suppresses_recipient)
+                    && let Err(err) = self.shared.store.suppress(&self.pnid, &[job.phone]).await
+                {
+                    tracing::warn!(error = %err, "could not add an undeliverable number to the suppression list");
+                }
+                Outcome::Failed { code }
+            }
+            Decision::Skip(reason) => {
+                count_send("skipped");
+                Outcome::Skipped { reason }
+            }
+            Decision::InDoubt => {
+                count_send("in_doubt");
+                Outcome::InDoubt
+            }
+            Decision::PauseCampaign => {
+                count_send("paused");
+                let reason = Shared::<S>::pause_reason(PauseKind::CampaignFatal, code, detail());
+                self.shared.pause_campaign(&job.id.campaign, reason).await;
+                Outcome::Released
+            }
+            Decision::PauseSender => {
+                count_send("paused");
+                let reason = Shared::<S>::pause_reason(PauseKind::SenderFatal, code, detail());
+                self.shared.pause_sender(&self.pnid, reason).await;
+                Outcome::Released
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_are_widened_by_the_margin() {
+        assert_eq!(interval_us(80.0, 0.0), 12_500);
+        assert_eq!(interval_us(1000.0, 0.003), 1003);
+        assert_eq!(interval_us(80.0, 0.003), 12_538);
+        assert_eq!(interval_us(1e9, 0.0), 1, "never zero");
+    }
+
+    #[test]
+    fn the_clock_keeps_its_most_precise_reading() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = Clock::default();
+        // Store time 1,000,000 µs read in a 10 ms round trip: anchored at its middle.
+        c.sample(t0, t0 + ms(10), 1_000_000);
+        assert_eq!(c.local(1_000_000), t0 + ms(5));
+        // A sloppier reading (40 ms) that disagrees by 15 ms changes nothing.
+        c.sample(t0 + ms(100), t0 + ms(140), 1_100_000);
+        assert_eq!(c.local(1_200_000), t0 + ms(205));
+        // A sharper one (2 ms) replaces it.
+        c.sample(t0 + ms(300), t0 + ms(302), 1_300_000);
+        assert_eq!(c.local(1_300_000), t0 + ms(301));
+        assert_eq!(c.local(1_299_000), t0 + ms(300), "times before the anchor");
+    }
+}

@@ -1,0 +1,95 @@
+//! The periodic sweeps: expired leases, in-doubt jobs past their grace, scheduled campaigns
+//! whose time has come, and the queue-depth gauges. Every step is an atomic store
+//! transition, so any number of workers may run them at once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use herald_core::{CampaignAction, CampaignId, metrics as m};
+use herald_store::{InDoubtExpired, Reclaimed, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::SenderConfig;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    pub reclaimed: Reclaimed,
+    pub in_doubt: InDoubtExpired,
+    /// Scheduled campaigns this sweep started (another worker may have started others).
+    pub started: Vec<CampaignId>,
+}
+
+/// Runs one sweep.
+pub async fn sweep<S: Store>(store: &S, cfg: &SenderConfig) -> Result<Sweep, StoreError> {
+    let reclaimed = store.reclaim_expired().await?;
+    let total = reclaimed.to_pending + reclaimed.to_in_doubt;
+    if total > 0 {
+        metrics::counter!(m::SENDER_RECLAIMED_JOBS_TOTAL).increment(total);
+    }
+    let grace = u64::try_from(cfg.in_doubt_grace.as_millis()).unwrap_or(u64::MAX);
+    let in_doubt = store.expire_in_doubt(grace, cfg.in_doubt_policy).await?;
+    if in_doubt.resent > 0 {
+        metrics::counter!(m::SENDER_IN_DOUBT_EXPIRED_TOTAL, "outcome" => "resent")
+            .increment(in_doubt.resent);
+        tracing::warn!(
+            jobs = in_doubt.resent,
+            "in-doubt jobs had no webhook evidence within the grace period; resending once"
+        );
+    }
+    if in_doubt.failed > 0 {
+        metrics::counter!(m::SENDER_IN_DOUBT_EXPIRED_TOTAL, "outcome" => "failed")
+            .increment(in_doubt.failed);
+        tracing::warn!(
+            jobs = in_doubt.failed,
+            "in-doubt jobs had no webhook evidence within the grace period; failed"
+        );
+    }
+    let mut started = Vec::new();
+    for id in store.due_scheduled(herald_core::unix_ms()).await? {
+        // The transition is a compare-and-set: with several workers, one start wins.
+        match store.transition(&id, CampaignAction::Start, None).await {
+            Ok(_) => {
+                tracing::info!(campaign = %id, "scheduled campaign started");
+                started.push(id);
+            }
+            Err(StoreError::IllegalTransition(_) | StoreError::Final(..)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Sweep {
+        reclaimed,
+        in_doubt,
+        started,
+    })
+}
+
+/// Sweeps every `maintenance_interval` until shutdown, and keeps the queue-depth gauges of
+/// running campaigns current (a campaign that stops running has its gauge set to 0).
+pub(crate) async fn run<S: Store>(store: Arc<S>, cfg: SenderConfig, shutdown: CancellationToken) {
+    let mut gauged: HashSet<CampaignId> = HashSet::new();
+    loop {
+        if let Err(e) = sweep(&*store, &cfg).await {
+            tracing::warn!(error = %e, "maintenance sweep failed; will retry");
+        }
+        if let Ok(running) = store.running_campaigns().await {
+            let mut now = HashSet::new();
+            for c in running {
+                if let Ok(stats) = store.stats(&c.id).await {
+                    metrics::gauge!(m::SENDER_QUEUE_DEPTH_JOBS, "campaign" => c.id.to_string())
+                        .set(stats.pending as f64);
+                }
+                now.insert(c.id);
+            }
+            for gone in gauged.difference(&now) {
+                metrics::gauge!(m::SENDER_QUEUE_DEPTH_JOBS, "campaign" => gone.to_string())
+                    .set(0.0);
+            }
+            gauged = now;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(cfg.maintenance_interval) => {}
+        }
+    }
+}

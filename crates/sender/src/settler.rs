@@ -1,0 +1,77 @@
+//! Settles send outcomes in the store in batches, retrying while the store is away.
+//!
+//! A settlement that cannot reach the store is not lost while the process lives: it is
+//! retried until it lands. If the process dies first, the job's lease expires and it becomes
+//! in doubt (its request was made), which webhook evidence or the grace period resolves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_store::{Settle, SettleResult, Store};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+/// Settlements per store call.
+const BATCH: usize = 512;
+
+pub(crate) async fn run<S: Store>(
+    shared: Arc<Shared<S>>,
+    mut rx: mpsc::Receiver<Settle>,
+    lanes_done: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        batch.clear();
+        // Lanes and their send tasks hold senders through `Shared`, which outlives them, so
+        // the end is signalled separately: drain what is queued, then stop.
+        let first = tokio::select! {
+            biased;
+            m = rx.recv() => m,
+            () = lanes_done.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(first) = first else { return };
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        settle(&*shared, &batch).await;
+    }
+}
+
+async fn settle<S: Store>(shared: &Shared<S>, batch: &[Settle]) {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match shared.store.settle(batch).await {
+            Ok(results) => {
+                let stale = results
+                    .iter()
+                    .filter(|r| **r == SettleResult::Stale)
+                    .count();
+                if stale > 0 {
+                    // The lease expired (a long stall) and the job was reclaimed or settled
+                    // by a webhook meanwhile: the store kept the better-informed state.
+                    tracing::warn!(stale, "settlements arrived after their leases ended");
+                }
+                shared.holds.release(batch.iter().map(|s| &s.job));
+                return;
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, jobs = batch.len(), "cannot settle yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                // Not retryable: a bug or corrupt data. Retrying would never succeed; the
+                // leases expire and the jobs become in doubt, to be settled by evidence.
+                tracing::error!(error = %e, jobs = batch.len(), "settlement refused");
+                shared.holds.release(batch.iter().map(|s| &s.job));
+                return;
+            }
+        }
+    }
+}

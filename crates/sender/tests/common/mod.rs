@@ -1,0 +1,340 @@
+//! A whole Herald around the sender, on loopback: the simulator, real Redis (`REDIS_URL`,
+//! a random key prefix), the webhook receiver and a reconciler consuming what the simulator
+//! posts. Tests assert on the simulator's oracle and the campaign stats.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_cloudapi::{Client, ClientConfig, Secret};
+use herald_core::{
+    CampaignAction, CampaignId, CampaignSpec, CampaignStatus, PhoneE164, Recipient, Stats, Vars,
+};
+use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig, routes};
+use herald_sender::{Report, Sender, SenderConfig};
+use herald_sim::{Sim, SimConfig, SimProcess, SimStats};
+use herald_store::{InDoubtPolicy, NewCampaign, RedisConfig, RedisStore, Store};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const PNID: &str = "106540352242922";
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").expect("REDIS_URL must point at a Redis (scripts/test.sh sets it)")
+}
+
+pub fn phone(i: u64) -> PhoneE164 {
+    PhoneE164::from_u64(447_700_000_000 + i).unwrap()
+}
+
+pub fn recipients(range: std::ops::Range<u64>) -> Vec<Recipient> {
+    range
+        .map(|i| Recipient::new(phone(i), Vars::from_values([format!("name{i}")])))
+        .collect()
+}
+
+/// A template campaign (`order_update`, one body parameter from `first_name`).
+pub fn template_spec(name: &str, template: &str, mps: Option<u32>) -> CampaignSpec {
+    let mut v = json!({
+        "name": name,
+        "message": {"type": "template", "template": {"name": template, "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{first_name}}"}]}]}}
+    });
+    if let Some(m) = mps {
+        v["mps"] = json!(m);
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+/// A free-form text campaign (only inside open 24 h windows).
+pub fn text_spec(name: &str) -> CampaignSpec {
+    serde_json::from_value(json!({
+        "name": name,
+        "message": {"type": "text", "text": {"body": "Hello {{first_name}}"}}
+    }))
+    .unwrap()
+}
+
+/// Settings for tests: quick retries, a short lease, and a grace long enough that no
+/// in-doubt job is resent while its webhook is on the way.
+pub fn sender_config(mps: u32) -> SenderConfig {
+    let mut cfg = SenderConfig {
+        mps,
+        lease: Duration::from_secs(5),
+        in_doubt_grace: Duration::from_secs(60),
+        in_doubt_policy: InDoubtPolicy::Resend,
+        shutdown_deadline: Duration::from_secs(5),
+        maintenance_interval: Duration::from_millis(500),
+        ..SenderConfig::default()
+    };
+    cfg.backoff.base = Duration::from_millis(100);
+    cfg.backoff.max = Duration::from_secs(2);
+    cfg
+}
+
+/// The simulator with webhooks on (pointed at the rig's receiver by [`Rig::start`]).
+pub fn sim_config(mps: u32) -> SimConfig {
+    let mut cfg = SimConfig {
+        listen: "127.0.0.1:0".into(),
+        ..SimConfig::default()
+    };
+    cfg.phone_numbers[0].mps = mps;
+    cfg.webhooks.sent_delay_ms = 20;
+    cfg.webhooks.delivered_delay_ms = 40;
+    cfg.webhooks.read_delay_ms = 60;
+    cfg.webhooks.batch_wait_ms = 10;
+    cfg
+}
+
+/// The simulator, in this process or in a child process (for timing measurements: see
+/// `herald_sim::process`).
+pub enum SimHandle {
+    InProcess(Sim),
+    Child(SimProcess),
+}
+
+impl SimHandle {
+    pub fn url(&self) -> String {
+        match self {
+            Self::InProcess(s) => s.url(),
+            Self::Child(c) => c.url().to_owned(),
+        }
+    }
+
+    pub async fn stats(&self) -> SimStats {
+        match self {
+            Self::InProcess(s) => s.stats(),
+            Self::Child(c) => c.stats().await.unwrap(),
+        }
+    }
+
+    /// A user writes in (which opens their window).
+    pub async fn inbound(&self, from: &str, text: &str) {
+        match self {
+            Self::InProcess(s) => s.inbound(PNID, from, text),
+            Self::Child(c) => c.inbound(from, text).await.unwrap(),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Self::InProcess(s) => s.shutdown().await,
+            Self::Child(c) => drop(c),
+        }
+    }
+}
+
+pub struct Rig {
+    pub sim: SimHandle,
+    pub store: Arc<RedisStore>,
+    pub prefix: String,
+    access_token: String,
+    background: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Rig {
+    /// With the simulator in this process.
+    pub async fn start(sim: SimConfig) -> Self {
+        Self::start_with(sim, false).await
+    }
+
+    /// With the simulator in a child process: this test binary re-run, which must call
+    /// `herald_sim::process::serve_if_asked()` first thing in `main`.
+    pub async fn start_child_sim(sim: SimConfig) -> Self {
+        Self::start_with(sim, true).await
+    }
+
+    async fn start_with(mut sim: SimConfig, child: bool) -> Self {
+        let prefix = format!("herald-snd-{:016x}", rand::random::<u64>());
+        let store = Arc::new(
+            RedisStore::connect(&RedisConfig::new(redis_url(), prefix.clone()))
+                .await
+                .unwrap(),
+        );
+        let background = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = routes(
+            store.clone(),
+            ReceiverConfig {
+                verify_token: Secret::new("verify"),
+                app_secret: Secret::new(sim.app_secret.clone()),
+            },
+        );
+        let stop = background.clone();
+        let receiver = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .unwrap();
+        });
+        let reconciler = Arc::new(Reconciler::new(store.clone(), ReconcilerConfig::default()));
+        let consumer = tokio::spawn(herald_reconciler::run(
+            reconciler,
+            ConsumerConfig {
+                name: "test".into(),
+                batch: 200,
+                block: Duration::from_millis(50),
+                claim_idle: Duration::from_secs(5),
+            },
+            background.clone(),
+        ));
+        sim.webhooks.url = format!("http://{addr}/webhook");
+        let access_token = sim.access_token.clone();
+        let sim = if child {
+            let exe = std::env::current_exe().unwrap();
+            SimHandle::Child(SimProcess::start(&exe, &[], &sim).unwrap())
+        } else {
+            SimHandle::InProcess(Sim::start(sim).await.unwrap())
+        };
+        Self {
+            sim,
+            store,
+            prefix,
+            access_token,
+            background,
+            tasks: vec![receiver, consumer],
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        client(&self.sim.url(), &self.access_token)
+    }
+
+    /// Starts a sender pool; cancel the token to stop it and get its report.
+    pub fn sender(&self, cfg: SenderConfig) -> (CancellationToken, JoinHandle<Report>) {
+        self.sender_with(cfg, self.client())
+    }
+
+    pub fn sender_with(
+        &self,
+        cfg: SenderConfig,
+        client: Client,
+    ) -> (CancellationToken, JoinHandle<Report>) {
+        let stop = CancellationToken::new();
+        let sender = Sender::new(self.store.clone(), client, cfg).unwrap();
+        (stop.clone(), tokio::spawn(sender.run(stop)))
+    }
+
+    /// Creates a campaign with these recipients; starts it when asked.
+    pub async fn campaign(
+        &self,
+        spec: CampaignSpec,
+        people: &[Recipient],
+        start: bool,
+    ) -> CampaignId {
+        let template = spec.message.get("template").map(|t| {
+            format!(
+                "{}:{}",
+                t["name"].as_str().unwrap(),
+                t["language"]["code"].as_str().unwrap()
+            )
+        });
+        let id = self
+            .store
+            .create_campaign(NewCampaign {
+                spec,
+                phone_number_id: PNID.into(),
+                template,
+            })
+            .await
+            .unwrap()
+            .id;
+        for chunk in people.chunks(1000) {
+            let added = self.store.enqueue_batch(&id, chunk).await.unwrap();
+            assert!(added.iter().all(|a| *a));
+        }
+        if start {
+            self.store
+                .transition(&id, CampaignAction::Start, None)
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    /// Waits until the campaign has this status, and returns its stats.
+    pub async fn wait_status(
+        &self,
+        id: &CampaignId,
+        want: CampaignStatus,
+        limit: Duration,
+    ) -> Stats {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let c = self.store.campaign(id).await.unwrap();
+            let stats = self.store.stats(id).await.unwrap();
+            assert!(stats.invariant_holds(), "invariant broken: {stats:#?}");
+            if c.status == want {
+                return stats;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "campaign {id} is {} after {limit:?}, not {want}: {stats:#?}\n{:#?}",
+                c.status,
+                self.sim.stats().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the webhooks of every accepted message have been applied (`sent` counted).
+    pub async fn wait_sent(&self, id: &CampaignId, limit: Duration) -> Stats {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let stats = self.store.stats(id).await.unwrap();
+            if stats.sent + stats.failed - stats.failed_before_accept >= stats.accepted {
+                return stats;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "webhooks not applied after {limit:?}: {stats:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn oracle(&self) -> SimStats {
+        self.sim.stats().await
+    }
+
+    pub async fn finish(self) {
+        self.background.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.sim.shutdown().await;
+        let _ = self.store.purge_namespace().await;
+    }
+}
+
+pub fn client(api_base: &str, token: &str) -> Client {
+    Client::new(&ClientConfig {
+        api_base: api_base.to_owned(),
+        access_token: Secret::new(token),
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+/// No callback id was accepted twice, and nothing was rejected with these codes.
+pub fn assert_clean(o: &SimStats, forbidden: &[&str]) {
+    assert!(
+        o.duplicate_callbacks.is_empty(),
+        "messages sent twice: {:?}",
+        o.duplicate_callbacks
+    );
+    assert_eq!(o.max_accepts_per_callback.max(1), 1);
+    for code in forbidden {
+        assert_eq!(
+            o.rejected.get(*code),
+            None,
+            "rejections with {code}: {o:#?}"
+        );
+    }
+}

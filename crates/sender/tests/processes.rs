@@ -1,0 +1,217 @@
+//! Tests that need more than one process: the simulator in a child process for timing
+//! (a simulator sharing the sender's process sees its own scheduling stalls as bursts), and
+//! sender workers as child processes that can be killed.
+//!
+//! This file has its own `main` (`harness = false`): the same executable is the test runner,
+//! the simulator child and the worker child, chosen by environment variables.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use herald_core::CampaignStatus;
+use herald_sender::{Sender, SenderConfig};
+use herald_store::{RedisConfig, RedisStore, Store};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const WORKER_ENV: &str = "HERALD_TEST_WORKER";
+const LONG: Duration = Duration::from_secs(90);
+/// Spacing margin for tests that count requests per second at the simulator: it absorbs
+/// 20 ms of scheduling jitter per second on a busy two-core machine (the benchmark measures
+/// the default margin).
+const TEST_MARGIN: f64 = 0.02;
+
+/// One test: its name and its body, boxed so the three can share a table.
+type Test = (
+    &'static str,
+    fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+);
+
+fn main() {
+    herald_sim::process::serve_if_asked();
+    if let Ok(cfg) = std::env::var(WORKER_ENV) {
+        worker(&cfg);
+        return;
+    }
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tests: [Test; 3] = [
+        ("pacing_at_80_never_exceeds_80", || {
+            Box::pin(pacing_at_80_never_exceeds_80())
+        }),
+        ("a_killed_worker_loses_and_repeats_nothing", || {
+            Box::pin(a_killed_worker_loses_and_repeats_nothing())
+        }),
+        ("two_workers_share_one_rate", || {
+            Box::pin(two_workers_share_one_rate())
+        }),
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        println!("test {name} ...");
+        rt.block_on(test());
+        println!("test {name} ... ok");
+    }
+}
+
+/// The worker child: a sender pool on the parent's store and simulator until killed or
+/// until the parent goes away.
+fn worker(cfg: &str) {
+    let cfg: serde_json::Value = serde_json::from_str(cfg).unwrap();
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 64];
+        while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+        std::process::exit(0);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let store = Arc::new(
+            RedisStore::connect(&RedisConfig::new(
+                cfg["redis"].as_str().unwrap(),
+                cfg["prefix"].as_str().unwrap(),
+            ))
+            .await
+            .unwrap(),
+        );
+        let mut sender_cfg = sender_config(cfg["mps"].as_u64().unwrap() as u32);
+        sender_cfg.lease = Duration::from_millis(cfg["lease_ms"].as_u64().unwrap());
+        sender_cfg.in_doubt_grace = Duration::from_millis(cfg["grace_ms"].as_u64().unwrap());
+        sender_cfg.pace_margin = TEST_MARGIN;
+        let client = client(cfg["api"].as_str().unwrap(), "sim-access-token");
+        let sender = Sender::new(store, client, sender_cfg).unwrap();
+        sender.run(CancellationToken::new()).await;
+    });
+}
+
+fn spawn_worker(rig: &Rig, mps: u32, lease_ms: u64, grace_ms: u64) -> Child {
+    let cfg = json!({
+        "redis": redis_url(), "prefix": rig.prefix, "api": rig.sim.url(),
+        "mps": mps, "lease_ms": lease_ms, "grace_ms": grace_ms,
+    });
+    Command::new(std::env::current_exe().unwrap())
+        .env(WORKER_ENV, cfg.to_string())
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// MPS 80 against a simulator enforcing 80: no 130429, and no 1 s window above 80.
+async fn pacing_at_80_never_exceeds_80() {
+    let rig = Rig::start_child_sim(sim_config(80)).await;
+    let id = rig
+        .campaign(
+            template_spec("pace-80", "order_update", None),
+            &recipients(0..800),
+            true,
+        )
+        .await;
+    let cfg = SenderConfig {
+        pace_margin: TEST_MARGIN,
+        ..sender_config(80)
+    };
+    let (stop, sender) = rig.sender(cfg);
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, 800);
+    let o = rig.oracle().await;
+    assert_clean(&o, &["130429", "131056"]);
+    let n = &o.phone_numbers[PNID];
+    assert_eq!(n.requests, 800, "every send accepted at the first try");
+    assert!(n.max_requests_1s <= 80, "{n:?}");
+    assert!(n.max_requests_100ms <= 9, "evenly spaced, no bursts: {n:?}");
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// A worker killed with SIGKILL mid-campaign, and a new one started: every recipient gets
+/// exactly one message. Jobs the dead worker had claimed come back after their lease; the
+/// ones whose requests were on the wire go in doubt and are settled by their webhooks.
+async fn a_killed_worker_loses_and_repeats_nothing() {
+    let mut sim = sim_config(1000);
+    sim.faults.latency_ms = 40;
+    let rig = Rig::start_child_sim(sim).await;
+    let n = 3000;
+    let id = rig
+        .campaign(
+            template_spec("crash", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let mut first = spawn_worker(&rig, 500, 2000, 8000);
+    loop {
+        let s = rig.store.stats(&id).await.unwrap();
+        if s.accepted >= 800 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = rig.store.stats(&id).await.unwrap();
+    assert!(at_kill.accepted < n, "killed mid-campaign");
+    assert!(
+        at_kill.in_flight > 0,
+        "the dead worker held jobs: {at_kill:#?}"
+    );
+    let mut second = spawn_worker(&rig, 500, 2000, 8000);
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(stats.accepted, n, "{stats:#?}");
+    assert_eq!((stats.failed, stats.in_doubt), (0, 0));
+    let o = rig.oracle().await;
+    assert_clean(&o, &[]);
+    assert_eq!((o.unique_callbacks, o.accepted), (n, n));
+    rig.finish().await;
+}
+
+/// Two worker processes on one phone number at MPS 200: together never above 200 in any
+/// 1 s window, each job sent once.
+async fn two_workers_share_one_rate() {
+    let rig = Rig::start_child_sim(sim_config(1000)).await;
+    let n = 1600;
+    let id = rig
+        .campaign(
+            template_spec("shared", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let mut workers = [
+        spawn_worker(&rig, 200, 5000, 60_000),
+        spawn_worker(&rig, 200, 5000, 60_000),
+    ];
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    for w in &mut workers {
+        w.kill().unwrap();
+        w.wait().unwrap();
+    }
+    assert_eq!(stats.accepted, n);
+    let o = rig.oracle().await;
+    assert_clean(&o, &["130429"]);
+    let num = &o.phone_numbers[PNID];
+    assert_eq!(num.requests, n);
+    assert!(num.max_requests_1s <= 200, "{num:?}");
+    rig.finish().await;
+}

@@ -1,0 +1,331 @@
+//! The sender against the simulator, real HTTP and real Redis: nothing lost, nothing twice,
+//! every Meta limit respected.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use herald_core::{CampaignStatus, PauseKind, SkipReason};
+use herald_sim::Delivery;
+use herald_store::Store;
+
+const LONG: Duration = Duration::from_secs(60);
+/// The simulator's throughput limit in these tests is above the sender's rate: pacing is
+/// measured in `processes.rs`, with the simulator in a process of its own.
+const SIM_MPS: u32 = 2000;
+
+/// 5,000 recipients, no faults: all accepted once, all webhooks applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_thousand_recipients_all_accepted_once() {
+    let rig = Rig::start(sim_config(SIM_MPS)).await;
+    let id = rig
+        .campaign(
+            template_spec("five-k", "order_update", None),
+            &recipients(0..5000),
+            true,
+        )
+        .await;
+    let (stop, sender) = rig.sender(sender_config(1000));
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.recipients, 5000);
+    assert_eq!(stats.accepted, 5000, "{stats:#?}");
+    assert_eq!(
+        (stats.failed, stats.skipped_at_send, stats.in_doubt),
+        (0, 0, 0)
+    );
+    let stats = rig.wait_sent(&id, LONG).await;
+    assert_eq!(stats.sent, 5000, "every accepted message's webhook applied");
+    let o = rig.oracle().await;
+    assert_clean(&o, &["130429", "131056"]);
+    assert_eq!((o.accepted, o.unique_callbacks), (5000, 5000));
+    stop.cancel();
+    let report = sender.await.unwrap();
+    assert_eq!((report.accepted, report.abandoned), (5000, 0));
+    rig.finish().await;
+}
+
+/// 5% 5xx, 2% hangs past the client timeout, 2% resets after the request was read, 1%
+/// undeliverable: every recipient ends accepted exactly once or failed with 131026, and the
+/// ambiguous sends (the hangs and resets, which the simulator accepted) are settled by their
+/// webhooks, not resent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_lose_nothing_and_duplicate_nothing() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.faults.error_5xx = 0.05;
+    sim.faults.hang = 0.02;
+    sim.faults.hang_ms = 4000;
+    sim.faults.reset_after_read = 0.02;
+    sim.undeliverable.fraction = 0.01;
+    sim.undeliverable.mode = Delivery::Sync;
+    let rig = Rig::start(sim).await;
+    let n = 2000;
+    let id = rig
+        .campaign(
+            template_spec("faults", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let (stop, sender) = rig.sender(sender_config(1000));
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    let o = rig.oracle().await;
+    assert_clean(&o, &["130429", "131056"]);
+    assert!(
+        o.faults.error_5xx > 0 && o.faults.hangs > 0 && o.faults.resets > 0,
+        "{o:#?}"
+    );
+    // Every recipient ended one way or the other.
+    assert_eq!(stats.accepted + stats.failed_before_accept, n, "{stats:#?}");
+    assert_eq!(
+        (stats.in_doubt, stats.pending, stats.skipped_at_send),
+        (0, 0, 0)
+    );
+    // Failures are the undeliverable numbers, and only they.
+    assert_eq!(
+        stats.errors.keys().collect::<Vec<_>>(),
+        ["131026"],
+        "{stats:#?}"
+    );
+    assert_eq!(stats.failed, o.rejected["131026"]);
+    // What the simulator accepted is exactly what the store counts as accepted: the hangs
+    // and resets were accepted by Meta, went in doubt, and their webhooks settled them.
+    assert_eq!(stats.accepted, o.unique_callbacks, "{stats:#?}\n{o:#?}");
+    assert_eq!(o.accepted, o.unique_callbacks);
+    // Undeliverable numbers were added to the suppression list.
+    let mut cursor = 0;
+    let mut suppressed = 0;
+    loop {
+        let (page, next) = rig.store.list_suppressed(PNID, cursor).await.unwrap();
+        suppressed += page.len() as u64;
+        match next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    assert_eq!(suppressed, stats.failed);
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// Two campaigns to the same 100 recipients: Herald spaces the sends to each recipient
+/// itself, so Meta never answers 131056 and no recipient fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pair_spacing_holds_across_campaigns() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.limits.pair_interval_ms = 2000;
+    sim.limits.pair_burst = 1;
+    let rig = Rig::start(sim).await;
+    let people = recipients(0..100);
+    let a = rig
+        .campaign(template_spec("pair-a", "order_update", None), &people, true)
+        .await;
+    let b = rig
+        .campaign(template_spec("pair-b", "order_update", None), &people, true)
+        .await;
+    let mut cfg = sender_config(1000);
+    cfg.pair_interval = Duration::from_millis(2000);
+    let (stop, sender) = rig.sender(cfg);
+    for id in [&a, &b] {
+        let stats = rig.wait_status(id, CampaignStatus::Completed, LONG).await;
+        assert_eq!((stats.accepted, stats.failed), (100, 0), "{stats:#?}");
+    }
+    let o = rig.oracle().await;
+    assert_clean(&o, &["131056", "130429"]);
+    assert_eq!(o.unique_callbacks, 200);
+    let gap = o.min_pair_gap_ms.expect("each recipient got two messages");
+    assert!(gap >= 2000.0, "two sends to one recipient {gap} ms apart");
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// 132001 (template missing in that language) pauses the campaign, once, with its reason;
+/// its unsent jobs stay pending, and another campaign on the number carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_campaign_fatal_code_pauses_that_campaign_only() {
+    let rig = Rig::start(sim_config(SIM_MPS)).await;
+    let bad = rig
+        .campaign(
+            template_spec("bad", "no_such_template", None),
+            &recipients(0..500),
+            true,
+        )
+        .await;
+    let good = rig
+        .campaign(
+            template_spec("good", "order_update", None),
+            &recipients(1000..1300),
+            true,
+        )
+        .await;
+    let (stop, sender) = rig.sender(sender_config(200));
+    let stats = rig.wait_status(&bad, CampaignStatus::Paused, LONG).await;
+    let reason = rig
+        .store
+        .campaign(&bad)
+        .await
+        .unwrap()
+        .pause_reason
+        .unwrap();
+    assert_eq!(
+        (reason.kind, reason.code),
+        (PauseKind::CampaignFatal, Some(132_001))
+    );
+    assert!(!reason.detail.is_empty());
+    let good_stats = rig
+        .wait_status(&good, CampaignStatus::Completed, LONG)
+        .await;
+    assert_eq!(good_stats.accepted, 300);
+    // Nothing of the paused campaign failed: its jobs wait for the operator.
+    let stats_after = rig.store.stats(&bad).await.unwrap();
+    assert_eq!(
+        (
+            stats_after.failed,
+            stats_after.accepted,
+            stats_after.in_flight
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(stats_after.pending, 500, "{stats:#?}");
+    // The pause stopped the sends: only what was in flight when it happened went out.
+    let o = rig.oracle().await;
+    let tried = o.rejected["132001"];
+    assert!(tried < 100, "{tried} sends after the first 132001");
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// 190 (token invalid) pauses every campaign on the phone number, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sender_fatal_code_pauses_every_campaign_on_the_number() {
+    let rig = Rig::start(sim_config(SIM_MPS)).await;
+    let a = rig
+        .campaign(
+            template_spec("a", "order_update", None),
+            &recipients(0..300),
+            true,
+        )
+        .await;
+    let b = rig
+        .campaign(
+            template_spec("b", "order_update", None),
+            &recipients(300..600),
+            true,
+        )
+        .await;
+    let (stop, sender) =
+        rig.sender_with(sender_config(200), client(&rig.sim.url(), "expired-token"));
+    for id in [&a, &b] {
+        let stats = rig.wait_status(id, CampaignStatus::Paused, LONG).await;
+        let reason = rig.store.campaign(id).await.unwrap().pause_reason.unwrap();
+        assert_eq!(
+            (reason.kind, reason.code),
+            (PauseKind::SenderFatal, Some(190))
+        );
+        assert_eq!(stats.failed, 0);
+    }
+    let o = rig.oracle().await;
+    assert_eq!(o.accepted, 0);
+    assert!(o.rejected["190"] < 100, "{o:#?}");
+    stop.cancel();
+    sender.await.unwrap();
+    for id in [&a, &b] {
+        let s = rig.store.stats(id).await.unwrap();
+        assert_eq!(
+            (s.pending, s.in_flight),
+            (300, 0),
+            "released, waiting for the operator"
+        );
+    }
+    rig.finish().await;
+}
+
+/// A free-form message goes only to recipients with an open 24 h window; the others are
+/// skipped as window_closed instead of being sent to fail silently (131047).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn free_form_messages_respect_the_window_and_the_suppression_list() {
+    let rig = Rig::start(sim_config(SIM_MPS)).await;
+    // Recipients 0..10 wrote in (their windows open through the reconciler); 10 is
+    // suppressed; 11..20 never wrote.
+    for i in 0..10 {
+        rig.sim.inbound(&phone(i).digits(), "hi").await;
+    }
+    rig.store.suppress(PNID, &[phone(10)]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let open = rig
+            .store
+            .windows_open(PNID, &(0..10).map(phone).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        if open.iter().all(|o| *o) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "inbound webhooks not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = rig
+        .campaign(text_spec("service"), &recipients(0..20), true)
+        .await;
+    let (stop, sender) = rig.sender(sender_config(500));
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, 10, "{stats:#?}");
+    assert_eq!(stats.skipped.get(SkipReason::WindowClosed), 9);
+    assert_eq!(stats.skipped.get(SkipReason::Suppressed), 1);
+    let stats = rig.wait_sent(&id, LONG).await;
+    assert_eq!(stats.failed, 0, "no 131047 by webhook: {stats:#?}");
+    let o = rig.oracle().await;
+    assert_clean(&o, &["131047"]);
+    assert_eq!(o.accepted, 10);
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// Shutdown mid-campaign: nothing unsent is lost, nothing in flight is left in doubt, and a
+/// second pool finishes the campaign without a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_hands_over_cleanly() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.faults.latency_ms = 30;
+    let rig = Rig::start(sim).await;
+    let id = rig
+        .campaign(
+            template_spec("handover", "order_update", None),
+            &recipients(0..600),
+            true,
+        )
+        .await;
+    let (stop, sender) = rig.sender(sender_config(200));
+    loop {
+        let s = rig.store.stats(&id).await.unwrap();
+        if s.accepted >= 150 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    let report = sender.await.unwrap();
+    assert_eq!(report.abandoned, 0);
+    let mid = rig.store.stats(&id).await.unwrap();
+    assert_eq!((mid.in_flight, mid.in_doubt), (0, 0), "{mid:#?}");
+    assert!(mid.pending > 0, "stopped mid-campaign");
+    assert_eq!(mid.accepted, report.accepted);
+    let (stop, sender) = rig.sender(sender_config(200));
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, 600);
+    let o = rig.oracle().await;
+    assert_clean(&o, &["130429", "131056"]);
+    assert_eq!(o.unique_callbacks, 600);
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
