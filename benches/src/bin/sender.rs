@@ -1,0 +1,328 @@
+//! The sender pool against the simulator, with real Redis settles:
+//!
+//! - `unpaced`: throughput of one worker process with the rate limit out of the way, against
+//!   the same client sending the same bodies straight to the simulator with no store at all
+//!   (the baseline: what HTTP alone costs).
+//! - `pace`: 30 s at 80 and at 1,000 MPS against a simulator enforcing exactly that rate:
+//!   the mean rate the simulator saw (error against the target), the busiest 1 s and 100 ms
+//!   windows, and any 130429.
+//! - `latency`: 1,000 MPS with 250 ± 100 ms of simulated latency.
+//!
+//! The simulator runs in a child process (this program re-run); the sender on the default
+//! runtime. `cargo run --release -p herald-benches --bin sender [-- all|unpaced|pace|latency]
+//! [SECONDS]` (REDIS_URL, default redis://127.0.0.1:6379; PACE_MARGIN overrides the
+//! sender's `pace_margin`).
+
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_cloudapi::{Client, ClientConfig, Secret};
+use herald_core::{CampaignAction, CampaignStatus, PhoneE164, Recipient, Vars};
+use herald_sender::{Sender, SenderConfig};
+use herald_sim::{SimConfig, SimProcess};
+use herald_store::{NewCampaign, RedisConfig, RedisStore, Store};
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PNID: &str = "106540352242922";
+
+struct Scenario {
+    name: String,
+    sim_mps: u32,
+    sender_mps: u32,
+    recipients: u64,
+    latency_ms: u64,
+    jitter_ms: u64,
+    max_in_flight: usize,
+}
+
+struct Outcome {
+    elapsed: Duration,
+    /// Requests per second the simulator saw while the queue was full, from the second
+    /// second on (the first includes the start).
+    steady_rate: Option<f64>,
+    accepted: u64,
+    requests: u64,
+    span: Duration,
+    max_1s: u64,
+    max_100ms: u64,
+    throttled: u64,
+    duplicates: usize,
+    /// CPU this process (the sender, not the simulator) spent per request.
+    cpu_us_per_request: f64,
+}
+
+fn main() {
+    herald_sim::process::serve_if_asked();
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "all".into());
+    let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        if mode == "all" || mode == "unpaced" {
+            unpaced().await;
+        }
+        if mode == "all" || mode == "pace" {
+            for mps in [80, 1000] {
+                let o = run(Scenario {
+                    name: format!("pace-{mps}"),
+                    sim_mps: mps,
+                    sender_mps: mps,
+                    recipients: u64::from(mps) * secs,
+                    latency_ms: 0,
+                    jitter_ms: 0,
+                    max_in_flight: 256,
+                })
+                .await;
+                let overall = o.requests.saturating_sub(1) as f64 / o.span.as_secs_f64();
+                let rate = o.steady_rate.unwrap_or(overall);
+                println!(
+                    "pace {mps} MPS for {secs} s: the simulator saw {rate:.2}/s while the queue was \
+                     full (error {:+.2}%; {overall:.2}/s first to last request), busiest 1 s window {}, \
+                     busiest 100 ms window {}, 130429: {}, duplicates: {}",
+                    (rate / f64::from(mps) - 1.0) * 100.0,
+                    o.max_1s,
+                    o.max_100ms,
+                    o.throttled,
+                    o.duplicates
+                );
+            }
+        }
+        if mode == "all" || mode == "latency" {
+            let secs = secs.min(20);
+            let o = run(Scenario {
+                name: "latency".into(),
+                sim_mps: 1000,
+                sender_mps: 1000,
+                recipients: 1000 * secs,
+                latency_ms: 150,
+                jitter_ms: 200,
+                max_in_flight: 512,
+            })
+            .await;
+            let rate = o
+                .steady_rate
+                .unwrap_or(o.requests.saturating_sub(1) as f64 / o.span.as_secs_f64());
+            println!(
+                "1000 MPS with 250 ± 100 ms latency for {secs} s: the simulator saw {rate:.2}/s \
+                 (error {:+.2}%), busiest 1 s window {}, 130429: {}, {} accepted in {:.2} s",
+                (rate / 1000.0 - 1.0) * 100.0,
+                o.max_1s,
+                o.throttled,
+                o.accepted,
+                o.elapsed.as_secs_f64()
+            );
+        }
+    });
+}
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+fn cpu() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+}
+
+async fn unpaced() {
+    let n = 100_000;
+    // Baseline: the same client, the same bodies, 256 in flight, no store.
+    let sim = sim(&sim_config(10_000_000, 0, 0));
+    let client = client(sim.url());
+    let body = |i: u64| {
+        format!(
+            r#"{{"messaging_product":"whatsapp","to":"{}","biz_opaque_callback_data":"b{i}","type":"template","template":{{"name":"order_update","language":{{"code":"en_US"}},"components":[{{"type":"body","parameters":[{{"type":"text","text":"name{i}"}}]}}]}}}}"#,
+            447_700_000_000 + i
+        )
+    };
+    let started = Instant::now();
+    let c0 = cpu();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..256 {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let _ = client.send_raw(PNID, body(i)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let raw = n as f64 / started.elapsed().as_secs_f64();
+    let raw_cpu_us = (cpu() - c0) * 1e6 / n as f64;
+    let stats = sim.stats().await.expect("oracle");
+    drop(sim);
+    println!(
+        "baseline, client alone (no store), 256 in flight: {raw:.0} sends/s ({} accepted, \
+         {raw_cpu_us:.1} µs CPU each)",
+        stats.accepted
+    );
+    let o = run(Scenario {
+        name: "unpaced".into(),
+        sim_mps: 10_000_000,
+        sender_mps: 1_000_000,
+        recipients: n,
+        latency_ms: 0,
+        jitter_ms: 0,
+        max_in_flight: 256,
+    })
+    .await;
+    let rate = o.accepted as f64 / o.elapsed.as_secs_f64();
+    println!(
+        "unpaced sender, one process, claims and settles in Redis: {rate:.0} sends/s \
+         ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each); {:.2}× the client alone",
+        o.accepted,
+        o.elapsed.as_secs_f64(),
+        o.duplicates,
+        o.cpu_us_per_request,
+        rate / raw
+    );
+}
+
+/// The simulator in a child process (this program re-run), so that it shares no allocator,
+/// page tables or runtime with the sender it measures.
+fn sim(cfg: &SimConfig) -> SimProcess {
+    let exe = std::env::current_exe().expect("own path");
+    SimProcess::start(&exe, &[], cfg).expect("simulator child")
+}
+
+fn sim_config(mps: u32, latency_ms: u64, jitter_ms: u64) -> SimConfig {
+    let mut cfg = SimConfig {
+        listen: "127.0.0.1:0".into(),
+        ..SimConfig::default()
+    };
+    cfg.phone_numbers[0].mps = mps;
+    cfg.faults.latency_ms = latency_ms;
+    cfg.faults.jitter_ms = jitter_ms;
+    cfg
+}
+
+fn client(url: &str) -> Client {
+    Client::new(&ClientConfig {
+        api_base: url.to_owned(),
+        access_token: Secret::new("sim-access-token"),
+        max_idle_per_host: 1024,
+        ..ClientConfig::default()
+    })
+    .expect("client")
+}
+
+async fn run(s: Scenario) -> Outcome {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("herald-bench-sender-{:016x}", rand::random::<u64>());
+    let store = Arc::new(
+        RedisStore::connect(&RedisConfig::new(url, prefix))
+            .await
+            .expect("Redis (set REDIS_URL)"),
+    );
+    let sim = sim(&sim_config(s.sim_mps, s.latency_ms, s.jitter_ms));
+    let api = sim.url().to_owned();
+    let spec = serde_json::from_value(serde_json::json!({
+        "name": s.name,
+        "message": {"type": "template", "template": {"name": "order_update", "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{first_name}}"}]}]}}
+    }))
+    .expect("spec");
+    let id = store
+        .create_campaign(NewCampaign {
+            spec,
+            phone_number_id: PNID.into(),
+            template: Some("order_update:en_US".into()),
+        })
+        .await
+        .expect("campaign")
+        .id;
+    let mut i = 0;
+    while i < s.recipients {
+        let end = (i + 5000).min(s.recipients);
+        let batch: Vec<Recipient> = (i..end)
+            .map(|k| {
+                Recipient::new(
+                    PhoneE164::from_u64(447_700_000_000 + k).expect("phone"),
+                    Vars::from_values([format!("name{k}")]),
+                )
+            })
+            .collect();
+        store.enqueue_batch(&id, &batch).await.expect("enqueue");
+        i = end;
+    }
+    let cfg = SenderConfig {
+        mps: s.sender_mps,
+        max_in_flight: s.max_in_flight,
+        pace_margin: std::env::var("PACE_MARGIN")
+            .ok()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(SenderConfig::default().pace_margin),
+        ..SenderConfig::default()
+    };
+    let sender = Sender::new(store.clone(), client(&api), cfg).expect("config");
+    let stop = CancellationToken::new();
+    store
+        .transition(&id, CampaignAction::Start, None)
+        .await
+        .expect("start");
+    let started = Instant::now();
+    let c0 = cpu();
+    let handle = tokio::spawn(sender.run(stop.clone()));
+    // Once a second: how many requests the simulator has seen, and whether the queue still
+    // holds at least a second of work (the steady state the rate is measured over).
+    let mut samples: Vec<(Instant, u64)> = Vec::new();
+    let mut next_sample = started + Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(1);
+            let seen = sim.stats().await.expect("oracle").requests;
+            let st = store.stats(&id).await.expect("stats");
+            if st.pending >= u64::from(s.sender_mps.min(1000)) {
+                samples.push((Instant::now(), seen));
+            }
+        }
+        if store.campaign(&id).await.expect("campaign").status == CampaignStatus::Completed {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu_us = (cpu() - c0) * 1e6;
+    stop.cancel();
+    let _ = handle.await;
+    let stats = store.stats(&id).await.expect("stats");
+    let o = sim.stats().await.expect("oracle");
+    drop(sim);
+    let _ = store.purge_namespace().await;
+    let n = o.phone_numbers.get(PNID).cloned().unwrap_or_default();
+    let steady_rate = match (samples.get(1), samples.last()) {
+        (Some(a), Some(b)) if b.0 > a.0 => Some((b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64()),
+        _ => None,
+    };
+    Outcome {
+        elapsed,
+        steady_rate,
+        accepted: stats.accepted,
+        requests: n.requests,
+        span: Duration::from_micros(n.request_span_us.max(1)),
+        max_1s: n.max_requests_1s,
+        max_100ms: n.max_requests_100ms,
+        throttled: o.rejected.get("130429").copied().unwrap_or(0),
+        duplicates: o.duplicate_callbacks.len(),
+        cpu_us_per_request: cpu_us / n.requests.max(1) as f64,
+    }
+}
