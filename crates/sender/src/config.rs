@@ -72,8 +72,11 @@ pub struct ConfigError {
 impl SenderConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key, problem: String| Err(ConfigError { key, problem });
-        if self.mps == 0 {
-            return err("mps", "must be at least 1".into());
+        if self.mps == 0 || self.mps > MAX_MPS {
+            return err(
+                "mps",
+                format!("must be between 1 and {MAX_MPS} (Meta's most per phone number)"),
+            );
         }
         if self.max_in_flight == 0 || self.max_in_flight > 100_000 {
             return err("max_in_flight", "must be between 1 and 100000".into());

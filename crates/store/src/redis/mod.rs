@@ -124,6 +124,9 @@ pub struct RedisStore {
     /// on every call. Dropped when a call finds the store unavailable, so the next calls take
     /// fresh ones.
     pub(crate) hot: Mutex<Vec<redis::aio::MultiplexedConnection>>,
+    /// How long a reply may take (redis-rs's own default is 500 ms, shorter than a
+    /// blocking stream read or a large script).
+    pub(crate) timeout: Duration,
     pub(crate) hot_next: AtomicUsize,
 }
 
@@ -190,6 +193,7 @@ impl RedisStore {
             expiring: Mutex::new(std::collections::HashSet::new()),
             hot: Mutex::new(Vec::new()),
             hot_next: AtomicUsize::new(0),
+            timeout: cfg.timeout,
         };
         let mut conn = store.conn().await?;
         for script in store.scripts.all() {
@@ -218,7 +222,8 @@ impl RedisStore {
             return Ok(hot[i].clone());
         }
         let pooled = self.pool.get().await.map_err(unavailable)?;
-        let c: redis::aio::MultiplexedConnection = (*pooled).clone();
+        let mut c: redis::aio::MultiplexedConnection = (*pooled).clone();
+        c.set_response_timeout(self.timeout);
         // Keep the pooled object checked out for good: its connection is now shared.
         let _kept = deadpool_redis::Connection::take(pooled);
         if let Ok(mut hot) = self.hot.lock()

@@ -84,6 +84,9 @@ impl RedisStore {
     ) -> Result<Vec<WebhookEntry>> {
         // A blocking read holds its connection: never one of the shared ones.
         let mut conn = self.pool.get().await.map_err(super::unavailable)?;
+        conn.set_response_timeout(
+            std::time::Duration::from_millis(block_ms.unwrap_or(0)) + self.timeout,
+        );
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
