@@ -1,0 +1,452 @@
+//! The HTTP API (DESIGN §2): campaigns under `/v1` behind a bearer key, Meta's webhook, and
+//! the operational routes (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! Handlers only translate: every decision is the store's or the loader's. An [`ApiError`]
+//! always names the problem (the field, the column, the lifecycle rule) and never carries
+//! internals: store failures are logged and answered with a generic message.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::future::BoxFuture;
+use herald_core::{CampaignAction, CampaignId, CampaignSpec, CampaignStatus, PauseReason};
+use herald_reconciler::ReceiverConfig;
+use herald_store::{Campaign, NewCampaign, Store, StoreError};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::upload;
+
+/// Checks that the store answers (for `/readyz`).
+pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// What the routes share.
+pub struct ApiState<S> {
+    pub store: Arc<S>,
+    /// Used when a campaign names no phone number id.
+    pub default_phone_number_id: String,
+    /// Bearer key for `/v1`; empty means no check (the server then binds loopback only).
+    pub api_key: herald_cloudapi::Secret,
+    pub metrics: Option<PrometheusHandle>,
+    pub ready: ReadyCheck,
+    pub max_body_bytes: usize,
+    pub max_upload_bytes: u64,
+}
+
+impl<S> std::fmt::Debug for ApiState<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("default_phone_number_id", &self.default_phone_number_id)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            StoreError::IllegalTransition(_) | StoreError::Final(..) => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            StoreError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "store unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store is unavailable; try again",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error (see the server log)",
+                )
+            }
+        }
+    }
+}
+
+type Shared<S> = Arc<ApiState<S>>;
+
+/// Which routes a process serves besides `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// The campaign API (`herald serve`).
+    pub v1: bool,
+    /// Meta's webhook (`herald serve`, `herald webhook`).
+    pub webhook: Option<ReceiverConfig>,
+}
+
+/// The routes: `/v1` (with auth), `/webhook`, `/metrics`, `/healthz`, `/readyz`.
+pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
+    let store = state.store.clone();
+    let body_limit = state.max_body_bytes;
+    let state = Arc::new(state);
+    let v1 = Router::new()
+        .route("/campaigns", post(create::<S>).get(list::<S>))
+        .route("/campaigns/{id}", get(show::<S>))
+        .route(
+            "/campaigns/{id}/recipients",
+            // The upload is streamed and limited by its own counter, not buffered.
+            post(recipients::<S>).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/campaigns/{id}/failures", get(failures::<S>))
+        .route("/campaigns/{id}/{action}", post(action::<S>))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::<S>))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") });
+    let mut app: Router = Router::new()
+        .route("/metrics", get(metrics::<S>))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready::<S>))
+        .with_state(state.clone());
+    if routes.v1 {
+        app = app.nest("/v1", v1.with_state(state));
+    }
+    if let Some(receiver) = routes.webhook {
+        app = app.merge(herald_reconciler::routes(store, receiver));
+    }
+    app
+}
+
+async fn auth<S: Store>(State(state): State<Shared<S>>, request: Request, next: Next) -> Response {
+    let key = state.api_key.expose();
+    if key.is_empty() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(presented.as_bytes().ct_eq(key.as_bytes())) {
+        next.run(request).await
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API key: send Authorization: Bearer <HERALD_API_KEY>",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    }
+}
+
+fn campaign_id(raw: &str) -> Result<CampaignId, ApiError> {
+    CampaignId::new(raw).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("campaign {raw:?}: {e}"),
+        )
+    })
+}
+
+/// A campaign with its stats, as the API shows it.
+async fn view<S: Store>(store: &S, c: &Campaign) -> Result<Value, ApiError> {
+    let stats = store.stats(&c.id).await?;
+    let mut v = serde_json::to_value(c)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    v["stats"] = serde_json::to_value(stats).unwrap_or(Value::Null);
+    if let Some(r) = &c.pause_reason {
+        v["status_reason"] = Value::String(r.to_string());
+    }
+    Ok(v)
+}
+
+async fn create<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let new = prepare(&body, &state.default_phone_number_id)?;
+    let schedule = new.spec.schedule_at.is_some();
+    let campaign = state.store.create_campaign(new).await?;
+    let campaign = if schedule {
+        state
+            .store
+            .transition(&campaign.id, CampaignAction::Schedule, None)
+            .await?;
+        state.store.campaign(&campaign.id).await?
+    } else {
+        campaign
+    };
+    tracing::info!(campaign = %campaign.id, name = %campaign.name, "campaign created");
+    let v = view(&*state.store, &campaign).await?;
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.is_empty() || ct.starts_with("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected application/json, got {ct:?}"),
+        ))
+    }
+}
+
+/// Parses and checks a campaign definition: the spec's own fields, then the message body
+/// against the Cloud API's documented limits (placeholders allowed), then compiles it.
+pub fn prepare(body: &[u8], default_phone_number_id: &str) -> Result<NewCampaign, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let spec: CampaignSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
+        } else if path == "." {
+            ApiError::invalid(inner.to_string())
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })?;
+    spec.validate()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let message: herald_cloudapi::Message =
+        serde_json::from_value(Value::Object(spec.message.clone()))
+            .map_err(|e| ApiError::invalid(format!("message: {e}")))?;
+    message
+        .validate_with(herald_cloudapi::ValidateOptions {
+            allow_placeholders: true,
+        })
+        .map_err(|e| ApiError::invalid(format!("message.{e}")))?;
+    spec.compile()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let phone_number_id = spec
+        .phone_number_id
+        .clone()
+        .unwrap_or_else(|| default_phone_number_id.to_owned());
+    if phone_number_id.is_empty() {
+        return Err(ApiError::invalid(
+            "phone_number_id: not in the campaign and no whatsapp.phone_number_id is configured",
+        ));
+    }
+    let template = template_key(&spec.message);
+    Ok(NewCampaign {
+        spec,
+        phone_number_id,
+        template,
+    })
+}
+
+/// `name:language` of a template message (how template status webhooks find campaigns).
+fn template_key(message: &serde_json::Map<String, Value>) -> Option<String> {
+    let t = message.get("template")?;
+    let name = t.get("name")?.as_str()?;
+    let lang = t.get("language")?.get("code")?.as_str()?;
+    Some(format!("{name}:{lang}"))
+}
+
+async fn list<S: Store>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
+    let campaigns = state.store.list_campaigns().await?;
+    let mut out = Vec::with_capacity(campaigns.len());
+    for c in &campaigns {
+        out.push(view(&*state.store, c).await?);
+    }
+    Ok(axum::Json(json!({ "campaigns": out })).into_response())
+}
+
+async fn show<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = campaign_id(&id)?;
+    let c = state.store.campaign(&id).await?;
+    Ok(axum::Json(view(&*state.store, &c).await?).into_response())
+}
+
+async fn action<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = campaign_id(&id)?;
+    let (action, reason) = match action.as_str() {
+        "start" => (CampaignAction::Start, None),
+        "pause" => (CampaignAction::Pause, Some(PauseReason::operator())),
+        "resume" => (CampaignAction::Resume, None),
+        "cancel" => (CampaignAction::Cancel, None),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no action {other:?}: use start, pause, resume or cancel"),
+            ));
+        }
+    };
+    let status = state.store.transition(&id, action, reason).await?;
+    tracing::info!(campaign = %id, ?action, ?status, "campaign transition");
+    let c = state.store.campaign(&id).await?;
+    Ok(axum::Json(view(&*state.store, &c).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadParams {
+    /// The phone column's name, when it is not one of the usual ones.
+    phone_column: Option<String>,
+}
+
+async fn recipients<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(id): Path<String>,
+    Query(params): Query<UploadParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = campaign_id(&id)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/csv");
+    if !(ct.starts_with("text/csv")
+        || ct.starts_with("text/plain")
+        || ct.starts_with("application/octet-stream"))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send the recipients as text/csv, not {ct:?}"),
+        ));
+    }
+    let campaign = state.store.campaign(&id).await?;
+    if matches!(
+        campaign.status,
+        CampaignStatus::Completed | CampaignStatus::Cancelled
+    ) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "campaign {id} is {:?}; recipients can only be added before it ends",
+                campaign.status
+            ),
+        ));
+    }
+    let result = upload::load(
+        state.store.clone(),
+        campaign,
+        params.phone_column,
+        body,
+        state.max_upload_bytes,
+    )
+    .await?;
+    Ok(axum::Json(result).into_response())
+}
+
+async fn failures<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = campaign_id(&id)?;
+    state.store.campaign(&id).await?;
+    let store = state.store.clone();
+    // Pages of rows, each written as CSV, until the store says there are no more.
+    let pages = futures::stream::unfold(Some((0u64, true)), move |cursor| {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            let (at, first) = cursor?;
+            match store.failures(&id, at, 1000).await {
+                Ok((rows, next)) => {
+                    let chunk = upload::failures_csv(&rows, first);
+                    Some((Ok::<_, std::io::Error>(chunk), next.map(|n| (n, false))))
+                }
+                Err(e) => {
+                    tracing::warn!(campaign = %id, error = %e, "failures report cut short");
+                    Some((Err(std::io::Error::other(e.to_string())), None))
+                }
+            }
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"failures.csv\"",
+            ),
+        ],
+        Body::from_stream(pages),
+    )
+        .into_response())
+}
+
+async fn metrics<S: Store>(State(state): State<Shared<S>>) -> Response {
+    match &state.metrics {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "metrics are off").into_response()
+        }
+    }
+}
+
+async fn ready<S: Store>(State(state): State<Shared<S>>) -> Response {
+    if (state.ready)().await {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is unreachable\n",
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,224 @@
+//! The long-running roles (`serve`, `worker`, `webhook`) wired from configuration, and their
+//! shutdown: one [`CancellationToken`], then a bounded drain (the sender settles what is in
+//! flight; the HTTP server finishes its requests; the reconciler acknowledges what it
+//! applied).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use herald_cloudapi::Client;
+use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig};
+use herald_sender::Sender;
+use herald_store::{RedisConfig, RedisStore};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, ApiState, Routes};
+use crate::config::Config;
+
+/// What one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub api: bool,
+    pub webhook: bool,
+    pub reconciler: bool,
+    pub sender: bool,
+}
+
+impl Roles {
+    pub const SERVE: Self = Self {
+        api: true,
+        webhook: true,
+        reconciler: true,
+        sender: true,
+    };
+    pub const WORKER: Self = Self {
+        api: false,
+        webhook: false,
+        reconciler: false,
+        sender: true,
+    };
+    pub const WEBHOOK: Self = Self {
+        api: false,
+        webhook: true,
+        reconciler: true,
+        sender: false,
+    };
+}
+
+/// Connects to the configured Redis (which warns in the log about settings that may lose
+/// data).
+pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
+    let url = cfg.redis_url()?;
+    let mut rc = RedisConfig::new(url, cfg.store.key_prefix.clone());
+    rc.pool_size = cfg.store.pool_size;
+    rc.timeout = Duration::from_millis(cfg.store.timeout_ms);
+    let store = RedisStore::connect(&rc)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;
+    Ok(Arc::new(store))
+}
+
+/// A Redis URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Binds the server address. Without an API key the campaign API must not be reachable
+/// from the network, so a non-loopback address is narrowed to loopback (and said so).
+pub async fn bind(cfg: &Config, roles: Roles) -> anyhow::Result<TcpListener> {
+    let mut addr: SocketAddr = cfg.listen_addr()?;
+    if roles.api && cfg.server.api_key.is_empty() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            requested = %addr,
+            "no server.api_key (HERALD_API_KEY): the API listens on loopback only"
+        );
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    } else if roles.api && cfg.server.api_key.is_empty() {
+        tracing::info!(
+            "no server.api_key (HERALD_API_KEY): the API is open to loopback callers only"
+        );
+    }
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
+}
+
+/// Runs the roles until `shutdown` is cancelled, then drains.
+pub async fn run(
+    cfg: &Config,
+    roles: Roles,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::metrics();
+    let store = connect(cfg).await?;
+    let tasks = TaskTracker::new();
+
+    let ready_store = store.clone();
+    let state = ApiState {
+        store: store.clone(),
+        default_phone_number_id: cfg.whatsapp.phone_number_id.clone(),
+        api_key: cfg.server.api_key.clone(),
+        metrics: Some(metrics),
+        ready: Arc::new(move || {
+            let s = ready_store.clone();
+            Box::pin(async move { s.ping().await.is_ok() })
+        }),
+        max_body_bytes: cfg.server.max_body_bytes,
+        max_upload_bytes: cfg.server.max_upload_bytes,
+    };
+    let routes = Routes {
+        v1: roles.api,
+        webhook: roles.webhook.then(|| ReceiverConfig {
+            verify_token: cfg.whatsapp.verify_token.clone(),
+            app_secret: cfg.whatsapp.app_secret.clone(),
+        }),
+    };
+    let app = api::router(state, routes);
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        api = roles.api,
+        webhook = roles.webhook,
+        reconciler = roles.reconciler,
+        sender = roles.sender,
+        "herald started"
+    );
+    let http_stop = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+
+    if roles.reconciler {
+        let rec = Arc::new(Reconciler::new(
+            store.clone(),
+            ReconcilerConfig {
+                opt_out_keywords: cfg.webhook.opt_out_keywords.clone(),
+            },
+        ));
+        let consumer = ConsumerConfig {
+            name: instance_name(),
+            ..ConsumerConfig::default()
+        };
+        tasks.spawn(herald_reconciler::run(rec, consumer, shutdown.clone()));
+    }
+
+    if roles.sender {
+        let client = Client::new(&cfg.client_config()).context("building the Cloud API client")?;
+        let sender = Sender::new(store.clone(), client, cfg.sender_config(None))?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let report = sender.run(stop).await;
+            tracing::info!(
+                requests = report.requests,
+                accepted = report.accepted,
+                abandoned = report.abandoned,
+                "sender stopped"
+            );
+        });
+    }
+    tasks.close();
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    // The sender has its own deadline for in-flight sends; allow it and a little more.
+    let deadline = Duration::from_secs(cfg.sender.shutdown_deadline_secs + 5);
+    if tokio::time::timeout(deadline, tasks.wait()).await.is_err() {
+        tracing::warn!("shutdown deadline passed; unfinished work is left to lease expiry");
+    }
+    Ok(())
+}
+
+/// A consumer name stable for this host and process.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "herald".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received");
+        t.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

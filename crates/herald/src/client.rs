@@ -1,0 +1,400 @@
+//! The campaign commands: a small client of the HTTP API with progress bars.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+/// The API at `base` (e.g. `http://127.0.0.1:8080`), with an optional bearer key.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, key: Option<String>) -> anyhow::Result<Self> {
+        let http = herald_cloudapi::http_builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.filter(|k| !k.is_empty()),
+            http,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}/v1{path}", self.base));
+        match &self.key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    async fn send(&self, r: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = r.send().await.with_context(|| {
+            format!(
+                "cannot reach Herald at {} (is `herald serve` running?)",
+                self.base
+            )
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.context("reading the answer")?;
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        bail!("{message} (HTTP {})", status.as_u16())
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let mut r = self.request(reqwest::Method::POST, path);
+        if let Some(b) = body {
+            r = r.json_body(b);
+        }
+        self.send(r).await
+    }
+
+    /// Streams a CSV file to the campaign, with a progress bar of bytes and rows.
+    pub async fn upload(&self, id: &str, csv: &Path, quiet: bool) -> anyhow::Result<Value> {
+        let file = tokio::fs::File::open(csv)
+            .await
+            .with_context(|| format!("opening {}", csv.display()))?;
+        let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(size)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "uploading {bar:30} {bytes}/{total_bytes} · {msg} · {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let counted = bar.clone();
+        let mut rows: u64 = 0;
+        let stream = tokio_util::io::ReaderStream::new(file).map(move |chunk| {
+            if let Ok(c) = &chunk {
+                rows += c.iter().filter(|&&b| b == b'\n').count() as u64;
+                counted.inc(c.len() as u64);
+                counted.set_message(format!("~{} rows", rows.saturating_sub(1)));
+            }
+            chunk
+        });
+        let r = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/campaigns/{id}/recipients"),
+            )
+            .header("content-type", "text/csv")
+            .body(reqwest::Body::wrap_stream(stream));
+        let result = self.send(r).await;
+        bar.finish_and_clear();
+        result
+    }
+}
+
+trait JsonBody {
+    fn json_body(self, v: &Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, v: &Value) -> Self {
+        self.header("content-type", "application/json")
+            .body(v.to_string())
+    }
+}
+
+/// What `campaign create` needs.
+#[derive(Debug)]
+pub struct Create<'a> {
+    pub name: &'a str,
+    pub message: &'a Path,
+    pub csv: &'a Path,
+    pub default_region: Option<&'a str>,
+    pub phone_number_id: Option<&'a str>,
+    pub mps: Option<u32>,
+    pub schedule_at: Option<&'a str>,
+    pub start: bool,
+    pub quiet: bool,
+}
+
+/// Creates a campaign, uploads its recipients, prints the load summary and optionally
+/// starts it. Returns the campaign id.
+pub async fn create(
+    api: &ApiClient,
+    c: &Create<'_>,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(c.message)
+        .with_context(|| format!("reading {}", c.message.display()))?;
+    let message: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", c.message.display()))?;
+    let mut spec = json!({ "name": c.name, "message": message });
+    if let Some(r) = c.default_region {
+        spec["default_region"] = json!(r);
+    }
+    if let Some(p) = c.phone_number_id {
+        spec["phone_number_id"] = json!(p);
+    }
+    if let Some(m) = c.mps {
+        spec["mps"] = json!(m);
+    }
+    if let Some(s) = c.schedule_at {
+        spec["schedule_at"] = json!(s);
+    }
+    let campaign = api.post("/campaigns", Some(&spec)).await?;
+    let id = campaign["id"]
+        .as_str()
+        .context("the server answered without a campaign id")?
+        .to_owned();
+    writeln!(out, "campaign {id} created ({})", c.name)?;
+    let summary = api.upload(&id, c.csv, c.quiet).await?;
+    print_summary(&summary, out)?;
+    if c.start {
+        let v = api.post(&format!("/campaigns/{id}/start"), None).await?;
+        writeln!(
+            out,
+            "campaign {id} is {}",
+            v["status"].as_str().unwrap_or("?")
+        )?;
+    }
+    Ok(id)
+}
+
+fn print_summary(s: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    writeln!(
+        out,
+        "loaded {} rows: {} accepted, {} duplicates, {} invalid, {} suppressed",
+        n("rows"),
+        n("accepted"),
+        n("duplicates"),
+        n("invalid"),
+        n("suppressed")
+    )?;
+    if let Some(rejects) = s["rejects"].as_array().filter(|r| !r.is_empty()) {
+        writeln!(
+            out,
+            "first rejects (all of them: `herald campaign failures ID`):"
+        )?;
+        for r in rejects.iter().take(10) {
+            writeln!(
+                out,
+                "  line {:>6}  {:<18} {:<20} {}",
+                r["line"].as_u64().unwrap_or(0),
+                r["raw"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or(""),
+                r["detail"].as_str().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The stats table of one campaign.
+pub fn print_campaign(c: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let s = &c["stats"];
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    writeln!(
+        out,
+        "campaign {}  {}  [{}]{}",
+        c["id"].as_str().unwrap_or("?"),
+        c["name"].as_str().unwrap_or(""),
+        c["status"].as_str().unwrap_or("?"),
+        c["status_reason"]
+            .as_str()
+            .map(|r| format!(" — {r}"))
+            .unwrap_or_default()
+    )?;
+    for (label, key) in [
+        ("recipients", "recipients"),
+        ("pending", "pending"),
+        ("in flight", "in_flight"),
+        ("in doubt", "in_doubt"),
+        ("accepted", "accepted"),
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("read", "read"),
+        ("failed", "failed"),
+        ("cancelled", "cancelled"),
+        ("replied", "replied"),
+    ] {
+        writeln!(out, "  {label:<12}{:>10}", n(key))?;
+    }
+    if let Some(skipped) = s["skipped"].as_object() {
+        let parts: Vec<String> = skipped
+            .iter()
+            .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        if !parts.is_empty() {
+            writeln!(out, "  skipped     {}", parts.join(", "))?;
+        }
+    }
+    if let Some(errors) = s["errors"].as_object().filter(|e| !e.is_empty()) {
+        let parts: Vec<String> = errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        writeln!(out, "  errors      {}", parts.join(", "))?;
+    }
+    Ok(())
+}
+
+fn is_final(c: &Value) -> bool {
+    matches!(c["status"].as_str(), Some("completed" | "cancelled"))
+}
+
+/// Live bars until the campaign ends (and its webhooks have settled) or `stop` fires.
+/// Returns the last view of the campaign.
+pub async fn watch(
+    api: &ApiClient,
+    id: &str,
+    stop: &tokio_util::sync::CancellationToken,
+    hidden: bool,
+) -> anyhow::Result<Value> {
+    let multi = if hidden {
+        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    } else {
+        MultiProgress::new()
+    };
+    let style = ProgressStyle::with_template("{prefix:>10} {bar:40} {pos:>8}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let bars: Vec<(&str, ProgressBar)> = ["pending", "accepted", "delivered", "read", "failed"]
+        .into_iter()
+        .map(|k| {
+            let b = multi.add(ProgressBar::new(0));
+            b.set_style(style.clone());
+            b.set_prefix(k);
+            (k, b)
+        })
+        .collect();
+    let status = multi.add(ProgressBar::new_spinner());
+    let mut last: Option<(Instant, u64)> = None;
+    let mut rate = 0.0;
+    let mut settled_since: Option<Instant> = None;
+    let mut previous = Value::Null;
+    loop {
+        let c = api.get(&format!("/campaigns/{id}")).await?;
+        let s = &c["stats"];
+        let n = |k: &str| s[k].as_u64().unwrap_or(0);
+        let total = n("recipients");
+        for (k, b) in &bars {
+            b.set_length(total);
+            b.set_position(n(k));
+        }
+        let now = Instant::now();
+        let done = n("accepted") + n("failed");
+        if let Some((t, d)) = last {
+            let dt = now.duration_since(t).as_secs_f64();
+            if dt > 0.0 {
+                rate = 0.7 * rate + 0.3 * (done.saturating_sub(d) as f64 / dt);
+            }
+        }
+        last = Some((now, done));
+        status.set_message(format!(
+            "[{}] {:.0} msg/s{}",
+            c["status"].as_str().unwrap_or("?"),
+            rate,
+            c["status_reason"]
+                .as_str()
+                .map(|r| format!(" — {r}"))
+                .unwrap_or_default()
+        ));
+        status.tick();
+        // After the end, wait until webhook counts stop moving (or 10 s).
+        if is_final(&c) {
+            let moved = previous["stats"] != c["stats"];
+            let since = *settled_since.get_or_insert(now);
+            if (!moved && now.duration_since(since) > Duration::from_secs(3))
+                || now.duration_since(since) > Duration::from_secs(10)
+            {
+                multi.clear().ok();
+                return Ok(c);
+            }
+        }
+        previous = c;
+        tokio::select! {
+            () = stop.cancelled() => {
+                multi.clear().ok();
+                return Ok(previous);
+            }
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// `campaign list`.
+pub fn print_list(v: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "{:<28} {:<10} {:>10} {:>10} {:>10} {:>8}  name",
+        "id", "status", "recipients", "accepted", "delivered", "failed"
+    )?;
+    for c in v["campaigns"].as_array().into_iter().flatten() {
+        let s = &c["stats"];
+        writeln!(
+            out,
+            "{:<28} {:<10} {:>10} {:>10} {:>10} {:>8}  {}",
+            c["id"].as_str().unwrap_or("?"),
+            c["status"].as_str().unwrap_or("?"),
+            s["recipients"].as_u64().unwrap_or(0),
+            s["accepted"].as_u64().unwrap_or(0),
+            s["delivered"].as_u64().unwrap_or(0),
+            s["failed"].as_u64().unwrap_or(0),
+            c["name"].as_str().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+/// `campaign failures`: the CSV, streamed to `out`.
+pub async fn failures(
+    api: &ApiClient,
+    id: &str,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let response = api
+        .request(reqwest::Method::GET, &format!("/campaigns/{id}/failures"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach Herald at {}", api.base))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let v: Value = response.json_value().await;
+        bail!(
+            "{} (HTTP {})",
+            v["error"]["message"].as_str().unwrap_or("request failed"),
+            status.as_u16()
+        );
+    }
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        out.write_all(&chunk.context("reading the report")?)?;
+    }
+    Ok(())
+}
+
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        let b = self.bytes().await.unwrap_or_default();
+        serde_json::from_slice(&b).unwrap_or(Value::Null)
+    }
+}

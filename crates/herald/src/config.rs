@@ -1,0 +1,604 @@
+//! Configuration: one TOML file (`config/herald.toml` documents every key), every key
+//! overridable from the environment, validated into the settings each crate takes.
+//!
+//! The file is read into a TOML table, environment overrides are written into that table,
+//! and only then is it deserialised with `deny_unknown_fields`; so a misspelt key fails the
+//! same way whether it came from the file or from `HERALD_SENDER__MPX`, and every error names
+//! its key. The environment is passed in as a map: tests never touch the process's own.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use herald_cloudapi::{ClientConfig, Secret};
+use herald_sender::SenderConfig;
+use herald_sender::policy::Backoff;
+use herald_store::InDoubtPolicy;
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem, naming the key (or the file) at fault. Exit code 64.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn bad(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The platform's own variable names and the keys they set.
+pub const PLATFORM_ENV: &[(&str, &str, &str)] = &[
+    ("WA_ACCESS_TOKEN", "whatsapp", "access_token"),
+    ("WA_PHONE_NUMBER_ID", "whatsapp", "phone_number_id"),
+    ("WHATSAPP_API_VERSION", "whatsapp", "api_version"),
+    ("WA_APP_SECRET", "whatsapp", "app_secret"),
+    ("VERIFY_TOKEN", "whatsapp", "verify_token"),
+    ("REDIS_URL", "store", "redis_url"),
+    ("HERALD_API_KEY", "server", "api_key"),
+];
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub whatsapp: WhatsApp,
+    pub store: StoreSection,
+    pub sender: SenderSection,
+    pub server: Server,
+    pub webhook: Webhook,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhatsApp {
+    pub api_base: String,
+    pub api_version: String,
+    pub phone_number_id: String,
+    /// The WhatsApp Business Account id (for `doctor`'s webhook subscription check).
+    pub waba_id: String,
+    pub access_token: Secret,
+    pub app_secret: Secret,
+    pub verify_token: Secret,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for WhatsApp {
+    fn default() -> Self {
+        Self {
+            api_base: herald_cloudapi::client::DEFAULT_API_BASE.into(),
+            api_version: herald_cloudapi::client::DEFAULT_API_VERSION.into(),
+            phone_number_id: String::new(),
+            waba_id: String::new(),
+            access_token: Secret::default(),
+            app_secret: Secret::default(),
+            verify_token: Secret::default(),
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    pub redis_url: String,
+    pub key_prefix: String,
+    pub pool_size: usize,
+    pub timeout_ms: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            key_prefix: "herald".into(),
+            pool_size: 32,
+            timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SenderSection {
+    pub mps: u32,
+    pub max_in_flight: usize,
+    pub pair_interval_ms: u64,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub in_doubt_grace_secs: u64,
+    /// `resend` (once, with the same callback id) or `fail`.
+    pub in_doubt_policy: String,
+    pub lease_secs: u64,
+    pub shutdown_deadline_secs: u64,
+    pub pace_margin: f64,
+}
+
+impl Default for SenderSection {
+    fn default() -> Self {
+        let d = SenderConfig::default();
+        Self {
+            mps: d.mps,
+            max_in_flight: d.max_in_flight,
+            pair_interval_ms: millis(d.pair_interval),
+            max_attempts: d.backoff.max_attempts,
+            backoff_base_ms: millis(d.backoff.base),
+            backoff_max_ms: millis(d.backoff.max),
+            in_doubt_grace_secs: d.in_doubt_grace.as_secs(),
+            in_doubt_policy: "resend".into(),
+            lease_secs: d.lease.as_secs(),
+            shutdown_deadline_secs: d.shutdown_deadline.as_secs(),
+            pace_margin: d.pace_margin,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: String,
+    pub api_key: Secret,
+    /// Largest campaign body (`POST /v1/campaigns`).
+    pub max_body_bytes: usize,
+    /// Largest CSV upload; the upload is streamed, never held in memory.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            api_key: Secret::default(),
+            max_body_bytes: 1024 * 1024,
+            max_upload_bytes: 4 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhook {
+    pub opt_out_keywords: Vec<String>,
+}
+
+impl Default for Webhook {
+    fn default() -> Self {
+        Self {
+            opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter: `info`, `herald=debug,info`, … (`RUST_LOG` wins when set).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (or the defaults when `None`) and applies `env`'s overrides.
+    pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| bad(p.display().to_string(), format!("cannot read: {e}")))?,
+            None => String::new(),
+        };
+        Self::from_toml(&text, env)
+    }
+
+    /// Parses a file's text and applies `env`'s overrides, then validates.
+    pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let problem = e.message().to_owned();
+            let key = e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+                .unwrap_or_else(|| "config".into());
+            bad(key, problem)
+        })?;
+        apply_env(&mut table, env)?;
+        let de = toml::Value::Table(table);
+        let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let problem = inner.lines().next().unwrap_or("invalid").trim().to_owned();
+            bad(key, problem)
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let w = &self.whatsapp;
+        let base = url_like(&w.api_base).map_err(|p| bad("whatsapp.api_base", p))?;
+        if base.starts_with("http://") && !is_loopback_url(&w.api_base) {
+            return Err(bad(
+                "whatsapp.api_base",
+                "plain http is only allowed to a loopback address (the simulator); Meta needs https",
+            ));
+        }
+        if !w.api_version.starts_with('v') || w.api_version[1..].parse::<f32>().is_err() {
+            return Err(bad(
+                "whatsapp.api_version",
+                format!(
+                    "{:?} is not a Graph API version such as \"v21.0\"",
+                    w.api_version
+                ),
+            ));
+        }
+        for (key, id) in [
+            ("whatsapp.phone_number_id", &w.phone_number_id),
+            ("whatsapp.waba_id", &w.waba_id),
+        ] {
+            if !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad(
+                    key,
+                    "must be the numeric id Meta shows (not a phone number with + or spaces)",
+                ));
+            }
+        }
+        if !(100..=600_000).contains(&w.request_timeout_ms) {
+            return Err(bad(
+                "whatsapp.request_timeout_ms",
+                "must be between 100 and 600000",
+            ));
+        }
+        let s = &self.store;
+        let redis_scheme =
+            s.redis_url.starts_with("redis://") || s.redis_url.starts_with("rediss://");
+        if !s.redis_url.is_empty() && !redis_scheme {
+            return Err(bad(
+                "store.redis_url",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        if s.key_prefix.is_empty() || s.key_prefix.contains(['{', '}', ' ']) {
+            return Err(bad(
+                "store.key_prefix",
+                "must be non-empty, without braces or spaces",
+            ));
+        }
+        if s.pool_size == 0 || s.pool_size > 1024 {
+            return Err(bad("store.pool_size", "must be between 1 and 1024"));
+        }
+        if s.timeout_ms < 10 {
+            return Err(bad("store.timeout_ms", "must be at least 10"));
+        }
+        self.sender_config(None)
+            .validate()
+            .map_err(|e| bad(format!("sender.{}", e.key), e.problem))?;
+        if !matches!(self.sender.in_doubt_policy.as_str(), "resend" | "fail") {
+            return Err(bad(
+                "sender.in_doubt_policy",
+                "must be \"resend\" or \"fail\"",
+            ));
+        }
+        self.listen_addr()?;
+        if self.server.max_body_bytes < 1024 {
+            return Err(bad("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self
+            .webhook
+            .opt_out_keywords
+            .iter()
+            .any(|k| k.trim().is_empty())
+        {
+            return Err(bad(
+                "webhook.opt_out_keywords",
+                "keywords must not be empty",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(bad("log.format", "must be \"text\" or \"json\""));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| bad("log.level", e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            bad(
+                "server.listen",
+                format!(
+                    "{:?} is not an address such as 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            )
+        })
+    }
+
+    /// The sender's settings. `phone_number_ids`: only these numbers (`None`: all).
+    pub fn sender_config(&self, phone_number_ids: Option<Vec<String>>) -> SenderConfig {
+        let s = &self.sender;
+        SenderConfig {
+            mps: s.mps,
+            max_in_flight: s.max_in_flight,
+            pair_interval: Duration::from_millis(s.pair_interval_ms),
+            backoff: Backoff {
+                base: Duration::from_millis(s.backoff_base_ms),
+                max: Duration::from_millis(s.backoff_max_ms),
+                max_attempts: s.max_attempts,
+            },
+            in_doubt_grace: Duration::from_secs(s.in_doubt_grace_secs),
+            in_doubt_policy: if s.in_doubt_policy == "fail" {
+                InDoubtPolicy::Fail
+            } else {
+                InDoubtPolicy::Resend
+            },
+            lease: Duration::from_secs(s.lease_secs),
+            shutdown_deadline: Duration::from_secs(s.shutdown_deadline_secs),
+            pace_margin: s.pace_margin,
+            phone_number_ids,
+            ..SenderConfig::default()
+        }
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let w = &self.whatsapp;
+        ClientConfig {
+            api_base: w.api_base.clone(),
+            api_version: w.api_version.clone(),
+            access_token: w.access_token.clone(),
+            request_timeout: Duration::from_millis(w.request_timeout_ms),
+            max_idle_per_host: self.sender.max_in_flight.max(16),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// The Redis URL, or why there is none.
+    pub fn redis_url(&self) -> Result<&str, ConfigError> {
+        if self.store.redis_url.is_empty() {
+            return Err(bad(
+                "store.redis_url",
+                "is empty and the embedded store is not built yet: set REDIS_URL or \
+                 store.redis_url (e.g. redis://127.0.0.1:6379)",
+            ));
+        }
+        Ok(&self.store.redis_url)
+    }
+
+    /// The effective settings as TOML; secrets show only as `<redacted>` or `<empty>`
+    /// (their `Serialize` never writes the value).
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot show: {e}\n"))
+    }
+
+    /// Problems that do not stop Herald but that the operator should know about.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let wa = &self.whatsapp;
+        if wa.phone_number_id.is_empty() {
+            w.push("whatsapp.phone_number_id is empty: every campaign must name its own".into());
+        }
+        if wa.access_token.is_empty() {
+            w.push("whatsapp.access_token is empty: sends will fail with 190".into());
+        }
+        if wa.app_secret.is_empty() {
+            w.push("whatsapp.app_secret is empty: every webhook delivery will be refused".into());
+        }
+        if wa.verify_token.is_empty() {
+            w.push("whatsapp.verify_token is empty: Meta's webhook handshake will fail".into());
+        }
+        if self.store.redis_url.is_empty() {
+            w.push(
+                "store.redis_url is empty: set REDIS_URL (the embedded store is not built yet)"
+                    .into(),
+            );
+        }
+        if self.server.api_key.is_empty() {
+            w.push("server.api_key is empty: the API will listen on loopback only".into());
+        }
+        w
+    }
+}
+
+fn url_like(s: &str) -> Result<&str, String> {
+    if (s.starts_with("https://") || s.starts_with("http://")) && s.len() > 8 {
+        Ok(s)
+    } else {
+        Err(format!("{s:?} is not an http(s) URL"))
+    }
+}
+
+fn is_loopback_url(s: &str) -> bool {
+    let rest = s.trim_start_matches("http://");
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    host == "localhost"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || rest.starts_with("[::1]")
+}
+
+/// Writes the environment's overrides into the table.
+fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let defaults =
+        toml::Table::try_from(Config::default()).map_err(|e| bad("config", e.to_string()))?;
+    let mut set = |var: &str, section: &str, key: &str, raw: &str| -> Result<(), ConfigError> {
+        let Some(default) = defaults
+            .get(section)
+            .and_then(toml::Value::as_table)
+            .and_then(|t| t.get(key))
+        else {
+            return Err(bad(
+                var,
+                format!("sets {section}.{key}, which is not a configuration key"),
+            ));
+        };
+        let value = parse_like(default, raw).map_err(|p| bad(var, p))?;
+        let section = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match section {
+            toml::Value::Table(t) => {
+                t.insert(key.to_owned(), value);
+                Ok(())
+            }
+            _ => Err(bad(var, "its section is not a table in the file")),
+        }
+    };
+    for (var, section, key) in PLATFORM_ENV {
+        if let Some(raw) = env.get(*var) {
+            set(var, section, key, raw)?;
+        }
+    }
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix("HERALD_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        set(
+            var,
+            &section.to_ascii_lowercase(),
+            &key.to_ascii_lowercase(),
+            raw,
+        )?;
+    }
+    Ok(())
+}
+
+/// Reads an environment value as the type the key has.
+fn parse_like(default: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    Ok(match default {
+        toml::Value::String(_) => toml::Value::String(raw.to_owned()),
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("{raw:?} is not a whole number"))?,
+        ),
+        toml::Value::Float(_) => toml::Value::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("{raw:?} is not a number"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("{raw:?} is not true or false"))?,
+        ),
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        _ => return Err("this key cannot be set from the environment".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_file_is_valid_and_matches_the_defaults() {
+        let text = include_str!("../../../config/herald.toml");
+        let cfg = Config::from_toml(text, &BTreeMap::new()).expect("valid");
+        assert_eq!(
+            cfg,
+            Config::default(),
+            "config/herald.toml documents the defaults"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_use_both_naming_schemes() {
+        let cfg = Config::from_toml(
+            "[sender]\nmps = 100\n",
+            &env(&[
+                ("HERALD_SENDER__MPS", "200"),
+                ("WA_PHONE_NUMBER_ID", "106540352242922"),
+                ("REDIS_URL", "redis://127.0.0.1:6390"),
+                ("HERALD_WEBHOOK__OPT_OUT_KEYWORDS", "STOP, BAJA"),
+                ("HERALD_API_KEY", "k"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(cfg.sender.mps, 200);
+        assert_eq!(cfg.whatsapp.phone_number_id, "106540352242922");
+        assert_eq!(cfg.store.redis_url, "redis://127.0.0.1:6390");
+        assert_eq!(cfg.webhook.opt_out_keywords, ["STOP", "BAJA"]);
+        assert_eq!(cfg.server.api_key.expose(), "k");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("[sender]\nmpx = 1\n", &BTreeMap::new()).unwrap_err();
+        assert!(e.to_string().contains("mpx"), "{e}");
+        let e = Config::from_toml("[sender]\nmps = \"fast\"\n", &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "sender.mps", "{e}");
+        let e = Config::from_toml("[sender]\nmps = 5000\n", &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "sender.mps", "{e}");
+        let e = Config::from_toml("", &env(&[("HERALD_SENDER__MPX", "1")])).unwrap_err();
+        assert_eq!(e.key, "HERALD_SENDER__MPX", "{e}");
+        let e = Config::from_toml("", &env(&[("HERALD_SENDER__MPS", "lots")])).unwrap_err();
+        assert_eq!(e.key, "HERALD_SENDER__MPS", "{e}");
+        let e =
+            Config::from_toml("[server]\nlisten = \"nowhere\"\n", &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "server.listen", "{e}");
+        let e = Config::from_toml(
+            "[whatsapp]\napi_base = \"http://graph.example.com\"\n",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "whatsapp.api_base", "{e}");
+        let e = Config::from_toml("[sender\n", &BTreeMap::new()).unwrap_err();
+        assert!(e.key.starts_with("line"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let cfg = Config::from_toml(
+            "",
+            &env(&[
+                ("WA_ACCESS_TOKEN", "EAAG-secret"),
+                ("WA_APP_SECRET", "s3cr3t"),
+            ]),
+        )
+        .expect("valid");
+        let shown = cfg.redacted_toml();
+        assert!(
+            !shown.contains("EAAG-secret") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        assert!(shown.contains("access_token = \"<redacted>\""), "{shown}");
+        assert!(shown.contains("verify_token = \"<empty>\""), "{shown}");
+        assert!(!format!("{cfg:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,264 @@
+//! `herald demo`: the whole system on one machine with no configuration. The simulator
+//! stands in for Meta, a full `serve` runs in this process, a sample campaign goes through
+//! the same HTTP API and CLI code a user would use, and the run ends with the campaign's
+//! stats next to the simulator's own account of what it received.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use herald_sim::{Sim, SimConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, Roles};
+use crate::client::{self, ApiClient, Create};
+use crate::config::Config;
+
+/// The sample recipients shipped in `config/` (a few thousand rows, some invalid and some
+/// duplicates), built into the binary so the demo runs from anywhere.
+const SAMPLE_CSV: &str = include_str!("../../../config/sample-recipients.csv");
+const SAMPLE_MESSAGE: &str = include_str!("../../../config/sample-message.json");
+
+/// A Redis for the demo: `REDIS_URL`, or a throwaway `redis-server` stopped on drop.
+struct DemoRedis {
+    url: String,
+    child: Option<tokio::process::Child>,
+    dir: Option<PathBuf>,
+}
+
+impl DemoRedis {
+    async fn start(from_env: Option<String>) -> anyhow::Result<Self> {
+        if let Some(url) = from_env.filter(|u| !u.is_empty()) {
+            return Ok(Self {
+                url,
+                child: None,
+                dir: None,
+            });
+        }
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?.port()
+        };
+        let dir = std::env::temp_dir().join(format!("herald-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory-policy",
+                "noeviction",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context(
+                "REDIS_URL is not set and redis-server could not be started: install Redis \
+                 (apt-get install redis-server) or set REDIS_URL",
+            )?;
+        let url = format!("redis://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(Self {
+                    url,
+                    child: Some(child),
+                    dir: Some(dir),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the throwaway redis-server did not start on port {port}")
+    }
+}
+
+impl Drop for DemoRedis {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.start_kill();
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Options of `herald demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Messages per second (the simulator enforces the same).
+    pub mps: u32,
+    /// No progress bars (for tests and logs).
+    pub quiet: bool,
+}
+
+/// Runs the demo; `Ok(true)` when the stats match the simulator's oracle.
+pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<bool> {
+    let mut out = std::io::stdout();
+    let started = Instant::now();
+    let redis = DemoRedis::start(std::env::var("REDIS_URL").ok()).await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+
+    let mut sim_cfg = SimConfig {
+        listen: "127.0.0.1:0".into(),
+        ..SimConfig::default()
+    };
+    sim_cfg.phone_numbers[0].mps = opts.mps;
+    sim_cfg.webhooks.url = format!("http://{addr}/webhook");
+    let sim = Sim::start(sim_cfg.clone())
+        .await
+        .context("starting the simulator")?;
+    let pnid = sim_cfg.phone_numbers[0].id.clone();
+
+    let mut cfg = Config::default();
+    cfg.whatsapp.api_base = sim.url();
+    cfg.whatsapp.access_token = sim_cfg.access_token.clone().into();
+    cfg.whatsapp.app_secret = sim_cfg.app_secret.clone().into();
+    cfg.whatsapp.verify_token = "herald-demo".into();
+    cfg.whatsapp.phone_number_id = pnid.clone();
+    cfg.store.redis_url = redis.url.clone();
+    cfg.store.key_prefix = format!("herald-demo-{:08x}", rand_u32());
+    cfg.sender.mps = opts.mps;
+    cfg.validate()?;
+
+    writeln!(
+        out,
+        "Herald demo: simulator at {}, Herald at http://{addr}, Redis at {}{}",
+        sim.url(),
+        app::redact_url(&redis.url),
+        if redis.child.is_some() {
+            " (throwaway)"
+        } else {
+            ""
+        }
+    )?;
+    let serve_stop = CancellationToken::new();
+    let server = {
+        let (cfg, stop) = (cfg.clone(), serve_stop.clone());
+        tokio::spawn(async move { app::run(&cfg, Roles::SERVE, listener, stop).await })
+    };
+
+    let result = campaign(opts, addr, &stop, &mut out).await;
+    let ok = match result {
+        Ok(stats) => report(&stats, &sim, &pnid, started, &mut out)?,
+        Err(e) => {
+            writeln!(out, "demo failed: {e:#}")?;
+            false
+        }
+    };
+    serve_stop.cancel();
+    let _ = server.await;
+    if redis.child.is_none() {
+        // A shared Redis: leave nothing of the demo behind.
+        if let Ok(store) = app::connect(&cfg).await {
+            let _ = store.purge_namespace().await;
+        }
+    }
+    sim.shutdown().await;
+    drop(redis);
+    Ok(ok)
+}
+
+async fn campaign(
+    opts: &DemoOptions,
+    addr: std::net::SocketAddr,
+    stop: &CancellationToken,
+    out: &mut std::io::Stdout,
+) -> anyhow::Result<serde_json::Value> {
+    let dir = std::env::temp_dir().join(format!("herald-demo-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let csv = dir.join("sample-recipients.csv");
+    let message = dir.join("sample-message.json");
+    std::fs::write(&csv, SAMPLE_CSV)?;
+    std::fs::write(&message, SAMPLE_MESSAGE)?;
+    let api = ApiClient::new(&format!("http://{addr}"), None)?;
+    // The server is starting in the background; wait until it answers.
+    for _ in 0..100 {
+        if api.get("/campaigns").await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writeln!(
+        out,
+        "campaign: template order_update to config/sample-recipients.csv at {} msg/s",
+        opts.mps
+    )?;
+    let id = client::create(
+        &api,
+        &Create {
+            name: "herald-demo",
+            message: &message,
+            csv: &csv,
+            default_region: Some("GB"),
+            phone_number_id: None,
+            mps: None,
+            schedule_at: None,
+            start: true,
+            quiet: opts.quiet,
+        },
+        out,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let id = id?;
+    let last = client::watch(&api, &id, stop, opts.quiet).await?;
+    Ok(last)
+}
+
+fn report(
+    c: &serde_json::Value,
+    sim: &Sim,
+    pnid: &str,
+    started: Instant,
+    out: &mut std::io::Stdout,
+) -> anyhow::Result<bool> {
+    writeln!(out)?;
+    client::print_campaign(c, out)?;
+    let o = sim.stats();
+    let n = o.phone_numbers.get(pnid).cloned().unwrap_or_default();
+    let accepted = c["stats"]["accepted"].as_u64().unwrap_or(0);
+    writeln!(out, "\nsimulator oracle (what \"Meta\" received):")?;
+    writeln!(out, "  requests          {:>8}", o.requests)?;
+    writeln!(out, "  accepted          {:>8}", o.accepted)?;
+    writeln!(
+        out,
+        "  duplicates        {:>8}",
+        o.duplicate_callbacks.len()
+    )?;
+    writeln!(out, "  busiest second    {:>8} requests", n.max_requests_1s)?;
+    writeln!(
+        out,
+        "  throttled (130429) {:>7}",
+        o.rejected.get("130429").copied().unwrap_or(0)
+    )?;
+    let ok = o.duplicate_callbacks.is_empty() && o.accepted == accepted;
+    writeln!(
+        out,
+        "\n{} in {:.1} s",
+        if ok {
+            "Herald's stats match the oracle: every recipient accepted once, none twice"
+        } else {
+            "MISMATCH between Herald's stats and the oracle"
+        },
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(ok)
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    t ^ std::process::id().rotate_left(16)
+}

@@ -1,0 +1,270 @@
+//! `herald doctor`: the reference's Quick Debug Checklist, run against the configured API
+//! (Meta's or the simulator): each check passes or fails with the fix.
+
+use std::time::Duration;
+
+use herald_cloudapi::{Client, Error};
+use serde_json::Value;
+
+use crate::config::Config;
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// What was found (pass) or what to do (fail).
+    pub detail: String,
+}
+
+fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        ok: true,
+        detail: detail.into(),
+    }
+}
+
+fn fail(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        ok: false,
+        detail: detail.into(),
+    }
+}
+
+const SCOPES: [&str; 2] = [
+    "whatsapp_business_messaging",
+    "whatsapp_business_management",
+];
+
+/// Runs every check; never fails itself.
+pub async fn run(cfg: &Config) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let w = &cfg.whatsapp;
+    for (name, missing, fix) in [
+        (
+            "access token set",
+            w.access_token.is_empty(),
+            "set WA_ACCESS_TOKEN to a System User token (Business Manager → System Users)",
+        ),
+        (
+            "phone number id set",
+            w.phone_number_id.is_empty(),
+            "set WA_PHONE_NUMBER_ID (WhatsApp Manager → Phone numbers → the number's id)",
+        ),
+        (
+            "app secret set",
+            w.app_secret.is_empty(),
+            "set WA_APP_SECRET (App settings → Basic → App secret) so webhooks can be verified",
+        ),
+        (
+            "verify token set",
+            w.verify_token.is_empty(),
+            "set VERIFY_TOKEN to the token entered in the app's webhook settings",
+        ),
+    ] {
+        checks.push(if missing {
+            fail(name, fix)
+        } else {
+            pass(name, "yes")
+        });
+    }
+    let client = match Client::new(&cfg.client_config()) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(fail("Cloud API client", e.to_string()));
+            return checks;
+        }
+    };
+    checks.push(token(&client).await);
+    if !w.phone_number_id.is_empty() {
+        checks.extend(phone_number(&client, &w.phone_number_id).await);
+    }
+    checks.push(subscription(cfg).await);
+    checks.push(store(cfg).await);
+    checks
+}
+
+async fn token(client: &Client) -> Check {
+    const NAME: &str = "token valid (debug_token)";
+    match client.debug_token().await {
+        Ok(t) if !t.is_valid => fail(
+            NAME,
+            "Meta says the token is not valid: generate a new System User token",
+        ),
+        Ok(t) => {
+            let missing: Vec<&str> = SCOPES
+                .iter()
+                .copied()
+                .filter(|s| !t.scopes.iter().any(|have| have == s))
+                .collect();
+            if !missing.is_empty() {
+                return fail(
+                    "token scopes",
+                    format!(
+                        "missing {}: assign them to the System User and generate a new token",
+                        missing.join(", ")
+                    ),
+                );
+            }
+            let expiry = match t.expires_at {
+                Some(0) | None => "never expires".to_owned(),
+                Some(at) => format!(
+                    "expires at {}",
+                    jiff::Timestamp::from_second(at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|_| at.to_string())
+                ),
+            };
+            pass(NAME, format!("valid, scopes ok, {expiry}"))
+        }
+        Err(e) => fail(NAME, explain(&e)),
+    }
+}
+
+async fn phone_number(client: &Client, id: &str) -> Vec<Check> {
+    match client.phone_number_info(id).await {
+        Ok(info) => {
+            let status = info.status.clone().unwrap_or_else(|| "unknown".into());
+            let registered = if matches!(status.as_str(), "CONNECTED" | "unknown") {
+                pass(
+                    "phone number registered",
+                    format!(
+                        "{} ({}), status {status}",
+                        info.display_phone_number.as_deref().unwrap_or("?"),
+                        info.verified_name.as_deref().unwrap_or("?")
+                    ),
+                )
+            } else {
+                fail(
+                    "phone number registered",
+                    format!(
+                        "status {status}: register the number with the Cloud API \
+                         (POST /{id}/register) and check WhatsApp Manager"
+                    ),
+                )
+            };
+            let rating = info
+                .quality_rating
+                .clone()
+                .unwrap_or_else(|| "UNKNOWN".into());
+            let quality = if rating == "RED" {
+                fail(
+                    "quality rating",
+                    "RED: Meta may lower your limits; slow down and review recent templates",
+                )
+            } else {
+                pass("quality rating", rating)
+            };
+            vec![registered, quality]
+        }
+        Err(e) => vec![fail("phone number registered", explain(&e))],
+    }
+}
+
+/// `GET /{waba_id}/subscribed_apps`: the app must be subscribed for webhooks to arrive.
+async fn subscription(cfg: &Config) -> Check {
+    const NAME: &str = "webhook subscription";
+    let w = &cfg.whatsapp;
+    if w.waba_id.is_empty() {
+        return fail(
+            NAME,
+            "set HERALD_WHATSAPP__WABA_ID to check it (WhatsApp Manager → Account tools)",
+        );
+    }
+    let http = match herald_cloudapi::http_builder()
+        .timeout(Duration::from_millis(w.request_timeout_ms))
+        .build()
+    {
+        Ok(h) => h,
+        Err(e) => return fail(NAME, e.to_string()),
+    };
+    let url = format!(
+        "{}/{}/{}/subscribed_apps",
+        w.api_base.trim_end_matches('/'),
+        w.api_version,
+        w.waba_id
+    );
+    let answer = http
+        .get(url)
+        .bearer_auth(w.access_token.expose())
+        .send()
+        .await;
+    match answer {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            let v: Value = r
+                .bytes()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
+            let apps = v["data"].as_array().map_or(0, Vec::len);
+            if ok && apps > 0 {
+                pass(NAME, format!("{apps} app(s) subscribed"))
+            } else if ok {
+                fail(
+                    NAME,
+                    format!(
+                        "no app is subscribed: POST /{}/subscribed_apps with this token",
+                        w.waba_id
+                    ),
+                )
+            } else {
+                fail(
+                    NAME,
+                    format!(
+                        "Meta answered: {}",
+                        v["error"]["message"].as_str().unwrap_or("an error")
+                    ),
+                )
+            }
+        }
+        Err(e) => fail(NAME, format!("cannot reach {}: {e}", w.api_base)),
+    }
+}
+
+async fn store(cfg: &Config) -> Check {
+    const NAME: &str = "store (Redis)";
+    match crate::app::connect(cfg).await {
+        Ok(s) => {
+            let warnings = s.durability_warnings().await;
+            if warnings.is_empty() {
+                pass(NAME, "reachable; noeviction and AOF on")
+            } else {
+                fail(NAME, warnings.join("; "))
+            }
+        }
+        Err(e) => fail(NAME, format!("{e:#}")),
+    }
+}
+
+fn explain(e: &Error) -> String {
+    match e.code() {
+        Some(190) => {
+            "error 190: the token is invalid or expired; generate a new System User token".into()
+        }
+        Some(100) => "error 100: the id is wrong or this token cannot see it".into(),
+        Some(10 | 200..=299) => format!(
+            "error {}: the token lacks a permission; grant {} to the System User",
+            e.code().unwrap_or_default(),
+            SCOPES.join(" and ")
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// Prints the report; answers whether every check passed.
+pub fn print(checks: &[Check], out: &mut dyn std::io::Write) -> bool {
+    for c in checks {
+        let _ = writeln!(
+            out,
+            "{} {:<28} {}",
+            if c.ok { "pass" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    checks.iter().all(|c| c.ok)
+}

@@ -1,0 +1,12 @@
+//! Herald's binary, as a library so its parts can be tested in-process: configuration, the
+//! HTTP API, the long-running roles and their shutdown, the campaign commands, `doctor` and
+//! the demo. `main.rs` only parses the command line and calls in here.
+
+pub mod api;
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod doctor;
+pub mod telemetry;
+pub mod upload;

@@ -1,0 +1,62 @@
+//! Logs and metrics for every long-running command: structured, quiet logs (tokens never,
+//! phone numbers masked by the crates that log them) and one Prometheus recorder with every
+//! metric of `herald_core::metrics` described up front.
+
+use std::sync::OnceLock;
+
+use herald_core::metrics::{ALL, BUILD_INFO, Kind};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::config::Log;
+
+/// Starts logging to stderr. `RUST_LOG` wins over `log.level` when set.
+pub fn init_tracing(cfg: &Log) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(&cfg.level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests, the demo) keeps the first.
+    let _ = if cfg.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}
+
+/// Histogram buckets, in seconds: send latency, token waits and webhook handling.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Installs the process's Prometheus recorder (once) and returns its handle.
+pub fn metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = || {
+                let b = PrometheusBuilder::new();
+                // Buckets (not summaries), so latencies aggregate across workers.
+                b.set_buckets(BUCKETS)
+                    .unwrap_or_else(|_| PrometheusBuilder::new())
+            };
+            let handle = match builder().install_recorder() {
+                Ok(h) => h,
+                // Another recorder is installed (a test harness): export into a private one.
+                Err(_) => builder().build_recorder().handle(),
+            };
+            for (name, kind, help) in ALL {
+                match kind {
+                    Kind::Counter => metrics::describe_counter!(*name, *help),
+                    Kind::Gauge => metrics::describe_gauge!(*name, *help),
+                    Kind::Histogram => metrics::describe_histogram!(*name, *help),
+                }
+            }
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            handle
+        })
+        .clone()
+}

@@ -1,0 +1,323 @@
+//! Recipient uploads and the failures report: the bridge between the HTTP body stream, the
+//! synchronous loader (on a blocking thread) and the asynchronous store.
+//!
+//! The body is never buffered: the loader pulls it through a bounded reader as it parses,
+//! and each batch it accepts is enqueued before it reads on. A failure mid-upload keeps what
+//! was already stored (enqueueing is idempotent, so the same file can be sent again) and the
+//! answer says how far it got.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use herald_core::{CampaignId, PhoneE164, Recipient, SkipReason, Vars};
+use herald_loader::{
+    LoadError, LoadOptions, LoadReport, RecipientSink, Reject, RejectKind, RejectReason,
+    RowProblem, SinkError,
+};
+use herald_store::{Campaign, FailureRow, Store};
+use serde_json::{Value, json};
+use tokio::runtime::Handle;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::api::ApiError;
+
+/// Rejects shown in the upload's answer (all of them are in the failures report).
+const FIRST_REJECTS: usize = 20;
+/// How long an upload holds its campaign open between batches.
+const HOLD_MS: i64 = 120_000;
+
+/// Streams a CSV body into the campaign and answers with the load summary.
+pub async fn load<S: Store>(
+    store: Arc<S>,
+    campaign: Campaign,
+    phone_column: Option<String>,
+    body: Body,
+    max_bytes: u64,
+) -> Result<Value, ApiError> {
+    let template = campaign
+        .spec
+        .compile()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let variables: Vec<String> = template
+        .placeholders()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let stream = Limited {
+        inner: body.into_data_stream().map_err(io::Error::other).boxed(),
+        left: max_bytes,
+    };
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    let handle = Handle::current();
+    let id = campaign.id.clone();
+    let region = campaign.spec.default_region.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let check = move |vars: &Vars| row_check(&template, vars);
+        let opts = LoadOptions {
+            phone_column,
+            default_region: region,
+            variables: Some(variables),
+            row_check: Some(&check),
+            ..LoadOptions::default()
+        };
+        let mut sink = StoreSink {
+            store: store.clone(),
+            id: id.clone(),
+            phone_number_id: campaign.phone_number_id.clone(),
+            rt: handle.clone(),
+        };
+        let r = herald_loader::load(reader, &opts, &mut sink);
+        // Let the campaign complete once its last job settles.
+        let _ = handle.block_on(store.hold_upload(&id, now_ms()));
+        r
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match result {
+        Ok(report) => {
+            tracing::info!(
+                campaign = %campaign.id,
+                rows = report.summary.rows,
+                accepted = report.summary.accepted,
+                duplicates = report.summary.duplicates,
+                invalid = report.summary.invalid,
+                suppressed = report.summary.suppressed,
+                "recipients loaded"
+            );
+            Ok(summary_json(&report))
+        }
+        Err(e) => Err(load_error(e)),
+    }
+}
+
+fn load_error(e: LoadError) -> ApiError {
+    if e.is_bad_input() {
+        return ApiError::invalid(e.to_string());
+    }
+    match &e {
+        LoadError::Io { source, summary } if source.kind() == io::ErrorKind::FileTooLarge => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the upload is larger than server.max_upload_bytes; the first {} rows \
+                     were read and {} recipients kept",
+                    summary.rows, summary.accepted
+                ),
+            )
+        }
+        LoadError::Io { summary, .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "upload_interrupted",
+            format!(
+                "{e}; {} recipients were kept (send the file again: nothing is added twice)",
+                summary.accepted
+            ),
+        ),
+        LoadError::Sink { summary, .. } => {
+            tracing::warn!(error = %e, "upload stopped by the store");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "the store failed after {} recipients were kept; send the file again \
+                     (nothing is added twice)",
+                    summary.accepted
+                ),
+            )
+        }
+        _ => ApiError::invalid(e.to_string()),
+    }
+}
+
+fn summary_json(r: &LoadReport) -> Value {
+    let s = &r.summary;
+    json!({
+        "rows": s.rows,
+        "accepted": s.accepted,
+        "duplicates": s.duplicates,
+        "invalid": s.invalid,
+        "suppressed": s.suppressed,
+        "phone_column": r.phone_column,
+        "variables": r.variables,
+        "delimiter": r.delimiter.to_string(),
+        "bytes": r.bytes_read,
+        "rejects": r.first_rejects.iter().take(FIRST_REJECTS).map(reject_json).collect::<Vec<_>>(),
+    })
+}
+
+fn reject_json(r: &Reject) -> Value {
+    let mut v = json!({
+        "line": r.line,
+        "raw": r.raw,
+        "reason": r.reason.code(),
+        "detail": r.detail,
+    });
+    if let Some(first) = r.first_line {
+        v["first_line"] = json!(first);
+    }
+    v
+}
+
+/// A row's values must make a valid message: required ones present, and the rendered body
+/// within the Cloud API's limits (a 5,000-character name, an `http://` link…).
+fn row_check(template: &herald_core::MessageTemplate, vars: &Vars) -> Result<(), RowProblem> {
+    template.check_values(vars).map_err(|e| RowProblem {
+        reason: RejectReason::EmptyValue,
+        detail: e.to_string(),
+    })?;
+    if template.placeholders().is_empty() {
+        return Ok(());
+    }
+    let to = PhoneE164::from_u64(447_700_900_000).map_err(|e| RowProblem {
+        reason: RejectReason::InvalidValue,
+        detail: e.to_string(),
+    })?;
+    let body = template.render(to, "check", vars);
+    let invalid = |detail: String| RowProblem {
+        reason: RejectReason::InvalidValue,
+        detail,
+    };
+    let message: herald_cloudapi::SendMessage =
+        serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+    message.validate().map_err(|e| invalid(e.to_string()))
+}
+
+/// The store as the loader's sink, called from the loader's (blocking) thread.
+struct StoreSink<S> {
+    store: Arc<S>,
+    id: CampaignId,
+    phone_number_id: String,
+    rt: Handle,
+}
+
+impl<S: Store> RecipientSink for StoreSink<S> {
+    fn suppressed(&mut self, phones: &[PhoneE164]) -> Result<Vec<bool>, SinkError> {
+        Ok(self
+            .rt
+            .block_on(self.store.suppressed(&self.phone_number_id, phones))?)
+    }
+
+    fn accept(&mut self, recipients: &[Recipient]) -> Result<Vec<bool>, SinkError> {
+        self.rt.block_on(async {
+            self.store.hold_upload(&self.id, now_ms() + HOLD_MS).await?;
+            Ok(self.store.enqueue_batch(&self.id, recipients).await?)
+        })
+    }
+
+    fn reject(&mut self, rejects: &[Reject]) -> Result<(), SinkError> {
+        let rows: Vec<FailureRow> = rejects
+            .iter()
+            .map(|r| FailureRow {
+                line: Some(r.line),
+                phone: r.raw.clone(),
+                reason: r.reason.code().to_owned(),
+                detail: r.detail.clone(),
+            })
+            .collect();
+        let reasons: Vec<SkipReason> = rejects
+            .iter()
+            .map(|r| match r.reason.kind() {
+                RejectKind::Duplicate => SkipReason::Duplicate,
+                RejectKind::Suppressed => SkipReason::Suppressed,
+                RejectKind::Invalid => SkipReason::Invalid,
+            })
+            .collect();
+        Ok(self
+            .rt
+            .block_on(self.store.add_rejects(&self.id, &rows, &reasons))?)
+    }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// A byte stream that fails with `FileTooLarge` once more than `left` bytes came through.
+struct Limited {
+    inner: futures::stream::BoxStream<'static, io::Result<Bytes>>,
+    left: u64,
+}
+
+impl Stream for Limited {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let n = chunk.len() as u64;
+                if n > self.left {
+                    self.left = 0;
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        "the upload is larger than server.max_upload_bytes",
+                    ))));
+                }
+                self.left -= n;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            other => other,
+        }
+    }
+}
+
+/// One page of the failures report as CSV (`line,phone,reason,detail`), with the header on
+/// the first page. A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab,
+/// CR first) gets a leading `'`.
+pub fn failures_csv(rows: &[FailureRow], header: bool) -> Bytes {
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(64 * rows.len() + 32));
+    if header {
+        let _ = w.write_record(["line", "phone", "reason", "detail"]);
+    }
+    for r in rows {
+        let line = r.line.map(|l| l.to_string()).unwrap_or_default();
+        let _ = w.write_record([
+            line.as_str(),
+            &safe_cell(&r.phone),
+            &safe_cell(&r.reason),
+            &safe_cell(&r.detail),
+        ]);
+    }
+    Bytes::from(w.into_inner().unwrap_or_default())
+}
+
+/// Defuses spreadsheet formula injection (OWASP's CSV injection advice).
+pub fn safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_defused() {
+        for bad in ["=1+1", "+447912345678", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(safe_cell(bad).starts_with('\''), "{bad:?}");
+        }
+        assert_eq!(safe_cell("invalid_number"), "invalid_number");
+        let csv = failures_csv(
+            &[FailureRow {
+                line: Some(7),
+                phone: "=HYPERLINK(\"http://x\")".into(),
+                reason: "not_a_number".into(),
+                detail: "has, a comma".into(),
+            }],
+            true,
+        );
+        let text = String::from_utf8(csv.to_vec()).unwrap();
+        assert_eq!(
+            text,
+            "line,phone,reason,detail\n7,\"'=HYPERLINK(\"\"http://x\"\")\",not_a_number,\"has, a comma\"\n"
+        );
+    }
+}

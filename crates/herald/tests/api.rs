@@ -1,0 +1,392 @@
+//! Every route of the HTTP API, in-process (`oneshot`) against a real Redis under a random
+//! key prefix: auth, bad bodies (each a 4xx naming its problem), uploads, the lifecycle, the
+//! failures report and the operational routes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use herald::api::{ApiState, Routes, router};
+use herald_reconciler::ReceiverConfig;
+use herald_store::{RedisConfig, RedisStore};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const KEY: &str = "test-api-key";
+const PNID: &str = "106540352242922";
+
+struct Api {
+    app: Router,
+    store: Arc<RedisStore>,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("herald-test-api-{:016x}", rand::random::<u64>());
+        let store = Arc::new(
+            RedisStore::connect(&RedisConfig::new(url, prefix))
+                .await
+                .expect("Redis (set REDIS_URL)"),
+        );
+        let state = ApiState {
+            store: store.clone(),
+            default_phone_number_id: PNID.into(),
+            api_key: KEY.into(),
+            metrics: Some(herald::telemetry::metrics()),
+            ready: Arc::new(|| Box::pin(async { true })),
+            max_body_bytes: 64 * 1024,
+            max_upload_bytes: 1024 * 1024,
+        };
+        let routes = Routes {
+            v1: true,
+            webhook: Some(ReceiverConfig {
+                verify_token: "vt".into(),
+                app_secret: "secret".into(),
+            }),
+        };
+        Self {
+            app: router(state, routes),
+            store,
+        }
+    }
+
+    async fn call(&self, req: Request<Body>) -> (StatusCode, String) {
+        let r = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = r.status();
+        let body = r.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"));
+        let body = match body {
+            Some(v) => {
+                b = b.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let (status, text) = self.call(b.body(body).expect("request")).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn upload(&self, id: &str, csv: &str) -> (StatusCode, Value) {
+        let req = Request::post(format!("/v1/campaigns/{id}/recipients"))
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+            .header(header::CONTENT_TYPE, "text/csv")
+            .body(Body::from(csv.to_owned()))
+            .expect("request");
+        let (status, text) = self.call(req).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn create(&self, spec: Value) -> String {
+        let (status, v) = self.json("POST", "/v1/campaigns", Some(spec)).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn cleanup(self) {
+        self.store.purge_namespace().await.expect("purge");
+    }
+}
+
+fn template_spec(name: &str) -> Value {
+    json!({
+        "name": name,
+        "message": {"type": "template", "template": {"name": "order_update", "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{first_name}}"}]}]}}
+    })
+}
+
+fn message_of(v: &Value) -> String {
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_api_key_is_required_and_compared_exactly() {
+    let api = Api::new().await;
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("test-api-key"),
+        Some("Bearer test-api-key "),
+    ] {
+        let mut b = Request::get("/v1/campaigns");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        let (status, body) = api.call(b.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert!(body.contains("\"unauthorized\""), "{body}");
+    }
+    let (status, v) = api.json("GET", "/v1/campaigns", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["campaigns"], json!([]));
+    // Meta's handshake is not behind the API key.
+    let (status, body) = api
+        .call(
+            Request::get(
+                "/webhook?hub.mode=subscribe&hub.verify_token=vt&hub.challenge=1158201444",
+            )
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "1158201444"));
+    api.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_campaign_bodies_name_their_problem() {
+    let api = Api::new().await;
+    let long = "x".repeat(4097);
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"name": "t", "message": {"type": "text", "text": {"body": long}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "message.text.body",
+        ),
+        (
+            json!({"name": "t", "message": {"type": "image", "image": {"link": "http://example.com/a.png"}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "message.image.link",
+        ),
+        (
+            json!({"name": "t", "message": {"type": "text", "text": {"body": "hi"}}, "colour": "red"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+        ),
+        (
+            json!({"name": "", "message": {"type": "text", "text": {"body": "hi"}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            json!({"name": "t", "message": {"type": "text", "text": {"body": "hi"}}, "mps": 5000}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "mps",
+        ),
+        (
+            json!({"name": "t", "message": {"type": "text", "to": "1", "text": {"body": "hi"}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "message.to",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let (got, v) = api.json("POST", "/v1/campaigns", Some(body.clone())).await;
+        assert_eq!(got, status, "{body} → {v}");
+        assert!(message_of(&v).contains(needle), "{needle:?} not in {v}");
+    }
+    let req = Request::post("/v1/campaigns")
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"name\": "))
+        .unwrap();
+    let (status, body) = api.call(req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("invalid_json"), "{body}");
+    let req = Request::post("/v1/campaigns")
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(vec![b' '; 100 * 1024]))
+        .unwrap();
+    assert_eq!(api.call(req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    api.cleanup().await;
+}
+
+#[tokio::test]
+async fn uploads_check_columns_then_rows() {
+    let api = Api::new().await;
+    let id = api.create(template_spec("uploads")).await;
+
+    let (status, v) = api.upload(&id, "name,first_name\nx,y\n").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message_of(&v).contains("no phone column"), "{v}");
+    assert!(
+        message_of(&v).contains("\"name\""),
+        "columns found are named: {v}"
+    );
+
+    let (status, v) = api.upload(&id, "phone,city\n+447912345678,Leeds\n").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message_of(&v).contains("\"first_name\""), "{v}");
+
+    let csv = "phone,first_name\n+447912345678,Ada\n+44 7912 345678,Again\n=1+1,Eve\n+447912345679,\n+447912345680,Bob\n";
+    let (status, v) = api.upload(&id, csv).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            v["rows"].as_u64(),
+            v["accepted"].as_u64(),
+            v["duplicates"].as_u64(),
+            v["invalid"].as_u64()
+        ),
+        (Some(5), Some(2), Some(1), Some(2)),
+        "{v}"
+    );
+    let reasons: Vec<&str> = v["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"duplicate") && reasons.contains(&"empty_value"),
+        "{v}"
+    );
+
+    // The same file again adds nothing.
+    let (_, v) = api.upload(&id, csv).await;
+    assert_eq!(v["accepted"].as_u64(), Some(0), "{v}");
+
+    let (status, v) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["stats"]["recipients"].as_u64(), Some(2), "{v}");
+    assert_eq!(v["stats"]["pending"].as_u64(), Some(2), "{v}");
+
+    // Failures: CSV, formula cells defused.
+    let req = Request::get(format!("/v1/campaigns/{id}/failures"))
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .body(Body::empty())
+        .unwrap();
+    let r = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text =
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.starts_with("line,phone,reason,detail\n"), "{text}");
+    assert!(text.contains("'=1+1"), "{text}");
+    assert!(!text.contains("\n4,=1+1"), "{text}");
+
+    let (status, v) = api.upload("0000000000000000", csv).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    api.cleanup().await;
+}
+
+#[tokio::test]
+async fn row_values_must_make_a_valid_message() {
+    let api = Api::new().await;
+    let id = api
+        .create(
+            json!({"name": "media", "message": {"type": "image", "image": {"link": "{{url}}"}}}),
+        )
+        .await;
+    let csv = "phone,url\n+447912345678,https://example.com/a.png\n+447912345679,http://example.com/b.png\n";
+    let (status, v) = api.upload(&id, csv).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"].as_u64(), Some(1), "{v}");
+    let reject = &v["rejects"][0];
+    assert_eq!(reject["reason"], "invalid_value", "{v}");
+    assert!(
+        reject["detail"].as_str().unwrap().contains("image.link"),
+        "{v}"
+    );
+    api.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_lifecycle_answers_409_to_illegal_moves() {
+    let api = Api::new().await;
+    let id = api.create(template_spec("lifecycle")).await;
+    let step = |verb: &'static str| {
+        let api = &api;
+        let id = id.clone();
+        async move {
+            api.json("POST", &format!("/v1/campaigns/{id}/{verb}"), None)
+                .await
+        }
+    };
+    assert_eq!(step("resume").await.0, StatusCode::CONFLICT);
+    let (s, v) = step("start").await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("running")),
+        "{v}"
+    );
+    assert_eq!(step("start").await.0, StatusCode::CONFLICT);
+    let (s, v) = step("pause").await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("paused")),
+        "{v}"
+    );
+    assert!(
+        v["status_reason"].as_str().unwrap().contains("operator"),
+        "{v}"
+    );
+    let (s, v) = step("resume").await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("running")),
+        "{v}"
+    );
+    let (s, v) = step("cancel").await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{v}"
+    );
+    let (s, v) = step("pause").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(message_of(&v).contains("cancelled"), "{v}");
+    assert_eq!(step("explode").await.0, StatusCode::NOT_FOUND);
+    let (s, _) = api.upload(&id, "phone,first_name\n+447912345678,A\n").await;
+    assert_eq!(s, StatusCode::CONFLICT, "no uploads to a finished campaign");
+    let (s, _) = api
+        .json("POST", "/v1/campaigns/01nosuchcampaign0/start", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let mut spec = template_spec("later");
+    spec["schedule_at"] = json!("2099-01-01T09:00:00Z");
+    let (s, v) = api.json("POST", "/v1/campaigns", Some(spec)).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::CREATED, Some("scheduled")),
+        "{v}"
+    );
+
+    let (_, v) = api.json("GET", "/v1/campaigns", None).await;
+    assert_eq!(v["campaigns"].as_array().map(Vec::len), Some(2), "{v}");
+    api.cleanup().await;
+}
+
+#[tokio::test]
+async fn operational_routes() {
+    let api = Api::new().await;
+    for (path, status, needle) in [
+        ("/healthz", StatusCode::OK, "ok"),
+        ("/readyz", StatusCode::OK, "ready"),
+        ("/metrics", StatusCode::OK, "herald_build_info"),
+    ] {
+        let (s, body) = api
+            .call(Request::get(path).body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(s, status, "{path}");
+        assert!(body.contains(needle), "{path}: {body}");
+    }
+    let (s, v) = api.json("GET", "/v1/nothing-here", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    api.cleanup().await;
+}

@@ -1,0 +1,277 @@
+//! The real binary end to end: `herald sim` and `herald serve` as child processes on free
+//! ports, a campaign created and started through the CLI, its stats checked against the
+//! simulator's oracle; `config check` on the shipped file; exit codes.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+const PNID: &str = "106540352242922";
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child killed (SIGTERM first) when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn herald(args: &[&str], env: &[(&str, String)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(root())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run herald")
+}
+
+async fn get_json(url: &str) -> Option<Value> {
+    let http = herald_cloudapi::http_builder().build().ok()?;
+    let r = http.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    serde_json::from_slice(&r.bytes().await.ok()?).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_through_the_cli_matches_the_oracle() {
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("herald-test-e2e-{:016x}", rand::random::<u64>());
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+
+    // The simulator prints its URL on the first line of stdout.
+    let mut sim = Proc(
+        Command::new(BIN)
+            .args(["sim", "--listen", "127.0.0.1:0", "--mps", "200"])
+            .args(["--webhook-url", &format!("{server}/webhook")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("herald sim"),
+    );
+    let mut line = String::new();
+    BufReader::new(sim.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("sim url");
+    let sim_url = line.trim().to_owned();
+    assert!(sim_url.starts_with("http://127.0.0.1:"), "{sim_url:?}");
+
+    let env = vec![
+        ("REDIS_URL", redis.clone()),
+        ("HERALD_STORE__KEY_PREFIX", prefix.clone()),
+        ("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
+        ("HERALD_WHATSAPP__API_BASE", sim_url.clone()),
+        ("HERALD_SENDER__MPS", "200".into()),
+        ("WA_ACCESS_TOKEN", "sim-access-token".into()),
+        ("WA_APP_SECRET", "sim-app-secret".into()),
+        ("VERIFY_TOKEN", "e2e".into()),
+        ("WA_PHONE_NUMBER_ID", PNID.into()),
+        ("HERALD_API_KEY", "e2e-key".into()),
+    ];
+    let mut serve = Proc(
+        Command::new(BIN)
+            .arg("serve")
+            .current_dir(root())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("herald serve"),
+    );
+    let started = Instant::now();
+    while reqwest_ok(&format!("{server}/readyz")).await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "serve did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 400 recipients plus a duplicate and an invalid row.
+    let dir = std::env::temp_dir().join(format!("herald-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("r.csv");
+    let mut f = std::fs::File::create(&csv).unwrap();
+    writeln!(f, "phone,first_name").unwrap();
+    for i in 0..400u64 {
+        writeln!(f, "+44 7912 3{:05},Name{i}", i).unwrap();
+    }
+    writeln!(f, "+4479123{:05},Again", 7).unwrap();
+    writeln!(f, "not a number,Nobody").unwrap();
+    drop(f);
+
+    let out = herald(
+        &[
+            "campaign",
+            "create",
+            "--server",
+            &server,
+            "--name",
+            "e2e",
+            "--message",
+            "config/sample-message.json",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--start",
+        ],
+        &env,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("402 rows: 400 accepted, 1 duplicates, 1 invalid"),
+        "{stdout}"
+    );
+    let id = stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("campaign id")
+        .to_owned();
+
+    // Wait for completion and for the webhooks to land.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stats = loop {
+        let out = herald(
+            &["campaign", "status", &id, "--json", "--server", &server],
+            &env,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let s = v["stats"].clone();
+        if v["status"] == "completed" && s["sent"] == s["accepted"] {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "campaign did not finish: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let oracle = get_json(&format!("{sim_url}/_sim/stats"))
+        .await
+        .expect("oracle");
+    assert_eq!(stats["recipients"], 400);
+    assert_eq!(stats["accepted"], oracle["accepted"], "{stats} vs {oracle}");
+    assert_eq!(oracle["accepted"], 400, "{oracle}");
+    assert_eq!(
+        oracle["duplicate_callbacks"],
+        serde_json::json!([]),
+        "{oracle}"
+    );
+    assert_eq!(stats["skipped"]["duplicate"], 1, "{stats}");
+    assert_eq!(stats["skipped"]["invalid"], 1, "{stats}");
+    let busiest = oracle["phone_numbers"][PNID]["max_requests_1s"]
+        .as_u64()
+        .unwrap();
+    assert!(busiest <= 200, "busiest second {busiest}");
+
+    let out = herald(&["campaign", "failures", &id, "--server", &server], &env);
+    let failures = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        failures.starts_with("line,phone,reason,detail"),
+        "{failures}"
+    );
+    assert!(
+        failures.contains("duplicate") && failures.contains("not a number"),
+        "{failures}"
+    );
+
+    // Without the key: refused.
+    let out = herald(
+        &["campaign", "list", "--server", &server],
+        &[("HERALD_API_KEY", String::new())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("API key"));
+
+    let status = serve.terminate().expect("serve stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    sim.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = herald_store::RedisStore::connect(&herald_store::RedisConfig::new(redis, prefix))
+        .await
+        .expect("redis");
+    store.purge_namespace().await.expect("purge");
+}
+
+async fn reqwest_ok(url: &str) -> Option<()> {
+    let http = herald_cloudapi::http_builder().build().ok()?;
+    http.get(url)
+        .send()
+        .await
+        .ok()
+        .filter(|r| r.status().is_success())
+        .map(|_| ())
+}
+
+#[test]
+fn config_check_on_the_shipped_file() {
+    let out = herald(
+        &["config", "check", "--config", "config/herald.toml"],
+        &[("WA_ACCESS_TOKEN", "EAAG-secret-token".into())],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("configuration ok"), "{stdout}");
+    assert!(stdout.contains("mps = 80"), "{stdout}");
+    assert!(!stdout.contains("EAAG-secret-token"), "{stdout}");
+    assert!(stdout.contains("access_token = \"<redacted>\""), "{stdout}");
+}
+
+#[test]
+fn bad_configuration_exits_64_naming_the_key() {
+    let out = herald(&["config", "check"], &[("HERALD_SENDER__MPS", "0".into())]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sender.mps"));
+    let out = herald(
+        &["config", "check"],
+        &[("HERALD_SENDER__SPEED", "1".into())],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_SENDER__SPEED"));
+    let out = herald(&["campaign", "frobnicate"], &[]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
