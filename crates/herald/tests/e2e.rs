@@ -75,20 +75,12 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
     let server = format!("http://127.0.0.1:{port}");
 
     // The simulator prints its URL on the first line of stdout.
-    let mut sim = Proc(
-        Command::new(BIN)
-            .args(["sim", "--listen", "127.0.0.1:0", "--mps", "200"])
-            .args(["--webhook-url", &format!("{server}/webhook")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("herald sim"),
-    );
-    let mut line = String::new();
-    BufReader::new(sim.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("sim url");
-    let sim_url = line.trim().to_owned();
+    let (mut sim, sim_url) = start_sim(&[
+        "--mps",
+        "200",
+        "--webhook-url",
+        &format!("{server}/webhook"),
+    ]);
     assert!(sim_url.starts_with("http://127.0.0.1:"), "{sim_url:?}");
 
     let env = vec![
@@ -274,4 +266,58 @@ fn bad_configuration_exits_64_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_SENDER__SPEED"));
     let out = herald(&["campaign", "frobnicate"], &[]);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+/// Starts `herald sim` with these extra arguments; answers the child and its URL.
+fn start_sim(extra: &[&str]) -> (Proc, String) {
+    let mut sim = Proc(
+        Command::new(BIN)
+            .args(["sim", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("herald sim"),
+    );
+    let mut line = String::new();
+    BufReader::new(sim.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("sim url");
+    (sim, line.trim().to_owned())
+}
+
+#[test]
+fn doctor_passes_and_fails_with_the_fix() {
+    let (mut sim, url) = start_sim(&["--webhook-url", "http://127.0.0.1:9/webhook"]);
+    let env = |token: &str| {
+        vec![
+            ("HERALD_WHATSAPP__API_BASE", url.clone()),
+            ("HERALD_WHATSAPP__WABA_ID", "102290129340398".to_owned()),
+            ("WA_ACCESS_TOKEN", token.to_owned()),
+            ("WA_PHONE_NUMBER_ID", PNID.to_owned()),
+            ("WA_APP_SECRET", "s".to_owned()),
+            ("VERIFY_TOKEN", "v".to_owned()),
+            ("REDIS_URL", String::new()),
+        ]
+    };
+    let out = herald(&["doctor"], &env("sim-access-token"));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in [
+        "pass token valid",
+        "pass phone number registered",
+        "pass quality rating",
+        "pass webhook subscription",
+        "pass app secret set",
+    ] {
+        assert!(report.contains(line), "{line:?} in\n{report}");
+    }
+    // No Redis configured: that check fails, so doctor as a whole does.
+    assert!(report.contains("FAIL store"), "{report}");
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = herald(&["doctor"], &env("expired-token"));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(report.contains("FAIL token valid"), "{report}");
+    assert!(report.contains("error 190"), "{report}");
+    sim.terminate();
 }
