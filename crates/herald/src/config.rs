@@ -288,6 +288,15 @@ impl Config {
         if s.timeout_ms < 10 {
             return Err(bad("store.timeout_ms", "must be at least 10"));
         }
+        if self.sender.mps > herald_sender::MAX_MPS {
+            return Err(bad(
+                "sender.mps",
+                format!(
+                    "must be between 1 and {} (Meta's most per phone number)",
+                    herald_sender::MAX_MPS
+                ),
+            ));
+        }
         self.sender_config(None)
             .validate()
             .map_err(|e| bad(format!("sender.{}", e.key), e.problem))?;

@@ -390,3 +390,37 @@ async fn operational_routes() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     api.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_scheduled_campaign_starts_itself_once_across_instances() {
+    let api = Api::new().await;
+    let mut spec = template_spec("scheduled");
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300);
+    spec["schedule_at"] = json!(at.to_string());
+    let (s, v) = api.json("POST", "/v1/campaigns", Some(spec)).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::CREATED, Some("scheduled")),
+        "{v}"
+    );
+    let id = v["id"].as_str().unwrap().to_owned();
+    let cfg = herald_sender::SenderConfig::default();
+    // Before its time: nothing starts.
+    let early = herald_sender::sweep(&*api.store, &cfg).await.unwrap();
+    assert!(early.started.is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Three instances sweep at once: exactly one starts it.
+    let (a, b, c) = tokio::join!(
+        herald_sender::sweep(&*api.store, &cfg),
+        herald_sender::sweep(&*api.store, &cfg),
+        herald_sender::sweep(&*api.store, &cfg)
+    );
+    let started: usize = [a, b, c]
+        .into_iter()
+        .map(|s| s.unwrap().started.len())
+        .sum();
+    assert_eq!(started, 1);
+    let (_, v) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;
+    assert_ne!(v["status"], "scheduled", "{v}");
+    api.cleanup().await;
+}

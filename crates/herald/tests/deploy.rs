@@ -27,14 +27,23 @@ fn names_in(text: &str) -> BTreeSet<String> {
 #[test]
 fn deploy_files_name_only_exported_metrics() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
-    let known: BTreeSet<&str> = herald_core::metrics::ALL.iter().map(|(n, _, _)| *n).collect();
+    let known: BTreeSet<&str> = herald_core::metrics::ALL
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect();
     let mut used = BTreeSet::new();
     for file in ["alerts.yml", "grafana/herald-dashboard.json"] {
         let text = std::fs::read_to_string(root.join(file)).expect(file);
         for name in names_in(&text) {
-            assert!(known.contains(name.as_str()), "{file} uses unknown metric {name}");
+            assert!(
+                known.contains(name.as_str()),
+                "{file} uses unknown metric {name}"
+            );
             used.insert(name);
         }
     }
-    assert!(used.len() >= 10, "the dashboard covers the main metrics: {used:?}");
+    assert!(
+        used.len() >= 10,
+        "the dashboard covers the main metrics: {used:?}"
+    );
 }
