@@ -424,3 +424,31 @@ async fn a_scheduled_campaign_starts_itself_once_across_instances() {
     assert_ne!(v["status"], "scheduled", "{v}");
     api.cleanup().await;
 }
+
+#[tokio::test]
+async fn uploads_stream_past_the_body_limit_up_to_the_upload_limit() {
+    let api = Api::new().await;
+    let id = api.create(template_spec("sizes")).await;
+    let csv = |rows: u64| {
+        let mut s = String::from("phone,first_name\n");
+        for i in 0..rows {
+            s.push_str(&format!("+44 7912 3{i:05},Name{i}\n"));
+        }
+        s
+    };
+    // Over the 64 KiB body limit of the JSON routes: the upload is not held to it.
+    let small = csv(8000);
+    assert!(small.len() > 64 * 1024);
+    let (status, v) = api.upload(&id, &small).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"].as_u64(), Some(8000), "{v}");
+    // Over the 1 MiB upload limit: 413, and what was read before is kept.
+    let big = csv(60_000);
+    assert!(big.len() > 1024 * 1024);
+    let (status, v) = api.upload(&id, &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(message_of(&v).contains("max_upload_bytes"), "{v}");
+    let (_, c) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;
+    assert!(c["stats"]["recipients"].as_u64().unwrap() >= 8000, "{c}");
+    api.cleanup().await;
+}

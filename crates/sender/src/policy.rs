@@ -250,7 +250,11 @@ mod tests {
         assert_eq!(r.current(), 80.0);
         // A few percent throttled: down by twice that.
         r.throttled(Some(0.03));
-        assert!((r.current() - 80.0 * 0.97 * 0.97).abs() < 1e-9, "{}", r.current());
+        assert!(
+            (r.current() - 80.0 * 0.97 * 0.97).abs() < 1e-9,
+            "{}",
+            r.current()
+        );
         r.recover(Duration::from_secs(1));
         // Configured for 1,000 on a number Meta holds to 80: 92% throttled, one step to
         // just under what Meta allows.
