@@ -427,16 +427,17 @@ async fn failures<S: Store>(
 }
 
 async fn metrics<S: Store>(State(state): State<Shared<S>>) -> Response {
-    match &state.metrics {
-        Some(h) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            h.render(),
-        )
-            .into_response(),
-        None => {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "metrics are off").into_response()
-        }
-    }
+    let Some(handle) = &state.metrics else {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "metrics are off")
+            .into_response();
+    };
+    // Set before each scrape, so the idle timeout for gauges never drops it.
+    crate::telemetry::build_info();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
 }
 
 async fn ready<S: Store>(State(state): State<Shared<S>>) -> Response {

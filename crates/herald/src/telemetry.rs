@@ -3,9 +3,11 @@
 //! metric of `herald_core::metrics` described up front.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use herald_core::metrics::{ALL, BUILD_INFO, Kind};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 use crate::config::Log;
 
@@ -32,16 +34,28 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// How long an unset gauge stays in the output.
+const GAUGE_IDLE: Duration = Duration::from_secs(600);
+
+/// Sets `herald_build_info` (again before each scrape, so the idle timeout never drops it).
+pub fn build_info() {
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
 /// Installs the process's Prometheus recorder (once) and returns its handle.
 pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let builder = || {
-                let b = PrometheusBuilder::new();
+                // A gauge nobody set for this long is dropped: the queue depth of a campaign
+                // that ended leaves the output (DESIGN §6: campaign labels only while active).
+                let idle =
+                    |b: PrometheusBuilder| b.idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE));
                 // Buckets (not summaries), so latencies aggregate across workers.
-                b.set_buckets(BUCKETS)
-                    .unwrap_or_else(|_| PrometheusBuilder::new())
+                idle(PrometheusBuilder::new())
+                    .set_buckets(BUCKETS)
+                    .unwrap_or_else(|_| idle(PrometheusBuilder::new()))
             };
             let handle = match builder().install_recorder() {
                 Ok(h) => h,
@@ -55,7 +69,7 @@ pub fn metrics() -> PrometheusHandle {
                     Kind::Histogram => metrics::describe_histogram!(*name, *help),
                 }
             }
-            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            build_info();
             handle
         })
         .clone()
