@@ -45,14 +45,16 @@ impl DemoRedis {
         std::fs::create_dir_all(&dir)?;
         let child = tokio::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            // Configured as Herald wants Redis in production (AOF, no eviction), in a temp dir.
             .args([
                 "--save",
                 "",
                 "--appendonly",
-                "no",
-                "--maxmemory-policy",
-                "noeviction",
+                "yes",
+                "--appendfsync",
+                "everysec",
             ])
+            .args(["--maxmemory-policy", "noeviction"])
             .arg("--dir")
             .arg(&dir)
             .stdout(std::process::Stdio::null())
