@@ -82,6 +82,7 @@ pub async fn run(cfg: &Config) -> Vec<Check> {
         checks.extend(phone_number(&client, &w.phone_number_id).await);
     }
     checks.push(subscription(cfg).await);
+    checks.push(templates(cfg).await);
     checks.push(store(cfg).await);
     checks
 }
@@ -163,66 +164,111 @@ async fn phone_number(client: &Client, id: &str) -> Vec<Check> {
     }
 }
 
-/// `GET /{waba_id}/subscribed_apps`: the app must be subscribed for webhooks to arrive.
-async fn subscription(cfg: &Config) -> Check {
-    const NAME: &str = "webhook subscription";
+/// `GET /{version}/{path}` on the configured API with the token: (success, body).
+async fn graph_get(cfg: &Config, path: &str) -> Result<(bool, Value), String> {
     let w = &cfg.whatsapp;
-    if w.waba_id.is_empty() {
-        return fail(
-            NAME,
-            "set HERALD_WHATSAPP__WABA_ID to check it (WhatsApp Manager → Account tools)",
-        );
-    }
-    let http = match herald_cloudapi::http_builder()
+    let http = herald_cloudapi::http_builder()
         .timeout(Duration::from_millis(w.request_timeout_ms))
         .build()
-    {
-        Ok(h) => h,
-        Err(e) => return fail(NAME, e.to_string()),
-    };
+        .map_err(|e| e.to_string())?;
     let url = format!(
-        "{}/{}/{}/subscribed_apps",
+        "{}/{}/{path}",
         w.api_base.trim_end_matches('/'),
-        w.api_version,
-        w.waba_id
+        w.api_version
     );
-    let answer = http
+    let r = http
         .get(url)
         .bearer_auth(w.access_token.expose())
         .send()
-        .await;
-    match answer {
-        Ok(r) => {
-            let ok = r.status().is_success();
-            let v: Value = r
-                .bytes()
-                .await
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or(Value::Null);
-            let apps = v["data"].as_array().map_or(0, Vec::len);
-            if ok && apps > 0 {
-                pass(NAME, format!("{apps} app(s) subscribed"))
-            } else if ok {
-                fail(
-                    NAME,
-                    format!(
-                        "no app is subscribed: POST /{}/subscribed_apps with this token",
-                        w.waba_id
-                    ),
-                )
-            } else {
-                fail(
-                    NAME,
-                    format!(
-                        "Meta answered: {}",
-                        v["error"]["message"].as_str().unwrap_or("an error")
-                    ),
-                )
-            }
-        }
-        Err(e) => fail(NAME, format!("cannot reach {}: {e}", w.api_base)),
+        .await
+        .map_err(|e| format!("cannot reach {}: {e}", w.api_base))?;
+    let ok = r.status().is_success();
+    let v = r
+        .bytes()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    Ok((ok, v))
+}
+
+fn meta_said(v: &Value) -> String {
+    format!(
+        "Meta answered: {}",
+        v["error"]["message"].as_str().unwrap_or("an error")
+    )
+}
+
+const NO_WABA: &str = "set HERALD_WHATSAPP__WABA_ID to check it (WhatsApp Manager → Account tools)";
+
+/// `GET /{waba_id}/subscribed_apps`: the app must be subscribed for webhooks to arrive.
+async fn subscription(cfg: &Config) -> Check {
+    const NAME: &str = "webhook subscription";
+    let waba = &cfg.whatsapp.waba_id;
+    if waba.is_empty() {
+        return fail(NAME, NO_WABA);
     }
+    match graph_get(cfg, &format!("{waba}/subscribed_apps")).await {
+        Ok((true, v)) => match v["data"].as_array().map_or(0, Vec::len) {
+            0 => fail(
+                NAME,
+                format!("no app is subscribed: POST /{waba}/subscribed_apps with this token"),
+            ),
+            n => pass(NAME, format!("{n} app(s) subscribed")),
+        },
+        Ok((false, v)) => fail(NAME, meta_said(&v)),
+        Err(e) => fail(NAME, e),
+    }
+}
+
+/// `GET /{waba_id}/message_templates`: outside the 24 h window only approved templates go.
+async fn templates(cfg: &Config) -> Check {
+    const NAME: &str = "templates approved";
+    let waba = &cfg.whatsapp.waba_id;
+    if waba.is_empty() {
+        return fail(NAME, NO_WABA);
+    }
+    let v = match graph_get(
+        cfg,
+        &format!("{waba}/message_templates?fields=name,language,status&limit=1000"),
+    )
+    .await
+    {
+        Ok((true, v)) => v,
+        Ok((false, v)) => return fail(NAME, meta_said(&v)),
+        Err(e) => return fail(NAME, e),
+    };
+    let all = v["data"].as_array().cloned().unwrap_or_default();
+    let label = |t: &Value| {
+        format!(
+            "{} ({}) {}",
+            t["name"].as_str().unwrap_or("?"),
+            t["language"].as_str().unwrap_or("?"),
+            t["status"].as_str().unwrap_or("?")
+        )
+    };
+    let approved = all.iter().filter(|t| t["status"] == "APPROVED").count();
+    let others: Vec<String> = all
+        .iter()
+        .filter(|t| t["status"] != "APPROVED")
+        .map(label)
+        .collect();
+    if approved == 0 {
+        return fail(
+            NAME,
+            "no approved template: campaigns to users outside the 24 h window need one \
+             (WhatsApp Manager → Message templates)",
+        );
+    }
+    let mut detail = format!("{approved} approved");
+    if !others.is_empty() {
+        detail.push_str(&format!(
+            "; not usable until approved: {} (campaigns using them are refused with 132001 \
+             or paused)",
+            others.join(", ")
+        ));
+    }
+    pass(NAME, detail)
 }
 
 async fn store(cfg: &Config) -> Check {

@@ -310,6 +310,7 @@ fn doctor_passes_and_fails_with_the_fix() {
         "pass phone number registered",
         "pass quality rating",
         "pass webhook subscription",
+        "pass templates approved",
         "pass app secret set",
     ] {
         assert!(report.contains(line), "{line:?} in\n{report}");

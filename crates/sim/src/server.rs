@@ -45,6 +45,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/{version}/debug_token", get(debug_token))
         .route("/{version}/{id}", get(phone_number))
         .route("/{version}/{id}/subscribed_apps", get(subscribed_apps))
+        .route("/{version}/{id}/message_templates", get(message_templates))
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))
         .route("/_sim/inbound", post(inbound))
@@ -194,6 +195,45 @@ async fn subscribed_apps(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
             json!({"whatsapp_business_api_data": {"name": "Herald Simulator", "id": "1000000000000001"}}),
         ]
     };
+    axum::Json(json!({ "data": data })).into_response()
+}
+
+/// `GET /{waba_id}/message_templates`: the catalogue, as Meta lists a WABA's templates.
+async fn message_templates(
+    State(shared): State<Arc<Shared>>,
+    Path((_version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !shared.token_ok(bearer(&headers)) {
+        return graph_error(
+            401,
+            &herald_cloudapi::GraphError::new(
+                190,
+                "OAuthException",
+                "Invalid OAuth access token - Cannot parse access token",
+            ),
+        );
+    }
+    if id != shared.cfg.waba_id {
+        return graph_error(
+            400,
+            &herald_cloudapi::GraphError::new(
+                100,
+                "GraphMethodException",
+                "Unsupported get request. Object with this ID does not exist",
+            ),
+        );
+    }
+    let data: Vec<Value> = shared
+        .cfg
+        .templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"name": t.name, "language": t.language, "status": t.status,
+                   "category": t.category, "id": format!("{}", 900_000_000_000_000u64 + i as u64)})
+        })
+        .collect();
     axum::Json(json!({ "data": data })).into_response()
 }
 
