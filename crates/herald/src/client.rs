@@ -64,7 +64,7 @@ impl ApiClient {
     pub async fn post(&self, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let mut r = self.request(reqwest::Method::POST, path);
         if let Some(b) = body {
-            r = r.json_body(b);
+            r = r.json(b);
         }
         self.send(r).await
     }
@@ -106,17 +106,6 @@ impl ApiClient {
         let result = self.send(r).await;
         bar.finish_and_clear();
         result
-    }
-}
-
-trait JsonBody {
-    fn json_body(self, v: &Value) -> Self;
-}
-
-impl JsonBody for reqwest::RequestBuilder {
-    fn json_body(self, v: &Value) -> Self {
-        self.header("content-type", "application/json")
-            .body(v.to_string())
     }
 }
 
@@ -374,7 +363,7 @@ pub async fn failures(
         .with_context(|| format!("cannot reach Herald at {}", api.base))?;
     if !response.status().is_success() {
         let status = response.status();
-        let v: Value = response.json_value().await;
+        let v: Value = response.json().await.unwrap_or(Value::Null);
         bail!(
             "{} (HTTP {})",
             v["error"]["message"].as_str().unwrap_or("request failed"),
@@ -386,15 +375,4 @@ pub async fn failures(
         out.write_all(&chunk.context("reading the report")?)?;
     }
     Ok(())
-}
-
-trait JsonValue {
-    async fn json_value(self) -> Value;
-}
-
-impl JsonValue for reqwest::Response {
-    async fn json_value(self) -> Value {
-        let b = self.bytes().await.unwrap_or_default();
-        serde_json::from_slice(&b).unwrap_or(Value::Null)
-    }
 }
