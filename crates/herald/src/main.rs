@@ -249,8 +249,8 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
             herald_sim::SimConfig::from_toml(&text).map_err(|e| herald::config::ConfigError {
-                key: format!("{}: {}", p.display(), e),
-                problem: "invalid simulator settings".into(),
+                key: p.display().to_string(),
+                problem: e.to_string(),
             })?
         }
         None => herald_sim::SimConfig::default(),
