@@ -222,3 +222,34 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_an_api_key_the_api_binds_loopback_only() {
+        let mut cfg = Config::default();
+        cfg.server.listen = "0.0.0.0:0".into();
+        let l = bind(&cfg, Roles::SERVE).await.unwrap();
+        assert!(l.local_addr().unwrap().ip().is_loopback());
+        // A worker serves no API: it may listen where it is told.
+        let l = bind(&cfg, Roles::WORKER).await.unwrap();
+        assert!(l.local_addr().unwrap().ip().is_unspecified());
+        cfg.server.api_key = "k".into();
+        let l = bind(&cfg, Roles::SERVE).await.unwrap();
+        assert!(l.local_addr().unwrap().ip().is_unspecified());
+    }
+
+    #[test]
+    fn redis_passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact_url("redis://user:hunter2@10.0.0.5:6379/0"),
+            "redis://***@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+}
