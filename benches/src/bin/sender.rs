@@ -54,6 +54,8 @@ struct Outcome {
     duplicates: usize,
     /// CPU this process (the sender, not the simulator) spent per request.
     cpu_us_per_request: f64,
+    /// Sends that gave up their slot for waking late.
+    late: u64,
 }
 
 fn main() {
@@ -87,12 +89,13 @@ fn main() {
                 println!(
                     "pace {mps} MPS for {secs} s: the simulator saw {rate:.2}/s while the queue was \
                      full (error {:+.2}%; {overall:.2}/s first to last request), busiest 1 s window {}, \
-                     busiest 100 ms window {}, 130429: {}, duplicates: {}",
+                     busiest 100 ms window {}, 130429: {}, duplicates: {}, slots given up late: {}",
                     (rate / f64::from(mps) - 1.0) * 100.0,
                     o.max_1s,
                     o.max_100ms,
                     o.throttled,
-                    o.duplicates
+                    o.duplicates,
+                    o.late
                 );
             }
         }
@@ -113,12 +116,14 @@ fn main() {
                 .unwrap_or(o.requests.saturating_sub(1) as f64 / o.span.as_secs_f64());
             println!(
                 "1000 MPS with 250 ± 100 ms latency for {secs} s: the simulator saw {rate:.2}/s \
-                 (error {:+.2}%), busiest 1 s window {}, 130429: {}, {} accepted in {:.2} s",
+                 (error {:+.2}%), busiest 1 s window {}, 130429: {}, {} accepted in {:.2} s, \
+                 slots given up late: {}",
                 (rate / 1000.0 - 1.0) * 100.0,
                 o.max_1s,
                 o.throttled,
                 o.accepted,
-                o.elapsed.as_secs_f64()
+                o.elapsed.as_secs_f64(),
+                o.late
             );
         }
     });
@@ -303,7 +308,7 @@ async fn run(s: Scenario) -> Outcome {
     let elapsed = started.elapsed();
     let cpu_us = (cpu() - c0) * 1e6;
     stop.cancel();
-    let _ = handle.await;
+    let report = handle.await.unwrap_or_default();
     let stats = store.stats(&id).await.expect("stats");
     let o = sim.stats().await.expect("oracle");
     drop(sim);
@@ -324,5 +329,6 @@ async fn run(s: Scenario) -> Outcome {
         throttled: o.rejected.get("130429").copied().unwrap_or(0),
         duplicates: o.duplicate_callbacks.len(),
         cpu_us_per_request: cpu_us / n.requests.max(1) as f64,
+        late: report.late,
     }
 }

@@ -47,6 +47,9 @@ pub struct Report {
     /// Sends still unanswered when the shutdown deadline passed: left to lease expiry (they
     /// become in doubt and are settled by webhook evidence), never sent again blindly.
     pub abandoned: u64,
+    /// Sends woken too late for their slot, which gave it up and took a later one (each
+    /// costs one slot of throughput; metric result `late`).
+    pub late: u64,
 }
 
 /// The worker pool of one process.
@@ -144,11 +147,13 @@ impl<S: Store> Sender<S> {
             requests: shared.counts.requests.load(Ordering::Relaxed),
             accepted: shared.counts.accepted.load(Ordering::Relaxed),
             abandoned,
+            late: shared.counts.late.load(Ordering::Relaxed),
         };
         tracing::info!(
             requests = report.requests,
             accepted = report.accepted,
             abandoned = report.abandoned,
+            late = report.late,
             "sender stopped"
         );
         report
@@ -174,6 +179,7 @@ struct Shared<S> {
 struct Counts {
     requests: AtomicU64,
     accepted: AtomicU64,
+    late: AtomicU64,
 }
 
 /// What the sender needs to know about a campaign; specs never change after creation.

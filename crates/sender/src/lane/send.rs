@@ -31,6 +31,7 @@ impl<S: Store> Send<S> {
             // it would crowd the sends after it above the rate. Its slot is lost; it goes
             // back to its lane for another.
             count_send("late");
+            self.shared.counts.late.fetch_add(1, Ordering::Relaxed);
             drop(permit);
             if let Err(back) = self.signals.late.send(r) {
                 // The lane has ended (shutdown): the job was never sent.
