@@ -57,6 +57,20 @@ fn graph_error(status: u16, error: &herald_cloudapi::GraphError) -> Response {
     (status, axum::Json(json!({ "error": error }))).into_response()
 }
 
+/// The 190 answer for a missing or wrong bearer token on the read endpoints.
+fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    (!shared.token_ok(bearer(headers))).then(|| {
+        graph_error(
+            401,
+            &herald_cloudapi::GraphError::new(
+                190,
+                "OAuthException",
+                "Invalid OAuth access token - Cannot parse access token",
+            ),
+        )
+    })
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get("authorization").and_then(|v| v.to_str().ok())
 }
@@ -103,15 +117,8 @@ async fn phone_number(
     Query(q): Query<Fields>,
     headers: HeaderMap,
 ) -> Response {
-    if !shared.token_ok(bearer(&headers)) {
-        return graph_error(
-            401,
-            &herald_cloudapi::GraphError::new(
-                190,
-                "OAuthException",
-                "Invalid OAuth access token - Cannot parse access token",
-            ),
-        );
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
     }
     let Some(p) = shared.cfg.phone_numbers.iter().find(|p| p.id == id) else {
         let mut e = herald_cloudapi::GraphError::new(
@@ -178,15 +185,8 @@ async fn debug_token(State(shared): State<Arc<Shared>>, Query(q): Query<DebugTok
 }
 
 async fn subscribed_apps(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if !shared.token_ok(bearer(&headers)) {
-        return graph_error(
-            401,
-            &herald_cloudapi::GraphError::new(
-                190,
-                "OAuthException",
-                "Invalid OAuth access token - Cannot parse access token",
-            ),
-        );
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
     }
     let data: Vec<Value> = if shared.cfg.webhooks.url.is_empty() {
         Vec::new()
@@ -204,15 +204,8 @@ async fn message_templates(
     Path((_version, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !shared.token_ok(bearer(&headers)) {
-        return graph_error(
-            401,
-            &herald_cloudapi::GraphError::new(
-                190,
-                "OAuthException",
-                "Invalid OAuth access token - Cannot parse access token",
-            ),
-        );
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
     }
     if id != shared.cfg.waba_id {
         return graph_error(
