@@ -18,7 +18,9 @@ pub use ids::{CampaignId, IdError, JobId, WaMessageId};
 pub use lattice::{DeliveryDelta, DeliveryState, Progress, StatusEvent};
 pub use phone::{PhoneE164, PhoneError};
 pub use recipient::{Recipient, Vars, VarsBuilder, VarsError};
-pub use spec::{CampaignSpec, EmptyValue, MessageTemplate, Placeholder, SpecError, Values};
+pub use spec::{
+    CampaignSpec, EmptyValue, MessageTemplate, Placeholder, SpecError, TemplateField, Values,
+};
 pub use stats::{PricingStats, SkipReason, Skipped, Stats};
 pub use status::{CampaignAction, CampaignStatus, PauseKind, PauseReason, TransitionError};
 

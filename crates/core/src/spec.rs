@@ -176,11 +176,41 @@ pub struct EmptyValue {
     pub field: String,
 }
 
+/// One string field of the message that holds placeholders, e.g. `Hello {{name}}!` at
+/// `text.body`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateField {
+    /// Its path, such as `template.components[0].parameters[1].text`.
+    pub path: String,
+    parts: Vec<FieldPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FieldPart {
+    Text(Box<str>),
+    Slot(usize),
+}
+
+impl TemplateField {
+    /// The field's text for one recipient (plain, not JSON-escaped).
+    pub fn render<V: Values + ?Sized>(&self, vars: &V) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                FieldPart::Text(t) => out.push_str(t),
+                FieldPart::Slot(i) => out.push_str(vars.value(*i)),
+            }
+        }
+        out
+    }
+}
+
 /// A compiled message body: literal JSON interleaved with slots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageTemplate {
     parts: Vec<Part>,
     placeholders: Vec<Placeholder>,
+    fields: Vec<TemplateField>,
     literal_len: usize,
 }
 
@@ -212,6 +242,7 @@ impl MessageTemplate {
         Ok(Self {
             parts: c.parts,
             placeholders: c.placeholders,
+            fields: c.fields,
             literal_len,
         })
     }
@@ -225,6 +256,12 @@ impl MessageTemplate {
     /// The placeholders in order of first appearance; `render` takes values in this order.
     pub fn placeholders(&self) -> &[Placeholder] {
         &self.placeholders
+    }
+
+    /// Every string field that holds a placeholder, so a recipient's values can be checked
+    /// against the field's own rule without rendering the whole body.
+    pub fn fields(&self) -> &[TemplateField] {
+        &self.fields
     }
 
     /// Placeholder names the given CSV columns do not provide.
@@ -293,6 +330,7 @@ struct Compiler {
     parts: Vec<Part>,
     buf: String,
     placeholders: Vec<Placeholder>,
+    fields: Vec<TemplateField>,
     index: HashMap<String, usize>,
 }
 
@@ -365,6 +403,10 @@ impl Compiler {
         });
         let in_template_parameter =
             path.starts_with("template.components[") && path.contains(".parameters[");
+        let mut field = TemplateField {
+            path: path.to_owned(),
+            parts: Vec::new(),
+        };
         self.lit("\"");
         for seg in segments {
             match seg {
@@ -372,6 +414,7 @@ impl Compiler {
                     let mut bytes = Vec::new();
                     escape_into(&mut bytes, t);
                     self.buf.push_str(&String::from_utf8_lossy(&bytes));
+                    field.parts.push(FieldPart::Text(t.into()));
                 }
                 Segment::Name(name) => {
                     let next = self.placeholders.len();
@@ -389,10 +432,14 @@ impl Compiler {
                     }
                     p.required |= in_template_parameter || only_placeholders;
                     self.part(Part::Slot(i));
+                    field.parts.push(FieldPart::Slot(i));
                 }
             }
         }
         self.lit("\"");
+        if field.parts.iter().any(|p| matches!(p, FieldPart::Slot(_))) {
+            self.fields.push(field);
+        }
         Ok(())
     }
 }
@@ -501,6 +548,30 @@ mod tests {
                 ]}]
             }
         })
+    }
+
+    #[test]
+    fn fields_with_placeholders_render_on_their_own() {
+        let t = spec(template_message()).compile().unwrap();
+        let fields: Vec<(&str, String)> = t
+            .fields()
+            .iter()
+            .map(|f| (f.path.as_str(), f.render(&["Zoë \"Z\"", "4521"])))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (
+                    "template.components[0].parameters[0].text",
+                    "Zoë \"Z\"".to_owned()
+                ),
+                (
+                    "template.components[0].parameters[1].text",
+                    "Order #4521".to_owned()
+                ),
+            ],
+            "literal fields (name, language) are not listed; values are not escaped"
+        );
     }
 
     #[test]
