@@ -128,7 +128,7 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
     cfg.whatsapp.verify_token = "herald-demo".into();
     cfg.whatsapp.phone_number_id = pnid.clone();
     cfg.store.redis_url = redis.url.clone();
-    cfg.store.key_prefix = format!("herald-demo-{:08x}", rand_u32());
+    cfg.store.key_prefix = format!("herald-demo-{:08x}", rand::random::<u32>());
     cfg.sender.mps = opts.mps;
     cfg.validate()?;
 
@@ -255,12 +255,4 @@ fn report(
         started.elapsed().as_secs_f64()
     )?;
     Ok(ok)
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    t ^ std::process::id().rotate_left(16)
 }

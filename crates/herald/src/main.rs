@@ -193,21 +193,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result<ExitCode> {
-    let roles = match &cli.command {
-        Command::Serve => Some(Roles::SERVE),
-        Command::Worker => Some(Roles::WORKER),
-        Command::Webhook => Some(Roles::WEBHOOK),
-        _ => None,
-    };
-    if let Some(roles) = roles {
-        cfg.redis_url()?;
-        let stop = app::shutdown_on_signal();
-        let listener = app::bind(&cfg, roles).await?;
-        app::run(&cfg, roles, listener, stop).await?;
-        return Ok(ExitCode::SUCCESS);
-    }
     let mut out = std::io::stdout();
     match cli.command {
+        Command::Serve => serve(&cfg, Roles::SERVE).await,
+        Command::Worker => serve(&cfg, Roles::WORKER).await,
+        Command::Webhook => serve(&cfg, Roles::WEBHOOK).await,
         Command::Sim(args) => sim(args).await,
         Command::Demo { mps, quiet } => {
             let stop = app::shutdown_on_signal();
@@ -239,8 +229,16 @@ async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         Command::Campaign(args) => campaign(args, &cfg, &env).await,
-        Command::Serve | Command::Worker | Command::Webhook => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// A long-running role until SIGINT/SIGTERM, then its drain.
+async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<ExitCode> {
+    cfg.redis_url()?;
+    let stop = app::shutdown_on_signal();
+    let listener = app::bind(cfg, roles).await?;
+    app::run(cfg, roles, listener, stop).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
