@@ -101,6 +101,12 @@ impl SenderConfig {
         Ok(())
     }
 
+    /// The most jobs this process holds at once (claimed, waiting for a slot, in flight or
+    /// being settled): a few rounds of claims per lane beside the in-flight requests.
+    pub fn max_held(&self) -> usize {
+        self.max_in_flight.saturating_mul(4).saturating_add(8192)
+    }
+
     /// The rate actually used for a phone number: the configured one, capped by the running
     /// campaigns' own caps when every campaign on the number has one.
     pub fn lane_mps(&self, campaign_caps: impl IntoIterator<Item = Option<u32>>) -> u32 {

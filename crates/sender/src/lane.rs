@@ -15,10 +15,7 @@ use std::time::Duration;
 
 use herald_cloudapi::{ErrorClass, code_label};
 use herald_core::{CampaignId, PauseKind, PhoneE164, SkipReason, WaMessageId, metrics as m};
-use herald_store::{
-    ClaimRequest, ClaimedJob, JobRef, LeaseToken, Outcome, PairReservation, Settle, Store,
-    StoreError,
-};
+use herald_store::{ClaimRequest, JobRef, LeaseToken, Outcome, PairReservation, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
@@ -26,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 mod send;
 
+use crate::held::Held;
 use crate::policy::{AdaptiveRate, Decision, decide};
 use crate::{CampaignInfo, LANE_IDLE_EXIT, Shared, unit};
 use send::Send;
@@ -54,7 +52,7 @@ const IDLE_MAX: Duration = Duration::from_millis(500);
 
 /// A claimed, admitted job waiting for a slot.
 struct Ready {
-    job: ClaimedJob,
+    held: Held,
     campaign: Arc<CampaignInfo>,
     since: Instant,
     /// Set once the store has it as started (its pair spacing reserved at the same time).
@@ -242,12 +240,18 @@ impl<S: Store> Lane<S> {
     /// open window are skipped; the rest wait for a slot.
     async fn refill(&mut self) -> Result<(), StoreError> {
         let cfg = &self.shared.cfg;
+        // While the settler is behind (the store slow to take settlements), claim no more:
+        // what this process holds stays bounded.
+        let max = self.claim_size().min(self.shared.ledger.room());
+        if max == 0 {
+            return Ok(());
+        }
         let jobs = self
             .shared
             .store
             .claim(&ClaimRequest {
                 phone_number_id: Some(self.pnid.to_string()),
-                max: self.claim_size(),
+                max,
                 lease_ms: u64::try_from(cfg.lease.as_millis()).unwrap_or(u64::MAX),
                 token: LeaseToken(rand::random()),
             })
@@ -255,9 +259,12 @@ impl<S: Store> Lane<S> {
         if jobs.is_empty() {
             return Ok(());
         }
-        self.shared.holds.add(&jobs);
+        // From here every job is settled on every path: a `Held` dropped by an early return
+        // is released.
+        let jobs = self.shared.ledger.hold(jobs);
         let mut infos: HashMap<CampaignId, Arc<CampaignInfo>> = HashMap::new();
-        for j in &jobs {
+        for h in &jobs {
+            let j = h.job();
             if infos.contains_key(&j.id.campaign) {
                 continue;
             }
@@ -265,11 +272,7 @@ impl<S: Store> Lane<S> {
                 Ok(c) => {
                     infos.insert(j.id.campaign.clone(), c);
                 }
-                Err(e) if e.is_retryable() => {
-                    // Keep the claim consistent: release everything and try later.
-                    self.release(jobs.iter()).await;
-                    return Err(e);
-                }
+                Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => {
                     let reason = Shared::<S>::pause_reason(
                         PauseKind::CampaignFatal,
@@ -280,35 +283,31 @@ impl<S: Store> Lane<S> {
                 }
             }
         }
-        let phones: Vec<PhoneE164> = jobs.iter().map(|j| j.phone).collect();
-        let suppressed = match self.shared.store.suppressed(&self.pnid, &phones).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.release(jobs.iter()).await;
-                return Err(e);
-            }
-        };
+        let phones: Vec<PhoneE164> = jobs.iter().map(|h| h.job().phone).collect();
+        let suppressed = self.shared.store.suppressed(&self.pnid, &phones).await?;
         let free_form: Vec<usize> = (0..jobs.len())
-            .filter(|&i| infos.get(&jobs[i].id.campaign).is_some_and(|c| c.free_form))
+            .filter(|&i| {
+                infos
+                    .get(&jobs[i].job().id.campaign)
+                    .is_some_and(|c| c.free_form)
+            })
             .collect();
         let mut window_open = vec![true; jobs.len()];
         if !free_form.is_empty() {
-            let ff_phones: Vec<PhoneE164> = free_form.iter().map(|&i| jobs[i].phone).collect();
-            match self.shared.store.windows_open(&self.pnid, &ff_phones).await {
-                Ok(open) => {
-                    for (&i, o) in free_form.iter().zip(open) {
-                        window_open[i] = o;
-                    }
-                }
-                Err(e) => {
-                    self.release(jobs.iter()).await;
-                    return Err(e);
-                }
+            let ff_phones: Vec<PhoneE164> =
+                free_form.iter().map(|&i| jobs[i].job().phone).collect();
+            let open = self
+                .shared
+                .store
+                .windows_open(&self.pnid, &ff_phones)
+                .await?;
+            for (&i, o) in free_form.iter().zip(open) {
+                window_open[i] = o;
             }
         }
         let now = Instant::now();
-        for (i, job) in jobs.into_iter().enumerate() {
-            let skip = if suppressed[i] {
+        for (i, held) in jobs.into_iter().enumerate() {
+            let skip = if suppressed.get(i).copied().unwrap_or(false) {
                 Some(SkipReason::Suppressed)
             } else if !window_open[i] {
                 Some(SkipReason::WindowClosed)
@@ -317,17 +316,17 @@ impl<S: Store> Lane<S> {
             };
             if let Some(reason) = skip {
                 count_send("skipped");
-                self.settle(&job, Outcome::Skipped { reason }).await;
+                held.settle(Outcome::Skipped { reason });
                 continue;
             }
-            match infos.get(&job.id.campaign) {
-                Some(c) => self.ready.push_back(Ready {
+            // A campaign that could not be loaded was paused above: the job is released.
+            if let Some(c) = infos.get(&held.job().id.campaign) {
+                self.ready.push_back(Ready {
                     campaign: c.clone(),
-                    job,
+                    held,
                     since: now,
                     started_at: None,
-                }),
-                None => self.settle(&job, Outcome::Released).await,
+                });
             }
         }
         Ok(())
@@ -393,13 +392,12 @@ impl<S: Store> Lane<S> {
             batch.into_iter().partition(|r| r.started_at.is_some());
         let mut go = Vec::with_capacity(granted);
         for r in resumed {
-            // Its new slot is at most ROUND + LOOKAHEAD away.
+            // Its new slot is at most ROUND + LOOKAHEAD away. One whose reservation has run
+            // out is dropped here: released, never sent.
             if r.started_at
                 .is_some_and(|t| t.elapsed() + ROUND + LOOKAHEAD < PAIR_SLACK)
             {
                 go.push(r);
-            } else {
-                self.settle(&r.job, Outcome::Released).await;
             }
         }
         go.extend(
@@ -434,7 +432,7 @@ impl<S: Store> Lane<S> {
         }
         let sends: Vec<(PhoneE164, CampaignId)> = batch
             .iter()
-            .map(|r| (r.job.phone, r.job.id.campaign.clone()))
+            .map(|r| (r.held.job().phone, r.held.job().id.campaign.clone()))
             .collect();
         let pair_ms = u64::try_from((self.shared.cfg.pair_interval + PAIR_SLACK).as_millis())
             .unwrap_or(u64::MAX);
@@ -458,27 +456,23 @@ impl<S: Store> Lane<S> {
                 PairReservation::NotBefore(t) => {
                     let delay_ms = t.saturating_sub(store_now_ms) + 20;
                     count_send("pair_spaced");
-                    self.settle(&r.job, Outcome::Deferred { delay_ms }).await;
+                    r.held.settle(Outcome::Deferred { delay_ms });
                 }
             }
         }
         if go.is_empty() {
             return Ok(go);
         }
-        let refs: Vec<JobRef> = go.iter().map(|r| JobRef::from(&r.job)).collect();
-        let started = match self.shared.store.start(&refs).await {
-            Ok(s) => s,
-            Err(e) => {
-                // Some may have been marked started before the store failed; none was sent,
-                // so all go back to pending (the settler retries until the store is back).
-                for r in &go {
-                    self.settle(&r.job, Outcome::Released).await;
-                }
-                return Err(e);
-            }
-        };
+        let refs: Vec<JobRef> = go.iter().map(|r| JobRef::from(r.held.job())).collect();
+        // On an error, some may have been marked started before the store failed; none was
+        // sent, so all go back to pending as `go` is dropped (the settler retries until the
+        // store is back).
+        let started = self.shared.store.start(&refs).await?;
         let mut out = Vec::with_capacity(go.len());
-        for ((r, ok), job_ref) in go.into_iter().zip(started).zip(&refs) {
+        for (r, ok) in go
+            .into_iter()
+            .zip(started.into_iter().chain(std::iter::repeat(false)))
+        {
             if ok {
                 out.push(Ready {
                     started_at: Some(reserved_at),
@@ -487,7 +481,7 @@ impl<S: Store> Lane<S> {
             } else {
                 // The campaign stopped running (the store released the job) or the lease
                 // was lost: not ours to send.
-                self.shared.holds.release([job_ref]);
+                r.held.disown();
             }
         }
         Ok(out)
@@ -500,29 +494,13 @@ impl<S: Store> Lane<S> {
         }
     }
 
-    async fn settle(&self, job: &ClaimedJob, outcome: Outcome) {
-        let settle = Settle {
-            job: JobRef::from(job),
-            outcome,
-        };
-        if self.shared.settle_tx.send(settle).await.is_err() {
-            tracing::error!("the settler stopped early; the job is left to lease expiry");
-        }
-    }
-
-    async fn release<'a>(&self, jobs: impl Iterator<Item = &'a ClaimedJob>) {
-        for j in jobs {
-            self.settle(j, Outcome::Released).await;
-        }
-    }
-
-    /// Shutdown: releases jobs not started, waits for in-flight sends up to the deadline.
+    /// Shutdown: releases jobs not started (dropping a [`Held`] releases it), waits for
+    /// in-flight sends up to the deadline, and releases the sends that came back late
+    /// meanwhile. Sends still unanswered at the deadline are aborted, which settles them in
+    /// doubt.
     async fn stop(mut self) -> u64 {
-        let ready: Vec<Ready> = self.ready.drain(..).collect();
-        for r in &ready {
-            count_send("released");
-            self.settle(&r.job, Outcome::Released).await;
-        }
+        let mut released = self.ready.len();
+        self.ready.clear();
         let deadline = Instant::now() + self.shared.cfg.shutdown_deadline;
         let mut abandoned = 0;
         loop {
@@ -537,14 +515,23 @@ impl<S: Store> Lane<S> {
                     tracing::warn!(
                         phone_number_id = %self.pnid,
                         sends = abandoned,
-                        "sends still in flight at the shutdown deadline are left to lease expiry"
+                        "sends still in flight at the shutdown deadline are settled in doubt"
                     );
                     self.sends.abort_all();
+                    // An aborted task drops its job (settling it) when it is next polled:
+                    // wait for that, so every settlement is queued before the lane ends.
+                    while self.sends.join_next().await.is_some() {}
                     break;
                 }
             }
         }
-        tracing::info!(phone_number_id = %self.pnid, released = ready.len(), "lane stopped");
+        // Sends that woke too late for their slot while the lane was stopping.
+        while let Ok(r) = self.late.try_recv() {
+            released += 1;
+            drop(r);
+        }
+        metrics::counter!(m::SENDER_SENDS_TOTAL, "result" => "released").increment(released as u64);
+        tracing::info!(phone_number_id = %self.pnid, released, "lane stopped");
         abandoned
     }
 }

@@ -19,12 +19,13 @@ use std::time::Duration;
 
 use herald_cloudapi::Client;
 use herald_core::{CampaignAction, CampaignId, MessageTemplate, PauseKind, PauseReason};
-use herald_store::{ClaimedJob, JobRef, LeaseToken, Settle, Store, StoreError};
+use herald_store::{Settle, Store, StoreError};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 mod config;
+mod held;
 mod lane;
 mod maintenance;
 pub mod policy;
@@ -44,8 +45,8 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
 pub struct Report {
     pub requests: u64,
     pub accepted: u64,
-    /// Sends still unanswered when the shutdown deadline passed: left to lease expiry (they
-    /// become in doubt and are settled by webhook evidence), never sent again blindly.
+    /// Sends still unanswered when the shutdown deadline passed: settled as in doubt (their
+    /// webhooks settle them), never sent again blindly.
     pub abandoned: u64,
     /// Sends woken too late for their slot, which gave it up and took a later one (each
     /// costs one slot of throughput; metric result `late`).
@@ -55,7 +56,7 @@ pub struct Report {
 /// The worker pool of one process.
 pub struct Sender<S: Store> {
     shared: Arc<Shared<S>>,
-    settle_rx: mpsc::Receiver<Settle>,
+    settle_rx: mpsc::UnboundedReceiver<Settle>,
 }
 
 impl<S: Store> std::fmt::Debug for Sender<S> {
@@ -69,14 +70,13 @@ impl<S: Store> std::fmt::Debug for Sender<S> {
 impl<S: Store> Sender<S> {
     pub fn new(store: Arc<S>, client: Client, cfg: SenderConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let (settle_tx, settle_rx) = mpsc::channel(cfg.max_in_flight.max(1024) * 4);
+        let (ledger, settle_rx) = held::Ledger::new(cfg.max_held());
         let shared = Arc::new(Shared {
             permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
             store,
             client,
             cfg,
-            settle_tx,
-            holds: Holds::default(),
+            ledger: Arc::new(ledger),
             campaigns: Mutex::new(HashMap::new()),
             pausing: Mutex::new(HashMap::new()),
             counts: Counts::default(),
@@ -166,8 +166,8 @@ struct Shared<S> {
     client: Client,
     cfg: SenderConfig,
     permits: Arc<Semaphore>,
-    settle_tx: mpsc::Sender<Settle>,
-    holds: Holds,
+    /// Every job this process holds, and where its settlement goes.
+    ledger: Arc<held::Ledger>,
     campaigns: Mutex<HashMap<CampaignId, Arc<CampaignInfo>>>,
     /// Pauses asked for recently, by campaign id or `pnid:<id>`, so a burst of in-flight
     /// failures pauses once.
@@ -301,43 +301,6 @@ impl<S: Store> Shared<S> {
     }
 }
 
-/// The claims this process holds, by campaign and lease token, so their leases can be
-/// renewed while the jobs wait for a slot or a request is in flight.
-#[derive(Debug, Default)]
-struct Holds(Mutex<HashMap<(CampaignId, LeaseToken), (JobRef, usize)>>);
-
-impl Holds {
-    fn add(&self, jobs: &[ClaimedJob]) {
-        let Ok(mut m) = self.0.lock() else { return };
-        for j in jobs {
-            m.entry((j.id.campaign.clone(), j.token))
-                .or_insert_with(|| (JobRef::from(j), 0))
-                .1 += 1;
-        }
-    }
-
-    fn release<'a>(&self, jobs: impl IntoIterator<Item = &'a JobRef>) {
-        let Ok(mut m) = self.0.lock() else { return };
-        for j in jobs {
-            let key = (j.id.campaign.clone(), j.token);
-            if let Some(e) = m.get_mut(&key) {
-                e.1 = e.1.saturating_sub(1);
-                if e.1 == 0 {
-                    m.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// One job per held claim: enough for the store to renew each lease.
-    fn samples(&self) -> Vec<JobRef> {
-        self.0
-            .lock()
-            .map(|m| m.values().map(|(r, _)| r.clone()).collect())
-            .unwrap_or_default()
-    }
-}
-
 /// Renews every held lease at a third of its length until the lanes are done.
 async fn renew_leases<S: Store>(shared: Arc<Shared<S>>, done: CancellationToken) {
     let every = shared.cfg.lease / 3;
@@ -347,7 +310,7 @@ async fn renew_leases<S: Store>(shared: Arc<Shared<S>>, done: CancellationToken)
             () = done.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        let held = shared.holds.samples();
+        let held = shared.ledger.samples();
         if held.is_empty() {
             continue;
         }

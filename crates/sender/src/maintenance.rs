@@ -20,8 +20,12 @@ pub struct Sweep {
     pub started: Vec<CampaignId>,
 }
 
-/// Runs one sweep.
-pub async fn sweep<S: Store>(store: &S, cfg: &SenderConfig) -> Result<Sweep, StoreError> {
+/// Runs one sweep; `now_ms` (Unix ms) decides which scheduled campaigns are due.
+pub async fn sweep<S: Store>(
+    store: &S,
+    cfg: &SenderConfig,
+    now_ms: i64,
+) -> Result<Sweep, StoreError> {
     let reclaimed = store.reclaim_expired().await?;
     let total = reclaimed.to_pending + reclaimed.to_in_doubt;
     if total > 0 {
@@ -46,7 +50,7 @@ pub async fn sweep<S: Store>(store: &S, cfg: &SenderConfig) -> Result<Sweep, Sto
         );
     }
     let mut started = Vec::new();
-    for id in store.due_scheduled(herald_core::unix_ms()).await? {
+    for id in store.due_scheduled(now_ms).await? {
         // The transition is a compare-and-set: with several workers, one start wins.
         match store.transition(&id, CampaignAction::Start, None).await {
             Ok(_) => {
@@ -69,7 +73,7 @@ pub async fn sweep<S: Store>(store: &S, cfg: &SenderConfig) -> Result<Sweep, Sto
 pub(crate) async fn run<S: Store>(store: Arc<S>, cfg: SenderConfig, shutdown: CancellationToken) {
     let mut gauged: HashSet<CampaignId> = HashSet::new();
     loop {
-        if let Err(e) = sweep(&*store, &cfg).await {
+        if let Err(e) = sweep(&*store, &cfg, herald_core::unix_ms()).await {
             tracing::warn!(error = %e, "maintenance sweep failed; will retry");
         }
         if let Ok(running) = store.running_campaigns().await {

@@ -18,14 +18,15 @@ const BATCH: usize = 512;
 
 pub(crate) async fn run<S: Store>(
     shared: Arc<Shared<S>>,
-    mut rx: mpsc::Receiver<Settle>,
+    mut rx: mpsc::UnboundedReceiver<Settle>,
     lanes_done: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         batch.clear();
-        // Lanes and their send tasks hold senders through `Shared`, which outlives them, so
-        // the end is signalled separately: drain what is queued, then stop.
+        // Every held job holds a sender through the ledger, which outlives the lanes, so the
+        // end is signalled separately: once the lanes are done (and with them every held
+        // job, settled or dropped), drain what is queued, then stop.
         let first = tokio::select! {
             biased;
             m = rx.recv() => m,
@@ -57,7 +58,7 @@ async fn settle<S: Store>(shared: &Shared<S>, batch: &[Settle]) {
                     // by a webhook meanwhile: the store kept the better-informed state.
                     tracing::warn!(stale, "settlements arrived after their leases ended");
                 }
-                shared.holds.release(batch.iter().map(|s| &s.job));
+                shared.ledger.landed(batch.iter().map(|s| &s.job));
                 return;
             }
             Err(e) if e.is_retryable() => {
@@ -69,7 +70,7 @@ async fn settle<S: Store>(shared: &Shared<S>, batch: &[Settle]) {
                 // Not retryable: a bug or corrupt data. Retrying would never succeed; the
                 // leases expire and the jobs become in doubt, to be settled by evidence.
                 tracing::error!(error = %e, jobs = batch.len(), "settlement refused");
-                shared.holds.release(batch.iter().map(|s| &s.job));
+                shared.ledger.landed(batch.iter().map(|s| &s.job));
                 return;
             }
         }

@@ -13,14 +13,15 @@ pub(super) struct Send<S> {
 }
 
 impl<S: Store> Send<S> {
-    pub(super) async fn run(self, r: Ready, at: Instant, permit: OwnedSemaphorePermit) {
+    pub(super) async fn run(self, mut r: Ready, at: Instant, permit: OwnedSemaphorePermit) {
+        let job = r.held.job();
         let mut body =
-            Vec::with_capacity(r.campaign.template.len_hint() + r.job.vars.encoded().len());
+            Vec::with_capacity(r.campaign.template.len_hint() + job.vars.encoded().len());
         r.campaign.template.render_into(
             &mut body,
-            r.job.phone,
-            &r.job.id.to_callback_data(),
-            &r.job.vars,
+            job.phone,
+            &job.id.to_callback_data(),
+            &job.vars,
         );
         if at > Instant::now() {
             sleep_until(at).await;
@@ -33,12 +34,12 @@ impl<S: Store> Send<S> {
             count_send("late");
             self.shared.counts.late.fetch_add(1, Ordering::Relaxed);
             drop(permit);
-            if let Err(back) = self.signals.late.send(r) {
-                // The lane has ended (shutdown): the job was never sent.
-                self.settle(&back.0.job, Outcome::Released).await;
-            }
+            // Should the lane have ended (shutdown), the job comes back here and is dropped:
+            // released, never sent.
+            let _ = self.signals.late.send(r);
             return;
         }
+        r.held.sending();
         metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS).increment(1.0);
         self.shared.counts.requests.fetch_add(1, Ordering::Relaxed);
         self.signals.requests.fetch_add(1, Ordering::Relaxed);
@@ -50,29 +51,22 @@ impl<S: Store> Send<S> {
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS).decrement(1.0);
         // Boxed for the same reason: its store calls are large futures, rarely made.
-        let outcome = Box::pin(self.outcome(&r.job, result)).await;
-        self.settle(&r.job, outcome).await;
+        Box::pin(self.outcome(&mut r.held, result)).await;
+        r.held.settle_decided();
         drop(permit);
     }
 
-    async fn settle(&self, job: &ClaimedJob, outcome: Outcome) {
-        let settle = Settle {
-            job: JobRef::from(job),
-            outcome,
-        };
-        if self.shared.settle_tx.send(settle).await.is_err() {
-            tracing::error!("the settler stopped early; the job is left to lease expiry");
-        }
-    }
-
+    /// Decides the job's outcome from Meta's answer and acts on it. The outcome is recorded
+    /// in `held` before any store call that follows, so an abort there cannot turn a known
+    /// answer into a doubt.
     async fn outcome(
         &self,
-        job: &ClaimedJob,
+        held: &mut Held,
         result: Result<herald_cloudapi::SendResponse, herald_cloudapi::Error>,
-    ) -> Outcome {
+    ) {
         let e = match result {
             Ok(resp) => {
-                return match resp
+                let outcome = match resp
                     .messages
                     .first()
                     .and_then(|msg| WaMessageId::new(&msg.id).ok())
@@ -84,14 +78,19 @@ impl<S: Store> Send<S> {
                     }
                     None => {
                         // A success without a usable id: Meta may well have taken it.
-                        tracing::warn!(job = %job.id, "a send answer had no message id; in doubt");
+                        tracing::warn!(job = %held.job().id, "a send answer had no message id; in doubt");
                         count_send("in_doubt");
                         Outcome::InDoubt
                     }
                 };
+                held.decided(outcome);
+                return;
             }
             Err(e) => e,
         };
+        let job = held.job();
+        let (phone, attempts) = (job.phone, job.attempts);
+        let campaign = job.id.campaign.clone();
         let class = e.class();
         let code = e.code();
         metrics::counter!(
@@ -100,7 +99,7 @@ impl<S: Store> Send<S> {
             "code" => code.map_or("transport", code_label)
         )
         .increment(1);
-        tracing::debug!(job = %job.id, to = %job.phone.masked(), error = %e, "send failed");
+        tracing::debug!(job = %job.id, to = %phone.masked(), error = %e, "send failed");
         let detail = || {
             e.graph_error()
                 .and_then(|g| {
@@ -114,54 +113,54 @@ impl<S: Store> Send<S> {
                 .take(300)
                 .collect::<String>()
         };
-        match decide(class, code, job.attempts, &self.shared.cfg.backoff, unit()) {
+        match decide(class, code, attempts, &self.shared.cfg.backoff, unit()) {
             Decision::Retry(d) => {
                 count_send(if class == ErrorClass::PairLimited {
                     "pair_limited"
                 } else {
                     "retry"
                 });
-                Outcome::Delayed {
+                held.decided(Outcome::Delayed {
                     delay_ms: millis(d),
-                }
+                });
             }
             Decision::Defer(d) => {
                 if class == ErrorClass::Throttled {
                     self.signals.throttles.fetch_add(1, Ordering::Relaxed);
                 }
                 count_send("throttled");
-                Outcome::Deferred {
+                held.decided(Outcome::Deferred {
                     delay_ms: millis(d),
-                }
+                });
             }
             Decision::Fail(code) => {
                 count_send("failed");
+                held.decided(Outcome::Failed { code });
                 if e.code().is_some_and(ErrorClass::suppresses_recipient)
-                    && let Err(err) = self.shared.store.suppress(&self.pnid, &[job.phone]).await
+                    && let Err(err) = self.shared.store.suppress(&self.pnid, &[phone]).await
                 {
                     tracing::warn!(error = %err, "could not add an undeliverable number to the suppression list");
                 }
-                Outcome::Failed { code }
             }
             Decision::Skip(reason) => {
                 count_send("skipped");
-                Outcome::Skipped { reason }
+                held.decided(Outcome::Skipped { reason });
             }
             Decision::InDoubt => {
                 count_send("in_doubt");
-                Outcome::InDoubt
+                held.decided(Outcome::InDoubt);
             }
             Decision::PauseCampaign => {
                 count_send("paused");
+                held.decided(Outcome::Released);
                 let reason = Shared::<S>::pause_reason(PauseKind::CampaignFatal, code, detail());
-                self.shared.pause_campaign(&job.id.campaign, reason).await;
-                Outcome::Released
+                self.shared.pause_campaign(&campaign, reason).await;
             }
             Decision::PauseSender => {
                 count_send("paused");
+                held.decided(Outcome::Released);
                 let reason = Shared::<S>::pause_reason(PauseKind::SenderFatal, code, detail());
                 self.shared.pause_sender(&self.pnid, reason).await;
-                Outcome::Released
             }
         }
     }
