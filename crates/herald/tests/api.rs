@@ -395,7 +395,7 @@ async fn operational_routes() {
 async fn a_scheduled_campaign_starts_itself_once_across_instances() {
     let api = Api::new().await;
     let mut spec = template_spec("scheduled");
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(300);
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
     spec["schedule_at"] = json!(at.to_string());
     let (s, v) = api.json("POST", "/v1/campaigns", Some(spec)).await;
     assert_eq!(
@@ -406,14 +406,17 @@ async fn a_scheduled_campaign_starts_itself_once_across_instances() {
     let id = v["id"].as_str().unwrap().to_owned();
     let cfg = herald_sender::SenderConfig::default();
     // Before its time: nothing starts.
-    let early = herald_sender::sweep(&*api.store, &cfg).await.unwrap();
+    let before = at.as_millisecond() - 1;
+    let early = herald_sender::sweep(&*api.store, &cfg, before)
+        .await
+        .unwrap();
     assert!(early.started.is_empty());
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    // Three instances sweep at once: exactly one starts it.
+    // Three instances sweep at once after its time: exactly one starts it.
+    let after = at.as_millisecond() + 1;
     let (a, b, c) = tokio::join!(
-        herald_sender::sweep(&*api.store, &cfg),
-        herald_sender::sweep(&*api.store, &cfg),
-        herald_sender::sweep(&*api.store, &cfg)
+        herald_sender::sweep(&*api.store, &cfg, after),
+        herald_sender::sweep(&*api.store, &cfg, after),
+        herald_sender::sweep(&*api.store, &cfg, after)
     );
     let started: usize = [a, b, c]
         .into_iter()

