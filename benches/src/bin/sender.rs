@@ -22,7 +22,8 @@ use herald_cloudapi::{Client, ClientConfig, Secret};
 use herald_core::{CampaignAction, CampaignStatus, PhoneE164, Recipient, Vars};
 use herald_sender::{Sender, SenderConfig};
 use herald_sim::{SimConfig, SimProcess};
-use herald_store::{NewCampaign, RedisConfig, RedisStore, Store};
+use herald_store::{NewCampaign, Store};
+use herald_store_redis::{RedisConfig, RedisStore};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]

@@ -14,9 +14,8 @@
 use std::time::Instant;
 
 use herald_core::{CampaignAction, CampaignId, CampaignSpec, Recipient, Vars, WaMessageId};
-use herald_store::{
-    ClaimRequest, LeaseToken, NewCampaign, Outcome, RedisConfig, RedisStore, Settle, Store,
-};
+use herald_store::{ClaimRequest, LeaseToken, NewCampaign, Outcome, Settle, Store};
+use herald_store_redis::{RedisConfig, RedisStore};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 use herald_cloudapi::Secret;
 use herald_core::{CampaignAction, CampaignSpec, Recipient, Vars, WaMessageId};
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig};
-use herald_store::{
-    ClaimRequest, JobRef, LeaseToken, NewCampaign, Outcome, RedisConfig, RedisStore, Settle, Store,
-};
+use herald_store::{ClaimRequest, JobRef, LeaseToken, NewCampaign, Outcome, Settle, Store};
+use herald_store_redis::{RedisConfig, RedisStore};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use herald::api::{ApiState, Routes, router};
 use herald_reconciler::ReceiverConfig;
-use herald_store::{RedisConfig, RedisStore};
+use herald_store_redis::{RedisConfig, RedisStore};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;

@@ -225,9 +225,11 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
     assert!(status.success(), "{status:?}");
     sim.terminate();
     let _ = std::fs::remove_dir_all(&dir);
-    let store = herald_store::RedisStore::connect(&herald_store::RedisConfig::new(redis, prefix))
-        .await
-        .expect("redis");
+    let store = herald_store_redis::RedisStore::connect(&herald_store_redis::RedisConfig::new(
+        redis, prefix,
+    ))
+    .await
+    .expect("redis");
     store.purge_namespace().await.expect("purge");
 }
 

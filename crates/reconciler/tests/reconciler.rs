@@ -13,10 +13,10 @@ use herald_cloudapi::Secret;
 use herald_cloudapi::signature::sign;
 use herald_core::{CampaignAction, CampaignStatus, JobId, PauseKind, PhoneE164, WaMessageId};
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig, routes};
-use herald_store::conformance::{PNID, TestRedisServer, campaign, claim_req, running};
-use herald_store::{
-    JobRef, JobState, NewCampaign, Outcome, RedisConfig, RedisStore, Settle, Store,
-};
+use herald_store::conformance::{PNID, campaign, claim_req, running};
+use herald_store::{JobRef, JobState, NewCampaign, Outcome, Settle, Store};
+use herald_store_redis::testing::TestRedisServer;
+use herald_store_redis::{RedisConfig, RedisStore};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;

@@ -24,7 +24,8 @@ use std::time::Duration;
 use common::*;
 use herald_core::CampaignStatus;
 use herald_sender::Sender;
-use herald_store::{RedisConfig, RedisStore, Store};
+use herald_store::Store;
+use herald_store_redis::{RedisConfig, RedisStore};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

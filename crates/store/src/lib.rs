@@ -1,9 +1,10 @@
-//! Herald's durable state (DESIGN §4): campaigns, jobs, leases, per-job state, stats,
-//! suppression, 24 h windows and rate tokens.
+//! Herald's durable state: campaigns, jobs, leases, per-job state, stats, suppression, 24 h
+//! windows and rate tokens, behind one backend-neutral trait.
 //!
 //! The sender, the reconciler and the API talk only to the [`Store`] trait, at the level of
-//! domain operations; the Redis backend ([`RedisStore`]) implements it with one Lua script
-//! per multi-key transition, and an embedded single-node backend can implement it later. The
+//! domain operations. Backends: `herald-store-redis` (Redis standalone or Cluster, one Lua
+//! script per multi-key transition) and, in this crate, an in-memory one for the demo and
+//! fast tests. Every backend passes the same conformance suite (feature `testsuite`). The
 //! invariant every implementation keeps: a job's state and the campaign's counters change in
 //! the same atomic step, so `recipients = pending + in_flight + in_doubt + accepted +
 //! failed_before_accept + skipped_at_send + cancelled` holds at every moment, and webhook
@@ -22,16 +23,15 @@ use herald_core::{
     WaMessageId,
 };
 
+mod counters;
 mod error;
-mod keys;
-pub mod redis;
 mod types;
 
-#[cfg(feature = "conformance")]
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 
+pub use counters::stats_from_counters;
 pub use error::{Result, StoreError};
-pub use redis::{RedisConfig, RedisStore};
 pub use types::*;
 
 /// Herald's durable state. Every method is one or a few round trips; every state change is

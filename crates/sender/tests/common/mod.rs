@@ -14,7 +14,8 @@ use herald_core::{
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig, routes};
 use herald_sender::{Report, Sender, SenderConfig};
 use herald_sim::{Sim, SimConfig, SimProcess, SimStats};
-use herald_store::{InDoubtPolicy, NewCampaign, RedisConfig, RedisStore, Store};
+use herald_store::{InDoubtPolicy, NewCampaign, Store};
+use herald_store_redis::{RedisConfig, RedisStore};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use herald_store::{RedisConfig, RedisStore};
+use herald_store_redis::{RedisConfig, RedisStore};
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL")

@@ -11,9 +11,9 @@ use herald_core::{
 };
 use redis::AsyncCommands;
 
-use super::{RedisStore, campaign_from_meta, day_of, job_view, now_ms, stats_from_hash};
 use crate::keys::{DEDUPE_BUCKETS, JOBS_PER_BUCKET, MESSAGE_DAYS};
-use crate::{
+use crate::{RedisStore, campaign_from_meta, day_of, job_view, now_ms};
+use herald_store::{
     Applied, Campaign, ClaimRequest, ClaimedJob, FailureRow, InDoubtExpired, InDoubtPolicy, JobRef,
     JobView, NewCampaign, Outcome, PairReservation, Reclaimed, Result, RunningCampaign, Settle,
     SettleResult, Slots, StatusUpdate, Store, StoreError,
@@ -250,7 +250,7 @@ impl RedisStore {
             let rec = after.get(..len).ok_or_else(corrupt)?;
             rest = &after[len..];
             let rec = std::str::from_utf8(rec).map_err(|_| corrupt())?;
-            let r = super::parse_record(rec).ok_or_else(corrupt)?;
+            let r = crate::parse_record(rec).ok_or_else(corrupt)?;
             let phone = r
                 .phone
                 .parse::<u64>()
@@ -862,7 +862,9 @@ impl Store for RedisStore {
         if !exists {
             return Err(StoreError::NotFound(id.clone()));
         }
-        Ok(stats_from_hash(&h))
+        Ok(herald_store::stats_from_counters(
+            h.iter().map(|(k, v)| (k.as_str(), *v)),
+        ))
     }
 
     async fn job(&self, id: &JobId) -> Result<Option<JobView>> {
@@ -960,12 +962,12 @@ impl Store for RedisStore {
                 let seq = u32::try_from(b * JOBS_PER_BUCKET + u64::from(f)).unwrap_or(u32::MAX);
                 let view = job_view(JobId::new(id.clone(), seq), &rec)?;
                 let (reason, detail) = match &view.state {
-                    crate::JobState::Failed { code } => ("failed".to_owned(), code.clone()),
-                    crate::JobState::Skipped { reason } => {
+                    herald_store::JobState::Failed { code } => ("failed".to_owned(), code.clone()),
+                    herald_store::JobState::Skipped { reason } => {
                         (reason.as_str().to_owned(), String::new())
                     }
-                    crate::JobState::Accepted { delivery, .. } if delivery.failed => {
-                        let code = super::parse_record(&rec)
+                    herald_store::JobState::Accepted { delivery, .. } if delivery.failed => {
+                        let code = crate::parse_record(&rec)
                             .and_then(|r| r.aux.split(' ').nth(1).map(str::to_owned))
                             .unwrap_or_default();
                         ("failed".to_owned(), code)
@@ -1208,7 +1210,7 @@ impl Store for RedisStore {
         consumer: &str,
         count: usize,
         block_ms: u64,
-    ) -> Result<Vec<crate::WebhookEntry>> {
+    ) -> Result<Vec<herald_store::WebhookEntry>> {
         self.stream_read(consumer, count, block_ms).await
     }
 
@@ -1216,7 +1218,7 @@ impl Store for RedisStore {
         &self,
         consumer: &str,
         count: usize,
-    ) -> Result<Vec<crate::WebhookEntry>> {
+    ) -> Result<Vec<herald_store::WebhookEntry>> {
         self.stream_pending(consumer, count).await
     }
 
@@ -1225,7 +1227,7 @@ impl Store for RedisStore {
         consumer: &str,
         min_idle_ms: u64,
         count: usize,
-    ) -> Result<Vec<crate::WebhookEntry>> {
+    ) -> Result<Vec<herald_store::WebhookEntry>> {
         self.stream_claim(consumer, min_idle_ms, count).await
     }
 
@@ -1237,7 +1239,7 @@ impl Store for RedisStore {
         self.dead_append(reason, payload).await
     }
 
-    async fn dead_letters(&self, count: usize) -> Result<Vec<crate::DeadLetter>> {
+    async fn dead_letters(&self, count: usize) -> Result<Vec<herald_store::DeadLetter>> {
         self.dead_list(count).await
     }
 
@@ -1251,7 +1253,9 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn quality(&self) -> Result<std::collections::BTreeMap<String, crate::QualityRecord>> {
+    async fn quality(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, herald_store::QualityRecord>> {
         self.quality_all().await
     }
 }

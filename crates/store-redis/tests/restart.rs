@@ -10,8 +10,10 @@
 use std::time::{Duration, Instant};
 
 use herald_core::{CampaignAction, WaMessageId};
-use herald_store::conformance::{TestRedisServer, campaign, claim_req, recipients};
-use herald_store::{JobRef, JobState, Outcome, RedisConfig, RedisStore, Settle, Store};
+use herald_store::conformance::{campaign, claim_req, recipients};
+use herald_store::{JobRef, JobState, Outcome, Settle, Store};
+use herald_store_redis::testing::TestRedisServer;
+use herald_store_redis::{RedisConfig, RedisStore};
 
 async fn until_ok<T, F, Fut>(mut f: F) -> T
 where

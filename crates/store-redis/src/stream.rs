@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 
-use super::{RedisStore, now_ms};
-use crate::{DeadLetter, QualityRecord, Result, StoreError, WebhookEntry};
+use herald_store::{DeadLetter, QualityRecord, Result, StoreError, WebhookEntry};
+
+use crate::{RedisStore, now_ms};
 
 pub(crate) const GROUP: &str = "reconciler";
 const DEAD_KEEP: usize = 10_000;
@@ -83,7 +84,7 @@ impl RedisStore {
         from: &str,
     ) -> Result<Vec<WebhookEntry>> {
         // A blocking read holds its connection: never one of the shared ones.
-        let mut conn = self.pool.get().await.map_err(super::unavailable)?;
+        let mut conn = self.pool.get().await.map_err(crate::unavailable)?;
         conn.set_response_timeout(
             std::time::Duration::from_millis(block_ms.unwrap_or(0)) + self.timeout,
         );

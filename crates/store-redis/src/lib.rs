@@ -1,4 +1,4 @@
-//! The Redis backend: redis + deadpool-redis, one Lua script per multi-key transition.
+//! Herald's store on Redis: redis + deadpool-redis, one Lua script per multi-key transition.
 //!
 //! Scripts are registered once and called with EVALSHA (redis-rs reloads them on NOSCRIPT,
 //! e.g. after a Redis restart). Every error is mapped to a [`StoreError`]: connection
@@ -12,15 +12,19 @@ use std::time::{Duration, Instant};
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use herald_core::{
     CampaignId, CampaignSpec, CampaignStatus, DeliveryState, JobId, PauseReason, PhoneE164,
-    SkipReason, Stats, WaMessageId,
+    SkipReason, WaMessageId,
 };
 use redis::{RedisError, Script};
 
-use crate::keys::Keys;
-use crate::{Campaign, JobState, JobView, RunningCampaign, StoreError};
+use herald_store::{Campaign, JobState, JobView, RunningCampaign, StoreError};
 
+use crate::keys::Keys;
+
+mod keys;
 mod ops;
 mod stream;
+#[cfg(feature = "testsuite")]
+pub mod testing;
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
@@ -62,7 +66,7 @@ pub(crate) struct Scripts {
     pub(crate) pair: Script,
 }
 
-const COMMON: &str = include_str!("../../lua/common.lua");
+const COMMON: &str = include_str!("../lua/common.lua");
 
 fn with_common(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
@@ -71,19 +75,19 @@ fn with_common(body: &str) -> Script {
 impl Scripts {
     fn new() -> Self {
         Self {
-            enqueue: with_common(include_str!("../../lua/enqueue.lua")),
-            claim: with_common(include_str!("../../lua/claim.lua")),
-            start: with_common(include_str!("../../lua/start.lua")),
-            settle: with_common(include_str!("../../lua/settle.lua")),
-            renew: with_common(include_str!("../../lua/renew.lua")),
-            reclaim: with_common(include_str!("../../lua/reclaim.lua")),
-            doubt: with_common(include_str!("../../lua/doubt.lua")),
-            status: with_common(include_str!("../../lua/status.lua")),
-            cancel: with_common(include_str!("../../lua/cancel.lua")),
-            transition: Script::new(include_str!("../../lua/transition.lua")),
-            reply: with_common(include_str!("../../lua/reply.lua")),
-            acquire: Script::new(include_str!("../../lua/acquire.lua")),
-            pair: Script::new(include_str!("../../lua/pair.lua")),
+            enqueue: with_common(include_str!("../lua/enqueue.lua")),
+            claim: with_common(include_str!("../lua/claim.lua")),
+            start: with_common(include_str!("../lua/start.lua")),
+            settle: with_common(include_str!("../lua/settle.lua")),
+            renew: with_common(include_str!("../lua/renew.lua")),
+            reclaim: with_common(include_str!("../lua/reclaim.lua")),
+            doubt: with_common(include_str!("../lua/doubt.lua")),
+            status: with_common(include_str!("../lua/status.lua")),
+            cancel: with_common(include_str!("../lua/cancel.lua")),
+            transition: Script::new(include_str!("../lua/transition.lua")),
+            reply: with_common(include_str!("../lua/reply.lua")),
+            acquire: Script::new(include_str!("../lua/acquire.lua")),
+            pair: Script::new(include_str!("../lua/pair.lua")),
         }
     }
 
@@ -431,44 +435,6 @@ pub(crate) fn campaign_from_meta(
         started_ms: int("started_ms"),
         finished_ms: int("finished_ms"),
     })
-}
-
-/// Reads the counters hash into [`Stats`].
-pub(crate) fn stats_from_hash(h: &HashMap<String, i64>) -> Stats {
-    let get = |k: &str| u64::try_from(h.get(k).copied().unwrap_or(0)).unwrap_or(0);
-    let mut s = Stats {
-        recipients: get("recipients"),
-        pending: get("pending"),
-        in_flight: get("in_flight"),
-        in_doubt: get("in_doubt"),
-        accepted: get("accepted"),
-        sent: get("sent"),
-        delivered: get("delivered"),
-        read: get("read"),
-        failed: get("failed"),
-        failed_before_accept: get("failed_before_accept"),
-        skipped_at_send: get("skipped_at_send"),
-        cancelled: get("cancelled"),
-        replied: get("replied"),
-        ..Stats::default()
-    };
-    s.pricing.billable = get("billable");
-    for (k, v) in h {
-        let v = u64::try_from(*v).unwrap_or(0);
-        if v == 0 {
-            continue;
-        }
-        if let Some(code) = k.strip_prefix("err:") {
-            s.errors.insert(code.to_owned(), v);
-        } else if let Some(reason) = k.strip_prefix("skip:").or_else(|| k.strip_prefix("upl:")) {
-            if let Some(r) = SkipReason::parse(reason) {
-                *s.skipped.get_mut(r) += v;
-            }
-        } else if let Some(cat) = k.strip_prefix("cat:") {
-            s.pricing.categories.insert(cat.to_owned(), v);
-        }
-    }
-    s
 }
 
 /// Days since the Unix epoch (UTC) of a time in ms.

@@ -1,0 +1,76 @@
+//! A campaign's counters as every backend keeps them: a flat map from counter name to a
+//! signed count, changed in the same atomic step as the job states they describe. The names
+//! are the [`Stats`] fields, plus one counter per error code (`err:<code>`), send-time skip
+//! reason (`skip:<reason>`), upload reject reason (`upl:<reason>`) and pricing category
+//! (`cat:<category>`).
+
+use herald_core::{SkipReason, Stats};
+
+/// Reads counters into [`Stats`]. Missing counters are 0; a negative one (which the
+/// invariant rules out) reads as 0 rather than wrapping.
+pub fn stats_from_counters<'a>(counters: impl IntoIterator<Item = (&'a str, i64)>) -> Stats {
+    let mut s = Stats::default();
+    for (k, v) in counters {
+        let v = u64::try_from(v).unwrap_or(0);
+        if v == 0 {
+            continue;
+        }
+        match k {
+            "recipients" => s.recipients = v,
+            "pending" => s.pending = v,
+            "in_flight" => s.in_flight = v,
+            "in_doubt" => s.in_doubt = v,
+            "accepted" => s.accepted = v,
+            "sent" => s.sent = v,
+            "delivered" => s.delivered = v,
+            "read" => s.read = v,
+            "failed" => s.failed = v,
+            "failed_before_accept" => s.failed_before_accept = v,
+            "skipped_at_send" => s.skipped_at_send = v,
+            "cancelled" => s.cancelled = v,
+            "replied" => s.replied = v,
+            "billable" => s.pricing.billable = v,
+            _ => {
+                if let Some(code) = k.strip_prefix("err:") {
+                    s.errors.insert(code.to_owned(), v);
+                } else if let Some(reason) =
+                    k.strip_prefix("skip:").or_else(|| k.strip_prefix("upl:"))
+                {
+                    if let Some(r) = SkipReason::parse(reason) {
+                        *s.skipped.get_mut(r) += v;
+                    }
+                } else if let Some(cat) = k.strip_prefix("cat:") {
+                    s.pricing.categories.insert(cat.to_owned(), v);
+                }
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_read_into_stats() {
+        let s = stats_from_counters([
+            ("recipients", 5),
+            ("pending", 2),
+            ("accepted", 3),
+            ("err:131026", 1),
+            ("skip:window_closed", 1),
+            ("upl:duplicate", 4),
+            ("cat:marketing", 3),
+            ("in_doubt", -1),
+            ("unknown", 9),
+        ]);
+        assert_eq!(
+            (s.recipients, s.pending, s.accepted, s.in_doubt),
+            (5, 2, 3, 0)
+        );
+        assert_eq!(s.errors["131026"], 1);
+        assert_eq!((s.skipped.window_closed, s.skipped.duplicate), (1, 4));
+        assert_eq!(s.pricing.categories["marketing"], 3);
+    }
+}
