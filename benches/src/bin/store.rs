@@ -184,7 +184,7 @@ async fn main() {
                     .ok()
                     .and_then(|b| b.parse().ok())
                     .unwrap_or(500),
-                lease_ms: 60_000,
+                lease: std::time::Duration::from_secs(60),
                 token: LeaseToken(w),
             };
             let mut done = 0u64;

@@ -65,7 +65,7 @@ async fn accepted_jobs(store: &RedisStore) -> Vec<(String, String)> {
     let req = ClaimRequest {
         phone_number_id: None,
         max: 1000,
-        lease_ms: 600_000,
+        lease: Duration::from_secs(600),
         token: LeaseToken(1),
     };
     loop {
@@ -213,7 +213,7 @@ async fn main() {
         let stored = requests * load_secs;
         loop {
             let left = store
-                .read_webhooks("bench-probe", 1, 1)
+                .read_webhooks("bench-probe", 1, Duration::from_millis(1))
                 .await
                 .expect("probe");
             // The probe consumer must not eat deliveries: give back what it took.

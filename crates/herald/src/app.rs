@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use herald_cloudapi::Client;
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig};
 use herald_sender::Sender;
+use herald_store::Store;
 use herald_store_redis::{RedisConfig, RedisStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -5,11 +5,17 @@
 //! and each batch it accepts is enqueued before it reads on. A failure mid-upload keeps what
 //! was already stored (enqueueing is idempotent, so the same file can be sent again) and the
 //! answer says how far it got.
+//!
+//! While an upload runs, it holds its campaign open: a running campaign whose queue empties
+//! does not complete under a slow or pausing stream. The hold is renewed by a heartbeat
+//! for as long as the upload lives (not per batch, which a slow client would starve) and
+//! released at the end; if this process dies, it lapses by itself after [`HOLD`].
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -20,7 +26,7 @@ use herald_loader::{
     LoadError, LoadOptions, LoadReport, RecipientSink, Reject, RejectKind, RejectReason,
     RowProblem, SinkError,
 };
-use herald_store::{Campaign, FailureRow, Store};
+use herald_store::{Campaign, FailureRow, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -29,8 +35,8 @@ use crate::api::ApiError;
 
 /// Rejects shown in the upload's answer (all of them are in the failures report).
 const FIRST_REJECTS: usize = 20;
-/// How long an upload holds its campaign open between batches.
-const HOLD_MS: i64 = 120_000;
+/// How long an upload's hold on its campaign lasts without renewal.
+const HOLD: Duration = Duration::from_secs(60);
 
 /// Streams a CSV body into the campaign and answers with the load summary.
 pub async fn load<S: Store>(
@@ -56,6 +62,18 @@ pub async fn load<S: Store>(
     let reader = SyncIoBridge::new(StreamReader::new(stream));
     let handle = Handle::current();
     let id = campaign.id.clone();
+    // Hold the campaign open before the first row is read: a campaign that ended meanwhile
+    // is refused here, with nothing read.
+    let upload = rand::random::<u64>();
+    store.hold_upload(&id, upload, HOLD).await?;
+    let heartbeat = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(hold_while_alive(
+        store.clone(),
+        id.clone(),
+        upload,
+        heartbeat.clone(),
+    ));
+    let _stop_heartbeat = heartbeat.drop_guard();
     let region = campaign.spec.default_region.clone();
     let result = tokio::task::spawn_blocking(move || {
         let check = move |vars: &Vars| row_check(&template, vars);
@@ -73,8 +91,11 @@ pub async fn load<S: Store>(
             rt: handle.clone(),
         };
         let r = herald_loader::load(reader, &opts, &mut sink);
-        // Let the campaign complete once its last job settles.
-        let _ = handle.block_on(store.hold_upload(&id, now_ms()));
+        // Let the campaign complete once its last job settles (should this fail, the hold
+        // lapses by itself).
+        if let Err(e) = handle.block_on(store.release_upload(&id, upload)) {
+            tracing::warn!(campaign = %id, error = %e, "could not release the upload's hold");
+        }
         r
     })
     .await
@@ -120,7 +141,19 @@ fn load_error(e: LoadError) -> ApiError {
                 summary.accepted
             ),
         ),
-        LoadError::Sink { summary, .. } => {
+        LoadError::Sink { source, summary } => {
+            if let Some(StoreError::Final(id, status)) = source.downcast_ref::<StoreError>() {
+                // Only a cancel can end a campaign an upload holds open.
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!(
+                        "campaign {id} was {status} during the upload: the first {} \
+                         recipients were added before it, and it takes no more",
+                        summary.accepted
+                    ),
+                );
+            }
             tracing::warn!(error = %e, "upload stopped by the store");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -200,10 +233,9 @@ impl<S: Store> RecipientSink for StoreSink<S> {
     }
 
     fn accept(&mut self, recipients: &[Recipient]) -> Result<Vec<bool>, SinkError> {
-        self.rt.block_on(async {
-            self.store.hold_upload(&self.id, now_ms() + HOLD_MS).await?;
-            Ok(self.store.enqueue_batch(&self.id, recipients).await?)
-        })
+        Ok(self
+            .rt
+            .block_on(self.store.enqueue_batch(&self.id, recipients))?)
     }
 
     fn reject(&mut self, rejects: &[Reject]) -> Result<(), SinkError> {
@@ -230,8 +262,23 @@ impl<S: Store> RecipientSink for StoreSink<S> {
     }
 }
 
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
+/// Renews an upload's hold on its campaign until `done`, at a third of its length: a slow
+/// client never lets it lapse while the upload is alive.
+async fn hold_while_alive<S: Store>(
+    store: Arc<S>,
+    id: CampaignId,
+    upload: u64,
+    done: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = done.cancelled() => return,
+            () = tokio::time::sleep(HOLD / 3) => {}
+        }
+        if let Err(e) = store.hold_upload(&id, upload, HOLD).await {
+            tracing::warn!(campaign = %id, error = %e, "could not renew the upload's hold");
+        }
+    }
 }
 
 /// A byte stream that fails with `FileTooLarge` once more than `left` bytes came through.

@@ -406,13 +406,13 @@ async fn a_scheduled_campaign_starts_itself_once_across_instances() {
     let id = v["id"].as_str().unwrap().to_owned();
     let cfg = herald_sender::SenderConfig::default();
     // Before its time: nothing starts.
-    let before = at.as_millisecond() - 1;
+    let before = at - jiff::SignedDuration::from_millis(1);
     let early = herald_sender::sweep(&*api.store, &cfg, before)
         .await
         .unwrap();
     assert!(early.started.is_empty());
     // Three instances sweep at once after its time: exactly one starts it.
-    let after = at.as_millisecond() + 1;
+    let after = at + jiff::SignedDuration::from_millis(1);
     let (a, b, c) = tokio::join!(
         herald_sender::sweep(&*api.store, &cfg, after),
         herald_sender::sweep(&*api.store, &cfg, after),

@@ -334,8 +334,11 @@ impl<S: Store> Reconciler<S> {
         };
         // The window runs from when the user wrote (a delivery Meta retried days later opens
         // nothing); a timestamp from the future counts as now.
-        let now = herald_core::unix_ms() / 1000;
-        let at = msg.timestamp.map_or(now, |t| t.0.min(now));
+        let now = jiff::Timestamp::now();
+        let at = msg
+            .timestamp
+            .and_then(|t| jiff::Timestamp::from_second(t.0).ok())
+            .map_or(now, |t| t.min(now));
         self.store.open_window(pnid, phone, at).await?;
         if let Some(campaign) = self.store.last_campaign(pnid, phone).await? {
             self.store.count_reply(&campaign, phone).await?;

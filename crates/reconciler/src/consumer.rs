@@ -49,9 +49,9 @@ async fn apply_and_ack<S: Store>(
     rec.apply(&bodies).await?;
     let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
     rec.store.ack_webhooks(&ids).await?;
-    let now = herald_core::unix_ms();
-    if let Some(oldest) = entries.iter().filter_map(WebhookEntry::received_ms).min() {
-        metrics::gauge!(m::RECONCILER_LAG_SECONDS).set((now - oldest).max(0) as f64 / 1000.0);
+    if let Some(oldest) = entries.iter().map(|e| e.received).min() {
+        let lag = jiff::Timestamp::now().duration_since(oldest);
+        metrics::gauge!(m::RECONCILER_LAG_SECONDS).set(lag.as_secs_f64().max(0.0));
     }
     Ok(())
 }
@@ -83,7 +83,7 @@ pub async fn run<S: Store>(
                 last_claim = tokio::time::Instant::now();
                 let stale = rec
                     .store
-                    .claim_stale_webhooks(&cfg.name, cfg.claim_idle.as_millis() as u64, cfg.batch)
+                    .claim_stale_webhooks(&cfg.name, cfg.claim_idle, cfg.batch)
                     .await?;
                 if !stale.is_empty() {
                     tracing::warn!(
@@ -95,7 +95,7 @@ pub async fn run<S: Store>(
             }
             let fresh = rec
                 .store
-                .read_webhooks(&cfg.name, cfg.batch, cfg.block.as_millis() as u64)
+                .read_webhooks(&cfg.name, cfg.batch, cfg.block)
                 .await?;
             apply_and_ack(&rec, &fresh).await
         };

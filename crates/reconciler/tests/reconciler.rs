@@ -65,7 +65,10 @@ async fn post_signed(app: &axum::Router, body: &[u8]) -> StatusCode {
 async fn reconcile(store: &Arc<RedisStore>) {
     let rec = Reconciler::new(store.clone(), ReconcilerConfig::default());
     loop {
-        let batch = store.read_webhooks("test", 100, 10).await.unwrap();
+        let batch = store
+            .read_webhooks("test", 100, Duration::from_millis(10))
+            .await
+            .unwrap();
         if batch.is_empty() {
             return;
         }
@@ -174,14 +177,17 @@ async fn every_signature_fault_is_a_401_and_nothing_is_stored() {
     }
     assert!(
         store
-            .read_webhooks("test", 10, 10)
+            .read_webhooks("test", 10, Duration::from_millis(10))
             .await
             .unwrap()
             .is_empty(),
         "no forged body reached the stream"
     );
     assert_eq!(post(&app, body.clone(), Some(good)).await, StatusCode::OK);
-    let stored = store.read_webhooks("test", 10, 10).await.unwrap();
+    let stored = store
+        .read_webhooks("test", 10, Duration::from_millis(10))
+        .await
+        .unwrap();
     assert_eq!(stored[0].body, body, "stored byte for byte");
     store.purge_namespace().await.unwrap();
 }
@@ -226,7 +232,10 @@ async fn a_503_while_redis_is_down_then_recovery() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status, StatusCode::OK, "recovers once Redis is back");
-    let stored = store.read_webhooks("test", 10, 10).await.unwrap();
+    let stored = store
+        .read_webhooks("test", 10, Duration::from_millis(10))
+        .await
+        .unwrap();
     assert_eq!(
         stored.len(),
         2,
@@ -282,7 +291,11 @@ async fn world() -> World {
     // The users' last campaign, as a send would have recorded it, for reply attribution.
     for (pnid, user) in [("1122334455667", users[0]), ("106540352242922", users[1])] {
         store
-            .reserve_pairs(pnid, &[(user.parse().unwrap(), id.clone())], 1)
+            .reserve_pairs(
+                pnid,
+                &[(user.parse().unwrap(), id.clone())],
+                Duration::from_millis(1),
+            )
             .await
             .unwrap();
     }
@@ -613,7 +626,7 @@ async fn account_updates_quality_and_unknown_content_never_stop_the_consumer() {
     );
     assert!(
         w.store
-            .read_webhooks("test", 10, 10)
+            .read_webhooks("test", 10, Duration::from_millis(10))
             .await
             .unwrap()
             .is_empty(),
@@ -720,7 +733,10 @@ async fn a_reconciler_killed_mid_batch_loses_nothing() {
     }
     // Reconciler "a" reads all twenty, applies the first half, and dies before acknowledging.
     let a = Reconciler::new(store.clone(), ReconcilerConfig::default());
-    let read = store.read_webhooks("a", 100, 10).await.unwrap();
+    let read = store
+        .read_webhooks("a", 100, Duration::from_millis(10))
+        .await
+        .unwrap();
     assert_eq!(read.len(), 20);
     let half: Vec<&[u8]> = read[..10].iter().map(|e| e.body.as_slice()).collect();
     a.apply(&half).await.unwrap();

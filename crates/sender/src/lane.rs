@@ -16,6 +16,7 @@ use std::time::Duration;
 use herald_cloudapi::{ErrorClass, code_label};
 use herald_core::{CampaignId, PauseKind, PhoneE164, SkipReason, WaMessageId, metrics as m};
 use herald_store::{ClaimRequest, JobRef, LeaseToken, Outcome, PairReservation, Store, StoreError};
+use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
@@ -252,7 +253,7 @@ impl<S: Store> Lane<S> {
             .claim(&ClaimRequest {
                 phone_number_id: Some(self.pnid.to_string()),
                 max,
-                lease_ms: u64::try_from(cfg.lease.as_millis()).unwrap_or(u64::MAX),
+                lease: cfg.lease,
                 token: LeaseToken(rand::random()),
             })
             .await?;
@@ -334,8 +335,8 @@ impl<S: Store> Lane<S> {
 
     /// One pacing round. Returns when the next one should start.
     async fn round(&mut self, shutdown: &CancellationToken) -> Result<Instant, StoreError> {
-        let interval_us = interval_us(self.rate.current(), self.shared.cfg.pace_margin);
-        let per_round = (ROUND.as_micros() as u64 / interval_us).max(1) as usize;
+        let interval = interval(self.rate.current(), self.shared.cfg.pace_margin);
+        let per_round = (ROUND.as_micros() / interval.as_micros().max(1)).max(1) as usize;
         let want = per_round.min(self.ready.len());
         // Permits first: at least one (waiting for it), then as many as are free.
         let first = tokio::select! {
@@ -366,21 +367,19 @@ impl<S: Store> Lane<S> {
                 }
             }
         }
-        let horizon_us = (ROUND + LOOKAHEAD).as_micros() as u64;
+        let horizon = ROUND + LOOKAHEAD;
         let asked = Instant::now();
         let slots = self
             .shared
             .store
-            .acquire_slots(&self.pnid, interval_us, permits.len() as u32, horizon_us)
+            .acquire_slots(&self.pnid, interval, permits.len() as u32, horizon)
             .await?;
-        self.clock.sample(asked, Instant::now(), slots.now_us);
+        self.clock.sample(asked, Instant::now(), slots.now);
         let clock = self.clock;
-        let at = |store_us: u64| clock.local(store_us);
+        let at = |store: Timestamp| clock.local(store);
         if slots.granted == 0 {
-            // Others hold the slots up to `first_at`; come back when it is within reach.
-            let back =
-                slots.first_at_us.saturating_sub(horizon_us) + LOOKAHEAD.as_micros() as u64 / 2;
-            return Ok(at(back));
+            // Others hold the slots up to `first`; come back when it is within reach.
+            return Ok(at(slots.first - horizon + LOOKAHEAD / 2));
         }
         let granted = slots.granted as usize;
         permits.truncate(granted);
@@ -400,13 +399,10 @@ impl<S: Store> Lane<S> {
                 go.push(r);
             }
         }
-        go.extend(
-            self.admit_pairs_and_start(fresh, slots.now_us / 1000)
-                .await?,
-        );
+        go.extend(self.admit_pairs_and_start(fresh, slots.now).await?);
         let mut last = Instant::now();
         for (i, (r, permit)) in go.into_iter().zip(permits).enumerate() {
-            let when = at(slots.first_at_us + i as u64 * slots.interval_us);
+            let when = at(slots.at(i as u32));
             last = when;
             metrics::histogram!(m::SENDER_TOKEN_WAIT_SECONDS)
                 .record(when.saturating_duration_since(r.since).as_secs_f64());
@@ -425,7 +421,7 @@ impl<S: Store> Lane<S> {
     async fn admit_pairs_and_start(
         &mut self,
         batch: Vec<Ready>,
-        store_now_ms: u64,
+        store_now: Timestamp,
     ) -> Result<Vec<Ready>, StoreError> {
         if batch.is_empty() {
             return Ok(batch);
@@ -434,13 +430,12 @@ impl<S: Store> Lane<S> {
             .iter()
             .map(|r| (r.held.job().phone, r.held.job().id.campaign.clone()))
             .collect();
-        let pair_ms = u64::try_from((self.shared.cfg.pair_interval + PAIR_SLACK).as_millis())
-            .unwrap_or(u64::MAX);
+        let pair_interval = self.shared.cfg.pair_interval + PAIR_SLACK;
         let reserved_at = Instant::now();
         let pairs = match self
             .shared
             .store
-            .reserve_pairs(&self.pnid, &sends, pair_ms)
+            .reserve_pairs(&self.pnid, &sends, pair_interval)
             .await
         {
             Ok(p) => p,
@@ -454,9 +449,11 @@ impl<S: Store> Lane<S> {
             match p {
                 PairReservation::Ok => go.push(r),
                 PairReservation::NotBefore(t) => {
-                    let delay_ms = t.saturating_sub(store_now_ms) + 20;
+                    let wait = t.duration_since(store_now).unsigned_abs();
                     count_send("pair_spaced");
-                    r.held.settle(Outcome::Deferred { delay_ms });
+                    r.held.settle(Outcome::Deferred {
+                        delay: wait + Duration::from_millis(20),
+                    });
                 }
             }
         }
@@ -543,14 +540,14 @@ impl<S: Store> Lane<S> {
 /// together than the limiter spaced them.
 #[derive(Debug, Clone, Copy, Default)]
 struct Clock {
-    anchor: Option<(Instant, u64, Duration)>,
+    anchor: Option<(Instant, Timestamp, Duration)>,
 }
 
 impl Clock {
     /// Uncertainty added to the kept reading per second of age.
     const AGING_PER_SEC: Duration = Duration::from_micros(50);
 
-    fn sample(&mut self, asked: Instant, answered: Instant, store_us: u64) {
+    fn sample(&mut self, asked: Instant, answered: Instant, store: Timestamp) {
         let half = (answered - asked) / 2;
         let mid = asked + half;
         let keep = self.anchor.is_some_and(|(at, _, err)| {
@@ -558,31 +555,34 @@ impl Clock {
             err + Self::AGING_PER_SEC.mul_f64(age) < half
         });
         if !keep {
-            self.anchor = Some((mid, store_us, half));
+            self.anchor = Some((mid, store, half));
         }
     }
 
     /// The local instant of a store time.
-    fn local(&self, store_us: u64) -> Instant {
+    fn local(&self, store: Timestamp) -> Instant {
         match self.anchor {
-            Some((at, anchor_us, _)) if store_us >= anchor_us => {
-                at + Duration::from_micros(store_us - anchor_us)
+            Some((at, anchor, _)) => {
+                let d = store.duration_since(anchor);
+                if d.is_negative() {
+                    at.checked_sub(d.unsigned_abs()).unwrap_or(at)
+                } else {
+                    at + d.unsigned_abs()
+                }
             }
-            Some((at, anchor_us, _)) => at
-                .checked_sub(Duration::from_micros(anchor_us - store_us))
-                .unwrap_or(at),
             None => Instant::now(),
         }
     }
 }
 
-/// Microseconds between sends at `mps`, widened by the margin and rounded up (never
-/// narrower than the rate allows).
-fn interval_us(mps: f64, margin: f64) -> u64 {
+/// The time between sends at `mps`, widened by the margin and rounded up to the microsecond
+/// (never narrower than the rate allows).
+fn interval(mps: f64, margin: f64) -> Duration {
     // The epsilon keeps float noise (1000 · 1.003 = 1003.0000000000001) from rounding up.
-    ((1_000_000.0 / mps.max(0.01)) * (1.0 + margin) - 1e-6)
+    let us = ((1_000_000.0 / mps.max(0.01)) * (1.0 + margin) - 1e-6)
         .ceil()
-        .max(1.0) as u64
+        .max(1.0) as u64;
+    Duration::from_micros(us)
 }
 
 async fn pause(shutdown: &CancellationToken, d: Duration) {
@@ -602,26 +602,32 @@ mod tests {
 
     #[test]
     fn intervals_are_widened_by_the_margin() {
-        assert_eq!(interval_us(80.0, 0.0), 12_500);
-        assert_eq!(interval_us(1000.0, 0.003), 1003);
-        assert_eq!(interval_us(80.0, 0.003), 12_538);
-        assert_eq!(interval_us(1e9, 0.0), 1, "never zero");
+        let us = Duration::from_micros;
+        assert_eq!(interval(80.0, 0.0), us(12_500));
+        assert_eq!(interval(1000.0, 0.003), us(1003));
+        assert_eq!(interval(80.0, 0.003), us(12_538));
+        assert_eq!(interval(1e9, 0.0), us(1), "never zero");
     }
 
     #[test]
     fn the_clock_keeps_its_most_precise_reading() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
+        let store = |ms: i64| Timestamp::from_millisecond(ms).unwrap();
         let mut c = Clock::default();
-        // Store time 1,000,000 µs read in a 10 ms round trip: anchored at its middle.
-        c.sample(t0, t0 + ms(10), 1_000_000);
-        assert_eq!(c.local(1_000_000), t0 + ms(5));
+        // Store time 1,000 ms read in a 10 ms round trip: anchored at its middle.
+        c.sample(t0, t0 + ms(10), store(1000));
+        assert_eq!(c.local(store(1000)), t0 + ms(5));
         // A sloppier reading (40 ms) that disagrees by 15 ms changes nothing.
-        c.sample(t0 + ms(100), t0 + ms(140), 1_100_000);
-        assert_eq!(c.local(1_200_000), t0 + ms(205));
+        c.sample(t0 + ms(100), t0 + ms(140), store(1100));
+        assert_eq!(c.local(store(1200)), t0 + ms(205));
         // A sharper one (2 ms) replaces it.
-        c.sample(t0 + ms(300), t0 + ms(302), 1_300_000);
-        assert_eq!(c.local(1_300_000), t0 + ms(301));
-        assert_eq!(c.local(1_299_000), t0 + ms(300), "times before the anchor");
+        c.sample(t0 + ms(300), t0 + ms(302), store(1300));
+        assert_eq!(c.local(store(1300)), t0 + ms(301));
+        assert_eq!(
+            c.local(store(1299)),
+            t0 + ms(300),
+            "times before the anchor"
+        );
     }
 }

@@ -304,7 +304,6 @@ impl<S: Store> Shared<S> {
 /// Renews every held lease at a third of its length until the lanes are done.
 async fn renew_leases<S: Store>(shared: Arc<Shared<S>>, done: CancellationToken) {
     let every = shared.cfg.lease / 3;
-    let lease_ms = u64::try_from(shared.cfg.lease.as_millis()).unwrap_or(u64::MAX);
     loop {
         tokio::select! {
             () = done.cancelled() => return,
@@ -314,7 +313,7 @@ async fn renew_leases<S: Store>(shared: Arc<Shared<S>>, done: CancellationToken)
         if held.is_empty() {
             continue;
         }
-        if let Err(e) = shared.store.renew(&held, lease_ms).await {
+        if let Err(e) = shared.store.renew(&held, shared.cfg.lease).await {
             tracing::warn!(error = %e, claims = held.len(), "could not renew leases");
         }
     }

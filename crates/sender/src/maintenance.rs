@@ -20,19 +20,20 @@ pub struct Sweep {
     pub started: Vec<CampaignId>,
 }
 
-/// Runs one sweep; `now_ms` (Unix ms) decides which scheduled campaigns are due.
+/// Runs one sweep; `now` decides which scheduled campaigns are due.
 pub async fn sweep<S: Store>(
     store: &S,
     cfg: &SenderConfig,
-    now_ms: i64,
+    now: jiff::Timestamp,
 ) -> Result<Sweep, StoreError> {
     let reclaimed = store.reclaim_expired().await?;
     let total = reclaimed.to_pending + reclaimed.to_in_doubt;
     if total > 0 {
         metrics::counter!(m::SENDER_RECLAIMED_JOBS_TOTAL).increment(total);
     }
-    let grace = u64::try_from(cfg.in_doubt_grace.as_millis()).unwrap_or(u64::MAX);
-    let in_doubt = store.expire_in_doubt(grace, cfg.in_doubt_policy).await?;
+    let in_doubt = store
+        .expire_in_doubt(cfg.in_doubt_grace, cfg.in_doubt_policy)
+        .await?;
     if in_doubt.resent > 0 {
         metrics::counter!(m::SENDER_IN_DOUBT_EXPIRED_TOTAL, "outcome" => "resent")
             .increment(in_doubt.resent);
@@ -50,7 +51,7 @@ pub async fn sweep<S: Store>(
         );
     }
     let mut started = Vec::new();
-    for id in store.due_scheduled(now_ms).await? {
+    for id in store.due_scheduled(now).await? {
         // The transition is a compare-and-set: with several workers, one start wins.
         match store.transition(&id, CampaignAction::Start, None).await {
             Ok(_) => {
@@ -73,7 +74,7 @@ pub async fn sweep<S: Store>(
 pub(crate) async fn run<S: Store>(store: Arc<S>, cfg: SenderConfig, shutdown: CancellationToken) {
     let mut gauged: HashSet<CampaignId> = HashSet::new();
     loop {
-        if let Err(e) = sweep(&*store, &cfg, herald_core::unix_ms()).await {
+        if let Err(e) = sweep(&*store, &cfg, jiff::Timestamp::now()).await {
             tracing::warn!(error = %e, "maintenance sweep failed; will retry");
         }
         if let Ok(running) = store.running_campaigns().await {

@@ -115,7 +115,7 @@ local function leave(base, c, r, seq)
   end
 end
 
--- A running campaign with recipients and nothing left to do (and no upload in progress)
+-- A running campaign with recipients and nothing left to do (and no upload holding it open)
 -- completes. Returns 1 when it did.
 local function maybe_complete(meta, base, now)
   if redis.call('HGET', meta, 'status') ~= 'running' then return 0 end
@@ -124,7 +124,9 @@ local function maybe_complete(meta, base, now)
   for i = 2, 4 do
     if (tonumber(v[i]) or 0) > 0 then return 0 end
   end
-  if (tonumber(redis.call('HGET', meta, 'upload_until') or '0') or 0) > now then return 0 end
+  if #redis.call('ZRANGEBYSCORE', base .. ':uploads', '(' .. now, '+inf', 'LIMIT', 0, 1) > 0 then
+    return 0
+  end
   redis.call('HSET', meta, 'status', 'completed', 'finished_ms', now, 'updated_ms', now)
   return 1
 end

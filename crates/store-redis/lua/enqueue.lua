@@ -4,7 +4,7 @@
 -- Returns one 1 (new) or 0 (already in the campaign) per recipient.
 local meta, base, nb = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local st = redis.call('HGET', meta, 'status')
-if not st then return redis.error_reply('HNOTFOUND') end
+if not st then return redis.error_reply('HNOTFOUND no such campaign') end
 if st == 'completed' or st == 'cancelled' then return redis.error_reply('HFINAL ' .. st) end
 local seq = tonumber(redis.call('HGET', meta, 'next_seq') or '0')
 local out, pushes, dkeys = {}, {}, {}

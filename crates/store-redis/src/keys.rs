@@ -3,7 +3,8 @@
 //! single Redis Cluster slot.
 //!
 //! ```text
-//! <p>:campaigns             ZSET  campaign id → created ms (the list)
+//! <p>:campaigns             ZSET  campaign id → created ms · 1024 + seq mod 1024 (the list)
+//! <p>:campaign_seq          STR   creation counter (orders campaigns created in one ms)
 //! <p>:running               SET   running campaign ids (an index; repaired from metas)
 //! <p>:active                SET   campaigns that may hold leases or in-doubt jobs
 //! <p>:scheduled             ZSET  campaign id → schedule_at ms
@@ -71,6 +72,10 @@ impl Keys {
 
     pub(crate) fn campaigns(&self) -> String {
         format!("{}:campaigns", self.prefix)
+    }
+
+    pub(crate) fn campaign_seq(&self) -> String {
+        format!("{}:campaign_seq", self.prefix)
     }
 
     pub(crate) fn running(&self) -> String {

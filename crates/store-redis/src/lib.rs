@@ -62,6 +62,7 @@ pub(crate) struct Scripts {
     pub(crate) cancel: Script,
     pub(crate) transition: Script,
     pub(crate) reply: Script,
+    pub(crate) upload: Script,
     pub(crate) acquire: Script,
     pub(crate) pair: Script,
 }
@@ -86,12 +87,13 @@ impl Scripts {
             cancel: with_common(include_str!("../lua/cancel.lua")),
             transition: Script::new(include_str!("../lua/transition.lua")),
             reply: with_common(include_str!("../lua/reply.lua")),
+            upload: with_common(include_str!("../lua/upload.lua")),
             acquire: Script::new(include_str!("../lua/acquire.lua")),
             pair: Script::new(include_str!("../lua/pair.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 13] {
+    fn all(&self) -> [&Script; 14] {
         [
             &self.enqueue,
             &self.claim,
@@ -104,6 +106,7 @@ impl Scripts {
             &self.cancel,
             &self.transition,
             &self.reply,
+            &self.upload,
             &self.acquire,
             &self.pair,
         ]
@@ -146,18 +149,33 @@ pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// Maps a Redis error to the store's vocabulary. Herald's scripts signal domain refusals
-/// with error codes starting `H`.
-pub(crate) fn map_err(e: RedisError) -> StoreError {
-    match e.code() {
-        Some("HNOTFOUND") => return StoreError::Invalid("campaign not found".into()),
-        Some("HFINAL") | Some("HSTATE") => {
-            return StoreError::Invalid(e.detail().unwrap_or("campaign cannot change").to_owned());
+/// Maps a Redis error to the store's vocabulary, for a call about campaign `id` when there
+/// is one. Herald's scripts signal domain refusals with error codes starting `H` (listed in
+/// `lua/common.lua`): a missing campaign is [`StoreError::NotFound`], one that has ended is
+/// [`StoreError::Final`]; callers never re-check.
+pub(crate) fn map_err(e: RedisError, id: Option<&CampaignId>) -> StoreError {
+    match (e.code(), id) {
+        (Some("HNOTFOUND"), Some(id)) => return StoreError::NotFound(id.clone()),
+        (Some("HFINAL"), Some(id)) => {
+            let status = e
+                .detail()
+                .and_then(CampaignStatus::parse)
+                .unwrap_or(CampaignStatus::Completed);
+            return StoreError::Final(id.clone(), status);
+        }
+        (Some(code @ ("HNOTFOUND" | "HFINAL" | "HSTATE")), _) => {
+            return StoreError::Invalid(format!(
+                "{code} {}",
+                e.detail().unwrap_or("campaign cannot change")
+            ));
         }
         // Redis is busy loading its data, failing over or resharding: try again.
-        Some(
-            "LOADING" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY" | "MOVED"
-            | "ASK",
+        (
+            Some(
+                "LOADING" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY"
+                | "MOVED" | "ASK",
+            ),
+            _,
         ) => {
             return unavailable(e);
         }
@@ -240,7 +258,12 @@ impl RedisStore {
 
     /// Maps an error, and forgets the shared connection when the store looks unavailable.
     pub(crate) fn fail(&self, e: RedisError) -> StoreError {
-        let err = map_err(e);
+        self.fail_for(e, None)
+    }
+
+    /// The same for a call about one campaign, so that its refusals name it.
+    pub(crate) fn fail_for(&self, e: RedisError, id: Option<&CampaignId>) -> StoreError {
+        let err = map_err(e, id);
         if err.is_retryable()
             && let Ok(mut hot) = self.hot.lock()
         {
@@ -284,16 +307,6 @@ impl RedisStore {
             );
         }
         out
-    }
-
-    /// Whether Redis answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.fail(e))
     }
 
     /// The key prefix in use.

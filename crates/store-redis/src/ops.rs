@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
+
 use herald_core::{
     CampaignAction, CampaignId, CampaignStatus, DeliveryState, JobId, PauseReason, PhoneE164,
     Recipient, SkipReason, Stats, WaMessageId,
@@ -51,14 +53,6 @@ fn event_bits(event: herald_core::StatusEvent) -> u8 {
 }
 
 impl RedisStore {
-    fn not_found(&self, e: redis::RedisError, id: &CampaignId) -> StoreError {
-        if e.code() == Some("HNOTFOUND") {
-            StoreError::NotFound(id.clone())
-        } else {
-            self.fail(e)
-        }
-    }
-
     fn invalidate_running(&self) {
         if let Ok(mut cache) = self.running_cache.lock() {
             *cache = None;
@@ -117,7 +111,7 @@ impl RedisStore {
             .arg(reason.unwrap_or_default())
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.not_found(e, id))?;
+            .map_err(|e| self.fail_for(e, Some(id)))?;
         Ok(answer.first().is_some_and(|a| a == "ok"))
     }
 
@@ -133,7 +127,7 @@ impl RedisStore {
                 .arg(SWEEP_CHUNK)
                 .invoke_async(&mut conn)
                 .await
-                .map_err(|e| self.not_found(e, id))?;
+                .map_err(|e| self.fail_for(e, Some(id)))?;
             if left == 0 {
                 return Ok(());
             }
@@ -222,10 +216,10 @@ impl RedisStore {
             .arg(self.keys.base(id))
             .arg(max)
             .arg(req.token.0.to_string())
-            .arg(req.lease_ms)
+            .arg(millis(req.lease))
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.not_found(e, id))?;
+            .map_err(|e| self.fail_for(e, Some(id)))?;
         let corrupt = || StoreError::Corrupt(format!("claim reply for {id}"));
         let text = |v: &redis::Value| -> Result<String> {
             redis::from_redis_value_ref::<String>(v).map_err(|_| corrupt())
@@ -333,6 +327,21 @@ impl RedisStore {
         Ok(found)
     }
 
+    async fn upload_hold(&self, id: &CampaignId, upload: u64, hold_ms: u64) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let _: u8 = self
+            .scripts
+            .upload
+            .key(self.keys.meta(id))
+            .arg(self.keys.base(id))
+            .arg(upload.to_string())
+            .arg(hold_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail_for(e, Some(id)))?;
+        Ok(())
+    }
+
     async fn on_completed(&self, id: &CampaignId) -> Result<()> {
         tracing::info!(campaign = %id, "campaign completed");
         self.after_status(id, CampaignStatus::Completed).await?;
@@ -341,6 +350,15 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail(e))
+    }
+
     async fn create_campaign(&self, c: NewCampaign) -> Result<Campaign> {
         c.spec
             .validate()
@@ -363,9 +381,16 @@ impl Store for RedisStore {
             fields.push(("mps", mps.to_string()));
         }
         let mut conn = self.conn().await?;
+        // Listed newest first, in creation order even within one millisecond: the score is
+        // the creation ms with a sequence number below it.
+        let seq: i64 = conn
+            .incr(self.keys.campaign_seq(), 1)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let score = now * 1024 + seq.rem_euclid(1024);
         redis::pipe()
             .hset_multiple(self.keys.meta(&id), &fields)
-            .zadd(self.keys.campaigns(), id.as_str(), now)
+            .zadd(self.keys.campaigns(), id.as_str(), score)
             .sadd(self.keys.active(), id.as_str())
             .query_async::<()>(&mut conn)
             .await
@@ -504,22 +529,21 @@ impl Store for RedisStore {
         Ok(list)
     }
 
-    async fn due_scheduled(&self, now_ms: i64) -> Result<Vec<CampaignId>> {
+    async fn due_scheduled(&self, now: Timestamp) -> Result<Vec<CampaignId>> {
         let mut conn = self.conn().await?;
         let ids: Vec<String> = conn
-            .zrangebyscore(self.keys.scheduled(), "-inf", now_ms)
+            .zrangebyscore(self.keys.scheduled(), "-inf", now.as_millisecond())
             .await
             .map_err(|e| self.fail(e))?;
         Ok(ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect())
     }
 
-    async fn hold_upload(&self, id: &CampaignId, until_ms: i64) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let _: () = conn
-            .hset(self.keys.meta(id), "upload_until", until_ms)
-            .await
-            .map_err(|e| self.fail(e))?;
-        Ok(())
+    async fn hold_upload(&self, id: &CampaignId, upload: u64, hold: Duration) -> Result<()> {
+        self.upload_hold(id, upload, millis(hold).max(1)).await
+    }
+
+    async fn release_upload(&self, id: &CampaignId, upload: u64) -> Result<()> {
+        self.upload_hold(id, upload, 0).await
     }
 
     async fn enqueue_batch(&self, id: &CampaignId, recipients: &[Recipient]) -> Result<Vec<bool>> {
@@ -536,13 +560,7 @@ impl Store for RedisStore {
             let flags: Vec<u8> = inv
                 .invoke_async(&mut conn)
                 .await
-                .map_err(|e| match e.code() {
-                    Some("HFINAL") => StoreError::Invalid(format!(
-                        "campaign {id} is {}; it takes no more recipients",
-                        e.detail().unwrap_or("final")
-                    )),
-                    _ => self.not_found(e, id),
-                })?;
+                .map_err(|e| self.fail_for(e, Some(id)))?;
             out.extend(flags.into_iter().map(|f| f == 1));
         }
         Ok(out)
@@ -597,7 +615,7 @@ impl Store for RedisStore {
             let flags: String = inv
                 .invoke_async(&mut conn)
                 .await
-                .map_err(|e| self.not_found(e, &campaign))?;
+                .map_err(|e| self.fail_for(e, Some(&campaign)))?;
             for ((i, _, _), f) in group.iter().zip(flags.bytes()) {
                 out[*i] = f == b'1';
             }
@@ -626,8 +644,8 @@ impl Store for RedisStore {
                 let (kind, arg) = match &s.outcome {
                     Outcome::Accepted { message_id } => ("A", message_id.to_string()),
                     Outcome::Failed { code } => ("F", code.clone()),
-                    Outcome::Delayed { delay_ms } => ("D", delay_ms.to_string()),
-                    Outcome::Deferred { delay_ms } => ("W", delay_ms.to_string()),
+                    Outcome::Delayed { delay } => ("D", millis(*delay).to_string()),
+                    Outcome::Deferred { delay } => ("W", millis(*delay).to_string()),
                     Outcome::Skipped { reason } => ("K", reason.as_str().to_owned()),
                     Outcome::InDoubt => ("U", String::new()),
                     Outcome::Released => ("R", String::new()),
@@ -652,9 +670,9 @@ impl Store for RedisStore {
                 {
                     inv.invoke_async(&mut conn)
                         .await
-                        .map_err(|e| self.not_found(e, &campaign))?
+                        .map_err(|e| self.fail_for(e, Some(&campaign)))?
                 }
-                Err(e) => return Err(self.not_found(e, &campaign)),
+                Err(e) => return Err(self.fail_for(e, Some(&campaign))),
             };
             let completed = flags.starts_with('1');
             for ((i, _, _), f) in group.iter().zip(flags.bytes().skip(1)) {
@@ -671,7 +689,8 @@ impl Store for RedisStore {
         Ok(out)
     }
 
-    async fn renew(&self, jobs: &[JobRef], lease_ms: u64) -> Result<()> {
+    async fn renew(&self, jobs: &[JobRef], lease: Duration) -> Result<()> {
+        let lease_ms = millis(lease);
         let mut conn = self.conn().await?;
         for (campaign, group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
             let mut inv = self.scripts.renew.prepare_invoke();
@@ -720,9 +739,10 @@ impl Store for RedisStore {
 
     async fn expire_in_doubt(
         &self,
-        grace_ms: u64,
+        grace: Duration,
         policy: InDoubtPolicy,
     ) -> Result<InDoubtExpired> {
+        let grace_ms = millis(grace);
         let mut total = InDoubtExpired::default();
         let policy = match policy {
             InDoubtPolicy::Resend => "resend",
@@ -1098,8 +1118,9 @@ impl Store for RedisStore {
         &self,
         phone_number_id: &str,
         phone: PhoneE164,
-        at_unix: i64,
+        at: Timestamp,
     ) -> Result<()> {
+        let at_unix = at.as_second();
         let expires = at_unix + 24 * 3600;
         if expires <= now_ms() / 1000 {
             return Ok(());
@@ -1130,10 +1151,12 @@ impl Store for RedisStore {
     async fn acquire_slots(
         &self,
         phone_number_id: &str,
-        interval_us: u64,
+        interval: Duration,
         want: u32,
-        horizon_us: u64,
+        horizon: Duration,
     ) -> Result<Slots> {
+        let interval_us = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
+        let horizon_us = u64::try_from(horizon.as_micros()).unwrap_or(u64::MAX);
         if interval_us == 0 {
             return Err(StoreError::Invalid("a rate interval of 0".into()));
         }
@@ -1148,11 +1171,15 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.fail(e))?;
+        let at = |us: u64| {
+            Timestamp::from_microsecond(i64::try_from(us).unwrap_or(i64::MAX))
+                .map_err(|_| StoreError::Corrupt(format!("limiter time {us}")))
+        };
         Ok(Slots {
             granted,
-            first_at_us,
-            interval_us,
-            now_us,
+            first: at(first_at_us)?,
+            interval: Duration::from_micros(interval_us),
+            now: at(now_us)?,
         })
     }
 
@@ -1160,8 +1187,9 @@ impl Store for RedisStore {
         &self,
         phone_number_id: &str,
         sends: &[(PhoneE164, CampaignId)],
-        interval_ms: u64,
+        interval: Duration,
     ) -> Result<Vec<PairReservation>> {
+        let interval_ms = millis(interval);
         if sends.is_empty() {
             return Ok(Vec::new());
         }
@@ -1180,9 +1208,11 @@ impl Store for RedisStore {
             .map_err(|e| self.fail(e))?;
         answers
             .split(',')
-            .map(|t| match t.parse::<u64>() {
+            .map(|t| match t.parse::<i64>() {
                 Ok(0) => Ok(PairReservation::Ok),
-                Ok(t) => Ok(PairReservation::NotBefore(t)),
+                Ok(ms) => Timestamp::from_millisecond(ms)
+                    .map(PairReservation::NotBefore)
+                    .map_err(|_| StoreError::Corrupt(format!("pair reply {t:?}"))),
                 Err(_) => Err(StoreError::Corrupt(format!("pair reply {t:?}"))),
             })
             .collect()
@@ -1209,9 +1239,9 @@ impl Store for RedisStore {
         &self,
         consumer: &str,
         count: usize,
-        block_ms: u64,
+        block: Duration,
     ) -> Result<Vec<herald_store::WebhookEntry>> {
-        self.stream_read(consumer, count, block_ms).await
+        self.stream_read(consumer, count, millis(block)).await
     }
 
     async fn pending_webhooks(
@@ -1225,10 +1255,10 @@ impl Store for RedisStore {
     async fn claim_stale_webhooks(
         &self,
         consumer: &str,
-        min_idle_ms: u64,
+        min_idle: Duration,
         count: usize,
     ) -> Result<Vec<herald_store::WebhookEntry>> {
-        self.stream_claim(consumer, min_idle_ms, count).await
+        self.stream_claim(consumer, millis(min_idle), count).await
     }
 
     async fn ack_webhooks(&self, ids: &[String]) -> Result<()> {
@@ -1268,4 +1298,9 @@ fn split_word(b: &[u8]) -> Option<(&[u8], &[u8])> {
 
 fn parse_ascii<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
     std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// Whole milliseconds of a duration, for Redis arguments.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

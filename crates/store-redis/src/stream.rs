@@ -39,7 +39,14 @@ fn entries(v: &Value) -> Result<Vec<WebhookEntry>> {
             _ => None,
         };
         if let Some(body) = body {
-            out.push(WebhookEntry { id, body });
+            // A stream id is "<ms>-<n>", the ms being when Redis took the entry.
+            let received = id
+                .split('-')
+                .next()
+                .and_then(|ms| ms.parse::<i64>().ok())
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .ok_or_else(corrupt)?;
+            out.push(WebhookEntry { id, body, received });
         }
     }
     Ok(out)

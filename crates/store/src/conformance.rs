@@ -84,7 +84,7 @@ pub fn claim_req(max: usize, t: u64) -> ClaimRequest {
     ClaimRequest {
         phone_number_id: None,
         max,
-        lease_ms: 60_000,
+        lease: Duration::from_secs(60),
         token: token(t),
     }
 }
@@ -207,7 +207,7 @@ pub async fn lifecycle<S: Store>(store: &S) {
         .transition(&sid, CampaignAction::Schedule, None)
         .await
         .unwrap();
-    let due = store.due_scheduled(herald_core::unix_ms()).await.unwrap();
+    let due = store.due_scheduled(jiff::Timestamp::now()).await.unwrap();
     assert!(due.contains(&sid));
     store
         .transition(&sid, CampaignAction::Start, None)
@@ -215,7 +215,7 @@ pub async fn lifecycle<S: Store>(store: &S) {
         .unwrap();
     assert!(
         !store
-            .due_scheduled(herald_core::unix_ms())
+            .due_scheduled(jiff::Timestamp::now())
             .await
             .unwrap()
             .contains(&sid)
@@ -277,7 +277,9 @@ pub async fn claim_start_settle<S: Store>(store: &S) {
         },
         Settle {
             job: (&jobs[3]).into(),
-            outcome: Outcome::Delayed { delay_ms: 60_000 },
+            outcome: Outcome::Delayed {
+                delay: Duration::from_secs(60),
+            },
         },
     ];
     assert_eq!(
@@ -389,17 +391,20 @@ pub async fn pause_between_claim_and_start_releases<S: Store>(store: &S) {
 
 pub async fn lease_expiry_and_reclaim<S: Store>(store: &S) {
     let id = running(store, "lease", 3).await;
-    // Two claims: the first lets its lease lapse, the second keeps renewing.
+    // Two claims: the first lets its 50 ms lease lapse, the second is renewed (its first
+    // lease is long, so however slow the machine, only the renewal decides).
     let mut req = claim_req(2, 7);
-    req.lease_ms = 50;
+    req.lease = Duration::from_millis(50);
     let jobs = store.claim(&req).await.unwrap();
-    let mut req = claim_req(1, 8);
-    req.lease_ms = 50;
-    let kept = store.claim(&req).await.unwrap().remove(0);
+    let kept = store.claim(&claim_req(1, 8)).await.unwrap().remove(0);
     // One request may have gone out; the other never started.
     store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
-    store.renew(&[JobRef::from(&kept)], 10_000).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    store
+        .renew(&[JobRef::from(&kept)], Duration::from_secs(60))
+        .await
+        .unwrap();
+    // A sleep never ends early: the short lease has lapsed after it.
+    tokio::time::sleep(Duration::from_millis(60)).await;
     let r = store.reclaim_expired().await.unwrap();
     assert_eq!(
         r,
@@ -489,12 +494,12 @@ pub async fn in_doubt_grace_resends_once_then_fails<S: Store>(store: &S) {
     store.start(&[JobRef::from(&job)]).await.unwrap();
     settle_one(store, &job, Outcome::InDoubt).await;
     let e = store
-        .expire_in_doubt(60_000, InDoubtPolicy::Resend)
+        .expire_in_doubt(Duration::from_secs(60), InDoubtPolicy::Resend)
         .await
         .unwrap();
     assert_eq!(e, InDoubtExpired::default(), "not before the grace period");
     let e = store
-        .expire_in_doubt(0, InDoubtPolicy::Resend)
+        .expire_in_doubt(Duration::ZERO, InDoubtPolicy::Resend)
         .await
         .unwrap();
     assert_eq!(e.resent, 1);
@@ -504,7 +509,7 @@ pub async fn in_doubt_grace_resends_once_then_fails<S: Store>(store: &S) {
     store.start(&[JobRef::from(&again)]).await.unwrap();
     settle_one(store, &again, Outcome::InDoubt).await;
     let e = store
-        .expire_in_doubt(0, InDoubtPolicy::Resend)
+        .expire_in_doubt(Duration::ZERO, InDoubtPolicy::Resend)
         .await
         .unwrap();
     assert_eq!(e.failed, 1, "a second in-doubt fails");
@@ -590,7 +595,14 @@ pub async fn cancellation<S: Store>(store: &S) {
     let id = running(store, "cancel", 2500).await;
     let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
     store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
-    settle_one(store, &jobs[0], Outcome::Delayed { delay_ms: 60_000 }).await;
+    settle_one(
+        store,
+        &jobs[0],
+        Outcome::Delayed {
+            delay: Duration::from_secs(60),
+        },
+    )
+    .await;
     store
         .transition(&id, CampaignAction::Cancel, None)
         .await
@@ -619,7 +631,7 @@ pub async fn cancellation<S: Store>(store: &S) {
     assert!(store.claim(&claim_req(10, 2)).await.unwrap().is_empty());
     assert!(matches!(
         store.enqueue_batch(&id, &recipients(9000..9001)).await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::Final(_, CampaignStatus::Cancelled))
     ));
 }
 
@@ -670,7 +682,7 @@ pub async fn completes_when_nothing_is_left<S: Store>(store: &S) {
 pub async fn an_upload_in_progress_holds_completion<S: Store>(store: &S) {
     let id = running(store, "upload", 1).await;
     store
-        .hold_upload(&id, herald_core::unix_ms() + 60_000)
+        .hold_upload(&id, 1, Duration::from_secs(60))
         .await
         .unwrap();
     let job = store.claim(&claim_req(1, 1)).await.unwrap().remove(0);
@@ -687,12 +699,27 @@ pub async fn an_upload_in_progress_holds_completion<S: Store>(store: &S) {
         store.campaign(&id).await.unwrap().status,
         CampaignStatus::Running
     );
-    store.hold_upload(&id, 0).await.unwrap();
+    store.release_upload(&id, 1).await.unwrap();
     assert!(store.claim(&claim_req(1, 2)).await.unwrap().is_empty());
     assert_eq!(
         store.campaign(&id).await.unwrap().status,
         CampaignStatus::Completed
     );
+    // A new upload into an ended campaign is refused, naming the campaign's status.
+    assert!(matches!(
+        store.hold_upload(&id, 2, Duration::from_secs(60)).await,
+        Err(StoreError::Final(_, CampaignStatus::Completed))
+    ));
+    assert!(matches!(
+        store
+            .hold_upload(
+                &CampaignId::new("nosuchcampaign").unwrap(),
+                3,
+                Duration::from_secs(1)
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 pub async fn concurrent_claimers_claim_each_job_once<S: Store>(store: &S) {
@@ -760,38 +787,38 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     let (list, _) = store.list_suppressed(PNID, 0).await.unwrap();
     assert_eq!(list, [a]);
 
-    let now = herald_core::unix_ms() / 1000;
+    let now = jiff::Timestamp::now();
     store.open_window(PNID, a, now).await.unwrap();
-    store.open_window(PNID, b, now - 25 * 3600).await.unwrap();
+    store
+        .open_window(PNID, b, now - jiff::SignedDuration::from_hours(25))
+        .await
+        .unwrap();
     assert_eq!(
         store.windows_open(PNID, &[a, b]).await.unwrap(),
         [true, false]
     );
 
     // 100 slots per second: a burst asks get a spaced schedule, never more than the horizon.
+    let ms = Duration::from_millis;
     let s = store
-        .acquire_slots(PNID, 10_000, 50, 100_000)
+        .acquire_slots(PNID, ms(10), 50, ms(100))
         .await
         .unwrap();
     assert_eq!(s.granted, 11, "slots at now, +10 ms, … up to +100 ms");
-    assert_eq!(s.interval_us, 10_000);
-    let s2 = store.acquire_slots(PNID, 10_000, 5, 100_000).await.unwrap();
-    assert!(
-        s2.first_at_us >= s.first_at_us + 11 * 10_000,
-        "the next slots follow on"
-    );
+    assert_eq!(s.interval, ms(10));
+    let s2 = store.acquire_slots(PNID, ms(10), 5, ms(100)).await.unwrap();
+    assert!(s2.first >= s.at(11), "the next slots follow on");
     // However long the two calls were apart, nothing is granted beyond the horizon.
-    let last = s2.first_at_us + u64::from(s2.granted.saturating_sub(1)) * s2.interval_us;
-    assert!(s2.granted == 0 || last <= s2.now_us + 100_000);
+    assert!(s2.granted == 0 || s2.at(s2.granted - 1) <= s2.now + ms(100));
     // Many callers at once (several workers) get slots that, all together, are never closer
     // than the interval: the shared rate holds in the store's own time.
-    let calls = (0..8).map(|_| store.acquire_slots("555", 10_000, 7, 200_000));
-    let mut slots: Vec<u64> = futures::future::join_all(calls)
+    let calls = (0..8).map(|_| store.acquire_slots("555", ms(10), 7, ms(200)));
+    let mut slots: Vec<jiff::Timestamp> = futures::future::join_all(calls)
         .await
         .into_iter()
         .flat_map(|r| {
             let s = r.unwrap();
-            (0..u64::from(s.granted)).map(move |i| s.first_at_us + i * s.interval_us)
+            (0..s.granted).map(move |i| s.at(i))
         })
         .collect();
     slots.sort_unstable();
@@ -800,21 +827,31 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
         "at least the first horizon's worth: {slots:?}"
     );
     for w in slots.windows(2) {
-        assert!(w[1] - w[0] >= 10_000, "two slots {} µs apart", w[1] - w[0]);
+        let gap = w[1].duration_since(w[0]);
+        assert!(
+            gap >= jiff::SignedDuration::from_millis(10),
+            "two slots {gap:?} apart"
+        );
     }
 
     let c1 = CampaignId::new("one").unwrap();
     let c2 = CampaignId::new("two").unwrap();
+    let six = Duration::from_secs(6);
     let r = store
-        .reserve_pairs(PNID, &[(a, c1.clone()), (b, c1.clone())], 6000)
+        .reserve_pairs(PNID, &[(a, c1.clone()), (b, c1.clone())], six)
         .await
         .unwrap();
     assert_eq!(r, [PairReservation::Ok, PairReservation::Ok]);
     let r = store
-        .reserve_pairs(PNID, &[(a, c2.clone())], 6000)
+        .reserve_pairs(PNID, &[(a, c2.clone())], six)
         .await
         .unwrap();
-    assert!(matches!(r[0], PairReservation::NotBefore(t) if t as i64 > herald_core::unix_ms()));
+    let PairReservation::NotBefore(t) = r[0] else {
+        panic!("a second send within 6 s is reserved: {r:?}");
+    };
+    let before = store.acquire_slots("clock", Duration::from_secs(1), 1, Duration::ZERO);
+    let store_now = before.await.unwrap().now;
+    assert!(t > store_now && t <= store_now + six, "{t} vs {store_now}");
     assert_eq!(store.last_campaign(PNID, a).await.unwrap(), Some(c1));
     assert_eq!(store.last_campaign(PNID, phone(3)).await.unwrap(), None);
 }
@@ -953,10 +990,11 @@ pub async fn webhook_stream_survives_a_dead_consumer<S: Store>(store: &S) {
     for i in 0..5u8 {
         store.append_webhook(&[b'{', b'0' + i, b'}']).await.unwrap();
     }
-    let got = store.read_webhooks("a", 3, 10).await.unwrap();
+    let ms = Duration::from_millis;
+    let got = store.read_webhooks("a", 3, ms(10)).await.unwrap();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].body, b"{0}");
-    assert!(got[0].received_ms().is_some());
+    assert!(got[0].received <= got[2].received);
     // Consumer a acknowledges one and dies.
     store.ack_webhooks(&[got[0].id.clone()]).await.unwrap();
     assert_eq!(
@@ -966,24 +1004,30 @@ pub async fn webhook_stream_survives_a_dead_consumer<S: Store>(store: &S) {
     );
     assert!(
         store
-            .claim_stale_webhooks("b", 60_000, 10)
+            .claim_stale_webhooks("b", Duration::from_secs(60), 10)
             .await
             .unwrap()
             .is_empty(),
         "not idle long enough"
     );
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let taken = store.claim_stale_webhooks("b", 10, 10).await.unwrap();
+    tokio::time::sleep(ms(30)).await;
+    let taken = store.claim_stale_webhooks("b", ms(10), 10).await.unwrap();
     assert_eq!(
         taken.iter().map(|e| e.body.clone()).collect::<Vec<_>>(),
         [b"{1}".to_vec(), b"{2}".to_vec()]
     );
-    let rest = store.read_webhooks("b", 10, 10).await.unwrap();
+    let rest = store.read_webhooks("b", 10, ms(10)).await.unwrap();
     assert_eq!(rest.len(), 2);
     let ids: Vec<String> = taken.iter().chain(&rest).map(|e| e.id.clone()).collect();
     store.ack_webhooks(&ids).await.unwrap();
     assert!(store.pending_webhooks("b", 10).await.unwrap().is_empty());
-    assert!(store.read_webhooks("b", 10, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_webhooks("b", 10, ms(10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     store
         .dead_letter("unknown_field", b"{\"field\":\"calls\"}")
@@ -1033,11 +1077,18 @@ pub async fn lattice_matches_the_core_model<S: Store>(store: &S, sequences: Vec<
 
 /// Generates `#[tokio::test]`s running the whole suite against a backend. `$make` is an
 /// async expression producing a fresh, empty store; `$teardown` an async function that takes
-/// the store afterwards and removes its data.
+/// the store afterwards and removes its data. With `paused:` first, each test runs on a
+/// current-thread runtime with tokio's clock paused (for backends whose clock is tokio's).
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr, $teardown:expr) => {
-        $crate::conformance_tests!(@each $make, $teardown;
+        $crate::conformance_tests!(@all (flavor = "multi_thread", worker_threads = 4) $make, $teardown);
+    };
+    (paused: $make:expr, $teardown:expr) => {
+        $crate::conformance_tests!(@all (start_paused = true) $make, $teardown);
+    };
+    (@all $attr:tt $make:expr, $teardown:expr) => {
+        $crate::conformance_tests!(@each $attr $make, $teardown;
             lifecycle, idempotent_enqueue, claim_start_settle, fairness,
             paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,
             lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,
@@ -1047,9 +1098,9 @@ macro_rules! conformance_tests {
             replies_rejects_and_failures, pause_matching_by_template_and_number,
             webhook_stream_survives_a_dead_consumer);
     };
-    (@each $make:expr, $teardown:expr; $($name:ident),*) => {
+    (@each $attr:tt $make:expr, $teardown:expr; $($name:ident),*) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[tokio::test $attr]
             async fn $name() {
                 let store = $make.await;
                 $crate::conformance::$name(&store).await;

@@ -17,14 +17,17 @@
 //! period settles it.
 
 use std::future::Future;
+use std::time::Duration;
 
 use herald_core::{
     CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient, Stats,
     WaMessageId,
 };
+use jiff::Timestamp;
 
 mod counters;
 mod error;
+pub mod memory;
 mod types;
 
 #[cfg(feature = "testsuite")]
@@ -32,11 +35,16 @@ pub mod conformance;
 
 pub use counters::stats_from_counters;
 pub use error::{Result, StoreError};
+pub use memory::MemoryStore;
 pub use types::*;
 
 /// Herald's durable state. Every method is one or a few round trips; every state change is
-/// atomic with its counters.
+/// atomic with its counters. Times are the store's own clock: a backend shared by several
+/// processes keeps one clock for all of them.
 pub trait Store: Send + Sync + 'static {
+    /// Whether the store answers.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+
     // --- Campaigns -------------------------------------------------------------------
 
     fn create_campaign(
@@ -49,8 +57,8 @@ pub trait Store: Send + Sync + 'static {
     /// All campaigns, newest first.
     fn list_campaigns(&self) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
 
-    /// Applies a lifecycle action (DESIGN's lifecycle; illegal ones are errors). `Cancel`
-    /// also cancels every unsent job.
+    /// Applies a lifecycle action (illegal ones are [`StoreError::IllegalTransition`]).
+    /// `Cancel` also cancels every unsent job.
     fn transition(
         &self,
         id: &CampaignId,
@@ -61,15 +69,26 @@ pub trait Store: Send + Sync + 'static {
     /// Campaigns workers may claim from.
     fn running_campaigns(&self) -> impl Future<Output = Result<Vec<RunningCampaign>>> + Send;
 
-    /// Campaigns with a `schedule_at` that has come, still `scheduled`.
-    fn due_scheduled(&self, now_ms: i64) -> impl Future<Output = Result<Vec<CampaignId>>> + Send;
+    /// Campaigns with a `schedule_at` at or before `now`, still `scheduled`.
+    fn due_scheduled(&self, now: Timestamp)
+    -> impl Future<Output = Result<Vec<CampaignId>>> + Send;
 
-    /// Marks an upload in progress until `until_ms` (refreshed per batch), so a running
-    /// campaign does not complete between batches.
+    /// Holds the campaign open for an upload in progress (identified by `upload`) for `hold`
+    /// from now: a running campaign does not complete while any upload holds it. Renewed by
+    /// the uploader while it lives; [`StoreError::Final`] if the campaign has already ended
+    /// and this upload did not hold it.
     fn hold_upload(
         &self,
         id: &CampaignId,
-        until_ms: i64,
+        upload: u64,
+        hold: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The upload is over (finished or failed): the campaign may complete.
+    fn release_upload(
+        &self,
+        id: &CampaignId,
+        upload: u64,
     ) -> impl Future<Output = Result<()>> + Send;
 
     // --- Jobs ------------------------------------------------------------------------
@@ -95,16 +114,16 @@ pub trait Store: Send + Sync + 'static {
     fn settle(&self, settles: &[Settle]) -> impl Future<Output = Result<Vec<SettleResult>>> + Send;
 
     /// Extends the leases of the claims these jobs were taken under (a lease covers one
-    /// claim call's jobs, identified by its token).
-    fn renew(&self, jobs: &[JobRef], lease_ms: u64) -> impl Future<Output = Result<()>> + Send;
+    /// claim call's jobs, identified by its token) to `lease` from now.
+    fn renew(&self, jobs: &[JobRef], lease: Duration) -> impl Future<Output = Result<()>> + Send;
 
     /// Jobs whose lease expired: claimed ones back to pending, started ones in doubt.
     fn reclaim_expired(&self) -> impl Future<Output = Result<Reclaimed>> + Send;
 
-    /// In-doubt jobs older than the grace period: resent once or failed, per the policy.
+    /// In-doubt jobs older than `grace`: resent once or failed, per the policy.
     fn expire_in_doubt(
         &self,
-        grace_ms: u64,
+        grace: Duration,
         policy: InDoubtPolicy,
     ) -> impl Future<Output = Result<InDoubtExpired>> + Send;
 
@@ -181,12 +200,13 @@ pub trait Store: Send + Sync + 'static {
         cursor: u64,
     ) -> impl Future<Output = Result<(Vec<PhoneE164>, Option<u64>)>> + Send;
 
-    /// Opens (or extends) the 24 h customer-service window after an inbound message.
+    /// Opens (or extends) the 24 h customer-service window after an inbound message the
+    /// user sent at `at`.
     fn open_window(
         &self,
         phone_number_id: &str,
         phone: PhoneE164,
-        at_unix: i64,
+        at: Timestamp,
     ) -> impl Future<Output = Result<()>> + Send;
 
     fn windows_open(
@@ -198,23 +218,23 @@ pub trait Store: Send + Sync + 'static {
     // --- Rate and pair spacing -------------------------------------------------------
 
     /// Takes up to `want` send slots from the phone number's shared limiter (GCRA), at most
-    /// `horizon_us` ahead of now. All workers together never get more than one slot per
-    /// `interval_us`.
+    /// `horizon` ahead of now. All workers together never get more than one slot per
+    /// `interval`.
     fn acquire_slots(
         &self,
         phone_number_id: &str,
-        interval_us: u64,
+        interval: Duration,
         want: u32,
-        horizon_us: u64,
+        horizon: Duration,
     ) -> impl Future<Output = Result<Slots>> + Send;
 
-    /// Reserves the next send to each recipient, at least `interval_ms` after the previous
+    /// Reserves the next send to each recipient, at least `interval` after the previous
     /// one, and remembers which campaign sent it (for reply attribution, 72 h).
     fn reserve_pairs(
         &self,
         phone_number_id: &str,
         sends: &[(PhoneE164, CampaignId)],
-        interval_ms: u64,
+        interval: Duration,
     ) -> impl Future<Output = Result<Vec<PairReservation>>> + Send;
 
     /// The campaign that last messaged this user from this number within 72 h.
@@ -229,12 +249,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a verified webhook body durably; only then may the receiver answer 200.
     fn append_webhook(&self, body: &[u8]) -> impl Future<Output = Result<()>> + Send;
 
-    /// New deliveries for this consumer of the reconciler group, waiting up to `block_ms`.
+    /// New deliveries for this consumer of the reconciler group, waiting up to `block`.
     fn read_webhooks(
         &self,
         consumer: &str,
         count: usize,
-        block_ms: u64,
+        block: Duration,
     ) -> impl Future<Output = Result<Vec<WebhookEntry>>> + Send;
 
     /// Deliveries this consumer read but did not acknowledge (after its restart).
@@ -244,12 +264,12 @@ pub trait Store: Send + Sync + 'static {
         count: usize,
     ) -> impl Future<Output = Result<Vec<WebhookEntry>>> + Send;
 
-    /// Takes over deliveries another consumer read but left unacknowledged for `min_idle_ms`
+    /// Takes over deliveries another consumer read but left unacknowledged for `min_idle`
     /// (it died mid-batch).
     fn claim_stale_webhooks(
         &self,
         consumer: &str,
-        min_idle_ms: u64,
+        min_idle: Duration,
         count: usize,
     ) -> impl Future<Output = Result<Vec<WebhookEntry>>> + Send;
 

@@ -4,6 +4,9 @@ use herald_core::{
     CampaignId, CampaignSpec, CampaignStatus, JobId, PauseReason, PhoneE164, SkipReason,
     StatusEvent, Vars, WaMessageId,
 };
+use std::time::Duration;
+
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// A campaign to create. The spec's message has already been validated by the caller.
@@ -56,7 +59,8 @@ pub struct ClaimRequest {
     /// Only campaigns sending from this number (`None`: any).
     pub phone_number_id: Option<String>,
     pub max: usize,
-    pub lease_ms: u64,
+    /// How long the claim holds without renewal.
+    pub lease: Duration,
     pub token: LeaseToken,
 }
 
@@ -99,9 +103,9 @@ pub enum Outcome {
     Failed { code: String },
     /// A request was made and failed in a way worth retrying (transient error, throttling,
     /// pair limit): try again after this long. Counts as an attempt.
-    Delayed { delay_ms: u64 },
+    Delayed { delay: Duration },
     /// Not sent yet, and not now (pair spacing): try after this long. Not an attempt.
-    Deferred { delay_ms: u64 },
+    Deferred { delay: Duration },
     /// Not sent, for good (window closed, frequency capped, suppressed since upload).
     Skipped { reason: SkipReason },
     /// The request may have reached Meta; the outcome is unknown.
@@ -230,38 +234,40 @@ pub struct FailureRow {
     pub detail: String,
 }
 
-/// Slots granted by the shared rate limiter: `granted` sends at `first_at_us`,
-/// `first_at_us + interval_us`, … on the store's clock, whose current reading is `now_us`.
+/// Slots granted by the shared rate limiter: `granted` sends at `first`, `first + interval`,
+/// … on the store's clock, whose reading when it answered was `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slots {
     pub granted: u32,
-    pub first_at_us: u64,
-    pub interval_us: u64,
-    pub now_us: u64,
+    pub first: Timestamp,
+    pub interval: Duration,
+    pub now: Timestamp,
+}
+
+impl Slots {
+    /// The time of the `i`-th slot granted.
+    pub fn at(&self, i: u32) -> Timestamp {
+        self.first + self.interval * i
+    }
 }
 
 /// The answer of a pair-spacing reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PairReservation {
     Ok,
-    /// Another send to this recipient is too recent; try at this store time (Unix ms).
-    NotBefore(u64),
+    /// Another send to this recipient is too recent; try at this time (the store's clock).
+    NotBefore(Timestamp),
 }
 
 /// A webhook delivery waiting in the store's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEntry {
-    /// The stream id (its first part is the arrival time in ms).
+    /// Identifies the delivery for acknowledging it.
     pub id: String,
     /// The raw body, exactly as received and verified.
     pub body: Vec<u8>,
-}
-
-impl WebhookEntry {
-    /// When the delivery was stored, in Unix ms.
-    pub fn received_ms(&self) -> Option<i64> {
-        self.id.split('-').next()?.parse().ok()
-    }
+    /// When the store took it (its clock).
+    pub received: Timestamp,
 }
 
 /// Webhook content kept for inspection instead of applied.

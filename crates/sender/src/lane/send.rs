@@ -120,18 +120,14 @@ impl<S: Store> Send<S> {
                 } else {
                     "retry"
                 });
-                held.decided(Outcome::Delayed {
-                    delay_ms: millis(d),
-                });
+                held.decided(Outcome::Delayed { delay: d });
             }
             Decision::Defer(d) => {
                 if class == ErrorClass::Throttled {
                     self.signals.throttles.fetch_add(1, Ordering::Relaxed);
                 }
                 count_send("throttled");
-                held.decided(Outcome::Deferred {
-                    delay_ms: millis(d),
-                });
+                held.decided(Outcome::Deferred { delay: d });
             }
             Decision::Fail(code) => {
                 count_send("failed");
@@ -164,8 +160,4 @@ impl<S: Store> Send<S> {
             }
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,0 +1,783 @@
+//! The in-memory store: every campaign, job and index in this process, behind one lock.
+//!
+//! For the demo (which then needs nothing but the Rust toolchain), fast tests and trying
+//! Herald out; `serve` uses it only when chosen explicitly (`store.backend = "memory"`),
+//! since nothing survives a restart and several processes cannot share it. It keeps the same
+//! rules as the Redis backend and passes the same conformance suite.
+//!
+//! Its clock is tokio's: the wall-clock time at creation plus the time tokio has seen pass
+//! since. In a test with paused time, leases, delays, windows and rates therefore follow the
+//! paused clock, deterministically.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use herald_core::{
+    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient,
+    SkipReason, Stats, WaMessageId,
+};
+use jiff::Timestamp;
+use tokio::sync::Notify;
+
+use crate::{
+    Applied, Campaign, ClaimRequest, ClaimedJob, DeadLetter, FailureRow, InDoubtExpired,
+    InDoubtPolicy, JobRef, JobView, NewCampaign, Outcome, PairReservation, QualityRecord,
+    Reclaimed, Result, RunningCampaign, Settle, SettleResult, Slots, StatusUpdate, Store,
+    StoreError, WebhookEntry,
+};
+
+mod campaign;
+mod stream;
+
+use campaign::{Camp, millis};
+
+/// How long a pair reservation remembers the campaign, for reply attribution.
+const REPLY_MEMORY: Duration = Duration::from_secs(72 * 3600);
+/// How long a message id lookup is kept (Meta's 30-day delivery horizon, plus one).
+const MESSAGE_HORIZON_MS: i64 = 31 * 86_400_000;
+/// Suppression list page size.
+const SUPPRESSION_PAGE: usize = 1000;
+
+#[derive(Debug)]
+struct Pair {
+    next_ms: i64,
+    campaign: CampaignId,
+    expires_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    campaigns: BTreeMap<CampaignId, Camp>,
+    suppression: HashMap<String, BTreeSet<u64>>,
+    /// (phone number id, user) → when the window closes (ms).
+    windows: HashMap<(String, u64), i64>,
+    /// The limiter's theoretical arrival time per phone number id (µs).
+    rate: HashMap<String, i64>,
+    pairs: HashMap<(String, u64), Pair>,
+    /// Message id → (job, accepted at ms).
+    messages: HashMap<WaMessageId, (JobId, i64)>,
+    stream: stream::Stream,
+    quality: BTreeMap<String, QualityRecord>,
+    rotation: usize,
+    /// Campaigns created so far (their creation order).
+    created: u64,
+}
+
+/// The store in this process's memory. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    base: Timestamp,
+    started: tokio::time::Instant,
+    appended: Notify,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            base: Timestamp::now(),
+            started: tokio::time::Instant::now(),
+            appended: Notify::new(),
+        }
+    }
+
+    /// The store's clock.
+    pub fn now(&self) -> Timestamp {
+        self.base + self.started.elapsed()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.now().as_millisecond()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while the lock was held cannot leave a half-applied change behind: every
+        // change is computed, then written; so the state is usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn camp(&mut self, id: &CampaignId) -> Result<&mut Camp> {
+        self.campaigns
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    fn transition(
+        &mut self,
+        id: &CampaignId,
+        action: CampaignAction,
+        reason: Option<PauseReason>,
+        now: i64,
+    ) -> Result<CampaignStatus> {
+        let camp = self.camp(id)?;
+        let c = &mut camp.campaign;
+        let from = c.status;
+        let to = from.apply(action)?;
+        c.status = to;
+        c.updated_ms = now;
+        c.pause_reason = match to {
+            CampaignStatus::Paused => Some(reason.unwrap_or_else(PauseReason::operator)),
+            _ => None,
+        };
+        if to == CampaignStatus::Running && c.started_ms.is_none() {
+            c.started_ms = Some(now);
+        }
+        if to.is_final() {
+            c.finished_ms = Some(now);
+        }
+        if to == CampaignStatus::Cancelled {
+            camp.cancel_unsent();
+        }
+        tracing::info!(campaign = %id, from = %from, to = %to, "campaign status changed");
+        Ok(to)
+    }
+
+    fn add_lookup(&mut self, message_id: &WaMessageId, job: JobId, now: i64) {
+        if self.messages.len() > 100_000 {
+            self.messages
+                .retain(|_, (_, at)| now - *at < MESSAGE_HORIZON_MS);
+        }
+        self.messages.insert(message_id.clone(), (job, now));
+    }
+}
+
+/// A store call on the hot path is an await point that, over a network, suspends the
+/// caller; in memory it would not, and a loop of them could keep other tasks from running.
+/// So it yields, as I/O would.
+async fn cooperate() {
+    tokio::task::yield_now().await;
+}
+
+fn completed(id: &CampaignId) {
+    tracing::info!(campaign = %id, "campaign completed");
+}
+
+impl Store for MemoryStore {
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn create_campaign(&self, c: NewCampaign) -> Result<Campaign> {
+        c.spec
+            .validate()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let now = self.now_ms();
+        let id = CampaignId::generate(u64::try_from(now).unwrap_or(0), rand::random::<u32>());
+        let campaign = Campaign {
+            id: id.clone(),
+            name: c.spec.name.clone(),
+            status: CampaignStatus::Draft,
+            pause_reason: None,
+            phone_number_id: c.phone_number_id,
+            template: c.template,
+            spec: c.spec,
+            created_ms: now,
+            updated_ms: now,
+            started_ms: None,
+            finished_ms: None,
+        };
+        let mut s = self.lock();
+        s.created += 1;
+        let created = s.created;
+        s.campaigns.insert(id, Camp::new(campaign.clone(), created));
+        Ok(campaign)
+    }
+
+    async fn campaign(&self, id: &CampaignId) -> Result<Campaign> {
+        Ok(self.lock().camp(id)?.campaign.clone())
+    }
+
+    async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
+        let s = self.lock();
+        let mut all: Vec<&Camp> = s.campaigns.values().collect();
+        all.sort_by_key(|c| std::cmp::Reverse(c.created));
+        Ok(all.into_iter().map(|c| c.campaign.clone()).collect())
+    }
+
+    async fn transition(
+        &self,
+        id: &CampaignId,
+        action: CampaignAction,
+        reason: Option<PauseReason>,
+    ) -> Result<CampaignStatus> {
+        let now = self.now_ms();
+        self.lock().transition(id, action, reason, now)
+    }
+
+    async fn running_campaigns(&self) -> Result<Vec<RunningCampaign>> {
+        Ok(self
+            .lock()
+            .campaigns
+            .values()
+            .filter(|c| c.campaign.status == CampaignStatus::Running)
+            .map(|c| RunningCampaign {
+                id: c.campaign.id.clone(),
+                phone_number_id: c.campaign.phone_number_id.clone(),
+                mps: c.campaign.spec.mps,
+            })
+            .collect())
+    }
+
+    async fn due_scheduled(&self, now: Timestamp) -> Result<Vec<CampaignId>> {
+        Ok(self
+            .lock()
+            .campaigns
+            .values()
+            .filter(|c| {
+                c.campaign.status == CampaignStatus::Scheduled
+                    && c.campaign.spec.schedule_at.is_none_or(|at| at <= now)
+            })
+            .map(|c| c.campaign.id.clone())
+            .collect())
+    }
+
+    async fn hold_upload(&self, id: &CampaignId, upload: u64, hold: Duration) -> Result<()> {
+        let now = self.now_ms();
+        let mut s = self.lock();
+        let camp = s.camp(id)?;
+        camp.uploads.retain(|_, until| *until > now);
+        let status = camp.campaign.status;
+        if status.is_final() && !camp.uploads.contains_key(&upload) {
+            return Err(StoreError::Final(id.clone(), status));
+        }
+        camp.uploads.insert(upload, now + millis(hold).max(1));
+        Ok(())
+    }
+
+    async fn release_upload(&self, id: &CampaignId, upload: u64) -> Result<()> {
+        self.lock().camp(id)?.uploads.remove(&upload);
+        Ok(())
+    }
+
+    async fn enqueue_batch(&self, id: &CampaignId, recipients: &[Recipient]) -> Result<Vec<bool>> {
+        let mut s = self.lock();
+        let camp = s.camp(id)?;
+        let status = camp.campaign.status;
+        if status.is_final() {
+            return Err(StoreError::Final(id.clone(), status));
+        }
+        Ok(camp.enqueue(recipients))
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>> {
+        cooperate().await;
+        let now = self.now_ms();
+        let mut s = self.lock();
+        let mut ids: Vec<CampaignId> = s
+            .campaigns
+            .values()
+            .filter(|c| c.campaign.status == CampaignStatus::Running)
+            .filter(|c| {
+                req.phone_number_id
+                    .as_ref()
+                    .is_none_or(|p| *p == c.campaign.phone_number_id)
+            })
+            .map(|c| c.campaign.id.clone())
+            .collect();
+        if ids.is_empty() || req.max == 0 {
+            return Ok(Vec::new());
+        }
+        // Start at a different campaign each call; give each an equal share, then hand what
+        // one could not use to the others.
+        s.rotation = s.rotation.wrapping_add(1);
+        let start = s.rotation % ids.len();
+        ids.rotate_left(start);
+        let lease_ms = millis(req.lease);
+        let mut jobs = Vec::with_capacity(req.max);
+        let mut hungry = ids;
+        while jobs.len() < req.max && !hungry.is_empty() {
+            let share = (req.max - jobs.len()).div_ceil(hungry.len());
+            let mut still = Vec::new();
+            for id in hungry {
+                let want = share.min(req.max - jobs.len());
+                if want == 0 {
+                    break;
+                }
+                let camp = s.camp(&id)?;
+                let got = camp.claim(want, req.token, lease_ms, now);
+                if got.is_empty() && camp.maybe_complete(now) {
+                    completed(&id);
+                }
+                if got.len() == want {
+                    still.push(id);
+                }
+                jobs.extend(got);
+            }
+            hungry = still;
+        }
+        Ok(jobs)
+    }
+
+    async fn start(&self, jobs: &[JobRef]) -> Result<Vec<bool>> {
+        cooperate().await;
+        let mut s = self.lock();
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                s.campaigns
+                    .get_mut(&j.id.campaign)
+                    .is_some_and(|c| c.start(j.id.seq, j.token))
+            })
+            .collect())
+    }
+
+    async fn settle(&self, settles: &[Settle]) -> Result<Vec<SettleResult>> {
+        cooperate().await;
+        let now = self.now_ms();
+        let mut s = self.lock();
+        let mut out = Vec::with_capacity(settles.len());
+        let mut touched = BTreeSet::new();
+        for st in settles {
+            if let Outcome::Accepted { message_id } = &st.outcome {
+                s.add_lookup(message_id, st.job.id.clone(), now);
+            }
+            let r = match s.campaigns.get_mut(&st.job.id.campaign) {
+                Some(c) => c.settle(st.job.id.seq, st.job.token, &st.outcome, now),
+                None => SettleResult::Stale,
+            };
+            touched.insert(st.job.id.campaign.clone());
+            out.push(r);
+        }
+        for id in touched {
+            if let Some(c) = s.campaigns.get_mut(&id)
+                && c.maybe_complete(now)
+            {
+                completed(&id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn renew(&self, jobs: &[JobRef], lease: Duration) -> Result<()> {
+        let until = self.now_ms() + millis(lease);
+        let mut s = self.lock();
+        for j in jobs {
+            if let Some(c) = s.campaigns.get_mut(&j.id.campaign) {
+                c.renew(j.token.0, until);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reclaim_expired(&self) -> Result<Reclaimed> {
+        let now = self.now_ms();
+        let mut total = Reclaimed::default();
+        for (id, c) in &mut self.lock().campaigns {
+            let (pending, doubt) = c.reclaim(now);
+            if pending + doubt > 0 {
+                tracing::warn!(campaign = %id, to_pending = pending, to_in_doubt = doubt, "reclaimed expired leases");
+            }
+            total.to_pending += pending;
+            total.to_in_doubt += doubt;
+        }
+        Ok(total)
+    }
+
+    async fn expire_in_doubt(
+        &self,
+        grace: Duration,
+        policy: InDoubtPolicy,
+    ) -> Result<InDoubtExpired> {
+        let now = self.now_ms();
+        let before = now - millis(grace);
+        let mut total = InDoubtExpired::default();
+        for (id, c) in &mut self.lock().campaigns {
+            let (resent, failed) = c.expire_doubt(before, policy == InDoubtPolicy::Resend);
+            total.resent += resent;
+            total.failed += failed;
+            if c.maybe_complete(now) {
+                completed(id);
+            }
+        }
+        Ok(total)
+    }
+
+    async fn apply_status(&self, updates: &[StatusUpdate]) -> Result<Vec<Applied>> {
+        cooperate().await;
+        let now = self.now_ms();
+        let mut s = self.lock();
+        let mut out = Vec::with_capacity(updates.len());
+        let mut touched = BTreeSet::new();
+        for u in updates {
+            let job = u.job.clone().or_else(|| {
+                u.message_id
+                    .as_ref()
+                    .and_then(|m| s.messages.get(m))
+                    .filter(|(_, at)| now - at < MESSAGE_HORIZON_MS)
+                    .map(|(j, _)| j.clone())
+            });
+            let Some(job) = job else {
+                out.push(Applied::Unknown);
+                continue;
+            };
+            let r = match s.campaigns.get_mut(&job.campaign) {
+                Some(c) => c.apply_status(job.seq, u),
+                None => Applied::Unknown,
+            };
+            // A job found by callback id: make its message id findable too.
+            if r == Applied::Changed
+                && u.job.is_some()
+                && let Some(m) = &u.message_id
+                && !s.messages.contains_key(m)
+            {
+                s.add_lookup(m, job.clone(), now);
+            }
+            touched.insert(job.campaign);
+            out.push(r);
+        }
+        for id in touched {
+            if let Some(c) = s.campaigns.get_mut(&id)
+                && c.maybe_complete(now)
+            {
+                completed(&id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn stats(&self, id: &CampaignId) -> Result<Stats> {
+        Ok(self.lock().camp(id)?.stats())
+    }
+
+    async fn job(&self, id: &JobId) -> Result<Option<JobView>> {
+        Ok(self
+            .lock()
+            .campaigns
+            .get(&id.campaign)
+            .and_then(|c| c.view(id.seq)))
+    }
+
+    async fn job_for_message(&self, message_id: &WaMessageId) -> Result<Option<JobId>> {
+        let now = self.now_ms();
+        Ok(self
+            .lock()
+            .messages
+            .get(message_id)
+            .filter(|(_, at)| now - at < MESSAGE_HORIZON_MS)
+            .map(|(j, _)| j.clone()))
+    }
+
+    async fn add_rejects(
+        &self,
+        id: &CampaignId,
+        rows: &[FailureRow],
+        reasons: &[SkipReason],
+    ) -> Result<()> {
+        let mut s = self.lock();
+        let camp = s.camp(id)?;
+        camp.rejects.extend_from_slice(rows);
+        for r in reasons {
+            *camp
+                .counters
+                .entry(format!("upl:{}", r.as_str()))
+                .or_default() += 1;
+        }
+        Ok(())
+    }
+
+    async fn failures(
+        &self,
+        id: &CampaignId,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<FailureRow>, Option<u64>)> {
+        let mut s = self.lock();
+        let camp = s.camp(id)?;
+        let count = count.max(1);
+        let rejects = camp.rejects.len() as u64;
+        if cursor < rejects {
+            let end = (cursor + count as u64).min(rejects);
+            let rows = camp.rejects[cursor as usize..end as usize].to_vec();
+            return Ok((rows, Some(end)));
+        }
+        // Then the jobs, `count` of them per page.
+        let jobs = camp.jobs.len() as u64;
+        let first = cursor - rejects;
+        if first >= jobs {
+            return Ok((Vec::new(), None));
+        }
+        let last = (first + count as u64).min(jobs);
+        let rows = (first..last)
+            .filter_map(|i| camp.failure_row(u32::try_from(i + 1).ok()?))
+            .collect();
+        Ok((rows, (last < jobs).then_some(rejects + last)))
+    }
+
+    async fn count_reply(&self, id: &CampaignId, phone: PhoneE164) -> Result<bool> {
+        Ok(self.lock().camp(id)?.count_reply(phone))
+    }
+
+    async fn pause_matching(
+        &self,
+        phone_number_id: Option<&str>,
+        template: Option<&str>,
+        reason: PauseReason,
+    ) -> Result<Vec<CampaignId>> {
+        let now = self.now_ms();
+        let mut s = self.lock();
+        let ids: Vec<CampaignId> = s
+            .campaigns
+            .values()
+            .filter(|c| c.campaign.status == CampaignStatus::Running)
+            .filter(|c| phone_number_id.is_none_or(|p| c.campaign.phone_number_id == p))
+            .filter(|c| template.is_none_or(|t| c.campaign.template.as_deref() == Some(t)))
+            .map(|c| c.campaign.id.clone())
+            .collect();
+        for id in &ids {
+            s.transition(id, CampaignAction::Pause, Some(reason.clone()), now)?;
+        }
+        Ok(ids)
+    }
+
+    async fn suppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<()> {
+        self.lock()
+            .suppression
+            .entry(phone_number_id.to_owned())
+            .or_default()
+            .extend(phones.iter().map(|p| p.as_u64()));
+        Ok(())
+    }
+
+    async fn suppressed(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<Vec<bool>> {
+        let s = self.lock();
+        let set = s.suppression.get(phone_number_id);
+        Ok(phones
+            .iter()
+            .map(|p| set.is_some_and(|set| set.contains(&p.as_u64())))
+            .collect())
+    }
+
+    async fn list_suppressed(
+        &self,
+        phone_number_id: &str,
+        cursor: u64,
+    ) -> Result<(Vec<PhoneE164>, Option<u64>)> {
+        let s = self.lock();
+        let Some(set) = s.suppression.get(phone_number_id) else {
+            return Ok((Vec::new(), None));
+        };
+        let page: Vec<u64> = set
+            .range(cursor..)
+            .take(SUPPRESSION_PAGE + 1)
+            .copied()
+            .collect();
+        let next = page.get(SUPPRESSION_PAGE).copied();
+        let phones = page
+            .into_iter()
+            .take(SUPPRESSION_PAGE)
+            .filter_map(|p| PhoneE164::from_u64(p).ok())
+            .collect();
+        Ok((phones, next))
+    }
+
+    async fn open_window(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+        at: Timestamp,
+    ) -> Result<()> {
+        let closes = at.as_millisecond() + 24 * 3_600_000;
+        if closes <= self.now_ms() {
+            return Ok(());
+        }
+        let mut s = self.lock();
+        let w = s
+            .windows
+            .entry((phone_number_id.to_owned(), phone.as_u64()))
+            .or_default();
+        *w = (*w).max(closes);
+        Ok(())
+    }
+
+    async fn windows_open(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<Vec<bool>> {
+        let now = self.now_ms();
+        let s = self.lock();
+        Ok(phones
+            .iter()
+            .map(|p| {
+                s.windows
+                    .get(&(phone_number_id.to_owned(), p.as_u64()))
+                    .is_some_and(|closes| *closes > now)
+            })
+            .collect())
+    }
+
+    async fn acquire_slots(
+        &self,
+        phone_number_id: &str,
+        interval: Duration,
+        want: u32,
+        horizon: Duration,
+    ) -> Result<Slots> {
+        let interval_us = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX / 4);
+        if interval_us == 0 {
+            return Err(StoreError::Invalid("a rate interval of 0".into()));
+        }
+        let horizon_us = i64::try_from(horizon.as_micros()).unwrap_or(i64::MAX / 4);
+        cooperate().await;
+        let now = self.now();
+        let now_us = now.as_microsecond();
+        let mut s = self.lock();
+        let tat = s.rate.entry(phone_number_id.to_owned()).or_default();
+        let first = (*tat).max(now_us);
+        let mut granted = 0;
+        if first <= now_us + horizon_us {
+            let room = (now_us + horizon_us - first) / interval_us + 1;
+            granted = u32::try_from(room.min(i64::from(want))).unwrap_or(0);
+        }
+        if granted > 0 {
+            *tat = first + i64::from(granted) * interval_us;
+        }
+        Ok(Slots {
+            granted,
+            first: Timestamp::from_microsecond(first).unwrap_or(now),
+            interval,
+            now,
+        })
+    }
+
+    async fn reserve_pairs(
+        &self,
+        phone_number_id: &str,
+        sends: &[(PhoneE164, CampaignId)],
+        interval: Duration,
+    ) -> Result<Vec<PairReservation>> {
+        cooperate().await;
+        let now = self.now_ms();
+        let memory = millis(REPLY_MEMORY.max(interval));
+        let mut s = self.lock();
+        let mut out = Vec::with_capacity(sends.len());
+        for (phone, campaign) in sends {
+            let key = (phone_number_id.to_owned(), phone.as_u64());
+            match s.pairs.get(&key) {
+                Some(p) if p.expires_ms > now && p.next_ms > now => {
+                    out.push(PairReservation::NotBefore(
+                        Timestamp::from_millisecond(p.next_ms).unwrap_or(self.now()),
+                    ))
+                }
+                _ => {
+                    s.pairs.insert(
+                        key,
+                        Pair {
+                            next_ms: now + millis(interval),
+                            campaign: campaign.clone(),
+                            expires_ms: now + memory,
+                        },
+                    );
+                    out.push(PairReservation::Ok);
+                }
+            }
+        }
+        if s.pairs.len() > 200_000 {
+            s.pairs.retain(|_, p| p.expires_ms > now);
+        }
+        Ok(out)
+    }
+
+    async fn last_campaign(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+    ) -> Result<Option<CampaignId>> {
+        let now = self.now_ms();
+        Ok(self
+            .lock()
+            .pairs
+            .get(&(phone_number_id.to_owned(), phone.as_u64()))
+            .filter(|p| p.expires_ms > now)
+            .map(|p| p.campaign.clone()))
+    }
+
+    async fn append_webhook(&self, body: &[u8]) -> Result<()> {
+        let now = self.now();
+        self.lock().stream.append(body, now);
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    async fn read_webhooks(
+        &self,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<WebhookEntry>> {
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            // Registered before looking, so an append between the look and the wait wakes it.
+            let appended = self.appended.notified();
+            let got = self.lock().stream.read_new(consumer, count, self.now_ms());
+            if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(got);
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn pending_webhooks(&self, consumer: &str, count: usize) -> Result<Vec<WebhookEntry>> {
+        Ok(self.lock().stream.pending(consumer, count))
+    }
+
+    async fn claim_stale_webhooks(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<WebhookEntry>> {
+        let now = self.now_ms();
+        Ok(self
+            .lock()
+            .stream
+            .claim_idle(consumer, millis(min_idle), count, now))
+    }
+
+    async fn ack_webhooks(&self, ids: &[String]) -> Result<()> {
+        self.lock().stream.ack(ids);
+        Ok(())
+    }
+
+    async fn dead_letter(&self, reason: &str, payload: &[u8]) -> Result<()> {
+        let now = self.now_ms();
+        self.lock().stream.dead_letter(reason, payload, now);
+        Ok(())
+    }
+
+    async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>> {
+        Ok(self.lock().stream.dead_letters(count))
+    }
+
+    async fn record_quality(
+        &self,
+        display_phone_number: &str,
+        event: &str,
+        current_limit: Option<&str>,
+    ) -> Result<()> {
+        let at_ms = self.now_ms();
+        self.lock().quality.insert(
+            display_phone_number.to_owned(),
+            QualityRecord {
+                event: event.to_owned(),
+                current_limit: current_limit.map(str::to_owned),
+                at_ms,
+            },
+        );
+        Ok(())
+    }
+
+    async fn quality(&self) -> Result<BTreeMap<String, QualityRecord>> {
+        Ok(self.lock().quality.clone())
+    }
+}

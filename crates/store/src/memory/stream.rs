@@ -1,0 +1,117 @@
+//! The webhook stream in memory: one consumer group, entries owned by the consumer that read
+//! them until acknowledged, taken over by another once idle (as a Redis stream's consumer
+//! group does).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use jiff::Timestamp;
+
+use crate::{DeadLetter, WebhookEntry};
+
+/// Dead letters kept (the newest).
+const DEAD_KEEP: usize = 10_000;
+
+#[derive(Debug)]
+struct Entry {
+    body: Vec<u8>,
+    received: Timestamp,
+    /// The consumer that read it and when (ms), until it is acknowledged.
+    owner: Option<(String, i64)>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Stream {
+    entries: BTreeMap<u64, Entry>,
+    next: u64,
+    /// Entries up to this one have been handed to a consumer.
+    delivered: u64,
+    dead: VecDeque<DeadLetter>,
+}
+
+impl Stream {
+    pub(super) fn append(&mut self, body: &[u8], received: Timestamp) {
+        self.next += 1;
+        self.entries.insert(
+            self.next,
+            Entry {
+                body: body.to_vec(),
+                received,
+                owner: None,
+            },
+        );
+    }
+
+    fn entry(id: u64, e: &Entry) -> WebhookEntry {
+        WebhookEntry {
+            id: id.to_string(),
+            body: e.body.clone(),
+            received: e.received,
+        }
+    }
+
+    /// Entries no consumer has read yet, now owned by `consumer`.
+    pub(super) fn read_new(&mut self, consumer: &str, count: usize, now: i64) -> Vec<WebhookEntry> {
+        let mut out = Vec::new();
+        let from = self.delivered + 1;
+        for (id, e) in self.entries.range_mut(from..).take(count.max(1)) {
+            e.owner = Some((consumer.to_owned(), now));
+            self.delivered = *id;
+            out.push(Self::entry(*id, e));
+        }
+        out
+    }
+
+    /// Entries `consumer` read and has not acknowledged.
+    pub(super) fn pending(&self, consumer: &str, count: usize) -> Vec<WebhookEntry> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.owner.as_ref().is_some_and(|(c, _)| c == consumer))
+            .take(count.max(1))
+            .map(|(id, e)| Self::entry(*id, e))
+            .collect()
+    }
+
+    /// Read entries idle for `min_idle_ms` or more, now owned by `consumer`.
+    pub(super) fn claim_idle(
+        &mut self,
+        consumer: &str,
+        min_idle_ms: i64,
+        count: usize,
+        now: i64,
+    ) -> Vec<WebhookEntry> {
+        let mut out = Vec::new();
+        for (id, e) in &mut self.entries {
+            if out.len() >= count.max(1) {
+                break;
+            }
+            if let Some((_, at)) = &e.owner
+                && now - at >= min_idle_ms
+            {
+                e.owner = Some((consumer.to_owned(), now));
+                out.push(Self::entry(*id, e));
+            }
+        }
+        out
+    }
+
+    pub(super) fn ack(&mut self, ids: &[String]) {
+        for id in ids {
+            if let Ok(id) = id.parse::<u64>() {
+                self.entries.remove(&id);
+            }
+        }
+    }
+
+    pub(super) fn dead_letter(&mut self, reason: &str, payload: &[u8], at_ms: i64) {
+        self.dead.push_front(DeadLetter {
+            reason: reason.to_owned(),
+            payload: String::from_utf8_lossy(payload).into_owned(),
+            at_ms,
+        });
+        self.dead.truncate(DEAD_KEEP);
+    }
+
+    pub(super) fn dead_letters(&self, count: usize) -> Vec<DeadLetter> {
+        self.dead.iter().take(count.max(1)).cloned().collect()
+    }
+}
