@@ -9,7 +9,7 @@
 //! While an upload runs, it holds its campaign open: a running campaign whose queue empties
 //! does not complete under a slow or pausing stream. The hold is renewed by a heartbeat
 //! for as long as the upload lives (not per batch, which a slow client would starve) and
-//! released at the end; if this process dies, it lapses by itself after [`HOLD`].
+//! released at the end; if this process dies, it lapses by itself within a minute.
 
 use std::io;
 use std::pin::Pin;
