@@ -123,6 +123,35 @@ impl fmt::Display for TransportFailure {
     }
 }
 
+/// What the sender needs of the Cloud API: sending one message body. [`Client`] does it over
+/// HTTP; the simulator offers an in-process one, so tests can run with tokio's clock paused.
+pub trait Messages: Send + Sync + 'static {
+    /// `POST /{version}/{phone_number_id}/messages` with a body already serialised.
+    fn send_raw(
+        &self,
+        phone_number_id: &str,
+        body: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<SendResponse, Error>> + Send;
+}
+
+impl Messages for Client {
+    async fn send_raw(&self, phone_number_id: &str, body: Vec<u8>) -> Result<SendResponse, Error> {
+        Client::send_raw(self, phone_number_id, body).await
+    }
+}
+
+impl Error {
+    /// The error a Graph error body stands for, classified by its code (what [`Client`]
+    /// answers for a refusal; in-process stand-ins build theirs with it).
+    pub fn from_graph(status: u16, error: GraphError) -> Self {
+        Self::Api {
+            status,
+            class: ErrorClass::classify(error.code, error.is_transient),
+            error: Box::new(error),
+        }
+    }
+}
+
 /// A reqwest builder with the TLS crypto provider installed (rustls with ring) and no
 /// automatic retries. Every HTTP client in Herald starts from this: reqwest panics when a
 /// client is built before a provider is installed.
@@ -276,11 +305,7 @@ impl Client {
         }
         let parsed = body.ok().as_deref().and_then(ErrorBody::parse);
         Err(match parsed {
-            Some(error) => Error::Api {
-                status: status.as_u16(),
-                class: ErrorClass::classify(error.code, error.is_transient),
-                error: Box::new(error),
-            },
+            Some(error) => Error::from_graph(status.as_u16(), error),
             None => Error::Transport {
                 failure: TransportFailure::HttpStatus(status.as_u16()),
                 source: None,

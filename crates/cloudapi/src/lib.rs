@@ -19,7 +19,7 @@ pub mod validate;
 pub mod webhook;
 
 pub use class::{ErrorClass, TransportFailure, code_label};
-pub use client::{Client, ClientConfig, Error, http_builder};
+pub use client::{Client, ClientConfig, Error, Messages, http_builder};
 pub use message::{Message, SendMessage, SendRequest};
 pub use response::{ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TokenInfo};
 pub use secret::Secret;

@@ -11,14 +11,14 @@ use anyhow::Context as _;
 use herald_cloudapi::Client;
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig};
 use herald_sender::Sender;
-use herald_store::Store;
+use herald_store::{MemoryStore, Store};
 use herald_store_redis::{RedisConfig, RedisStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState, Routes};
-use crate::config::Config;
+use crate::config::{Backend, Config, ConfigError};
 
 /// What one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,28 @@ impl Roles {
         reconciler: true,
         sender: false,
     };
+}
+
+/// The store a process runs on.
+#[derive(Debug, Clone)]
+pub enum Opened {
+    Redis(Arc<RedisStore>),
+    Memory(Arc<MemoryStore>),
+}
+
+/// Opens the configured store: connects to Redis, or makes an empty one in memory (and says
+/// loudly that nothing in it survives).
+pub async fn open(cfg: &Config) -> anyhow::Result<Opened> {
+    Ok(match cfg.store.backend {
+        Backend::Redis => Opened::Redis(connect(cfg).await?),
+        Backend::Memory => {
+            tracing::warn!(
+                "store.backend is memory: campaigns, jobs and stats live in this process only; \
+                 nothing survives a restart, and no other process can share them"
+            );
+            Opened::Memory(Arc::new(MemoryStore::new()))
+        }
+    })
 }
 
 /// Connects to the configured Redis (which warns in the log about settings that may lose
@@ -91,15 +113,37 @@ pub async fn bind(cfg: &Config, roles: Roles) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("listening on {addr}"))
 }
 
-/// Runs the roles until `shutdown` is cancelled, then drains.
+/// Runs the roles on the configured store until `shutdown` is cancelled, then drains.
 pub async fn run(
     cfg: &Config,
     roles: Roles,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if cfg.store.backend == Backend::Memory && roles != Roles::SERVE {
+        return Err(ConfigError {
+            key: "store.backend".into(),
+            problem: "memory keeps everything in one process: only `herald serve` (every role \
+                      together) can use it; set it to redis for separate workers"
+                .into(),
+        }
+        .into());
+    }
+    match open(cfg).await? {
+        Opened::Redis(store) => run_on(cfg, roles, listener, shutdown, store).await,
+        Opened::Memory(store) => run_on(cfg, roles, listener, shutdown, store).await,
+    }
+}
+
+/// Runs the roles on this store until `shutdown` is cancelled, then drains.
+pub async fn run_on<S: Store>(
+    cfg: &Config,
+    roles: Roles,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    store: Arc<S>,
+) -> anyhow::Result<()> {
     let metrics = crate::telemetry::metrics();
-    let store = connect(cfg).await?;
     let tasks = TaskTracker::new();
 
     let ready_store = store.clone();

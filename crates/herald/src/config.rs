@@ -84,9 +84,22 @@ impl Default for WhatsApp {
     }
 }
 
+/// Where Herald keeps its state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Redis, standalone (or Cluster): durable and shared by every process.
+    #[default]
+    Redis,
+    /// This process's memory: nothing survives a restart and no other process can share it.
+    /// For the demo and trying Herald out; `herald serve` only.
+    Memory,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
+    pub backend: Backend,
     pub redis_url: String,
     pub key_prefix: String,
     pub pool_size: usize,
@@ -96,6 +109,7 @@ pub struct StoreSection {
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
+            backend: Backend::Redis,
             redis_url: String::new(),
             key_prefix: "herald".into(),
             pool_size: 32,
@@ -384,8 +398,9 @@ impl Config {
         if self.store.redis_url.is_empty() {
             return Err(bad(
                 "store.redis_url",
-                "is empty and the embedded store is not built yet: set REDIS_URL or \
-                 store.redis_url (e.g. redis://127.0.0.1:6379)",
+                "is empty: set REDIS_URL or store.redis_url (e.g. redis://127.0.0.1:6379), \
+                 or store.backend = \"memory\" to keep everything in this process (nothing \
+                 survives a restart)",
             ));
         }
         Ok(&self.store.redis_url)
@@ -413,11 +428,16 @@ impl Config {
         if wa.verify_token.is_empty() {
             w.push("whatsapp.verify_token is empty: Meta's webhook handshake will fail".into());
         }
-        if self.store.redis_url.is_empty() {
-            w.push(
-                "store.redis_url is empty: set REDIS_URL (the embedded store is not built yet)"
+        match self.store.backend {
+            Backend::Redis if self.store.redis_url.is_empty() => {
+                w.push("store.redis_url is empty: set REDIS_URL".into());
+            }
+            Backend::Memory => w.push(
+                "store.backend is memory: nothing survives a restart, and only `herald serve` \
+                 (every role in one process) can use it"
                     .into(),
-            );
+            ),
+            Backend::Redis => {}
         }
         if self.server.api_key.is_empty() {
             w.push("server.api_key is empty: the API will listen on loopback only".into());

@@ -21,14 +21,20 @@ use crate::config::Config;
 const SAMPLE_CSV: &str = include_str!("../../../config/sample-recipients.csv");
 const SAMPLE_MESSAGE: &str = include_str!("../../../config/sample-message.json");
 
-/// A Redis for the demo: `REDIS_URL`, or a throwaway `redis-server` stopped on drop.
+/// The demo's store: `REDIS_URL`, else a throwaway `redis-server` stopped on drop, else
+/// (no Redis installed) the in-memory store, so the demo needs nothing but the toolchain.
 struct DemoRedis {
+    /// Empty for the in-memory store.
     url: String,
     child: Option<tokio::process::Child>,
     dir: Option<PathBuf>,
 }
 
 impl DemoRedis {
+    fn in_memory(&self) -> bool {
+        self.url.is_empty()
+    }
+
     async fn start(from_env: Option<String>) -> anyhow::Result<Self> {
         if let Some(url) = from_env.filter(|u| !u.is_empty()) {
             return Ok(Self {
@@ -43,7 +49,7 @@ impl DemoRedis {
         };
         let dir = std::env::temp_dir().join(format!("herald-demo-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let child = tokio::process::Command::new("redis-server")
+        let spawned = tokio::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             // Configured as Herald wants Redis in production (AOF, no eviction), in a temp dir.
             .args([
@@ -59,11 +65,24 @@ impl DemoRedis {
             .arg(&dir)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
-            .spawn()
-            .context(
-                "REDIS_URL is not set and redis-server could not be started: install Redis \
-                 (apt-get install redis-server) or set REDIS_URL",
-            )?;
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(Self {
+                    url: String::new(),
+                    child: None,
+                    dir: None,
+                });
+            }
+            Err(e) => {
+                return Err(e).context(
+                    "REDIS_URL is not set and redis-server could not be started: fix that, \
+                     set REDIS_URL, or uninstall redis-server to run the demo in memory",
+                );
+            }
+        };
         let url = format!("redis://127.0.0.1:{port}");
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -127,21 +146,32 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
     cfg.whatsapp.app_secret = sim_cfg.app_secret.clone().into();
     cfg.whatsapp.verify_token = "herald-demo".into();
     cfg.whatsapp.phone_number_id = pnid.clone();
-    cfg.store.redis_url = redis.url.clone();
+    if redis.in_memory() {
+        cfg.store.backend = crate::config::Backend::Memory;
+    } else {
+        cfg.store.redis_url = redis.url.clone();
+    }
     cfg.store.key_prefix = format!("herald-demo-{:08x}", rand::random::<u32>());
     cfg.sender.mps = opts.mps;
     cfg.validate()?;
 
+    let store = if redis.in_memory() {
+        "the store in memory (no REDIS_URL, and redis-server is not installed)".to_owned()
+    } else {
+        format!(
+            "Redis at {}{}",
+            app::redact_url(&redis.url),
+            if redis.child.is_some() {
+                " (throwaway)"
+            } else {
+                ""
+            }
+        )
+    };
     writeln!(
         out,
-        "Herald demo: simulator at {}, Herald at http://{addr}, Redis at {}{}",
+        "Herald demo: simulator at {}, Herald at http://{addr}, {store}",
         sim.url(),
-        app::redact_url(&redis.url),
-        if redis.child.is_some() {
-            " (throwaway)"
-        } else {
-            ""
-        }
     )?;
     let serve_stop = CancellationToken::new();
     let server = {
@@ -159,7 +189,7 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
     };
     serve_stop.cancel();
     let _ = server.await;
-    if redis.child.is_none() {
+    if redis.child.is_none() && !redis.in_memory() {
         // A shared Redis: leave nothing of the demo behind.
         if let Ok(store) = app::connect(&cfg).await {
             let _ = store.purge_namespace().await;

@@ -272,6 +272,13 @@ async fn templates(cfg: &Config) -> Check {
 }
 
 async fn store(cfg: &Config) -> Check {
+    if cfg.store.backend == crate::config::Backend::Memory {
+        return fail(
+            "store (memory)",
+            "nothing survives a restart and no other process can share it: set \
+             store.backend = \"redis\" and REDIS_URL for production",
+        );
+    }
     const NAME: &str = "store (Redis)";
     match crate::app::connect(cfg).await {
         Ok(s) => {

@@ -234,7 +234,9 @@ async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Re
 
 /// A long-running role until SIGINT/SIGTERM, then its drain.
 async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<ExitCode> {
-    cfg.redis_url()?;
+    if cfg.store.backend == herald::config::Backend::Redis {
+        cfg.redis_url()?;
+    }
     let stop = app::shutdown_on_signal();
     let listener = app::bind(cfg, roles).await?;
     app::run(cfg, roles, listener, stop).await?;

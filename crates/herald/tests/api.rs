@@ -1,6 +1,6 @@
-//! Every route of the HTTP API, in-process (`oneshot`) against a real Redis under a random
-//! key prefix: auth, bad bodies (each a 4xx naming its problem), uploads, the lifecycle, the
-//! failures report and the operational routes.
+//! Every route of the HTTP API, in-process (`oneshot`) on the memory store: auth, bad bodies
+//! (each a 4xx naming its problem), uploads, the lifecycle, the failures report and the
+//! operational routes.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use herald::api::{ApiState, Routes, router};
 use herald_reconciler::ReceiverConfig;
-use herald_store_redis::{RedisConfig, RedisStore};
+use herald_store::MemoryStore;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -19,18 +19,12 @@ const PNID: &str = "106540352242922";
 
 struct Api {
     app: Router,
-    store: Arc<RedisStore>,
+    store: Arc<MemoryStore>,
 }
 
 impl Api {
     async fn new() -> Self {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let prefix = format!("herald-test-api-{:016x}", rand::random::<u64>());
-        let store = Arc::new(
-            RedisStore::connect(&RedisConfig::new(url, prefix))
-                .await
-                .expect("Redis (set REDIS_URL)"),
-        );
+        let store = Arc::new(MemoryStore::new());
         let state = ApiState {
             store: store.clone(),
             default_phone_number_id: PNID.into(),
@@ -99,7 +93,7 @@ impl Api {
     }
 
     async fn cleanup(self) {
-        self.store.purge_namespace().await.expect("purge");
+        drop(self.store);
     }
 }
 

@@ -274,6 +274,26 @@ fn bad_configuration_exits_64_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_SENDER__SPEED"));
     let out = herald(&["campaign", "frobnicate"], &[]);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    let out = herald(
+        &["config", "check"],
+        &[("HERALD_STORE__BACKEND", "sqlite".into())],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("store.backend"));
+    // A worker cannot share a store that lives in another process's memory.
+    let out = herald(
+        &["worker"],
+        &[
+            ("HERALD_STORE__BACKEND", "memory".into()),
+            ("HERALD_SERVER__LISTEN", "127.0.0.1:0".into()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only `herald serve`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Starts `herald sim` with these extra arguments; answers the child and its URL.
@@ -329,4 +349,32 @@ fn doctor_passes_and_fails_with_the_fix() {
     assert!(report.contains("FAIL token valid"), "{report}");
     assert!(report.contains("error 190"), "{report}");
     sim.terminate();
+}
+
+/// With no `REDIS_URL` and no `redis-server` to start, `herald demo` runs on the in-memory
+/// store, says so, and still ends with its stats matching the simulator's oracle.
+#[test]
+fn the_demo_needs_no_redis() {
+    let empty = std::env::temp_dir().join(format!("herald-empty-path-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--quiet", "--mps", "1000"])
+        .current_dir(root())
+        .env_remove("REDIS_URL")
+        .env("PATH", &empty)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run herald demo");
+    let _ = std::fs::remove_dir_all(&empty);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("the store in memory"), "{stdout}");
+    assert!(
+        stdout.contains("Herald's stats match the oracle"),
+        "{stdout}"
+    );
 }

@@ -1,5 +1,6 @@
-//! The receiver and the reconciler against real Redis (`REDIS_URL`, a random key prefix per
-//! test), fed the real fixture payloads, signed.
+//! The receiver and the reconciler, fed the real fixture payloads, signed: on the memory
+//! store with a paused clock, and against a real Redis where Redis itself is the point (a
+//! Redis outage answered with 503).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +15,7 @@ use herald_cloudapi::signature::sign;
 use herald_core::{CampaignAction, CampaignStatus, JobId, PauseKind, PhoneE164, WaMessageId};
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig, routes};
 use herald_store::conformance::{PNID, campaign, claim_req, running};
-use herald_store::{JobRef, JobState, NewCampaign, Outcome, Settle, Store};
+use herald_store::{JobRef, JobState, MemoryStore, NewCampaign, Outcome, Settle, Store};
 use herald_store_redis::testing::TestRedisServer;
 use herald_store_redis::{RedisConfig, RedisStore};
 use http_body_util::BodyExt;
@@ -24,18 +25,11 @@ use tower::ServiceExt;
 const SECRET: &str = "test-app-secret";
 const VERIFY: &str = "test-verify-token";
 
-async fn store() -> Arc<RedisStore> {
-    let url = std::env::var("REDIS_URL")
-        .expect("REDIS_URL must point at a Redis (scripts/test.sh sets it)");
-    let prefix = format!("herald-rec-{:016x}", rand::random::<u64>());
-    Arc::new(
-        RedisStore::connect(&RedisConfig::new(url, prefix))
-            .await
-            .unwrap(),
-    )
+async fn store() -> Arc<MemoryStore> {
+    Arc::new(MemoryStore::new())
 }
 
-fn app(store: Arc<RedisStore>) -> axum::Router {
+fn app<S: Store>(store: Arc<S>) -> axum::Router {
     routes(
         store,
         ReceiverConfig {
@@ -62,7 +56,7 @@ async fn post_signed(app: &axum::Router, body: &[u8]) -> StatusCode {
 }
 
 /// Drains the stream through the reconciler (one consumer).
-async fn reconcile(store: &Arc<RedisStore>) {
+async fn reconcile<S: Store>(store: &Arc<S>) {
     let rec = Reconciler::new(store.clone(), ReconcilerConfig::default());
     loop {
         let batch = store
@@ -98,7 +92,7 @@ fn whole(path: &str) -> Vec<u8> {
 
 // ---- The receiver ---------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_verification_handshake() {
     let store = store().await;
     let app = app(store.clone());
@@ -130,10 +124,9 @@ async fn the_verification_handshake() {
     ] {
         assert_eq!(get(&bad).await.status(), StatusCode::FORBIDDEN, "{bad}");
     }
-    store.purge_namespace().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn every_signature_fault_is_a_401_and_nothing_is_stored() {
     let store = store().await;
     let app = app(store.clone());
@@ -189,10 +182,9 @@ async fn every_signature_fault_is_a_401_and_nothing_is_stored() {
         .await
         .unwrap();
     assert_eq!(stored[0].body, body, "stored byte for byte");
-    store.purge_namespace().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_oversize_body_is_a_413() {
     let store = store().await;
     let app = app(store.clone());
@@ -204,10 +196,9 @@ async fn an_oversize_body_is_a_413() {
     );
     let fits = vec![b' '; herald_reconciler::BODY_LIMIT];
     assert_eq!(post_signed(&app, &fits).await, StatusCode::OK);
-    store.purge_namespace().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_while_redis_is_down_then_recovery() {
     let mut server = TestRedisServer::start();
     let mut cfg = RedisConfig::new(server.url(), "herald");
@@ -248,7 +239,7 @@ async fn a_503_while_redis_is_down_then_recovery() {
 /// A campaign whose first two jobs are accepted under the message ids the fixtures use, and
 /// whose recipients include the fixtures' users.
 struct World {
-    store: Arc<RedisStore>,
+    store: Arc<MemoryStore>,
     app: axum::Router,
     campaign: herald_core::CampaignId,
     job_xyz: JobId,
@@ -315,7 +306,7 @@ async fn delivery_state(w: &World, job: &JobId) -> herald_core::DeliveryState {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn statuses_from_every_status_fixture() {
     let w = world().await;
     for v in [
@@ -371,10 +362,9 @@ async fn statuses_from_every_status_fixture() {
     }
     reconcile(&w.store).await;
     assert_eq!(w.store.stats(&w.campaign).await.unwrap(), s);
-    w.store.purge_namespace().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_status_carries_its_code() {
     let w = world().await;
     post_signed(&w.app, &variant("pywa/message_status.json", "failed")).await;
@@ -383,10 +373,9 @@ async fn a_failed_status_carries_its_code() {
     assert_eq!((s.failed, s.failed_before_accept), (1, 0));
     assert_eq!(s.errors.get("130472"), Some(&1));
     assert!(delivery_state(&w, &w.job_xyz).await.failed);
-    w.store.purge_namespace().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn inbound_messages_open_windows_count_replies_and_opt_out() {
     let w = world().await;
     let israel: PhoneE164 = "+972987654321".parse().unwrap();
@@ -493,10 +482,9 @@ async fn inbound_messages_open_windows_count_replies_and_opt_out() {
             .unwrap(),
         [true]
     );
-    w.store.purge_namespace().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn marketing_preferences_suppress_on_stop_only() {
     let w = world().await;
     for v in ["resume", "signup"] {
@@ -522,10 +510,9 @@ async fn marketing_preferences_suppress_on_stop_only() {
             .unwrap(),
         [true]
     );
-    w.store.purge_namespace().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn template_stops_pause_the_campaigns_that_send_them() {
     let w = world().await;
     let spec = herald_store::conformance::spec("abandoned");
@@ -576,10 +563,9 @@ async fn template_stops_pause_the_campaigns_that_send_them() {
         CampaignStatus::Running,
         "other templates keep going"
     );
-    w.store.purge_namespace().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn account_updates_quality_and_unknown_content_never_stop_the_consumer() {
     let w = world().await;
     let accounts = fixture("pywa/account_update.json");
@@ -632,7 +618,6 @@ async fn account_updates_quality_and_unknown_content_never_stop_the_consumer() {
             .is_empty(),
         "everything was acknowledged"
     );
-    w.store.purge_namespace().await.unwrap();
 }
 
 // ---- Order, duplicates, and a dead reconciler ---------------------------------------------
@@ -670,7 +655,7 @@ mod permutations {
         /// and counters as the statuses in their natural order, applied once.
         #[test]
         fn any_order_with_duplicates_gives_the_same_result(events in proptest::collection::vec(event(), 1..8), seed in any::<u64>()) {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
             rt.block_on(async {
                 let store = store().await;
                 let mut finals = Vec::new();
@@ -696,14 +681,13 @@ mod permutations {
                     let state = store.job(&job.id).await.unwrap().unwrap().state;
                     finals.push((store.stats(&id).await.unwrap(), state));
                 }
-                store.purge_namespace().await.unwrap();
                 assert_eq!(finals[0], finals[1], "events {events:?}");
             });
         }
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_reconciler_killed_mid_batch_loses_nothing() {
     let store = store().await;
     let id = running(&*store, "crash", 20).await;
@@ -776,5 +760,4 @@ async fn a_reconciler_killed_mid_batch_loses_nothing() {
         store.campaign(&id).await.unwrap().status,
         CampaignStatus::Completed
     );
-    store.purge_namespace().await.unwrap();
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use herald_cloudapi::{ErrorClass, code_label};
+use herald_cloudapi::{ErrorClass, Messages, code_label};
 use herald_core::{CampaignId, PauseKind, PhoneE164, SkipReason, WaMessageId, metrics as m};
 use herald_store::{ClaimRequest, JobRef, LeaseToken, Outcome, PairReservation, Store, StoreError};
 use jiff::Timestamp;
@@ -27,7 +27,7 @@ mod send;
 use crate::held::Held;
 use crate::policy::{AdaptiveRate, Decision, decide};
 use crate::{CampaignInfo, LANE_IDLE_EXIT, Shared, unit};
-use send::Send;
+use send::SendTask;
 
 /// The span of send slots one round asks for.
 const ROUND: Duration = Duration::from_millis(100);
@@ -39,7 +39,7 @@ const PAIR_SLACK: Duration = Duration::from_millis(500);
 /// A round limited by the in-flight bound waits up to BATCH_WAIT for this many permits.
 const MIN_BATCH: usize = 64;
 const BATCH_WAIT: Duration = Duration::from_millis(2);
-/// A send woken this much after its slot is not made (see [`Send::run`]). Timer wheels
+/// A send woken this much after its slot is not made (see [`SendTask::run`]). Timer wheels
 /// wake up to about a millisecond late as a matter of course.
 const LATE_LIMIT: Duration = Duration::from_millis(3);
 /// Throttles within this long of a rate decrease are echoes of the old rate.
@@ -50,6 +50,16 @@ const SAMPLE_SPAN: Duration = Duration::from_secs(1);
 const MIX_EVERY: Duration = Duration::from_secs(1);
 const IDLE_MIN: Duration = Duration::from_millis(50);
 const IDLE_MAX: Duration = Duration::from_millis(500);
+
+/// Why a pacing round did not complete.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The pool's in-flight permits were closed: the sender is going away.
+    #[error("the sender is closing")]
+    Closing,
+}
 
 /// A claimed, admitted job waiting for a slot.
 struct Ready {
@@ -70,8 +80,8 @@ struct Signals {
     late: mpsc::UnboundedSender<Ready>,
 }
 
-pub(crate) struct Lane<S: Store> {
-    shared: Arc<Shared<S>>,
+pub(crate) struct Lane<S: Store, M: Messages> {
+    shared: Arc<Shared<S, M>>,
     pnid: Arc<str>,
     ready: VecDeque<Ready>,
     rate: AdaptiveRate,
@@ -88,8 +98,8 @@ pub(crate) struct Lane<S: Store> {
     clock: Clock,
 }
 
-impl<S: Store> Lane<S> {
-    pub(crate) fn new(shared: Arc<Shared<S>>, pnid: String) -> Self {
+impl<S: Store, M: Messages> Lane<S, M> {
+    pub(crate) fn new(shared: Arc<Shared<S, M>>, pnid: String) -> Self {
         let mps = f64::from(shared.cfg.mps);
         let (late_tx, late_rx) = mpsc::unbounded_channel();
         Self {
@@ -275,7 +285,7 @@ impl<S: Store> Lane<S> {
                 }
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => {
-                    let reason = Shared::<S>::pause_reason(
+                    let reason = Shared::<S, M>::pause_reason(
                         PauseKind::CampaignFatal,
                         None,
                         format!("the campaign cannot be sent: {e}"),
@@ -334,7 +344,7 @@ impl<S: Store> Lane<S> {
     }
 
     /// One pacing round. Returns when the next one should start.
-    async fn round(&mut self, shutdown: &CancellationToken) -> Result<Instant, StoreError> {
+    async fn round(&mut self, shutdown: &CancellationToken) -> Result<Instant, RoundError> {
         let interval = interval(self.rate.current(), self.shared.cfg.pace_margin);
         let per_round = (ROUND.as_micros() / interval.as_micros().max(1)).max(1) as usize;
         let want = per_round.min(self.ready.len());
@@ -342,7 +352,7 @@ impl<S: Store> Lane<S> {
         let first = tokio::select! {
             () = shutdown.cancelled() => return Ok(Instant::now()),
             p = self.shared.permits.clone().acquire_owned() => {
-                p.map_err(|_| StoreError::Unavailable("the sender is closing".into()))?
+                p.map_err(|_| RoundError::Closing)?
             }
         };
         let mut permits = vec![first];
@@ -406,7 +416,7 @@ impl<S: Store> Lane<S> {
             last = when;
             metrics::histogram!(m::SENDER_TOKEN_WAIT_SECONDS)
                 .record(when.saturating_duration_since(r.since).as_secs_f64());
-            let send = Send {
+            let send = SendTask {
                 shared: self.shared.clone(),
                 pnid: self.pnid.clone(),
                 signals: self.signals.clone(),

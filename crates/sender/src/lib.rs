@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald_cloudapi::Client;
+use herald_cloudapi::{Client, Messages};
 use herald_core::{CampaignAction, CampaignId, MessageTemplate, PauseKind, PauseReason};
 use herald_store::{Settle, Store, StoreError};
 use tokio::sync::{Semaphore, mpsc};
@@ -54,12 +54,12 @@ pub struct Report {
 }
 
 /// The worker pool of one process.
-pub struct Sender<S: Store> {
-    shared: Arc<Shared<S>>,
+pub struct Sender<S: Store, M: Messages = Client> {
+    shared: Arc<Shared<S, M>>,
     settle_rx: mpsc::UnboundedReceiver<Settle>,
 }
 
-impl<S: Store> std::fmt::Debug for Sender<S> {
+impl<S: Store, M: Messages> std::fmt::Debug for Sender<S, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
             .field("config", &self.shared.cfg)
@@ -67,8 +67,10 @@ impl<S: Store> std::fmt::Debug for Sender<S> {
     }
 }
 
-impl<S: Store> Sender<S> {
-    pub fn new(store: Arc<S>, client: Client, cfg: SenderConfig) -> Result<Self, ConfigError> {
+impl<S: Store, M: Messages> Sender<S, M> {
+    /// A pool sending through `client`: the Cloud API [`Client`], or any other
+    /// [`Messages`] (the simulator's in-process one in tests).
+    pub fn new(store: Arc<S>, client: M, cfg: SenderConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let (ledger, settle_rx) = held::Ledger::new(cfg.max_held());
         let shared = Arc::new(Shared {
@@ -161,9 +163,9 @@ impl<S: Store> Sender<S> {
 }
 
 /// What every lane, send task and the settler share.
-struct Shared<S> {
+struct Shared<S, M> {
     store: Arc<S>,
-    client: Client,
+    client: M,
     cfg: SenderConfig,
     permits: Arc<Semaphore>,
     /// Every job this process holds, and where its settlement goes.
@@ -193,7 +195,7 @@ struct CampaignInfo {
 /// A pause asked for again within this long is taken as already done.
 const PAUSE_DEDUPE: Duration = Duration::from_secs(30);
 
-impl<S: Store> Shared<S> {
+impl<S: Store, M: Messages> Shared<S, M> {
     fn serves(&self, phone_number_id: &str) -> bool {
         self.cfg
             .phone_number_ids
@@ -302,7 +304,7 @@ impl<S: Store> Shared<S> {
 }
 
 /// Renews every held lease at a third of its length until the lanes are done.
-async fn renew_leases<S: Store>(shared: Arc<Shared<S>>, done: CancellationToken) {
+async fn renew_leases<S: Store, M: Messages>(shared: Arc<Shared<S, M>>, done: CancellationToken) {
     let every = shared.cfg.lease / 3;
     loop {
         tokio::select! {

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_cloudapi::Messages;
 use herald_store::{Settle, SettleResult, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -16,8 +17,8 @@ use crate::Shared;
 /// Settlements per store call.
 const BATCH: usize = 512;
 
-pub(crate) async fn run<S: Store>(
-    shared: Arc<Shared<S>>,
+pub(crate) async fn run<S: Store, M: Messages>(
+    shared: Arc<Shared<S, M>>,
     mut rx: mpsc::UnboundedReceiver<Settle>,
     lanes_done: CancellationToken,
 ) {
@@ -44,7 +45,7 @@ pub(crate) async fn run<S: Store>(
     }
 }
 
-async fn settle<S: Store>(shared: &Shared<S>, batch: &[Settle]) {
+async fn settle<S: Store, M: Messages>(shared: &Shared<S, M>, batch: &[Settle]) {
     let mut wait = Duration::from_millis(50);
     loop {
         match shared.store.settle(batch).await {

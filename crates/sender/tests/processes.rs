@@ -106,7 +106,7 @@ fn worker(cfg: &str) {
     });
 }
 
-fn spawn_worker(rig: &Rig, mps: u32, lease_ms: u64, grace_ms: u64) -> Child {
+fn spawn_worker(rig: &Rig<RedisStore>, mps: u32, lease_ms: u64, grace_ms: u64) -> Child {
     let cfg = json!({
         "redis": redis_url(), "prefix": rig.prefix, "api": rig.sim.url(),
         "mps": mps, "lease_ms": lease_ms, "grace_ms": grace_ms,
@@ -123,7 +123,7 @@ fn spawn_worker(rig: &Rig, mps: u32, lease_ms: u64, grace_ms: u64) -> Child {
 /// next of the simulator's seconds is refused with 130429 and sent again; the benchmark
 /// counts those.)
 async fn pacing_at_80_keeps_to_80() {
-    let rig = Rig::start_child_sim(sim_config(80)).await;
+    let rig = Rig::child_sim(sim_config(80)).await;
     let n = 800;
     let id = rig
         .campaign(
@@ -141,13 +141,13 @@ async fn pacing_at_80_keeps_to_80() {
     assert_at_most_mps(&rig, &id, n, 80).await;
     stop.cancel();
     sender.await.unwrap();
-    rig.finish().await;
+    rig.finish_and_purge().await;
 }
 
 /// The campaign's sends spanned at least what `mps` allows for `n` of them: `(n - 1) / mps`
 /// seconds from its start to its end, both in the store's time, less one interval for the
 /// sender's mapping of the store's clock onto its own (good to half its best round trip).
-async fn assert_at_most_mps(rig: &Rig, id: &herald_core::CampaignId, n: u64, mps: u64) {
+async fn assert_at_most_mps(rig: &Rig<RedisStore>, id: &herald_core::CampaignId, n: u64, mps: u64) {
     let c = rig.store.campaign(id).await.unwrap();
     let took_ms = c.finished_ms.unwrap() - c.started_ms.unwrap();
     let least_ms = (n - 2) * 1000 / mps;
@@ -163,7 +163,7 @@ async fn assert_at_most_mps(rig: &Rig, id: &herald_core::CampaignId, n: u64, mps
 async fn a_killed_worker_loses_and_repeats_nothing() {
     let mut sim = sim_config(1000);
     sim.faults.latency_ms = 40;
-    let rig = Rig::start_child_sim(sim).await;
+    let rig = Rig::child_sim(sim).await;
     let n = 3000;
     let id = rig
         .campaign(
@@ -197,14 +197,14 @@ async fn a_killed_worker_loses_and_repeats_nothing() {
     let o = rig.oracle().await;
     assert_clean(&o, &[]);
     assert_eq!((o.unique_callbacks, o.accepted), (n, n));
-    rig.finish().await;
+    rig.finish_and_purge().await;
 }
 
 /// Two worker processes on one phone number at MPS 200: together no faster than 200 per
 /// second (1,600 sends take at least 8 s; two private limiters would take 4 s), each job
 /// sent once.
 async fn two_workers_share_one_rate() {
-    let rig = Rig::start_child_sim(sim_config(1000)).await;
+    let rig = Rig::child_sim(sim_config(1000)).await;
     let n = 1600;
     let id = rig
         .campaign(
@@ -227,5 +227,5 @@ async fn two_workers_share_one_rate() {
     assert_clean(&o, &[]);
     assert_eq!(o.unique_callbacks, n);
     assert_at_most_mps(&rig, &id, n, 200).await;
-    rig.finish().await;
+    rig.finish_and_purge().await;
 }

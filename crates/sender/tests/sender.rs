@@ -1,5 +1,6 @@
-//! The sender against the simulator, real HTTP and real Redis: nothing lost, nothing twice,
-//! every Meta limit respected.
+//! The sender against the simulator, on the memory store, all in this process on a paused
+//! clock: nothing lost, nothing twice, every Meta limit respected, whatever the machine is
+//! doing (time only passes when every task waits for it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,9 +19,9 @@ const LONG: Duration = Duration::from_secs(60);
 const SIM_MPS: u32 = 2000;
 
 /// 5,000 recipients, no faults: all accepted once, all webhooks applied.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn five_thousand_recipients_all_accepted_once() {
-    let rig = Rig::start(sim_config(SIM_MPS)).await;
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
     let id = rig
         .campaign(
             template_spec("five-k", "order_update", None),
@@ -51,7 +52,7 @@ async fn five_thousand_recipients_all_accepted_once() {
 /// undeliverable: every recipient ends accepted exactly once or failed with 131026, and the
 /// ambiguous sends (the hangs and resets, which the simulator accepted) are settled by their
 /// webhooks, not resent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn faults_lose_nothing_and_duplicate_nothing() {
     let mut sim = sim_config(SIM_MPS);
     sim.faults.error_5xx = 0.05;
@@ -60,7 +61,7 @@ async fn faults_lose_nothing_and_duplicate_nothing() {
     sim.faults.reset_after_read = 0.02;
     sim.undeliverable.fraction = 0.01;
     sim.undeliverable.mode = Delivery::Sync;
-    let rig = Rig::start(sim).await;
+    let rig = Rig::in_process(sim).await;
     let n = 2000;
     let id = rig
         .campaign(
@@ -113,12 +114,12 @@ async fn faults_lose_nothing_and_duplicate_nothing() {
 
 /// Two campaigns to the same 100 recipients: Herald spaces the sends to each recipient
 /// itself, so Meta never answers 131056 and no recipient fails.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn pair_spacing_holds_across_campaigns() {
     let mut sim = sim_config(SIM_MPS);
     sim.limits.pair_interval_ms = 2000;
     sim.limits.pair_burst = 1;
-    let rig = Rig::start(sim).await;
+    let rig = Rig::in_process(sim).await;
     let people = recipients(0..100);
     let a = rig
         .campaign(template_spec("pair-a", "order_update", None), &people, true)
@@ -145,9 +146,9 @@ async fn pair_spacing_holds_across_campaigns() {
 
 /// 132001 (template missing in that language) pauses the campaign, once, with its reason;
 /// its unsent jobs stay pending, and another campaign on the number carries on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_campaign_fatal_code_pauses_that_campaign_only() {
-    let rig = Rig::start(sim_config(SIM_MPS)).await;
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
     let bad = rig
         .campaign(
             template_spec("bad", "no_such_template", None),
@@ -202,9 +203,9 @@ async fn a_campaign_fatal_code_pauses_that_campaign_only() {
 }
 
 /// 190 (token invalid) pauses every campaign on the phone number, with the reason.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_sender_fatal_code_pauses_every_campaign_on_the_number() {
-    let rig = Rig::start(sim_config(SIM_MPS)).await;
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
     let a = rig
         .campaign(
             template_spec("a", "order_update", None),
@@ -220,7 +221,7 @@ async fn a_sender_fatal_code_pauses_every_campaign_on_the_number() {
         )
         .await;
     let (stop, sender) =
-        rig.sender_with(sender_config(200), client(&rig.sim.url(), "expired-token"));
+        rig.sender_with(sender_config(200), rig.direct().with_token("expired-token"));
     for id in [&a, &b] {
         let stats = rig.wait_status(id, CampaignStatus::Paused, LONG).await;
         let reason = rig.store.campaign(id).await.unwrap().pause_reason.unwrap();
@@ -251,9 +252,9 @@ async fn a_sender_fatal_code_pauses_every_campaign_on_the_number() {
 
 /// A free-form message goes only to recipients with an open 24 h window; the others are
 /// skipped as window_closed instead of being sent to fail silently (131047).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn free_form_messages_respect_the_window_and_the_suppression_list() {
-    let rig = Rig::start(sim_config(SIM_MPS)).await;
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
     // Recipients 0..10 wrote in (their windows open through the reconciler); 10 is
     // suppressed; 11..20 never wrote.
     for i in 0..10 {
@@ -296,11 +297,11 @@ async fn free_form_messages_respect_the_window_and_the_suppression_list() {
 
 /// Shutdown mid-campaign: nothing unsent is lost, nothing in flight is left in doubt, and a
 /// second pool finishes the campaign without a duplicate.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn graceful_shutdown_hands_over_cleanly() {
     let mut sim = sim_config(SIM_MPS);
     sim.faults.latency_ms = 30;
-    let rig = Rig::start(sim).await;
+    let rig = Rig::in_process(sim).await;
     let id = rig
         .campaign(
             template_spec("handover", "order_update", None),
@@ -331,5 +332,69 @@ async fn graceful_shutdown_hands_over_cleanly() {
     assert_eq!(o.unique_callbacks, 600);
     stop.cancel();
     sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// MPS 80 against a simulator enforcing 80 over any rolling second, in virtual time: no
+/// 130429, no rolling second above 80, no 100 ms with more than its share (evenly spaced, no
+/// bursts), and the campaign takes the time 80 per second needs.
+#[tokio::test(start_paused = true)]
+async fn pacing_at_80_never_exceeds_80() {
+    let rig = Rig::in_process(sim_config(80)).await;
+    let id = rig
+        .campaign(
+            template_spec("pace-80", "order_update", None),
+            &recipients(0..800),
+            true,
+        )
+        .await;
+    let (stop, sender) = rig.sender(sender_config(80));
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, 800);
+    let o = rig.oracle().await;
+    assert_clean(&o, &["130429", "131056"]);
+    let n = &o.phone_numbers[PNID];
+    assert_eq!(n.requests, 800, "every send accepted at the first try");
+    assert!(n.max_requests_1s <= 80, "{n:?}");
+    assert!(n.max_requests_100ms <= 9, "evenly spaced, no bursts: {n:?}");
+    let c = rig.store.campaign(&id).await.unwrap();
+    let took = c.finished_ms.unwrap() - c.started_ms.unwrap();
+    assert!(
+        (9_990..11_000).contains(&took),
+        "800 sends at 80/s took {took} ms"
+    );
+    stop.cancel();
+    let report = sender.await.unwrap();
+    assert_eq!(report.late, 0, "no wake-up is late on a paused clock");
+    rig.finish().await;
+}
+
+/// Two sender pools (two workers) on one phone number at MPS 200 share one rate: together
+/// never above 200 in any rolling second, each job sent once.
+#[tokio::test(start_paused = true)]
+async fn two_pools_share_one_rate() {
+    let rig = Rig::in_process(sim_config(1000)).await;
+    let n = 1600;
+    let id = rig
+        .campaign(
+            template_spec("shared", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let (stop_a, a) = rig.sender(sender_config(200));
+    let (stop_b, b) = rig.sender(sender_config(200));
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, n);
+    let o = rig.oracle().await;
+    assert_clean(&o, &["130429"]);
+    let num = &o.phone_numbers[PNID];
+    assert_eq!(num.requests, n);
+    assert!(num.max_requests_1s <= 200, "{num:?}");
+    stop_a.cancel();
+    stop_b.cancel();
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert!(a.accepted > 0 && b.accepted > 0, "both sent: {a:?} {b:?}");
+    assert_eq!(a.accepted + b.accepted, n);
     rig.finish().await;
 }

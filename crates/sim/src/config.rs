@@ -104,6 +104,9 @@ pub struct Faults {
     pub hang_ms: u64,
     /// Share of sends accepted whose connection is then dropped without an answer.
     pub reset_after_read: f64,
+    /// Share of sends accepted and then answered HTTP 502 with an HTML page by a proxy in
+    /// front (no Graph error body, so the sender cannot know Meta took them).
+    pub bad_gateway: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,6 +224,7 @@ impl Default for Faults {
             hang: 0.0,
             hang_ms: 30_000,
             reset_after_read: 0.0,
+            bad_gateway: 0.0,
         }
     }
 }
@@ -281,6 +285,7 @@ impl SimConfig {
         share("faults.error_5xx", self.faults.error_5xx)?;
         share("faults.hang", self.faults.hang)?;
         share("faults.reset_after_read", self.faults.reset_after_read)?;
+        share("faults.bad_gateway", self.faults.bad_gateway)?;
         share(
             "webhooks.delivered_probability",
             self.webhooks.delivered_probability,
@@ -288,7 +293,8 @@ impl SimConfig {
         share("webhooks.read_probability", self.webhooks.read_probability)?;
         share("webhooks.duplicate", self.webhooks.duplicate)?;
         share("webhooks.reorder", self.webhooks.reorder)?;
-        if self.faults.error_5xx + self.faults.hang + self.faults.reset_after_read > 1.0 {
+        let f = &self.faults;
+        if f.error_5xx + f.hang + f.reset_after_read + f.bad_gateway > 1.0 {
             return Err(err("faults", "the fault shares add up to more than 1"));
         }
         if self.phone_numbers.is_empty() {

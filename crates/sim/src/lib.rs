@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod config;
+mod direct;
 mod oracle;
 pub mod process;
 mod server;
@@ -23,8 +24,10 @@ mod state;
 mod webhooks;
 
 pub use config::{ConfigError, Delivery, SimConfig};
+pub use direct::Direct;
 pub use oracle::{FaultStats, NumberStats, SimStats, WebhookStats};
 pub use process::SimProcess;
+pub use webhooks::WebhookSink;
 
 /// A running simulator.
 #[derive(Debug)]
@@ -38,13 +41,19 @@ pub struct Sim {
 impl Sim {
     /// Validates the configuration, binds, and starts serving.
     pub async fn start(cfg: SimConfig) -> std::io::Result<Self> {
+        Self::start_with(cfg, None).await
+    }
+
+    /// The same, with webhooks handed to `sink` instead of POSTed to `webhooks.url` (they
+    /// are sent when either is set).
+    pub async fn start_with(cfg: SimConfig, sink: Option<WebhookSink>) -> std::io::Result<Self> {
         cfg.validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(&cfg.listen).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let shared = Arc::new_cyclic(|weak| {
-            let hooks = webhooks::Webhooks::start(&cfg, weak.clone(), shutdown.clone());
+            let hooks = webhooks::Webhooks::start(&cfg, sink, weak.clone(), shutdown.clone());
             state::Shared::new(cfg.clone(), hooks)
         });
         let task = tokio::spawn(server::serve(
@@ -68,6 +77,16 @@ impl Sim {
     /// `http://host:port`, the `api_base` to point a client at.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A client that sends to this simulator in-process, answering as its HTTP server would
+    /// (timing out after `timeout`, as a client configured so would).
+    pub fn direct(&self, timeout: std::time::Duration) -> Direct {
+        Direct {
+            shared: self.shared.clone(),
+            authorization: format!("Bearer {}", self.shared.cfg.access_token),
+            timeout,
+        }
     }
 
     /// The oracle, read in-process.

@@ -63,6 +63,9 @@ pub struct FaultStats {
     pub error_5xx: u64,
     pub hangs: u64,
     pub resets: u64,
+    /// Accepted, then answered 502 with an HTML page.
+    #[serde(default)]
+    pub bad_gateways: u64,
 }
 
 /// Request times in a sliding window.

@@ -82,14 +82,9 @@ async fn send(
     body: bytes::Bytes,
 ) -> Response {
     let answer = shared.send(&pnid, bearer(&headers), &body);
-    let f = &shared.cfg.faults;
-    if f.latency_ms > 0 || f.jitter_ms > 0 {
-        let jitter = (crate::state::draw(
-            shared.cfg.seed,
-            0x1a7e,
-            body.len() as u64 ^ body.first().copied().unwrap_or(0) as u64,
-        ) * f.jitter_ms as f64) as u64;
-        tokio::time::sleep(std::time::Duration::from_millis(f.latency_ms + jitter)).await;
+    let latency = shared.latency(&body);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     match answer {
         Answer::Ok(v) => axum::Json(v).into_response(),
@@ -103,6 +98,12 @@ async fn send(
             r.extensions_mut().insert(ResetConnection);
             r
         }
+        Answer::ProxyError(status) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            [("content-type", "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+            .into_response(),
     }
 }
 

@@ -81,6 +81,9 @@ pub(crate) enum Answer {
     Hang(Value, Duration),
     /// Accepted, then the connection is dropped without an answer.
     Reset,
+    /// Accepted, then a proxy in front answers with this HTTP status and an HTML page (no
+    /// Graph error body): an edge timing out after Meta took the message.
+    ProxyError(u16),
 }
 
 fn graph(code: i64, kind: &str, message: &str) -> GraphError {
@@ -312,7 +315,23 @@ impl Shared {
             self.oracle(|o| o.faults.resets += 1);
             return Answer::Reset;
         }
+        if fault < f.error_5xx + f.hang + f.reset_after_read + f.bad_gateway {
+            self.oracle(|o| o.faults.bad_gateways += 1);
+            return Answer::ProxyError(502);
+        }
         Answer::Ok(answer)
+    }
+
+    /// How long the answer to this request takes: the configured latency plus jitter drawn
+    /// from the body (the same body, the same delay).
+    pub(crate) fn latency(&self, body: &[u8]) -> Duration {
+        let f = &self.cfg.faults;
+        if f.latency_ms == 0 && f.jitter_ms == 0 {
+            return Duration::ZERO;
+        }
+        let n = body.len() as u64 ^ u64::from(body.first().copied().unwrap_or(0));
+        let jitter = (draw(self.cfg.seed, 0x1a7e, n) * f.jitter_ms as f64) as u64;
+        Duration::from_millis(f.latency_ms + jitter)
     }
 
     fn check_template(

@@ -108,14 +108,15 @@ pub(crate) struct Webhooks {
 impl Webhooks {
     pub(crate) fn start(
         cfg: &SimConfig,
+        sink: Option<WebhookSink>,
         shared: Weak<Shared>,
         shutdown: CancellationToken,
     ) -> Self {
-        if cfg.webhooks.url.is_empty() {
+        if cfg.webhooks.url.is_empty() && sink.is_none() {
             return Self { tx: None };
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(cfg.clone(), shared, rx, shutdown));
+        tokio::spawn(run(cfg.clone(), sink, shared, rx, shutdown));
         Self { tx: Some(tx) }
     }
 
@@ -132,6 +133,7 @@ impl Webhooks {
 
 async fn run(
     cfg: SimConfig,
+    sink: Option<WebhookSink>,
     shared: Weak<Shared>,
     mut rx: mpsc::UnboundedReceiver<(Instant, String, Item)>,
     shutdown: CancellationToken,
@@ -187,9 +189,13 @@ async fn run(
                 let (body, statuses, messages) = envelope(&cfg, &pnid, &chunk);
                 let permit = in_flight.clone().acquire_owned().await;
                 let (http, shared, cfg) = (http.clone(), shared.clone(), cfg.clone());
+                let to = match &sink {
+                    Some(f) => Destination::Sink(f.clone()),
+                    None => Destination::Http(http),
+                };
                 tokio::spawn(async move {
                     if let Some(shared) = shared.upgrade() {
-                        deliver(&http, &shared, &cfg, body, statuses, messages).await;
+                        deliver(&to, &shared, &cfg, body, statuses, messages).await;
                     }
                     drop(permit);
                 });
@@ -263,10 +269,20 @@ fn envelope(cfg: &SimConfig, pnid: &str, items: &[Item]) -> (Vec<u8>, u64, u64) 
     )
 }
 
-/// POSTs one batch, retrying with exponential backoff until it is acknowledged (HTTP 200) or
-/// the attempts run out.
+/// Where webhooks go instead of an HTTP POST: given the body and its `X-Hub-Signature-256`
+/// value, it answers whether the delivery was taken (as an HTTP 200 would).
+pub type WebhookSink =
+    Arc<dyn Fn(bytes::Bytes, String) -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+
+enum Destination {
+    Http(reqwest::Client),
+    Sink(WebhookSink),
+}
+
+/// Delivers one batch, retrying with exponential backoff until it is acknowledged (HTTP 200)
+/// or the attempts run out.
 async fn deliver(
-    http: &reqwest::Client,
+    to: &Destination,
     shared: &Shared,
     cfg: &SimConfig,
     body: Vec<u8>,
@@ -278,14 +294,18 @@ async fn deliver(
     let body = bytes::Bytes::from(body);
     for attempt in 0..wh.max_attempts.max(1) {
         shared.oracle(|o| o.webhooks.attempted += 1);
-        let answer = http
-            .post(&wh.url)
-            .header("content-type", "application/json")
-            .header(herald_cloudapi::signature::HEADER, &signature)
-            .body(body.clone())
-            .send()
-            .await;
-        if answer.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+        let taken = match to {
+            Destination::Http(http) => http
+                .post(&wh.url)
+                .header("content-type", "application/json")
+                .header(herald_cloudapi::signature::HEADER, &signature)
+                .body(body.clone())
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK),
+            Destination::Sink(f) => f(body.clone(), signature.clone()).await,
+        };
+        if taken {
             shared.oracle(|o| {
                 o.webhooks.acknowledged += 1;
                 o.webhooks.statuses_delivered += statuses;

@@ -6,13 +6,13 @@ use super::*;
 
 /// One send: waits for its slot, makes the request, classifies the answer, queues the
 /// settlement.
-pub(super) struct Send<S> {
-    pub(super) shared: Arc<Shared<S>>,
+pub(super) struct SendTask<S, M> {
+    pub(super) shared: Arc<Shared<S, M>>,
     pub(super) pnid: Arc<str>,
     pub(super) signals: Arc<Signals>,
 }
 
-impl<S: Store> Send<S> {
+impl<S: Store, M: Messages> SendTask<S, M> {
     pub(super) async fn run(self, mut r: Ready, at: Instant, permit: OwnedSemaphorePermit) {
         let job = r.held.job();
         let mut body =
@@ -149,13 +149,13 @@ impl<S: Store> Send<S> {
             Decision::PauseCampaign => {
                 count_send("paused");
                 held.decided(Outcome::Released);
-                let reason = Shared::<S>::pause_reason(PauseKind::CampaignFatal, code, detail());
+                let reason = Shared::<S, M>::pause_reason(PauseKind::CampaignFatal, code, detail());
                 self.shared.pause_campaign(&campaign, reason).await;
             }
             Decision::PauseSender => {
                 count_send("paused");
                 held.decided(Outcome::Released);
-                let reason = Shared::<S>::pause_reason(PauseKind::SenderFatal, code, detail());
+                let reason = Shared::<S, M>::pause_reason(PauseKind::SenderFatal, code, detail());
                 self.shared.pause_sender(&self.pnid, reason).await;
             }
         }

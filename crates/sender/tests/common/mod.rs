@@ -1,24 +1,27 @@
-//! A whole Herald around the sender, on loopback: the simulator, real Redis (`REDIS_URL`,
-//! a random key prefix), the webhook receiver and a reconciler consuming what the simulator
-//! posts. Tests assert on the simulator's oracle and the campaign stats.
+//! A whole Herald around the sender: the simulator, a store, the webhook receiver and a
+//! reconciler consuming what the simulator posts. Two kinds: all in this process on the
+//! memory store, for tests on a paused clock ([`Rig::in_process`]); and on real Redis with the
+//! simulator in a child process ([`Rig::child_sim`]), for tests that need several processes.
+//! Tests assert on the simulator's oracle and the campaign stats.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_cloudapi::{Client, ClientConfig, Secret};
+use herald_cloudapi::{Client, ClientConfig, Messages, Secret};
 use herald_core::{
     CampaignAction, CampaignId, CampaignSpec, CampaignStatus, PhoneE164, Recipient, Stats, Vars,
 };
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig, routes};
 use herald_sender::{Report, Sender, SenderConfig};
-use herald_sim::{Sim, SimConfig, SimProcess, SimStats};
-use herald_store::{InDoubtPolicy, NewCampaign, Store};
+use herald_sim::{Direct, Sim, SimConfig, SimProcess, SimStats, WebhookSink};
+use herald_store::{InDoubtPolicy, MemoryStore, NewCampaign, Store};
 use herald_store_redis::{RedisConfig, RedisStore};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 pub const PNID: &str = "106540352242922";
 
@@ -127,28 +130,94 @@ impl SimHandle {
     }
 }
 
-pub struct Rig {
+/// How long a send may take before the client gives up (and the job is in doubt).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Rig<S: Store> {
     pub sim: SimHandle,
-    pub store: Arc<RedisStore>,
+    pub store: Arc<S>,
     pub prefix: String,
     access_token: String,
     background: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Rig {
-    /// With the simulator in this process.
-    pub async fn start(sim: SimConfig) -> Self {
-        Self::start_with(sim, false).await
+fn reconciler<S: Store>(store: &Arc<S>, background: &CancellationToken) -> JoinHandle<()> {
+    let reconciler = Arc::new(Reconciler::new(store.clone(), ReconcilerConfig::default()));
+    tokio::spawn(herald_reconciler::run(
+        reconciler,
+        ConsumerConfig {
+            name: "test".into(),
+            batch: 200,
+            block: Duration::from_millis(50),
+            claim_idle: Duration::from_secs(5),
+        },
+        background.clone(),
+    ))
+}
+
+impl Rig<MemoryStore> {
+    /// Everything in this process and on this runtime, with no sockets in between: the
+    /// memory store, the simulator answering in-process, its webhooks handed to the real
+    /// receiver (signature checked) and applied by a reconciler. For tests on a paused
+    /// clock (`#[tokio::test(start_paused = true)]`).
+    pub async fn in_process(mut sim: SimConfig) -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let background = CancellationToken::new();
+        let receiver = routes(
+            store.clone(),
+            ReceiverConfig {
+                verify_token: Secret::new("verify"),
+                app_secret: Secret::new(sim.app_secret.clone()),
+            },
+        );
+        let sink: WebhookSink = Arc::new(move |body, signature| {
+            let receiver = receiver.clone();
+            Box::pin(async move {
+                let request = axum::http::Request::post("/webhook")
+                    .header(herald_cloudapi::signature::HEADER, signature)
+                    .body(axum::body::Body::from(body))
+                    .unwrap();
+                receiver
+                    .oneshot(request)
+                    .await
+                    .is_ok_and(|r| r.status() == axum::http::StatusCode::OK)
+            })
+        });
+        sim.webhooks.url = String::new();
+        let access_token = sim.access_token.clone();
+        let consumer = reconciler(&store, &background);
+        let sim = SimHandle::InProcess(Sim::start_with(sim, Some(sink)).await.unwrap());
+        Self {
+            sim,
+            store,
+            prefix: String::new(),
+            access_token,
+            background,
+            tasks: vec![consumer],
+        }
     }
 
-    /// With the simulator in a child process: this test binary re-run, which must call
+    /// The in-process simulator's client.
+    pub fn direct(&self) -> Direct {
+        match &self.sim {
+            SimHandle::InProcess(s) => s.direct(REQUEST_TIMEOUT),
+            SimHandle::Child(_) => panic!("the simulator is in a child process"),
+        }
+    }
+
+    /// Starts a sender pool on the in-process simulator; cancel the token to stop it and
+    /// get its report.
+    pub fn sender(&self, cfg: SenderConfig) -> (CancellationToken, JoinHandle<Report>) {
+        self.sender_with(cfg, self.direct())
+    }
+}
+
+impl Rig<RedisStore> {
+    /// Real Redis (`REDIS_URL`, a random key prefix), the receiver on a loopback port, and
+    /// the simulator in a child process: this test binary re-run, which must call
     /// `herald_sim::process::serve_if_asked()` first thing in `main`.
-    pub async fn start_child_sim(sim: SimConfig) -> Self {
-        Self::start_with(sim, true).await
-    }
-
-    async fn start_with(mut sim: SimConfig, child: bool) -> Self {
+    pub async fn child_sim(mut sim: SimConfig) -> Self {
         let prefix = format!("herald-snd-{:016x}", rand::random::<u64>());
         let store = Arc::new(
             RedisStore::connect(&RedisConfig::new(redis_url(), prefix.clone()))
@@ -172,25 +241,11 @@ impl Rig {
                 .await
                 .unwrap();
         });
-        let reconciler = Arc::new(Reconciler::new(store.clone(), ReconcilerConfig::default()));
-        let consumer = tokio::spawn(herald_reconciler::run(
-            reconciler,
-            ConsumerConfig {
-                name: "test".into(),
-                batch: 200,
-                block: Duration::from_millis(50),
-                claim_idle: Duration::from_secs(5),
-            },
-            background.clone(),
-        ));
+        let consumer = reconciler(&store, &background);
         sim.webhooks.url = format!("http://{addr}/webhook");
         let access_token = sim.access_token.clone();
-        let sim = if child {
-            let exe = std::env::current_exe().unwrap();
-            SimHandle::Child(SimProcess::start(&exe, &[], &sim).unwrap())
-        } else {
-            SimHandle::InProcess(Sim::start(sim).await.unwrap())
-        };
+        let exe = std::env::current_exe().unwrap();
+        let sim = SimHandle::Child(SimProcess::start(&exe, &[], &sim).unwrap());
         Self {
             sim,
             store,
@@ -201,19 +256,17 @@ impl Rig {
         }
     }
 
-    pub fn client(&self) -> Client {
-        client(&self.sim.url(), &self.access_token)
-    }
-
-    /// Starts a sender pool; cancel the token to stop it and get its report.
+    /// Starts a sender pool sending over HTTP; cancel the token to stop it.
     pub fn sender(&self, cfg: SenderConfig) -> (CancellationToken, JoinHandle<Report>) {
-        self.sender_with(cfg, self.client())
+        self.sender_with(cfg, client(&self.sim.url(), &self.access_token))
     }
+}
 
-    pub fn sender_with(
+impl<S: Store> Rig<S> {
+    pub fn sender_with<M: Messages>(
         &self,
         cfg: SenderConfig,
-        client: Client,
+        client: M,
     ) -> (CancellationToken, JoinHandle<Report>) {
         let stop = CancellationToken::new();
         let sender = Sender::new(self.store.clone(), client, cfg).unwrap();
@@ -308,7 +361,15 @@ impl Rig {
             let _ = t.await;
         }
         self.sim.shutdown().await;
-        let _ = self.store.purge_namespace().await;
+    }
+}
+
+impl Rig<RedisStore> {
+    /// Stops everything and deletes the test's keys.
+    pub async fn finish_and_purge(self) {
+        let store = self.store.clone();
+        self.finish().await;
+        let _ = store.purge_namespace().await;
     }
 }
 
