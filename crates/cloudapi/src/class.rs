@@ -152,19 +152,24 @@ pub enum TransportFailure {
     TimedOut,
     /// The connection broke after the request was (or may have been) written.
     ConnectionLost,
-    /// An HTTP error status without a Graph error body (a proxy or load balancer answered).
+    /// An HTTP error status without a Graph error body: a proxy or load balancer answered (an
+    /// edge timing out after Meta took the message, say), or the body was cut off. Only a
+    /// Graph `error.code` proves that Meta refused.
     HttpStatus(u16),
     /// A 2xx whose body could not be read or parsed: Meta may well have accepted it.
     UnreadableSuccess,
 }
 
 impl TransportFailure {
+    /// Only a failure before the request was written is safe to retry; anything after it
+    /// may have reached Meta.
     pub fn class(self) -> ErrorClass {
         match self {
-            Self::ConnectFailed | Self::HttpStatus(_) => ErrorClass::Transient,
-            Self::TimedOut | Self::ConnectionLost | Self::UnreadableSuccess => {
-                ErrorClass::Ambiguous
-            }
+            Self::ConnectFailed => ErrorClass::Transient,
+            Self::TimedOut
+            | Self::ConnectionLost
+            | Self::HttpStatus(_)
+            | Self::UnreadableSuccess => ErrorClass::Ambiguous,
         }
     }
 }
@@ -247,7 +252,11 @@ mod tests {
         assert_eq!(TransportFailure::ConnectionLost.class(), Ambiguous);
         assert_eq!(TransportFailure::UnreadableSuccess.class(), Ambiguous);
         assert_eq!(TransportFailure::ConnectFailed.class(), Transient);
-        assert_eq!(TransportFailure::HttpStatus(503).class(), Transient);
+        assert_eq!(
+            TransportFailure::HttpStatus(502).class(),
+            Ambiguous,
+            "a proxy's 502 does not prove Meta refused"
+        );
         assert!(
             ErrorClass::ALL
                 .iter()

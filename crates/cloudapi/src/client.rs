@@ -115,7 +115,10 @@ impl fmt::Display for TransportFailure {
             Self::ConnectionLost => {
                 f.write_str("connection lost (the request may have been processed)")
             }
-            Self::HttpStatus(s) => write!(f, "HTTP {s} without a Graph API error body"),
+            Self::HttpStatus(s) => write!(
+                f,
+                "HTTP {s} without a Graph API error body (the request may have been processed)"
+            ),
             Self::UnreadableSuccess => f.write_str(
                 "a success status with an unreadable body (the message may have been accepted)",
             ),

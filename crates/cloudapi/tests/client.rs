@@ -110,8 +110,19 @@ async fn one_error_per_class_is_classified_by_code_not_status() {
     }
 }
 
+/// A 502/504 from an edge or proxy (HTML, or no body at all) does not prove that Meta
+/// refused: the message may have been taken before the edge gave up. In doubt, never retried.
 #[tokio::test]
-async fn a_5xx_without_a_body_is_transient() {
+async fn an_error_status_without_a_graph_body_is_ambiguous() {
+    let server = MockServer::start().await;
+    let err = answer(
+        &server,
+        ResponseTemplate::new(504).set_body_raw("<html>Gateway Time-out</html>", "text/html"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Ambiguous, "{err:?}");
+    server.verify().await;
     let server = MockServer::start().await;
     let err = answer(&server, ResponseTemplate::new(502))
         .await
@@ -126,7 +137,7 @@ async fn a_5xx_without_a_body_is_transient() {
         ),
         "{err:?}"
     );
-    assert_eq!(err.class(), ErrorClass::Transient);
+    assert_eq!(err.class(), ErrorClass::Ambiguous);
     server.verify().await;
 }
 

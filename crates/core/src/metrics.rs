@@ -47,7 +47,9 @@ metrics! {
         "Jobs whose lease expired, returned to pending or put in doubt.";
     /// Labels: `outcome` (resent, failed).
     SENDER_IN_DOUBT_EXPIRED_TOTAL = "herald_sender_in_doubt_expired_total", Counter,
-        "In-doubt jobs past the grace period without webhook evidence.";
+        "In-doubt jobs resent or failed: past the grace period, their webhook never came although later messages' did.";
+    SENDER_IN_DOUBT_WAITING_JOBS = "herald_sender_in_doubt_waiting_jobs", Gauge,
+        "In-doubt jobs past the grace period still waiting: no status of a later message on their number has arrived (webhooks down or late).";
     /// Labels: `outcome` (see [`WEBHOOK_OUTCOMES`]).
     WEBHOOK_REQUESTS_TOTAL = "herald_webhook_requests_total", Counter,
         "Webhook requests received, by outcome.";

@@ -19,7 +19,8 @@ pub struct SenderConfig {
     /// The least time between two sends to one recipient from one phone number.
     pub pair_interval: Duration,
     pub backoff: Backoff,
-    /// How long an in-doubt job waits for webhook evidence before the policy applies.
+    /// How long an in-doubt job waits for its own webhook before the policy applies, and then
+    /// only once statuses of later messages on its number have arrived.
     pub in_doubt_grace: Duration,
     pub in_doubt_policy: InDoubtPolicy,
     /// How long a claim is held without renewal before other workers may reclaim it.
@@ -88,6 +89,9 @@ impl SenderConfig {
                 "backoff_base_ms",
                 "must be positive and not above backoff_max_ms".into(),
             );
+        }
+        if self.in_doubt_grace < Duration::from_secs(1) {
+            return err("in_doubt_grace_secs", "must be at least 1 s".into());
         }
         if self.lease < Duration::from_secs(1) {
             return err("lease_secs", "must be at least 1 s".into());

@@ -39,7 +39,7 @@ pub async fn sweep<S: Store>(
             .increment(in_doubt.resent);
         tracing::warn!(
             jobs = in_doubt.resent,
-            "in-doubt jobs had no webhook evidence within the grace period; resending once"
+            "in-doubt jobs got no webhook although later messages did; resending once"
         );
     }
     if in_doubt.failed > 0 {
@@ -47,9 +47,10 @@ pub async fn sweep<S: Store>(
             .increment(in_doubt.failed);
         tracing::warn!(
             jobs = in_doubt.failed,
-            "in-doubt jobs had no webhook evidence within the grace period; failed"
+            "in-doubt jobs got no webhook although later messages did; failed"
         );
     }
+    metrics::gauge!(m::SENDER_IN_DOUBT_WAITING_JOBS).set(in_doubt.waiting as f64);
     let mut started = Vec::new();
     for id in store.due_scheduled(now).await? {
         // The transition is a compare-and-set: with several workers, one start wins.

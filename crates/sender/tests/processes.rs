@@ -172,7 +172,10 @@ async fn a_killed_worker_loses_and_repeats_nothing() {
             true,
         )
         .await;
-    let mut first = spawn_worker(&rig, 500, 2000, 8000);
+    // Grace 1 s: the dead worker's started jobs go in doubt when its 2 s lease runs out;
+    // those it had sent are settled by their webhooks within a second, the others are resent
+    // once the webhooks of later messages show that theirs never came.
+    let mut first = spawn_worker(&rig, 500, 2000, 1000);
     loop {
         let s = rig.store.stats(&id).await.unwrap();
         if s.accepted >= 800 {
@@ -188,7 +191,7 @@ async fn a_killed_worker_loses_and_repeats_nothing() {
         at_kill.in_flight > 0,
         "the dead worker held jobs: {at_kill:#?}"
     );
-    let mut second = spawn_worker(&rig, 500, 2000, 8000);
+    let mut second = spawn_worker(&rig, 500, 2000, 1000);
     let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
     second.kill().unwrap();
     second.wait().unwrap();

@@ -398,3 +398,92 @@ async fn two_pools_share_one_rate() {
     assert_eq!(a.accepted + b.accepted, n);
     rig.finish().await;
 }
+
+/// A proxy in front of Meta answers 502 with an HTML page after Meta took the message, and
+/// statuses arrive seconds later. Only a Graph error code proves a refusal: these sends are
+/// in doubt, their late webhooks settle them, and none goes out twice, although the grace
+/// period is shorter than the webhooks' delay.
+#[tokio::test(start_paused = true)]
+async fn a_proxy_error_after_meta_took_the_message_is_never_sent_twice() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.faults.bad_gateway = 0.1;
+    sim.webhooks.sent_delay_ms = 3000;
+    sim.webhooks.delivered_delay_ms = 3500;
+    sim.webhooks.read_delay_ms = 4000;
+    let rig = Rig::in_process(sim).await;
+    let n = 1000;
+    let id = rig
+        .campaign(
+            template_spec("proxy", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let mut cfg = sender_config(500);
+    cfg.in_doubt_grace = Duration::from_secs(1);
+    let (stop, sender) = rig.sender(cfg);
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    let o = rig.oracle().await;
+    assert!(o.faults.bad_gateways > 50, "{o:#?}");
+    assert_clean(&o, &["130429"]);
+    assert_eq!((o.accepted, o.unique_callbacks), (n, n));
+    assert_eq!((stats.accepted, stats.failed, stats.in_doubt), (n, 0, 0));
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// The webhook receiver is down for three minutes while some sends time out (their requests
+/// reached Meta). The grace period passes, but no status of any later message arrives either,
+/// so nothing is resent: the jobs wait in doubt. When the receiver is back, the simulator
+/// retries its deliveries out of order, as Meta does; a backlog arriving long after its events
+/// holds every resend, the jobs are settled by their own statuses, and no recipient gets two
+/// messages.
+#[tokio::test(start_paused = true)]
+async fn a_webhook_outage_turns_no_doubt_into_a_duplicate() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.faults.hang = 0.05;
+    sim.faults.hang_ms = 10_000;
+    sim.webhooks.max_attempts = 12;
+    let rig = Rig::in_process(sim).await;
+    rig.set_webhooks_up(false);
+    let n = 600;
+    let id = rig
+        .campaign(
+            template_spec("outage", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    // A minute of sending, at 10 per second, into a three-minute outage.
+    let mut cfg = sender_config(10);
+    cfg.in_doubt_grace = Duration::from_secs(30);
+    let (stop, sender) = rig.sender(cfg.clone());
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    let during = rig.store.stats(&id).await.unwrap();
+    let o = rig.oracle().await;
+    assert!(during.in_doubt > 10, "{during:#?}");
+    assert_eq!(during.accepted + during.in_doubt, n, "{during:#?}");
+    assert_eq!(o.accepted, n, "every request reached the simulator: {o:#?}");
+    assert!(
+        o.duplicate_callbacks.is_empty(),
+        "resent during the outage: {o:#?}"
+    );
+    let waiting = herald_sender::sweep(&*rig.store, &cfg, jiff::Timestamp::now())
+        .await
+        .unwrap()
+        .in_doubt
+        .waiting;
+    assert_eq!(waiting, during.in_doubt, "all of them wait for evidence");
+    rig.set_webhooks_up(true);
+    let stats = rig
+        .wait_status(&id, CampaignStatus::Completed, LONG * 10)
+        .await;
+    assert_eq!((stats.accepted, stats.in_doubt, stats.failed), (n, 0, 0));
+    let o = rig.oracle().await;
+    assert_clean(&o, &["130429"]);
+    assert_eq!((o.accepted, o.unique_callbacks), (n, n));
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}

@@ -67,6 +67,9 @@ pub(crate) struct Shared {
     requests: AtomicU64,
     messages: AtomicU64,
     pub(crate) webhooks: Webhooks,
+    /// The simulator's clock: the wall clock at start plus the time tokio has seen pass (so
+    /// webhook timestamps follow a paused clock in tests).
+    clock: (u64, Instant),
 }
 
 /// What the handler should answer.
@@ -108,7 +111,14 @@ impl Shared {
             requests: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             webhooks,
+            clock: (wall_clock_secs(), Instant::now()),
         }
+    }
+
+    /// Unix seconds at an instant of the simulator's clock.
+    pub(crate) fn unix_at(&self, at: Instant) -> u64 {
+        let (base, started) = self.clock;
+        base + at.saturating_duration_since(started).as_secs()
     }
 
     pub(crate) fn oracle<T>(&self, f: impl FnOnce(&mut Oracle) -> T) -> T {
@@ -146,7 +156,7 @@ impl Shared {
         let message = json!({
             "from": from,
             "id": format!("wamid.SIMIN{n:012}"),
-            "timestamp": unix_now().to_string(),
+            "timestamp": self.unix_at(now).to_string(),
             "type": "text",
             "text": {"body": text},
         });
@@ -484,7 +494,7 @@ impl Shared {
         let base = StatusOut {
             id: id.into(),
             status: "sent",
-            timestamp: unix_now(),
+            timestamp: self.unix_at(now),
             recipient_id: to.into(),
             callback: msg.biz_opaque_callback_data.as_deref().map(Into::into),
             category: Some(category),
@@ -537,7 +547,9 @@ impl Shared {
                 }
             }
         }
-        for (k, (delay, s)) in plan.into_iter().enumerate() {
+        for (k, (delay, mut s)) in plan.into_iter().enumerate() {
+            // Each status carries the time of its own event, as Meta's do.
+            s.timestamp = self.unix_at(now + delay);
             if chance(seed, 6 + k as u64, n, wh.duplicate) {
                 let again =
                     delay + Duration::from_millis(wh.batch_wait_ms * 2) + jitter(10 + k as u64);
@@ -549,7 +561,7 @@ impl Shared {
     }
 }
 
-pub(crate) fn unix_now() -> u64 {
+fn wall_clock_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -15,6 +15,9 @@
 -- state: p pending (queued or delayed), c claimed, s started, d in doubt,
 --        a0..a7 accepted with delivery-lattice bits (progress in bits 0-1: accepted, sent,
 --        delivered, read; failed in bit 2), f failed, k skipped, x cancelled.
+-- token: the lease token while claimed or started (c, s); once accepted (a), when Meta took
+--        it (ms): the answer's arrival, or for a job settled by webhook while in doubt, the
+--        start of the doubt (evidence of how far the webhook pipeline has caught up).
 -- aux:   the message id, then a space and the error code of a webhook failure (a); the error
 --        code (f); the skip reason (k); in doubt since ms (d).
 -- flags: r = the in-doubt resend was used, P = pricing counted, R = reply counted.

@@ -21,7 +21,7 @@ for i = 2, #ARGV, 4 do
     bump(c, 'in_flight', -1)
     local new
     if kind == 'A' then
-      new = 'a0|' .. inc(att) .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|'
+      new = 'a0|' .. inc(att) .. '|' .. ph .. '|' .. int(now) .. '|' .. arg .. '|' .. fl .. '|'
       bump(c, 'accepted', 1)
     elseif kind == 'F' then
       new = 'f|' .. inc(att) .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|'
@@ -50,7 +50,7 @@ for i = 2, #ARGV, 4 do
     out[#out + 1] = '1'
   elseif st and kind == 'A' and string.find('pcsd', string.sub(st, 1, 1), 1, true) then
     leave(base, c, parse(rec), seq)
-    redis.call('HSET', k, f, 'a0|' .. inc(att) .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|')
+    redis.call('HSET', k, f, 'a0|' .. inc(att) .. '|' .. ph .. '|' .. int(now) .. '|' .. arg .. '|' .. fl .. '|')
     bump(c, 'accepted', 1)
     out[#out + 1] = '1'
   else

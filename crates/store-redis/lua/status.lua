@@ -1,18 +1,26 @@
 -- Applies webhook statuses, forward-only on the delivery lattice. The record's aux becomes
 -- "<message id>[ <error code of a webhook failure>]".
 -- KEYS[1] campaign meta
--- ARGV[1] key base, then 6-tuples: seq, lattice bits of the status, message id ('' unknown),
---   error code (''), billable ('1', '0' or ''), pricing category ('')
+-- ARGV[1] key base, ARGV[2] backlog lag ms, then 7-tuples: seq, lattice bits of the status,
+--   message id ('' unknown), error code (''), billable ('1', '0' or ''), pricing category (''),
+--   the event's Unix seconds ('' unknown)
 -- A status for a job not yet accepted (in flight, in doubt, pending a resend) is evidence
 -- that Meta accepted it. A job that ended without a message id is left alone ("late").
--- Returns { completed (0/1), then per status: 1 changed, 0 no change, 2 late, 3 unknown job }
--- (settling the last in-doubt job completes a running campaign).
-local meta, base = KEYS[1], ARGV[1]
-local out, c = { 0 }, {}
+-- Returns { completed (0/1), evidence ms, phone number id, backlog (0/1), then per status:
+-- 1 changed, 0 no change, 2 late, 3 unknown job } (settling the last in-doubt job completes a
+-- running campaign). Evidence is the latest acceptance time among the jobs whose status
+-- applied, or the event time of their status if later: the webhook pipeline of the campaign's
+-- number has caught up to it. Backlog: a
+-- status arrived more than the backlog lag after its event (retries after an outage).
+local meta, base, lag = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local now = now_ms()
+local out, c, evidence = { 0, 0, redis.call('HGET', meta, 'pnid') or '', 0 }, {}, 0
 local LEVELS = { 'sent', 'delivered', 'read' }
-for i = 2, #ARGV, 6 do
+for i = 3, #ARGV, 7 do
   local seq, bits, wamid = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local code, billable, category = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local event_s = tonumber(ARGV[i + 6])
+  if event_s and now - event_s * 1000 > lag then out[4] = 1 end
   local r = get_job(base, seq)
   if r == nil then
     out[#out + 1] = 3
@@ -22,13 +30,20 @@ for i = 2, #ARGV, 6 do
     if s == 'a' then
       old = tonumber(string.sub(r.st, 2)) or 0
     elseif s == 'p' or s == 'c' or s == 's' or s == 'd' then
+      local at = now
+      if s == 'd' then at = tonumber(r.aux) or now end
       leave(base, c, r, seq)
       bump(c, 'accepted', 1)
-      r.aux, r.tok, r.vars, old, changed = '', '', '', 0, true
+      r.aux, r.tok, r.vars, old, changed = '', int(at), '', 0, true
     end
     if old == nil then
       out[#out + 1] = 2
     else
+      -- How far this status shows the webhooks have come: the message's acceptance, or the
+      -- event it reports (a delivery or read hours later), never beyond now.
+      local at = tonumber(r.tok) or 0
+      if event_s then at = math.max(at, math.min(event_s * 1000, now)) end
+      if at > evidence then evidence = at end
       local op, of = old % 4, math.floor(old / 4) % 2
       local bp, bf = bits % 4, math.floor(bits / 4) % 2
       local np, nf = math.max(op, bp), math.max(of, bf)
@@ -60,5 +75,6 @@ for i = 2, #ARGV, 6 do
   end
 end
 flush(base, c)
-out[1] = maybe_complete(meta, base, now_ms())
+out[1] = maybe_complete(meta, base, now)
+out[2] = evidence
 return out

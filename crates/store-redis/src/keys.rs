@@ -29,6 +29,10 @@
 //! <p>:sup:{pn:ID}           SET   suppressed phone numbers
 //! <p>:win:{pn:ID}:<phone>   STR   24 h window, expires with it
 //! <p>:rate:{pn:ID}          STR   the limiter's theoretical arrival time (µs)
+//! <p>:evidence:{pn:ID}      STR   latest acceptance time (ms) of a message of the number whose
+//!                                 status was applied (see lua/doubt.lua)
+//! <p>:backlog:{pn:ID}       STR   when (ms) a status of the number last arrived long after its
+//!                                 event (a backlog draining holds in-doubt resends)
 //! <p>:pair:{pn:ID}:<phone>  STR   "<next allowed ms>:<campaign>", 72 h
 //! ```
 
@@ -144,6 +148,14 @@ impl Keys {
 
     pub(crate) fn window(&self, pnid: &str, phone: PhoneE164) -> String {
         format!("{}:win:{{pn:{pnid}}}:{}", self.prefix, phone.as_u64())
+    }
+
+    pub(crate) fn evidence(&self, pnid: &str) -> String {
+        format!("{}:evidence:{{pn:{pnid}}}", self.prefix)
+    }
+
+    pub(crate) fn backlog(&self, pnid: &str) -> String {
+        format!("{}:backlog:{{pn:{pnid}}}", self.prefix)
     }
 
     pub(crate) fn rate(&self, pnid: &str) -> String {

@@ -63,6 +63,7 @@ pub(crate) struct Scripts {
     pub(crate) transition: Script,
     pub(crate) reply: Script,
     pub(crate) upload: Script,
+    pub(crate) evidence: Script,
     pub(crate) acquire: Script,
     pub(crate) pair: Script,
 }
@@ -88,12 +89,13 @@ impl Scripts {
             transition: Script::new(include_str!("../lua/transition.lua")),
             reply: with_common(include_str!("../lua/reply.lua")),
             upload: with_common(include_str!("../lua/upload.lua")),
+            evidence: Script::new(include_str!("../lua/evidence.lua")),
             acquire: Script::new(include_str!("../lua/acquire.lua")),
             pair: Script::new(include_str!("../lua/pair.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 14] {
+    fn all(&self) -> [&Script; 15] {
         [
             &self.enqueue,
             &self.claim,
@@ -107,6 +109,7 @@ impl Scripts {
             &self.transition,
             &self.reply,
             &self.upload,
+            &self.evidence,
             &self.acquire,
             &self.pair,
         ]
@@ -135,6 +138,8 @@ pub struct RedisStore {
     /// blocking stream read or a large script).
     pub(crate) timeout: Duration,
     pub(crate) hot_next: AtomicUsize,
+    /// Campaign id → phone number id (which never changes).
+    pub(crate) pnids: Mutex<HashMap<CampaignId, String>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -215,6 +220,7 @@ impl RedisStore {
             expiring: Mutex::new(std::collections::HashSet::new()),
             hot: Mutex::new(Vec::new()),
             hot_next: AtomicUsize::new(0),
+            pnids: Mutex::new(HashMap::new()),
             timeout: cfg.timeout,
         };
         let mut conn = store.conn().await?;

@@ -327,6 +327,40 @@ impl RedisStore {
         Ok(found)
     }
 
+    /// How far a campaign's phone number's webhooks have caught up, and when a backlog last
+    /// drained (ms; 0 when never).
+    async fn evidence_of(&self, id: &CampaignId) -> Result<(i64, i64)> {
+        let pnid = self.pnid_of(id).await?;
+        let mut conn = self.conn().await?;
+        let (caught_up, backlog): (Option<i64>, Option<i64>) = redis::cmd("MGET")
+            .arg(self.keys.evidence(&pnid))
+            .arg(self.keys.backlog(&pnid))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok((caught_up.unwrap_or(0), backlog.unwrap_or(0)))
+    }
+
+    /// A campaign's phone number id (it never changes, so it is cached).
+    async fn pnid_of(&self, id: &CampaignId) -> Result<String> {
+        if let Some(p) = self.pnids.lock().ok().and_then(|m| m.get(id).cloned()) {
+            return Ok(p);
+        }
+        let mut conn = self.conn().await?;
+        let pnid: Option<String> = conn
+            .hget(self.keys.meta(id), "pnid")
+            .await
+            .map_err(|e| self.fail(e))?;
+        let pnid = pnid.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        if let Ok(mut m) = self.pnids.lock() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(id.clone(), pnid.clone());
+        }
+        Ok(pnid)
+    }
+
     async fn upload_hold(&self, id: &CampaignId, upload: u64, hold_ms: u64) -> Result<()> {
         let mut conn = self.conn().await?;
         let _: u8 = self
@@ -750,8 +784,11 @@ impl Store for RedisStore {
         };
         for id in self.active_campaigns().await? {
             let mut conn = self.conn().await?;
+            // The evidence is read before the script runs: it only ever rises, so the script
+            // never acts on more than was shown.
+            let (caught_up, backlog) = self.evidence_of(&id).await?;
             loop {
-                let (resent, failed, completed, more): (u64, u64, u8, u8) = self
+                let (resent, failed, completed, more, waiting): (u64, u64, u8, u8, u64) = self
                     .scripts
                     .doubt
                     .key(self.keys.meta(&id))
@@ -759,11 +796,16 @@ impl Store for RedisStore {
                     .arg(grace_ms)
                     .arg(policy)
                     .arg(SWEEP_CHUNK)
+                    .arg(caught_up)
+                    .arg(backlog)
                     .invoke_async(&mut conn)
                     .await
                     .map_err(|e| self.fail(e))?;
                 total.resent += resent;
                 total.failed += failed;
+                if more == 0 {
+                    total.waiting += waiting;
+                }
                 if completed == 1 {
                     self.on_completed(&id).await?;
                 }
@@ -805,6 +847,9 @@ impl Store for RedisStore {
                     .map(|j| (i, j))
             })
             .collect();
+        // Per phone number id, the latest acceptance time among the statuses applied, and
+        // whether one of them lagged its event (a backlog draining).
+        let mut evidence: BTreeMap<String, (i64, bool)> = BTreeMap::new();
         let mut groups: BTreeMap<CampaignId, Vec<(usize, u32)>> = BTreeMap::new();
         for (i, job) in &resolved {
             groups
@@ -815,7 +860,8 @@ impl Store for RedisStore {
         for (campaign, group) in groups {
             let mut inv = self.scripts.status.prepare_invoke();
             inv.key(self.keys.meta(&campaign))
-                .arg(self.keys.base(&campaign));
+                .arg(self.keys.base(&campaign))
+                .arg(millis(herald_store::BACKLOG_LAG));
             for (i, seq) in &group {
                 let u = &updates[*i];
                 let (billable, category) = match &u.pricing {
@@ -830,20 +876,36 @@ impl Store for RedisStore {
                     .arg(u.message_id.as_ref().map_or("", WaMessageId::as_str))
                     .arg(u.error_code.map(|c| c.to_string()).unwrap_or_default())
                     .arg(billable)
-                    .arg(category);
+                    .arg(category)
+                    .arg(u.timestamp.map(|t| t.to_string()).unwrap_or_default());
             }
-            let codes: Vec<u8> = match inv.invoke_async(&mut conn).await {
-                Ok(codes) => codes,
-                // A callback id naming a campaign that does not exist: unknown, not an error.
-                Err(e) if e.code() == Some("HNOTFOUND") => std::iter::once(0)
-                    .chain(std::iter::repeat_n(3, group.len()))
-                    .collect(),
-                Err(e) => return Err(self.fail(e)),
+            let reply: Vec<redis::Value> = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.fail_for(e, Some(&campaign)))?;
+            let corrupt = || StoreError::Corrupt(format!("status reply for {campaign}"));
+            let int = |v: Option<&redis::Value>| -> Result<i64> {
+                v.and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
+                    .ok_or_else(corrupt)
             };
-            if codes.first() == Some(&1) {
+            if int(reply.first())? == 1 {
                 self.on_completed(&campaign).await?;
             }
-            let codes = codes.into_iter().skip(1);
+            let accepted_at = int(reply.get(1))?;
+            let pnid: String = reply
+                .get(2)
+                .and_then(|v| redis::from_redis_value_ref(v).ok())
+                .ok_or_else(corrupt)?;
+            let backlog = int(reply.get(3))? == 1;
+            if !pnid.is_empty() && (accepted_at > 0 || backlog) {
+                let e = evidence.entry(pnid).or_insert((0, false));
+                *e = (e.0.max(accepted_at), e.1 || backlog);
+            }
+            let codes = reply
+                .iter()
+                .skip(4)
+                .map(|v| redis::from_redis_value_ref::<u8>(v).map_err(|_| corrupt()))
+                .collect::<Result<Vec<u8>>>()?;
             let mut new_lookups: Vec<(&WaMessageId, String)> = Vec::new();
             for ((i, seq), code) in group.iter().zip(codes) {
                 out[*i] = match code {
@@ -867,6 +929,20 @@ impl Store for RedisStore {
                     .await
                     .map_err(|e| self.fail(e))?;
             }
+        }
+        // After the statuses (a crash in between only leaves the evidence behind, which delays
+        // a resend and never causes one). Its own key, in the phone number's slot.
+        for (pnid, (at, backlog)) in evidence {
+            let _: i64 = self
+                .scripts
+                .evidence
+                .key(self.keys.evidence(&pnid))
+                .key(self.keys.backlog(&pnid))
+                .arg(at)
+                .arg(u8::from(backlog))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
         }
         Ok(out)
     }

@@ -488,11 +488,49 @@ pub async fn in_doubt_resolved_by_callback_id<S: Store>(store: &S) {
     );
 }
 
-pub async fn in_doubt_grace_resends_once_then_fails<S: Store>(store: &S) {
-    let id = running(store, "grace", 1).await;
-    let job = store.claim(&claim_req(1, 1)).await.unwrap().remove(0);
-    store.start(&[JobRef::from(&job)]).await.unwrap();
-    settle_one(store, &job, Outcome::InDoubt).await;
+/// Accepts a job (claim, start, settle) and applies a `sent` status for it: evidence that the
+/// webhook pipeline of its phone number has caught up to now.
+async fn accepted_with_status<S: Store>(store: &S, job: &ClaimedJob, n: u64) {
+    store.start(&[JobRef::from(job)]).await.unwrap();
+    settle_one(
+        store,
+        job,
+        Outcome::Accepted {
+            message_id: wamid(n),
+        },
+    )
+    .await;
+    let applied = store
+        .apply_status(&[status(
+            Some(job.id.clone()),
+            Some(wamid(n)),
+            StatusEvent::Sent,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(applied, [Applied::Changed]);
+}
+
+pub async fn in_doubt_waits_for_evidence_then_resends_once_then_fails<S: Store>(store: &S) {
+    let id = running(store, "grace", 4).await;
+    let jobs = store.claim(&claim_req(4, 1)).await.unwrap();
+    let job = &jobs[0];
+    // A message accepted before the doubt began, its status applied after: no evidence.
+    store.start(&[JobRef::from(&jobs[1])]).await.unwrap();
+    settle_one(
+        store,
+        &jobs[1],
+        Outcome::Accepted {
+            message_id: wamid(1),
+        },
+    )
+    .await;
+    store.start(&[JobRef::from(job)]).await.unwrap();
+    settle_one(store, job, Outcome::InDoubt).await;
+    store
+        .apply_status(&[status(Some(jobs[1].id.clone()), None, StatusEvent::Sent)])
+        .await
+        .unwrap();
     let e = store
         .expire_in_doubt(Duration::from_secs(60), InDoubtPolicy::Resend)
         .await
@@ -502,12 +540,65 @@ pub async fn in_doubt_grace_resends_once_then_fails<S: Store>(store: &S) {
         .expire_in_doubt(Duration::ZERO, InDoubtPolicy::Resend)
         .await
         .unwrap();
-    assert_eq!(e.resent, 1);
+    assert_eq!(
+        (e.resent, e.failed, e.waiting),
+        (0, 0, 1),
+        "past the grace, but no status of a later message yet: a webhook outage looks so"
+    );
+    // A later message on another phone number proves nothing about this one's webhooks.
+    let elsewhere = store
+        .create_campaign(NewCampaign {
+            spec: spec("elsewhere"),
+            phone_number_id: "999".into(),
+            template: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    store
+        .enqueue_batch(&elsewhere, &recipients(50..51))
+        .await
+        .unwrap();
+    store
+        .transition(&elsewhere, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    // Time moves on (a sleep never ends early), so what follows is after the doubt began.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let far = store
+        .claim(&ClaimRequest {
+            phone_number_id: Some("999".into()),
+            ..claim_req(1, 9)
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    accepted_with_status(store, &far, 50).await;
+    let e = store
+        .expire_in_doubt(Duration::ZERO, InDoubtPolicy::Resend)
+        .await
+        .unwrap();
+    assert_eq!((e.resent, e.waiting), (0, 1), "{e:?}");
+    // A message on the same number, accepted after the doubt began, its status applied:
+    // the pipeline has caught up past the job, and its own status never came.
+    accepted_with_status(store, &jobs[2], 2).await;
+    let e = store
+        .expire_in_doubt(Duration::ZERO, InDoubtPolicy::Resend)
+        .await
+        .unwrap();
+    assert_eq!((e.resent, e.waiting), (1, 0), "{e:?}");
     let again = store.claim(&claim_req(1, 2)).await.unwrap().remove(0);
     assert!(again.resend, "the resend is marked");
     assert_eq!(again.id, job.id, "same job, same callback id");
     store.start(&[JobRef::from(&again)]).await.unwrap();
     settle_one(store, &again, Outcome::InDoubt).await;
+    let e = store
+        .expire_in_doubt(Duration::ZERO, InDoubtPolicy::Resend)
+        .await
+        .unwrap();
+    assert_eq!((e.failed, e.waiting), (0, 1), "again only on evidence");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    accepted_with_status(store, &jobs[3], 3).await;
     let e = store
         .expire_in_doubt(Duration::ZERO, InDoubtPolicy::Resend)
         .await
@@ -519,6 +610,47 @@ pub async fn in_doubt_grace_resends_once_then_fails<S: Store>(store: &S) {
         store.campaign(&id).await.unwrap().status,
         CampaignStatus::Completed
     );
+}
+
+/// With a grace period: the message that shows the webhooks caught up must have been accepted
+/// a whole grace after the doubt began, and a backlog draining (a status arriving long after
+/// its event, as after an outage) holds every resend for a whole grace.
+pub async fn a_webhook_backlog_holds_resends<S: Store>(store: &S) {
+    let grace = Duration::from_millis(50);
+    let id = running(store, "backlog", 3).await;
+    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
+    settle_one(store, &jobs[0], Outcome::InDoubt).await;
+    // Accepted right after the doubt began: not a grace later, no evidence yet.
+    accepted_with_status(store, &jobs[1], 1).await;
+    tokio::time::sleep(grace * 2).await;
+    let e = store
+        .expire_in_doubt(grace, InDoubtPolicy::Resend)
+        .await
+        .unwrap();
+    assert_eq!((e.resent, e.waiting), (0, 1), "{e:?}");
+    // A grace later: evidence; but a status just arrived five minutes after its event.
+    accepted_with_status(store, &jobs[2], 2).await;
+    let mut late = status(Some(jobs[1].id.clone()), None, StatusEvent::Delivered);
+    late.timestamp = Some(jiff::Timestamp::now().as_second() - 300);
+    store.apply_status(&[late]).await.unwrap();
+    let e = store
+        .expire_in_doubt(grace, InDoubtPolicy::Resend)
+        .await
+        .unwrap();
+    assert_eq!(
+        (e.resent, e.waiting),
+        (0, 1),
+        "a backlog is draining: {e:?}"
+    );
+    // A grace without backlog: now the job's own status would have come.
+    tokio::time::sleep(grace * 2).await;
+    let e = store
+        .expire_in_doubt(grace, InDoubtPolicy::Resend)
+        .await
+        .unwrap();
+    assert_eq!((e.resent, e.waiting), (1, 0), "{e:?}");
+    invariant(store, &id).await;
 }
 
 /// Applies the events in the given order to a fresh accepted job; returns its final stats.
@@ -1092,7 +1224,8 @@ macro_rules! conformance_tests {
             lifecycle, idempotent_enqueue, claim_start_settle, fairness,
             paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,
             lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,
-            in_doubt_grace_resends_once_then_fails, lattice_is_order_independent, cancellation,
+            in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
+            lattice_is_order_independent, cancellation,
             completes_when_nothing_is_left, an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,
             replies_rejects_and_failures, pause_matching_by_template_and_number,

@@ -38,6 +38,20 @@ pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use types::*;
 
+/// A status that arrives more than this after its event shows that its phone number's
+/// webhooks are delivering a backlog (an outage being retried, out of order): until a whole
+/// grace period passes without one, no in-doubt job of that number is resent.
+pub const BACKLOG_LAG: Duration = Duration::from_secs(60);
+
+/// Whether a status arrived (at `now_ms`, the store's clock) later than [`BACKLOG_LAG`] after
+/// the event it reports.
+pub fn lags(status: &StatusUpdate, now_ms: i64) -> bool {
+    status.timestamp.is_some_and(|t| {
+        now_ms.saturating_sub(t.saturating_mul(1000))
+            > i64::try_from(BACKLOG_LAG.as_millis()).unwrap_or(i64::MAX)
+    })
+}
+
 /// Herald's durable state. Every method is one or a few round trips; every state change is
 /// atomic with its counters. Times are the store's own clock: a backend shared by several
 /// processes keeps one clock for all of them.
@@ -120,7 +134,12 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs whose lease expired: claimed ones back to pending, started ones in doubt.
     fn reclaim_expired(&self) -> impl Future<Output = Result<Reclaimed>> + Send;
 
-    /// In-doubt jobs older than `grace`: resent once or failed, per the policy.
+    /// In-doubt jobs older than `grace` for which there is evidence that their own webhook
+    /// would have come, had Meta taken them: on the same phone number, a status has been
+    /// applied for a message accepted, or an event that happened, at least `grace` after the
+    /// job went in doubt, and for a whole `grace` no status has arrived more than
+    /// [`BACKLOG_LAG`] after its event (a backlog being retried arrives out of order). Those are resent once or failed, per the
+    /// policy; the others keep waiting, however long, and are counted.
     fn expire_in_doubt(
         &self,
         grace: Duration,

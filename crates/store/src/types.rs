@@ -139,7 +139,9 @@ pub struct Reclaimed {
     pub to_in_doubt: u64,
 }
 
-/// What to do with an in-doubt job that no webhook has settled within the grace period.
+/// What to do with an in-doubt job that no webhook has settled within the grace period, once
+/// the webhook pipeline has shown it caught up past the job (statuses of messages accepted
+/// after it on its phone number were applied). Never on a timer alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InDoubtPolicy {
@@ -149,10 +151,15 @@ pub enum InDoubtPolicy {
     Fail,
 }
 
+/// What a pass over in-doubt jobs did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InDoubtExpired {
     pub resent: u64,
     pub failed: u64,
+    /// Past the grace period but still in doubt: no status of a message accepted after them
+    /// on their phone number has arrived yet, so the webhook pipeline has not shown that
+    /// their own statuses would have come (a webhook outage looks exactly like this).
+    pub waiting: u64,
 }
 
 /// Pricing from a status webhook.

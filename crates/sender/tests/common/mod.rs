@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use herald_cloudapi::{Client, ClientConfig, Messages, Secret};
@@ -137,6 +138,8 @@ pub struct Rig<S: Store> {
     pub sim: SimHandle,
     pub store: Arc<S>,
     pub prefix: String,
+    /// While false, the receiver answers 503 to every delivery (in-process rig only).
+    webhooks_up: Arc<AtomicBool>,
     access_token: String,
     background: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -171,9 +174,15 @@ impl Rig<MemoryStore> {
                 app_secret: Secret::new(sim.app_secret.clone()),
             },
         );
+        let webhooks_up = Arc::new(AtomicBool::new(true));
+        let up = webhooks_up.clone();
         let sink: WebhookSink = Arc::new(move |body, signature| {
             let receiver = receiver.clone();
+            let up = up.load(Ordering::SeqCst);
             Box::pin(async move {
+                if !up {
+                    return false;
+                }
                 let request = axum::http::Request::post("/webhook")
                     .header(herald_cloudapi::signature::HEADER, signature)
                     .body(axum::body::Body::from(body))
@@ -192,10 +201,17 @@ impl Rig<MemoryStore> {
             sim,
             store,
             prefix: String::new(),
+            webhooks_up,
             access_token,
             background,
             tasks: vec![consumer],
         }
+    }
+
+    /// A webhook outage (the receiver down): while `false`, every delivery is refused and
+    /// the simulator retries it later, as Meta does.
+    pub fn set_webhooks_up(&self, up: bool) {
+        self.webhooks_up.store(up, Ordering::SeqCst);
     }
 
     /// The in-process simulator's client.
@@ -250,6 +266,7 @@ impl Rig<RedisStore> {
             sim,
             store,
             prefix,
+            webhooks_up: Arc::new(AtomicBool::new(true)),
             access_token,
             background,
             tasks: vec![receiver, consumer],

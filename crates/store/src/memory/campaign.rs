@@ -19,8 +19,12 @@ pub(super) enum St {
     Pending,
     Claimed,
     Started,
-    InDoubt,
+    /// Since when (ms).
+    InDoubt(i64),
     Accepted {
+        /// When Meta took it (ms): the answer's arrival, or for a job settled by its
+        /// webhook while in doubt, the start of the doubt.
+        at: i64,
         delivery: DeliveryState,
         message_id: Option<WaMessageId>,
         /// The error code of a failed status webhook.
@@ -269,9 +273,9 @@ impl Camp {
                     self.release_lease(t, 1);
                 }
             }
-            St::InDoubt => {
+            St::InDoubt(since) => {
                 bump(c, "in_doubt", -1);
-                self.doubt.retain(|(_, s)| *s != seq);
+                self.doubt.remove(&(since, seq));
             }
             _ => {}
         }
@@ -294,7 +298,7 @@ impl Camp {
         if !held {
             let open = matches!(
                 job.st,
-                St::Pending | St::Claimed | St::Started | St::InDoubt
+                St::Pending | St::Claimed | St::Started | St::InDoubt(_)
             );
             let Outcome::Accepted { message_id } = outcome else {
                 return SettleResult::Stale;
@@ -304,7 +308,7 @@ impl Camp {
             }
             self.leave(seq, &mut c);
             if let Some(job) = self.job_mut(seq) {
-                job.st = accepted(message_id);
+                job.st = accepted(message_id, now);
                 job.attempts += 1;
                 job.token = None;
                 job.vars = None;
@@ -321,7 +325,7 @@ impl Camp {
             job.token = None;
             match outcome {
                 Outcome::Accepted { message_id } => {
-                    job.st = accepted(message_id);
+                    job.st = accepted(message_id, now);
                     job.attempts += 1;
                     job.vars = None;
                     bump(&mut c, "accepted", 1);
@@ -349,7 +353,7 @@ impl Camp {
                     bump(&mut c, &format!("skip:{}", reason.as_str()), 1);
                 }
                 Outcome::InDoubt => {
-                    job.st = St::InDoubt;
+                    job.st = St::InDoubt(now);
                     job.attempts += 1;
                     to_doubt = true;
                     bump(&mut c, "in_doubt", 1);
@@ -413,7 +417,7 @@ impl Camp {
                         pending += 1;
                     }
                     St::Started => {
-                        job.st = St::InDoubt;
+                        job.st = St::InDoubt(now);
                         job.token = None;
                         self.doubt.insert((now, seq));
                         bump(&mut c, "in_flight", -1);
@@ -428,13 +432,20 @@ impl Camp {
         (pending, doubt)
     }
 
-    /// In-doubt jobs in doubt since `before` or earlier: resent once (same job, so the same
-    /// callback id) or failed; a cancelled campaign's are cancelled.
-    pub(super) fn expire_doubt(&mut self, before: i64, resend: bool) -> (u64, u64) {
+    /// In-doubt jobs in doubt since `before` or earlier, and before `evidence` (statuses of
+    /// messages accepted after them have arrived): resent once (same job, so the same callback
+    /// id) or failed; a cancelled campaign's are cancelled. Answers (resent, failed, waiting
+    /// for evidence).
+    pub(super) fn expire_doubt(
+        &mut self,
+        before: i64,
+        evidence: i64,
+        resend: bool,
+    ) -> (u64, u64, u64) {
         let expired: Vec<(i64, u32)> = self
             .doubt
             .iter()
-            .take_while(|(since, _)| *since <= before)
+            .take_while(|(since, _)| *since <= before && *since < evidence)
             .copied()
             .collect();
         let cancelled = self.campaign.status == CampaignStatus::Cancelled;
@@ -447,7 +458,7 @@ impl Camp {
             let Some(job) = self.job_mut(seq) else {
                 continue;
             };
-            if job.st != St::InDoubt {
+            if !matches!(job.st, St::InDoubt(_)) {
                 continue;
             }
             bump(&mut c, "in_doubt", -1);
@@ -474,7 +485,12 @@ impl Camp {
             self.queue.push_front(seq);
         }
         self.flush(c);
-        (resent, failed)
+        let waiting = self
+            .doubt
+            .iter()
+            .take_while(|(since, _)| *since <= before)
+            .count() as u64;
+        (resent, failed, waiting)
     }
 
     /// Cancels every unsent job (queued or delayed).
@@ -498,39 +514,55 @@ impl Camp {
         self.flush(c);
     }
 
-    /// Applies one webhook status: forward-only on the lattice. Answers the outcome.
-    pub(super) fn apply_status(&mut self, seq: u32, u: &crate::StatusUpdate) -> crate::Applied {
+    /// Applies one webhook status: forward-only on the lattice. Answers the outcome and,
+    /// when the job is (now) accepted, the evidence this status gives of how far the webhook
+    /// pipeline has caught up: the later of the message's acceptance and the status's event.
+    pub(super) fn apply_status(
+        &mut self,
+        seq: u32,
+        u: &crate::StatusUpdate,
+        now: i64,
+    ) -> (crate::Applied, Option<i64>) {
         let Some(job) = self.job(seq) else {
-            return crate::Applied::Unknown;
+            return (crate::Applied::Unknown, None);
         };
         let mut c = Bumps::new();
         let mut changed = false;
-        let open = matches!(
-            job.st,
-            St::Pending | St::Claimed | St::Started | St::InDoubt
-        );
-        if open {
-            // A status for a job not accepted yet is evidence that Meta took it.
+        let open = match job.st {
+            St::InDoubt(since) => Some(since),
+            St::Pending | St::Claimed | St::Started => Some(now),
+            _ => None,
+        };
+        if let Some(at) = open {
+            // A status for a job not accepted yet is evidence that Meta took it (for one in
+            // doubt, when its doubt began).
             self.leave(seq, &mut c);
             bump(&mut c, "accepted", 1);
             if let Some(job) = self.job_mut(seq) {
-                job.st = accepted_without_id();
+                job.st = St::Accepted {
+                    at,
+                    delivery: DeliveryState::ACCEPTED,
+                    message_id: None,
+                    webhook_error: None,
+                };
                 job.token = None;
                 job.vars = None;
             }
             changed = true;
         }
         let Some(job) = self.job_mut(seq) else {
-            return crate::Applied::Unknown;
+            return (crate::Applied::Unknown, None);
         };
         let St::Accepted {
+            at,
             delivery,
             message_id,
             webhook_error,
         } = &mut job.st
         else {
-            return crate::Applied::Late;
+            return (crate::Applied::Late, None);
         };
+        let accepted_at = *at;
         let old = *delivery;
         let new = old.merge(DeliveryState::from_event(u.event));
         for (level, field) in [
@@ -573,11 +605,17 @@ impl Camp {
             changed = true;
         }
         self.flush(c);
-        if changed {
+        let applied = if changed {
             crate::Applied::Changed
         } else {
             crate::Applied::NoChange
-        }
+        };
+        // How far this status shows the webhooks have come: the message's acceptance, or the
+        // event it reports (a delivery or read hours later), never beyond now.
+        let event = u
+            .timestamp
+            .map_or(i64::MIN, |t| t.saturating_mul(1000).min(now));
+        (applied, Some(accepted_at.max(event)))
     }
 
     /// Counts a reply once per recipient.
@@ -622,7 +660,7 @@ impl Camp {
             St::Pending => JobState::Pending,
             St::Claimed => JobState::InFlight { started: false },
             St::Started => JobState::InFlight { started: true },
-            St::InDoubt => JobState::InDoubt,
+            St::InDoubt(_) => JobState::InDoubt,
             St::Accepted {
                 delivery,
                 message_id,
@@ -668,18 +706,11 @@ impl Camp {
     }
 }
 
-fn accepted(message_id: &WaMessageId) -> St {
+fn accepted(message_id: &WaMessageId, at: i64) -> St {
     St::Accepted {
+        at,
         delivery: DeliveryState::ACCEPTED,
         message_id: Some(message_id.clone()),
-        webhook_error: None,
-    }
-}
-
-fn accepted_without_id() -> St {
-    St::Accepted {
-        delivery: DeliveryState::ACCEPTED,
-        message_id: None,
         webhook_error: None,
     }
 }

@@ -46,6 +46,26 @@ struct Pair {
     expires_ms: i64,
 }
 
+/// How far a phone number's webhooks have demonstrably caught up (see
+/// [`Store::expire_in_doubt`]).
+#[derive(Debug, Clone, Copy)]
+struct WebhookHealth {
+    /// The latest acceptance time (ms) of a message whose status has been applied.
+    caught_up: i64,
+    /// When (ms) a status last arrived more than [`crate::BACKLOG_LAG`] after its event: a
+    /// backlog (an outage being retried) was still draining then.
+    backlog: i64,
+}
+
+impl Default for WebhookHealth {
+    fn default() -> Self {
+        Self {
+            caught_up: i64::MIN,
+            backlog: i64::MIN,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     campaigns: BTreeMap<CampaignId, Camp>,
@@ -58,6 +78,8 @@ struct State {
     /// Message id → (job, accepted at ms).
     messages: HashMap<WaMessageId, (JobId, i64)>,
     stream: stream::Stream,
+    /// Per phone number id: how far its webhooks have demonstrably caught up.
+    webhooks: HashMap<String, WebhookHealth>,
     quality: BTreeMap<String, QualityRecord>,
     rotation: usize,
     /// Campaigns created so far (their creation order).
@@ -391,12 +413,32 @@ impl Store for MemoryStore {
         policy: InDoubtPolicy,
     ) -> Result<InDoubtExpired> {
         let now = self.now_ms();
-        let before = now - millis(grace);
+        let grace = millis(grace);
+        let before = now - grace;
         let mut total = InDoubtExpired::default();
-        for (id, c) in &mut self.lock().campaigns {
-            let (resent, failed) = c.expire_doubt(before, policy == InDoubtPolicy::Resend);
+        let mut s = self.lock();
+        let State {
+            campaigns,
+            webhooks,
+            ..
+        } = &mut *s;
+        for (id, c) in campaigns {
+            let health = webhooks
+                .get(&c.campaign.phone_number_id)
+                .copied()
+                .unwrap_or_default();
+            // Jobs that went in doubt a grace period before the latest message whose status
+            // arrived; none at all while a backlog drained within the last grace period.
+            let evidence = if now.saturating_sub(health.backlog) < grace {
+                i64::MIN
+            } else {
+                health.caught_up.saturating_sub(grace)
+            };
+            let (resent, failed, waiting) =
+                c.expire_doubt(before, evidence, policy == InDoubtPolicy::Resend);
             total.resent += resent;
             total.failed += failed;
+            total.waiting += waiting;
             if c.maybe_complete(now) {
                 completed(id);
             }
@@ -423,7 +465,18 @@ impl Store for MemoryStore {
                 continue;
             };
             let r = match s.campaigns.get_mut(&job.campaign) {
-                Some(c) => c.apply_status(job.seq, u),
+                Some(c) => {
+                    let (r, accepted_at) = c.apply_status(job.seq, u, now);
+                    let pnid = c.campaign.phone_number_id.clone();
+                    let health = s.webhooks.entry(pnid).or_default();
+                    if let Some(at) = accepted_at {
+                        health.caught_up = health.caught_up.max(at);
+                    }
+                    if crate::lags(u, now) {
+                        health.backlog = now;
+                    }
+                    r
+                }
                 None => Applied::Unknown,
             };
             // A job found by callback id: make its message id findable too.
