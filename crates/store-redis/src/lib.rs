@@ -311,6 +311,23 @@ impl RedisStore {
                  enable AOF with appendfsync everysec"
                     .into(),
             );
+            return out;
+        }
+        let fsync: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async(&mut conn)
+            .await;
+        if let Ok(v) = fsync
+            && v.get(1).is_some_and(|a| a == "no")
+        {
+            out.push(
+                "appendfsync is no: the operating system decides when the AOF reaches the disk, \
+                 so a machine crash can lose the last ~30 s of writes (jobs marked started or \
+                 settled come back as they were, and may be sent again); set appendfsync \
+                 everysec (at most the last second)"
+                    .into(),
+            );
         }
         out
     }

@@ -17,10 +17,16 @@ pub struct TestRedisServer {
     child: std::process::Child,
     port: u16,
     dir: std::path::PathBuf,
+    extra: Vec<String>,
 }
 
 impl TestRedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The same, with extra `redis-server` arguments (`--appendfsync no`, …).
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("herald-redis-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -28,11 +34,17 @@ impl TestRedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let child = Self::spawn(&dir, port);
-        Self { child, port, dir }
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let child = Self::spawn(&dir, port, &extra);
+        Self {
+            child,
+            port,
+            dir,
+            extra,
+        }
     }
 
-    fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
+    fn spawn(dir: &std::path::Path, port: u16, extra: &[String]) -> std::process::Child {
         let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
         let child = std::process::Command::new(&bin)
             .args([
@@ -46,6 +58,7 @@ impl TestRedisServer {
                 "yes",
             ])
             .args(["--appendfsync", "always", "--dir", dir.to_str().unwrap()])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -68,7 +81,7 @@ impl TestRedisServer {
     }
 
     pub fn restart(&mut self) {
-        self.child = Self::spawn(&self.dir, self.port);
+        self.child = Self::spawn(&self.dir, self.port, &self.extra);
     }
 
     pub fn url(&self) -> String {

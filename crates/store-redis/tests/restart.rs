@@ -132,3 +132,30 @@ async fn a_redis_restart_loses_no_settled_job() {
         herald_core::CampaignStatus::Completed
     );
 }
+
+/// Herald checks the settings that decide what a Redis crash loses: no AOF at all, or an AOF
+/// the operating system flushes when it likes (`appendfsync no`), is reported; `everysec` and
+/// `always` are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durability_settings_are_checked() {
+    let cases: [(&[&str], Option<&str>); 4] = [
+        (&[], None),
+        (&["--appendfsync", "everysec"], None),
+        (&["--appendfsync", "no"], Some("appendfsync is no")),
+        (&["--appendonly", "no"], Some("appendonly is off")),
+    ];
+    for (args, expected) in cases {
+        let server = TestRedisServer::start_with(args);
+        let store = RedisStore::connect(&RedisConfig::new(server.url(), "herald"))
+            .await
+            .unwrap();
+        let warnings = store.durability_warnings().await;
+        match expected {
+            None => assert!(warnings.is_empty(), "{args:?}: {warnings:?}"),
+            Some(w) => assert!(
+                warnings.iter().any(|x| x.contains(w)),
+                "{args:?}: {warnings:?}"
+            ),
+        }
+    }
+}
