@@ -102,6 +102,29 @@ local function release_lease(base, tok, n)
   end
 end
 
+-- Whether a campaign was cancelled (read once per script call).
+local function is_cancelled(meta)
+  return redis.call('HGET', meta, 'status') == 'cancelled'
+end
+
+-- A job that was not sent goes back to wait: to the head of the queue (delay_ms nil) or the
+-- delay set. Unless its campaign was cancelled: then it is cancelled, so that nothing of a
+-- cancelled campaign is ever pending again. The caller writes the record.
+local function back_to_wait(cancelled, base, c, r, seq, now, delay_ms)
+  if cancelled then
+    r.st, r.tok, r.vars = 'x', '', ''
+    bump(c, 'cancelled', 1)
+    return
+  end
+  r.st, r.tok = 'p', ''
+  if delay_ms then
+    redis.call('ZADD', base .. ':delay', now + delay_ms, seq)
+  else
+    redis.call('LPUSH', base .. ':q', seq)
+  end
+  bump(c, 'pending', 1)
+end
+
 -- Leaves a not-yet-accepted state (evidence of acceptance arrived): its counter goes down
 -- and the job leaves the index it sat in. A queue entry left behind is skipped by claim.
 local function leave(base, c, r, seq)

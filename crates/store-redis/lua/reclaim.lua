@@ -1,10 +1,12 @@
--- Expired leases: a claimed job goes back to the head of the queue; a started one (its
--- request may have reached Meta) is in doubt. Jobs settled meanwhile are left alone.
+-- Expired leases: a claimed job goes back to the head of the queue (cancelled, if its campaign
+-- was); a started one (its request may have reached Meta) is in doubt. Jobs settled meanwhile
+-- are left alone.
 -- KEYS[1] campaign meta
 -- ARGV[1] key base, ARGV[2] max lease tokens per call
--- Returns { to pending, to in doubt, more left (0/1) }.
-local base, max = ARGV[1], tonumber(ARGV[2])
+-- Returns { to pending (or cancelled), to in doubt, more left (0/1) }.
+local meta, base, max = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
+local cancelled = is_cancelled(meta)
 local tokens = redis.call('ZRANGEBYSCORE', base .. ':lease', '-inf', now, 'LIMIT', 0, max)
 local c, pend, doubt = {}, 0, 0
 for _, tok in ipairs(tokens) do
@@ -12,10 +14,8 @@ for _, tok in ipairs(tokens) do
   for _, seq in ipairs(seqs) do
     local r = get_job(base, seq)
     if r and r.tok == tok and r.st == 'c' then
-      r.st, r.tok = 'p', ''
-      redis.call('LPUSH', base .. ':q', seq)
       bump(c, 'in_flight', -1)
-      bump(c, 'pending', 1)
+      back_to_wait(cancelled, base, c, r, seq, now, nil)
       pend = pend + 1
       put_job(base, seq, r)
     elseif r and r.tok == tok and r.st == 's' then

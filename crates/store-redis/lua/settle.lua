@@ -9,6 +9,7 @@
 -- job.
 local meta, base = KEYS[1], ARGV[1]
 local now = now_ms()
+local cancelled = is_cancelled(meta)
 local out, c, settled = {}, {}, {}
 for i = 2, #ARGV, 4 do
   local seq, tok, kind, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -28,11 +29,12 @@ for i = 2, #ARGV, 4 do
       bump(c, 'failed', 1)
       bump(c, 'failed_before_accept', 1)
       bump(c, 'err:' .. arg, 1)
-    elseif kind == 'D' or kind == 'W' then
+    elseif kind == 'D' or kind == 'W' or kind == 'R' then
+      -- Not sent (or refused): waits again, or is cancelled with its campaign.
       if kind == 'D' then att = inc(att) end
-      new = 'p|' .. att .. '|' .. ph .. '||' .. aux .. '|' .. fl .. '|' .. vars
-      redis.call('ZADD', base .. ':delay', now + tonumber(arg), seq)
-      bump(c, 'pending', 1)
+      local r = { st = st, att = att, ph = ph, tok = rtok, aux = aux, fl = fl, vars = vars }
+      back_to_wait(cancelled, base, c, r, seq, now, kind ~= 'R' and tonumber(arg) or nil)
+      new = fmt(r)
     elseif kind == 'K' then
       new = 'k|' .. att .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|'
       bump(c, 'skipped_at_send', 1)
@@ -41,10 +43,6 @@ for i = 2, #ARGV, 4 do
       new = 'd|' .. inc(att) .. '|' .. ph .. '||' .. int(now) .. '|' .. fl .. '|' .. vars
       redis.call('ZADD', base .. ':doubt', now, seq)
       bump(c, 'in_doubt', 1)
-    else -- R
-      new = 'p|' .. att .. '|' .. ph .. '||' .. aux .. '|' .. fl .. '|' .. vars
-      redis.call('LPUSH', base .. ':q', seq)
-      bump(c, 'pending', 1)
     end
     redis.call('HSET', k, f, new)
     out[#out + 1] = '1'

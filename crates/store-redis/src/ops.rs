@@ -477,6 +477,12 @@ impl Store for RedisStore {
     ) -> Result<CampaignStatus> {
         for _ in 0..8 {
             let from = self.status_of(id).await?;
+            if from == CampaignStatus::Cancelled && action == CampaignAction::Cancel {
+                // Cancelling again finishes what a cancel left (it is idempotent).
+                self.cancel_unsent(id).await?;
+                self.retire_if_idle(id).await?;
+                return Ok(from);
+            }
             let to = from.apply(action)?;
             let reason = match (to, &reason) {
                 (CampaignStatus::Paused, None) => Some(PauseReason::operator()),

@@ -175,11 +175,15 @@ pub async fn lifecycle<S: Store>(store: &S) {
         .transition(&id, CampaignAction::Cancel, None)
         .await
         .unwrap();
-    for action in [
-        CampaignAction::Start,
-        CampaignAction::Resume,
-        CampaignAction::Cancel,
-    ] {
+    assert_eq!(
+        store
+            .transition(&id, CampaignAction::Cancel, None)
+            .await
+            .unwrap(),
+        CampaignStatus::Cancelled,
+        "cancelling again is harmless (it finishes what a cancel left)"
+    );
+    for action in [CampaignAction::Start, CampaignAction::Resume] {
         assert!(matches!(
             store.transition(&id, action, None).await,
             Err(StoreError::IllegalTransition(_))
@@ -726,7 +730,10 @@ pub async fn lattice_is_order_independent<S: Store>(store: &S) {
 pub async fn cancellation<S: Store>(store: &S) {
     let id = running(store, "cancel", 2500).await;
     let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
-    store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
+    store
+        .start(&[JobRef::from(&jobs[0]), JobRef::from(&jobs[1])])
+        .await
+        .unwrap();
     settle_one(
         store,
         &jobs[0],
@@ -745,8 +752,7 @@ pub async fn cancellation<S: Store>(store: &S) {
         (2498, 0, 2),
         "queued and delayed jobs are cancelled"
     );
-    // In-flight jobs settle normally after the cancel.
-    store.start(&[JobRef::from(&jobs[1])]).await.unwrap();
+    // A request on the wire when the cancel came settles with its real outcome.
     assert_eq!(
         settle_one(
             store,
@@ -765,6 +771,75 @@ pub async fn cancellation<S: Store>(store: &S) {
         store.enqueue_batch(&id, &recipients(9000..9001)).await,
         Err(StoreError::Final(_, CampaignStatus::Cancelled))
     ));
+}
+
+/// After a cancel, every job ends cancelled or in its real outcome, whatever state it was in:
+/// nothing comes back as pending, however the workers holding jobs settle them.
+pub async fn cancel_drains_every_state<S: Store>(store: &S) {
+    let id = running(store, "drain", 6).await;
+    let mut short = claim_req(1, 4);
+    short.lease = Duration::from_millis(50);
+    // A claim whose worker dies: its lease lapses after the cancel.
+    store.claim(&short).await.unwrap();
+    let jobs = store.claim(&claim_req(4, 1)).await.unwrap();
+    let (doubt, started, claimed, delayed) = (&jobs[0], &jobs[1], &jobs[2], &jobs[3]);
+    store
+        .start(&[doubt.into(), started.into(), delayed.into()])
+        .await
+        .unwrap();
+    settle_one(store, doubt, Outcome::InDoubt).await;
+    settle_one(
+        store,
+        delayed,
+        Outcome::Delayed {
+            delay: Duration::from_secs(60),
+        },
+    )
+    .await;
+    store
+        .transition(&id, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.pending, s.cancelled, s.in_flight, s.in_doubt),
+        (0, 2, 3, 1),
+        "queued and delayed cancelled at once"
+    );
+    // The worker holding jobs carries on: none of them comes back as pending.
+    assert_eq!(store.start(&[claimed.into()]).await.unwrap(), [false]);
+    settle_one(
+        store,
+        started,
+        Outcome::Deferred {
+            delay: Duration::from_secs(1),
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(store.reclaim_expired().await.unwrap().to_pending, 1);
+    let s = invariant(store, &id).await;
+    assert_eq!((s.pending, s.in_flight, s.cancelled), (0, 0, 5), "{s:#?}");
+    // The request in doubt settles by its own webhook, as anything on the wire does.
+    store
+        .apply_status(&[status(
+            Some(doubt.id.clone()),
+            Some(wamid(70)),
+            StatusEvent::Sent,
+        )])
+        .await
+        .unwrap();
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.pending, s.in_flight, s.in_doubt, s.accepted),
+        (0, 0, 0, 1)
+    );
+    // Cancelling again changes nothing.
+    store
+        .transition(&id, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    assert_eq!(invariant(store, &id).await, s);
 }
 
 pub async fn completes_when_nothing_is_left<S: Store>(store: &S) {
@@ -1226,7 +1301,8 @@ macro_rules! conformance_tests {
             lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
             lattice_is_order_independent, cancellation,
-            completes_when_nothing_is_left, an_upload_in_progress_holds_completion,
+            cancel_drains_every_state, completes_when_nothing_is_left,
+            an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,
             replies_rejects_and_failures, pause_matching_by_template_and_number,
             webhook_stream_survives_a_dead_consumer);

@@ -157,6 +157,29 @@ impl Camp {
         out
     }
 
+    /// A job that was not sent waits again: at the head of the queue, or until `delay_until`.
+    /// Unless its campaign was cancelled: then it is cancelled, so that nothing of a cancelled
+    /// campaign is ever pending again.
+    fn back_to_wait(&mut self, seq: u32, c: &mut Bumps, delay_until: Option<i64>) {
+        let cancelled = self.campaign.status == CampaignStatus::Cancelled;
+        let Some(job) = self.job_mut(seq) else { return };
+        job.token = None;
+        if cancelled {
+            job.st = St::Cancelled;
+            job.vars = None;
+            bump(c, "cancelled", 1);
+            return;
+        }
+        job.st = St::Pending;
+        bump(c, "pending", 1);
+        match delay_until {
+            Some(at) => {
+                self.delay.insert((at, seq));
+            }
+            None => self.queue.push_front(seq),
+        }
+    }
+
     /// One fewer job held under a lease token; the lease goes when none is left.
     fn release_lease(&mut self, token: u64, n: usize) {
         if let Some(l) = self.leases.get_mut(&token) {
@@ -246,13 +269,10 @@ impl Camp {
             job.st = St::Started;
             return true;
         }
-        job.st = St::Pending;
-        job.token = None;
         self.release_lease(token.0, 1);
-        self.queue.push_front(seq);
         let mut c = Bumps::new();
         bump(&mut c, "in_flight", -1);
-        bump(&mut c, "pending", 1);
+        self.back_to_wait(seq, &mut c, None);
         self.flush(c);
         false
     }
@@ -318,9 +338,8 @@ impl Camp {
             return SettleResult::Applied;
         }
         bump(&mut c, "in_flight", -1);
-        let mut to_delay = None;
+        let mut to_wait = None;
         let mut to_doubt = false;
-        let mut to_queue = false;
         if let Some(job) = self.job_mut(seq) {
             job.token = None;
             match outcome {
@@ -342,9 +361,7 @@ impl Camp {
                     if matches!(outcome, Outcome::Delayed { .. }) {
                         job.attempts += 1;
                     }
-                    job.st = St::Pending;
-                    to_delay = Some(now + millis(*delay));
-                    bump(&mut c, "pending", 1);
+                    to_wait = Some(Some(now + millis(*delay)));
                 }
                 Outcome::Skipped { reason } => {
                     job.st = St::Skipped(*reason);
@@ -358,21 +375,14 @@ impl Camp {
                     to_doubt = true;
                     bump(&mut c, "in_doubt", 1);
                 }
-                Outcome::Released => {
-                    job.st = St::Pending;
-                    to_queue = true;
-                    bump(&mut c, "pending", 1);
-                }
+                Outcome::Released => to_wait = Some(None),
             }
         }
-        if let Some(at) = to_delay {
-            self.delay.insert((at, seq));
+        if let Some(delay_until) = to_wait {
+            self.back_to_wait(seq, &mut c, delay_until);
         }
         if to_doubt {
             self.doubt.insert((now, seq));
-        }
-        if to_queue {
-            self.queue.push_front(seq);
         }
         self.release_lease(token.0, 1);
         self.flush(c);
@@ -409,11 +419,8 @@ impl Camp {
                 }
                 match job.st {
                     St::Claimed => {
-                        job.st = St::Pending;
-                        job.token = None;
-                        self.queue.push_front(seq);
                         bump(&mut c, "in_flight", -1);
-                        bump(&mut c, "pending", 1);
+                        self.back_to_wait(seq, &mut c, None);
                         pending += 1;
                     }
                     St::Started => {

@@ -146,6 +146,11 @@ impl State {
         let camp = self.camp(id)?;
         let c = &mut camp.campaign;
         let from = c.status;
+        if from == CampaignStatus::Cancelled && action == CampaignAction::Cancel {
+            // Cancelling again finishes what a cancel left (it is idempotent).
+            camp.cancel_unsent();
+            return Ok(from);
+        }
         let to = from.apply(action)?;
         c.status = to;
         c.updated_ms = now;
