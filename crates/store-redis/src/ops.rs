@@ -146,7 +146,18 @@ impl RedisStore {
     /// Drops a final campaign from the active index once nothing of it is in flight or in
     /// doubt.
     async fn retire_if_idle(&self, id: &CampaignId) -> Result<()> {
-        let status = self.status_of(id).await?;
+        let status = match self.status_of(id).await {
+            Ok(s) => s,
+            // An index entry whose campaign was never written (its creator died in between).
+            Err(StoreError::NotFound(_)) => {
+                let mut conn = self.conn().await?;
+                return conn
+                    .srem::<_, _, ()>(self.keys.active(), id.as_str())
+                    .await
+                    .map_err(|e| self.fail(e));
+            }
+            Err(e) => return Err(e),
+        };
         if !status.is_final() {
             return Ok(());
         }
@@ -167,39 +178,104 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Rebuilds the running index from the campaigns' own statuses (an index update may have
-    /// been lost between a transition and its index write).
-    async fn repair_running(&self) -> Result<()> {
+    /// Brings every index in line with the campaigns' own records, which are the truth: a
+    /// transition writes the campaign's status first and its indexes after (they live in other
+    /// hash slots, so no script can do both), and a crash in between leaves an index behind.
+    /// Rebuilds `running`, puts scheduled campaigns (back) in `scheduled` at their time, puts
+    /// campaigns that may hold jobs (back) in `active`, and finishes the draining of a
+    /// cancelled campaign that a failed cancel left with pending jobs. Runs every 30 s (from
+    /// [`Store::running_campaigns`]); safe on any number of processes at once.
+    pub async fn repair_indexes(&self) -> Result<()> {
         let mut conn = self.conn().await?;
         let ids: Vec<String> = conn
             .zrange(self.keys.campaigns(), 0, -1)
             .await
             .map_err(|e| self.fail(e))?;
+        let ids: Vec<CampaignId> = ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.hget(format!("{}:{{c:{id}}}:meta", self.keys.prefix()), "status");
+            pipe.cmd("HMGET")
+                .arg(self.keys.meta(id))
+                .arg("status")
+                .arg("schedule_ms");
+            pipe.cmd("HMGET")
+                .arg(self.keys.stats(id))
+                .arg("pending")
+                .arg("in_flight")
+                .arg("in_doubt");
         }
-        let statuses: Vec<Option<String>> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut conn)
-                .await
-                .map_err(|e| self.fail(e))?
-        };
-        let running: Vec<&String> = ids
-            .iter()
-            .zip(&statuses)
-            .filter(|(_, s)| s.as_deref() == Some("running"))
-            .map(|(id, _)| id)
-            .collect();
-        let mut pipe = redis::pipe();
-        pipe.atomic().del(self.keys.running());
-        if !running.is_empty() {
-            pipe.sadd(self.keys.running(), &running);
-        }
-        pipe.query_async::<()>(&mut conn)
+        let rows: Vec<Vec<Option<String>>> = pipe
+            .query_async(&mut conn)
             .await
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e))?;
+        let mut running = Vec::new();
+        let mut fix = redis::pipe();
+        let mut cancelled_with_pending = Vec::new();
+        for (id, pair) in ids.iter().zip(rows.chunks(2)) {
+            let (Some(meta), Some(counts)) = (pair.first(), pair.get(1)) else {
+                continue;
+            };
+            let Some(status) = meta.first().cloned().flatten() else {
+                continue;
+            };
+            let Some(status) = CampaignStatus::parse(&status) else {
+                continue;
+            };
+            let count = |i: usize| {
+                counts
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            let (pending, held) = (count(0), count(1) + count(2));
+            match status {
+                CampaignStatus::Running => running.push(id.as_str()),
+                CampaignStatus::Scheduled => {
+                    let at = match meta.get(1).cloned().flatten() {
+                        Some(ms) => ms.parse::<i64>().unwrap_or(0),
+                        None => self
+                            .campaign(id)
+                            .await?
+                            .spec
+                            .schedule_at
+                            .map_or(0, |t| t.as_millisecond()),
+                    };
+                    // NX: a campaign already in the index keeps its time.
+                    fix.cmd("ZADD")
+                        .arg(self.keys.scheduled())
+                        .arg("NX")
+                        .arg(at)
+                        .arg(id.as_str())
+                        .ignore();
+                }
+                CampaignStatus::Cancelled if pending > 0 => cancelled_with_pending.push(id.clone()),
+                _ => {}
+            }
+            if status != CampaignStatus::Scheduled {
+                fix.zrem(self.keys.scheduled(), id.as_str()).ignore();
+            }
+            if !status.is_final() || held > 0 {
+                fix.sadd(self.keys.active(), id.as_str()).ignore();
+            }
+        }
+        fix.atomic().del(self.keys.running()).ignore();
+        if !running.is_empty() {
+            fix.sadd(self.keys.running(), &running).ignore();
+        }
+        fix.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        self.invalidate_running();
+        for id in cancelled_with_pending {
+            tracing::warn!(campaign = %id, "finishing a cancel that was cut short");
+            self.cancel_unsent(&id).await?;
+        }
+        Ok(())
     }
 
     async fn claim_from(
@@ -414,6 +490,9 @@ impl Store for RedisStore {
         if let Some(mps) = c.spec.mps {
             fields.push(("mps", mps.to_string()));
         }
+        if let Some(at) = c.spec.schedule_at {
+            fields.push(("schedule_ms", at.as_millisecond().to_string()));
+        }
         let mut conn = self.conn().await?;
         // Listed newest first, in creation order even within one millisecond: the score is
         // the creation ms with a sequence number below it.
@@ -422,11 +501,15 @@ impl Store for RedisStore {
             .await
             .map_err(|e| self.fail(e))?;
         let score = now * 1024 + seq.rem_euclid(1024);
+        // The indexes first: should this process die in between, an index entry without a
+        // campaign is skipped by every reader; a campaign missing from its index would not be.
         redis::pipe()
-            .hset_multiple(self.keys.meta(&id), &fields)
             .zadd(self.keys.campaigns(), id.as_str(), score)
             .sadd(self.keys.active(), id.as_str())
             .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        conn.hset_multiple::<_, _, _, ()>(self.keys.meta(&id), &fields)
             .await
             .map_err(|e| self.fail(e))?;
         self.campaign(&id).await
@@ -526,7 +609,7 @@ impl Store for RedisStore {
         let now = now_ms();
         if now - self.repaired_ms.load(Ordering::Relaxed) > REPAIR_EVERY_MS {
             self.repaired_ms.store(now, Ordering::Relaxed);
-            self.repair_running().await?;
+            self.repair_indexes().await?;
         }
         let mut conn = self.conn().await?;
         let ids: Vec<String> = conn
@@ -792,7 +875,14 @@ impl Store for RedisStore {
             let mut conn = self.conn().await?;
             // The evidence is read before the script runs: it only ever rises, so the script
             // never acts on more than was shown.
-            let (caught_up, backlog) = self.evidence_of(&id).await?;
+            let (caught_up, backlog) = match self.evidence_of(&id).await {
+                Ok(e) => e,
+                Err(StoreError::NotFound(_)) => {
+                    self.retire_if_idle(&id).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             loop {
                 let (resent, failed, completed, more, waiting): (u64, u64, u8, u8, u64) = self
                     .scripts
