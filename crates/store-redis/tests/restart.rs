@@ -211,7 +211,7 @@ async fn index_repair_covers_every_index() {
     store.repair_indexes().await.unwrap();
     assert_eq!(
         store.due_scheduled(jiff::Timestamp::now()).await.unwrap(),
-        [scheduled.clone()]
+        std::slice::from_ref(&scheduled)
     );
     assert_eq!(store.claim(&claim_req(5, 1)).await.unwrap().len(), 2);
     // The dangling entry does not stop the sweeps, and goes.
