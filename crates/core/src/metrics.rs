@@ -70,6 +70,8 @@ metrics! {
     /// Labels: `reason` (see [`DEAD_LETTER_REASONS`]).
     RECONCILER_DEAD_LETTERS_TOTAL = "herald_reconciler_dead_letters_total", Counter,
         "Webhook content kept for inspection instead of applied.";
+    RECONCILER_DEAD_LETTERS_DROPPED_TOTAL = "herald_reconciler_dead_letters_dropped_total", Counter,
+        "Dead letters dropped by the store's cap (the oldest go first).";
     RECONCILER_OPT_OUTS_TOTAL = "herald_reconciler_opt_outs_total", Counter,
         "Users added to the suppression list by opt-out keyword or preference.";
     RECONCILER_ENTRIES_TOTAL = "herald_reconciler_entries_total", Counter,
@@ -117,6 +119,7 @@ pub const DEAD_LETTER_REASONS: &[&str] = &[
     "unknown_message_type",
     "unknown_status",
     "unknown_message",
+    "apply_failed",
 ];
 
 #[cfg(test)]

@@ -195,6 +195,8 @@ pub async fn run_on<S: Store>(
         ));
         let consumer = ConsumerConfig {
             name: instance_name(),
+            max_deliveries: cfg.webhook.max_deliveries,
+            max_batch_bytes: cfg.webhook.max_batch_bytes,
             ..ConsumerConfig::default()
         };
         tasks.spawn(herald_reconciler::run(rec, consumer, shutdown.clone()));

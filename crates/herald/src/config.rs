@@ -184,12 +184,19 @@ impl Default for Server {
 #[serde(deny_unknown_fields, default)]
 pub struct Webhook {
     pub opt_out_keywords: Vec<String>,
+    /// A delivery that failed to apply this many times is kept as a dead letter.
+    pub max_deliveries: u32,
+    /// The most webhook bytes one reconciler read brings into memory.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for Webhook {
     fn default() -> Self {
+        let c = herald_reconciler::ConsumerConfig::default();
         Self {
             opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into()],
+            max_deliveries: c.max_deliveries,
+            max_batch_bytes: c.max_batch_bytes,
         }
     }
 }
@@ -323,6 +330,18 @@ impl Config {
         self.listen_addr()?;
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.webhook.max_deliveries == 0 {
+            return Err(bad("webhook.max_deliveries", "must be at least 1"));
+        }
+        if self.webhook.max_batch_bytes < herald_reconciler::BODY_LIMIT {
+            return Err(bad(
+                "webhook.max_batch_bytes",
+                format!(
+                    "must hold at least one delivery of the largest size taken ({} bytes)",
+                    herald_reconciler::BODY_LIMIT
+                ),
+            ));
         }
         if self
             .webhook

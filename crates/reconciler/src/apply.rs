@@ -81,7 +81,7 @@ impl<S: Store> Reconciler<S> {
 
     async fn dead(&self, reason: &'static str, payload: &[u8]) -> Result<(), StoreError> {
         count(m::RECONCILER_DEAD_LETTERS_TOTAL, "reason", reason);
-        self.store.dead_letter(reason, payload).await
+        self.store.dead_letter(reason, "", payload).await
     }
 
     /// Applies a batch of raw deliveries. An error means the store failed: nothing after the

@@ -761,3 +761,77 @@ async fn a_reconciler_killed_mid_batch_loses_nothing() {
         CampaignStatus::Completed
     );
 }
+
+/// A delivery that cannot be applied (here, the store refuses its status for good) does not
+/// hold up the stream: after `max_deliveries` tries it is kept as a dead letter with the error
+/// and acknowledged, it is counted, and every other delivery is applied meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_delivery_that_keeps_failing_goes_to_the_dead_letters() {
+    use herald_store::faulty::Faulty;
+    let store = Arc::new(Faulty::new(MemoryStore::new()));
+    let id = running(&*store, "poison", 3).await;
+    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store
+        .settle(
+            &jobs
+                .iter()
+                .enumerate()
+                .map(|(i, j)| Settle {
+                    job: j.into(),
+                    outcome: Outcome::Accepted {
+                        message_id: WaMessageId::new(&format!("wamid.q{i}")).unwrap(),
+                    },
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    store.poison_message("wamid.q1");
+    for (i, j) in jobs.iter().enumerate() {
+        store
+            .append_webhook(&status_body(&j.id, &format!("wamid.q{i}"), "delivered"))
+            .await
+            .unwrap();
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let rec = Arc::new(Reconciler::new(store.clone(), ReconcilerConfig::default()));
+    let cfg = ConsumerConfig {
+        name: "only".into(),
+        max_deliveries: 3,
+        ..ConsumerConfig::default()
+    };
+    let task = tokio::spawn(herald_reconciler::run(rec, cfg, shutdown.clone()));
+    let mut dead = Vec::new();
+    for _ in 0..600 {
+        dead = store.dead_letters(10).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One more round, so that the consumer is seen to go on afterwards.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].reason, "apply_failed");
+    assert!(dead[0].detail.contains("poisoned"), "{:?}", dead[0]);
+    assert!(dead[0].payload.contains("wamid.q1"));
+    let s = store.stats(&id).await.unwrap();
+    assert_eq!(s.delivered, 2, "the others applied: {s:#?}");
+    assert!(
+        store.pending_webhooks("only", 10).await.unwrap().is_empty(),
+        "nothing left to re-read"
+    );
+    assert!(
+        store
+            .read_webhooks("x", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

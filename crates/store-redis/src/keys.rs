@@ -13,7 +13,8 @@
 //!                                 each bucket expires 31 days after its day
 //! <p>:webhooks             STREAM verified webhook bodies (field b), consumer group
 //!                                 "reconciler"; entries are deleted once applied
-//! <p>:dead                  STREAM webhook content kept for inspection (newest ~10,000)
+//! <p>:dead                  STREAM webhook content kept for inspection (newest 10,000)
+//! <p>:dead_total            STR   dead letters ever added (minus the stream's length: dropped)
 //! <p>:quality               HASH  display number → last quality event (JSON)
 //! <p>:{c:ID}:meta           HASH  name, status, reason, spec, pnid, template, times, next_seq
 //! <p>:{c:ID}:stats          HASH  the counters
@@ -102,6 +103,10 @@ impl Keys {
 
     pub(crate) fn dead(&self) -> String {
         format!("{}:dead", self.prefix)
+    }
+
+    pub(crate) fn dead_total(&self) -> String {
+        format!("{}:dead_total", self.prefix)
     }
 
     pub(crate) fn quality(&self) -> String {

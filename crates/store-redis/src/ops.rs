@@ -1437,8 +1437,12 @@ impl Store for RedisStore {
         self.stream_ack(ids).await
     }
 
-    async fn dead_letter(&self, reason: &str, payload: &[u8]) -> Result<()> {
-        self.dead_append(reason, payload).await
+    async fn dead_letter(&self, reason: &str, detail: &str, payload: &[u8]) -> Result<()> {
+        self.dead_append(reason, detail, payload).await
+    }
+
+    async fn dead_letter_counts(&self) -> Result<herald_store::DeadLetterCounts> {
+        self.dead_counts().await
     }
 
     async fn dead_letters(&self, count: usize) -> Result<Vec<herald_store::DeadLetter>> {

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 
 use redis::Value;
 
-use herald_store::{DeadLetter, QualityRecord, Result, StoreError, WebhookEntry};
+use herald_store::{
+    DEAD_LETTERS_KEPT, DeadLetter, DeadLetterCounts, QualityRecord, Result, StoreError,
+    WebhookEntry,
+};
 
 use crate::{RedisStore, now_ms};
 
 pub(crate) const GROUP: &str = "reconciler";
-const DEAD_KEEP: usize = 10_000;
 
 fn text(v: &Value) -> Option<String> {
     redis::from_redis_value_ref::<String>(v).ok()
@@ -46,7 +48,12 @@ fn entries(v: &Value) -> Result<Vec<WebhookEntry>> {
                 .and_then(|ms| ms.parse::<i64>().ok())
                 .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
                 .ok_or_else(corrupt)?;
-            out.push(WebhookEntry { id, body, received });
+            out.push(WebhookEntry {
+                id,
+                body,
+                received,
+                deliveries: 1,
+            });
         }
     }
     Ok(out)
@@ -144,7 +151,43 @@ impl RedisStore {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<WebhookEntry>> {
-        self.group_read(consumer, count, None, "0").await
+        let mut entries = self.group_read(consumer, count, None, "0").await?;
+        self.delivery_counts(&mut entries).await?;
+        Ok(entries)
+    }
+
+    /// Fills in how many times each entry has been delivered (XPENDING keeps the count; a
+    /// history read and a claim each add one).
+    async fn delivery_counts(&self, entries: &mut [WebhookEntry]) -> Result<()> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(());
+        };
+        let mut conn = self.conn().await?;
+        let reply: Value = redis::cmd("XPENDING")
+            .arg(self.keys.webhooks())
+            .arg(GROUP)
+            .arg(&first.id)
+            .arg(&last.id)
+            .arg(entries.len())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let Value::Array(rows) = reply else {
+            return Ok(());
+        };
+        for row in rows {
+            let Value::Array(fields) = row else { continue };
+            let id = fields.first().and_then(text);
+            let n = fields
+                .get(3)
+                .and_then(|v| redis::from_redis_value_ref::<u32>(v).ok());
+            if let (Some(id), Some(n)) = (id, n)
+                && let Some(e) = entries.iter_mut().find(|e| e.id == id)
+            {
+                e.deliveries = n;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn stream_claim(
@@ -165,10 +208,12 @@ impl RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| self.fail(e))?;
-        match &reply {
-            Value::Array(parts) => parts.get(1).map_or(Ok(Vec::new()), entries),
-            _ => Ok(Vec::new()),
-        }
+        let mut claimed = match &reply {
+            Value::Array(parts) => parts.get(1).map_or(Ok(Vec::new()), entries)?,
+            _ => Vec::new(),
+        };
+        self.delivery_counts(&mut claimed).await?;
+        Ok(claimed)
     }
 
     pub(crate) async fn stream_ack(&self, ids: &[String]) -> Result<()> {
@@ -191,22 +236,47 @@ impl RedisStore {
             .map_err(|e| self.fail(e))
     }
 
-    pub(crate) async fn dead_append(&self, reason: &str, payload: &[u8]) -> Result<()> {
+    pub(crate) async fn dead_append(
+        &self,
+        reason: &str,
+        detail: &str,
+        payload: &[u8],
+    ) -> Result<()> {
         let mut conn = self.conn().await?;
-        redis::cmd("XADD")
+        // The total is counted beside the capped stream, so what the cap drops is known.
+        redis::pipe()
+            .cmd("XADD")
             .arg(self.keys.dead())
             .arg("MAXLEN")
-            .arg("~")
-            .arg(DEAD_KEEP)
+            .arg(DEAD_LETTERS_KEPT)
             .arg("*")
             .arg("reason")
             .arg(reason)
+            .arg("detail")
+            .arg(detail)
             .arg("payload")
             .arg(payload)
-            .query_async::<String>(&mut conn)
+            .ignore()
+            .incr(self.keys.dead_total(), 1)
+            .ignore()
+            .query_async::<()>(&mut conn)
             .await
-            .map(|_| ())
             .map_err(|e| self.fail(e))
+    }
+
+    pub(crate) async fn dead_counts(&self) -> Result<DeadLetterCounts> {
+        let mut conn = self.conn().await?;
+        let (kept, total): (u64, Option<u64>) = redis::pipe()
+            .cmd("XLEN")
+            .arg(self.keys.dead())
+            .get(self.keys.dead_total())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(DeadLetterCounts {
+            kept,
+            dropped: total.unwrap_or(0).saturating_sub(kept),
+        })
     }
 
     pub(crate) async fn dead_list(&self, count: usize) -> Result<Vec<DeadLetter>> {
@@ -228,11 +298,13 @@ impl RedisStore {
             let Value::Array(pair) = item else { continue };
             let id = pair.first().and_then(text).unwrap_or_default();
             let mut reason = String::new();
+            let mut detail = String::new();
             let mut payload = String::new();
             if let Some(Value::Array(fields)) = pair.get(1) {
                 for kv in fields.chunks(2) {
                     match (kv.first().and_then(text).as_deref(), kv.get(1)) {
                         (Some("reason"), Some(v)) => reason = text(v).unwrap_or_default(),
+                        (Some("detail"), Some(v)) => detail = text(v).unwrap_or_default(),
                         (Some("payload"), Some(v)) => {
                             let bytes =
                                 redis::from_redis_value_ref::<Vec<u8>>(v).unwrap_or_default();
@@ -249,6 +321,7 @@ impl RedisStore {
                 .unwrap_or_default();
             out.push(DeadLetter {
                 reason,
+                detail,
                 payload,
                 at_ms,
             });

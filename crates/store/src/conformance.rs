@@ -1202,12 +1202,14 @@ pub async fn webhook_stream_survives_a_dead_consumer<S: Store>(store: &S) {
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].body, b"{0}");
     assert!(got[0].received <= got[2].received);
+    assert!(got.iter().all(|e| e.deliveries == 1));
     // Consumer a acknowledges one and dies.
     store.ack_webhooks(&[got[0].id.clone()]).await.unwrap();
-    assert_eq!(
-        store.pending_webhooks("a", 10).await.unwrap().len(),
-        2,
-        "a's unacknowledged entries"
+    let again = store.pending_webhooks("a", 10).await.unwrap();
+    assert_eq!(again.len(), 2, "a's unacknowledged entries");
+    assert!(
+        again.iter().all(|e| e.deliveries == 2),
+        "each reading counts: {again:?}"
     );
     assert!(
         store
@@ -1223,6 +1225,7 @@ pub async fn webhook_stream_survives_a_dead_consumer<S: Store>(store: &S) {
         taken.iter().map(|e| e.body.clone()).collect::<Vec<_>>(),
         [b"{1}".to_vec(), b"{2}".to_vec()]
     );
+    assert!(taken.iter().all(|e| e.deliveries == 3), "{taken:?}");
     let rest = store.read_webhooks("b", 10, ms(10)).await.unwrap();
     assert_eq!(rest.len(), 2);
     let ids: Vec<String> = taken.iter().chain(&rest).map(|e| e.id.clone()).collect();
@@ -1237,13 +1240,46 @@ pub async fn webhook_stream_survives_a_dead_consumer<S: Store>(store: &S) {
     );
 
     store
-        .dead_letter("unknown_field", b"{\"field\":\"calls\"}")
+        .dead_letter("unknown_field", "", b"{\"field\":\"calls\"}")
+        .await
+        .unwrap();
+    store
+        .dead_letter("apply_failed", "stored data is corrupt", b"{}")
         .await
         .unwrap();
     let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(
-        (dead[0].reason.as_str(), dead[0].payload.as_str()),
+        (dead[0].reason.as_str(), dead[0].detail.as_str()),
+        ("apply_failed", "stored data is corrupt"),
+        "newest first"
+    );
+    assert_eq!(
+        (dead[1].reason.as_str(), dead[1].payload.as_str()),
         ("unknown_field", "{\"field\":\"calls\"}")
+    );
+    assert_eq!(
+        store.dead_letter_counts().await.unwrap(),
+        DeadLetterCounts {
+            kept: 2,
+            dropped: 0
+        }
+    );
+    // Past the cap, the oldest go, and are counted.
+    let extra = DEAD_LETTERS_KEPT as u64;
+    for chunk in (0..extra).collect::<Vec<_>>().chunks(500) {
+        futures::future::join_all(
+            chunk
+                .iter()
+                .map(|_| store.dead_letter("malformed_json", "", b"x")),
+        )
+        .await;
+    }
+    assert_eq!(
+        store.dead_letter_counts().await.unwrap(),
+        DeadLetterCounts {
+            kept: extra,
+            dropped: 2
+        }
     );
     store
         .record_quality("15550783881", "FLAGGED", Some("TIER_1K"))

@@ -32,11 +32,16 @@ mod types;
 
 #[cfg(feature = "testsuite")]
 pub mod conformance;
+#[cfg(feature = "testsuite")]
+pub mod faulty;
 
 pub use counters::stats_from_counters;
 pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use types::*;
+
+/// Dead letters kept; older ones are dropped (and counted).
+pub const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A status that arrives more than this after its event shows that its phone number's
 /// webhooks are delivering a backlog (an outage being retried, out of order): until a whole
@@ -295,11 +300,20 @@ pub trait Store: Send + Sync + 'static {
     /// Acknowledges applied deliveries (and removes them from the stream).
     fn ack_webhooks(&self, ids: &[String]) -> impl Future<Output = Result<()>> + Send;
 
-    /// Keeps webhook content for inspection (the newest 10,000).
-    fn dead_letter(&self, reason: &str, payload: &[u8]) -> impl Future<Output = Result<()>> + Send;
+    /// Keeps webhook content for inspection instead of applying it (the newest
+    /// [`DEAD_LETTERS_KEPT`]): `reason` a code from a closed list, `detail` what went wrong.
+    fn dead_letter(
+        &self,
+        reason: &str,
+        detail: &str,
+        payload: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// The newest dead letters, newest first.
     fn dead_letters(&self, count: usize) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
+
+    /// How many dead letters are kept, and how many the cap has dropped since the store began.
+    fn dead_letter_counts(&self) -> impl Future<Output = Result<DeadLetterCounts>> + Send;
 
     /// Records a phone number quality event (by display number, as Meta reports it).
     fn record_quality(

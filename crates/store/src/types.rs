@@ -275,14 +275,28 @@ pub struct WebhookEntry {
     pub body: Vec<u8>,
     /// When the store took it (its clock).
     pub received: Timestamp,
+    /// How many times it has been handed to a consumer, this time included: more than one
+    /// means an earlier consumer did not acknowledge it (it died, or applying it failed).
+    pub deliveries: u32,
 }
 
 /// Webhook content kept for inspection instead of applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// A code from a closed list (`malformed_json`, `apply_failed`, …).
     pub reason: String,
+    /// What went wrong, in words (empty when the reason says it all).
+    #[serde(default)]
+    pub detail: String,
     pub payload: String,
     pub at_ms: i64,
+}
+
+/// Dead letters kept and dropped by the cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeadLetterCounts {
+    pub kept: u64,
+    pub dropped: u64,
 }
 
 /// The last quality event for a phone number.

@@ -154,6 +154,7 @@ fn reconciler<S: Store>(store: &Arc<S>, background: &CancellationToken) -> JoinH
             batch: 200,
             block: Duration::from_millis(50),
             claim_idle: Duration::from_secs(5),
+            ..ConsumerConfig::default()
         },
         background.clone(),
     ))

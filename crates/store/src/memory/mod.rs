@@ -807,10 +807,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn dead_letter(&self, reason: &str, payload: &[u8]) -> Result<()> {
+    async fn dead_letter(&self, reason: &str, detail: &str, payload: &[u8]) -> Result<()> {
         let now = self.now_ms();
-        self.lock().stream.dead_letter(reason, payload, now);
+        self.lock().stream.dead_letter(reason, detail, payload, now);
         Ok(())
+    }
+
+    async fn dead_letter_counts(&self) -> Result<crate::DeadLetterCounts> {
+        Ok(self.lock().stream.dead_letter_counts())
     }
 
     async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>> {

@@ -6,10 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use jiff::Timestamp;
 
-use crate::{DeadLetter, WebhookEntry};
-
-/// Dead letters kept (the newest).
-const DEAD_KEEP: usize = 10_000;
+use crate::{DEAD_LETTERS_KEPT, DeadLetter, DeadLetterCounts, WebhookEntry};
 
 #[derive(Debug)]
 struct Entry {
@@ -17,6 +14,7 @@ struct Entry {
     received: Timestamp,
     /// The consumer that read it and when (ms), until it is acknowledged.
     owner: Option<(String, i64)>,
+    deliveries: u32,
 }
 
 #[derive(Debug, Default)]
@@ -26,6 +24,7 @@ pub(super) struct Stream {
     /// Entries up to this one have been handed to a consumer.
     delivered: u64,
     dead: VecDeque<DeadLetter>,
+    dead_dropped: u64,
 }
 
 impl Stream {
@@ -37,6 +36,7 @@ impl Stream {
                 body: body.to_vec(),
                 received,
                 owner: None,
+                deliveries: 0,
             },
         );
     }
@@ -46,6 +46,7 @@ impl Stream {
             id: id.to_string(),
             body: e.body.clone(),
             received: e.received,
+            deliveries: e.deliveries,
         }
     }
 
@@ -55,20 +56,26 @@ impl Stream {
         let from = self.delivered + 1;
         for (id, e) in self.entries.range_mut(from..).take(count.max(1)) {
             e.owner = Some((consumer.to_owned(), now));
+            e.deliveries += 1;
             self.delivered = *id;
             out.push(Self::entry(*id, e));
         }
         out
     }
 
-    /// Entries `consumer` read and has not acknowledged.
-    pub(super) fn pending(&self, consumer: &str, count: usize) -> Vec<WebhookEntry> {
-        self.entries
-            .iter()
-            .filter(|(_, e)| e.owner.as_ref().is_some_and(|(c, _)| c == consumer))
-            .take(count.max(1))
-            .map(|(id, e)| Self::entry(*id, e))
-            .collect()
+    /// Entries `consumer` read and has not acknowledged (each read counts as a delivery).
+    pub(super) fn pending(&mut self, consumer: &str, count: usize) -> Vec<WebhookEntry> {
+        let mut out = Vec::new();
+        for (id, e) in &mut self.entries {
+            if out.len() >= count.max(1) {
+                break;
+            }
+            if e.owner.as_ref().is_some_and(|(c, _)| c == consumer) {
+                e.deliveries += 1;
+                out.push(Self::entry(*id, e));
+            }
+        }
+        out
     }
 
     /// Read entries idle for `min_idle_ms` or more, now owned by `consumer`.
@@ -88,6 +95,7 @@ impl Stream {
                 && now - at >= min_idle_ms
             {
                 e.owner = Some((consumer.to_owned(), now));
+                e.deliveries += 1;
                 out.push(Self::entry(*id, e));
             }
         }
@@ -102,13 +110,24 @@ impl Stream {
         }
     }
 
-    pub(super) fn dead_letter(&mut self, reason: &str, payload: &[u8], at_ms: i64) {
+    pub(super) fn dead_letter(&mut self, reason: &str, detail: &str, payload: &[u8], at_ms: i64) {
         self.dead.push_front(DeadLetter {
             reason: reason.to_owned(),
+            detail: detail.to_owned(),
             payload: String::from_utf8_lossy(payload).into_owned(),
             at_ms,
         });
-        self.dead.truncate(DEAD_KEEP);
+        if self.dead.len() > DEAD_LETTERS_KEPT {
+            self.dead_dropped += (self.dead.len() - DEAD_LETTERS_KEPT) as u64;
+            self.dead.truncate(DEAD_LETTERS_KEPT);
+        }
+    }
+
+    pub(super) fn dead_letter_counts(&self) -> DeadLetterCounts {
+        DeadLetterCounts {
+            kept: self.dead.len() as u64,
+            dropped: self.dead_dropped,
+        }
     }
 
     pub(super) fn dead_letters(&self, count: usize) -> Vec<DeadLetter> {

@@ -1,0 +1,475 @@
+//! A store that fails chosen calls, for tests of error paths (feature `testsuite`).
+//!
+//! Every call goes to the inner store unless a rule for its operation (the trait method's
+//! name) says otherwise: fail before the call (nothing happened), or after it (it happened,
+//! but the caller is told it failed, as when Redis answers after the client timed out). A
+//! status naming a poisoned message id fails `apply_status` every time, as content that
+//! cannot be applied would.
+
+#![allow(missing_docs)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use herald_core::{
+    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient,
+    SkipReason, Stats, WaMessageId,
+};
+use jiff::Timestamp;
+
+use crate::*;
+
+/// How a call fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The store is unreachable; nothing happened.
+    Unavailable,
+    /// The call happened, but its answer was lost: the caller sees `Unavailable`.
+    UnavailableAfter,
+    /// A non-retryable error (bad data); nothing happened.
+    Corrupt,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    failure: Failure,
+    /// Fail one call in this many (1: every one).
+    every: u32,
+    /// Calls still to fail (`None`: no end).
+    left: Option<u32>,
+    seen: u32,
+}
+
+#[derive(Debug)]
+pub struct Faulty<S> {
+    inner: S,
+    rules: Mutex<HashMap<&'static str, Rule>>,
+    poison: Mutex<HashSet<String>>,
+    failed: Mutex<HashMap<&'static str, u32>>,
+}
+
+impl<S> Faulty<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            rules: Mutex::new(HashMap::new()),
+            poison: Mutex::new(HashSet::new()),
+            failed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Fails one call of `op` in `every`, `times` times in all (`None`: until cleared).
+    pub fn fail(&self, op: &'static str, failure: Failure, every: u32, times: Option<u32>) {
+        if let Ok(mut r) = self.rules.lock() {
+            r.insert(
+                op,
+                Rule {
+                    failure,
+                    every: every.max(1),
+                    left: times,
+                    seen: 0,
+                },
+            );
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut r) = self.rules.lock() {
+            r.clear();
+        }
+    }
+
+    /// `apply_status` fails (`Corrupt`) whenever a status names this message id.
+    pub fn poison_message(&self, message_id: &str) {
+        if let Ok(mut p) = self.poison.lock() {
+            p.insert(message_id.to_owned());
+        }
+    }
+
+    /// How many calls of `op` were made to fail.
+    pub fn failed(&self, op: &str) -> u32 {
+        self.failed
+            .lock()
+            .ok()
+            .and_then(|f| f.get(op).copied())
+            .unwrap_or(0)
+    }
+
+    fn rule(&self, op: &'static str) -> Option<Failure> {
+        let mut rules = self.rules.lock().ok()?;
+        let rule = rules.get_mut(op)?;
+        if rule.left == Some(0) {
+            return None;
+        }
+        rule.seen += 1;
+        if rule.seen % rule.every != 0 {
+            return None;
+        }
+        if let Some(left) = &mut rule.left {
+            *left -= 1;
+        }
+        if let Ok(mut f) = self.failed.lock() {
+            *f.entry(op).or_default() += 1;
+        }
+        Some(rule.failure)
+    }
+
+    fn error(op: &str, failure: Failure) -> StoreError {
+        match failure {
+            Failure::Corrupt => StoreError::Corrupt(format!("{op} (injected)")),
+            _ => StoreError::Unavailable(format!("{op} (injected)")),
+        }
+    }
+}
+
+/// Delegates a call, failing it as the rules say.
+macro_rules! call {
+    ($self:ident, $op:literal, $call:expr) => {{
+        match $self.rule($op) {
+            Some(f @ (Failure::Unavailable | Failure::Corrupt)) => Err(Self::error($op, f)),
+            Some(Failure::UnavailableAfter) => {
+                let _ = $call.await;
+                Err(Self::error($op, Failure::UnavailableAfter))
+            }
+            None => $call.await,
+        }
+    }};
+}
+
+impl<S: Store> Store for Faulty<S> {
+    async fn ping(&self) -> Result<()> {
+        call!(self, "ping", self.inner.ping())
+    }
+
+    async fn create_campaign(&self, campaign: NewCampaign) -> Result<Campaign> {
+        call!(
+            self,
+            "create_campaign",
+            self.inner.create_campaign(campaign)
+        )
+    }
+
+    async fn campaign(&self, id: &CampaignId) -> Result<Campaign> {
+        call!(self, "campaign", self.inner.campaign(id))
+    }
+
+    async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
+        call!(self, "list_campaigns", self.inner.list_campaigns())
+    }
+
+    async fn transition(
+        &self,
+        id: &CampaignId,
+        action: CampaignAction,
+        reason: Option<PauseReason>,
+    ) -> Result<CampaignStatus> {
+        call!(
+            self,
+            "transition",
+            self.inner.transition(id, action, reason)
+        )
+    }
+
+    async fn running_campaigns(&self) -> Result<Vec<RunningCampaign>> {
+        call!(self, "running_campaigns", self.inner.running_campaigns())
+    }
+
+    async fn due_scheduled(&self, now: Timestamp) -> Result<Vec<CampaignId>> {
+        call!(self, "due_scheduled", self.inner.due_scheduled(now))
+    }
+
+    async fn hold_upload(&self, id: &CampaignId, upload: u64, hold: Duration) -> Result<()> {
+        call!(
+            self,
+            "hold_upload",
+            self.inner.hold_upload(id, upload, hold)
+        )
+    }
+
+    async fn release_upload(&self, id: &CampaignId, upload: u64) -> Result<()> {
+        call!(
+            self,
+            "release_upload",
+            self.inner.release_upload(id, upload)
+        )
+    }
+
+    async fn enqueue_batch(&self, id: &CampaignId, recipients: &[Recipient]) -> Result<Vec<bool>> {
+        call!(
+            self,
+            "enqueue_batch",
+            self.inner.enqueue_batch(id, recipients)
+        )
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>> {
+        call!(self, "claim", self.inner.claim(request))
+    }
+
+    async fn start(&self, jobs: &[JobRef]) -> Result<Vec<bool>> {
+        call!(self, "start", self.inner.start(jobs))
+    }
+
+    async fn settle(&self, settles: &[Settle]) -> Result<Vec<SettleResult>> {
+        call!(self, "settle", self.inner.settle(settles))
+    }
+
+    async fn renew(&self, jobs: &[JobRef], lease: Duration) -> Result<()> {
+        call!(self, "renew", self.inner.renew(jobs, lease))
+    }
+
+    async fn reclaim_expired(&self) -> Result<Reclaimed> {
+        call!(self, "reclaim_expired", self.inner.reclaim_expired())
+    }
+
+    async fn expire_in_doubt(
+        &self,
+        grace: Duration,
+        policy: InDoubtPolicy,
+    ) -> Result<InDoubtExpired> {
+        call!(
+            self,
+            "expire_in_doubt",
+            self.inner.expire_in_doubt(grace, policy)
+        )
+    }
+
+    async fn apply_status(&self, updates: &[StatusUpdate]) -> Result<Vec<Applied>> {
+        let poisoned = self.poison.lock().is_ok_and(|p| {
+            updates.iter().any(|u| {
+                u.message_id
+                    .as_ref()
+                    .is_some_and(|m| p.contains(m.as_str()))
+            })
+        });
+        if poisoned {
+            return Err(StoreError::Corrupt("a poisoned status (injected)".into()));
+        }
+        call!(self, "apply_status", self.inner.apply_status(updates))
+    }
+
+    async fn stats(&self, id: &CampaignId) -> Result<Stats> {
+        call!(self, "stats", self.inner.stats(id))
+    }
+
+    async fn job(&self, id: &JobId) -> Result<Option<JobView>> {
+        call!(self, "job", self.inner.job(id))
+    }
+
+    async fn job_for_message(&self, message_id: &WaMessageId) -> Result<Option<JobId>> {
+        call!(
+            self,
+            "job_for_message",
+            self.inner.job_for_message(message_id)
+        )
+    }
+
+    async fn add_rejects(
+        &self,
+        id: &CampaignId,
+        rows: &[FailureRow],
+        reasons: &[SkipReason],
+    ) -> Result<()> {
+        call!(
+            self,
+            "add_rejects",
+            self.inner.add_rejects(id, rows, reasons)
+        )
+    }
+
+    async fn failures(
+        &self,
+        id: &CampaignId,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<FailureRow>, Option<u64>)> {
+        call!(self, "failures", self.inner.failures(id, cursor, count))
+    }
+
+    async fn count_reply(&self, id: &CampaignId, phone: PhoneE164) -> Result<bool> {
+        call!(self, "count_reply", self.inner.count_reply(id, phone))
+    }
+
+    async fn pause_matching(
+        &self,
+        phone_number_id: Option<&str>,
+        template: Option<&str>,
+        reason: PauseReason,
+    ) -> Result<Vec<CampaignId>> {
+        call!(
+            self,
+            "pause_matching",
+            self.inner.pause_matching(phone_number_id, template, reason)
+        )
+    }
+
+    async fn suppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<()> {
+        call!(
+            self,
+            "suppress",
+            self.inner.suppress(phone_number_id, phones)
+        )
+    }
+
+    async fn suppressed(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<Vec<bool>> {
+        call!(
+            self,
+            "suppressed",
+            self.inner.suppressed(phone_number_id, phones)
+        )
+    }
+
+    async fn list_suppressed(
+        &self,
+        phone_number_id: &str,
+        cursor: u64,
+    ) -> Result<(Vec<PhoneE164>, Option<u64>)> {
+        call!(
+            self,
+            "list_suppressed",
+            self.inner.list_suppressed(phone_number_id, cursor)
+        )
+    }
+
+    async fn open_window(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+        at: Timestamp,
+    ) -> Result<()> {
+        call!(
+            self,
+            "open_window",
+            self.inner.open_window(phone_number_id, phone, at)
+        )
+    }
+
+    async fn windows_open(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<Vec<bool>> {
+        call!(
+            self,
+            "windows_open",
+            self.inner.windows_open(phone_number_id, phones)
+        )
+    }
+
+    async fn acquire_slots(
+        &self,
+        phone_number_id: &str,
+        interval: Duration,
+        want: u32,
+        horizon: Duration,
+    ) -> Result<Slots> {
+        call!(
+            self,
+            "acquire_slots",
+            self.inner
+                .acquire_slots(phone_number_id, interval, want, horizon)
+        )
+    }
+
+    async fn reserve_pairs(
+        &self,
+        phone_number_id: &str,
+        sends: &[(PhoneE164, CampaignId)],
+        interval: Duration,
+    ) -> Result<Vec<PairReservation>> {
+        call!(
+            self,
+            "reserve_pairs",
+            self.inner.reserve_pairs(phone_number_id, sends, interval)
+        )
+    }
+
+    async fn last_campaign(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+    ) -> Result<Option<CampaignId>> {
+        call!(
+            self,
+            "last_campaign",
+            self.inner.last_campaign(phone_number_id, phone)
+        )
+    }
+
+    async fn append_webhook(&self, body: &[u8]) -> Result<()> {
+        call!(self, "append_webhook", self.inner.append_webhook(body))
+    }
+
+    async fn read_webhooks(
+        &self,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<WebhookEntry>> {
+        call!(
+            self,
+            "read_webhooks",
+            self.inner.read_webhooks(consumer, count, block)
+        )
+    }
+
+    async fn pending_webhooks(&self, consumer: &str, count: usize) -> Result<Vec<WebhookEntry>> {
+        call!(
+            self,
+            "pending_webhooks",
+            self.inner.pending_webhooks(consumer, count)
+        )
+    }
+
+    async fn claim_stale_webhooks(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<WebhookEntry>> {
+        call!(
+            self,
+            "claim_stale_webhooks",
+            self.inner.claim_stale_webhooks(consumer, min_idle, count)
+        )
+    }
+
+    async fn ack_webhooks(&self, ids: &[String]) -> Result<()> {
+        call!(self, "ack_webhooks", self.inner.ack_webhooks(ids))
+    }
+
+    async fn dead_letter(&self, reason: &str, detail: &str, payload: &[u8]) -> Result<()> {
+        call!(
+            self,
+            "dead_letter",
+            self.inner.dead_letter(reason, detail, payload)
+        )
+    }
+
+    async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>> {
+        call!(self, "dead_letters", self.inner.dead_letters(count))
+    }
+
+    async fn dead_letter_counts(&self) -> Result<DeadLetterCounts> {
+        call!(self, "dead_letter_counts", self.inner.dead_letter_counts())
+    }
+
+    async fn record_quality(
+        &self,
+        display_phone_number: &str,
+        event: &str,
+        current_limit: Option<&str>,
+    ) -> Result<()> {
+        call!(
+            self,
+            "record_quality",
+            self.inner
+                .record_quality(display_phone_number, event, current_limit)
+        )
+    }
+
+    async fn quality(&self) -> Result<BTreeMap<String, QualityRecord>> {
+        call!(self, "quality", self.inner.quality())
+    }
+}
