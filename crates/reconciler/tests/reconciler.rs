@@ -768,7 +768,7 @@ async fn a_reconciler_killed_mid_batch_loses_nothing() {
 #[tokio::test(start_paused = true)]
 async fn a_delivery_that_keeps_failing_goes_to_the_dead_letters() {
     use herald_store::faulty::Faulty;
-    let store = Arc::new(Faulty::new(MemoryStore::new()));
+    let store = Arc::new(Faulty::new(Arc::new(MemoryStore::new())));
     let id = running(&*store, "poison", 3).await;
     let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
     store

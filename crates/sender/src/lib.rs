@@ -51,6 +51,9 @@ pub struct Report {
     /// Sends woken too late for their slot, which gave it up and took a later one (each
     /// costs one slot of throughput; metric result `late`).
     pub late: u64,
+    /// Jobs still held when the pool returned: settlements the store would not take before
+    /// the deadline (their leases expire and they are reclaimed). 0 after a clean stop.
+    pub held: u64,
 }
 
 /// The worker pool of one process.
@@ -150,6 +153,7 @@ impl<S: Store, M: Messages> Sender<S, M> {
             accepted: shared.counts.accepted.load(Ordering::Relaxed),
             abandoned,
             late: shared.counts.late.load(Ordering::Relaxed),
+            held: shared.ledger.held() as u64,
         };
         tracing::info!(
             requests = report.requests,

@@ -29,6 +29,8 @@ pub enum Failure {
     UnavailableAfter,
     /// A non-retryable error (bad data); nothing happened.
     Corrupt,
+    /// The call succeeds, this long after it was made (a slow store; in tokio's time).
+    Slow(Duration),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,14 +45,15 @@ struct Rule {
 
 #[derive(Debug)]
 pub struct Faulty<S> {
-    inner: S,
-    rules: Mutex<HashMap<&'static str, Rule>>,
+    inner: std::sync::Arc<S>,
+    rules: Mutex<HashMap<&'static str, Vec<Rule>>>,
     poison: Mutex<HashSet<String>>,
     failed: Mutex<HashMap<&'static str, u32>>,
 }
 
 impl<S> Faulty<S> {
-    pub fn new(inner: S) -> Self {
+    /// Wraps a store (shared, so a test can look at it directly too).
+    pub fn new(inner: std::sync::Arc<S>) -> Self {
         Self {
             inner,
             rules: Mutex::new(HashMap::new()),
@@ -63,18 +66,16 @@ impl<S> Faulty<S> {
         &self.inner
     }
 
-    /// Fails one call of `op` in `every`, `times` times in all (`None`: until cleared).
+    /// Fails one call of `op` in `every`, `times` times in all (`None`: until cleared). Rules
+    /// for the same operation with different failures apply side by side.
     pub fn fail(&self, op: &'static str, failure: Failure, every: u32, times: Option<u32>) {
         if let Ok(mut r) = self.rules.lock() {
-            r.insert(
-                op,
-                Rule {
-                    failure,
-                    every: every.max(1),
-                    left: times,
-                    seen: 0,
-                },
-            );
+            r.entry(op).or_default().push(Rule {
+                failure,
+                every: every.max(1),
+                left: times,
+                seen: 0,
+            });
         }
     }
 
@@ -102,21 +103,26 @@ impl<S> Faulty<S> {
 
     fn rule(&self, op: &'static str) -> Option<Failure> {
         let mut rules = self.rules.lock().ok()?;
-        let rule = rules.get_mut(op)?;
-        if rule.left == Some(0) {
-            return None;
+        let mut chosen = None;
+        for rule in rules.get_mut(op)? {
+            if rule.left == Some(0) {
+                continue;
+            }
+            rule.seen += 1;
+            if rule.seen % rule.every != 0 || chosen.is_some() {
+                continue;
+            }
+            if let Some(left) = &mut rule.left {
+                *left -= 1;
+            }
+            chosen = Some(rule.failure);
         }
-        rule.seen += 1;
-        if rule.seen % rule.every != 0 {
-            return None;
-        }
-        if let Some(left) = &mut rule.left {
-            *left -= 1;
-        }
-        if let Ok(mut f) = self.failed.lock() {
+        if chosen.is_some()
+            && let Ok(mut f) = self.failed.lock()
+        {
             *f.entry(op).or_default() += 1;
         }
-        Some(rule.failure)
+        chosen
     }
 
     fn error(op: &str, failure: Failure) -> StoreError {
@@ -132,6 +138,10 @@ macro_rules! call {
     ($self:ident, $op:literal, $call:expr) => {{
         match $self.rule($op) {
             Some(f @ (Failure::Unavailable | Failure::Corrupt)) => Err(Self::error($op, f)),
+            Some(Failure::Slow(d)) => {
+                tokio::time::sleep(d).await;
+                $call.await
+            }
             Some(Failure::UnavailableAfter) => {
                 let _ = $call.await;
                 Err(Self::error($op, Failure::UnavailableAfter))
