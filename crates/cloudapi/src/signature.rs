@@ -25,6 +25,10 @@ pub enum SignatureError {
     EmptyBody,
     #[error("the signature does not match the body")]
     Mismatch,
+    /// No app secret is configured: nothing can be verified, and a signature made with the
+    /// empty key would prove nothing. Every delivery is refused.
+    #[error("no app secret is configured, so no signature can be verified")]
+    NoSecret,
 }
 
 impl SignatureError {
@@ -36,6 +40,7 @@ impl SignatureError {
             Self::BadHex => "bad_hex",
             Self::EmptyBody => "empty_body",
             Self::Mismatch => "mismatch",
+            Self::NoSecret => "no_secret",
         }
     }
 }
@@ -56,6 +61,9 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 
 /// Checks a webhook body against its `X-Hub-Signature-256` header value.
 pub fn verify(secret: &[u8], header: Option<&[u8]>, body: &[u8]) -> Result<(), SignatureError> {
+    if secret.is_empty() {
+        return Err(SignatureError::NoSecret);
+    }
     let header = header.ok_or(SignatureError::Missing)?;
     let hex_digest = header
         .strip_prefix(PREFIX.as_bytes())
@@ -74,6 +82,15 @@ pub fn verify(secret: &[u8], header: Option<&[u8]>, body: &[u8]) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_secret_verifies_nothing() {
+        let forged = sign(b"", b"{}");
+        assert_eq!(
+            verify(b"", Some(forged.as_bytes()), b"{}"),
+            Err(SignatureError::NoSecret)
+        );
+    }
 
     #[test]
     fn sign_then_verify() {

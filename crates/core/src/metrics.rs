@@ -102,6 +102,7 @@ pub const SEND_RESULTS: &[&str] = &[
 pub const WEBHOOK_OUTCOMES: &[&str] = &[
     "stored",
     "bad_signature",
+    "no_secret",
     "too_large",
     "store_unavailable",
     "verified",

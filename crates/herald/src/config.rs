@@ -442,7 +442,11 @@ impl Config {
             w.push("whatsapp.access_token is empty: sends will fail with 190".into());
         }
         if wa.app_secret.is_empty() {
-            w.push("whatsapp.app_secret is empty: every webhook delivery will be refused".into());
+            w.push(
+                "whatsapp.app_secret is empty: POST /webhook answers 503 to every delivery \
+                 (nothing unsigned is ever applied); Meta retries them for up to 7 days"
+                    .into(),
+            );
         }
         if wa.verify_token.is_empty() {
             w.push("whatsapp.verify_token is empty: Meta's webhook handshake will fail".into());

@@ -38,8 +38,15 @@ struct Receiver<S> {
     cfg: ReceiverConfig,
 }
 
-/// `GET /webhook` and `POST /webhook`, ready to be merged into a router.
+/// `GET /webhook` and `POST /webhook`, ready to be merged into a router. Without an app
+/// secret every delivery is refused (and this says so in the log).
 pub fn routes<S: Store>(store: Arc<S>, cfg: ReceiverConfig) -> Router {
+    if cfg.app_secret.is_empty() {
+        tracing::error!(
+            "no app secret (WA_APP_SECRET / whatsapp.app_secret): every webhook delivery is \
+             refused with 503 until one is set; Meta retries them for up to 7 days"
+        );
+    }
     let state = Arc::new(Receiver { store, cfg });
     Router::new()
         .route("/webhook", get(verify::<S>).post(deliver::<S>))
@@ -96,10 +103,23 @@ async fn deliver<S: Store>(
 ) -> Response {
     let started = Instant::now();
     let header = headers.get(signature::HEADER).map(|v| v.as_bytes());
-    if let Err(e) = signature::verify(r.cfg.app_secret.expose().as_bytes(), header, &body) {
-        outcome("bad_signature");
-        log_bad_signature(e);
-        return StatusCode::UNAUTHORIZED.into_response();
+    match signature::verify(r.cfg.app_secret.expose().as_bytes(), header, &body) {
+        Ok(()) => {}
+        // Without a secret nothing is verified, so nothing is taken: 503, so that Meta keeps
+        // the deliveries and retries them (for up to 7 days) once a secret is configured.
+        Err(SignatureError::NoSecret) => {
+            outcome("no_secret");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "webhooks are refused: no app secret (WA_APP_SECRET) is configured\n",
+            )
+                .into_response();
+        }
+        Err(e) => {
+            outcome("bad_signature");
+            log_bad_signature(e);
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
     }
     let answer = match r.store.append_webhook(&body).await {
         Ok(()) => {

@@ -835,3 +835,41 @@ async fn a_delivery_that_keeps_failing_goes_to_the_dead_letters() {
             .is_empty()
     );
 }
+
+/// Without an app secret nothing can be verified: a STOP "signed" with the empty key is refused
+/// (503, so Meta keeps it for later), nothing is stored, and nobody is suppressed.
+#[tokio::test(start_paused = true)]
+async fn no_app_secret_means_no_webhooks() {
+    let store = store().await;
+    let app = routes(
+        store.clone(),
+        ReceiverConfig {
+            verify_token: Secret::new(VERIFY),
+            app_secret: Secret::new(""),
+        },
+    );
+    let stop = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+        "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": PNID},
+            "contacts": [{"wa_id": "447700000001", "profile": {"name": "X"}}],
+            "messages": [{"from": "447700000001", "id": "wamid.stop", "timestamp": "1700000000", "type": "text", "text": {"body": "STOP"}}]}}]}]});
+    let body = serde_json::to_vec(&stop).unwrap();
+    let forged = sign(b"", &body);
+    assert_eq!(
+        post(&app, body.clone(), Some(forged)).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        post(&app, body, None).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    reconcile(&store).await;
+    assert!(
+        store
+            .read_webhooks("x", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let user: PhoneE164 = "+447700000001".parse().unwrap();
+    assert_eq!(store.suppressed(PNID, &[user]).await.unwrap(), [false]);
+}
