@@ -39,6 +39,8 @@ pub struct ApiState<S> {
     pub ready: ReadyCheck,
     pub max_body_bytes: usize,
     pub max_upload_bytes: u64,
+    /// An upload whose body sends nothing for this long is cut off.
+    pub body_idle_timeout: std::time::Duration,
 }
 
 impl<S> std::fmt::Debug for ApiState<S> {
@@ -383,7 +385,10 @@ async fn recipients<S: Store>(
         campaign,
         params.phone_column,
         body,
-        state.max_upload_bytes,
+        upload::Limits {
+            max_bytes: state.max_upload_bytes,
+            idle: state.body_idle_timeout,
+        },
     )
     .await?;
     Ok(axum::Json(result).into_response())

@@ -158,6 +158,7 @@ pub async fn run_on<S: Store>(
         }),
         max_body_bytes: cfg.server.max_body_bytes,
         max_upload_bytes: cfg.server.max_upload_bytes,
+        body_idle_timeout: Duration::from_millis(cfg.server.body_idle_timeout_ms),
     };
     let routes = Routes {
         v1: roles.api,
@@ -166,7 +167,9 @@ pub async fn run_on<S: Store>(
             app_secret: cfg.whatsapp.app_secret.clone(),
         }),
     };
-    let app = api::router(state, routes);
+    let limits = cfg.listen_limits();
+    let app =
+        crate::listen::with_request_timeout(api::router(state, routes), limits.request_timeout);
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
@@ -176,15 +179,12 @@ pub async fn run_on<S: Store>(
         sender = roles.sender,
         "herald started"
     );
-    let http_stop = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
+    tasks.spawn(crate::listen::serve(
+        listener,
+        app,
+        limits,
+        shutdown.clone(),
+    ));
 
     if roles.reconciler {
         let rec = Arc::new(Reconciler::new(

@@ -167,6 +167,14 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// Largest CSV upload; the upload is streamed, never held in memory.
     pub max_upload_bytes: u64,
+    /// Connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (also closes idle keep-alive connections).
+    pub header_read_timeout_ms: u64,
+    /// A whole request, body included (uploads excepted).
+    pub request_timeout_ms: u64,
+    /// An upload whose body sends nothing for this long is cut off.
+    pub body_idle_timeout_ms: u64,
 }
 
 impl Default for Server {
@@ -176,6 +184,10 @@ impl Default for Server {
             api_key: Secret::default(),
             max_body_bytes: 1024 * 1024,
             max_upload_bytes: 4 * 1024 * 1024 * 1024,
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            body_idle_timeout_ms: 30_000,
         }
     }
 }
@@ -331,6 +343,27 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
         }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return Err(bad(
+                "server.max_connections",
+                "must be between 1 and 1000000",
+            ));
+        }
+        for (key, ms) in [
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            ("server.request_timeout_ms", self.server.request_timeout_ms),
+            (
+                "server.body_idle_timeout_ms",
+                self.server.body_idle_timeout_ms,
+            ),
+        ] {
+            if !(100..=3_600_000).contains(&ms) {
+                return Err(bad(key, "must be between 100 and 3600000"));
+            }
+        }
         if self.webhook.max_deliveries == 0 {
             return Err(bad("webhook.max_deliveries", "must be at least 1"));
         }
@@ -397,6 +430,17 @@ impl Config {
             pace_margin: s.pace_margin,
             phone_number_ids,
             ..SenderConfig::default()
+        }
+    }
+
+    /// What a client may hold of the listener.
+    pub fn listen_limits(&self) -> crate::listen::Limits {
+        let s = &self.server;
+        crate::listen::Limits {
+            max_connections: s.max_connections,
+            header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
+            request_timeout: Duration::from_millis(s.request_timeout_ms),
+            drain: Duration::from_secs(10),
         }
     }
 

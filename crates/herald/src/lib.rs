@@ -8,5 +8,6 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod doctor;
+pub mod listen;
 pub mod telemetry;
 pub mod upload;

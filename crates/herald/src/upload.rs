@@ -38,13 +38,22 @@ const FIRST_REJECTS: usize = 20;
 /// How long an upload's hold on its campaign lasts without renewal.
 const HOLD: Duration = Duration::from_secs(60);
 
+/// What an upload's body may do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes in all (`server.max_upload_bytes`).
+    pub max_bytes: u64,
+    /// The longest the body may send nothing (`server.body_idle_timeout_ms`).
+    pub idle: Duration,
+}
+
 /// Streams a CSV body into the campaign and answers with the load summary.
 pub async fn load<S: Store>(
     store: Arc<S>,
     campaign: Campaign,
     phone_column: Option<String>,
     body: Body,
-    max_bytes: u64,
+    limits: Limits,
 ) -> Result<Value, ApiError> {
     let template = campaign
         .spec
@@ -57,7 +66,9 @@ pub async fn load<S: Store>(
         .collect();
     let stream = Limited {
         inner: body.into_data_stream().map_err(io::Error::other).boxed(),
-        left: max_bytes,
+        left: limits.max_bytes,
+        idle: limits.idle,
+        deadline: Box::pin(tokio::time::sleep(limits.idle)),
     };
     let reader = SyncIoBridge::new(StreamReader::new(stream));
     let handle = Handle::current();
@@ -129,6 +140,17 @@ fn load_error(e: LoadError) -> ApiError {
                 format!(
                     "the upload is larger than server.max_upload_bytes; the first {} rows \
                      were read and {} recipients kept",
+                    summary.rows, summary.accepted
+                ),
+            )
+        }
+        LoadError::Io { source, summary } if source.kind() == io::ErrorKind::TimedOut => {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "{source}; the first {} rows were read and {} recipients kept (send the \
+                     file again: nothing is added twice)",
                     summary.rows, summary.accepted
                 ),
             )
@@ -281,17 +303,36 @@ async fn hold_while_alive<S: Store>(
     }
 }
 
-/// A byte stream that fails with `FileTooLarge` once more than `left` bytes came through.
+/// A byte stream that fails with `FileTooLarge` once more than `left` bytes came through, and
+/// with `TimedOut` once nothing came for `idle` (a client that stalls holds no upload open).
 struct Limited {
     inner: futures::stream::BoxStream<'static, io::Result<Bytes>>,
     left: u64,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Stream for Limited {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.inner.poll_next_unpin(cx) {
+        let polled = self.inner.poll_next_unpin(cx);
+        if polled.is_pending() {
+            if self.deadline.as_mut().poll(cx).is_ready() {
+                let idle = self.idle;
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the upload sent nothing for {} ms (server.body_idle_timeout_ms)",
+                        idle.as_millis()
+                    ),
+                ))));
+            }
+            return Poll::Pending;
+        }
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+        match polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 let n = chunk.len() as u64;
                 if n > self.left {

@@ -33,6 +33,7 @@ impl Api {
             ready: Arc::new(|| Box::pin(async { true })),
             max_body_bytes: 64 * 1024,
             max_upload_bytes: 1024 * 1024,
+            body_idle_timeout: std::time::Duration::from_secs(30),
         };
         let routes = Routes {
             v1: true,
