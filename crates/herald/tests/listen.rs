@@ -5,6 +5,8 @@
 //! Each test waits for what must happen with a generous bound (10 s for a 300 ms deadline):
 //! on a slow machine the deadline still fires, only later.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
