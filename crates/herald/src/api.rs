@@ -155,6 +155,11 @@ pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
 async fn auth<S: Store>(State(state): State<Shared<S>>, request: Request, next: Next) -> Response {
     let key = state.api_key.expose();
     if key.is_empty() {
+        // No key: the server listens on loopback only, and must not be driven from a web
+        // page either (DNS rebinding, cross-site requests).
+        if let Err(e) = keyless_guard(request.headers()) {
+            return e.into_response();
+        }
         return next.run(request).await;
     }
     let presented = request
@@ -176,6 +181,59 @@ async fn auth<S: Store>(State(state): State<Shared<S>>, request: Request, next: 
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         r
     }
+}
+
+/// Without an API key, only requests a local program makes are served: addressed to a
+/// loopback name (a web page that rebinds its own name to 127.0.0.1 still sends that name),
+/// and not sent by a browser on behalf of another site. Behind a reverse proxy, set a key.
+fn keyless_guard(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = |why: String| {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{why}: without an API key (HERALD_API_KEY) Herald serves only local programs; \
+                 set a key to serve anything else, a reverse proxy included"
+            ),
+        ))
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !is_loopback_authority(host) {
+        return refuse(format!(
+            "the request is addressed to {host:?}, not a loopback name"
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        if !is_loopback_authority(authority) {
+            return refuse(format!("the request comes from a web page at {origin:?}"));
+        }
+    }
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return refuse("the request comes from another site's web page".into());
+    }
+    Ok(())
+}
+
+/// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn campaign_id(raw: &str) -> Result<CampaignId, ApiError> {
@@ -205,7 +263,7 @@ async fn create<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_json(&headers)?;
+    require_type(&headers, "application/json")?;
     let new = prepare(&body, &state.default_phone_number_id)?;
     let schedule = new.spec.schedule_at.is_some();
     let campaign = state.store.create_campaign(new).await?;
@@ -223,18 +281,21 @@ async fn create<S: Store>(
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+/// The body must be declared as `expected`: a web form cannot send that type cross-site
+/// without the browser asking first, so a page cannot create campaigns in a user's name.
+fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if ct.is_empty() || ct.starts_with("application/json") {
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case(expected) {
         Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!("expected application/json, got {ct:?}"),
+            format!("send the body as {expected} (Content-Type), not {ct:?}"),
         ))
     }
 }
@@ -352,20 +413,7 @@ async fn recipients<S: Store>(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("text/csv");
-    if !(ct.starts_with("text/csv")
-        || ct.starts_with("text/plain")
-        || ct.starts_with("application/octet-stream"))
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("send the recipients as text/csv, not {ct:?}"),
-        ));
-    }
+    require_type(&headers, "text/csv")?;
     let campaign = state.store.campaign(&id).await?;
     if matches!(
         campaign.status,

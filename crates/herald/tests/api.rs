@@ -450,3 +450,128 @@ async fn uploads_stream_past_the_body_limit_up_to_the_upload_limit() {
     assert!(c["stats"]["recipients"].as_u64().unwrap() >= 8000, "{c}");
     api.cleanup().await;
 }
+
+/// Without an API key, only local programs are served: a request addressed to another name
+/// (DNS rebinding) or sent by a browser for another site is refused, and bodies must be
+/// declared as what they are (a cross-site form cannot send JSON or CSV without asking).
+#[tokio::test]
+async fn keyless_mode_serves_only_local_programs() {
+    let state = ApiState {
+        store: Arc::new(MemoryStore::new()),
+        default_phone_number_id: PNID.into(),
+        api_key: "".into(),
+        metrics: None,
+        ready: Arc::new(|| Box::pin(async { true })),
+        max_body_bytes: 64 * 1024,
+        max_upload_bytes: 1024 * 1024,
+        body_idle_timeout: std::time::Duration::from_secs(30),
+    };
+    let app = router(
+        state,
+        Routes {
+            v1: true,
+            webhook: None,
+        },
+    );
+    let call = |headers: &[(&str, &str)], method: &str, path: &str, body: &str| {
+        let mut b = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Body::from(body.to_owned())).expect("request");
+        let app = app.clone();
+        async move {
+            let r = app.oneshot(req).await.expect("infallible");
+            let status = r.status();
+            let body = r.into_body().collect().await.expect("body").to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    for host in [
+        "localhost:8080",
+        "127.0.0.1",
+        "127.0.0.2:80",
+        "[::1]:8080",
+        "LOCALHOST",
+    ] {
+        let (s, body) = call(&[("host", host)], "GET", "/v1/campaigns", "").await;
+        assert_eq!(s, StatusCode::OK, "{host}: {body}");
+    }
+    for host in [
+        "evil.example",
+        "evil.example:8080",
+        "10.0.0.1",
+        "",
+        "localhost.evil.example",
+    ] {
+        let (s, body) = call(&[("host", host)], "GET", "/v1/campaigns", "").await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{host}: {body}");
+        assert!(body.contains("API key"), "{body}");
+    }
+    let local = ("host", "127.0.0.1:8080");
+    let (s, _) = call(
+        &[local, ("origin", "http://evil.example")],
+        "POST",
+        "/v1/campaigns/abc/start",
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a page of another site");
+    let (s, _) = call(
+        &[local, ("sec-fetch-site", "cross-site")],
+        "POST",
+        "/v1/campaigns/abc/start",
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &[local, ("origin", "http://localhost:3000")],
+        "GET",
+        "/v1/campaigns",
+        "",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "a local page");
+    // Bodies must say what they are.
+    let spec = template_spec("typed").to_string();
+    let (s, body) = call(&[local], "POST", "/v1/campaigns", &spec).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (s, body) = call(
+        &[local, ("content-type", "text/plain")],
+        "POST",
+        "/v1/campaigns",
+        &spec,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (s, body) = call(
+        &[local, ("content-type", "application/json; charset=utf-8")],
+        "POST",
+        "/v1/campaigns",
+        &spec,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let id = serde_json::from_str::<Value>(&body).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let upload = format!("/v1/campaigns/{id}/recipients");
+    let (s, body) = call(
+        &[local, ("content-type", "text/plain")],
+        "POST",
+        &upload,
+        "phone,first_name\n+447700900001,A\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (s, body) = call(
+        &[local, ("content-type", "text/csv")],
+        "POST",
+        &upload,
+        "phone,first_name\n+447700900001,A\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}
