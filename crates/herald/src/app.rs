@@ -85,13 +85,7 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
     Ok(Arc::new(store))
 }
 
-/// A Redis URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
+pub use crate::config::redact_url;
 
 /// Binds the server address. Without an API key the campaign API must not be reachable
 /// from the network, so a non-loopback address is narrowed to loopback (and said so).

@@ -100,6 +100,8 @@ pub enum Backend {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     pub backend: Backend,
+    /// Shown without its password wherever the configuration is printed.
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub redis_url: String,
     pub key_prefix: String,
     pub pool_size: usize,
@@ -511,6 +513,19 @@ impl Config {
         }
         w
     }
+}
+
+/// A URL without the credentials it may carry (`redis://user:secret@host` →
+/// `redis://***@host`), for anything shown or logged.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
 }
 
 fn url_like(s: &str) -> Result<&str, String> {

@@ -247,7 +247,10 @@ async fn reqwest_ok(url: &str) -> Option<()> {
 fn config_check_on_the_shipped_file() {
     let out = herald(
         &["config", "check", "--config", "config/herald.toml"],
-        &[("WA_ACCESS_TOKEN", "EAAG-secret-token".into())],
+        &[
+            ("WA_ACCESS_TOKEN", "EAAG-secret-token".into()),
+            ("REDIS_URL", "redis://herald:hunter2@10.0.0.5:6379/0".into()),
+        ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -258,6 +261,11 @@ fn config_check_on_the_shipped_file() {
     assert!(stdout.contains("configuration ok"), "{stdout}");
     assert!(stdout.contains("mps = 80"), "{stdout}");
     assert!(!stdout.contains("EAAG-secret-token"), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(
+        stdout.contains("redis_url = \"redis://***@10.0.0.5:6379/0\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("access_token = \"<redacted>\""), "{stdout}");
 }
 
@@ -280,6 +288,19 @@ fn bad_configuration_exits_64_naming_the_key() {
     );
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("store.backend"));
+    // A Redis that cannot be reached: the error says where, never with the password.
+    let out = herald(
+        &["worker"],
+        &[
+            ("REDIS_URL", "redis://herald:hunter2@127.0.0.1:9/0".into()),
+            ("HERALD_STORE__TIMEOUT_MS", "500".into()),
+            ("HERALD_SERVER__LISTEN", "127.0.0.1:0".into()),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("redis://***@127.0.0.1:9/0"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
     // A worker cannot share a store that lives in another process's memory.
     let out = herald(
         &["worker"],
