@@ -24,6 +24,14 @@ pub use spec::{
 pub use stats::{PricingStats, SkipReason, Skipped, Stats};
 pub use status::{CampaignAction, CampaignStatus, PauseKind, PauseReason, TransitionError};
 
+/// FNV-1a, 64 bits: a fast, stable hash for bucketing and fingerprints (not for anything an
+/// attacker may choose to collide with harmfully).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// The wall clock in Unix milliseconds (what webhooks, windows and stored times use).
 pub fn unix_ms() -> i64 {
     std::time::SystemTime::now()

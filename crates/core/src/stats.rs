@@ -111,8 +111,15 @@ pub struct Stats {
     pub failed_before_accept: u64,
     /// Failures by Cloud API error code.
     pub errors: BTreeMap<String, u64>,
+    /// Skipped, by reason: upload rejects and send-time skips together.
     pub skipped: Skipped,
+    /// The part of `skipped` found at upload (rows that never became recipients).
+    #[serde(default)]
+    pub skipped_upload: Skipped,
     /// The part of `skipped` found at send time (a terminal outcome of a recipient).
+    #[serde(default)]
+    pub skipped_send: Skipped,
+    /// How many were skipped at send time (`skipped_send` summed).
     pub skipped_at_send: u64,
     pub cancelled: u64,
     /// Recipients who wrote back after this campaign messaged them.

@@ -41,6 +41,33 @@ pub struct ApiState<S> {
     pub max_upload_bytes: u64,
     /// An upload whose body sends nothing for this long is cut off.
     pub body_idle_timeout: std::time::Duration,
+    /// Different numbers one upload may hold.
+    pub max_upload_recipients: usize,
+    /// Upload rejects stored per campaign (every one is counted).
+    pub max_stored_rejects: usize,
+}
+
+impl<S: Store> ApiState<S> {
+    /// The state `cfg` describes, ready when the store answers, without metrics.
+    pub fn new(store: Arc<S>, cfg: &crate::config::Config) -> Self {
+        let ready_store = store.clone();
+        let s = &cfg.server;
+        Self {
+            store,
+            default_phone_number_id: cfg.whatsapp.phone_number_id.clone(),
+            api_key: s.api_key.clone(),
+            metrics: None,
+            ready: Arc::new(move || {
+                let store = ready_store.clone();
+                Box::pin(async move { store.ping().await.is_ok() })
+            }),
+            max_body_bytes: s.max_body_bytes,
+            max_upload_bytes: s.max_upload_bytes,
+            body_idle_timeout: std::time::Duration::from_millis(s.body_idle_timeout_ms),
+            max_upload_recipients: s.max_upload_recipients,
+            max_stored_rejects: s.max_stored_rejects,
+        }
+    }
 }
 
 impl<S> std::fmt::Debug for ApiState<S> {
@@ -435,6 +462,8 @@ async fn recipients<S: Store>(
         body,
         upload::Limits {
             max_bytes: state.max_upload_bytes,
+            max_recipients: state.max_upload_recipients,
+            max_stored_rejects: state.max_stored_rejects,
             idle: state.body_idle_timeout,
         },
     )

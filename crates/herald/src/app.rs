@@ -140,19 +140,9 @@ pub async fn run_on<S: Store>(
     let metrics = crate::telemetry::metrics();
     let tasks = TaskTracker::new();
 
-    let ready_store = store.clone();
     let state = ApiState {
-        store: store.clone(),
-        default_phone_number_id: cfg.whatsapp.phone_number_id.clone(),
-        api_key: cfg.server.api_key.clone(),
         metrics: Some(metrics),
-        ready: Arc::new(move || {
-            let s = ready_store.clone();
-            Box::pin(async move { s.ping().await.is_ok() })
-        }),
-        max_body_bytes: cfg.server.max_body_bytes,
-        max_upload_bytes: cfg.server.max_upload_bytes,
-        body_idle_timeout: Duration::from_millis(cfg.server.body_idle_timeout_ms),
+        ..ApiState::new(store.clone(), cfg)
     };
     let routes = Routes {
         v1: roles.api,

@@ -177,6 +177,13 @@ fn print_summary(s: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> 
         n("invalid"),
         n("suppressed")
     )?;
+    if n("already_present") > 0 {
+        writeln!(
+            out,
+            "{} rows were already in the campaign (an earlier upload): nothing added twice",
+            n("already_present")
+        )?;
+    }
     if let Some(rejects) = s["rejects"].as_array().filter(|r| !r.is_empty()) {
         writeln!(
             out,

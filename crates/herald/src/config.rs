@@ -177,6 +177,10 @@ pub struct Server {
     pub request_timeout_ms: u64,
     /// An upload whose body sends nothing for this long is cut off.
     pub body_idle_timeout_ms: u64,
+    /// Different numbers one upload may hold (its dedupe table: 15–30 bytes each).
+    pub max_upload_recipients: usize,
+    /// Upload rejects stored per campaign for the failures report; beyond, only counted.
+    pub max_stored_rejects: usize,
 }
 
 impl Default for Server {
@@ -190,6 +194,8 @@ impl Default for Server {
             header_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             body_idle_timeout_ms: 30_000,
+            max_upload_recipients: 10_000_000,
+            max_stored_rejects: 100_000,
         }
     }
 }
@@ -345,7 +351,10 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
         }
-        if !(1..=1_000_000).contains(&self.server.max_connections) {
+        if self.server.max_upload_recipients == 0 {
+            return Err(bad("server.max_upload_recipients", "must be at least 1"));
+        }
+        if self.server.max_connections == 0 || self.server.max_connections > 1_000_000 {
             return Err(bad(
                 "server.max_connections",
                 "must be between 1 and 1000000",

@@ -26,7 +26,7 @@ use herald_loader::{
     LoadError, LoadOptions, LoadReport, RecipientSink, Reject, RejectKind, RejectReason,
     RowProblem, SinkError,
 };
-use herald_store::{Campaign, FailureRow, Store, StoreError};
+use herald_store::{Campaign, FailureRow, Store, StoreError, UploadReject};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -43,6 +43,11 @@ const HOLD: Duration = Duration::from_secs(60);
 pub struct Limits {
     /// Bytes in all (`server.max_upload_bytes`).
     pub max_bytes: u64,
+    /// Different numbers in all (`server.max_upload_recipients`).
+    pub max_recipients: usize,
+    /// Upload rejects stored per campaign for the failures report
+    /// (`server.max_stored_rejects`); every one is counted.
+    pub max_stored_rejects: usize,
     /// The longest the body may send nothing (`server.body_idle_timeout_ms`).
     pub idle: Duration,
 }
@@ -93,6 +98,7 @@ pub async fn load<S: Store>(
             default_region: region,
             variables: Some(variables),
             row_check: Some(&check),
+            max_unique: limits.max_recipients,
             ..LoadOptions::default()
         };
         let mut sink = StoreSink {
@@ -100,6 +106,7 @@ pub async fn load<S: Store>(
             id: id.clone(),
             phone_number_id: campaign.phone_number_id.clone(),
             rt: handle.clone(),
+            keep_rejects: limits.max_stored_rejects,
         };
         let r = herald_loader::load(reader, &opts, &mut sink);
         // Let the campaign complete once its last job settles (should this fail, the hold
@@ -129,6 +136,13 @@ pub async fn load<S: Store>(
 }
 
 fn load_error(e: LoadError) -> ApiError {
+    if let LoadError::TooManyRecipients { .. } = &e {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_recipients",
+            format!("{e} (server.max_upload_recipients)"),
+        );
+    }
     if e.is_bad_input() {
         return ApiError::invalid(e.to_string());
     }
@@ -196,6 +210,7 @@ fn summary_json(r: &LoadReport) -> Value {
     json!({
         "rows": s.rows,
         "accepted": s.accepted,
+        "already_present": s.already_present,
         "duplicates": s.duplicates,
         "invalid": s.invalid,
         "suppressed": s.suppressed,
@@ -245,6 +260,7 @@ struct StoreSink<S> {
     id: CampaignId,
     phone_number_id: String,
     rt: Handle,
+    keep_rejects: usize,
 }
 
 impl<S: Store> RecipientSink for StoreSink<S> {
@@ -261,26 +277,27 @@ impl<S: Store> RecipientSink for StoreSink<S> {
     }
 
     fn reject(&mut self, rejects: &[Reject]) -> Result<(), SinkError> {
-        let rows: Vec<FailureRow> = rejects
+        let rejects: Vec<UploadReject> = rejects
             .iter()
-            .map(|r| FailureRow {
-                line: Some(r.line),
-                phone: r.raw.clone(),
-                reason: r.reason.code().to_owned(),
-                detail: r.detail.clone(),
+            .map(|r| UploadReject {
+                row: FailureRow {
+                    line: Some(r.line),
+                    phone: r.raw.clone(),
+                    reason: r.reason.code().to_owned(),
+                    detail: r.detail.clone(),
+                },
+                reason: match r.reason.kind() {
+                    RejectKind::Duplicate => SkipReason::Duplicate,
+                    RejectKind::Suppressed => SkipReason::Suppressed,
+                    RejectKind::Invalid => SkipReason::Invalid,
+                },
             })
             .collect();
-        let reasons: Vec<SkipReason> = rejects
-            .iter()
-            .map(|r| match r.reason.kind() {
-                RejectKind::Duplicate => SkipReason::Duplicate,
-                RejectKind::Suppressed => SkipReason::Suppressed,
-                RejectKind::Invalid => SkipReason::Invalid,
-            })
-            .collect();
-        Ok(self
-            .rt
-            .block_on(self.store.add_rejects(&self.id, &rows, &reasons))?)
+        self.rt.block_on(
+            self.store
+                .add_rejects(&self.id, &rejects, self.keep_rejects),
+        )?;
+        Ok(())
     }
 }
 

@@ -26,14 +26,11 @@ impl Api {
     async fn new() -> Self {
         let store = Arc::new(MemoryStore::new());
         let state = ApiState {
-            store: store.clone(),
-            default_phone_number_id: PNID.into(),
             api_key: KEY.into(),
             metrics: Some(herald::telemetry::metrics()),
-            ready: Arc::new(|| Box::pin(async { true })),
             max_body_bytes: 64 * 1024,
             max_upload_bytes: 1024 * 1024,
-            body_idle_timeout: std::time::Duration::from_secs(30),
+            ..ApiState::new(store.clone(), &config())
         };
         let routes = Routes {
             v1: true,
@@ -96,6 +93,13 @@ impl Api {
     async fn cleanup(self) {
         drop(self.store);
     }
+}
+
+/// The configuration the tests' API runs with: the defaults and a phone number.
+fn config() -> herald::config::Config {
+    let mut cfg = herald::config::Config::default();
+    cfg.whatsapp.phone_number_id = PNID.into();
+    cfg
 }
 
 fn template_spec(name: &str) -> Value {
@@ -457,14 +461,8 @@ async fn uploads_stream_past_the_body_limit_up_to_the_upload_limit() {
 #[tokio::test]
 async fn keyless_mode_serves_only_local_programs() {
     let state = ApiState {
-        store: Arc::new(MemoryStore::new()),
-        default_phone_number_id: PNID.into(),
         api_key: "".into(),
-        metrics: None,
-        ready: Arc::new(|| Box::pin(async { true })),
-        max_body_bytes: 64 * 1024,
-        max_upload_bytes: 1024 * 1024,
-        body_idle_timeout: std::time::Duration::from_secs(30),
+        ..ApiState::new(Arc::new(MemoryStore::new()), &config())
     };
     let app = router(
         state,
@@ -574,4 +572,59 @@ async fn keyless_mode_serves_only_local_programs() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{body}");
+}
+
+/// Sending the same file again (the documented recovery for an interrupted upload) changes
+/// nothing: the same stats, the same failures report, and the answer says the rows were
+/// already there. Upload rejects and send-time skips are counted apart.
+#[tokio::test]
+async fn the_same_file_twice_changes_nothing() {
+    let api = Api::new().await;
+    let id = api.create(template_spec("twice")).await;
+    let csv = "phone,first_name\n+44 7912 300001,Ann\n+44 7912 300002,Bob\n+44 7912 300001,Again\nnot a number,Nobody\n";
+    let (s, first) = api.upload(&id, csv).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(
+        (
+            first["accepted"].as_u64(),
+            first["already_present"].as_u64()
+        ),
+        (Some(2), Some(0))
+    );
+    let (_, before) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;
+    let (_, report_before) = api
+        .call(
+            Request::get(format!("/v1/campaigns/{id}/failures"))
+                .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    let (s, second) = api.upload(&id, csv).await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    assert_eq!(
+        (
+            second["accepted"].as_u64(),
+            second["already_present"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "{second}"
+    );
+    let (_, after) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;
+    assert_eq!(before["stats"], after["stats"], "stats unchanged");
+    let (_, report_after) = api
+        .call(
+            Request::get(format!("/v1/campaigns/{id}/failures"))
+                .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(report_before, report_after, "failures report unchanged");
+    assert_eq!(report_after.lines().count(), 3, "{report_after}");
+    let stats = &after["stats"];
+    assert_eq!(stats["skipped_upload"]["duplicate"], 1, "{stats}");
+    assert_eq!(stats["skipped_upload"]["invalid"], 1, "{stats}");
+    assert_eq!(stats["skipped_send"]["duplicate"], 0, "{stats}");
+    api.cleanup().await;
 }

@@ -31,15 +31,11 @@ impl Drop for Server {
 }
 
 async fn start(limits: Limits) -> Server {
+    let mut cfg = herald::config::Config::default();
+    cfg.whatsapp.phone_number_id = "106540352242922".into();
     let state = ApiState {
-        store: Arc::new(MemoryStore::new()),
-        default_phone_number_id: "106540352242922".into(),
-        api_key: "".into(),
-        metrics: None,
-        ready: Arc::new(|| Box::pin(async { true })),
-        max_body_bytes: 64 * 1024,
-        max_upload_bytes: 1024 * 1024,
         body_idle_timeout: Duration::from_millis(300),
+        ..ApiState::new(Arc::new(MemoryStore::new()), &cfg)
     };
     let routes = Routes {
         v1: true,

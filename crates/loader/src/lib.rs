@@ -89,6 +89,9 @@ pub struct LoadOptions<'a> {
     /// Longest row (a row over it is rejected whole; an unclosed quote makes one).
     pub max_record_bytes: usize,
     pub max_fields: usize,
+    /// The most different numbers one upload may hold: the dedupe table (15–30 bytes per
+    /// number) is the only thing that grows with the file, and this bounds it.
+    pub max_unique: usize,
 }
 
 impl Default for LoadOptions<'_> {
@@ -103,6 +106,7 @@ impl Default for LoadOptions<'_> {
             max_field_bytes: 16 * 1024,
             max_record_bytes: 1024 * 1024,
             max_fields: 1024,
+            max_unique: 10_000_000,
         }
     }
 }
@@ -182,6 +186,15 @@ pub enum LoadError {
     },
     #[error("storing recipients failed after {} were accepted: {source}", summary.accepted)]
     Sink { source: SinkError, summary: Summary },
+    /// The file holds more different numbers than one upload may (what came before the limit
+    /// is kept).
+    #[error(
+        "the upload holds more than {limit} different numbers, the most one upload may hold: \
+         split the file ({} rows were read, {} recipients kept)",
+        summary.rows,
+        summary.accepted
+    )]
+    TooManyRecipients { limit: usize, summary: Summary },
 }
 
 impl LoadError {

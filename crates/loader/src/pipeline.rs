@@ -248,7 +248,14 @@ struct Collect<'s, S: ?Sized> {
     first_rejects: Vec<Reject>,
     summary: Summary,
     batch_size: usize,
+    /// The most different numbers one upload may hold (the dedupe table's bound).
+    max_unique: usize,
 }
+
+/// An upload holds more different numbers than its bound allows.
+#[derive(Debug, thiserror::Error)]
+#[error("more than {0} different numbers")]
+struct TooMany(usize);
 
 impl<S: RecipientSink + ?Sized> Collect<'_, S> {
     fn take(&mut self, chunk: &RawChunk, outcome: Outcome) -> Result<(), crate::SinkError> {
@@ -266,6 +273,7 @@ impl<S: RecipientSink + ?Sized> Collect<'_, S> {
                 let (lo, hi) = split(phone.as_u64());
                 let hash = mix(phone.as_u64());
                 let line32 = u32::try_from(line).unwrap_or(u32::MAX);
+                let full = self.seen.len() >= self.max_unique;
                 match self.seen.entry(
                     hash,
                     |s| s.lo == lo && s.hi == hi,
@@ -280,6 +288,9 @@ impl<S: RecipientSink + ?Sized> Collect<'_, S> {
                             detail: format!("the same number as line {first_line}"),
                             first_line: Some(first_line),
                         });
+                    }
+                    hashbrown::hash_table::Entry::Vacant(_) if full => {
+                        return Err(Box::new(TooMany(self.max_unique)));
                     }
                     hashbrown::hash_table::Entry::Vacant(v) => {
                         v.insert(Seen {
@@ -312,8 +323,8 @@ impl<S: RecipientSink + ?Sized> Collect<'_, S> {
         self.rejects.push(r);
     }
 
-    /// Suppression check, then the store; numbers already in the campaign come back as
-    /// duplicates.
+    /// Suppression check, then the store; numbers already in the campaign (an earlier upload,
+    /// or this file sent again) are counted as already present, not rejected again.
     fn flush(&mut self) -> Result<(), crate::SinkError> {
         if self.batch.is_empty() {
             return Ok(());
@@ -347,17 +358,11 @@ impl<S: RecipientSink + ?Sized> Collect<'_, S> {
         if !keep.is_empty() {
             let new = self.sink.accept(&keep)?;
             check_len("accept", new.len(), keep.len())?;
-            for (i, is_new) in keep_index.into_iter().zip(new) {
+            for is_new in new {
                 if is_new {
                     self.summary.accepted += 1;
                 } else {
-                    self.reject(Reject {
-                        line: meta[i].0,
-                        raw: raw_cell(raw(i)),
-                        reason: RejectReason::Duplicate,
-                        detail: "the number is already in the campaign".to_owned(),
-                        first_line: None,
-                    });
+                    self.summary.already_present += 1;
                 }
             }
         }
@@ -407,6 +412,7 @@ where
         first_rejects: Vec::new(),
         summary: Summary::default(),
         batch_size: opts.batch_size.max(1),
+        max_unique: opts.max_unique.max(1),
     };
     let validate = Validate {
         columns: &columns,
@@ -530,9 +536,17 @@ fn gather<S: RecipientSink + ?Sized>(
                 summary: collect.summary,
             })?;
             for o in outcomes {
-                collect.take(&chunk, o).map_err(|source| LoadError::Sink {
-                    source,
-                    summary: collect.summary,
+                collect.take(&chunk, o).map_err(|source| {
+                    match source.downcast_ref::<TooMany>() {
+                        Some(&TooMany(limit)) => LoadError::TooManyRecipients {
+                            limit,
+                            summary: collect.summary,
+                        },
+                        None => LoadError::Sink {
+                            source,
+                            summary: collect.summary,
+                        },
+                    }
                 })?;
             }
             if collect.summary.rows - last_progress >= collect.batch_size as u64 {

@@ -111,6 +111,9 @@ pub struct Summary {
     pub rows: u64,
     /// New recipients added to the campaign.
     pub accepted: u64,
+    /// Numbers already in the campaign (an earlier upload, or this file sent again): not new,
+    /// and not a reject either.
+    pub already_present: u64,
     pub duplicates: u64,
     pub invalid: u64,
     pub suppressed: u64,

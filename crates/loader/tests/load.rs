@@ -244,22 +244,49 @@ fn uploading_the_same_file_twice_adds_nothing() {
         Summary {
             rows: 3,
             accepted: 0,
-            duplicates: 2,
+            already_present: 2,
+            duplicates: 0,
             invalid: 1,
             suppressed: 0
-        }
+        },
+        "numbers already in the campaign are neither new nor rejects"
     );
     assert_eq!(sink.recipients.len(), 2);
-    let again: Vec<_> = sink
-        .rejects
-        .iter()
-        .filter(|r| r.reason == RejectReason::Duplicate)
-        .collect();
     assert!(
-        again
+        !sink
+            .rejects
             .iter()
-            .all(|r| r.first_line.is_none() && r.detail.contains("already in the campaign"))
+            .any(|r| r.reason == RejectReason::Duplicate),
+        "{:?}",
+        sink.rejects
     );
+}
+
+#[test]
+fn the_dedupe_table_is_bounded() {
+    let mut input = String::from("phone\n");
+    for i in 0..50u64 {
+        input.push_str(&format!("+4479{:08}\n", 10_000_000 + i));
+    }
+    let mut sink = MemorySink::default();
+    let err = load(
+        input.as_bytes(),
+        &LoadOptions {
+            max_unique: 20,
+            batch_size: 10,
+            ..opts()
+        },
+        &mut sink,
+    )
+    .unwrap_err();
+    let LoadError::TooManyRecipients { limit, summary } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*limit, 20);
+    assert!(err.is_bad_input());
+    assert!(err.to_string().contains("split the file"), "{err}");
+    assert_eq!(summary.accepted, sink.recipients.len() as u64);
+    assert!(sink.recipients.len() <= 20);
 }
 
 #[test]

@@ -109,6 +109,11 @@ impl<S: Store, M: Messages> Sender<S, M> {
         loop {
             match shared.store.running_campaigns().await {
                 Ok(campaigns) => {
+                    // The compiled campaigns of those that stopped running go: the cache holds
+                    // what runs, not every campaign ever seen (a job still held keeps its own).
+                    if let Ok(mut cache) = shared.campaigns.lock() {
+                        cache.retain(|id, _| campaigns.iter().any(|c| &c.id == id));
+                    }
                     for c in campaigns {
                         if !shared.serves(&c.phone_number_id) {
                             continue;

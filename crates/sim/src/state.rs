@@ -39,9 +39,7 @@ pub(crate) fn chance(seed: u64, kind: u64, n: u64, p: f64) -> bool {
 }
 
 fn hash_str(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    herald_core::fnv1a(s.as_bytes())
 }
 
 /// A recipient's pair-rate bucket.

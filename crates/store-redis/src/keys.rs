@@ -26,7 +26,8 @@
 //! <p>:{c:ID}:doubt          ZSET  seq → in doubt since ms
 //! <p>:{c:ID}:j:<n>          HASH  job records seq 10n … 10n+9 (field: seq's last digit)
 //! <p>:{c:ID}:d:<b>          HASH  phone → seq, b = phone mod DEDUPE_BUCKETS
-//! <p>:{c:ID}:rejects        LIST  upload rejects (JSON) for the failures report
+//! <p>:{c:ID}:rejects        LIST  upload rejects (JSON) for the failures report (the first N)
+//! <p>:{c:ID}:reject_fps     SET   fingerprints of the rejects seen (a file sent again adds none)
 //! <p>:sup:{pn:ID}           SET   suppressed phone numbers
 //! <p>:win:{pn:ID}:<phone>   STR   24 h window, expires with it
 //! <p>:rate:{pn:ID}          STR   the limiter's theoretical arrival time (µs)
@@ -37,7 +38,7 @@
 //! <p>:pair:{pn:ID}:<phone>  STR   "<next allowed ms>:<campaign>", 72 h
 //! ```
 
-use herald_core::{CampaignId, PhoneE164, WaMessageId};
+use herald_core::{CampaignId, PhoneE164, WaMessageId, fnv1a};
 
 /// Dedupe buckets per campaign. Each bucket stays a compact listpack up to Redis's
 /// `hash-max-listpack-entries` (128 by default), so up to ~2 million recipients per campaign
@@ -52,12 +53,6 @@ pub(crate) const JOBS_PER_BUCKET: u64 = 10;
 pub(crate) const MESSAGE_BUCKETS: u64 = 16_384;
 /// Days a message-id lookup is kept: Meta's 30-day delivery horizon, plus one.
 pub(crate) const MESSAGE_DAYS: i64 = 31;
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {

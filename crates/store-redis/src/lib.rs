@@ -63,6 +63,7 @@ pub(crate) struct Scripts {
     pub(crate) transition: Script,
     pub(crate) reply: Script,
     pub(crate) upload: Script,
+    pub(crate) rejects: Script,
     pub(crate) evidence: Script,
     pub(crate) acquire: Script,
     pub(crate) pair: Script,
@@ -89,13 +90,14 @@ impl Scripts {
             transition: Script::new(include_str!("../lua/transition.lua")),
             reply: with_common(include_str!("../lua/reply.lua")),
             upload: with_common(include_str!("../lua/upload.lua")),
+            rejects: with_common(include_str!("../lua/rejects.lua")),
             evidence: Script::new(include_str!("../lua/evidence.lua")),
             acquire: Script::new(include_str!("../lua/acquire.lua")),
             pair: Script::new(include_str!("../lua/pair.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 15] {
+    fn all(&self) -> [&Script; 16] {
         [
             &self.enqueue,
             &self.claim,
@@ -109,6 +111,7 @@ impl Scripts {
             &self.transition,
             &self.reply,
             &self.upload,
+            &self.rejects,
             &self.evidence,
             &self.acquire,
             &self.pair,

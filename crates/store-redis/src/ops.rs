@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use herald_core::{
     CampaignAction, CampaignId, CampaignStatus, DeliveryState, JobId, PauseReason, PhoneE164,
-    Recipient, SkipReason, Stats, WaMessageId,
+    Recipient, Stats, WaMessageId,
 };
 use redis::AsyncCommands;
 
@@ -1073,33 +1073,34 @@ impl Store for RedisStore {
     async fn add_rejects(
         &self,
         id: &CampaignId,
-        rows: &[FailureRow],
-        reasons: &[SkipReason],
-    ) -> Result<()> {
-        if rows.is_empty() && reasons.is_empty() {
-            return Ok(());
-        }
-        let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
-        for r in reasons {
-            *counts.entry(r.as_str()).or_default() += 1;
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if !rows.is_empty() {
-            let encoded: Vec<String> = rows
-                .iter()
-                .map(|r| serde_json::to_string(r).map_err(|e| StoreError::Invalid(e.to_string())))
-                .collect::<Result<_>>()?;
-            pipe.rpush(self.keys.rejects(id), encoded).ignore();
-        }
-        for (reason, n) in counts {
-            pipe.hincr(self.keys.stats(id), format!("upl:{reason}"), n)
-                .ignore();
+        rejects: &[herald_store::UploadReject],
+        keep: usize,
+    ) -> Result<u64> {
+        if rejects.is_empty() {
+            return Ok(0);
         }
         let mut conn = self.conn().await?;
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| self.fail(e))
+        let mut new = 0;
+        for chunk in rejects.chunks(ENQUEUE_CHUNK) {
+            let mut inv = self.scripts.rejects.prepare_invoke();
+            inv.key(self.keys.meta(id))
+                .arg(self.keys.base(id))
+                .arg(keep)
+                .arg(keep.saturating_mul(herald_store::REJECT_MEMORY));
+            for r in chunk {
+                let row = serde_json::to_string(&r.row)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                inv.arg(r.fingerprint())
+                    .arg(format!("upl:{}", r.reason.as_str()))
+                    .arg(row);
+            }
+            let n: u64 = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.fail_for(e, Some(id)))?;
+            new += n;
+        }
+        Ok(new)
     }
 
     async fn failures(

@@ -1065,24 +1065,28 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
 
 pub async fn replies_rejects_and_failures<S: Store>(store: &S) {
     let id = running(store, "failures", 3).await;
-    let rows = vec![FailureRow {
-        line: Some(7),
-        phone: "+44 7912 34567O".into(),
-        reason: "letters".into(),
-        detail: "the phone number contains letters".into(),
-    }];
-    store
-        .add_rejects(
-            &id,
-            &rows,
-            &[
-                SkipReason::Invalid,
-                SkipReason::Duplicate,
-                SkipReason::Duplicate,
-            ],
-        )
-        .await
-        .unwrap();
+    let reject = |line: u64, phone: &str, code: &str, reason: SkipReason| UploadReject {
+        row: FailureRow {
+            line: Some(line),
+            phone: phone.into(),
+            reason: code.into(),
+            detail: format!("{code} at {line}"),
+        },
+        reason,
+    };
+    let file = [
+        reject(7, "+44 7912 34567O", "letters", SkipReason::Invalid),
+        reject(9, "+447700000001", "duplicate", SkipReason::Duplicate),
+        reject(11, "+447700000001", "duplicate", SkipReason::Duplicate),
+    ];
+    assert_eq!(store.add_rejects(&id, &file, 2).await.unwrap(), 3);
+    // The same file again: nothing new, nothing counted twice, nothing stored twice.
+    assert_eq!(store.add_rejects(&id, &file, 2).await.unwrap(), 0);
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.skipped_upload.invalid, s.skipped_upload.duplicate),
+        (1, 2)
+    );
     let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
     store
         .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
@@ -1124,6 +1128,11 @@ pub async fn replies_rejects_and_failures<S: Store>(store: &S) {
         (s.skipped.invalid, s.skipped.duplicate, s.skipped.suppressed),
         (1, 2, 1)
     );
+    assert_eq!(
+        (s.skipped_upload.suppressed, s.skipped_send.suppressed),
+        (0, 1),
+        "upload rejects and send-time skips apart"
+    );
     assert!(store.count_reply(&id, jobs[1].phone).await.unwrap());
     assert!(
         !store.count_reply(&id, jobs[1].phone).await.unwrap(),
@@ -1146,11 +1155,13 @@ pub async fn replies_rejects_and_failures<S: Store>(store: &S) {
     assert_eq!(
         summary,
         [
-            ("letters", "the phone number contains letters"),
+            ("letters", "letters at 7"),
+            ("duplicate", "duplicate at 9"),
             ("failed", "131026"),
             ("failed", "131047"),
             ("suppressed", "")
-        ]
+        ],
+        "the first two rejects kept (the cap), every one counted"
     );
     assert_eq!(all[0].line, Some(7));
 }

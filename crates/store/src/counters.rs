@@ -33,12 +33,12 @@ pub fn stats_from_counters<'a>(counters: impl IntoIterator<Item = (&'a str, i64)
             _ => {
                 if let Some(code) = k.strip_prefix("err:") {
                     s.errors.insert(code.to_owned(), v);
-                } else if let Some(reason) =
-                    k.strip_prefix("skip:").or_else(|| k.strip_prefix("upl:"))
-                {
-                    if let Some(r) = SkipReason::parse(reason) {
-                        *s.skipped.get_mut(r) += v;
-                    }
+                } else if let Some(r) = k.strip_prefix("skip:").and_then(SkipReason::parse) {
+                    *s.skipped.get_mut(r) += v;
+                    *s.skipped_send.get_mut(r) += v;
+                } else if let Some(r) = k.strip_prefix("upl:").and_then(SkipReason::parse) {
+                    *s.skipped.get_mut(r) += v;
+                    *s.skipped_upload.get_mut(r) += v;
                 } else if let Some(cat) = k.strip_prefix("cat:") {
                     s.pricing.categories.insert(cat.to_owned(), v);
                 }
@@ -71,6 +71,14 @@ mod tests {
         );
         assert_eq!(s.errors["131026"], 1);
         assert_eq!((s.skipped.window_closed, s.skipped.duplicate), (1, 4));
+        assert_eq!(
+            (s.skipped_send.window_closed, s.skipped_upload.duplicate),
+            (1, 4)
+        );
+        assert_eq!(
+            (s.skipped_send.duplicate, s.skipped_upload.window_closed),
+            (0, 0)
+        );
         assert_eq!(s.pricing.categories["marketing"], 3);
     }
 }

@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use herald_core::{
-    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient,
-    SkipReason, Stats, WaMessageId,
+    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient, Stats,
+    WaMessageId,
 };
 use jiff::Timestamp;
 
@@ -282,13 +282,13 @@ impl<S: Store> Store for Faulty<S> {
     async fn add_rejects(
         &self,
         id: &CampaignId,
-        rows: &[FailureRow],
-        reasons: &[SkipReason],
-    ) -> Result<()> {
+        rejects: &[UploadReject],
+        keep: usize,
+    ) -> Result<u64> {
         call!(
             self,
             "add_rejects",
-            self.inner.add_rejects(id, rows, reasons)
+            self.inner.add_rejects(id, rejects, keep)
         )
     }
 

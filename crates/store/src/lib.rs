@@ -40,6 +40,10 @@ pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use types::*;
 
+/// Upload rejects remembered (by fingerprint), per stored one: a file sent again is counted
+/// once for this many times the stored rejects.
+pub const REJECT_MEMORY: usize = 10;
+
 /// Dead letters kept; older ones are dropped (and counted).
 pub const DEAD_LETTERS_KEPT: usize = 10_000;
 
@@ -170,13 +174,17 @@ pub trait Store: Send + Sync + 'static {
         message_id: &WaMessageId,
     ) -> impl Future<Output = Result<Option<JobId>>> + Send;
 
-    /// Stores upload rejects for the failures report and counts them as skipped.
+    /// Stores upload rejects for the failures report and counts them as skipped at upload.
+    /// A reject the campaign already has (the same row of the same file, sent again) changes
+    /// nothing. Only the first `keep` are stored, and the first [`REJECT_MEMORY`] × `keep`
+    /// remembered (so counts stay exact when a file is sent again); every new one is counted.
+    /// Answers how many were new.
     fn add_rejects(
         &self,
         id: &CampaignId,
-        rows: &[FailureRow],
-        reasons: &[herald_core::SkipReason],
-    ) -> impl Future<Output = Result<()>> + Send;
+        rejects: &[UploadReject],
+        keep: usize,
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// A page of the failures report: upload rejects, then failed and skipped jobs.
     /// Returns the rows and the cursor of the next page (`None` at the end).

@@ -241,6 +241,23 @@ pub struct FailureRow {
     pub detail: String,
 }
 
+/// A row an upload rejected: what the failures report shows, and the stats counter it moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadReject {
+    pub row: FailureRow,
+    pub reason: SkipReason,
+}
+
+impl UploadReject {
+    /// Identifies the row of the file it came from (line, cell, reason): the same file sent
+    /// again produces the same fingerprints, which the store counts once.
+    pub fn fingerprint(&self) -> u64 {
+        let r = &self.row;
+        let key = format!("{}|{}|{}", r.line.unwrap_or(0), r.phone, r.reason);
+        herald_core::fnv1a(key.as_bytes())
+    }
+}
+
 /// Slots granted by the shared rate limiter: `granted` sends at `first`, `first + interval`,
 /// … on the store's clock, whose reading when it answered was `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

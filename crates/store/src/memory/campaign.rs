@@ -71,6 +71,8 @@ pub(super) struct Camp {
     pub(super) leases: HashMap<u64, Lease>,
     pub(super) doubt: BTreeSet<(i64, u32)>,
     pub(super) rejects: Vec<FailureRow>,
+    /// Fingerprints of the rejects seen (see [`crate::UploadReject::fingerprint`]).
+    pub(super) reject_fps: std::collections::HashSet<u64>,
     /// Upload holds: token → until (ms).
     pub(super) uploads: HashMap<u64, i64>,
 }
@@ -95,6 +97,7 @@ impl Camp {
             leases: HashMap::new(),
             doubt: BTreeSet::new(),
             rejects: Vec::new(),
+            reject_fps: std::collections::HashSet::new(),
             uploads: HashMap::new(),
         }
     }

@@ -14,8 +14,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use herald_core::{
-    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient,
-    SkipReason, Stats, WaMessageId,
+    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient, Stats,
+    WaMessageId,
 };
 use jiff::Timestamp;
 use tokio::sync::Notify;
@@ -530,19 +530,30 @@ impl Store for MemoryStore {
     async fn add_rejects(
         &self,
         id: &CampaignId,
-        rows: &[FailureRow],
-        reasons: &[SkipReason],
-    ) -> Result<()> {
+        rejects: &[crate::UploadReject],
+        keep: usize,
+    ) -> Result<u64> {
         let mut s = self.lock();
         let camp = s.camp(id)?;
-        camp.rejects.extend_from_slice(rows);
-        for r in reasons {
+        let mut new = 0;
+        for r in rejects {
+            let fp = r.fingerprint();
+            if camp.reject_fps.contains(&fp) {
+                continue;
+            }
+            if camp.rejects.len() < keep {
+                camp.rejects.push(r.row.clone());
+            }
+            if camp.reject_fps.len() < keep.saturating_mul(crate::REJECT_MEMORY) {
+                camp.reject_fps.insert(fp);
+            }
             *camp
                 .counters
-                .entry(format!("upl:{}", r.as_str()))
+                .entry(format!("upl:{}", r.reason.as_str()))
                 .or_default() += 1;
+            new += 1;
         }
-        Ok(())
+        Ok(new)
     }
 
     async fn failures(
