@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use herald_cloudapi::{ErrorClass, Messages, code_label};
 use herald_core::{CampaignId, PauseKind, PhoneE164, SkipReason, WaMessageId, metrics as m};
-use herald_store::{ClaimRequest, JobRef, LeaseToken, Outcome, PairReservation, Store, StoreError};
+use herald_store::{
+    ClaimRequest, JobRef, LeaseToken, Outcome, PairReservation, SendWant, Store, StoreError,
+};
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
@@ -68,6 +70,8 @@ struct Ready {
     since: Instant,
     /// Set once the store has it as started (its pair spacing reserved at the same time).
     started_at: Option<Instant>,
+    /// The send time the limiters gave it this round (the store's clock).
+    slot: Option<Timestamp>,
 }
 
 /// What send tasks tell their lane.
@@ -96,6 +100,8 @@ pub(crate) struct Lane<S: Store, M: Messages> {
     has_campaigns: bool,
     sends: JoinSet<()>,
     clock: Clock,
+    /// The least time between two sends of each capped campaign on this number.
+    caps: HashMap<CampaignId, Duration>,
 }
 
 impl<S: Store, M: Messages> Lane<S, M> {
@@ -121,6 +127,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
             has_campaigns: true,
             sends: JoinSet::new(),
             clock: Clock::default(),
+            caps: HashMap::new(),
         }
     }
 
@@ -233,14 +240,23 @@ impl<S: Store, M: Messages> Lane<S, M> {
         {
             self.mix_at = Some(now);
             if let Ok(running) = self.shared.store.running_campaigns().await {
-                let caps: Vec<Option<u32>> = running
+                let mine: Vec<_> = running
                     .iter()
                     .filter(|c| *c.phone_number_id == *self.pnid)
-                    .map(|c| c.mps)
                     .collect();
-                self.has_campaigns = !caps.is_empty();
-                self.rate
-                    .set_configured(f64::from(self.shared.cfg.lane_mps(caps)));
+                self.has_campaigns = !mine.is_empty();
+                let number = self.shared.cfg.lane_mps(mine.iter().map(|c| c.mps));
+                self.rate.set_configured(f64::from(number));
+                // A campaign's own cap, where it is below the number's rate, has its own
+                // limiter (a cap at or above it constrains nothing).
+                let margin = self.shared.cfg.pace_margin;
+                self.caps = mine
+                    .iter()
+                    .filter_map(|c| {
+                        let cap = c.mps.filter(|m| *m < self.shared.cfg.mps)?;
+                        Some((c.id.clone(), interval(f64::from(cap), margin)))
+                    })
+                    .collect();
             }
         }
         metrics::gauge!(m::SENDER_EFFECTIVE_MPS, "phone_number_id" => self.pnid.to_string())
@@ -337,6 +353,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
                     held,
                     since: now,
                     started_at: None,
+                    slot: None,
                 });
             }
         }
@@ -378,28 +395,55 @@ impl<S: Store, M: Messages> Lane<S, M> {
             }
         }
         let horizon = ROUND + LOOKAHEAD;
+        // Enough of the queue that a capped campaign's sends, waiting for their own slots,
+        // do not hold the others up.
+        let look = self.ready.len().min(permits.len() * 4);
+        let wants: Vec<SendWant> = self
+            .ready
+            .iter()
+            .take(look)
+            .map(|r| {
+                let c = &r.held.job().id.campaign;
+                self.caps.get(c).map(|own| (c.clone(), *own))
+            })
+            .collect();
         let asked = Instant::now();
-        let slots = self
+        let plan = self
             .shared
             .store
-            .acquire_slots(&self.pnid, interval, permits.len() as u32, horizon)
+            .plan_sends(&self.pnid, interval, &wants, permits.len(), horizon)
             .await?;
-        self.clock.sample(asked, Instant::now(), slots.now);
+        self.clock.sample(asked, Instant::now(), plan.now);
         let clock = self.clock;
         let at = |store: Timestamp| clock.local(store);
-        if slots.granted == 0 {
-            // Others hold the slots up to `first`; come back when it is within reach.
-            return Ok(at(slots.first - horizon + LOOKAHEAD / 2));
+        if plan.granted() == 0 {
+            // Others hold the slots (or the campaigns wait for theirs): come back when asking
+            // again can grant something, and never at once.
+            let soonest = Instant::now() + Duration::from_millis(1);
+            return Ok(plan
+                .next
+                .map_or(Instant::now() + ROUND, |n| at(n).max(soonest)));
         }
-        let granted = slots.granted as usize;
-        permits.truncate(granted);
-        let batch: Vec<Ready> = self.ready.drain(..granted.min(self.ready.len())).collect();
+        let candidates: Vec<Ready> = self.ready.drain(..look).collect();
+        let mut chosen = Vec::with_capacity(plan.granted());
+        let mut waiting = Vec::new();
+        for (mut r, slot) in candidates.into_iter().zip(plan.at) {
+            match slot {
+                Some(t) => {
+                    r.slot = Some(t);
+                    chosen.push(r);
+                }
+                None => waiting.push(r),
+            }
+        }
+        self.requeue(waiting);
+        permits.truncate(chosen.len());
         // Sends that missed their slot come back already started, with their pair spacing
         // reserved; a reservation is good for PAIR_SLACK, after which the job goes back to
         // the store's queue instead.
         let (resumed, fresh): (Vec<Ready>, Vec<Ready>) =
-            batch.into_iter().partition(|r| r.started_at.is_some());
-        let mut go = Vec::with_capacity(granted);
+            chosen.into_iter().partition(|r| r.started_at.is_some());
+        let mut go = Vec::with_capacity(permits.len());
         for r in resumed {
             // Its new slot is at most ROUND + LOOKAHEAD away. One whose reservation has run
             // out is dropped here: released, never sent.
@@ -409,11 +453,12 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 go.push(r);
             }
         }
-        go.extend(self.admit_pairs_and_start(fresh, slots.now).await?);
+        go.extend(self.admit_pairs_and_start(fresh, plan.now).await?);
+        go.sort_by_key(|r| r.slot);
         let mut last = Instant::now();
-        for (i, (r, permit)) in go.into_iter().zip(permits).enumerate() {
-            let when = at(slots.at(i as u32));
-            last = when;
+        for (r, permit) in go.into_iter().zip(permits) {
+            let when = r.slot.map_or_else(Instant::now, at);
+            last = last.max(when);
             metrics::histogram!(m::SENDER_TOKEN_WAIT_SECONDS)
                 .record(when.saturating_duration_since(r.since).as_secs_f64());
             let send = SendTask {

@@ -512,7 +512,7 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
     for (op, failure, every) in [
         ("claim", Failure::UnavailableAfter, 5),
         ("suppressed", Failure::Unavailable, 4),
-        ("acquire_slots", Failure::Unavailable, 7),
+        ("plan_sends", Failure::Unavailable, 7),
         ("reserve_pairs", Failure::UnavailableAfter, 6),
         ("start", Failure::Unavailable, 5),
         ("start", Failure::UnavailableAfter, 3),
@@ -547,7 +547,7 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
     for op in [
         "claim",
         "suppressed",
-        "acquire_slots",
+        "plan_sends",
         "reserve_pairs",
         "start",
         "settle",
@@ -558,5 +558,62 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
     let report = run.await.unwrap();
     assert!(report.late > 0, "the late path was taken: {report:?}");
     assert_eq!(report.held, 0, "{report:?}");
+    rig.finish().await;
+}
+
+/// Two campaigns on one number, one capped at 10 per second: the capped one never sends more
+/// than 10 in any rolling second (nor more than one per 100 ms), while the other takes the
+/// rest of the number's rate.
+#[tokio::test(start_paused = true)]
+async fn a_campaigns_own_cap_holds_beside_another_campaign() {
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
+    let capped = rig
+        .campaign(
+            template_spec("capped", "order_update", Some(10)),
+            &recipients(0..100),
+            true,
+        )
+        .await;
+    let free = rig
+        .campaign(
+            template_spec("free", "order_update", None),
+            &recipients(1000..1800),
+            true,
+        )
+        .await;
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = Recording {
+        inner: rig.direct(),
+        sent: sent.clone(),
+    };
+    let (stop, sender) = rig.sender_with(sender_config(80), client);
+    for id in [&capped, &free] {
+        let stats = rig.wait_status(id, CampaignStatus::Completed, LONG).await;
+        assert_eq!(stats.accepted, if *id == capped { 100 } else { 800 });
+    }
+    stop.cancel();
+    sender.await.unwrap();
+    let sent = sent.lock().unwrap().clone();
+    let of = |id: &herald_core::CampaignId| -> Vec<tokio::time::Instant> {
+        let tag = id.to_string();
+        sent.iter()
+            .filter(|(_, body)| String::from_utf8_lossy(body).contains(&tag))
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    let (capped_at, free_at) = (of(&capped), of(&free));
+    assert_eq!((capped_at.len(), free_at.len()), (100, 800));
+    assert!(busiest(&capped_at, Duration::from_secs(1)) <= 10, "the cap");
+    assert!(
+        busiest(&capped_at, Duration::from_millis(100)) <= 1,
+        "evenly spaced"
+    );
+    let all: Vec<_> = sent.iter().map(|(t, _)| *t).collect();
+    assert!(
+        busiest(&all, Duration::from_secs(1)) <= 80,
+        "the number's rate"
+    );
+    // The free campaign ran at the number's rate less the capped one's share.
+    assert!(busiest(&free_at, Duration::from_secs(1)) >= 65);
     rig.finish().await;
 }

@@ -30,7 +30,8 @@
 //! <p>:{c:ID}:reject_fps     SET   fingerprints of the rejects seen (a file sent again adds none)
 //! <p>:sup:{pn:ID}           SET   suppressed phone numbers
 //! <p>:win:{pn:ID}:<phone>   STR   24 h window, expires with it
-//! <p>:rate:{pn:ID}          STR   the limiter's theoretical arrival time (µs)
+//! <p>:rate:{pn:ID}          STR   the number's limiter: theoretical arrival time (µs)
+//! <p>:rate:{pn:ID}:c:<id>   STR   a capped campaign's limiter on that number (µs)
 //! <p>:evidence:{pn:ID}      STR   latest acceptance time (ms) of a message of the number whose
 //!                                 status was applied (see lua/doubt.lua)
 //! <p>:backlog:{pn:ID}       STR   when (ms) a status of the number last arrived long after its
@@ -160,6 +161,11 @@ impl Keys {
 
     pub(crate) fn rate(&self, pnid: &str) -> String {
         format!("{}:rate:{{pn:{pnid}}}", self.prefix)
+    }
+
+    /// A capped campaign's limiter, in its phone number's slot (a campaign sends from one).
+    pub(crate) fn campaign_rate(&self, pnid: &str, campaign: &CampaignId) -> String {
+        format!("{}:rate:{{pn:{pnid}}}:c:{campaign}", self.prefix)
     }
 
     pub(crate) fn pair(&self, pnid: &str, phone: PhoneE164) -> String {

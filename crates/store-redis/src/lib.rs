@@ -65,7 +65,7 @@ pub(crate) struct Scripts {
     pub(crate) upload: Script,
     pub(crate) rejects: Script,
     pub(crate) evidence: Script,
-    pub(crate) acquire: Script,
+    pub(crate) plan: Script,
     pub(crate) pair: Script,
 }
 
@@ -92,7 +92,7 @@ impl Scripts {
             upload: with_common(include_str!("../lua/upload.lua")),
             rejects: with_common(include_str!("../lua/rejects.lua")),
             evidence: Script::new(include_str!("../lua/evidence.lua")),
-            acquire: Script::new(include_str!("../lua/acquire.lua")),
+            plan: Script::new(include_str!("../lua/plan.lua")),
             pair: Script::new(include_str!("../lua/pair.lua")),
         }
     }
@@ -113,7 +113,7 @@ impl Scripts {
             &self.upload,
             &self.rejects,
             &self.evidence,
-            &self.acquire,
+            &self.plan,
             &self.pair,
         ]
     }

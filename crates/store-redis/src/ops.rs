@@ -18,7 +18,7 @@ use crate::{RedisStore, campaign_from_meta, day_of, job_view, now_ms};
 use herald_store::{
     Applied, Campaign, ClaimRequest, ClaimedJob, FailureRow, InDoubtExpired, InDoubtPolicy, JobRef,
     JobView, NewCampaign, Outcome, PairReservation, Reclaimed, Result, RunningCampaign, Settle,
-    SettleResult, Slots, StatusUpdate, Store, StoreError,
+    SettleResult, StatusUpdate, Store, StoreError,
 };
 
 /// Recipients per enqueue script call.
@@ -1321,38 +1321,68 @@ impl Store for RedisStore {
         pipe.query_async(&mut conn).await.map_err(|e| self.fail(e))
     }
 
-    async fn acquire_slots(
+    async fn plan_sends(
         &self,
         phone_number_id: &str,
         interval: Duration,
-        want: u32,
+        sends: &[herald_store::SendWant],
+        max: usize,
         horizon: Duration,
-    ) -> Result<Slots> {
-        let interval_us = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
-        let horizon_us = u64::try_from(horizon.as_micros()).unwrap_or(u64::MAX);
-        if interval_us == 0 {
+    ) -> Result<herald_store::Plan> {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        if us(interval) == 0 || sends.iter().flatten().any(|(_, i)| i.is_zero()) {
             return Err(StoreError::Invalid("a rate interval of 0".into()));
         }
+        // Each capped campaign once, as a key; each send names its key by index.
+        let mut capped: Vec<(&CampaignId, Duration)> = Vec::new();
+        let mut index = Vec::with_capacity(sends.len());
+        for send in sends {
+            index.push(match send {
+                None => 0,
+                Some((id, own)) => match capped.iter().position(|(c, _)| *c == id) {
+                    Some(i) => i + 2,
+                    None => {
+                        capped.push((id, *own));
+                        capped.len() + 1
+                    }
+                },
+            });
+        }
+        let mut inv = self.scripts.plan.prepare_invoke();
+        inv.key(self.keys.rate(phone_number_id));
+        for (id, _) in &capped {
+            inv.key(self.keys.campaign_rate(phone_number_id, id));
+        }
+        inv.arg(us(interval))
+            .arg(us(horizon))
+            .arg(max)
+            .arg(capped.len());
+        for (_, own) in &capped {
+            inv.arg(us(*own));
+        }
+        for i in index {
+            inv.arg(i);
+        }
         let mut conn = self.conn().await?;
-        let (granted, first_at_us, interval_us, now_us): (u32, u64, u64, u64) = self
-            .scripts
-            .acquire
-            .key(self.keys.rate(phone_number_id))
-            .arg(interval_us)
-            .arg(want)
-            .arg(horizon_us)
+        let reply: Vec<i64> = inv
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.fail(e))?;
-        let at = |us: u64| {
-            Timestamp::from_microsecond(i64::try_from(us).unwrap_or(i64::MAX))
+        let at = |us: i64| {
+            Timestamp::from_microsecond(us)
                 .map_err(|_| StoreError::Corrupt(format!("limiter time {us}")))
         };
-        Ok(Slots {
-            granted,
-            first: at(first_at_us)?,
-            interval: Duration::from_micros(interval_us),
-            now: at(now_us)?,
+        let (now, next) = match reply.get(..2) {
+            Some([now, next]) => (*now, *next),
+            _ => return Err(StoreError::Corrupt("plan reply".into())),
+        };
+        Ok(herald_store::Plan {
+            at: reply[2..]
+                .iter()
+                .map(|&t| if t == 0 { Ok(None) } else { at(t).map(Some) })
+                .collect::<Result<_>>()?,
+            now: at(now)?,
+            next: if next == 0 { None } else { Some(at(next)?) },
         })
     }
 

@@ -657,6 +657,71 @@ pub async fn a_webhook_backlog_holds_resends<S: Store>(store: &S) {
     invariant(store, &id).await;
 }
 
+/// A campaign's own cap holds beside the number's rate: its sends are never closer than its
+/// interval, the others fill the number's slots in between, and several planners at once
+/// keep both.
+pub async fn campaign_caps_hold_beside_the_number_rate<S: Store>(store: &S) {
+    let ms = Duration::from_millis;
+    let capped = CampaignId::new("capped").unwrap();
+    // The number: one per 5 ms; the capped campaign: one per 100 ms (10 per second).
+    let wants: Vec<SendWant> = (0..40)
+        .map(|i| {
+            if i % 2 == 0 {
+                Some((capped.clone(), ms(100)))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let calls = (0..4).map(|_| store.plan_sends("777", ms(5), &wants, 40, ms(1000)));
+    let plans: Vec<Plan> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut all = Vec::new();
+    let mut capped_at = Vec::new();
+    for p in &plans {
+        for (want, at) in wants.iter().zip(&p.at) {
+            if let Some(t) = at {
+                all.push(*t);
+                if want.is_some() {
+                    capped_at.push(*t);
+                }
+            }
+        }
+    }
+    all.sort_unstable();
+    capped_at.sort_unstable();
+    for w in all.windows(2) {
+        assert!(w[1].duration_since(w[0]) >= jiff::SignedDuration::from_millis(5));
+    }
+    for w in capped_at.windows(2) {
+        assert!(
+            w[1].duration_since(w[0]) >= jiff::SignedDuration::from_millis(100),
+            "the capped campaign's sends {:?} apart",
+            w[1].duration_since(w[0])
+        );
+    }
+    assert!(
+        capped_at.len() >= 4,
+        "each planner got the capped campaign's slot: {capped_at:?}"
+    );
+    assert_eq!(
+        all.len() - capped_at.len(),
+        80,
+        "every uncapped send got a slot, the ones the capped campaign could not use included"
+    );
+    // A plan whose only sends wait for their campaign says when to ask again.
+    let only_capped = vec![Some((capped.clone(), ms(100))); 3];
+    let p = store
+        .plan_sends("777", ms(5), &only_capped, 3, ms(10))
+        .await
+        .unwrap();
+    assert!(p.granted() <= 1);
+    assert!(p.next.is_some(), "{p:?}");
+}
+
 /// Applies the events in the given order to a fresh accepted job; returns its final stats.
 pub async fn apply_sequence<S: Store>(
     store: &S,
@@ -1007,26 +1072,48 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
 
     // 100 slots per second: a burst asks get a spaced schedule, never more than the horizon.
     let ms = Duration::from_millis;
-    let s = store
-        .acquire_slots(PNID, ms(10), 50, ms(100))
+    let p = store
+        .plan_sends(PNID, ms(10), &vec![None; 50], 50, ms(100))
         .await
         .unwrap();
-    assert_eq!(s.granted, 11, "slots at now, +10 ms, … up to +100 ms");
-    assert_eq!(s.interval, ms(10));
-    let s2 = store.acquire_slots(PNID, ms(10), 5, ms(100)).await.unwrap();
-    assert!(s2.first >= s.at(11), "the next slots follow on");
+    assert_eq!(p.granted(), 11, "slots at now, +10 ms, … up to +100 ms");
+    let first: Vec<jiff::Timestamp> = p.at.iter().flatten().copied().collect();
+    for w in first.windows(2) {
+        assert_eq!(
+            w[1].duration_since(w[0]),
+            jiff::SignedDuration::from_millis(10)
+        );
+    }
+    assert_eq!(
+        p.next,
+        Some(first[10] + ms(10) - ms(100)),
+        "ask again when the next slot comes within the horizon"
+    );
+    let p2 = store
+        .plan_sends(PNID, ms(10), &vec![None; 5], 5, ms(100))
+        .await
+        .unwrap();
+    let second: Vec<jiff::Timestamp> = p2.at.iter().flatten().copied().collect();
+    assert!(
+        second.first().is_none_or(|t| *t >= first[10] + ms(10)),
+        "the next slots follow on"
+    );
     // However long the two calls were apart, nothing is granted beyond the horizon.
-    assert!(s2.granted == 0 || s2.at(s2.granted - 1) <= s2.now + ms(100));
+    assert!(second.iter().all(|t| *t <= p2.now + ms(100)));
+    // At most `max`.
+    let p3 = store
+        .plan_sends("556", ms(10), &vec![None; 50], 3, ms(1000))
+        .await
+        .unwrap();
+    assert_eq!(p3.granted(), 3);
     // Many callers at once (several workers) get slots that, all together, are never closer
     // than the interval: the shared rate holds in the store's own time.
-    let calls = (0..8).map(|_| store.acquire_slots("555", ms(10), 7, ms(200)));
+    let seven: Vec<SendWant> = vec![None; 7];
+    let calls = (0..8).map(|_| store.plan_sends("555", ms(10), &seven, 7, ms(200)));
     let mut slots: Vec<jiff::Timestamp> = futures::future::join_all(calls)
         .await
         .into_iter()
-        .flat_map(|r| {
-            let s = r.unwrap();
-            (0..s.granted).map(move |i| s.at(i))
-        })
+        .flat_map(|r| r.unwrap().at.into_iter().flatten())
         .collect();
     slots.sort_unstable();
     assert!(
@@ -1056,8 +1143,11 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     let PairReservation::NotBefore(t) = r[0] else {
         panic!("a second send within 6 s is reserved: {r:?}");
     };
-    let before = store.acquire_slots("clock", Duration::from_secs(1), 1, Duration::ZERO);
-    let store_now = before.await.unwrap().now;
+    let store_now = store
+        .plan_sends("clock", Duration::from_secs(1), &[], 0, Duration::ZERO)
+        .await
+        .unwrap()
+        .now;
     assert!(t > store_now && t <= store_now + six, "{t} vs {store_now}");
     assert_eq!(store.last_campaign(PNID, a).await.unwrap(), Some(c1));
     assert_eq!(store.last_campaign(PNID, phone(3)).await.unwrap(), None);
@@ -1347,7 +1437,7 @@ macro_rules! conformance_tests {
             paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,
             lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
-            lattice_is_order_independent, cancellation,
+            campaign_caps_hold_beside_the_number_rate, lattice_is_order_independent, cancellation,
             cancel_drains_every_state, completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,

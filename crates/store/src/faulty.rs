@@ -367,18 +367,19 @@ impl<S: Store> Store for Faulty<S> {
         )
     }
 
-    async fn acquire_slots(
+    async fn plan_sends(
         &self,
         phone_number_id: &str,
         interval: Duration,
-        want: u32,
+        sends: &[SendWant],
+        max: usize,
         horizon: Duration,
-    ) -> Result<Slots> {
+    ) -> Result<Plan> {
         call!(
             self,
-            "acquire_slots",
+            "plan_sends",
             self.inner
-                .acquire_slots(phone_number_id, interval, want, horizon)
+                .plan_sends(phone_number_id, interval, sends, max, horizon)
         )
     }
 

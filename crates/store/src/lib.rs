@@ -249,16 +249,20 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Rate and pair spacing -------------------------------------------------------
 
-    /// Takes up to `want` send slots from the phone number's shared limiter (GCRA), at most
-    /// `horizon` ahead of now. All workers together never get more than one slot per
-    /// `interval`.
-    fn acquire_slots(
+    /// Plans send times from the phone number's shared limiter and the campaigns' own, at
+    /// most `horizon` ahead of now and for at most `max` of the `sends`, in their order. Each
+    /// granted send takes the number's next slot (one per `interval`: GCRA, evenly spaced),
+    /// provided its campaign's own limiter has one by then; a send whose campaign has none yet
+    /// is passed over, and the sends after it go on. All workers together never get more than
+    /// one slot per `interval` on a number, nor per its own interval on a capped campaign.
+    fn plan_sends(
         &self,
         phone_number_id: &str,
         interval: Duration,
-        want: u32,
+        sends: &[SendWant],
+        max: usize,
         horizon: Duration,
-    ) -> impl Future<Output = Result<Slots>> + Send;
+    ) -> impl Future<Output = Result<Plan>> + Send;
 
     /// Reserves the next send to each recipient, at least `interval` after the previous
     /// one, and remembers which campaign sent it (for reply attribution, 72 h).

@@ -258,20 +258,25 @@ impl UploadReject {
     }
 }
 
-/// Slots granted by the shared rate limiter: `granted` sends at `first`, `first + interval`,
-/// … on the store's clock, whose reading when it answered was `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slots {
-    pub granted: u32,
-    pub first: Timestamp,
-    pub interval: Duration,
+/// A send asking the shared limiters for a slot: its campaign's own cap, when it has one, as
+/// the campaign and the least time between two of its sends.
+pub type SendWant = Option<(CampaignId, Duration)>;
+
+/// What the limiters planned: a time per send asked about (`None`: not this time), on the
+/// store's clock, whose reading when it answered was `now`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub at: Vec<Option<Timestamp>>,
     pub now: Timestamp,
+    /// When asking again can grant a send that got no slot: once the number's next slot is
+    /// within the horizon, or a capped campaign's slot has come. `None` when every send got
+    /// one.
+    pub next: Option<Timestamp>,
 }
 
-impl Slots {
-    /// The time of the `i`-th slot granted.
-    pub fn at(&self, i: u32) -> Timestamp {
-        self.first + self.interval * i
+impl Plan {
+    pub fn granted(&self) -> usize {
+        self.at.iter().flatten().count()
     }
 }
 

@@ -418,3 +418,40 @@ pub fn assert_clean(o: &SimStats, forbidden: &[&str]) {
         );
     }
 }
+
+/// Requests as made: when (tokio's clock) and the body.
+pub type Sent = Arc<std::sync::Mutex<Vec<(tokio::time::Instant, Vec<u8>)>>>;
+
+/// A client that records when each request was made and its body, then passes it on.
+pub struct Recording<M> {
+    pub inner: M,
+    pub sent: Sent,
+}
+
+impl<M: Messages> Messages for Recording<M> {
+    async fn send_raw(
+        &self,
+        phone_number_id: &str,
+        body: Vec<u8>,
+    ) -> Result<herald_cloudapi::SendResponse, herald_cloudapi::Error> {
+        if let Ok(mut s) = self.sent.lock() {
+            s.push((tokio::time::Instant::now(), body.clone()));
+        }
+        self.inner.send_raw(phone_number_id, body).await
+    }
+}
+
+/// The most of these instants that fall in any window of `span`.
+pub fn busiest(times: &[tokio::time::Instant], span: Duration) -> usize {
+    let mut t = times.to_vec();
+    t.sort_unstable();
+    let mut most = 0;
+    let mut lo = 0;
+    for hi in 0..t.len() {
+        while t[hi].duration_since(t[lo]) >= span {
+            lo += 1;
+        }
+        most = most.max(hi - lo + 1);
+    }
+    most
+}

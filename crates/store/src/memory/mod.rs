@@ -23,8 +23,8 @@ use tokio::sync::Notify;
 use crate::{
     Applied, Campaign, ClaimRequest, ClaimedJob, DeadLetter, FailureRow, InDoubtExpired,
     InDoubtPolicy, JobRef, JobView, NewCampaign, Outcome, PairReservation, QualityRecord,
-    Reclaimed, Result, RunningCampaign, Settle, SettleResult, Slots, StatusUpdate, Store,
-    StoreError, WebhookEntry,
+    Reclaimed, Result, RunningCampaign, Settle, SettleResult, StatusUpdate, Store, StoreError,
+    WebhookEntry,
 };
 
 mod campaign;
@@ -74,6 +74,8 @@ struct State {
     windows: HashMap<(String, u64), i64>,
     /// The limiter's theoretical arrival time per phone number id (µs).
     rate: HashMap<String, i64>,
+    /// The same per capped campaign of a phone number id.
+    campaign_rate: HashMap<(String, CampaignId), i64>,
     pairs: HashMap<(String, u64), Pair>,
     /// Message id → (job, accepted at ms).
     messages: HashMap<WaMessageId, (JobId, i64)>,
@@ -178,6 +180,25 @@ impl State {
         }
         self.messages.insert(message_id.clone(), (job, now));
     }
+}
+
+/// Gives send `i` the time `t`: the number's next slot follows it, and its campaign's (if
+/// capped) its own interval after it.
+fn grant<'a>(
+    sends: &'a [crate::SendWant],
+    at: &mut [Option<i64>],
+    i: usize,
+    t: i64,
+    number: &mut i64,
+    interval_us: i64,
+    campaigns: &mut HashMap<&'a CampaignId, i64>,
+) {
+    at[i] = Some(t);
+    if let Some((id, own)) = &sends[i] {
+        let own = i64::try_from(own.as_micros()).unwrap_or(i64::MAX / 4);
+        campaigns.insert(id, t + own);
+    }
+    *number = t + interval_us;
 }
 
 /// A store call on the hot path is an await point that, over a network, suspends the
@@ -683,37 +704,115 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn acquire_slots(
+    async fn plan_sends(
         &self,
         phone_number_id: &str,
         interval: Duration,
-        want: u32,
+        sends: &[crate::SendWant],
+        max: usize,
         horizon: Duration,
-    ) -> Result<Slots> {
-        let interval_us = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX / 4);
-        if interval_us == 0 {
+    ) -> Result<crate::Plan> {
+        let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4);
+        let interval_us = us(interval);
+        if interval_us == 0 || sends.iter().flatten().any(|(_, i)| i.is_zero()) {
             return Err(StoreError::Invalid("a rate interval of 0".into()));
         }
-        let horizon_us = i64::try_from(horizon.as_micros()).unwrap_or(i64::MAX / 4);
+        let horizon_us = us(horizon);
         cooperate().await;
         let now = self.now();
         let now_us = now.as_microsecond();
         let mut s = self.lock();
-        let tat = s.rate.entry(phone_number_id.to_owned()).or_default();
-        let first = (*tat).max(now_us);
+        let mut number = s
+            .rate
+            .get(phone_number_id)
+            .copied()
+            .unwrap_or(0)
+            .max(now_us);
+        let mut campaigns: HashMap<&CampaignId, i64> = HashMap::new();
+        for (id, _) in sends.iter().flatten() {
+            let key = (phone_number_id.to_owned(), id.clone());
+            campaigns
+                .entry(id)
+                .or_insert_with(|| s.campaign_rate.get(&key).copied().unwrap_or(0).max(now_us));
+        }
+        let until = now_us + horizon_us;
+        let mut at: Vec<Option<i64>> = vec![None; sends.len()];
         let mut granted = 0;
-        if first <= now_us + horizon_us {
-            let room = (now_us + horizon_us - first) / interval_us + 1;
-            granted = u32::try_from(room.min(i64::from(want))).unwrap_or(0);
+        // Sends passed over because their campaign had no slot yet, in order.
+        let mut waiting: Vec<usize> = Vec::new();
+        for (i, send) in sends.iter().enumerate() {
+            if granted >= max || number > until {
+                break;
+            }
+            // A waiting send whose campaign's slot has come goes first.
+            if let Some(pos) = waiting.iter().position(|&w| {
+                sends[w]
+                    .as_ref()
+                    .is_some_and(|(id, _)| campaigns[id] <= number)
+            }) {
+                let w = waiting.remove(pos);
+                let t = number;
+                grant(
+                    sends,
+                    &mut at,
+                    w,
+                    t,
+                    &mut number,
+                    interval_us,
+                    &mut campaigns,
+                );
+                granted += 1;
+                if granted >= max || number > until {
+                    break;
+                }
+            }
+            match send {
+                Some((id, _)) if campaigns[id] > number => waiting.push(i),
+                _ => {
+                    let t = number;
+                    grant(
+                        sends,
+                        &mut at,
+                        i,
+                        t,
+                        &mut number,
+                        interval_us,
+                        &mut campaigns,
+                    );
+                    granted += 1;
+                }
+            }
         }
+        // When asking again can grant something: a send held by the number's rate once its
+        // next slot is within the horizon; one held by its campaign's once that slot has come
+        // (the number's slots are shared: none is skipped ahead for it).
+        let mut next: Option<i64> = None;
+        if at.iter().any(Option::is_none) {
+            let mut earliest = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
+            if sends.len() > granted + waiting.len() {
+                earliest(number - horizon_us);
+            }
+            for w in waiting {
+                if let Some((id, _)) = &sends[w] {
+                    earliest(campaigns[id].max(number - horizon_us));
+                }
+            }
+        }
+        let at: Vec<Option<Timestamp>> = at
+            .into_iter()
+            .map(|t| t.and_then(|t| Timestamp::from_microsecond(t).ok()))
+            .collect();
         if granted > 0 {
-            *tat = first + i64::from(granted) * interval_us;
+            s.rate.insert(phone_number_id.to_owned(), number);
         }
-        Ok(Slots {
-            granted,
-            first: Timestamp::from_microsecond(first).unwrap_or(now),
-            interval,
+        for (id, tat) in campaigns {
+            s.campaign_rate
+                .insert((phone_number_id.to_owned(), id.clone()), tat);
+        }
+        Ok(crate::Plan {
+            at,
             now,
+            next: next.and_then(|n| Timestamp::from_microsecond(n).ok()),
         })
     }
 
