@@ -88,4 +88,8 @@ if [[ -z ${REDIS_URL:-} ]]; then
 fi
 log "REDIS_URL=$REDIS_URL"
 
-cargo test --workspace --locked "$@"
+# A test that hangs fails the run here, with a clear message, long before CI's own limit.
+rc=0
+timeout --signal=KILL 45m cargo test --workspace --locked "$@" || rc=$?
+if [[ $rc -eq 137 ]]; then log "the test suite ran over 45 minutes: a test hangs"; fi
+exit "$rc"

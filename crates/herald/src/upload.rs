@@ -399,6 +399,52 @@ pub fn safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
+    /// However long an upload pauses (here five minutes, five times the hold), its heartbeat
+    /// keeps the running campaign from completing; once it ends, the campaign completes.
+    #[tokio::test(start_paused = true)]
+    async fn a_live_upload_holds_its_campaign_however_long_it_pauses() {
+        use herald_store::conformance::{claim_req, running};
+        use herald_store::{JobRef, MemoryStore, Outcome, Settle};
+        let store = Arc::new(MemoryStore::new());
+        let id = running(&*store, "held", 1).await;
+        let upload = 7;
+        store.hold_upload(&id, upload, HOLD).await.unwrap();
+        let done = tokio_util::sync::CancellationToken::new();
+        let heartbeat = tokio::spawn(hold_while_alive(
+            store.clone(),
+            id.clone(),
+            upload,
+            done.clone(),
+        ));
+        let job = store.claim(&claim_req(1, 1)).await.unwrap().remove(0);
+        store.start(&[JobRef::from(&job)]).await.unwrap();
+        let accepted = Outcome::Accepted {
+            message_id: herald_core::WaMessageId::new("wamid.h").unwrap(),
+        };
+        store
+            .settle(&[Settle {
+                job: (&job).into(),
+                outcome: accepted,
+            }])
+            .await
+            .unwrap();
+        tokio::time::sleep(HOLD * 5).await;
+        assert!(store.claim(&claim_req(1, 2)).await.unwrap().is_empty());
+        assert_eq!(
+            store.campaign(&id).await.unwrap().status,
+            herald_core::CampaignStatus::Running,
+            "held open by the live upload"
+        );
+        done.cancel();
+        heartbeat.await.unwrap();
+        store.release_upload(&id, upload).await.unwrap();
+        assert!(store.claim(&claim_req(1, 3)).await.unwrap().is_empty());
+        assert_eq!(
+            store.campaign(&id).await.unwrap().status,
+            herald_core::CampaignStatus::Completed
+        );
+    }
+
     #[test]
     fn formula_cells_are_defused() {
         for bad in ["=1+1", "+447912345678", "-2", "@SUM(A1)", "\tx", "\rx"] {

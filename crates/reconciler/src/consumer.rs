@@ -193,3 +193,28 @@ pub async fn run<S: Store>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_bounded_in_bytes() {
+        let four_mib = crate::receiver::BODY_LIMIT;
+        let cfg = |batch, max_batch_bytes| ConsumerConfig {
+            batch,
+            max_batch_bytes,
+            ..ConsumerConfig::default()
+        };
+        assert_eq!(
+            cfg(256, 64 * 1024 * 1024).read_count(),
+            64 * 1024 * 1024 / four_mib
+        );
+        assert_eq!(
+            cfg(8, 64 * 1024 * 1024).read_count(),
+            8,
+            "never more than batch"
+        );
+        assert_eq!(cfg(256, 1).read_count(), 1, "at least one");
+    }
+}
