@@ -1,6 +1,6 @@
 //! `ErrorCode → ErrorClass`: the one table that decides what a failed send means.
 //!
-//! Classification is by `error.code` only (DESIGN §3), never by HTTP status or message text:
+//! Classification is by `error.code` only (ARCHITECTURE §6), never by HTTP status or message text:
 //! Meta reports 131056 as 400 in some places and 429 in others. Transport failures are
 //! classified by whether the request may have reached Meta: before it was written it is safe to
 //! retry; after, the outcome is unknown and the job becomes in-doubt.
@@ -81,7 +81,7 @@ impl ErrorClass {
         }
     }
 
-    /// Codes that also put the number on the suppression list (DESIGN §3).
+    /// Codes that also put the number on the suppression list (ARCHITECTURE §6).
     pub fn suppresses_recipient(code: i64) -> bool {
         matches!(code, 131_026 | 131_050)
     }

@@ -1,4 +1,4 @@
-//! Every Prometheus metric Herald exports, in one place (DESIGN §6).
+//! Every Prometheus metric Herald exports, in one place (ARCHITECTURE §10).
 //!
 //! Names follow `herald_<subsystem>_<name>_<unit>[_total]`. Labels come from bounded sets only:
 //! result and class names defined here, error codes from the Cloud API table (else `other`),

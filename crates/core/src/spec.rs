@@ -24,7 +24,7 @@ pub const RESERVED_KEYS: [&str; 4] = [
     "biz_opaque_callback_data",
 ];
 
-/// What an operator submits to create a campaign (DESIGN §2).
+/// What an operator submits to create a campaign (ARCHITECTURE §1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignSpec {

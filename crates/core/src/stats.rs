@@ -1,4 +1,4 @@
-//! A campaign's stats, exactly as DESIGN §2 defines them.
+//! A campaign's stats, exactly as ARCHITECTURE §4 defines them.
 //!
 //! Each recipient job ends in exactly one terminal outcome, and at every moment
 //! `recipients = pending + in_flight + in_doubt + accepted + failed_before_accept +
@@ -139,7 +139,7 @@ impl Stats {
             + self.cancelled
     }
 
-    /// DESIGN §2's invariant, plus the lattice's `sent ≥ delivered ≥ read` and
+    /// The invariant of ARCHITECTURE §4, plus the lattice's `sent ≥ delivered ≥ read` and
     /// `accepted ≥ sent`.
     pub fn invariant_holds(&self) -> bool {
         self.recipients == self.outcome_sum()

@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN §2): campaigns under `/v1` behind a bearer key, Meta's webhook, and
+//! The HTTP API (ARCHITECTURE §9): campaigns under `/v1` behind a bearer key, Meta's webhook, and
 //! the operational routes (`/metrics`, `/healthz`, `/readyz`).
 //!
 //! Handlers only translate: every decision is the store's or the loader's. An [`ApiError`]

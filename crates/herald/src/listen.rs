@@ -1,4 +1,4 @@
-//! Herald's HTTP listener, hardened against slow and greedy clients: hyper's HTTP/1 server
+//! Herald's HTTP listener, hardened against slow and greedy clients (ARCHITECTURE §9): hyper's HTTP/1 server
 //! with a cap on open connections (beyond it, new ones wait in the kernel's backlog), a
 //! deadline for a request's headers (which also closes a keep-alive connection left idle),
 //! a deadline for each request (uploads excepted: their body has an idle deadline instead,

@@ -49,7 +49,7 @@ pub fn metrics() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = || {
                 // A gauge nobody set for this long is dropped: the queue depth of a campaign
-                // that ended leaves the output (DESIGN §6: campaign labels only while active).
+                // that ended leaves the output (ARCHITECTURE §10: campaign labels only while active).
                 let idle =
                     |b: PrometheusBuilder| b.idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE));
                 // Buckets (not summaries), so latencies aggregate across workers.

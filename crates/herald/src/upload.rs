@@ -6,7 +6,7 @@
 //! was already stored (enqueueing is idempotent, so the same file can be sent again) and the
 //! answer says how far it got.
 //!
-//! While an upload runs, it holds its campaign open: a running campaign whose queue empties
+//! While an upload runs, it holds its campaign open (ARCHITECTURE §7): a running campaign whose queue empties
 //! does not complete under a slow or pausing stream. The hold is renewed by a heartbeat
 //! for as long as the upload lives (not per batch, which a slow client would starve) and
 //! released at the end; if this process dies, it lapses by itself within a minute.

@@ -28,6 +28,41 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason a row can be rejected for.
+    pub fn all() -> Vec<Self> {
+        PhoneReject::ALL
+            .into_iter()
+            .map(Self::Phone)
+            .chain([
+                Self::Duplicate,
+                Self::Suppressed,
+                Self::WrongFieldCount,
+                Self::NotUtf8,
+                Self::FieldTooLong,
+                Self::EmptyValue,
+                Self::InvalidValue,
+            ])
+            .collect()
+    }
+
+    /// What the reason means, for people (the failures report's detail says more per row).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Phone(p) => p.describe(),
+            Self::Duplicate => "the number appears earlier in the file (its line is given)",
+            Self::Suppressed => "the number is on the suppression list",
+            Self::WrongFieldCount => "the row has a different number of fields from the header",
+            Self::NotUtf8 => "a field Herald needs is not valid UTF-8",
+            Self::FieldTooLong => {
+                "a field, or the whole row, is over the size limit (often an unclosed quote)"
+            }
+            Self::EmptyValue => "a value the message needs is empty (a template parameter, say)",
+            Self::InvalidValue => {
+                "a value would break a Cloud API limit (an http:// link, a button title over 20 characters, …)"
+            }
+        }
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Self::Phone(p) => p.code(),

@@ -1,4 +1,5 @@
-//! The consumer loop: read deliveries from the store's stream, apply them, acknowledge them.
+//! The consumer loop: read deliveries from the store's stream, apply them, acknowledge them
+//! (ARCHITECTURE §8).
 //!
 //! Several reconcilers may run; each is one consumer of the same group. A delivery is
 //! acknowledged only after it was applied, so a reconciler killed mid-batch leaves its

@@ -1,4 +1,4 @@
-//! Webhooks in, exact stats out (DESIGN §5).
+//! Webhooks in, exact stats out (ARCHITECTURE §8).
 //!
 //! The [`receiver`] answers Meta's verification handshake and stores signed deliveries in the
 //! store's stream, answering 200 only once a delivery is durable. The reconciler ([`apply`],

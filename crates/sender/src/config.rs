@@ -1,4 +1,4 @@
-//! The sender's settings (DESIGN §2 `[sender]`), with the defaults the documented
+//! The sender's settings (`[sender]` in `config/herald.toml`), with the defaults the documented
 //! configuration file gives.
 
 use std::time::Duration;

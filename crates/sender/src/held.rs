@@ -1,4 +1,4 @@
-//! The jobs this process holds, and the promise that goes with each one: whatever happens to
+//! The jobs this process holds, and the promise that goes with each one (ARCHITECTURE §5): whatever happens to
 //! the code holding it — an early return on a store error, a panic, a send task aborted at the
 //! shutdown deadline, a lane that ends with jobs queued — the job is settled.
 //!

@@ -1,4 +1,4 @@
-//! The sender pool (DESIGN §3–4): pending jobs in, Cloud API calls out, at exactly the rate
+//! The sender pool (ARCHITECTURE §5, §7): pending jobs in, Cloud API calls out, at exactly the rate
 //! Meta allows, never twice.
 //!
 //! A [`Sender`] runs one *lane* per phone number with running campaigns. A lane claims jobs

@@ -7,7 +7,7 @@ use std::time::Duration;
 use herald_cloudapi::ErrorClass;
 use herald_core::SkipReason;
 
-/// Retry settings (DESIGN §2 `[sender]`).
+/// Retry settings (`[sender]` in `config/herald.toml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     pub base: Duration,

@@ -1,4 +1,4 @@
-//! A local stand-in for Meta's WhatsApp Cloud API (DESIGN §7).
+//! A local stand-in for Meta's WhatsApp Cloud API (ARCHITECTURE §12).
 //!
 //! Users try Herald with it before they have a Meta account; Herald's tests prove "nothing
 //! lost, nothing twice" with it; benchmarks send to it. It validates send bodies with the

@@ -2,7 +2,7 @@
 -- pipeline has caught up past them (statuses of messages on the same phone number accepted
 -- after they went in doubt were applied): resent once (same callback id) or failed with code
 -- in_doubt. A second in-doubt of a resent job always fails; a job of a cancelled campaign is
--- cancelled. Without that evidence a job stays in doubt, however long.
+-- cancelled. Without that evidence a job stays in doubt, however long (ARCHITECTURE §7).
 -- KEYS[1] campaign meta
 -- ARGV[1] key base, ARGV[2] grace ms, ARGV[3] policy (resend|fail), ARGV[4] max jobs,
 -- ARGV[5] caught up ms (the latest acceptance time of a message of this number whose status

@@ -1,4 +1,4 @@
-//! Key names. Everything lives under a configurable prefix. A campaign's keys share the hash
+//! Key names (ARCHITECTURE §3). Everything lives under a configurable prefix. A campaign's keys share the hash
 //! tag `{c:<id>}` and a phone number id's keys share `{pn:<id>}`, so every script touches a
 //! single Redis Cluster slot.
 //!

@@ -2,8 +2,9 @@
 //!
 //! Each check takes a fresh, empty store. [`conformance_tests!`](crate::conformance_tests)
 //! turns the whole suite into `#[tokio::test]`s for a backend; the Redis backend runs it in
-//! `tests/redis.rs`. After every operation the checks assert DESIGN §2's invariant, so a
-//! counter that drifts from the states fails the suite where it happens.
+//! `crates/store-redis/tests/conformance.rs`. After every operation the checks assert the
+//! invariant (ARCHITECTURE §4), so a counter that drifts from the states fails the suite where
+//! it happens.
 
 #![allow(
     clippy::unwrap_used,

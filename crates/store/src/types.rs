@@ -72,7 +72,7 @@ pub struct ClaimedJob {
     pub vars: Vars,
     /// Requests made for this job so far.
     pub attempts: u32,
-    /// This is the single resend of an in-doubt job (DESIGN §4).
+    /// This is the single resend of an in-doubt job (ARCHITECTURE §7).
     pub resend: bool,
     pub token: LeaseToken,
 }

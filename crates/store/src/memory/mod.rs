@@ -1,4 +1,5 @@
-//! The in-memory store: every campaign, job and index in this process, behind one lock.
+//! The in-memory store: every campaign, job and index in this process, behind one lock
+//! (ARCHITECTURE §3).
 //!
 //! For the demo (which then needs nothing but the Rust toolchain), fast tests and trying
 //! Herald out; `serve` uses it only when chosen explicitly (`store.backend = "memory"`),
