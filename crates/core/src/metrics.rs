@@ -14,15 +14,18 @@ pub enum Kind {
 }
 
 macro_rules! metrics {
-    ($( $(#[$doc:meta])* $name:ident = $value:literal, $kind:ident, $help:literal; )*) => {
+    ($(#[$list_doc:meta])* $list:ident;
+     $( $(#[$doc:meta])* $name:ident = $value:literal, $kind:ident, $help:literal; )*) => {
         $( $(#[$doc])* pub const $name: &str = $value; )*
-        /// Every metric: name, kind, help text.
-        pub const ALL: &[(&str, Kind, &str)] = &[ $( ($value, Kind::$kind, $help), )* ];
+        $(#[$list_doc])*
+        pub const $list: &[(&str, Kind, &str)] = &[ $( ($value, Kind::$kind, $help), )* ];
     };
 }
 
 metrics! {
-    /// Labels: `result` (see [`SEND_RESULTS`]).
+    /// Every metric a process exports about itself: name, kind, help text.
+    ALL;
+    /// Labels: `phone_number_id`, `result` (see [`SEND_RESULTS`]).
     SENDER_SENDS_TOTAL = "herald_sender_sends_total", Counter,
         "Send attempts by result.";
     /// Labels: `class` (the error class), `code` (a known Cloud API code, else `other`).
@@ -83,6 +86,68 @@ metrics! {
         "Always 1; the version label says which Herald this is.";
 }
 
+metrics! {
+    /// The per-campaign metrics: exported once per deployment, by the API process that leads
+    /// the `campaign_metrics` role, for live campaigns and for a while after they end
+    /// (ARCHITECTURE §10). Values are the campaign's stats (`GET /v1/campaigns/{id}/stats`).
+    CAMPAIGN;
+    /// Labels: `campaign`, `name` (its first 64 characters), `status`, `phone_number_id`.
+    CAMPAIGN_INFO = "herald_campaign_info", Gauge,
+        "Always 1 per exported campaign; the labels say its name, status and phone number id.";
+    /// Labels: `campaign`.
+    CAMPAIGN_RECIPIENTS = "herald_campaign_recipients", Gauge,
+        "Recipients accepted into the campaign (upload rejects are in herald_campaign_skipped).";
+    /// Labels: `campaign`, `state` (see [`CAMPAIGN_STATES`]).
+    CAMPAIGN_MESSAGES = "herald_campaign_messages", Gauge,
+        "The campaign's recipients by state: where they wait, and how far on the lattice accepted, sent, delivered, read they got.";
+    /// Labels: `campaign`, `code` (a known Cloud API code, else `other`).
+    CAMPAIGN_FAILED = "herald_campaign_failed", Gauge,
+        "The campaign's failed messages by Cloud API error code.";
+    /// Labels: `campaign`, `reason` (duplicate, invalid, suppressed, window_closed, frequency_capped), `stage` (upload, send).
+    CAMPAIGN_SKIPPED = "herald_campaign_skipped", Gauge,
+        "Rows and recipients the campaign skipped, by reason and by when (at upload or at send time).";
+    /// Labels: `campaign`.
+    CAMPAIGN_BILLABLE_MESSAGES = "herald_campaign_billable_messages", Gauge,
+        "Messages Meta's status webhooks marked billable.";
+    /// Labels: `campaign`, `category` (see [`PRICING_CATEGORIES`], else `other`).
+    CAMPAIGN_PRICED_MESSAGES = "herald_campaign_priced_messages", Gauge,
+        "Messages by the pricing category Meta's status webhooks gave them (billable or not).";
+    /// Labels: `campaign`.
+    CAMPAIGN_START_TIMESTAMP_SECONDS = "herald_campaign_start_timestamp_seconds", Gauge,
+        "When the campaign started (Unix time).";
+}
+
+/// Values of `state` on [`CAMPAIGN_MESSAGES`]. `pending`, `in_flight`, `in_doubt`,
+/// `accepted`, `failed_before_accept`, `skipped_at_send` and `cancelled` add up to the
+/// recipients; `sent`, `delivered`, `read` are parts of `accepted`, `failed` counts webhook
+/// failures too, and `replied` counts recipients who wrote back.
+pub const CAMPAIGN_STATES: &[&str] = &[
+    "pending",
+    "in_flight",
+    "in_doubt",
+    "accepted",
+    "sent",
+    "delivered",
+    "read",
+    "failed",
+    "failed_before_accept",
+    "skipped_at_send",
+    "cancelled",
+    "replied",
+];
+
+/// Pricing categories kept as themselves on [`CAMPAIGN_PRICED_MESSAGES`]; any other is
+/// `other`.
+pub const PRICING_CATEGORIES: &[&str] = &[
+    "marketing",
+    "marketing_lite",
+    "utility",
+    "authentication",
+    "authentication_international",
+    "service",
+    "referral_conversion",
+];
+
 /// Values of `result` on [`SENDER_SENDS_TOTAL`].
 pub const SEND_RESULTS: &[&str] = &[
     "accepted",
@@ -130,7 +195,7 @@ mod tests {
     #[test]
     fn names_follow_the_convention_and_are_unique() {
         let mut seen = std::collections::HashSet::new();
-        for (name, kind, help) in ALL {
+        for (name, kind, help) in ALL.iter().chain(CAMPAIGN) {
             assert!(name.starts_with("herald_"), "{name}");
             assert!(seen.insert(name), "{name} twice");
             assert!(!help.is_empty());

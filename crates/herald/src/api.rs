@@ -36,6 +36,8 @@ pub struct ApiState<S> {
     /// Bearer key for `/v1`; empty means no check (the server then binds loopback only).
     pub api_key: herald_cloudapi::Secret,
     pub metrics: Option<PrometheusHandle>,
+    /// The per-campaign series, served while this process leads their export.
+    pub campaign_metrics: Option<Arc<crate::campaign_metrics::CampaignMetrics>>,
     pub ready: ReadyCheck,
     pub max_body_bytes: usize,
     pub max_upload_bytes: u64,
@@ -57,6 +59,7 @@ impl<S: Store> ApiState<S> {
             default_phone_number_id: cfg.whatsapp.phone_number_id.clone(),
             api_key: s.api_key.clone(),
             metrics: None,
+            campaign_metrics: None,
             ready: Arc::new(move || {
                 let store = ready_store.clone();
                 Box::pin(async move { store.ping().await.is_ok() })
@@ -515,11 +518,14 @@ async fn metrics<S: Store>(State(state): State<Shared<S>>) -> Response {
     };
     // Set before each scrape, so the idle timeout for gauges never drops it.
     crate::telemetry::build_info();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response()
+    let mut text = handle.render();
+    if let Some(campaigns) = state.campaign_metrics.as_ref().and_then(|c| c.text()) {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&campaigns);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn ready<S: Store>(State(state): State<Shared<S>>) -> Response {

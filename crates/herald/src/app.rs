@@ -20,6 +20,19 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiState, Routes};
 use crate::config::{Backend, Config, ConfigError};
 
+/// One part a process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The campaign API under /v1 (and the per-campaign metrics, when this process leads).
+    Api,
+    /// Meta's webhook: verify and store deliveries.
+    Webhook,
+    /// Apply stored deliveries to the store.
+    Reconciler,
+    /// The sender workers (and the maintenance sweeps).
+    Sender,
+}
+
 /// What one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
@@ -30,6 +43,19 @@ pub struct Roles {
 }
 
 impl Roles {
+    /// These roles; all of them when none is named.
+    pub fn of(roles: &[Role]) -> Self {
+        if roles.is_empty() {
+            return Self::SERVE;
+        }
+        Self {
+            api: roles.contains(&Role::Api),
+            webhook: roles.contains(&Role::Webhook),
+            reconciler: roles.contains(&Role::Reconciler),
+            sender: roles.contains(&Role::Sender),
+        }
+    }
+
     pub const SERVE: Self = Self {
         api: true,
         webhook: true,
@@ -140,8 +166,12 @@ pub async fn run_on<S: Store>(
     let metrics = crate::telemetry::metrics();
     let tasks = TaskTracker::new();
 
+    let campaign_metrics = roles
+        .api
+        .then(crate::campaign_metrics::CampaignMetrics::new);
     let state = ApiState {
         metrics: Some(metrics),
+        campaign_metrics: campaign_metrics.clone(),
         ..ApiState::new(store.clone(), cfg)
     };
     let routes = Routes {
@@ -169,6 +199,16 @@ pub async fn run_on<S: Store>(
         limits,
         shutdown.clone(),
     ));
+
+    if let Some(out) = campaign_metrics {
+        tasks.spawn(crate::campaign_metrics::export(
+            store.clone(),
+            out,
+            cfg.export_config(),
+            instance_name(),
+            shutdown.clone(),
+        ));
+    }
 
     if roles.reconciler {
         let rec = Arc::new(Reconciler::new(
@@ -270,6 +310,74 @@ mod tests {
         cfg.server.api_key = "k".into();
         let l = bind(&cfg, Roles::SERVE).await.unwrap();
         assert!(l.local_addr().unwrap().ip().is_unspecified());
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let http = herald_cloudapi::http_builder().build().unwrap();
+        let r = http
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// `--role api`: the campaign API and the per-campaign metrics, and no sender (jobs stay
+    /// pending) and no webhook; `--role sender`: neither API nor campaign series.
+    #[tokio::test]
+    async fn roles_compose() {
+        let store = Arc::new(herald_store::MemoryStore::new());
+        let id = herald_store::conformance::running(&*store, "roles", 3).await;
+        let mut cfg = Config::default();
+        cfg.server.listen = "127.0.0.1:0".into();
+        // Were a sender to run, it could reach nothing.
+        cfg.whatsapp.api_base = "http://127.0.0.1:9".into();
+        let cfg: &'static Config = Box::leak(Box::new(cfg));
+
+        let api_only = Roles::of(&[Role::Api]);
+        assert!(api_only.api && !api_only.sender && !api_only.webhook && !api_only.reconciler);
+        let stop = CancellationToken::new();
+        let listener = bind(cfg, api_only).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(run_on(cfg, api_only, listener, stop.clone(), store.clone()));
+        let text = loop {
+            let (code, text) = get(addr, "/metrics").await;
+            assert_eq!(code, 200);
+            if text.contains("herald_campaign_recipients{") {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            text.contains(&format!(
+                r#"herald_campaign_messages{{campaign="{id}",state="pending"}} 3"#
+            )),
+            "{text}"
+        );
+        let (code, _) = get(addr, &format!("/v1/campaigns/{id}")).await;
+        assert_eq!(code, 200);
+        assert_eq!(get(addr, "/webhook").await.0, 404);
+        assert_eq!(store.stats(&id).await.unwrap().pending, 3, "no sender ran");
+        stop.cancel();
+        server.await.unwrap().unwrap();
+
+        let sender_only = Roles::of(&[Role::Sender]);
+        let stop = CancellationToken::new();
+        let listener = bind(cfg, sender_only).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(run_on(
+            cfg,
+            sender_only,
+            listener,
+            stop.clone(),
+            store.clone(),
+        ));
+        assert_eq!(get(addr, &format!("/v1/campaigns/{id}")).await.0, 404);
+        let (_, text) = get(addr, "/metrics").await;
+        assert!(!text.contains("herald_campaign_"), "{text}");
+        stop.cancel();
+        server.await.unwrap().unwrap();
+        assert_eq!(Roles::of(&[]), Roles::SERVE);
     }
 
     #[test]

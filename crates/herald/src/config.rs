@@ -52,6 +52,7 @@ pub struct Config {
     pub sender: SenderSection,
     pub server: Server,
     pub webhook: Webhook,
+    pub metrics: MetricsSection,
     pub log: Log,
 }
 
@@ -217,6 +218,29 @@ impl Default for Webhook {
             opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into()],
             max_deliveries: c.max_deliveries,
             max_batch_bytes: c.max_batch_bytes,
+        }
+    }
+}
+
+/// The per-campaign metrics (`herald_campaign_*`), exported by the API process that leads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// How often the leader reads the campaigns' stats (and renews its lead).
+    pub campaign_refresh_ms: u64,
+    /// How long a finished (completed or cancelled) campaign stays exported.
+    pub campaign_retention_secs: u64,
+    /// The most campaigns exported at once (the newest first).
+    pub max_campaigns: usize,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        let d = crate::campaign_metrics::ExportConfig::default();
+        Self {
+            campaign_refresh_ms: millis(d.refresh),
+            campaign_retention_secs: d.retention.as_secs(),
+            max_campaigns: d.max_campaigns,
         }
     }
 }
@@ -398,6 +422,22 @@ impl Config {
                 "keywords must not be empty",
             ));
         }
+        let m = &self.metrics;
+        if !(500..=600_000).contains(&m.campaign_refresh_ms) {
+            return Err(bad(
+                "metrics.campaign_refresh_ms",
+                "must be between 500 and 600000",
+            ));
+        }
+        if m.campaign_retention_secs > 7 * 86_400 {
+            return Err(bad(
+                "metrics.campaign_retention_secs",
+                "must be at most 604800 (a week)",
+            ));
+        }
+        if !(1..=10_000).contains(&m.max_campaigns) {
+            return Err(bad("metrics.max_campaigns", "must be between 1 and 10000"));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(bad("log.format", "must be \"text\" or \"json\""));
         }
@@ -452,6 +492,16 @@ impl Config {
             header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
             request_timeout: Duration::from_millis(s.request_timeout_ms),
             drain: Duration::from_secs(10),
+        }
+    }
+
+    /// The per-campaign metrics exporter's settings.
+    pub fn export_config(&self) -> crate::campaign_metrics::ExportConfig {
+        let m = &self.metrics;
+        crate::campaign_metrics::ExportConfig {
+            refresh: Duration::from_millis(m.campaign_refresh_ms),
+            retention: Duration::from_secs(m.campaign_retention_secs),
+            max_campaigns: m.max_campaigns,
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod campaign_metrics;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use herald::app::{self, Roles};
+use herald::app::{self, Role, Roles};
 use herald::client::{self, ApiClient, Create};
 use herald::config::Config;
 
@@ -23,8 +23,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// API, webhook receiver, reconciler and sender workers in one process.
-    Serve,
+    /// API, webhook receiver, reconciler and sender workers in one process, or the roles
+    /// named with --role.
+    Serve {
+        /// Run only these roles (repeatable): api, webhook, reconciler, sender.
+        #[arg(long = "role", value_enum)]
+        roles: Vec<Role>,
+    },
     /// Sender workers only (run several to scale out).
     Worker,
     /// Webhook receiver and reconciler only.
@@ -195,7 +200,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout();
     match cli.command {
-        Command::Serve => serve(&cfg, Roles::SERVE).await,
+        Command::Serve { roles } => serve(&cfg, Roles::of(&roles)).await,
         Command::Worker => serve(&cfg, Roles::WORKER).await,
         Command::Webhook => serve(&cfg, Roles::WEBHOOK).await,
         Command::Sim(args) => sim(args).await,

@@ -29,6 +29,7 @@ fn deploy_files_name_only_exported_metrics() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
     let known: BTreeSet<&str> = herald_core::metrics::ALL
         .iter()
+        .chain(herald_core::metrics::CAMPAIGN)
         .map(|(n, _, _)| *n)
         .collect();
     let mut used = BTreeSet::new();

@@ -342,7 +342,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 None
             };
             if let Some(reason) = skip {
-                count_send("skipped");
+                count_send(&self.pnid, "skipped");
                 held.settle(Outcome::Skipped { reason });
                 continue;
             }
@@ -505,7 +505,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 PairReservation::Ok => go.push(r),
                 PairReservation::NotBefore(t) => {
                     let wait = t.duration_since(store_now).unsigned_abs();
-                    count_send("pair_spaced");
+                    count_send(&self.pnid, "pair_spaced");
                     r.held.settle(Outcome::Deferred {
                         delay: wait + Duration::from_millis(20),
                     });
@@ -582,7 +582,12 @@ impl<S: Store, M: Messages> Lane<S, M> {
             released += 1;
             drop(r);
         }
-        metrics::counter!(m::SENDER_SENDS_TOTAL, "result" => "released").increment(released as u64);
+        metrics::counter!(
+            m::SENDER_SENDS_TOTAL,
+            "phone_number_id" => self.pnid.to_string(),
+            "result" => "released"
+        )
+        .increment(released as u64);
         tracing::info!(phone_number_id = %self.pnid, released, "lane stopped");
         abandoned
     }
@@ -647,8 +652,13 @@ async fn pause(shutdown: &CancellationToken, d: Duration) {
     }
 }
 
-fn count_send(result: &'static str) {
-    metrics::counter!(m::SENDER_SENDS_TOTAL, "result" => result).increment(1);
+fn count_send(pnid: &Arc<str>, result: &'static str) {
+    metrics::counter!(
+        m::SENDER_SENDS_TOTAL,
+        "phone_number_id" => pnid.to_string(),
+        "result" => result
+    )
+    .increment(1);
 }
 
 #[cfg(test)]

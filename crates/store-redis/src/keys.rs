@@ -16,6 +16,7 @@
 //! <p>:dead                  STREAM webhook content kept for inspection (newest 10,000)
 //! <p>:dead_total            STR   dead letters ever added (minus the stream's length: dropped)
 //! <p>:quality               HASH  display number → last quality event (JSON)
+//! <p>:lead:<role>           STR   the holder leading the role (a lease that lapses)
 //! <p>:{c:ID}:meta           HASH  name, status, reason, spec, pnid, template, times, next_seq
 //! <p>:{c:ID}:stats          HASH  the counters
 //! <p>:{c:ID}:q              LIST  pending job seqs
@@ -103,6 +104,10 @@ impl Keys {
 
     pub(crate) fn dead_total(&self) -> String {
         format!("{}:dead_total", self.prefix)
+    }
+
+    pub(crate) fn lead(&self, role: &str) -> String {
+        format!("{}:lead:{role}", self.prefix)
     }
 
     pub(crate) fn quality(&self) -> String {

@@ -65,6 +65,7 @@ pub(crate) struct Scripts {
     pub(crate) upload: Script,
     pub(crate) rejects: Script,
     pub(crate) evidence: Script,
+    pub(crate) lead: Script,
     pub(crate) plan: Script,
     pub(crate) pair: Script,
 }
@@ -92,12 +93,13 @@ impl Scripts {
             upload: with_common(include_str!("../lua/upload.lua")),
             rejects: with_common(include_str!("../lua/rejects.lua")),
             evidence: Script::new(include_str!("../lua/evidence.lua")),
+            lead: Script::new(include_str!("../lua/lead.lua")),
             plan: Script::new(include_str!("../lua/plan.lua")),
             pair: Script::new(include_str!("../lua/pair.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 16] {
+    fn all(&self) -> [&Script; 17] {
         [
             &self.enqueue,
             &self.claim,
@@ -113,6 +115,7 @@ impl Scripts {
             &self.upload,
             &self.rejects,
             &self.evidence,
+            &self.lead,
             &self.plan,
             &self.pair,
         ]

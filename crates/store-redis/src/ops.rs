@@ -1490,6 +1490,20 @@ impl Store for RedisStore {
             .await
     }
 
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let mut conn = self.conn().await?;
+        let led: u8 = self
+            .scripts
+            .lead
+            .key(self.keys.lead(role))
+            .arg(holder)
+            .arg(millis(ttl).max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(led == 1)
+    }
+
     async fn quality(
         &self,
     ) -> Result<std::collections::BTreeMap<String, herald_store::QualityRecord>> {

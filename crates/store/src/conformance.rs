@@ -723,6 +723,25 @@ pub async fn campaign_caps_hold_beside_the_number_rate<S: Store>(store: &S) {
     assert!(p.next.is_some(), "{p:?}");
 }
 
+/// One leader per role: the first claimant leads and renews; another does not lead until the
+/// leader's lease runs out.
+pub async fn one_leader_at_a_time<S: Store>(store: &S) {
+    let ttl = Duration::from_millis(50);
+    assert!(store.lead("exporter", "a", ttl).await.unwrap());
+    assert!(!store.lead("exporter", "b", ttl).await.unwrap());
+    assert!(
+        store.lead("exporter", "a", ttl).await.unwrap(),
+        "the leader renews"
+    );
+    assert!(store.lead("other", "b", ttl).await.unwrap(), "per role");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(
+        store.lead("exporter", "b", ttl).await.unwrap(),
+        "a lapsed lease"
+    );
+    assert!(!store.lead("exporter", "a", ttl).await.unwrap());
+}
+
 /// Applies the events in the given order to a fresh accepted job; returns its final stats.
 pub async fn apply_sequence<S: Store>(
     store: &S,
@@ -1438,7 +1457,8 @@ macro_rules! conformance_tests {
             paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,
             lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
-            campaign_caps_hold_beside_the_number_rate, lattice_is_order_independent, cancellation,
+            campaign_caps_hold_beside_the_number_rate, one_leader_at_a_time,
+            lattice_is_order_independent, cancellation,
             cancel_drains_every_state, completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,

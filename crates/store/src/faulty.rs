@@ -480,6 +480,10 @@ impl<S: Store> Store for Faulty<S> {
         )
     }
 
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        call!(self, "lead", self.inner.lead(role, holder, ttl))
+    }
+
     async fn quality(&self) -> Result<BTreeMap<String, QualityRecord>> {
         call!(self, "quality", self.inner.quality())
     }

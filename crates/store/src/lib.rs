@@ -335,6 +335,16 @@ pub trait Store: Send + Sync + 'static {
         current_limit: Option<&str>,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Claims, or renews, the lead of `role` for `holder`, for `ttl` from now: answers whether
+    /// `holder` leads. One holder at a time; a leader that stops renewing loses the lead when
+    /// its lease runs out.
+    fn lead(
+        &self,
+        role: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// The last quality event of every phone number that had one.
     fn quality(
         &self,

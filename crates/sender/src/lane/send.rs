@@ -31,7 +31,7 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             // A stall (this process or the machine was busy) made this send late: sent now,
             // it would crowd the sends after it above the rate. Its slot is lost; it goes
             // back to its lane for another.
-            count_send("late");
+            count_send(&self.pnid, "late");
             self.shared.counts.late.fetch_add(1, Ordering::Relaxed);
             drop(permit);
             // Should the lane have ended (shutdown), the job comes back here and is dropped:
@@ -73,13 +73,13 @@ impl<S: Store, M: Messages> SendTask<S, M> {
                 {
                     Some(message_id) => {
                         self.shared.counts.accepted.fetch_add(1, Ordering::Relaxed);
-                        count_send("accepted");
+                        count_send(&self.pnid, "accepted");
                         Outcome::Accepted { message_id }
                     }
                     None => {
                         // A success without a usable id: Meta may well have taken it.
                         tracing::warn!(job = %held.job().id, "a send answer had no message id; in doubt");
-                        count_send("in_doubt");
+                        count_send(&self.pnid, "in_doubt");
                         Outcome::InDoubt
                     }
                 };
@@ -115,22 +115,25 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         };
         match decide(class, code, attempts, &self.shared.cfg.backoff, unit()) {
             Decision::Retry(d) => {
-                count_send(if class == ErrorClass::PairLimited {
-                    "pair_limited"
-                } else {
-                    "retry"
-                });
+                count_send(
+                    &self.pnid,
+                    if class == ErrorClass::PairLimited {
+                        "pair_limited"
+                    } else {
+                        "retry"
+                    },
+                );
                 held.decided(Outcome::Delayed { delay: d });
             }
             Decision::Defer(d) => {
                 if class == ErrorClass::Throttled {
                     self.signals.throttles.fetch_add(1, Ordering::Relaxed);
                 }
-                count_send("throttled");
+                count_send(&self.pnid, "throttled");
                 held.decided(Outcome::Deferred { delay: d });
             }
             Decision::Fail(code) => {
-                count_send("failed");
+                count_send(&self.pnid, "failed");
                 held.decided(Outcome::Failed { code });
                 if e.code().is_some_and(ErrorClass::suppresses_recipient)
                     && let Err(err) = self.shared.store.suppress(&self.pnid, &[phone]).await
@@ -139,21 +142,21 @@ impl<S: Store, M: Messages> SendTask<S, M> {
                 }
             }
             Decision::Skip(reason) => {
-                count_send("skipped");
+                count_send(&self.pnid, "skipped");
                 held.decided(Outcome::Skipped { reason });
             }
             Decision::InDoubt => {
-                count_send("in_doubt");
+                count_send(&self.pnid, "in_doubt");
                 held.decided(Outcome::InDoubt);
             }
             Decision::PauseCampaign => {
-                count_send("paused");
+                count_send(&self.pnid, "paused");
                 held.decided(Outcome::Released);
                 let reason = Shared::<S, M>::pause_reason(PauseKind::CampaignFatal, code, detail());
                 self.shared.pause_campaign(&campaign, reason).await;
             }
             Decision::PauseSender => {
-                count_send("paused");
+                count_send(&self.pnid, "paused");
                 held.decided(Outcome::Released);
                 let reason = Shared::<S, M>::pause_reason(PauseKind::SenderFatal, code, detail());
                 self.shared.pause_sender(&self.pnid, reason).await;

@@ -84,6 +84,8 @@ struct State {
     /// Per phone number id: how far its webhooks have demonstrably caught up.
     webhooks: HashMap<String, WebhookHealth>,
     quality: BTreeMap<String, QualityRecord>,
+    /// Role → (holder, until ms).
+    leads: HashMap<String, (String, i64)>,
     rotation: usize,
     /// Campaigns created so far (their creation order).
     created: u64,
@@ -948,6 +950,17 @@ impl Store for MemoryStore {
             },
         );
         Ok(())
+    }
+
+    async fn lead(&self, role: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = self.now_ms();
+        let mut s = self.lock();
+        let lease = s.leads.entry(role.to_owned()).or_insert((String::new(), 0));
+        if lease.1 <= now || lease.0 == holder {
+            *lease = (holder.to_owned(), now + millis(ttl));
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn quality(&self) -> Result<BTreeMap<String, QualityRecord>> {
