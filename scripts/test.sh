@@ -7,6 +7,9 @@
 # Some tests start their own short-lived redis-server (to restart it mid-run), so the binary
 # is made available either way and exported as REDIS_SERVER_BIN.
 #
+# Before the tests, scripts/check-deploy.sh lints and validates deploy/ (installing
+# promtool and prometheus, hadolint, kubernetes-validate and kustomize when missing).
+#
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p herald-store`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +90,12 @@ if [[ -z ${REDIS_URL:-} ]]; then
   fi
 fi
 log "REDIS_URL=$REDIS_URL"
+
+# deploy/: hadolint, promtool (config, rules, rule unit tests), kustomize and
+# kubernetes-validate; each tool is installed when missing. Prometheus itself is what
+# crates/herald/tests/prometheus.rs scrapes a real campaign with.
+scripts/check-deploy.sh
+export PROMETHEUS_BIN=${PROMETHEUS_BIN:-$(command -v prometheus)}
 
 # A test that hangs fails the run here, with a clear message, long before CI's own limit.
 rc=0

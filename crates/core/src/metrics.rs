@@ -163,6 +163,12 @@ pub const SEND_RESULTS: &[&str] = &[
     "paused",
 ];
 
+/// Values of `kind` on [`SENDER_PAUSES_TOTAL`].
+pub const PAUSE_KINDS: &[&str] = &["campaign_fatal", "sender_fatal", "template_status"];
+
+/// Values of `outcome` on [`SENDER_IN_DOUBT_EXPIRED_TOTAL`].
+pub const IN_DOUBT_OUTCOMES: &[&str] = &["resent", "failed"];
+
 /// Values of `outcome` on [`WEBHOOK_REQUESTS_TOTAL`].
 pub const WEBHOOK_OUTCOMES: &[&str] = &[
     "stored",

@@ -68,6 +68,8 @@ pub struct WhatsApp {
     pub app_secret: Secret,
     pub verify_token: Secret,
     pub request_timeout_ms: u64,
+    /// Plain http to a non-loopback `api_base`: the simulator in another container only.
+    pub allow_plain_http: bool,
 }
 
 impl Default for WhatsApp {
@@ -81,6 +83,7 @@ impl Default for WhatsApp {
             app_secret: Secret::default(),
             verify_token: Secret::default(),
             request_timeout_ms: 10_000,
+            allow_plain_http: false,
         }
     }
 }
@@ -300,10 +303,17 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let w = &self.whatsapp;
         let base = url_like(&w.api_base).map_err(|p| bad("whatsapp.api_base", p))?;
-        if base.starts_with("http://") && !is_loopback_url(&w.api_base) {
+        if base.starts_with("http://") && !is_loopback_url(&w.api_base) && !w.allow_plain_http {
             return Err(bad(
                 "whatsapp.api_base",
-                "plain http is only allowed to a loopback address (the simulator); Meta needs https",
+                "plain http is only allowed to a loopback address (the simulator), or with \
+                 whatsapp.allow_plain_http for a simulator elsewhere; Meta needs https",
+            ));
+        }
+        if base.starts_with("http://") && url_host(&w.api_base).ends_with("facebook.com") {
+            return Err(bad(
+                "whatsapp.api_base",
+                "Meta's Graph API needs https: the token would travel in clear",
             ));
         }
         if !w.api_version.starts_with('v') || w.api_version[1..].parse::<f32>().is_err() {
@@ -595,6 +605,21 @@ fn url_like(s: &str) -> Result<&str, String> {
     }
 }
 
+/// The host of an http(s) URL, lowercased (`[::1]` stays bracketed).
+fn url_host(s: &str) -> String {
+    let rest = s
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or("")
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
 fn is_loopback_url(s: &str) -> bool {
     let rest = s.trim_start_matches("http://");
     let host = rest.split(['/', ':']).next().unwrap_or("");
@@ -748,6 +773,17 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "whatsapp.api_base", "{e}");
+        // A simulator in another container, by explicit consent; Meta never over http.
+        let sim = "[whatsapp]\nallow_plain_http = true\napi_base = \"http://sim:7000\"\n";
+        assert!(Config::from_toml(sim, &BTreeMap::new()).is_ok());
+        for meta in [
+            "http://graph.facebook.com",
+            "http://user@GRAPH.Facebook.com.:80/v21.0",
+        ] {
+            let text = format!("[whatsapp]\nallow_plain_http = true\napi_base = \"{meta}\"\n");
+            let e = Config::from_toml(&text, &BTreeMap::new()).unwrap_err();
+            assert_eq!(e.key, "whatsapp.api_base", "{e}");
+        }
         let e = Config::from_toml("[sender\n", &BTreeMap::new()).unwrap_err();
         assert!(e.key.starts_with("line"), "{e}");
     }

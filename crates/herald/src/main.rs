@@ -15,7 +15,7 @@ use herald::config::Config;
 #[command(name = "herald", version, about)]
 struct Cli {
     /// The configuration file (default: config/herald.toml when it exists).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", env = "HERALD_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

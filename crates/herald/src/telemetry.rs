@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use herald_core::metrics::{ALL, BUILD_INFO, Kind};
+use herald_core::metrics::{self as m, ALL, BUILD_INFO, Kind};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
@@ -73,4 +73,44 @@ pub fn metrics() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Puts the counters of these roles in the output at zero, with every label value from their
+/// closed lists: a rate, an `increase()` or an alert over a counter that never moved then
+/// reads 0 instead of nothing (and a dashboard panel shows a flat line, not "no data").
+pub fn init_series(sender: bool, webhook: bool, reconciler: bool) {
+    let zero = |name: &'static str, label: &'static str, values: &[&'static str]| {
+        for v in values {
+            metrics::counter!(name, label => *v).increment(0);
+        }
+    };
+    if sender || reconciler {
+        zero(m::SENDER_PAUSES_TOTAL, "kind", m::PAUSE_KINDS);
+    }
+    if sender {
+        metrics::counter!(m::SENDER_RECLAIMED_JOBS_TOTAL).increment(0);
+        zero(
+            m::SENDER_IN_DOUBT_EXPIRED_TOTAL,
+            "outcome",
+            m::IN_DOUBT_OUTCOMES,
+        );
+    }
+    if webhook {
+        zero(m::WEBHOOK_REQUESTS_TOTAL, "outcome", m::WEBHOOK_OUTCOMES);
+    }
+    if reconciler {
+        zero(m::RECONCILER_STATUSES_TOTAL, "result", m::STATUS_RESULTS);
+        zero(
+            m::RECONCILER_DEAD_LETTERS_TOTAL,
+            "reason",
+            m::DEAD_LETTER_REASONS,
+        );
+        for name in [
+            m::RECONCILER_DEAD_LETTERS_DROPPED_TOTAL,
+            m::RECONCILER_OPT_OUTS_TOTAL,
+            m::RECONCILER_ENTRIES_TOTAL,
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+    }
 }

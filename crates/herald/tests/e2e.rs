@@ -2,70 +2,14 @@
 //! ports, a campaign created and started through the CLI, its stats checked against the
 //! simulator's oracle; `config check` on the shipped file; exit codes.
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write as _;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
-const PNID: &str = "106540352242922";
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A child killed (SIGTERM first) when dropped.
-struct Proc(Child);
-
-impl Proc {
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn herald(args: &[&str], env: &[(&str, String)]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(root())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run herald")
-}
-
-async fn get_json(url: &str) -> Option<Value> {
-    let http = herald_cloudapi::http_builder().build().ok()?;
-    let r = http.get(url).send().await.ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    serde_json::from_slice(&r.bytes().await.ok()?).ok()
-}
+mod common;
+use common::{BIN, PNID, Proc, free_port, get_json, herald, reqwest_ok, root, start_sim};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_through_the_cli_matches_the_oracle() {
@@ -233,16 +177,6 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
     store.purge_namespace().await.expect("purge");
 }
 
-async fn reqwest_ok(url: &str) -> Option<()> {
-    let http = herald_cloudapi::http_builder().build().ok()?;
-    http.get(url)
-        .send()
-        .await
-        .ok()
-        .filter(|r| r.status().is_success())
-        .map(|_| ())
-}
-
 #[test]
 fn config_check_on_the_shipped_file() {
     let out = herald(
@@ -315,24 +249,6 @@ fn bad_configuration_exits_64_naming_the_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Starts `herald sim` with these extra arguments; answers the child and its URL.
-fn start_sim(extra: &[&str]) -> (Proc, String) {
-    let mut sim = Proc(
-        Command::new(BIN)
-            .args(["sim", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("herald sim"),
-    );
-    let mut line = String::new();
-    BufReader::new(sim.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("sim url");
-    (sim, line.trim().to_owned())
 }
 
 #[test]

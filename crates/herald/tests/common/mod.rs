@@ -1,0 +1,127 @@
+//! Helpers for the tests that run the real binary: free ports, child processes that are
+//! stopped when dropped, the simulator, small HTTP reads.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
+pub const PNID: &str = "106540352242922";
+
+/// The repository's root.
+pub fn root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child killed (SIGTERM first, with [`Proc::terminate`]) when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `herald` with these arguments and environment, from the repository's root.
+pub fn herald(args: &[&str], env: &[(&str, String)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(root())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run herald")
+}
+
+/// Starts `herald` with these arguments and environment, in the background.
+pub fn spawn(args: &[&str], env: &[(&str, String)]) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .args(args)
+            .current_dir(root())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("start herald"),
+    )
+}
+
+/// Starts `herald sim` with these extra arguments; answers the child and its URL.
+pub fn start_sim(extra: &[&str]) -> (Proc, String) {
+    let mut sim = Proc(
+        Command::new(BIN)
+            .args(["sim", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("herald sim"),
+    );
+    // The simulator prints its URL on the first line of stdout.
+    let mut line = String::new();
+    BufReader::new(sim.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("sim url");
+    (sim, line.trim().to_owned())
+}
+
+fn http() -> reqwest::Client {
+    herald_cloudapi::http_builder()
+        .build()
+        .expect("http client")
+}
+
+pub async fn get_json(url: &str) -> Option<Value> {
+    let r = http().get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    serde_json::from_slice(&r.bytes().await.ok()?).ok()
+}
+
+pub async fn reqwest_ok(url: &str) -> Option<()> {
+    http()
+        .get(url)
+        .send()
+        .await
+        .ok()
+        .filter(|r| r.status().is_success())
+        .map(|_| ())
+}
+
+/// Waits until `url` answers 2xx, up to `limit` (a process that is starting).
+pub async fn wait_ok(url: &str, limit: Duration) {
+    let started = Instant::now();
+    while reqwest_ok(url).await.is_none() {
+        assert!(started.elapsed() < limit, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
