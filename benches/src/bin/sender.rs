@@ -10,8 +10,8 @@
 //!
 //! The simulator runs in a child process (this program re-run); the sender on the default
 //! runtime. `cargo run --release -p herald-benches --bin sender [-- all|unpaced|pace|latency]
-//! [SECONDS]` (REDIS_URL, default redis://127.0.0.1:6379; PACE_MARGIN overrides the
-//! sender's `pace_margin`).
+//! [SECONDS]` (REDIS_URL, default redis://127.0.0.1:6379; WINDOW_GUARD_MS overrides the
+//! sender's `window_guard`).
 
 #![allow(clippy::print_stdout)]
 
@@ -57,13 +57,55 @@ struct Outcome {
     cpu_us_per_request: f64,
     /// Sends that gave up their slot for waking late.
     late: u64,
+    /// Sends that woke late and were moved to when they went.
+    moved: u64,
+    /// The most requests the sender started in any second, by its own clock as it made them
+    /// (what the simulator sees besides adds the way there and its own scheduling).
+    max_departures_1s: usize,
+}
+
+/// The client, noting when each request leaves the sender.
+struct Recording {
+    inner: Client,
+    departures: Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+impl herald_cloudapi::Messages for Recording {
+    async fn send_raw(
+        &self,
+        phone_number_id: &str,
+        body: Vec<u8>,
+    ) -> Result<herald_cloudapi::SendResponse, herald_cloudapi::Error> {
+        if let Ok(mut d) = self.departures.lock() {
+            d.push(Instant::now());
+        }
+        self.inner.send_raw(phone_number_id, body).await
+    }
+}
+
+/// The most instants (sorted) within any `window`.
+fn busiest(sorted: &[Instant], window: Duration) -> usize {
+    let (mut best, mut from) = (0, 0);
+    for (i, t) in sorted.iter().enumerate() {
+        while t.duration_since(sorted[from]) >= window {
+            from += 1;
+        }
+        best = best.max(i + 1 - from);
+    }
+    best
 }
 
 fn main() {
     herald_sim::process::serve_if_asked();
-    let mut args = std::env::args().skip(1);
+    let contend = std::env::args().any(|a| a == "--contend");
+    let mut args = std::env::args().skip(1).filter(|a| a != "--contend");
     let mode = args.next().unwrap_or_else(|| "all".into());
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
+    // A busy thread the whole time: one of the machine's cores taken, as on a shared node.
+    let _hog = contend.then(|| {
+        println!("contended: one thread spins beside the benchmark");
+        Hog::start()
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -90,13 +132,16 @@ fn main() {
                 println!(
                     "pace {mps} MPS for {secs} s: the simulator saw {rate:.2}/s while the queue was \
                      full (error {:+.2}%; {overall:.2}/s first to last request), busiest 1 s window {}, \
-                     busiest 100 ms window {}, 130429: {}, duplicates: {}, slots given up late: {}",
+                     busiest 100 ms window {}, 130429: {}, duplicates: {}, late sends moved: {}, \
+                     slots given up late: {}; busiest 1 s of the sender's own departures {}",
                     (rate / f64::from(mps) - 1.0) * 100.0,
                     o.max_1s,
                     o.max_100ms,
                     o.throttled,
                     o.duplicates,
-                    o.late
+                    o.moved,
+                    o.late,
+                    o.max_departures_1s
                 );
             }
         }
@@ -128,6 +173,42 @@ fn main() {
             );
         }
     });
+}
+
+/// A thread that spins until dropped.
+struct Hog {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hog {
+    fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut x = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for i in 0..10_000u64 {
+                    x = std::hint::black_box(
+                        x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i),
+                    );
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// CPU seconds this process has used (user + system), from `/proc/self/stat`.
@@ -273,13 +354,18 @@ async fn run(s: Scenario) -> Outcome {
     let cfg = SenderConfig {
         mps: s.sender_mps,
         max_in_flight: s.max_in_flight,
-        pace_margin: std::env::var("PACE_MARGIN")
+        window_guard: std::env::var("WINDOW_GUARD_MS")
             .ok()
             .and_then(|m| m.parse().ok())
-            .unwrap_or(SenderConfig::default().pace_margin),
+            .map_or(SenderConfig::default().window_guard, Duration::from_millis),
         ..SenderConfig::default()
     };
-    let sender = Sender::new(store.clone(), client(&api), cfg).expect("config");
+    let departures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recording = Recording {
+        inner: client(&api),
+        departures: departures.clone(),
+    };
+    let sender = Sender::new(store.clone(), recording, cfg).expect("config");
     let stop = CancellationToken::new();
     store
         .transition(&id, CampaignAction::Start, None)
@@ -331,5 +417,11 @@ async fn run(s: Scenario) -> Outcome {
         duplicates: o.duplicate_callbacks.len(),
         cpu_us_per_request: cpu_us / n.requests.max(1) as f64,
         late: report.late,
+        moved: report.moved,
+        max_departures_1s: {
+            let mut d = departures.lock().map(|d| d.clone()).unwrap_or_default();
+            d.sort();
+            busiest(&d, Duration::from_secs(1))
+        },
     }
 }

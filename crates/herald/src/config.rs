@@ -43,6 +43,14 @@ pub const PLATFORM_ENV: &[(&str, &str, &str)] = &[
     ("HERALD_API_KEY", "server", "api_key"),
 ];
 
+/// Keys of earlier releases, and what replaced them.
+const RENAMED: &[(&str, &str, &str)] = &[(
+    "sender",
+    "pace_margin",
+    "replaced by sender.window_guard_ms (a time, default 3): sends are now paced by a rolling \
+     window; remove the key",
+)];
+
 /// The whole file, as written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,7 +146,7 @@ pub struct SenderSection {
     pub in_doubt_policy: String,
     pub lease_secs: u64,
     pub shutdown_deadline_secs: u64,
-    pub pace_margin: f64,
+    pub window_guard_ms: u64,
 }
 
 impl Default for SenderSection {
@@ -155,7 +163,7 @@ impl Default for SenderSection {
             in_doubt_policy: "resend".into(),
             lease_secs: d.lease.as_secs(),
             shutdown_deadline_secs: d.shutdown_deadline.as_secs(),
-            pace_margin: d.pace_margin,
+            window_guard_ms: millis(d.window_guard),
         }
     }
 }
@@ -288,6 +296,15 @@ impl Config {
             bad(key, problem)
         })?;
         apply_env(&mut table, env)?;
+        for (section, old, new) in RENAMED {
+            if table
+                .get(*section)
+                .and_then(toml::Value::as_table)
+                .is_some_and(|t| t.contains_key(*old))
+            {
+                return Err(bad(format!("{section}.{old}"), *new));
+            }
+        }
         let de = toml::Value::Table(table);
         let cfg: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
@@ -488,7 +505,7 @@ impl Config {
             },
             lease: Duration::from_secs(s.lease_secs),
             shutdown_deadline: Duration::from_secs(s.shutdown_deadline_secs),
-            pace_margin: s.pace_margin,
+            window_guard: Duration::from_millis(s.window_guard_ms),
             phone_number_ids,
             ..SenderConfig::default()
         }
@@ -784,6 +801,9 @@ mod tests {
             let e = Config::from_toml(&text, &BTreeMap::new()).unwrap_err();
             assert_eq!(e.key, "whatsapp.api_base", "{e}");
         }
+        let e = Config::from_toml("[sender]\npace_margin = 0.005\n", &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "sender.pace_margin", "{e}");
+        assert!(e.problem.contains("window_guard_ms"), "{e}");
         let e = Config::from_toml("[sender\n", &BTreeMap::new()).unwrap_err();
         assert!(e.key.starts_with("line"), "{e}");
     }

@@ -1,12 +1,15 @@
 //! One phone number's lane: claim → admit → pace → send → classify → settle.
 //!
 //! Pacing works in rounds of about [`ROUND`]. Each round takes permits for the requests it
-//! may start (the in-flight bound), then that many evenly spaced slots from the store's
-//! shared limiter, reserves pair spacing for the recipients that got a slot, marks them
-//! started and spawns one task per send that waits for its slot time. The next round begins
-//! [`LOOKAHEAD`] before the last slot, so the schedule is continuous with no burst at round
-//! boundaries. Permits are taken before slots so a send never waits for a permit after its
-//! slot: a late send could otherwise bunch up with the next ones.
+//! may start (the in-flight bound), then that many send times from the number's rolling
+//! window in the store (shared by every worker: at most `mps` in any second and
+//! `window_guard`), reserves pair spacing for the recipients that got one, marks them
+//! started and spawns one task per send that waits for its time. The next round begins
+//! [`LOOKAHEAD`] before the last time, so the schedule is continuous with no burst at round
+//! boundaries. Permits are taken before times so a send never waits for a permit after its
+//! time. A send that wakes late asks the store to move it to now, which it may while the
+//! window has room (so a late wake-up costs nothing); only when it has none does the send
+//! give its time up and wait for another.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,7 +19,8 @@ use std::time::Duration;
 use herald_cloudapi::{ErrorClass, Messages, code_label};
 use herald_core::{CampaignId, PauseKind, PhoneE164, SkipReason, WaMessageId, metrics as m};
 use herald_store::{
-    ClaimRequest, JobRef, LeaseToken, Outcome, PairReservation, SendWant, Store, StoreError,
+    ClaimRequest, JobRef, LeaseToken, Outcome, Pace, PairReservation, SendWant, SlotId, Store,
+    StoreError,
 };
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -41,9 +45,13 @@ const PAIR_SLACK: Duration = Duration::from_millis(500);
 /// A round limited by the in-flight bound waits up to BATCH_WAIT for this many permits.
 const MIN_BATCH: usize = 64;
 const BATCH_WAIT: Duration = Duration::from_millis(2);
-/// A send woken this much after its slot is not made (see [`SendTask::run`]). Timer wheels
-/// wake up to about a millisecond late as a matter of course.
-const LATE_LIMIT: Duration = Duration::from_millis(3);
+/// A send woken more than this after its time asks the store to move it (see
+/// [`SendTask::run`]); within it, it goes as planned. Timer wheels wake up to about a
+/// millisecond late as a matter of course; the window's guard covers this much and the
+/// jitter on the way to Meta.
+fn late_tolerance(guard: Duration) -> Duration {
+    guard / 2
+}
 /// Throttles within this long of a rate decrease are echoes of the old rate.
 const THROTTLE_ECHO: Duration = Duration::from_secs(1);
 /// The window over which the share of throttled requests is measured.
@@ -70,8 +78,9 @@ struct Ready {
     since: Instant,
     /// Set once the store has it as started (its pair spacing reserved at the same time).
     started_at: Option<Instant>,
-    /// The send time the limiters gave it this round (the store's clock).
-    slot: Option<Timestamp>,
+    /// The send time the limiters gave it this round (the store's clock), its place in the
+    /// number's window, and the pace it was planned at.
+    slot: Option<(Timestamp, SlotId, Pace)>,
 }
 
 /// What send tasks tell their lane.
@@ -249,12 +258,11 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 self.rate.set_configured(f64::from(number));
                 // A campaign's own cap, where it is below the number's rate, has its own
                 // limiter (a cap at or above it constrains nothing).
-                let margin = self.shared.cfg.pace_margin;
                 self.caps = mine
                     .iter()
                     .filter_map(|c| {
                         let cap = c.mps.filter(|m| *m < self.shared.cfg.mps)?;
-                        Some((c.id.clone(), interval(f64::from(cap), margin)))
+                        Some((c.id.clone(), interval(f64::from(cap))))
                     })
                     .collect();
             }
@@ -362,8 +370,8 @@ impl<S: Store, M: Messages> Lane<S, M> {
 
     /// One pacing round. Returns when the next one should start.
     async fn round(&mut self, shutdown: &CancellationToken) -> Result<Instant, RoundError> {
-        let interval = interval(self.rate.current(), self.shared.cfg.pace_margin);
-        let per_round = (ROUND.as_micros() / interval.as_micros().max(1)).max(1) as usize;
+        let pace = Pace::per_second(self.rate.current(), self.shared.cfg.window_guard);
+        let per_round = (ROUND.as_micros() / pace.spacing().as_micros().max(1)).max(1) as usize;
         let want = per_round.min(self.ready.len());
         // Permits first: at least one (waiting for it), then as many as are free.
         let first = tokio::select! {
@@ -408,10 +416,11 @@ impl<S: Store, M: Messages> Lane<S, M> {
             })
             .collect();
         let asked = Instant::now();
+        let token: u64 = rand::random();
         let plan = self
             .shared
             .store
-            .plan_sends(&self.pnid, interval, &wants, permits.len(), horizon)
+            .plan_sends(&self.pnid, pace, &wants, permits.len(), horizon, token)
             .await?;
         self.clock.sample(asked, Instant::now(), plan.now);
         let clock = self.clock;
@@ -427,10 +436,11 @@ impl<S: Store, M: Messages> Lane<S, M> {
         let candidates: Vec<Ready> = self.ready.drain(..look).collect();
         let mut chosen = Vec::with_capacity(plan.granted());
         let mut waiting = Vec::new();
-        for (mut r, slot) in candidates.into_iter().zip(plan.at) {
+        for (index, (mut r, slot)) in candidates.into_iter().zip(plan.at).enumerate() {
             match slot {
                 Some(t) => {
-                    r.slot = Some(t);
+                    let index = u32::try_from(index).unwrap_or(u32::MAX);
+                    r.slot = Some((t, SlotId { token, index }, pace));
                     chosen.push(r);
                 }
                 None => waiting.push(r),
@@ -454,10 +464,10 @@ impl<S: Store, M: Messages> Lane<S, M> {
             }
         }
         go.extend(self.admit_pairs_and_start(fresh, plan.now).await?);
-        go.sort_by_key(|r| r.slot);
+        go.sort_by_key(|r| r.slot.map(|(t, ..)| t));
         let mut last = Instant::now();
         for (r, permit) in go.into_iter().zip(permits) {
-            let when = r.slot.map_or_else(Instant::now, at);
+            let when = r.slot.map_or_else(Instant::now, |(t, ..)| at(t));
             last = last.max(when);
             metrics::histogram!(m::SENDER_TOKEN_WAIT_SECONDS)
                 .record(when.saturating_duration_since(r.since).as_secs_f64());
@@ -635,13 +645,11 @@ impl Clock {
     }
 }
 
-/// The time between sends at `mps`, widened by the margin and rounded up to the microsecond
+/// The time between sends at `mps` (a campaign's own cap), rounded up to the microsecond
 /// (never narrower than the rate allows).
-fn interval(mps: f64, margin: f64) -> Duration {
-    // The epsilon keeps float noise (1000 · 1.003 = 1003.0000000000001) from rounding up.
-    let us = ((1_000_000.0 / mps.max(0.01)) * (1.0 + margin) - 1e-6)
-        .ceil()
-        .max(1.0) as u64;
+fn interval(mps: f64) -> Duration {
+    // The epsilon keeps float noise from rounding up.
+    let us = ((1_000_000.0 / mps.max(0.01)) - 1e-6).ceil().max(1.0) as u64;
     Duration::from_micros(us)
 }
 
@@ -666,12 +674,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn intervals_are_widened_by_the_margin() {
+    fn intervals_round_up_to_the_microsecond() {
         let us = Duration::from_micros;
-        assert_eq!(interval(80.0, 0.0), us(12_500));
-        assert_eq!(interval(1000.0, 0.003), us(1003));
-        assert_eq!(interval(80.0, 0.003), us(12_538));
-        assert_eq!(interval(1e9, 0.0), us(1), "never zero");
+        assert_eq!(interval(80.0), us(12_500));
+        assert_eq!(interval(1000.0), us(1000));
+        assert_eq!(interval(3.0), us(333_334));
+        assert_eq!(interval(1e9), us(1), "never zero");
     }
 
     #[test]

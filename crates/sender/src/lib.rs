@@ -48,9 +48,11 @@ pub struct Report {
     /// Sends still unanswered when the shutdown deadline passed: settled as in doubt (their
     /// webhooks settle them), never sent again blindly.
     pub abandoned: u64,
-    /// Sends woken too late for their slot, which gave it up and took a later one (each
-    /// costs one slot of throughput; metric result `late`).
+    /// Sends woken too late for their time when the window had no room to move them: they
+    /// gave it up and took a later one (metric result `late`).
     pub late: u64,
+    /// Sends woken late that the window moved to when they really went (they cost nothing).
+    pub moved: u64,
     /// Jobs still held when the pool returned: settlements the store would not take before
     /// the deadline (their leases expire and they are reclaimed). 0 after a clean stop.
     pub held: u64,
@@ -158,6 +160,7 @@ impl<S: Store, M: Messages> Sender<S, M> {
             accepted: shared.counts.accepted.load(Ordering::Relaxed),
             abandoned,
             late: shared.counts.late.load(Ordering::Relaxed),
+            moved: shared.counts.moved.load(Ordering::Relaxed),
             held: shared.ledger.held() as u64,
         };
         tracing::info!(
@@ -165,6 +168,7 @@ impl<S: Store, M: Messages> Sender<S, M> {
             accepted = report.accepted,
             abandoned = report.abandoned,
             late = report.late,
+            moved = report.moved,
             "sender stopped"
         );
         report
@@ -191,6 +195,7 @@ struct Counts {
     requests: AtomicU64,
     accepted: AtomicU64,
     late: AtomicU64,
+    moved: AtomicU64,
 }
 
 /// What the sender needs to know about a campaign; specs never change after creation.

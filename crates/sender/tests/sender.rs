@@ -116,6 +116,41 @@ async fn faults_lose_nothing_and_duplicate_nothing() {
     rig.finish().await;
 }
 
+/// A send Meta refused (a 500 with a Graph error) never reached its recipient, so its pair
+/// reservation goes back: the retry waits its backoff (at most 2 s here), not the 6 s pair
+/// interval. In virtual time, the whole campaign finishes within one pair interval.
+#[tokio::test(start_paused = true)]
+async fn a_refused_send_gives_its_pair_reservation_back() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.faults.error_5xx = 0.3;
+    let rig = Rig::in_process(sim).await;
+    let n = 200;
+    let id = rig
+        .campaign(
+            template_spec("refused", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let cfg = sender_config(1000);
+    let interval = cfg.pair_interval;
+    let started = tokio::time::Instant::now();
+    let (stop, sender) = rig.sender(cfg);
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    let took = started.elapsed();
+    let o = rig.oracle().await;
+    assert!(o.faults.error_5xx > 20, "{o:#?}");
+    assert_clean(&o, &["130429"]);
+    assert_eq!((stats.accepted, o.unique_callbacks), (n, n), "{stats:#?}");
+    assert!(
+        took < interval,
+        "retries waited out the pair interval: {took:?} for {n} sends"
+    );
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
 /// Two campaigns to the same 100 recipients: Herald spaces the sends to each recipient
 /// itself, so Meta never answers 131056 and no recipient fails.
 #[tokio::test(start_paused = true)]
@@ -519,6 +554,9 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
         // A slow store makes a round spawn its sends after their slots: they come back late
         // to be sent in a later round, through the same failing calls.
         ("start", Failure::Slow(Duration::from_millis(300)), 4),
+        // Most are moved to when they woke; one whose move fails gives its slot up.
+        ("move_slot", Failure::Unavailable, 2),
+        ("move_slot", Failure::UnavailableAfter, 3),
         ("settle", Failure::UnavailableAfter, 4),
         ("renew", Failure::Unavailable, 2),
     ] {
@@ -551,12 +589,16 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
         "reserve_pairs",
         "start",
         "settle",
+        "move_slot",
     ] {
         assert!(faulty.failed(op) > 0, "{op} never failed");
     }
     stop.cancel();
     let report = run.await.unwrap();
-    assert!(report.late > 0, "the late path was taken: {report:?}");
+    assert!(
+        report.late > 0 && report.moved > 0,
+        "both late paths were taken: {report:?}"
+    );
     assert_eq!(report.held, 0, "{report:?}");
     rig.finish().await;
 }

@@ -1,39 +1,90 @@
--- Plans send times from a phone number's shared limiter and the capped campaigns' own (GCRA
--- each: a theoretical arrival time, µs). In order, each send takes the number's next slot,
--- provided its campaign's limiter has a slot by then; a send whose campaign has none yet is
--- passed over (and takes a later slot of this plan once its campaign's has come), and the
--- sends after it go on. No slot beyond now + horizon, at most `max` granted. All workers share
--- these keys, so together they never exceed either rate. (The memory backend keeps the same
--- rule in src/memory/mod.rs.)
--- KEYS[1] the number's limiter, KEYS[2..] capped campaigns' limiters (all with the phone
---   number id's hash tag)
--- ARGV[1] number interval µs, ARGV[2] horizon µs, ARGV[3] max, ARGV[4] m = #KEYS - 1,
--- ARGV[5 .. 4+m] each campaign key's interval µs, then one per send: the index of its
+-- Plans send times from a phone number's rolling window and the capped campaigns' own
+-- limiters (GCRA each: a theoretical arrival time, µs).
+--
+-- The number's window is a log of send times (a ZSET, µs), the last window's and those
+-- planned ahead: at most `capacity` in any `window`. A new send goes after every logged one:
+-- while fewer than `capacity` are within a window of it, evenly, `window / capacity` after the
+-- last; once the window is full, when the send `capacity` before it leaves the window, and no
+-- closer than `min_spacing` to the last (so a schedule a late send shifted catches up, instead
+-- of losing the shift for good). lua/move.lua moves a late send to when it really went.
+--
+-- In order, each send takes the number's next time, provided its campaign's limiter has a
+-- slot by then; a send whose campaign has none yet is passed over (and takes a later time of
+-- this plan once its campaign's has come), and the sends after it go on. No time beyond
+-- now + horizon, at most `max` granted. All workers share these keys, so together they never
+-- exceed either limit. (The memory backend keeps the same rule in src/memory/pace.rs.)
+--
+-- KEYS[1] the number's log, KEYS[2..] capped campaigns' limiters (all with the phone number
+--   id's hash tag)
+-- ARGV[1] capacity, ARGV[2] window µs, ARGV[3] min spacing µs, ARGV[4] horizon µs,
+-- ARGV[5] max, ARGV[6] token (members are "<token>.<index>"), ARGV[7] m = #KEYS - 1,
+-- ARGV[8 .. 7+m] each campaign key's interval µs, then one per send: the index of its
 --   campaign key (2..), or 0 for a campaign without a cap
 -- Returns { now µs, next µs (when asking again can grant something; 0: nothing waits), then
 -- per send its time µs or 0 }.
-local interval, horizon, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local m = tonumber(ARGV[4])
+local capacity, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local min_spacing, horizon = tonumber(ARGV[3]), tonumber(ARGV[4])
+local max, token, m = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local spacing = math.floor(window / capacity)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local horizon_end = now + horizon
+local log = KEYS[1]
+
+-- Sends that left the window constrain nothing.
+redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+local n = redis.call('ZCARD', log)
+local last = nil
+if n > 0 then
+  last = tonumber(redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2])
+end
+-- The send `capacity` before the j-th new one is, counting the logged sends in time order
+-- then the new ones, at 0-based rank n + j - 1 - capacity: fetch the logged ones needed.
+local first_rank = n - capacity
+local logged = {}
+if first_rank + max - 1 >= 0 and first_rank < n then
+  local from = math.max(first_rank, 0)
+  local got = redis.call('ZRANGE', log, from, math.min(first_rank + max - 1, n - 1), 'WITHSCORES')
+  for i = 2, #got, 2 do logged[from + i / 2 - 1] = tonumber(got[i]) end
+end
+local granted_times = {}
+-- When the next granted send would go.
+local function next_time()
+  local rank = first_rank + #granted_times
+  local before = nil
+  if rank >= 0 then
+    if rank < n then before = logged[rank] else before = granted_times[rank - n + 1] end
+  end
+  local at = now
+  if before then
+    at = math.max(at, before + window)
+    if last then at = math.max(at, last + min_spacing) end
+  elseif last then
+    at = math.max(at, last + spacing)
+  end
+  return at
+end
+
 local function tat(key)
   local v = tonumber(redis.call('GET', key) or '0') or 0
   if v < now then return now end
   return v
 end
-local number = tat(KEYS[1])
 local campaigns, own = {}, {}
 for i = 1, m do
-  own[i + 1] = tonumber(ARGV[4 + i])
+  own[i + 1] = tonumber(ARGV[7 + i])
   campaigns[i + 1] = tat(KEYS[i + 1])
 end
-local first = 5 + m
+local first = 8 + m
 local at, granted, waiting, visited = {}, 0, {}, 0
+local number = next_time()
 local function grant(i, k)
   at[i] = number
   if k > 0 then campaigns[k] = number + own[k] end
-  number = number + interval
+  granted_times[#granted_times + 1] = number
+  redis.call('ZADD', log, number, token .. '.' .. (i - first))
+  last = number
+  number = next_time()
   granted = granted + 1
 end
 for i = first, #ARGV do
@@ -61,8 +112,8 @@ for i = first, #ARGV do
     break
   end
 end
--- When asking again can grant something: a send held by the number's rate once its next slot
--- is within the horizon; one held by its campaign's once that slot has come.
+-- When asking again can grant something: a send held by the number's window once its next
+-- time is within the horizon; one held by its campaign's once that slot has come.
 local next = nil
 local function earliest(v)
   if not next or v < next then next = v end
@@ -73,13 +124,15 @@ if granted < #ARGV - first + 1 then
     earliest(math.max(campaigns[tonumber(ARGV[j])], number - horizon))
   end
 end
--- Each key expires once its time is in the past: it only matters while ahead of now.
-local function store(key, v)
-  redis.call('SET', key, string.format('%.0f', v), 'PX', math.floor((v - now) / 1000) + 1000)
+-- The log expires a window after its last send; each campaign key once its time is past.
+if last then
+  redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + 1000)
 end
-if granted > 0 then store(KEYS[1], number) end
 for k = 2, m + 1 do
-  if campaigns[k] > now then store(KEYS[k], campaigns[k]) end
+  if campaigns[k] > now then
+    redis.call('SET', KEYS[k], string.format('%.0f', campaigns[k]), 'PX',
+      math.floor((campaigns[k] - now) / 1000) + 1000)
+  end
 end
 local out = { now, next or 0 }
 for i = first, #ARGV do out[#out + 1] = at[i] or 0 end

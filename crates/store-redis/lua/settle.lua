@@ -4,7 +4,8 @@
 --   A accepted (message id)   F failed (error code)      D delayed after a send (ms)
 --   W deferred, not sent (ms) K skipped (reason)         U in doubt        R released
 -- A job no longer held under the token is stale and unchanged, except that acceptance is
--- evidence: it settles a job that was reclaimed or is in doubt.
+-- evidence: it settles a job that was reclaimed or is in doubt, and gives its message id to
+-- a job its own webhook accepted first.
 -- Returns one string: '1' if the campaign completed, then a '1' (applied) or '0' (stale) per
 -- job.
 local meta, base = KEYS[1], ARGV[1]
@@ -50,6 +51,12 @@ for i = 2, #ARGV, 4 do
     leave(base, c, parse(rec), seq)
     redis.call('HSET', k, f, 'a0|' .. inc(att) .. '|' .. ph .. '|' .. int(now) .. '|' .. arg .. '|' .. fl .. '|')
     bump(c, 'accepted', 1)
+    out[#out + 1] = '1'
+  elseif st and kind == 'A' and string.sub(st, 1, 1) == 'a'
+      and (aux == '' or string.sub(aux, 1, 1) == ' ') then
+    -- Its own webhook settled it first (by its callback data, with no message id yet): the
+    -- answer completes it, and nothing is counted twice.
+    redis.call('HSET', k, f, st .. '|' .. inc(att) .. '|' .. ph .. '|' .. rtok .. '|' .. arg .. aux .. '|' .. fl .. '|' .. vars)
     out[#out + 1] = '1'
   else
     out[#out + 1] = '0'

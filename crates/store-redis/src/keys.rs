@@ -31,7 +31,8 @@
 //! <p>:{c:ID}:reject_fps     SET   fingerprints of the rejects seen (a file sent again adds none)
 //! <p>:sup:{pn:ID}           SET   suppressed phone numbers
 //! <p>:win:{pn:ID}:<phone>   STR   24 h window, expires with it
-//! <p>:rate:{pn:ID}          STR   the number's limiter: theoretical arrival time (µs)
+//! <p>:sends:{pn:ID}         ZSET  the number's rolling window: send "<token>.<index>" → its
+//!                                 time (µs), the last window's and those planned ahead
 //! <p>:rate:{pn:ID}:c:<id>   STR   a capped campaign's limiter on that number (µs)
 //! <p>:evidence:{pn:ID}      STR   latest acceptance time (ms) of a message of the number whose
 //!                                 status was applied (see lua/doubt.lua)
@@ -164,8 +165,9 @@ impl Keys {
         format!("{}:backlog:{{pn:{pnid}}}", self.prefix)
     }
 
-    pub(crate) fn rate(&self, pnid: &str) -> String {
-        format!("{}:rate:{{pn:{pnid}}}", self.prefix)
+    /// The number's rolling window: a log of send times (see lua/plan.lua).
+    pub(crate) fn sends(&self, pnid: &str) -> String {
+        format!("{}:sends:{{pn:{pnid}}}", self.prefix)
     }
 
     /// A capped campaign's limiter, in its phone number's slot (a campaign sends from one).
@@ -198,7 +200,7 @@ mod tests {
         for key in [
             k.suppression("1"),
             k.window("1", p),
-            k.rate("1"),
+            k.sends("1"),
             k.pair("1", p),
         ] {
             assert!(key.contains("{pn:1}"), "{key}");

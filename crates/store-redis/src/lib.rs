@@ -67,7 +67,9 @@ pub(crate) struct Scripts {
     pub(crate) evidence: Script,
     pub(crate) lead: Script,
     pub(crate) plan: Script,
+    pub(crate) moved: Script,
     pub(crate) pair: Script,
+    pub(crate) unpair: Script,
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
@@ -95,11 +97,13 @@ impl Scripts {
             evidence: Script::new(include_str!("../lua/evidence.lua")),
             lead: Script::new(include_str!("../lua/lead.lua")),
             plan: Script::new(include_str!("../lua/plan.lua")),
+            moved: Script::new(include_str!("../lua/move.lua")),
             pair: Script::new(include_str!("../lua/pair.lua")),
+            unpair: Script::new(include_str!("../lua/unpair.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 17] {
+    fn all(&self) -> [&Script; 19] {
         [
             &self.enqueue,
             &self.claim,
@@ -117,7 +121,9 @@ impl Scripts {
             &self.evidence,
             &self.lead,
             &self.plan,
+            &self.moved,
             &self.pair,
+            &self.unpair,
         ]
     }
 }

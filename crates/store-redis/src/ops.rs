@@ -1324,14 +1324,18 @@ impl Store for RedisStore {
     async fn plan_sends(
         &self,
         phone_number_id: &str,
-        interval: Duration,
+        pace: herald_store::Pace,
         sends: &[herald_store::SendWant],
         max: usize,
         horizon: Duration,
+        token: u64,
     ) -> Result<herald_store::Plan> {
         let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        if us(interval) == 0 || sends.iter().flatten().any(|(_, i)| i.is_zero()) {
-            return Err(StoreError::Invalid("a rate interval of 0".into()));
+        if pace.capacity == 0
+            || us(pace.window) == 0
+            || sends.iter().flatten().any(|(_, i)| i.is_zero())
+        {
+            return Err(StoreError::Invalid("a rate of 0".into()));
         }
         // Each capped campaign once, as a key; each send names its key by index.
         let mut capped: Vec<(&CampaignId, Duration)> = Vec::new();
@@ -1349,13 +1353,16 @@ impl Store for RedisStore {
             });
         }
         let mut inv = self.scripts.plan.prepare_invoke();
-        inv.key(self.keys.rate(phone_number_id));
+        inv.key(self.keys.sends(phone_number_id));
         for (id, _) in &capped {
             inv.key(self.keys.campaign_rate(phone_number_id, id));
         }
-        inv.arg(us(interval))
+        inv.arg(pace.capacity)
+            .arg(us(pace.window))
+            .arg(us(pace.min_spacing()).max(1))
             .arg(us(horizon))
             .arg(max)
+            .arg(format!("{token:x}"))
             .arg(capped.len());
         for (_, own) in &capped {
             inv.arg(us(*own));
@@ -1384,6 +1391,31 @@ impl Store for RedisStore {
             now: at(now)?,
             next: if next == 0 { None } else { Some(at(next)?) },
         })
+    }
+
+    async fn move_slot(
+        &self,
+        phone_number_id: &str,
+        slot: herald_store::SlotId,
+        pace: herald_store::Pace,
+    ) -> Result<Option<Timestamp>> {
+        let mut conn = self.conn().await?;
+        let at: i64 = self
+            .scripts
+            .moved
+            .key(self.keys.sends(phone_number_id))
+            .arg(slot.member())
+            .arg(pace.capacity)
+            .arg(u64::try_from(pace.window.as_micros()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        if at == 0 {
+            return Ok(None);
+        }
+        Timestamp::from_microsecond(at)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("window time {at}")))
     }
 
     async fn reserve_pairs(
@@ -1419,6 +1451,24 @@ impl Store for RedisStore {
                 Err(_) => Err(StoreError::Corrupt(format!("pair reply {t:?}"))),
             })
             .collect()
+    }
+
+    async fn release_pair(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+        campaign: &CampaignId,
+    ) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let _: i64 = self
+            .scripts
+            .unpair
+            .key(self.keys.pair(phone_number_id, phone))
+            .arg(campaign.as_str())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
     }
 
     async fn last_campaign(

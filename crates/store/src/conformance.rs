@@ -35,6 +35,14 @@ pub fn spec(name: &str) -> CampaignSpec {
     .unwrap()
 }
 
+/// One send per `interval`, in a window of a second that never fills in these checks.
+pub fn every(interval: Duration) -> Pace {
+    Pace {
+        capacity: u32::try_from(Duration::from_secs(1).as_micros() / interval.as_micros()).unwrap(),
+        window: Duration::from_secs(1),
+    }
+}
+
 pub fn phone(i: u64) -> PhoneE164 {
     PhoneE164::from_u64(447_700_000_000 + i).unwrap()
 }
@@ -493,6 +501,40 @@ pub async fn in_doubt_resolved_by_callback_id<S: Store>(store: &S) {
     );
 }
 
+/// A send's own webhook can settle it (by its callback data) before the sender's settlement
+/// of Meta's answer lands: that settlement still applies, gives the job its message id and
+/// counts nothing twice.
+pub async fn an_answer_after_its_own_webhook_completes_the_job<S: Store>(store: &S) {
+    let id = running(store, "early", 1).await;
+    let jobs = store.claim(&claim_req(1, 1)).await.unwrap();
+    store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
+    let applied = store
+        .apply_status(&[status(Some(jobs[0].id.clone()), None, StatusEvent::Sent)])
+        .await
+        .unwrap();
+    assert_eq!(applied, [Applied::Changed]);
+    let answer = Outcome::Accepted {
+        message_id: wamid(5),
+    };
+    assert_eq!(
+        settle_one(store, &jobs[0], answer.clone()).await,
+        SettleResult::Applied
+    );
+    let s = invariant(store, &id).await;
+    assert_eq!((s.accepted, s.sent, s.in_flight), (1, 1, 0), "{s:?}");
+    let view = store.job(&jobs[0].id).await.unwrap().unwrap();
+    assert!(
+        matches!(&view.state, JobState::Accepted { message_id: Some(m), .. } if *m == wamid(5)),
+        "{view:?}"
+    );
+    assert_eq!(view.attempts, 1);
+    // Once it has its id, the same answer again is stale.
+    assert_eq!(
+        settle_one(store, &jobs[0], answer).await,
+        SettleResult::Stale
+    );
+}
+
 /// Accepts a job (claim, start, settle) and applies a `sent` status for it: evidence that the
 /// webhook pipeline of its phone number has caught up to now.
 async fn accepted_with_status<S: Store>(store: &S, job: &ClaimedJob, n: u64) {
@@ -674,7 +716,8 @@ pub async fn campaign_caps_hold_beside_the_number_rate<S: Store>(store: &S) {
             }
         })
         .collect();
-    let calls = (0..4).map(|_| store.plan_sends("777", ms(5), &wants, 40, ms(1000)));
+    let calls =
+        (0..4).map(|_| store.plan_sends("777", every(ms(5)), &wants, 40, ms(1000), rand_token()));
     let plans: Vec<Plan> = futures::future::join_all(calls)
         .await
         .into_iter()
@@ -716,11 +759,144 @@ pub async fn campaign_caps_hold_beside_the_number_rate<S: Store>(store: &S) {
     // A plan whose only sends wait for their campaign says when to ask again.
     let only_capped = vec![Some((capped.clone(), ms(100))); 3];
     let p = store
-        .plan_sends("777", ms(5), &only_capped, 3, ms(10))
+        .plan_sends("777", every(ms(5)), &only_capped, 3, ms(10), rand_token())
         .await
         .unwrap();
     assert!(p.granted() <= 1);
     assert!(p.next.is_some(), "{p:?}");
+}
+
+fn rand_token() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1000);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A number's rolling window holds across planners: however many plan at once, no window
+/// holds more than the capacity; while it has room the sends are evenly spaced; a late send
+/// moves to when it really goes while the window allows, and is taken out when not.
+pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
+    let ms = Duration::from_millis;
+    let pace = Pace {
+        capacity: 10,
+        window: ms(100),
+    };
+    let wants = vec![None; 15];
+    let calls = (0..6).map(|k| store.plan_sends("888", pace, &wants, 15, ms(1000), 100 + k));
+    let mut times: Vec<jiff::Timestamp> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap().at.into_iter().flatten())
+        .collect();
+    times.sort_unstable();
+    assert!(times.len() >= 90, "a second's worth: {}", times.len());
+    for w in times.windows(11) {
+        assert!(
+            w[10].duration_since(w[0]) >= jiff::SignedDuration::from_millis(100),
+            "11 sends within {:?}",
+            w[10].duration_since(w[0])
+        );
+    }
+    for w in times.windows(2) {
+        assert!(
+            w[1].duration_since(w[0]) >= jiff::SignedDuration::from_micros(7500),
+            "two sends {:?} apart",
+            w[1].duration_since(w[0])
+        );
+    }
+    // The first window is filled evenly: 10 ms apart.
+    for w in times[..10].windows(2) {
+        assert_eq!(
+            w[1].duration_since(w[0]),
+            jiff::SignedDuration::from_millis(10)
+        );
+    }
+
+    // Late sends. A quiet number: three sends planned; the first goes 30 ms late.
+    let quiet = Pace {
+        capacity: 5,
+        window: ms(100),
+    };
+    let p = store
+        .plan_sends("889", quiet, &[None, None, None], 3, ms(100), 7)
+        .await
+        .unwrap();
+    let planned = p.at[0].unwrap();
+    tokio::time::sleep(ms(30)).await;
+    let slot = |index| SlotId { token: 7, index };
+    let moved = store
+        .move_slot("889", slot(0), quiet)
+        .await
+        .unwrap()
+        .expect("room: it moves");
+    assert!(moved >= planned + ms(30), "{moved} vs {planned}");
+    // The next plan counts it at its new time: with it, no window holds more than five.
+    let p2 = store
+        .plan_sends("889", quiet, &vec![None; 5], 5, ms(1000), 8)
+        .await
+        .unwrap();
+    let mut all: Vec<jiff::Timestamp> = vec![p.at[1].unwrap(), p.at[2].unwrap(), moved];
+    all.extend(p2.at.iter().flatten());
+    assert_eq!(all.len(), 8);
+    all.sort_unstable();
+    for w in all.windows(6) {
+        assert!(
+            w[5].duration_since(w[0]) >= jiff::SignedDuration::from_millis(100),
+            "six sends within {:?}: {all:?}",
+            w[5].duration_since(w[0])
+        );
+    }
+    // A send that is not late by the store's clock stays where it was planned.
+    let slow = Pace {
+        capacity: 2,
+        window: Duration::from_secs(10),
+    };
+    let ahead = store
+        .plan_sends("890", slow, &[None, None], 2, Duration::from_secs(60), 9)
+        .await
+        .unwrap();
+    let second = ahead.at[1].unwrap();
+    assert_eq!(
+        second,
+        ahead.at[0].unwrap() + Duration::from_secs(5),
+        "{ahead:?}"
+    );
+    assert_eq!(
+        store
+            .move_slot("890", SlotId { token: 9, index: 1 }, slow)
+            .await
+            .unwrap(),
+        Some(second)
+    );
+    // A full window: a whole second planned ahead at capacity; the first send, 30 ms late,
+    // would put six into some window: it is refused and taken out (a second ask finds it
+    // gone).
+    let full = store
+        .plan_sends("891", quiet, &vec![None; 10], 10, ms(1000), 11)
+        .await
+        .unwrap();
+    assert_eq!(full.granted(), 10);
+    tokio::time::sleep(ms(30)).await;
+    let first = SlotId {
+        token: 11,
+        index: 0,
+    };
+    assert_eq!(store.move_slot("891", first, quiet).await.unwrap(), None);
+    assert_eq!(store.move_slot("891", first, quiet).await.unwrap(), None);
+    // Its place is free again: one more fits in the first window.
+    let again = store
+        .plan_sends("891", quiet, &[None], 1, ms(1000), 12)
+        .await
+        .unwrap();
+    assert!(again.at[0].is_some());
+    // Unknown sends are not moved.
+    assert_eq!(
+        store
+            .move_slot("892", SlotId { token: 1, index: 0 }, quiet)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 /// One leader per role: the first claimant leads and renews; another does not lead until the
@@ -1093,7 +1269,7 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     // 100 slots per second: a burst asks get a spaced schedule, never more than the horizon.
     let ms = Duration::from_millis;
     let p = store
-        .plan_sends(PNID, ms(10), &vec![None; 50], 50, ms(100))
+        .plan_sends(PNID, every(ms(10)), &vec![None; 50], 50, ms(100), 1)
         .await
         .unwrap();
     assert_eq!(p.granted(), 11, "slots at now, +10 ms, … up to +100 ms");
@@ -1110,7 +1286,7 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
         "ask again when the next slot comes within the horizon"
     );
     let p2 = store
-        .plan_sends(PNID, ms(10), &vec![None; 5], 5, ms(100))
+        .plan_sends(PNID, every(ms(10)), &vec![None; 5], 5, ms(100), 2)
         .await
         .unwrap();
     let second: Vec<jiff::Timestamp> = p2.at.iter().flatten().copied().collect();
@@ -1122,14 +1298,14 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     assert!(second.iter().all(|t| *t <= p2.now + ms(100)));
     // At most `max`.
     let p3 = store
-        .plan_sends("556", ms(10), &vec![None; 50], 3, ms(1000))
+        .plan_sends("556", every(ms(10)), &vec![None; 50], 3, ms(1000), 3)
         .await
         .unwrap();
     assert_eq!(p3.granted(), 3);
     // Many callers at once (several workers) get slots that, all together, are never closer
     // than the interval: the shared rate holds in the store's own time.
     let seven: Vec<SendWant> = vec![None; 7];
-    let calls = (0..8).map(|_| store.plan_sends("555", ms(10), &seven, 7, ms(200)));
+    let calls = (0..8).map(|k| store.plan_sends("555", every(ms(10)), &seven, 7, ms(200), 10 + k));
     let mut slots: Vec<jiff::Timestamp> = futures::future::join_all(calls)
         .await
         .into_iter()
@@ -1164,13 +1340,40 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
         panic!("a second send within 6 s is reserved: {r:?}");
     };
     let store_now = store
-        .plan_sends("clock", Duration::from_secs(1), &[], 0, Duration::ZERO)
+        .plan_sends(
+            "clock",
+            every(Duration::from_secs(1)),
+            &[],
+            0,
+            Duration::ZERO,
+            4,
+        )
         .await
         .unwrap()
         .now;
     assert!(t > store_now && t <= store_now + six, "{t} vs {store_now}");
-    assert_eq!(store.last_campaign(PNID, a).await.unwrap(), Some(c1));
+    assert_eq!(
+        store.last_campaign(PNID, a).await.unwrap(),
+        Some(c1.clone())
+    );
     assert_eq!(store.last_campaign(PNID, phone(3)).await.unwrap(), None);
+    // Meta refused c1's send to a: only c1 gives its reservation back, and then the next
+    // send to a need not wait; b's stays.
+    store.release_pair(PNID, a, &c2).await.unwrap();
+    let r = store
+        .reserve_pairs(PNID, &[(a, c2.clone())], six)
+        .await
+        .unwrap();
+    assert!(matches!(r[0], PairReservation::NotBefore(_)), "{r:?}");
+    store.release_pair(PNID, a, &c1).await.unwrap();
+    store.release_pair(PNID, phone(3), &c1).await.unwrap();
+    let r = store
+        .reserve_pairs(PNID, &[(a, c2.clone()), (b, c2.clone())], six)
+        .await
+        .unwrap();
+    assert_eq!(r[0], PairReservation::Ok, "{r:?}");
+    assert!(matches!(r[1], PairReservation::NotBefore(_)), "{r:?}");
+    assert_eq!(store.last_campaign(PNID, a).await.unwrap(), Some(c2));
 }
 
 pub async fn replies_rejects_and_failures<S: Store>(store: &S) {
@@ -1456,8 +1659,10 @@ macro_rules! conformance_tests {
             lifecycle, idempotent_enqueue, claim_start_settle, fairness,
             paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,
             lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,
+            an_answer_after_its_own_webhook_completes_the_job,
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
-            campaign_caps_hold_beside_the_number_rate, one_leader_at_a_time,
+            campaign_caps_hold_beside_the_number_rate, the_window_holds_and_late_sends_move,
+            one_leader_at_a_time,
             lattice_is_order_independent, cancellation,
             cancel_drains_every_state, completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,

@@ -370,16 +370,30 @@ impl<S: Store> Store for Faulty<S> {
     async fn plan_sends(
         &self,
         phone_number_id: &str,
-        interval: Duration,
+        pace: Pace,
         sends: &[SendWant],
         max: usize,
         horizon: Duration,
+        token: u64,
     ) -> Result<Plan> {
         call!(
             self,
             "plan_sends",
             self.inner
-                .plan_sends(phone_number_id, interval, sends, max, horizon)
+                .plan_sends(phone_number_id, pace, sends, max, horizon, token)
+        )
+    }
+
+    async fn move_slot(
+        &self,
+        phone_number_id: &str,
+        slot: SlotId,
+        pace: Pace,
+    ) -> Result<Option<Timestamp>> {
+        call!(
+            self,
+            "move_slot",
+            self.inner.move_slot(phone_number_id, slot, pace)
         )
     }
 
@@ -393,6 +407,19 @@ impl<S: Store> Store for Faulty<S> {
             self,
             "reserve_pairs",
             self.inner.reserve_pairs(phone_number_id, sends, interval)
+        )
+    }
+
+    async fn release_pair(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+        campaign: &CampaignId,
+    ) -> Result<()> {
+        call!(
+            self,
+            "release_pair",
+            self.inner.release_pair(phone_number_id, phone, campaign)
         )
     }
 

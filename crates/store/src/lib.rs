@@ -249,20 +249,35 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Rate and pair spacing -------------------------------------------------------
 
-    /// Plans send times from the phone number's shared limiter and the campaigns' own, at
-    /// most `horizon` ahead of now and for at most `max` of the `sends`, in their order. Each
-    /// granted send takes the number's next slot (one per `interval`: GCRA, evenly spaced),
-    /// provided its campaign's own limiter has one by then; a send whose campaign has none yet
-    /// is passed over, and the sends after it go on. All workers together never get more than
-    /// one slot per `interval` on a number, nor per its own interval on a capped campaign.
+    /// Plans send times from the phone number's rolling window ([`Pace`]) and the campaigns'
+    /// own limiters, at most `horizon` ahead of now and for at most `max` of the `sends`, in
+    /// their order. Each granted send takes the number's next time, provided its campaign's
+    /// own limiter has one by then; a send whose campaign has none yet is passed over, and the
+    /// sends after it go on. Granted send `i` is logged as [`SlotId`] `{token, i}` (the caller
+    /// picks a token no other plan uses). All workers together never plan more than
+    /// `pace.capacity` sends in any `pace.window` on a number, nor more than one per its own
+    /// interval on a capped campaign.
     fn plan_sends(
         &self,
         phone_number_id: &str,
-        interval: Duration,
+        pace: Pace,
         sends: &[SendWant],
         max: usize,
         horizon: Duration,
+        token: u64,
     ) -> impl Future<Output = Result<Plan>> + Send;
+
+    /// A planned send that woke late asks to go now: answers the time it is logged at (now,
+    /// on the store's clock, or its planned time if that has not come by the store's clock),
+    /// or `None` when the window has no room for it now (it is taken out of the log, to be
+    /// planned again). Moving adds it to the windows that hold now but not its planned time;
+    /// it may move while the sends from then to a window after now fit in the capacity.
+    fn move_slot(
+        &self,
+        phone_number_id: &str,
+        slot: SlotId,
+        pace: Pace,
+    ) -> impl Future<Output = Result<Option<Timestamp>>> + Send;
 
     /// Reserves the next send to each recipient, at least `interval` after the previous
     /// one, and remembers which campaign sent it (for reply attribution, 72 h).
@@ -272,6 +287,17 @@ pub trait Store: Send + Sync + 'static {
         sends: &[(PhoneE164, CampaignId)],
         interval: Duration,
     ) -> impl Future<Output = Result<Vec<PairReservation>>> + Send;
+
+    /// Gives back `campaign`'s reservation for `phone` when Meta refused the send it was made
+    /// for (the message never reached the user, so Meta's pair rate did not count it): a
+    /// retry need not wait out the interval. Nothing happens if the reservation is another
+    /// campaign's or already given back.
+    fn release_pair(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+        campaign: &CampaignId,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// The campaign that last messaged this user from this number within 72 h.
     fn last_campaign(

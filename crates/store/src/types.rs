@@ -262,6 +262,58 @@ impl UploadReject {
 /// the campaign and the least time between two of its sends.
 pub type SendWant = Option<(CampaignId, Duration)>;
 
+/// How a phone number's sends are paced: at most `capacity` in any `window` (Meta's rolling
+/// second, widened by a guard against jitter between planned and real send times).
+///
+/// While the window has room, sends are spaced [`Pace::spacing`] apart. Once it is full, a
+/// send waits for the one `capacity` before it to leave the window, and may come as close as
+/// [`Pace::min_spacing`] to the previous send: a schedule that a late send shifted catches up
+/// instead of losing the shift for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub capacity: u32,
+    pub window: Duration,
+}
+
+impl Pace {
+    /// The pace of `rate` sends per second with `guard` added to the second: the most sends
+    /// in a window of a second (at least one), over a window that holds them at `rate`.
+    pub fn per_second(rate: f64, guard: Duration) -> Self {
+        let rate = rate.max(0.001);
+        let capacity = rate.floor().clamp(1.0, f64::from(u32::MAX));
+        let window = Duration::from_secs_f64(capacity / rate) + guard;
+        Self {
+            capacity: capacity as u32,
+            window,
+        }
+    }
+
+    /// The even spacing that fills the window.
+    pub fn spacing(&self) -> Duration {
+        self.window / self.capacity.max(1)
+    }
+
+    /// How close a send may come to the previous one while the schedule catches up.
+    pub fn min_spacing(&self) -> Duration {
+        self.spacing() * 3 / 4
+    }
+}
+
+/// One send's place in its phone number's window: the plan's token and the send's index in
+/// the plan (see [`crate::Store::plan_sends`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotId {
+    pub token: u64,
+    pub index: u32,
+}
+
+impl SlotId {
+    /// Its name in the store's log.
+    pub fn member(&self) -> String {
+        format!("{:x}.{}", self.token, self.index)
+    }
+}
+
 /// What the limiters planned: a time per send asked about (`None`: not this time), on the
 /// store's clock, whose reading when it answered was `now`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,11 +26,13 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         if at > Instant::now() {
             sleep_until(at).await;
         }
-        let late = Instant::now().saturating_duration_since(at);
-        if late > LATE_LIMIT {
-            // A stall (this process or the machine was busy) made this send late: sent now,
-            // it would crowd the sends after it above the rate. Its slot is lost; it goes
-            // back to its lane for another.
+        let tolerance = late_tolerance(self.shared.cfg.window_guard);
+        if Instant::now().saturating_duration_since(at) > tolerance
+            && let Some((planned, slot, pace)) = r.slot
+            && !self.move_to_now(planned, at, slot, pace, tolerance).await
+        {
+            // No room in the window now (or no answer): its time is lost; it goes back to
+            // its lane for another.
             count_send(&self.pnid, "late");
             self.shared.counts.late.fetch_add(1, Ordering::Relaxed);
             drop(permit);
@@ -54,6 +56,34 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         Box::pin(self.outcome(&mut r.held, result)).await;
         r.held.settle_decided();
         drop(permit);
+    }
+
+    /// A stall (this process or the machine was busy) made this send late. Sent now without
+    /// a word, it could be one too many in a second of Meta's with the sends planned after
+    /// it: the store moves it to now if the window has room, and the plans after it count it
+    /// there. The move is good only if the send then goes within the tolerance of its new
+    /// time (the answer may itself come late on a busy machine), so it is asked again, a few
+    /// times at most. Answers whether the send may go now.
+    async fn move_to_now(
+        &self,
+        planned: Timestamp,
+        at: Instant,
+        slot: SlotId,
+        pace: Pace,
+        tolerance: Duration,
+    ) -> bool {
+        for _ in 0..3 {
+            let Ok(Some(moved)) = self.shared.store.move_slot(&self.pnid, slot, pace).await else {
+                return false;
+            };
+            // The new time on this process's clock: the planned instant, shifted as much.
+            let shift = moved.duration_since(planned).unsigned_abs();
+            if Instant::now().saturating_duration_since(at + shift) <= tolerance {
+                self.shared.counts.moved.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        }
+        false
     }
 
     /// Decides the job's outcome from Meta's answer and acts on it. The outcome is recorded
@@ -113,7 +143,14 @@ impl<S: Store, M: Messages> SendTask<S, M> {
                 .take(300)
                 .collect::<String>()
         };
-        match decide(class, code, attempts, &self.shared.cfg.backoff, unit()) {
+        let decision = decide(class, code, attempts, &self.shared.cfg.backoff, unit());
+        // A Graph error proves Meta refused: the message never reached the user, so its pair
+        // reservation goes back and a retry need not wait out the pair interval (unless the
+        // refusal was the pair rate itself).
+        let refused = e.graph_error().is_some()
+            && class != ErrorClass::PairLimited
+            && !matches!(decision, Decision::InDoubt);
+        match decision {
             Decision::Retry(d) => {
                 count_send(
                     &self.pnid,
@@ -161,6 +198,16 @@ impl<S: Store, M: Messages> SendTask<S, M> {
                 let reason = Shared::<S, M>::pause_reason(PauseKind::SenderFatal, code, detail());
                 self.shared.pause_sender(&self.pnid, reason).await;
             }
+        }
+        if refused
+            && let Err(err) = self
+                .shared
+                .store
+                .release_pair(&self.pnid, phone, &campaign)
+                .await
+        {
+            // The reservation then simply runs out.
+            tracing::debug!(error = %err, "could not give a pair reservation back");
         }
     }
 }

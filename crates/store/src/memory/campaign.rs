@@ -327,6 +327,18 @@ impl Camp {
                 return SettleResult::Stale;
             };
             if !open {
+                // Its own webhook settled it first (by its callback data, with no message
+                // id yet): the answer completes it, and nothing is counted twice.
+                if let Some(job) = self.job_mut(seq)
+                    && let St::Accepted {
+                        message_id: id @ None,
+                        ..
+                    } = &mut job.st
+                {
+                    *id = Some(message_id.clone());
+                    job.attempts += 1;
+                    return SettleResult::Applied;
+                }
                 return SettleResult::Stale;
             }
             self.leave(seq, &mut c);

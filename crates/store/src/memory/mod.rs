@@ -29,6 +29,7 @@ use crate::{
 };
 
 mod campaign;
+mod pace;
 mod stream;
 
 use campaign::{Camp, millis};
@@ -74,7 +75,7 @@ struct State {
     /// (phone number id, user) → when the window closes (ms).
     windows: HashMap<(String, u64), i64>,
     /// The limiter's theoretical arrival time per phone number id (µs).
-    rate: HashMap<String, i64>,
+    rate: HashMap<String, pace::Log>,
     /// The same per capped campaign of a phone number id.
     campaign_rate: HashMap<(String, CampaignId), i64>,
     pairs: HashMap<(String, u64), Pair>,
@@ -187,23 +188,6 @@ impl State {
 
 /// Gives send `i` the time `t`: the number's next slot follows it, and its campaign's (if
 /// capped) its own interval after it.
-fn grant<'a>(
-    sends: &'a [crate::SendWant],
-    at: &mut [Option<i64>],
-    i: usize,
-    t: i64,
-    number: &mut i64,
-    interval_us: i64,
-    campaigns: &mut HashMap<&'a CampaignId, i64>,
-) {
-    at[i] = Some(t);
-    if let Some((id, own)) = &sends[i] {
-        let own = i64::try_from(own.as_micros()).unwrap_or(i64::MAX / 4);
-        campaigns.insert(id, t + own);
-    }
-    *number = t + interval_us;
-}
-
 /// A store call on the hot path is an await point that, over a network, suspends the
 /// caller; in memory it would not, and a loop of them could keep other tasks from running.
 /// So it yields, as I/O would.
@@ -710,37 +694,49 @@ impl Store for MemoryStore {
     async fn plan_sends(
         &self,
         phone_number_id: &str,
-        interval: Duration,
+        pace: crate::Pace,
         sends: &[crate::SendWant],
         max: usize,
         horizon: Duration,
+        token: u64,
     ) -> Result<crate::Plan> {
         let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4);
-        let interval_us = us(interval);
-        if interval_us == 0 || sends.iter().flatten().any(|(_, i)| i.is_zero()) {
-            return Err(StoreError::Invalid("a rate interval of 0".into()));
+        if pace.capacity == 0
+            || pace.window.is_zero()
+            || sends.iter().flatten().any(|(_, i)| i.is_zero())
+        {
+            return Err(StoreError::Invalid("a rate of 0".into()));
         }
         let horizon_us = us(horizon);
         cooperate().await;
         let now = self.now();
         let now_us = now.as_microsecond();
         let mut s = self.lock();
-        let mut number = s
-            .rate
-            .get(phone_number_id)
-            .copied()
-            .unwrap_or(0)
-            .max(now_us);
-        let mut campaigns: HashMap<&CampaignId, i64> = HashMap::new();
+        let mut campaigns: HashMap<CampaignId, i64> = HashMap::new();
         for (id, _) in sends.iter().flatten() {
             let key = (phone_number_id.to_owned(), id.clone());
             campaigns
-                .entry(id)
+                .entry(id.clone())
                 .or_insert_with(|| s.campaign_rate.get(&key).copied().unwrap_or(0).max(now_us));
         }
+        let log = s.rate.entry(phone_number_id.to_owned()).or_default();
+        log.prune(now_us, pace);
+        let mut number = log.next_time(now_us, pace);
         let until = now_us + horizon_us;
         let mut at: Vec<Option<i64>> = vec![None; sends.len()];
         let mut granted = 0;
+        let mut grant = |i: usize, number: &mut i64, campaigns: &mut HashMap<CampaignId, i64>| {
+            at[i] = Some(*number);
+            if let Some((id, own)) = &sends[i] {
+                campaigns.insert(id.clone(), *number + us(*own));
+            }
+            let slot = crate::SlotId {
+                token,
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+            };
+            log.add(*number, slot.member());
+            *number = log.next_time(now_us, pace);
+        };
         // Sends passed over because their campaign had no slot yet, in order.
         let mut waiting: Vec<usize> = Vec::new();
         for (i, send) in sends.iter().enumerate() {
@@ -754,16 +750,7 @@ impl Store for MemoryStore {
                     .is_some_and(|(id, _)| campaigns[id] <= number)
             }) {
                 let w = waiting.remove(pos);
-                let t = number;
-                grant(
-                    sends,
-                    &mut at,
-                    w,
-                    t,
-                    &mut number,
-                    interval_us,
-                    &mut campaigns,
-                );
+                grant(w, &mut number, &mut campaigns);
                 granted += 1;
                 if granted >= max || number > until {
                     break;
@@ -772,23 +759,14 @@ impl Store for MemoryStore {
             match send {
                 Some((id, _)) if campaigns[id] > number => waiting.push(i),
                 _ => {
-                    let t = number;
-                    grant(
-                        sends,
-                        &mut at,
-                        i,
-                        t,
-                        &mut number,
-                        interval_us,
-                        &mut campaigns,
-                    );
+                    grant(i, &mut number, &mut campaigns);
                     granted += 1;
                 }
             }
         }
-        // When asking again can grant something: a send held by the number's rate once its
-        // next slot is within the horizon; one held by its campaign's once that slot has come
-        // (the number's slots are shared: none is skipped ahead for it).
+        // When asking again can grant something: a send held by the number's window once its
+        // next time is within the horizon; one held by its campaign's once that slot has come
+        // (the number's times are shared: none is skipped ahead for it).
         let mut next: Option<i64> = None;
         if at.iter().any(Option::is_none) {
             let mut earliest = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
@@ -805,18 +783,33 @@ impl Store for MemoryStore {
             .into_iter()
             .map(|t| t.and_then(|t| Timestamp::from_microsecond(t).ok()))
             .collect();
-        if granted > 0 {
-            s.rate.insert(phone_number_id.to_owned(), number);
-        }
         for (id, tat) in campaigns {
             s.campaign_rate
-                .insert((phone_number_id.to_owned(), id.clone()), tat);
+                .insert((phone_number_id.to_owned(), id), tat);
         }
+        s.rate.retain(|_, l| !l.is_empty());
         Ok(crate::Plan {
             at,
             now,
             next: next.and_then(|n| Timestamp::from_microsecond(n).ok()),
         })
+    }
+
+    async fn move_slot(
+        &self,
+        phone_number_id: &str,
+        slot: crate::SlotId,
+        pace: crate::Pace,
+    ) -> Result<Option<Timestamp>> {
+        cooperate().await;
+        let now_us = self.now().as_microsecond();
+        let mut s = self.lock();
+        let Some(log) = s.rate.get_mut(phone_number_id) else {
+            return Ok(None);
+        };
+        Ok(log
+            .move_to(&slot.member(), now_us, pace)
+            .and_then(|t| Timestamp::from_microsecond(t).ok()))
     }
 
     async fn reserve_pairs(
@@ -855,6 +848,22 @@ impl Store for MemoryStore {
             s.pairs.retain(|_, p| p.expires_ms > now);
         }
         Ok(out)
+    }
+
+    async fn release_pair(
+        &self,
+        phone_number_id: &str,
+        phone: PhoneE164,
+        campaign: &CampaignId,
+    ) -> Result<()> {
+        cooperate().await;
+        let key = (phone_number_id.to_owned(), phone.as_u64());
+        if let Some(p) = self.lock().pairs.get_mut(&key)
+            && p.campaign == *campaign
+        {
+            p.next_ms = 0;
+        }
+        Ok(())
     }
 
     async fn last_campaign(
