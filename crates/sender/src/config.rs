@@ -23,7 +23,9 @@ pub struct SenderConfig {
     /// only once statuses of later messages on its number have arrived.
     pub in_doubt_grace: Duration,
     pub in_doubt_policy: InDoubtPolicy,
-    /// How long a claim is held without renewal before other workers may reclaim it.
+    /// How long a claim is held without renewal before other workers may reclaim it. A live
+    /// worker renews its claims every third of it, so it only bounds how long a dead
+    /// worker's claims wait: short, so its unstarted jobs go back to the others quickly.
     pub lease: Duration,
     /// On shutdown, how long in-flight sends get to finish and be settled.
     pub shutdown_deadline: Duration,
@@ -56,7 +58,7 @@ impl Default for SenderConfig {
             },
             in_doubt_grace: Duration::from_secs(1800),
             in_doubt_policy: InDoubtPolicy::Resend,
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(10),
             shutdown_deadline: Duration::from_secs(15),
             window_guard: Duration::from_millis(3),
             phone_number_ids: None,
