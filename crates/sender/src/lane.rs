@@ -91,6 +91,54 @@ struct Signals {
     throttles: AtomicU64,
     /// Sends that missed their slot, to be given a new one.
     late: mpsc::UnboundedSender<Ready>,
+    /// Late sends asking to be moved to now (see [`mover`]).
+    moves: mpsc::UnboundedSender<MoveAsk>,
+}
+
+/// A late send's request to be moved to now, and where the answer goes.
+struct MoveAsk {
+    slot: SlotId,
+    pace: Pace,
+    answer: tokio::sync::oneshot::Sender<Option<Timestamp>>,
+}
+
+/// Moves a lane's late sends, as many per store call as have asked meanwhile: a busy
+/// process wakes many sends late at once, and one round trip each would make it busier.
+/// Ends when the lane and its sends are gone.
+async fn mover<S: Store>(
+    store: Arc<S>,
+    pnid: Arc<str>,
+    mut asks: mpsc::UnboundedReceiver<MoveAsk>,
+) {
+    const MAX_BATCH: usize = 512;
+    let mut batch: Vec<MoveAsk> = Vec::new();
+    while let Some(first) = asks.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match asks.try_recv() {
+                Ok(ask) => batch.push(ask),
+                Err(_) => break,
+            }
+        }
+        // Asks made at different paces (the rate changed meanwhile) go in separate calls.
+        while !batch.is_empty() {
+            let pace = batch[0].pace;
+            let same = batch.iter().take_while(|a| a.pace == pace).count();
+            let run: Vec<MoveAsk> = batch.drain(..same).collect();
+            let slots: Vec<SlotId> = run.iter().map(|a| a.slot).collect();
+            match store.move_slots(&pnid, pace, &slots).await {
+                Ok(times) => {
+                    for (ask, t) in run.into_iter().zip(times) {
+                        let _ = ask.answer.send(t);
+                    }
+                }
+                // No answer: the asks are dropped, and their sends give their times up.
+                Err(e) => {
+                    tracing::debug!(error = %e, sends = slots.len(), "could not move late sends")
+                }
+            }
+        }
+    }
 }
 
 pub(crate) struct Lane<S: Store, M: Messages> {
@@ -117,9 +165,12 @@ impl<S: Store, M: Messages> Lane<S, M> {
     pub(crate) fn new(shared: Arc<Shared<S, M>>, pnid: String) -> Self {
         let mps = f64::from(shared.cfg.mps);
         let (late_tx, late_rx) = mpsc::unbounded_channel();
+        let (moves_tx, moves_rx) = mpsc::unbounded_channel();
+        let pnid: Arc<str> = pnid.into();
+        tokio::spawn(mover(shared.store.clone(), pnid.clone(), moves_rx));
         Self {
             shared,
-            pnid: pnid.into(),
+            pnid,
             ready: VecDeque::new(),
             rate: AdaptiveRate::new(mps),
             rate_at: Instant::now(),
@@ -127,6 +178,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 requests: AtomicU64::new(0),
                 throttles: AtomicU64::new(0),
                 late: late_tx,
+                moves: moves_tx,
             }),
             late: late_rx,
             throttles_seen: 0,

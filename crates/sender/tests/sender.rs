@@ -555,8 +555,8 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
         // to be sent in a later round, through the same failing calls.
         ("start", Failure::Slow(Duration::from_millis(300)), 4),
         // Most are moved to when they woke; one whose move fails gives its slot up.
-        ("move_slot", Failure::Unavailable, 2),
-        ("move_slot", Failure::UnavailableAfter, 3),
+        ("move_slots", Failure::Unavailable, 2),
+        ("move_slots", Failure::UnavailableAfter, 3),
         ("settle", Failure::UnavailableAfter, 4),
         ("renew", Failure::Unavailable, 2),
     ] {
@@ -589,7 +589,7 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
         "reserve_pairs",
         "start",
         "settle",
-        "move_slot",
+        "move_slots",
     ] {
         assert!(faulty.failed(op) > 0, "{op} never failed");
     }

@@ -1393,29 +1393,43 @@ impl Store for RedisStore {
         })
     }
 
-    async fn move_slot(
+    async fn move_slots(
         &self,
         phone_number_id: &str,
-        slot: herald_store::SlotId,
         pace: herald_store::Pace,
-    ) -> Result<Option<Timestamp>> {
+        slots: &[herald_store::SlotId],
+    ) -> Result<Vec<Option<Timestamp>>> {
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn().await?;
-        let at: i64 = self
-            .scripts
-            .moved
-            .key(self.keys.sends(phone_number_id))
-            .arg(slot.member())
+        let mut inv = self.scripts.moved.prepare_invoke();
+        inv.key(self.keys.sends(phone_number_id))
             .arg(pace.capacity)
-            .arg(u64::try_from(pace.window.as_micros()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(pace.window.as_micros()).unwrap_or(u64::MAX));
+        for slot in slots {
+            inv.arg(slot.member());
+        }
+        let times: Vec<i64> = inv
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.fail(e))?;
-        if at == 0 {
-            return Ok(None);
+        if times.len() != slots.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} window times for {} sends",
+                times.len(),
+                slots.len()
+            )));
         }
-        Timestamp::from_microsecond(at)
-            .map(Some)
-            .map_err(|_| StoreError::Corrupt(format!("window time {at}")))
+        times
+            .into_iter()
+            .map(|at| match at {
+                0 => Ok(None),
+                at => Timestamp::from_microsecond(at)
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt(format!("window time {at}"))),
+            })
+            .collect()
     }
 
     async fn reserve_pairs(

@@ -824,10 +824,8 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     let planned = p.at[0].unwrap();
     tokio::time::sleep(ms(30)).await;
     let slot = |index| SlotId { token: 7, index };
-    let moved = store
-        .move_slot("889", slot(0), quiet)
+    let moved = move_one(store, "889", slot(0), quiet)
         .await
-        .unwrap()
         .expect("room: it moves");
     assert!(moved >= planned + ms(30), "{moved} vs {planned}");
     // The next plan counts it at its new time: with it, no window holds more than five.
@@ -862,10 +860,7 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
         "{ahead:?}"
     );
     assert_eq!(
-        store
-            .move_slot("890", SlotId { token: 9, index: 1 }, slow)
-            .await
-            .unwrap(),
+        move_one(store, "890", SlotId { token: 9, index: 1 }, slow).await,
         Some(second)
     );
     // A full window: a whole second planned ahead at capacity; the first send, 30 ms late,
@@ -881,8 +876,8 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
         token: 11,
         index: 0,
     };
-    assert_eq!(store.move_slot("891", first, quiet).await.unwrap(), None);
-    assert_eq!(store.move_slot("891", first, quiet).await.unwrap(), None);
+    assert_eq!(move_one(store, "891", first, quiet).await, None);
+    assert_eq!(move_one(store, "891", first, quiet).await, None);
     // Its place is free again: one more fits in the first window.
     let again = store
         .plan_sends("891", quiet, &[None], 1, ms(1000), 12)
@@ -891,12 +886,43 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     assert!(again.at[0].is_some());
     // Unknown sends are not moved.
     assert_eq!(
-        store
-            .move_slot("892", SlotId { token: 1, index: 0 }, quiet)
-            .await
-            .unwrap(),
+        move_one(store, "892", SlotId { token: 1, index: 0 }, quiet).await,
         None
     );
+    // Several late sends in one call, each answered in order.
+    let p = store
+        .plan_sends("893", quiet, &[None, None], 2, ms(100), 13)
+        .await
+        .unwrap();
+    tokio::time::sleep(ms(30)).await;
+    let at = |index| SlotId { token: 13, index };
+    let unknown = SlotId {
+        token: 14,
+        index: 0,
+    };
+    let moved = store
+        .move_slots("893", quiet, &[at(0), unknown, at(1)])
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 3);
+    assert_eq!(moved[1], None);
+    let first = p.at[0].unwrap();
+    for (m, planned) in [(moved[0], p.at[0]), (moved[2], p.at[1])] {
+        let (m, planned) = (m.expect("room: it moves"), planned.unwrap());
+        assert!(m > planned && m >= first + ms(30), "{m} vs {planned}");
+    }
+}
+
+async fn move_one<S: Store>(
+    store: &S,
+    phone_number_id: &str,
+    slot: SlotId,
+    pace: Pace,
+) -> Option<jiff::Timestamp> {
+    store
+        .move_slots(phone_number_id, pace, &[slot])
+        .await
+        .unwrap()[0]
 }
 
 /// One leader per role: the first claimant leads and renews; another does not lead until the

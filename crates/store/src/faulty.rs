@@ -384,16 +384,16 @@ impl<S: Store> Store for Faulty<S> {
         )
     }
 
-    async fn move_slot(
+    async fn move_slots(
         &self,
         phone_number_id: &str,
-        slot: SlotId,
         pace: Pace,
-    ) -> Result<Option<Timestamp>> {
+        slots: &[SlotId],
+    ) -> Result<Vec<Option<Timestamp>>> {
         call!(
             self,
-            "move_slot",
-            self.inner.move_slot(phone_number_id, slot, pace)
+            "move_slots",
+            self.inner.move_slots(phone_number_id, pace, slots)
         )
     }
 

@@ -267,17 +267,18 @@ pub trait Store: Send + Sync + 'static {
         token: u64,
     ) -> impl Future<Output = Result<Plan>> + Send;
 
-    /// A planned send that woke late asks to go now: answers the time it is logged at (now,
-    /// on the store's clock, or its planned time if that has not come by the store's clock),
-    /// or `None` when the window has no room for it now (it is taken out of the log, to be
-    /// planned again). Moving adds it to the windows that hold now but not its planned time;
-    /// it may move while the sends from then to a window after now fit in the capacity.
-    fn move_slot(
+    /// Planned sends that woke late ask to go now, in order: answers, for each, the time it
+    /// is logged at (now, on the store's clock, or its planned time if that has not come by
+    /// the store's clock), or `None` when the window has no room for it now (it is taken out
+    /// of the log, to be planned again). Moving adds a send to the windows that hold now but
+    /// not its planned time; it may move while the sends from then to a window after now fit
+    /// in the capacity. One call for many: a busy process has many late sends at once.
+    fn move_slots(
         &self,
         phone_number_id: &str,
-        slot: SlotId,
         pace: Pace,
-    ) -> impl Future<Output = Result<Option<Timestamp>>> + Send;
+        slots: &[SlotId],
+    ) -> impl Future<Output = Result<Vec<Option<Timestamp>>>> + Send;
 
     /// Reserves the next send to each recipient, at least `interval` after the previous
     /// one, and remembers which campaign sent it (for reply attribution, 72 h).

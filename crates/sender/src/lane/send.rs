@@ -62,8 +62,8 @@ impl<S: Store, M: Messages> SendTask<S, M> {
     /// a word, it could be one too many in a second of Meta's with the sends planned after
     /// it: the store moves it to now if the window has room, and the plans after it count it
     /// there. The move is good only if the send then goes within the tolerance of its new
-    /// time (the answer may itself come late on a busy machine), so it is asked again, a few
-    /// times at most. Answers whether the send may go now.
+    /// time (the answer may itself come late on a busy machine), so it is asked again, once
+    /// at most. The lane's mover asks for all its late sends at once. Answers whether the send may go now.
     async fn move_to_now(
         &self,
         planned: Timestamp,
@@ -72,8 +72,17 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         pace: Pace,
         tolerance: Duration,
     ) -> bool {
-        for _ in 0..3 {
-            let Ok(Some(moved)) = self.shared.store.move_slot(&self.pnid, slot, pace).await else {
+        for _ in 0..2 {
+            let (answer, moved) = tokio::sync::oneshot::channel();
+            if self
+                .signals
+                .moves
+                .send(MoveAsk { slot, pace, answer })
+                .is_err()
+            {
+                return false;
+            }
+            let Ok(Some(moved)) = moved.await else {
                 return false;
             };
             // The new time on this process's clock: the planned instant, shifted as much.

@@ -795,21 +795,25 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn move_slot(
+    async fn move_slots(
         &self,
         phone_number_id: &str,
-        slot: crate::SlotId,
         pace: crate::Pace,
-    ) -> Result<Option<Timestamp>> {
+        slots: &[crate::SlotId],
+    ) -> Result<Vec<Option<Timestamp>>> {
         cooperate().await;
         let now_us = self.now().as_microsecond();
         let mut s = self.lock();
         let Some(log) = s.rate.get_mut(phone_number_id) else {
-            return Ok(None);
+            return Ok(vec![None; slots.len()]);
         };
-        Ok(log
-            .move_to(&slot.member(), now_us, pace)
-            .and_then(|t| Timestamp::from_microsecond(t).ok()))
+        Ok(slots
+            .iter()
+            .map(|slot| {
+                log.move_to(&slot.member(), now_us, pace)
+                    .and_then(|t| Timestamp::from_microsecond(t).ok())
+            })
+            .collect())
     }
 
     async fn reserve_pairs(
