@@ -261,37 +261,86 @@ fn instance_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// A token cancelled on SIGINT or SIGTERM.
+/// A token cancelled on SIGINT, SIGTERM, SIGHUP (the terminal or the tmux session closed) or
+/// SIGQUIT: every way a user or a supervisor ends a process that it may clean up after.
 pub fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received");
-        t.cancel();
-    });
-    token
+    Interrupt::on_signal().token
 }
 
-async fn wait_for_signal() {
+/// A stop asked for by a signal, and which one.
+#[derive(Debug, Clone)]
+pub struct Interrupt {
+    pub token: CancellationToken,
+    signal: Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl Interrupt {
+    /// Cancels `token` on the first terminating signal (see [`shutdown_on_signal`]).
+    pub fn on_signal() -> Self {
+        let me = Self {
+            token: CancellationToken::new(),
+            signal: Arc::new(std::sync::atomic::AtomicI32::new(0)),
+        };
+        let (t, s) = (me.token.clone(), me.signal.clone());
+        tokio::spawn(async move {
+            let n = wait_for_signal().await;
+            tracing::info!(signal = n, "signal received");
+            s.store(n, std::sync::atomic::Ordering::SeqCst);
+            t.cancel();
+        });
+        me
+    }
+
+    /// The signal that arrived, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self.signal.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// The exit status a process ended by `signal` conventionally gives: 128 + its number
+    /// (130 for SIGINT).
+    pub fn exit_code(signal: i32) -> u8 {
+        u8::try_from(128 + signal.clamp(1, 127)).unwrap_or(u8::MAX)
+    }
+}
+
+/// Waits for a terminating signal; answers its number.
+async fn wait_for_signal() -> i32 {
+    const SIGINT: i32 = 2;
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        let kinds = [
+            (SignalKind::interrupt(), SIGINT),
+            (SignalKind::terminate(), 15),
+            (SignalKind::hangup(), 1),
+            (SignalKind::quit(), 3),
+        ];
+        let mut streams = Vec::new();
+        for (kind, n) in kinds {
+            if let Ok(s) = signal(kind) {
+                streams.push((s, n));
             }
         }
+        if streams.is_empty() {
+            let _ = tokio::signal::ctrl_c().await;
+            return SIGINT;
+        }
+        let waits = streams.iter_mut().map(|(s, n)| {
+            let n = *n;
+            Box::pin(async move {
+                s.recv().await;
+                n
+            })
+        });
+        futures::future::select_all(waits).await.0
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        SIGINT
     }
 }
 

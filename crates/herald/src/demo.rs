@@ -121,8 +121,20 @@ pub struct DemoOptions {
     pub quiet: bool,
 }
 
-/// Runs the demo; `Ok(true)` when the stats match the simulator's oracle.
-pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<bool> {
+/// How a demo ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoEnd {
+    /// Herald's stats match the simulator's oracle.
+    Matched,
+    /// They do not.
+    Mismatched,
+    /// Stopped before the campaign ended (a signal): the stats so far were shown.
+    Interrupted,
+}
+
+/// Runs the demo until its campaign ends or `stop` is cancelled. Whatever ends it, the
+/// throwaway Redis and the temporary files go with it.
+pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<DemoEnd> {
     let mut out = std::io::stdout();
     let started = Instant::now();
     let redis = DemoRedis::start(std::env::var("REDIS_URL").ok()).await?;
@@ -180,11 +192,27 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
     };
 
     let result = campaign(opts, addr, &stop, &mut out).await;
-    let ok = match result {
-        Ok(stats) => report(&stats, &sim, &pnid, started, &mut out)?,
+    let end = match result {
+        Ok(stats) if stop.is_cancelled() => {
+            // Cut short: the campaign has not ended, so there is nothing to compare yet.
+            writeln!(out, "\ninterrupted; the stats so far:")?;
+            client::print_campaign(&stats, &mut out)?;
+            DemoEnd::Interrupted
+        }
+        Ok(stats) => {
+            if report(&stats, &sim, &pnid, started, &mut out)? {
+                DemoEnd::Matched
+            } else {
+                DemoEnd::Mismatched
+            }
+        }
+        Err(_) if stop.is_cancelled() => {
+            writeln!(out, "\ninterrupted before the campaign started")?;
+            DemoEnd::Interrupted
+        }
         Err(e) => {
             writeln!(out, "demo failed: {e:#}")?;
-            false
+            DemoEnd::Mismatched
         }
     };
     serve_stop.cancel();
@@ -197,7 +225,7 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
     }
     sim.shutdown().await;
     drop(redis);
-    Ok(ok)
+    Ok(end)
 }
 
 async fn campaign(

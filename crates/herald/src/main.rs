@@ -205,12 +205,14 @@ async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Re
         Command::Webhook => serve(&cfg, Roles::WEBHOOK).await,
         Command::Sim(args) => sim(args).await,
         Command::Demo { mps, quiet } => {
-            let stop = app::shutdown_on_signal();
-            let ok = herald::demo::run(&herald::demo::DemoOptions { mps, quiet }, stop).await?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_RUNTIME)
+            use herald::demo::{DemoEnd, DemoOptions};
+            let interrupt = app::Interrupt::on_signal();
+            let end =
+                herald::demo::run(&DemoOptions { mps, quiet }, interrupt.token.clone()).await?;
+            Ok(match (end, interrupt.signal()) {
+                (DemoEnd::Matched, _) => ExitCode::SUCCESS,
+                (DemoEnd::Interrupted, Some(n)) => ExitCode::from(app::Interrupt::exit_code(n)),
+                _ => ExitCode::from(EXIT_RUNTIME),
             })
         }
         Command::Doctor => {

@@ -315,3 +315,69 @@ fn the_demo_needs_no_redis() {
         "{stdout}"
     );
 }
+
+/// Whatever signal ends the demo (the terminal closing is SIGHUP, Ctrl-C is SIGINT, a
+/// supervisor's stop SIGTERM), it says it was interrupted instead of claiming a mismatch,
+/// exits with 128 + the signal's number, and its throwaway redis-server and temporary files
+/// go with it.
+#[test]
+fn an_interrupted_demo_cleans_up_and_says_so() {
+    use std::io::BufRead as _;
+    for (name, number) in [("HUP", 1), ("INT", 2), ("TERM", 15)] {
+        let mut child = Command::new(BIN)
+            .args(["demo", "--quiet", "--mps", "80"])
+            .current_dir(root())
+            .env_remove("REDIS_URL")
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run herald demo");
+        let pid = child.id();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        // The first line names the store; wait until the campaign is under way.
+        let mut port = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("Redis at redis://127.0.0.1:").nth(1) {
+                port = rest.split(' ').next().and_then(|p| p.parse::<u16>().ok());
+            }
+            let started = line.starts_with("campaign:");
+            seen.push(line);
+            if started {
+                break;
+            }
+        }
+        let port = port.unwrap_or_else(|| panic!("no throwaway Redis: {seen:#?}"));
+        let signalled = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(signalled.success());
+        seen.extend(lines.map_while(Result::ok));
+        let status = child.wait().unwrap();
+        let text = seen.join("\n");
+        assert_eq!(status.code(), Some(128 + number), "SIG{name}: {text}");
+        assert!(text.contains("interrupted"), "SIG{name}: {text}");
+        assert!(!text.contains("MISMATCH"), "SIG{name}: {text}");
+        // The throwaway Redis is killed as the demo ends; the kernel closes its port as it
+        // dies. Waits as long as that takes, not a fixed time.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "SIG{name}: redis-server on {port} still answers"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for dir in [
+            format!("herald-demo-{pid}"),
+            format!("herald-demo-files-{pid}"),
+        ] {
+            assert!(
+                !std::env::temp_dir().join(&dir).exists(),
+                "SIG{name}: {dir} left behind"
+            );
+        }
+    }
+}
