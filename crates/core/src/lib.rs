@@ -10,6 +10,7 @@ pub mod lattice;
 pub mod metrics;
 pub mod phone;
 pub mod recipient;
+pub mod repeated;
 pub mod spec;
 pub mod stats;
 pub mod status;

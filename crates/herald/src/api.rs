@@ -120,7 +120,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
             StoreError::Unavailable(_) => {
-                tracing::warn!(error = %e, "store unavailable");
+                static UNAVAILABLE: herald_core::repeated::Repeated =
+                    herald_core::repeated::Repeated::new();
+                herald_core::warn_repeated!(UNAVAILABLE, "store unavailable", error = %e);
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",

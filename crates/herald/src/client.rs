@@ -75,11 +75,13 @@ impl ApiClient {
             .await
             .with_context(|| format!("opening {}", csv.display()))?;
         let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let bar = if quiet {
-            ProgressBar::hidden()
+        let multi = if quiet {
+            MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
         } else {
-            ProgressBar::new(size)
+            MultiProgress::new()
         };
+        let bar = multi.add(ProgressBar::new(size));
+        let _shown = crate::telemetry::show(&multi);
         bar.set_style(
             ProgressStyle::with_template(
                 "uploading {bar:30} {bytes}/{total_bytes} · {msg} · {bytes_per_sec}",
@@ -279,6 +281,7 @@ pub async fn watch(
         })
         .collect();
     let status = multi.add(ProgressBar::new_spinner());
+    let _shown = crate::telemetry::show(&multi);
     let mut last: Option<(Instant, u64)> = None;
     let mut rate = 0.0;
     let mut settled_since: Option<Instant> = None;

@@ -2,8 +2,11 @@
 //! phone numbers masked by the crates that log them) and one Prometheus recorder with every
 //! metric of `herald_core::metrics` described up front.
 
-use std::sync::OnceLock;
+use std::io::Write as _;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+
+use indicatif::MultiProgress;
 
 use herald_core::metrics::{self as m, ALL, BUILD_INFO, Kind};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -20,13 +23,81 @@ pub fn init_tracing(cfg: &Log) {
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(LogOut);
     // A second initialisation (tests, the demo) keeps the first.
     let _ = if cfg.format == "json" {
         builder.json().try_init()
     } else {
         builder.compact().try_init()
     };
+}
+
+/// The progress display being drawn, if any: log lines go out around it.
+static DISPLAY: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// While the returned guard lives, log lines are written around `display` (it is cleared,
+/// the line written, and it is drawn again), so a line never breaks into the bars.
+pub fn show(display: &MultiProgress) -> Shown {
+    if let Ok(mut d) = DISPLAY.lock() {
+        *d = Some(display.clone());
+    }
+    Shown(())
+}
+
+/// Keeps a display registered with [`show`]; dropping it ends that.
+#[derive(Debug)]
+#[must_use = "the display is forgotten when this drops"]
+pub struct Shown(());
+
+impl Drop for Shown {
+    fn drop(&mut self) {
+        if let Ok(mut d) = DISPLAY.lock() {
+            *d = None;
+        }
+    }
+}
+
+/// Runs `write` around the display being drawn (see [`show`]), or just runs it.
+pub fn around_display<R>(write: impl FnOnce() -> R) -> R {
+    let display = DISPLAY.lock().ok().and_then(|d| d.clone());
+    match display {
+        Some(d) => d.suspend(write),
+        None => write(),
+    }
+}
+
+/// Where log lines go: stderr, each line whole and around the progress display.
+#[derive(Clone, Copy)]
+struct LogOut;
+
+/// One log line, written out as it drops.
+struct LogLine(Vec<u8>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogOut {
+    type Writer = LogLine;
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(Vec::with_capacity(256))
+    }
+}
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            around_display(|| {
+                let _ = std::io::stderr().write_all(&self.0);
+            });
+        }
+    }
 }
 
 /// Histogram buckets, in seconds: send latency, token waits and webhook handling.
@@ -112,5 +183,95 @@ pub fn init_series(sender: bool, webhook: bool, reconciler: bool) {
         ] {
             metrics::counter!(name).increment(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indicatif::{ProgressBar, ProgressDrawTarget, TermLike};
+    use std::sync::Arc;
+
+    /// A terminal that notes what is done to it, in one list with the log lines.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<Vec<String>>>);
+
+    impl Screen {
+        fn note(&self, s: String) {
+            self.0.lock().unwrap().push(s);
+        }
+    }
+
+    impl TermLike for Screen {
+        fn width(&self) -> u16 {
+            80
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.note(format!("bar {s}"));
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if !s.is_empty() {
+                self.note(format!("bar {s}"));
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.note("clear".into());
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// While a display is shown, a log line goes out with the bars cleared before it and
+    /// drawn again after it; once it is gone, lines go straight out.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn log_lines_go_around_the_progress_bars() {
+        let screen = Screen::default();
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(
+            screen.clone(),
+        )));
+        let bar = multi.add(ProgressBar::new(10));
+        bar.set_position(3);
+        bar.tick();
+        let shown = show(&multi);
+        around_display(|| screen.note("log one".into()));
+        let ops = screen.0.lock().unwrap().clone();
+        let log = ops.iter().position(|o| o == "log one").unwrap();
+        let last_bar = ops[..log]
+            .iter()
+            .rposition(|o| o.starts_with("bar"))
+            .unwrap();
+        assert!(
+            ops[last_bar..log].iter().any(|o| o == "clear"),
+            "the bars were not cleared before the line: {ops:?}"
+        );
+        assert!(
+            ops[log..].iter().any(|o| o.starts_with("bar")),
+            "the bars were not drawn again after the line: {ops:?}"
+        );
+        drop(shown);
+        let before = screen.0.lock().unwrap().len();
+        around_display(|| screen.note("log two".into()));
+        assert_eq!(
+            screen.0.lock().unwrap()[before..],
+            ["log two".to_owned()],
+            "no display: the line alone"
+        );
     }
 }

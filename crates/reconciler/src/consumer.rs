@@ -177,13 +177,23 @@ pub async fn run<S: Store>(
             () = shutdown.cancelled() => return,
         };
         match result {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(()) => {
+                if backoff > Duration::from_millis(100) {
+                    herald_core::recovered!(STORE, "the reconciler reaches the store again");
+                }
+                backoff = Duration::from_millis(100);
+            }
             Err(e) => {
                 // What was read stays pending for this consumer: go back to it when the store
                 // answers again (or, for a delivery that failed to apply, to try it again).
                 recover = true;
                 if e.is_retryable() {
-                    tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "reconciler cannot reach the store");
+                    herald_core::warn_repeated!(
+                        STORE,
+                        "reconciler cannot reach the store",
+                        error = %e,
+                        retry_in_ms = backoff.as_millis() as u64
+                    );
                 }
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
@@ -194,6 +204,9 @@ pub async fn run<S: Store>(
         }
     }
 }
+
+/// The reconciler's store failures, logged a few times however long they last.
+static STORE: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
 
 #[cfg(test)]
 mod tests {

@@ -52,6 +52,9 @@ const BATCH_WAIT: Duration = Duration::from_millis(2);
 fn late_tolerance(guard: Duration) -> Duration {
     guard / 2
 }
+/// Repeating store failures of lanes, logged a few times however long they last.
+static CLAIMS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
+static ROUNDS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
 /// Throttles within this long of a rate decrease are echoes of the old rate.
 const THROTTLE_ECHO: Duration = Duration::from_secs(1);
 /// The window over which the share of throttled requests is measured.
@@ -209,7 +212,12 @@ impl<S: Store, M: Messages> Lane<S, M> {
             if self.ready.len() < self.low_water()
                 && let Err(e) = self.refill().await
             {
-                tracing::warn!(phone_number_id = %self.pnid, error = %e, "claim failed; retrying");
+                herald_core::warn_repeated!(
+                    CLAIMS,
+                    "claim failed; retrying",
+                    phone_number_id = %self.pnid,
+                    error = %e
+                );
                 pause(&shutdown, store_wait).await;
                 store_wait = (store_wait * 2).min(Duration::from_secs(5));
                 continue;
@@ -231,10 +239,19 @@ impl<S: Store, M: Messages> Lane<S, M> {
             match self.round(&shutdown).await {
                 Ok(next) => {
                     next_round = next;
+                    if store_wait > Duration::from_millis(100) {
+                        herald_core::recovered!(CLAIMS, "claims work again");
+                        herald_core::recovered!(ROUNDS, "pacing rounds work again");
+                    }
                     store_wait = Duration::from_millis(100);
                 }
                 Err(e) => {
-                    tracing::warn!(phone_number_id = %self.pnid, error = %e, "pacing failed; retrying");
+                    herald_core::warn_repeated!(
+                        ROUNDS,
+                        "pacing failed; retrying",
+                        phone_number_id = %self.pnid,
+                        error = %e
+                    );
                     pause(&shutdown, store_wait).await;
                     store_wait = (store_wait * 2).min(Duration::from_secs(5));
                 }

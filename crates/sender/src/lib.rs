@@ -111,6 +111,7 @@ impl<S: Store, M: Messages> Sender<S, M> {
         loop {
             match shared.store.running_campaigns().await {
                 Ok(campaigns) => {
+                    herald_core::recovered!(LISTS, "running campaigns are listed again");
                     // The compiled campaigns of those that stopped running go: the cache holds
                     // what runs, not every campaign ever seen (a job still held keeps its own).
                     if let Ok(mut cache) = shared.campaigns.lock() {
@@ -133,7 +134,9 @@ impl<S: Store, M: Messages> Sender<S, M> {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot list running campaigns"),
+                Err(e) => {
+                    herald_core::warn_repeated!(LISTS, "cannot list running campaigns", error = %e)
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -317,6 +320,9 @@ impl<S: Store, M: Messages> Shared<S, M> {
     }
 }
 
+/// Failures to list the running campaigns, logged a few times however long they last.
+static LISTS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
+
 /// Renews every held lease at a third of its length until the lanes are done.
 async fn renew_leases<S: Store, M: Messages>(shared: Arc<Shared<S, M>>, done: CancellationToken) {
     let every = shared.cfg.lease / 3;
@@ -329,8 +335,15 @@ async fn renew_leases<S: Store, M: Messages>(shared: Arc<Shared<S, M>>, done: Ca
         if held.is_empty() {
             continue;
         }
-        if let Err(e) = shared.store.renew(&held, shared.cfg.lease).await {
-            tracing::warn!(error = %e, claims = held.len(), "could not renew leases");
+        static RENEWALS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
+        match shared.store.renew(&held, shared.cfg.lease).await {
+            Ok(()) => herald_core::recovered!(RENEWALS, "leases are renewed again"),
+            Err(e) => herald_core::warn_repeated!(
+                RENEWALS,
+                "could not renew leases",
+                error = %e,
+                claims = held.len()
+            ),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! whose time has come, and the queue-depth gauges. Every step is an atomic store
 //! transition, so any number of workers may run them at once.
 
+use herald_core::repeated::Repeated;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -75,8 +76,12 @@ pub async fn sweep<S: Store>(
 pub(crate) async fn run<S: Store>(store: Arc<S>, cfg: SenderConfig, shutdown: CancellationToken) {
     let mut gauged: HashSet<CampaignId> = HashSet::new();
     loop {
-        if let Err(e) = sweep(&*store, &cfg, jiff::Timestamp::now()).await {
-            tracing::warn!(error = %e, "maintenance sweep failed; will retry");
+        static SWEEPS: Repeated = Repeated::new();
+        match sweep(&*store, &cfg, jiff::Timestamp::now()).await {
+            Ok(_) => herald_core::recovered!(SWEEPS, "maintenance sweeps work again"),
+            Err(e) => {
+                herald_core::warn_repeated!(SWEEPS, "maintenance sweep failed; will retry", error = %e)
+            }
         }
         if let Ok(running) = store.running_campaigns().await {
             let mut now = HashSet::new();

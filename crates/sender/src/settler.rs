@@ -45,11 +45,14 @@ pub(crate) async fn run<S: Store, M: Messages>(
     }
 }
 
+static SETTLES: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
+
 async fn settle<S: Store, M: Messages>(shared: &Shared<S, M>, batch: &[Settle]) {
     let mut wait = Duration::from_millis(50);
     loop {
         match shared.store.settle(batch).await {
             Ok(results) => {
+                herald_core::recovered!(SETTLES, "settlements land again");
                 let stale = results
                     .iter()
                     .filter(|r| **r == SettleResult::Stale)
@@ -63,7 +66,12 @@ async fn settle<S: Store, M: Messages>(shared: &Shared<S, M>, batch: &[Settle]) 
                 return;
             }
             Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, jobs = batch.len(), "cannot settle yet; retrying");
+                herald_core::warn_repeated!(
+                    SETTLES,
+                    "cannot settle yet; retrying",
+                    error = %e,
+                    jobs = batch.len()
+                );
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
