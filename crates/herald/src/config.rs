@@ -143,7 +143,7 @@ pub struct SenderSection {
     pub backoff_max_ms: u64,
     pub in_doubt_grace_secs: u64,
     /// `resend` (once, with the same callback id) or `fail`.
-    pub in_doubt_policy: String,
+    pub in_doubt_policy: InDoubtPolicy,
     pub lease_secs: u64,
     pub shutdown_deadline_secs: u64,
     pub window_guard_ms: u64,
@@ -160,7 +160,7 @@ impl Default for SenderSection {
             backoff_base_ms: millis(d.backoff.base),
             backoff_max_ms: millis(d.backoff.max),
             in_doubt_grace_secs: d.in_doubt_grace.as_secs(),
-            in_doubt_policy: "resend".into(),
+            in_doubt_policy: InDoubtPolicy::Resend,
             lease_secs: d.lease.as_secs(),
             shutdown_deadline_secs: d.shutdown_deadline.as_secs(),
             window_guard_ms: millis(d.window_guard),
@@ -261,15 +261,24 @@ impl Default for MetricsSection {
 pub struct Log {
     /// A tracing filter: `info`, `herald=debug,info`, … (`RUST_LOG` wins when set).
     pub level: String,
-    /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One compact, human-readable line per event.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 impl Default for Log {
     fn default() -> Self {
         Self {
             level: "info".into(),
-            format: "text".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -392,12 +401,6 @@ impl Config {
         self.sender_config(None)
             .validate()
             .map_err(|e| bad(format!("sender.{}", e.key), e.problem))?;
-        if !matches!(self.sender.in_doubt_policy.as_str(), "resend" | "fail") {
-            return Err(bad(
-                "sender.in_doubt_policy",
-                "must be \"resend\" or \"fail\"",
-            ));
-        }
         self.listen_addr()?;
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
@@ -465,9 +468,6 @@ impl Config {
         if !(1..=10_000).contains(&m.max_campaigns) {
             return Err(bad("metrics.max_campaigns", "must be between 1 and 10000"));
         }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(bad("log.format", "must be \"text\" or \"json\""));
-        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| bad("log.level", e.to_string()))?;
         Ok(())
@@ -498,11 +498,7 @@ impl Config {
                 max_attempts: s.max_attempts,
             },
             in_doubt_grace: Duration::from_secs(s.in_doubt_grace_secs),
-            in_doubt_policy: if s.in_doubt_policy == "fail" {
-                InDoubtPolicy::Fail
-            } else {
-                InDoubtPolicy::Resend
-            },
+            in_doubt_policy: s.in_doubt_policy,
             lease: Duration::from_secs(s.lease_secs),
             shutdown_deadline: Duration::from_secs(s.shutdown_deadline_secs),
             window_guard: Duration::from_millis(s.window_guard_ms),
@@ -781,6 +777,15 @@ mod tests {
         assert_eq!(e.key, "HERALD_SENDER__MPX", "{e}");
         let e = Config::from_toml("", &env(&[("HERALD_SENDER__MPS", "lots")])).unwrap_err();
         assert_eq!(e.key, "HERALD_SENDER__MPS", "{e}");
+        // Enumerations name their key and the values they take.
+        for (text, key) in [
+            ("[sender]\nin_doubt_policy = \"maybe\"\n", "sender.in_doubt_policy"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+        ] {
+            let e = Config::from_toml(text, &BTreeMap::new()).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.to_string().contains("unknown variant"), "{e}");
+        }
         let e =
             Config::from_toml("[server]\nlisten = \"nowhere\"\n", &BTreeMap::new()).unwrap_err();
         assert_eq!(e.key, "server.listen", "{e}");

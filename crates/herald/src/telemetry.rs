@@ -25,7 +25,7 @@ pub fn init_tracing(cfg: &Log) {
         .with_env_filter(filter)
         .with_writer(LogOut);
     // A second initialisation (tests, the demo) keeps the first.
-    let _ = if cfg.format == "json" {
+    let _ = if cfg.format == crate::config::LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.compact().try_init()
