@@ -243,11 +243,12 @@ fn check_template_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-struct V {
+struct Validator {
     opts: Options,
 }
 
-type R = Result<(), ValidationError>;
+/// What each check answers.
+type Checked = Result<(), ValidationError>;
 
 fn err(field: impl Into<String>, problem: impl Into<String>) -> ValidationError {
     ValidationError {
@@ -256,19 +257,19 @@ fn err(field: impl Into<String>, problem: impl Into<String>) -> ValidationError 
     }
 }
 
-impl V {
-    fn string(&self, path: &str, value: &str) -> R {
+impl Validator {
+    fn string(&self, path: &str, value: &str) -> Checked {
         if self.opts.allow_placeholders && value.contains("{{") {
             return Ok(());
         }
         check_field(path, value).map_err(|p| err(path, p))
     }
 
-    fn opt_string(&self, path: &str, value: Option<&String>) -> R {
+    fn opt_string(&self, path: &str, value: Option<&String>) -> Checked {
         value.map_or(Ok(()), |v| self.string(path, v))
     }
 
-    fn media(&self, path: &str, m: &Media, kind: MediaKind) -> R {
+    fn media(&self, path: &str, m: &Media, kind: MediaKind) -> Checked {
         match (&m.id, &m.link) {
             (None, None) => return Err(err(path, "needs an `id` or a `link`")),
             (Some(_), Some(_)) => return Err(err(path, "give an `id` or a `link`, not both")),
@@ -290,7 +291,7 @@ impl V {
         self.opt_string(&format!("{path}.caption"), m.caption.as_ref())
     }
 
-    fn message(&self, m: &Message) -> R {
+    fn message(&self, m: &Message) -> Checked {
         match m {
             Message::Text(t) => self.string("text.body", &t.body),
             Message::Template(t) => self.template(t),
@@ -314,7 +315,7 @@ impl V {
         }
     }
 
-    fn template(&self, t: &Template) -> R {
+    fn template(&self, t: &Template) -> Checked {
         self.string("template.name", &t.name)?;
         self.string("template.language.code", &t.language.code)?;
         if let Some(policy) = &t.language.policy
@@ -333,7 +334,7 @@ impl V {
         Ok(())
     }
 
-    fn component(&self, path: &str, c: &Component, indices: &mut HashSet<u64>) -> R {
+    fn component(&self, path: &str, c: &Component, indices: &mut HashSet<u64>) -> Checked {
         let kind = c.kind.to_ascii_lowercase();
         if !COMPONENT_KINDS.contains(&kind.as_str()) {
             return Err(err(
@@ -442,7 +443,7 @@ impl V {
         Ok(())
     }
 
-    fn interactive(&self, i: &Interactive) -> R {
+    fn interactive(&self, i: &Interactive) -> Checked {
         let kind = i.kind.as_str();
         if !INTERACTIVE_KINDS.contains(&kind) {
             return Err(err(
@@ -527,7 +528,7 @@ impl V {
         }
     }
 
-    fn header(&self, h: &Header) -> R {
+    fn header(&self, h: &Header) -> Checked {
         if !HEADER_KINDS.contains(&h.kind.as_str()) {
             return Err(err(
                 "interactive.header.type",
@@ -561,7 +562,7 @@ impl V {
         self.opt_string("interactive.header.sub_text", h.sub_text.as_ref())
     }
 
-    fn reply_buttons(&self, a: &Action) -> R {
+    fn reply_buttons(&self, a: &Action) -> Checked {
         let buttons = need(a.buttons.as_ref(), "interactive.action.buttons")?;
         if buttons.is_empty() || buttons.len() > REPLY_BUTTONS_MAX {
             return Err(err(
@@ -596,7 +597,7 @@ impl V {
         Ok(())
     }
 
-    fn list(&self, a: &Action) -> R {
+    fn list(&self, a: &Action) -> Checked {
         self.string(
             "interactive.action.button",
             need(a.button.as_ref(), "interactive.action.button")?,
@@ -647,7 +648,7 @@ impl V {
         Ok(())
     }
 
-    fn contacts(&self, contacts: &[Contact]) -> R {
+    fn contacts(&self, contacts: &[Contact]) -> Checked {
         if contacts.is_empty() || contacts.len() > CONTACTS_MAX {
             return Err(err(
                 "contacts",
@@ -669,7 +670,7 @@ impl V {
         Ok(())
     }
 
-    fn envelope(&self, m: &SendMessage) -> R {
+    fn envelope(&self, m: &SendMessage) -> Checked {
         if m.messaging_product != "whatsapp" {
             return Err(err("messaging_product", "must be \"whatsapp\""));
         }
@@ -753,13 +754,13 @@ impl Message {
     }
 
     pub fn validate_with(&self, opts: Options) -> Result<(), ValidationError> {
-        V { opts }.message(self)
+        Validator { opts }.message(self)
     }
 }
 
 impl SendMessage {
     pub fn validate(&self) -> Result<(), ValidationError> {
-        let v = V {
+        let v = Validator {
             opts: Options::default(),
         };
         v.envelope(self)?;

@@ -779,7 +779,10 @@ mod tests {
         assert_eq!(e.key, "HERALD_SENDER__MPS", "{e}");
         // Enumerations name their key and the values they take.
         for (text, key) in [
-            ("[sender]\nin_doubt_policy = \"maybe\"\n", "sender.in_doubt_policy"),
+            (
+                "[sender]\nin_doubt_policy = \"maybe\"\n",
+                "sender.in_doubt_policy",
+            ),
             ("[log]\nformat = \"xml\"\n", "log.format"),
         ] {
             let e = Config::from_toml(text, &BTreeMap::new()).unwrap_err();

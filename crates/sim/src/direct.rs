@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use herald_cloudapi::{Error, Messages, SendResponse, TransportFailure};
 
-use crate::state::{Answer, Shared};
+use crate::state::{Answer, SimState};
 
 /// A client of the simulator that calls it directly. Its requests are answered as the HTTP
 /// server would answer them (the same latency, faults and errors), classified as
 /// [`herald_cloudapi::Client`] classifies HTTP answers.
 #[derive(Debug, Clone)]
 pub struct Direct {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<SimState>,
     pub(crate) authorization: String,
     pub(crate) timeout: Duration,
 }

@@ -33,7 +33,7 @@ pub use webhooks::WebhookSink;
 #[derive(Debug)]
 pub struct Sim {
     addr: SocketAddr,
-    shared: Arc<state::Shared>,
+    shared: Arc<state::SimState>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -54,7 +54,7 @@ impl Sim {
         let shutdown = CancellationToken::new();
         let shared = Arc::new_cyclic(|weak| {
             let hooks = webhooks::Webhooks::start(&cfg, sink, weak.clone(), shutdown.clone());
-            state::Shared::new(cfg.clone(), hooks)
+            state::SimState::new(cfg.clone(), hooks)
         });
         let task = tokio::spawn(server::serve(
             listener,

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::state::{Answer, Shared};
+use crate::state::{Answer, SimState};
 
 /// Marks a response whose connection must be dropped instead of answered.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,7 @@ impl std::fmt::Display for Reset {
 
 impl std::error::Error for Reset {}
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<SimState>) -> Router {
     Router::new()
         .route("/{version}/{pnid}/messages", post(send))
         .route("/debug_token", get(debug_token))
@@ -58,7 +58,7 @@ fn graph_error(status: u16, error: &herald_cloudapi::GraphError) -> Response {
 }
 
 /// The 190 answer for a missing or wrong bearer token on the read endpoints.
-fn unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+fn unauthorized(shared: &SimState, headers: &HeaderMap) -> Option<Response> {
     (!shared.token_ok(bearer(headers))).then(|| {
         graph_error(
             401,
@@ -76,7 +76,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn send(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SimState>>,
     Path((_version, pnid)): Path<(String, String)>,
     headers: HeaderMap,
     body: bytes::Bytes,
@@ -113,7 +113,7 @@ struct Fields {
 }
 
 async fn phone_number(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SimState>>,
     Path((_version, id)): Path<(String, String)>,
     Query(q): Query<Fields>,
     headers: HeaderMap,
@@ -164,7 +164,7 @@ struct DebugToken {
     input_token: Option<String>,
 }
 
-async fn debug_token(State(shared): State<Arc<Shared>>, Query(q): Query<DebugToken>) -> Response {
+async fn debug_token(State(shared): State<Arc<SimState>>, Query(q): Query<DebugToken>) -> Response {
     let valid = q.input_token.as_deref() == Some(shared.cfg.access_token.as_str());
     let scopes: Vec<&str> = if valid {
         vec![
@@ -185,7 +185,7 @@ async fn debug_token(State(shared): State<Arc<Shared>>, Query(q): Query<DebugTok
     .into_response()
 }
 
-async fn subscribed_apps(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn subscribed_apps(State(shared): State<Arc<SimState>>, headers: HeaderMap) -> Response {
     if let Some(refused) = unauthorized(&shared, &headers) {
         return refused;
     }
@@ -201,7 +201,7 @@ async fn subscribed_apps(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
 
 /// `GET /{waba_id}/message_templates`: the catalogue, as Meta lists a WABA's templates.
 async fn message_templates(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SimState>>,
     Path((_version, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
@@ -236,12 +236,12 @@ struct StatsQuery {
     callbacks: Option<u8>,
 }
 
-async fn stats(State(shared): State<Arc<Shared>>, Query(q): Query<StatsQuery>) -> Response {
+async fn stats(State(shared): State<Arc<SimState>>, Query(q): Query<StatsQuery>) -> Response {
     let with = q.callbacks.unwrap_or(0) == 1;
     axum::Json(shared.oracle(|o| o.stats(with))).into_response()
 }
 
-async fn reset(State(shared): State<Arc<Shared>>) -> StatusCode {
+async fn reset(State(shared): State<Arc<SimState>>) -> StatusCode {
     shared.reset();
     StatusCode::NO_CONTENT
 }
@@ -255,7 +255,7 @@ struct Inbound {
 }
 
 async fn inbound(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SimState>>,
     axum::Json(m): axum::Json<Inbound>,
 ) -> Response {
     let pnid = m.phone_number_id.unwrap_or_else(|| {

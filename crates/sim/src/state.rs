@@ -58,7 +58,7 @@ struct Limits {
 
 /// State shared by the request handlers and the webhook sender.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct SimState {
     pub(crate) cfg: SimConfig,
     oracle: Mutex<Oracle>,
     limits: Mutex<Limits>,
@@ -100,7 +100,7 @@ fn bad(code: i64, message: &str, details: &str) -> Answer {
     }
 }
 
-impl Shared {
+impl SimState {
     pub(crate) fn new(cfg: SimConfig, webhooks: Webhooks) -> Self {
         Self {
             cfg,

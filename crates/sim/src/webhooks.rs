@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
-use crate::state::{Shared, chance};
+use crate::state::{SimState, chance};
 
 /// One status of an accepted message, serialised as Meta writes it.
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ impl Webhooks {
     pub(crate) fn start(
         cfg: &SimConfig,
         sink: Option<WebhookSink>,
-        shared: Weak<Shared>,
+        shared: Weak<SimState>,
         shutdown: CancellationToken,
     ) -> Self {
         if cfg.webhooks.url.is_empty() && sink.is_none() {
@@ -134,7 +134,7 @@ impl Webhooks {
 async fn run(
     cfg: SimConfig,
     sink: Option<WebhookSink>,
-    shared: Weak<Shared>,
+    shared: Weak<SimState>,
     mut rx: mpsc::UnboundedReceiver<(Instant, String, Item)>,
     shutdown: CancellationToken,
 ) {
@@ -240,7 +240,7 @@ fn envelope(cfg: &SimConfig, pnid: &str, items: &[Item]) -> (Vec<u8>, u64, u64) 
         }
     }
     #[derive(serde::Serialize)]
-    struct Value_<'a> {
+    struct ChangeValue<'a> {
         messaging_product: &'static str,
         metadata: Value,
         #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -251,7 +251,7 @@ fn envelope(cfg: &SimConfig, pnid: &str, items: &[Item]) -> (Vec<u8>, u64, u64) 
         messages: Vec<&'a Value>,
     }
     let (n_statuses, n_messages) = (statuses.len() as u64, messages.len() as u64);
-    let value = Value_ {
+    let value = ChangeValue {
         messaging_product: "whatsapp",
         metadata: json!({"display_phone_number": display, "phone_number_id": pnid}),
         statuses,
@@ -283,7 +283,7 @@ enum Destination {
 /// or the attempts run out.
 async fn deliver(
     to: &Destination,
-    shared: &Shared,
+    shared: &SimState,
     cfg: &SimConfig,
     body: Vec<u8>,
     statuses: u64,
