@@ -366,8 +366,12 @@ pub struct Referral {
 /// `user_preferences`: a user stopped or resumed marketing messages.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct UserPreference {
+    /// Empty when the user hides their number.
     #[serde(default)]
     pub wa_id: String,
+    /// The business-scoped user id (2026), set whether or not the number is.
+    #[serde(default)]
+    pub user_id: Option<String>,
     #[serde(default)]
     pub detail: Option<String>,
     /// `marketing_messages`.

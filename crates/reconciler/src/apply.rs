@@ -256,6 +256,27 @@ impl<S: Store> Reconciler<S> {
                 .await?;
                 continue;
             }
+            // A status naming the user's business-scoped id shows the number it stands for.
+            if let Some(user) = c.status.recipient_user_id.as_deref().and_then(user_id) {
+                let phone = match PhoneE164::parse(&c.status.recipient_id) {
+                    Ok(p) => Some(p),
+                    // Hidden: the number Herald sent the message to.
+                    Err(_) => {
+                        let job = match (&c.update.job, &c.update.message_id) {
+                            (Some(job), _) => Some(job.clone()),
+                            (None, Some(id)) => self.store.job_for_message(id).await?,
+                            (None, None) => None,
+                        };
+                        match job {
+                            Some(job) => self.store.job(&job).await?.map(|v| v.phone),
+                            None => None,
+                        }
+                    }
+                };
+                if let Some(phone) = phone {
+                    self.link(c.pnid, user, phone).await?;
+                }
+            }
             // Undeliverable and marketing-stopped numbers go on the suppression list.
             if let Some(code) = c.update.error_code
                 && ErrorClass::suppresses_recipient(code)
@@ -301,13 +322,20 @@ impl<S: Store> Reconciler<S> {
                 }
             };
             count(m::RECONCILER_EVENTS_TOTAL, "field", "user_preferences");
-            if pref.category == "marketing_messages"
-                && pref.value.eq_ignore_ascii_case("stop")
-                && let Ok(phone) = PhoneE164::parse(&pref.wa_id)
-            {
-                self.store.suppress(pnid, &[phone]).await?;
-                metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
-                tracing::info!(phone = %phone.masked(), "user stopped marketing messages: suppressed");
+            if pref.category == "marketing_messages" && pref.value.eq_ignore_ascii_case("stop") {
+                let user = pref.user_id.as_deref().and_then(user_id);
+                match self.user(pnid, &pref.wa_id, user).await? {
+                    Some(phone) => {
+                        self.store.suppress(pnid, &[phone]).await?;
+                        metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
+                        tracing::info!(phone = %phone.masked(), "user stopped marketing messages: suppressed");
+                    }
+                    None => {
+                        if let Some(user) = user {
+                            self.unlinked_opt_out(pnid, user).await?;
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -328,8 +356,20 @@ impl<S: Store> Reconciler<S> {
         if !msg.is_from_user() {
             return Ok(());
         }
-        // Users behind a business-scoped id have no number to key on.
-        let Ok(phone) = PhoneE164::parse(&msg.from) else {
+        // A user behind a business-scoped id is known by number once a status showed it; an
+        // opt-out from one who is not yet is kept until then.
+        let user = msg.from_user_id.as_deref().and_then(user_id);
+        let opts_out = msg.text_content().is_some_and(|text| {
+            let text = text.trim();
+            self.cfg
+                .opt_out_keywords
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(text))
+        });
+        let Some(phone) = self.user(pnid, &msg.from, user).await? else {
+            if let (Some(user), true) = (user, opts_out) {
+                self.unlinked_opt_out(pnid, user).await?;
+            }
             return Ok(());
         };
         // The window runs from when the user wrote (a delivery Meta retried days later opens
@@ -343,19 +383,64 @@ impl<S: Store> Reconciler<S> {
         if let Some(campaign) = self.store.last_campaign(pnid, phone).await? {
             self.store.count_reply(&campaign, phone).await?;
         }
-        if let Some(text) = msg.text_content() {
-            let text = text.trim();
-            if self
-                .cfg
-                .opt_out_keywords
-                .iter()
-                .any(|k| k.eq_ignore_ascii_case(text))
-            {
-                self.store.suppress(pnid, &[phone]).await?;
-                metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
-                tracing::info!(phone = %phone.masked(), "opt-out keyword: suppressed");
-            }
+        if opts_out {
+            self.store.suppress(pnid, &[phone]).await?;
+            metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
+            tracing::info!(phone = %phone.masked(), "opt-out keyword: suppressed");
         }
         Ok(())
     }
+
+    /// The user's number: as given (`wa_id`, `from`), else the one their business-scoped id
+    /// is known to stand for. Given both, the link is learned.
+    async fn user(
+        &self,
+        pnid: &str,
+        number: &str,
+        user: Option<&str>,
+    ) -> Result<Option<PhoneE164>, StoreError> {
+        match (PhoneE164::parse(number), user) {
+            (Ok(phone), Some(user)) => {
+                self.link(pnid, user, phone).await?;
+                Ok(Some(phone))
+            }
+            (Ok(phone), None) => Ok(Some(phone)),
+            (Err(_), Some(user)) => self.store.user_phone(pnid, user).await,
+            (Err(_), None) => Ok(None),
+        }
+    }
+
+    /// Learns that `user` stands for `phone`; an opt-out kept for them takes effect.
+    async fn link(&self, pnid: &str, user: &str, phone: PhoneE164) -> Result<(), StoreError> {
+        let suppressed = self
+            .store
+            .link_users(pnid, &[(user.to_owned(), phone)])
+            .await?;
+        if suppressed > 0 {
+            metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(suppressed);
+            tracing::info!(phone = %phone.masked(), "an opt-out made under a business-scoped id now suppresses the number behind it");
+        }
+        Ok(())
+    }
+
+    /// An opt-out from a user known only by their business-scoped id: kept and counted.
+    async fn unlinked_opt_out(&self, pnid: &str, user: &str) -> Result<(), StoreError> {
+        if self.store.opt_out_user(pnid, user).await? {
+            metrics::counter!(m::RECONCILER_UNLINKED_OPT_OUTS_TOTAL).increment(1);
+            tracing::info!(
+                "opt-out from a user known only by a business-scoped id: kept until a status shows their number"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A business-scoped user id as Meta writes them (`user.…`, `US.…`), or `None` for anything
+/// else: at most 128 characters of letters, digits, `.`, `_` and `-`.
+fn user_id(s: &str) -> Option<&str> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then_some(s)
 }

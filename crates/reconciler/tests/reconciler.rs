@@ -203,7 +203,18 @@ async fn a_503_while_redis_is_down_then_recovery() {
     let mut server = TestRedisServer::start();
     let mut cfg = RedisConfig::new(server.url(), "herald");
     cfg.timeout = Duration::from_secs(1);
-    let store = Arc::new(RedisStore::connect(&cfg).await.unwrap());
+    // A fresh server on a busy machine may take longer than the short timeout to load the
+    // scripts: the test is about the outage, so connecting waits as long as it takes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let store = loop {
+        match RedisStore::connect(&cfg).await {
+            Ok(s) => break Arc::new(s),
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     let app = app(store.clone());
     let body = whole("meta-openapi/text_message.json");
     assert_eq!(post_signed(&app, &body).await, StatusCode::OK);
@@ -482,6 +493,66 @@ async fn inbound_messages_open_windows_count_replies_and_opt_out() {
             .unwrap(),
         [true]
     );
+}
+
+/// A user who hides their number writes from a business-scoped id. A STOP before Herald knows
+/// their number is kept (not dropped); the first status that shows which number the id
+/// stands for (here a status with `recipient_id: ""`, matched to the job Herald sent)
+/// suppresses that number. From then on, messages from the id alone count as that number's.
+#[tokio::test(start_paused = true)]
+async fn opt_outs_from_hidden_numbers_are_kept_until_the_number_is_known() {
+    let w = world().await;
+    let user = "user.9373795779eb6441c8adb2eaee5b848e7dd174ddd302d7db62142f4722d574b6";
+    let number: PhoneE164 = "+16505551234".parse().unwrap();
+    let from_user = |text: &str, at: i64| {
+        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+            "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": PNID},
+                "contacts": [{"profile": {"name": "Pablo"}, "wa_id": "", "user_id": user}],
+                "messages": [{"from": "", "from_user_id": user, "id": format!("wamid.in{at}"), "timestamp": at.to_string(),
+                    "type": "text", "text": {"body": text}}]}}]}]}))
+        .unwrap()
+    };
+    post_signed(&w.app, &from_user("STOP", 1_700_000_000)).await;
+    // A hostile id is ignored, not stored.
+    let mut hostile: Value = serde_json::from_slice(&from_user("STOP", 1_700_000_001)).unwrap();
+    hostile["entry"][0]["changes"][0]["value"]["messages"][0]["from_user_id"] =
+        json!("x".repeat(5000));
+    post_signed(&w.app, &serde_json::to_vec(&hostile).unwrap()).await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store.unlinked_opt_outs(PNID, 10).await.unwrap(),
+        (1, vec![user.to_owned()]),
+        "kept, not dropped"
+    );
+    assert_eq!(w.store.suppressed(PNID, &[number]).await.unwrap(), [false]);
+
+    // Meta's status for the message Herald sent them, with the number hidden.
+    post_signed(
+        &w.app,
+        &whole("meta-docs/status_delivered_pmp_bsuid_only.json"),
+    )
+    .await;
+    reconcile(&w.store).await;
+    assert_eq!(w.store.user_phone(PNID, user).await.unwrap(), Some(number));
+    assert_eq!(
+        w.store.suppressed(PNID, &[number]).await.unwrap(),
+        [true],
+        "the kept opt-out now suppresses the number"
+    );
+    assert_eq!(
+        w.store.unlinked_opt_outs(PNID, 10).await.unwrap(),
+        (0, vec![])
+    );
+
+    // A message from the id alone, written now, opens that number's window.
+    assert_eq!(
+        w.store.windows_open(PNID, &[number]).await.unwrap(),
+        [false]
+    );
+    let now = herald_core::unix_ms() / 1000 - 60;
+    post_signed(&w.app, &from_user("hello", now)).await;
+    reconcile(&w.store).await;
+    assert_eq!(w.store.windows_open(PNID, &[number]).await.unwrap(), [true]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -153,6 +153,16 @@ impl Keys {
         format!("{}:sup:{{pn:{pnid}}}", self.prefix)
     }
 
+    /// Business-scoped user id → the number it stands for (a hash).
+    pub(crate) fn users(&self, pnid: &str) -> String {
+        format!("{}:users:{{pn:{pnid}}}", self.prefix)
+    }
+
+    /// Opted-out users whose number is not known yet (a set of user ids).
+    pub(crate) fn unlinked_opt_outs(&self, pnid: &str) -> String {
+        format!("{}:optout-users:{{pn:{pnid}}}", self.prefix)
+    }
+
     pub(crate) fn window(&self, pnid: &str, phone: PhoneE164) -> String {
         format!("{}:win:{{pn:{pnid}}}:{}", self.prefix, phone.as_u64())
     }

@@ -70,6 +70,7 @@ pub(crate) struct Scripts {
     pub(crate) moved: Script,
     pub(crate) pair: Script,
     pub(crate) unpair: Script,
+    pub(crate) link: Script,
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
@@ -100,10 +101,11 @@ impl Scripts {
             moved: Script::new(include_str!("../lua/move.lua")),
             pair: Script::new(include_str!("../lua/pair.lua")),
             unpair: Script::new(include_str!("../lua/unpair.lua")),
+            link: Script::new(include_str!("../lua/link.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 19] {
+    fn all(&self) -> [&Script; 20] {
         [
             &self.enqueue,
             &self.claim,
@@ -124,6 +126,7 @@ impl Scripts {
             &self.moved,
             &self.pair,
             &self.unpair,
+            &self.link,
         ]
     }
 }

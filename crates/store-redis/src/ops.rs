@@ -1252,6 +1252,61 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn link_users(
+        &self,
+        phone_number_id: &str,
+        links: &[(String, PhoneE164)],
+    ) -> Result<u64> {
+        if links.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let mut inv = self.scripts.link.prepare_invoke();
+        inv.key(self.keys.users(phone_number_id))
+            .key(self.keys.unlinked_opt_outs(phone_number_id))
+            .key(self.keys.suppression(phone_number_id));
+        for (user, phone) in links {
+            inv.arg(user.as_str()).arg(phone.as_u64());
+        }
+        inv.invoke_async(&mut conn).await.map_err(|e| self.fail(e))
+    }
+
+    async fn user_phone(&self, phone_number_id: &str, user_id: &str) -> Result<Option<PhoneE164>> {
+        let mut conn = self.conn().await?;
+        let phone: Option<u64> = conn
+            .hget(self.keys.users(phone_number_id), user_id)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(phone.and_then(|p| PhoneE164::from_u64(p).ok()))
+    }
+
+    async fn opt_out_user(&self, phone_number_id: &str, user_id: &str) -> Result<bool> {
+        let mut conn = self.conn().await?;
+        let added: u64 = conn
+            .sadd(self.keys.unlinked_opt_outs(phone_number_id), user_id)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(added == 1)
+    }
+
+    async fn unlinked_opt_outs(
+        &self,
+        phone_number_id: &str,
+        max: usize,
+    ) -> Result<(u64, Vec<String>)> {
+        let mut conn = self.conn().await?;
+        let key = self.keys.unlinked_opt_outs(phone_number_id);
+        let count: u64 = conn.scard(&key).await.map_err(|e| self.fail(e))?;
+        let mut ids: Vec<String> = redis::cmd("SRANDMEMBER")
+            .arg(&key)
+            .arg(max)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        ids.sort_unstable();
+        Ok((count, ids))
+    }
+
     async fn suppressed(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<Vec<bool>> {
         if phones.is_empty() {
             return Ok(Vec::new());

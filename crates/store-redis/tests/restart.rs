@@ -41,7 +41,7 @@ async fn a_redis_restart_loses_no_settled_job() {
     let mut server = TestRedisServer::start();
     let mut cfg = RedisConfig::new(server.url(), "herald");
     cfg.timeout = Duration::from_secs(2);
-    let store = RedisStore::connect(&cfg).await.unwrap();
+    let store = until_ok(|| RedisStore::connect(&cfg)).await;
     let id = campaign(&store, "restart").await;
     store
         .enqueue_batch(&id, &recipients(0..2000))

@@ -1402,6 +1402,36 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     assert_eq!(store.last_campaign(PNID, a).await.unwrap(), Some(c2));
 }
 
+/// Users who hide their number: the number behind a business-scoped id is learned from
+/// statuses; an opt-out made before it is known is kept and suppresses the number once it is.
+pub async fn business_scoped_users_are_linked_and_their_opt_outs_kept<S: Store>(store: &S) {
+    let pn = "bsuid";
+    let (a, b) = (phone(11), phone(12));
+    assert_eq!(store.user_phone(pn, "user.a").await.unwrap(), None);
+    assert!(store.opt_out_user(pn, "user.b").await.unwrap());
+    assert!(!store.opt_out_user(pn, "user.b").await.unwrap(), "once");
+    assert_eq!(
+        store.unlinked_opt_outs(pn, 10).await.unwrap(),
+        (1, vec!["user.b".to_owned()])
+    );
+    assert_eq!(store.suppressed(pn, &[a, b]).await.unwrap(), [false, false]);
+    let suppressed = store
+        .link_users(pn, &[("user.a".into(), a), ("user.b".into(), b)])
+        .await
+        .unwrap();
+    assert_eq!(suppressed, 1);
+    assert_eq!(store.user_phone(pn, "user.a").await.unwrap(), Some(a));
+    assert_eq!(store.user_phone(pn, "user.b").await.unwrap(), Some(b));
+    assert_eq!(store.suppressed(pn, &[a, b]).await.unwrap(), [false, true]);
+    assert_eq!(store.unlinked_opt_outs(pn, 10).await.unwrap(), (0, vec![]));
+    assert_eq!(
+        store.link_users(pn, &[("user.b".into(), b)]).await.unwrap(),
+        0,
+        "linking again suppresses nothing more"
+    );
+    assert_eq!(store.user_phone("other", "user.a").await.unwrap(), None);
+}
+
 pub async fn replies_rejects_and_failures<S: Store>(store: &S) {
     let id = running(store, "failures", 3).await;
     let reject = |line: u64, phone: &str, code: &str, reason: SkipReason| UploadReject {
@@ -1686,6 +1716,7 @@ macro_rules! conformance_tests {
             paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,
             lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,
             an_answer_after_its_own_webhook_completes_the_job,
+            business_scoped_users_are_linked_and_their_opt_outs_kept,
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
             campaign_caps_hold_beside_the_number_rate, the_window_holds_and_late_sends_move,
             one_leader_at_a_time,

@@ -410,6 +410,46 @@ impl<S: Store> Store for Faulty<S> {
         )
     }
 
+    async fn link_users(
+        &self,
+        phone_number_id: &str,
+        links: &[(String, PhoneE164)],
+    ) -> Result<u64> {
+        call!(
+            self,
+            "link_users",
+            self.inner.link_users(phone_number_id, links)
+        )
+    }
+
+    async fn user_phone(&self, phone_number_id: &str, user_id: &str) -> Result<Option<PhoneE164>> {
+        call!(
+            self,
+            "user_phone",
+            self.inner.user_phone(phone_number_id, user_id)
+        )
+    }
+
+    async fn opt_out_user(&self, phone_number_id: &str, user_id: &str) -> Result<bool> {
+        call!(
+            self,
+            "opt_out_user",
+            self.inner.opt_out_user(phone_number_id, user_id)
+        )
+    }
+
+    async fn unlinked_opt_outs(
+        &self,
+        phone_number_id: &str,
+        max: usize,
+    ) -> Result<(u64, Vec<String>)> {
+        call!(
+            self,
+            "unlinked_opt_outs",
+            self.inner.unlinked_opt_outs(phone_number_id, max)
+        )
+    }
+
     async fn release_pair(
         &self,
         phone_number_id: &str,

@@ -225,6 +225,38 @@ pub trait Store: Send + Sync + 'static {
         phones: &[PhoneE164],
     ) -> impl Future<Output = Result<Vec<bool>>> + Send;
 
+    /// Remembers the number each business-scoped user id stands for (learned from the
+    /// statuses of messages Herald sent to that number). A user who opted out while known
+    /// only by their id ([`Store::opt_out_user`]) is suppressed by number now: answers how
+    /// many were.
+    fn link_users(
+        &self,
+        phone_number_id: &str,
+        links: &[(String, PhoneE164)],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The number behind a business-scoped user id, once a status has shown it.
+    fn user_phone(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<PhoneE164>>> + Send;
+
+    /// A user known only by their business-scoped id opted out: kept until their number is
+    /// known ([`Store::link_users`] then suppresses it). Answers whether it was new.
+    fn opt_out_user(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Opt-outs of users whose number is not known yet: how many, and up to `max` of them.
+    fn unlinked_opt_outs(
+        &self,
+        phone_number_id: &str,
+        max: usize,
+    ) -> impl Future<Output = Result<(u64, Vec<String>)>> + Send;
+
     /// A page of the suppression list (cursor 0 starts; `None` ends).
     fn list_suppressed(
         &self,

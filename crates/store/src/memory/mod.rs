@@ -72,6 +72,10 @@ impl Default for WebhookHealth {
 struct State {
     campaigns: BTreeMap<CampaignId, Camp>,
     suppression: HashMap<String, BTreeSet<u64>>,
+    /// (phone number id, business-scoped user id) → the number it stands for.
+    users: HashMap<(String, String), u64>,
+    /// Per phone number id: opted-out users whose number is not known yet.
+    unlinked: HashMap<String, BTreeSet<String>>,
     /// (phone number id, user) → when the window closes (ms).
     windows: HashMap<(String, u64), i64>,
     /// The limiter's theoretical arrival time per phone number id (µs).
@@ -625,6 +629,60 @@ impl Store for MemoryStore {
             .or_default()
             .extend(phones.iter().map(|p| p.as_u64()));
         Ok(())
+    }
+
+    async fn link_users(
+        &self,
+        phone_number_id: &str,
+        links: &[(String, PhoneE164)],
+    ) -> Result<u64> {
+        let mut s = self.lock();
+        let mut suppressed = 0;
+        for (user, phone) in links {
+            s.users
+                .insert((phone_number_id.to_owned(), user.clone()), phone.as_u64());
+            let was_out = s
+                .unlinked
+                .get_mut(phone_number_id)
+                .is_some_and(|set| set.remove(user));
+            if was_out {
+                s.suppression
+                    .entry(phone_number_id.to_owned())
+                    .or_default()
+                    .insert(phone.as_u64());
+                suppressed += 1;
+            }
+        }
+        Ok(suppressed)
+    }
+
+    async fn user_phone(&self, phone_number_id: &str, user_id: &str) -> Result<Option<PhoneE164>> {
+        let s = self.lock();
+        Ok(s.users
+            .get(&(phone_number_id.to_owned(), user_id.to_owned()))
+            .and_then(|p| PhoneE164::from_u64(*p).ok()))
+    }
+
+    async fn opt_out_user(&self, phone_number_id: &str, user_id: &str) -> Result<bool> {
+        Ok(self
+            .lock()
+            .unlinked
+            .entry(phone_number_id.to_owned())
+            .or_default()
+            .insert(user_id.to_owned()))
+    }
+
+    async fn unlinked_opt_outs(
+        &self,
+        phone_number_id: &str,
+        max: usize,
+    ) -> Result<(u64, Vec<String>)> {
+        let s = self.lock();
+        Ok(s.unlinked
+            .get(phone_number_id)
+            .map_or((0, Vec::new()), |set| {
+                (set.len() as u64, set.iter().take(max).cloned().collect())
+            }))
     }
 
     async fn suppressed(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<Vec<bool>> {
