@@ -33,6 +33,11 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Whole milliseconds of a duration (saturating), for stored and configured times.
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The wall clock in Unix milliseconds (what webhooks, windows and stored times use).
 pub fn unix_ms() -> i64 {
     std::time::SystemTime::now()

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use herald_cloudapi::{ClientConfig, Secret};
+use herald_core::millis;
 use herald_sender::SenderConfig;
 use herald_sender::policy::Backoff;
 use herald_store::InDoubtPolicy;
@@ -166,10 +167,6 @@ impl Default for SenderSection {
             window_guard_ms: millis(d.window_guard),
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

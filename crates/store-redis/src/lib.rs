@@ -492,7 +492,3 @@ pub(crate) fn campaign_from_meta(
 pub(crate) fn day_of(ms: i64) -> i64 {
     ms.div_euclid(86_400_000)
 }
-
-pub(crate) fn now_ms() -> i64 {
-    herald_core::unix_ms()
-}

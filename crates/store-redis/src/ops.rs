@@ -14,7 +14,8 @@ use herald_core::{
 use redis::AsyncCommands;
 
 use crate::keys::{DEDUPE_BUCKETS, JOBS_PER_BUCKET, MESSAGE_DAYS};
-use crate::{RedisStore, campaign_from_meta, day_of, job_view, now_ms};
+use crate::{RedisStore, campaign_from_meta, day_of, job_view};
+use herald_core::millis;
 use herald_store::{
     Applied, Campaign, ClaimRequest, ClaimedJob, FailureRow, InDoubtExpired, InDoubtPolicy, JobRef,
     JobView, NewCampaign, Outcome, PairReservation, Reclaimed, Result, RunningCampaign, Settle,
@@ -347,7 +348,7 @@ impl RedisStore {
         lookups: &[(&WaMessageId, String)],
         only_if_new: bool,
     ) {
-        let day = day_of(now_ms());
+        let day = day_of(herald_core::unix_ms());
         let expire_at = (day + 1 + MESSAGE_DAYS) * 86_400;
         let mut fresh = Vec::new();
         for (m, job) in lookups {
@@ -375,7 +376,7 @@ impl RedisStore {
     /// statuses land), then the rest of the horizon for those not found.
     async fn find_lookups(&self, ids: &[&WaMessageId]) -> Result<Vec<Option<JobId>>> {
         let mut found: Vec<Option<JobId>> = vec![None; ids.len()];
-        let today = day_of(now_ms());
+        let today = day_of(herald_core::unix_ms());
         let mut conn = self.conn().await?;
         for days in [today - 1..=today, today - MESSAGE_DAYS..=today - 2] {
             let missing: Vec<usize> = (0..ids.len()).filter(|&i| found[i].is_none()).collect();
@@ -473,7 +474,7 @@ impl Store for RedisStore {
         c.spec
             .validate()
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let now = now_ms();
+        let now = herald_core::unix_ms();
         let id = CampaignId::generate(u64::try_from(now).unwrap_or(0), rand::random::<u32>());
         let spec_json =
             serde_json::to_string(&c.spec).map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -578,7 +579,10 @@ impl Store for RedisStore {
             match to {
                 CampaignStatus::Scheduled => {
                     let c = self.campaign(id).await?;
-                    let at = c.spec.schedule_at.map_or(now_ms(), |t| t.as_millisecond());
+                    let at = c
+                        .spec
+                        .schedule_at
+                        .map_or(herald_core::unix_ms(), |t| t.as_millisecond());
                     let mut conn = self.conn().await?;
                     let _: () = conn
                         .zadd(self.keys.scheduled(), id.as_str(), at)
@@ -606,7 +610,7 @@ impl Store for RedisStore {
         {
             return Ok(list.clone());
         }
-        let now = now_ms();
+        let now = herald_core::unix_ms();
         if now - self.repaired_ms.load(Ordering::Relaxed) > REPAIR_EVERY_MS {
             self.repaired_ms.store(now, Ordering::Relaxed);
             self.repair_indexes().await?;
@@ -1350,7 +1354,7 @@ impl Store for RedisStore {
     ) -> Result<()> {
         let at_unix = at.as_second();
         let expires = at_unix + 24 * 3600;
-        if expires <= now_ms() / 1000 {
+        if expires <= herald_core::unix_ms() / 1000 {
             return Ok(());
         }
         let mut conn = self.conn().await?;
@@ -1638,9 +1642,4 @@ fn split_word(b: &[u8]) -> Option<(&[u8], &[u8])> {
 
 fn parse_ascii<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
     std::str::from_utf8(b).ok()?.parse().ok()
-}
-
-/// Whole milliseconds of a duration, for Redis arguments.
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

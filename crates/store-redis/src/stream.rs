@@ -12,7 +12,7 @@ use herald_store::{
     WebhookEntry,
 };
 
-use crate::{RedisStore, now_ms};
+use crate::RedisStore;
 
 pub(crate) const GROUP: &str = "reconciler";
 
@@ -338,7 +338,7 @@ impl RedisStore {
         let record = QualityRecord {
             event: event.to_owned(),
             current_limit: limit.map(str::to_owned),
-            at_ms: now_ms(),
+            at_ms: herald_core::unix_ms(),
         };
         let json =
             serde_json::to_string(&record).map_err(|e| StoreError::Invalid(e.to_string()))?;

@@ -738,5 +738,5 @@ fn accepted(message_id: &WaMessageId, at: i64) -> St {
 }
 
 pub(super) fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+    i64::try_from(herald_core::millis(d)).unwrap_or(i64::MAX / 2)
 }
