@@ -77,6 +77,8 @@ metrics! {
         "Dead letters dropped by the store's cap (the oldest go first).";
     RECONCILER_OPT_OUTS_TOTAL = "herald_reconciler_opt_outs_total", Counter,
         "Users added to the suppression list by opt-out keyword or preference.";
+    RECONCILER_OPT_INS_TOTAL = "herald_reconciler_opt_ins_total", Counter,
+        "Users taken off the suppression list by an opt-in keyword.";
     RECONCILER_UNLINKED_OPT_OUTS_TOTAL = "herald_reconciler_unlinked_opt_outs_total", Counter,
         "Opt-outs from users known only by a business-scoped id: kept, and their number suppressed once a status shows it.";
     RECONCILER_ENTRIES_TOTAL = "herald_reconciler_entries_total", Counter,

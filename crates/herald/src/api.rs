@@ -167,6 +167,14 @@ pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
         )
         .route("/campaigns/{id}/failures", get(failures::<S>))
         .route("/campaigns/{id}/{action}", post(action::<S>))
+        .route(
+            "/suppressions/{phone_number_id}",
+            get(crate::suppressions::export::<S>).post(crate::suppressions::import::<S>),
+        )
+        .route(
+            "/suppressions/{phone_number_id}/{entry}",
+            axum::routing::delete(crate::suppressions::remove::<S>),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::<S>))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") });
@@ -315,7 +323,7 @@ async fn create<S: Store>(
 
 /// The body must be declared as `expected`: a web form cannot send that type cross-site
 /// without the browser asking first, so a page cannot create campaigns in a user's name.
-fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+pub(crate) fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -216,6 +216,7 @@ pub async fn run_on<S: Store>(
             store.clone(),
             ReconcilerConfig {
                 opt_out_keywords: cfg.webhook.opt_out_keywords.clone(),
+                opt_in_keywords: cfg.webhook.opt_in_keywords.clone(),
             },
         ));
         let consumer = ConsumerConfig {

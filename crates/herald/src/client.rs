@@ -361,13 +361,66 @@ pub fn print_list(v: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()>
 }
 
 /// `campaign failures`: the CSV, streamed to `out`.
+/// `herald suppressions export`: the list as CSV to `out`.
+pub async fn suppressions_export(
+    api: &ApiClient,
+    phone_number_id: &str,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    download(api, &format!("/suppressions/{phone_number_id}"), out).await
+}
+
+/// `herald suppressions import FILE`: a CSV of numbers or user ids onto the list.
+pub async fn suppressions_import(
+    api: &ApiClient,
+    phone_number_id: &str,
+    csv: &Path,
+) -> anyhow::Result<Value> {
+    let body = tokio::fs::read(csv)
+        .await
+        .with_context(|| format!("reading {}", csv.display()))?;
+    let r = api
+        .request(
+            reqwest::Method::POST,
+            &format!("/suppressions/{phone_number_id}"),
+        )
+        .header(reqwest::header::CONTENT_TYPE, "text/csv")
+        .body(body);
+    api.send(r).await
+}
+
+/// `herald suppressions remove ENTRY`: a number or a user id off the list.
+pub async fn suppressions_remove(
+    api: &ApiClient,
+    phone_number_id: &str,
+    entry: &str,
+) -> anyhow::Result<Value> {
+    if entry.is_empty()
+        || !entry
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'_' | b'-'))
+    {
+        bail!("{entry:?} is neither an E.164 number nor a business-scoped user id");
+    }
+    api.send(api.request(
+        reqwest::Method::DELETE,
+        &format!("/suppressions/{phone_number_id}/{entry}"),
+    ))
+    .await
+}
+
 pub async fn failures(
     api: &ApiClient,
     id: &str,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
+    download(api, &format!("/campaigns/{id}/failures"), out).await
+}
+
+/// Streams a CSV answer to `out`.
+async fn download(api: &ApiClient, path: &str, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let response = api
-        .request(reqwest::Method::GET, &format!("/campaigns/{id}/failures"))
+        .request(reqwest::Method::GET, path)
         .send()
         .await
         .with_context(|| format!("cannot reach Herald at {}", api.base))?;

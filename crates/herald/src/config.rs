@@ -213,6 +213,8 @@ impl Default for Server {
 #[serde(deny_unknown_fields, default)]
 pub struct Webhook {
     pub opt_out_keywords: Vec<String>,
+    /// Whole-message keywords that opt a user back in (off the suppression list).
+    pub opt_in_keywords: Vec<String>,
     /// A delivery that failed to apply this many times is kept as a dead letter.
     pub max_deliveries: u32,
     /// The most webhook bytes one reconciler read brings into memory.
@@ -224,6 +226,7 @@ impl Default for Webhook {
         let c = herald_reconciler::ConsumerConfig::default();
         Self {
             opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into()],
+            opt_in_keywords: vec!["START".into()],
             max_deliveries: c.max_deliveries,
             max_batch_bytes: c.max_batch_bytes,
         }
@@ -438,15 +441,23 @@ impl Config {
                 ),
             ));
         }
-        if self
-            .webhook
-            .opt_out_keywords
-            .iter()
-            .any(|k| k.trim().is_empty())
-        {
+        let w = &self.webhook;
+        for (key, words) in [
+            ("webhook.opt_out_keywords", &w.opt_out_keywords),
+            ("webhook.opt_in_keywords", &w.opt_in_keywords),
+        ] {
+            if words.iter().any(|k| k.trim().is_empty()) {
+                return Err(bad(key, "keywords must not be empty"));
+            }
+        }
+        if let Some(k) = w.opt_in_keywords.iter().find(|k| {
+            w.opt_out_keywords
+                .iter()
+                .any(|o| o.trim().eq_ignore_ascii_case(k.trim()))
+        }) {
             return Err(bad(
-                "webhook.opt_out_keywords",
-                "keywords must not be empty",
+                "webhook.opt_in_keywords",
+                format!("{k:?} is also an opt-out keyword"),
             ));
         }
         let m = &self.metrics;

@@ -10,5 +10,6 @@ pub mod config;
 pub mod demo;
 pub mod doctor;
 pub mod listen;
+pub mod suppressions;
 pub mod telemetry;
 pub mod upload;

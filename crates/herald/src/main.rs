@@ -47,6 +47,8 @@ enum Command {
     },
     /// Campaigns, through the HTTP API.
     Campaign(CampaignArgs),
+    /// A phone number's suppression list: export, import, remove an entry.
+    Suppressions(SuppressionArgs),
     /// Checks the token, the phone number, the webhook subscription and the store.
     Doctor,
     /// Configuration commands.
@@ -91,6 +93,31 @@ struct CampaignArgs {
     server: Option<String>,
     #[command(subcommand)]
     command: CampaignCommand,
+}
+
+#[derive(Debug, clap::Args)]
+struct SuppressionArgs {
+    /// Herald's address (default: from server.listen).
+    #[arg(long, global = true)]
+    server: Option<String>,
+    /// The phone number whose list it is (default: whatsapp.phone_number_id).
+    #[arg(long, global = true)]
+    phone_number_id: Option<String>,
+    #[command(subcommand)]
+    command: SuppressionCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SuppressionCommand {
+    /// Writes the list as CSV (`kind,id`) to standard output.
+    Export,
+    /// Puts every row of a CSV (a `number` or `user_id` column) on the list.
+    Import {
+        #[arg(value_name = "CSV_FILE")]
+        csv: PathBuf,
+    },
+    /// Takes a number (E.164) or a business-scoped user id off the list.
+    Remove { entry: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +263,7 @@ async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
         Command::Campaign(args) => campaign(args, &cfg, &env).await,
+        Command::Suppressions(args) => suppressions(args, &cfg, &env).await,
     }
 }
 
@@ -302,12 +330,13 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn campaign(
-    args: CampaignArgs,
+/// A client of the API at `--server` (else `server.listen`), with the API key.
+fn api_client(
+    server: Option<String>,
     cfg: &Config,
     env: &BTreeMap<String, String>,
-) -> anyhow::Result<ExitCode> {
-    let server = args.server.unwrap_or_else(|| {
+) -> anyhow::Result<ApiClient> {
+    let server = server.unwrap_or_else(|| {
         let listen = cfg.server.listen.replace("0.0.0.0", "127.0.0.1");
         format!("http://{listen}")
     });
@@ -315,7 +344,52 @@ async fn campaign(
         .get("HERALD_API_KEY")
         .cloned()
         .or_else(|| Some(cfg.server.api_key.expose().to_owned()));
-    let api = ApiClient::new(&server, key)?;
+    ApiClient::new(&server, key)
+}
+
+async fn suppressions(
+    args: SuppressionArgs,
+    cfg: &Config,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<ExitCode> {
+    let api = api_client(args.server, cfg, env)?;
+    let pnid = args
+        .phone_number_id
+        .unwrap_or_else(|| cfg.whatsapp.phone_number_id.clone());
+    if pnid.is_empty() {
+        anyhow::bail!("no phone number: pass --phone-number-id or set whatsapp.phone_number_id");
+    }
+    let mut out = std::io::stdout();
+    match args.command {
+        SuppressionCommand::Export => client::suppressions_export(&api, &pnid, &mut out).await?,
+        SuppressionCommand::Import { csv } => {
+            let v = client::suppressions_import(&api, &pnid, &csv).await?;
+            use std::io::Write as _;
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        }
+        SuppressionCommand::Remove { entry } => {
+            let v = client::suppressions_remove(&api, &pnid, &entry).await?;
+            use std::io::Write as _;
+            writeln!(
+                out,
+                "{}",
+                if v["removed"].as_bool() == Some(true) {
+                    "removed"
+                } else {
+                    "was not on the list"
+                }
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn campaign(
+    args: CampaignArgs,
+    cfg: &Config,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<ExitCode> {
+    let api = api_client(args.server, cfg, env)?;
     let mut out = std::io::stdout();
     match args.command {
         CampaignCommand::Create {

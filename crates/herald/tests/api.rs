@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use herald::api::{ApiState, Routes, router};
 use herald_reconciler::ReceiverConfig;
-use herald_store::MemoryStore;
+use herald_store::{MemoryStore, Store as _};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -626,5 +626,116 @@ async fn the_same_file_twice_changes_nothing() {
     assert_eq!(stats["skipped_upload"]["duplicate"], 1, "{stats}");
     assert_eq!(stats["skipped_upload"]["invalid"], 1, "{stats}");
     assert_eq!(stats["skipped_send"]["duplicate"], 0, "{stats}");
+    api.cleanup().await;
+}
+
+/// An operator imports a suppression list (numbers and business-scoped ids, with a reason
+/// column that is accepted), bad rows are named by line and column while the good ones are
+/// kept, the export lists what is on it, and an entry can be taken off again.
+#[tokio::test]
+async fn suppression_lists_go_in_and_out() {
+    let api = Api::new().await;
+    let csv = "number,user_id,reason\n+447912300001,,imported\n,user.abc,imported\nnot a number,,x\n+447912300002,,\n,bad id!,x\n,,\n";
+    let req = Request::post(format!("/v1/suppressions/{PNID}"))
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(Body::from(csv))
+        .expect("request");
+    let (s, text) = api.call(req).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            v["numbers"].as_u64(),
+            v["user_ids"].as_u64(),
+            v["rejected"].as_u64()
+        ),
+        (Some(2), Some(1), Some(3)),
+        "{v}"
+    );
+    let lines: Vec<(u64, &str)> = v["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["column"].as_str().unwrap()))
+        .collect();
+    assert_eq!(lines, [(4, "number"), (6, "user_id"), (7, "number")], "{v}");
+    let a = "+447912300001".parse().unwrap();
+    let b = "+447912300002".parse().unwrap();
+    assert_eq!(
+        api.store.suppressed(PNID, &[a, b]).await.unwrap(),
+        [true, true]
+    );
+
+    let (s, export) = api
+        .call(
+            Request::get(format!("/v1/suppressions/{PNID}"))
+                .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut rows: Vec<&str> = export.lines().collect();
+    assert_eq!(rows.remove(0), "kind,id");
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [
+            "number,'+447912300001",
+            "number,'+447912300002",
+            "user_id,user.abc"
+        ]
+    );
+    // The export imports as it is (here into another number's list, numbers only).
+    let numbers_only = export
+        .replace("kind,id", "kind,number")
+        .replace("user_id,user.abc\n", "");
+    let req = Request::post("/v1/suppressions/123")
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(Body::from(numbers_only))
+        .expect("request");
+    let (s, text) = api.call(req).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert_eq!(
+        api.store.suppressed("123", &[a, b]).await.unwrap(),
+        [true, true]
+    );
+
+    let (s, v) = api
+        .json(
+            "DELETE",
+            &format!("/v1/suppressions/{PNID}/+447912300001"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["removed"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+    let (_, v) = api
+        .json("DELETE", &format!("/v1/suppressions/{PNID}/user.abc"), None)
+        .await;
+    assert_eq!(v["removed"].as_bool(), Some(true), "{v}");
+    let (_, v) = api
+        .json("DELETE", &format!("/v1/suppressions/{PNID}/user.abc"), None)
+        .await;
+    assert_eq!(v["removed"].as_bool(), Some(false), "only once: {v}");
+    assert_eq!(
+        api.store.suppressed(PNID, &[a, b]).await.unwrap(),
+        [false, true]
+    );
+    let (s, _) = api
+        .json(
+            "DELETE",
+            &format!("/v1/suppressions/{PNID}/%3Cscript%3E"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = api.json("GET", "/v1/suppressions/abc", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     api.cleanup().await;
 }

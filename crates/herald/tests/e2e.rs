@@ -157,6 +157,43 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
         "{failures}"
     );
 
+    // The suppression list through the CLI: import, export, remove.
+    let list = dir.join("suppressions.csv");
+    std::fs::write(
+        &list,
+        "number,reason
++447700900123,imported
+nonsense,x
+",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec![
+            "suppressions",
+            "--server",
+            &server,
+            "--phone-number-id",
+            PNID,
+        ];
+        all.extend_from_slice(args);
+        let out = herald(&all, &env);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let imported: Value = serde_json::from_str(&run(&["import", list.to_str().unwrap()])).unwrap();
+    assert_eq!(
+        (imported["numbers"].as_u64(), imported["rejected"].as_u64()),
+        (Some(1), Some(1)),
+        "{imported}"
+    );
+    assert!(run(&["export"]).contains("number,'+447700900123"));
+    assert_eq!(run(&["remove", "+447700900123"]).trim(), "removed");
+    assert!(!run(&["export"]).contains("+447700900123"));
+
     // Without the key: refused.
     let out = herald(
         &["campaign", "list", "--server", &server],

@@ -46,12 +46,15 @@ const TEMPLATE_STOPS: &[&str] = &["PAUSED", "DISABLED", "REJECTED", "PENDING_DEL
 pub struct ReconcilerConfig {
     /// Whole-message, case-insensitive keywords that opt a user out.
     pub opt_out_keywords: Vec<String>,
+    /// Whole-message, case-insensitive keywords that opt a user back in.
+    pub opt_in_keywords: Vec<String>,
 }
 
 impl Default for ReconcilerConfig {
     fn default() -> Self {
         Self {
             opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into()],
+            opt_in_keywords: vec!["START".into()],
         }
     }
 }
@@ -359,16 +362,24 @@ impl<S: Store> Reconciler<S> {
         // A user behind a business-scoped id is known by number once a status showed it; an
         // opt-out from one who is not yet is kept until then.
         let user = msg.from_user_id.as_deref().and_then(user_id);
-        let opts_out = msg.text_content().is_some_and(|text| {
-            let text = text.trim();
-            self.cfg
-                .opt_out_keywords
-                .iter()
-                .any(|k| k.eq_ignore_ascii_case(text))
-        });
+        let said = |words: &[String]| {
+            msg.text_content().is_some_and(|text| {
+                let text = text.trim();
+                words.iter().any(|k| k.trim().eq_ignore_ascii_case(text))
+            })
+        };
+        let (opts_out, opts_in) = (
+            said(&self.cfg.opt_out_keywords),
+            said(&self.cfg.opt_in_keywords),
+        );
         let Some(phone) = self.user(pnid, &msg.from, user).await? else {
-            if let (Some(user), true) = (user, opts_out) {
-                self.unlinked_opt_out(pnid, user).await?;
+            if let Some(user) = user {
+                if opts_out {
+                    self.unlinked_opt_out(pnid, user).await?;
+                } else if opts_in && self.store.opt_in_user(pnid, user).await? {
+                    metrics::counter!(m::RECONCILER_OPT_INS_TOTAL).increment(1);
+                    tracing::info!("a user known only by a business-scoped id opted back in");
+                }
             }
             return Ok(());
         };
@@ -387,6 +398,15 @@ impl<S: Store> Reconciler<S> {
             self.store.suppress(pnid, &[phone]).await?;
             metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
             tracing::info!(phone = %phone.masked(), "opt-out keyword: suppressed");
+        } else if opts_in {
+            let was = self.store.unsuppress(pnid, &[phone]).await?;
+            if let Some(user) = user {
+                self.store.opt_in_user(pnid, user).await?;
+            }
+            if was > 0 {
+                metrics::counter!(m::RECONCILER_OPT_INS_TOTAL).increment(1);
+                tracing::info!(phone = %phone.masked(), "opt-in keyword: off the suppression list");
+            }
         }
         Ok(())
     }

@@ -493,6 +493,26 @@ async fn inbound_messages_open_windows_count_replies_and_opt_out() {
             .unwrap(),
         [true]
     );
+    // An opt-in keyword takes the user off the list again.
+    post_signed(&w.app, &stop("start please")).await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store
+            .suppressed("1122334455667", &[israel])
+            .await
+            .unwrap(),
+        [true],
+        "whole message only"
+    );
+    post_signed(&w.app, &stop("Start")).await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store
+            .suppressed("1122334455667", &[israel])
+            .await
+            .unwrap(),
+        [false]
+    );
 }
 
 /// A user who hides their number writes from a business-scoped id. A STOP before Herald knows
@@ -553,6 +573,10 @@ async fn opt_outs_from_hidden_numbers_are_kept_until_the_number_is_known() {
     post_signed(&w.app, &from_user("hello", now)).await;
     reconcile(&w.store).await;
     assert_eq!(w.store.windows_open(PNID, &[number]).await.unwrap(), [true]);
+    // And an opt-in from the id alone takes the number off the list.
+    post_signed(&w.app, &from_user("START", now + 1)).await;
+    reconcile(&w.store).await;
+    assert_eq!(w.store.suppressed(PNID, &[number]).await.unwrap(), [false]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1293,6 +1293,26 @@ impl Store for RedisStore {
         Ok(added == 1)
     }
 
+    async fn opt_in_user(&self, phone_number_id: &str, user_id: &str) -> Result<bool> {
+        let mut conn = self.conn().await?;
+        let removed: u64 = conn
+            .srem(self.keys.unlinked_opt_outs(phone_number_id), user_id)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(removed == 1)
+    }
+
+    async fn unsuppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<u64> {
+        if phones.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
+        conn.srem(self.keys.suppression(phone_number_id), members)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
     async fn unlinked_opt_outs(
         &self,
         phone_number_id: &str,

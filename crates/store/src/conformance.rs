@@ -1430,6 +1430,14 @@ pub async fn business_scoped_users_are_linked_and_their_opt_outs_kept<S: Store>(
         "linking again suppresses nothing more"
     );
     assert_eq!(store.user_phone("other", "user.a").await.unwrap(), None);
+    // Opting back in: by number, and by id while the number is unknown.
+    assert_eq!(store.unsuppress(pn, &[a, b]).await.unwrap(), 1);
+    assert_eq!(store.suppressed(pn, &[a, b]).await.unwrap(), [false, false]);
+    assert_eq!(store.unsuppress(pn, &[b]).await.unwrap(), 0);
+    assert!(store.opt_out_user(pn, "user.c").await.unwrap());
+    assert!(store.opt_in_user(pn, "user.c").await.unwrap());
+    assert!(!store.opt_in_user(pn, "user.c").await.unwrap());
+    assert_eq!(store.unlinked_opt_outs(pn, 10).await.unwrap(), (0, vec![]));
 }
 
 pub async fn replies_rejects_and_failures<S: Store>(store: &S) {

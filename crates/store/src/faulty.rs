@@ -438,6 +438,22 @@ impl<S: Store> Store for Faulty<S> {
         )
     }
 
+    async fn opt_in_user(&self, phone_number_id: &str, user_id: &str) -> Result<bool> {
+        call!(
+            self,
+            "opt_in_user",
+            self.inner.opt_in_user(phone_number_id, user_id)
+        )
+    }
+
+    async fn unsuppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<u64> {
+        call!(
+            self,
+            "unsuppress",
+            self.inner.unsuppress(phone_number_id, phones)
+        )
+    }
+
     async fn unlinked_opt_outs(
         &self,
         phone_number_id: &str,

@@ -219,6 +219,14 @@ pub trait Store: Send + Sync + 'static {
         phones: &[PhoneE164],
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Takes numbers off the suppression list (a user opted back in, or an operator removed
+    /// them). Answers how many were on it.
+    fn unsuppress(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
     fn suppressed(
         &self,
         phone_number_id: &str,
@@ -245,6 +253,14 @@ pub trait Store: Send + Sync + 'static {
     /// A user known only by their business-scoped id opted out: kept until their number is
     /// known ([`Store::link_users`] then suppresses it). Answers whether it was new.
     fn opt_out_user(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// A user known only by their business-scoped id opted back in: their kept opt-out goes.
+    /// Answers whether there was one.
+    fn opt_in_user(
         &self,
         phone_number_id: &str,
         user_id: &str,

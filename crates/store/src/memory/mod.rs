@@ -672,6 +672,22 @@ impl Store for MemoryStore {
             .insert(user_id.to_owned()))
     }
 
+    async fn opt_in_user(&self, phone_number_id: &str, user_id: &str) -> Result<bool> {
+        Ok(self
+            .lock()
+            .unlinked
+            .get_mut(phone_number_id)
+            .is_some_and(|set| set.remove(user_id)))
+    }
+
+    async fn unsuppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<u64> {
+        let mut s = self.lock();
+        let Some(set) = s.suppression.get_mut(phone_number_id) else {
+            return Ok(0);
+        };
+        Ok(phones.iter().filter(|p| set.remove(&p.as_u64())).count() as u64)
+    }
+
     async fn unlinked_opt_outs(
         &self,
         phone_number_id: &str,

@@ -1,0 +1,210 @@
+//! A phone number's suppression list through the API, for operators moving between tools:
+//! export it (CSV), import one (CSV of numbers or business-scoped user ids), and take an
+//! entry off it.
+//!
+//! The CSV has a header row and a `number` or a `user_id` column (or both: each row fills
+//! one); other columns (a reason, a date) are accepted and not kept. A bad row is reported
+//! with its line and column and costs nothing else: the rows before and after it are kept.
+//! The export writes numbers as `'+…` (no formula injection in a spreadsheet); the import
+//! takes them back either way, so an export imports as it is.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herald_core::PhoneE164;
+use herald_store::Store;
+use serde_json::{Value, json};
+
+use crate::api::{ApiError, ApiState};
+
+/// At most this many rejected rows are listed in an import's answer (all are counted).
+const MAX_LISTED_REJECTS: usize = 100;
+/// At most this many user ids whose number is unknown are exported.
+const MAX_EXPORTED_USERS: usize = 100_000;
+
+type Shared<S> = Arc<ApiState<S>>;
+
+/// A phone number id from the path: digits only.
+fn phone_number_id(raw: &str) -> Result<&str, ApiError> {
+    if !raw.is_empty() && raw.len() <= 32 && raw.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(raw)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("phone number id {raw:?}: digits only"),
+        ))
+    }
+}
+
+/// A business-scoped user id: letters, digits, `.`, `_` and `-`, at most 128.
+fn user_id(raw: &str) -> Option<&str> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 128
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then_some(raw)
+}
+
+/// `GET /v1/suppressions/{phone_number_id}`: `kind,id` rows, numbers first, then the user
+/// ids that opted out before their number was known.
+pub(crate) async fn export<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(pnid): Path<String>,
+) -> Result<Response, ApiError> {
+    let pnid = phone_number_id(&pnid)?.to_owned();
+    let mut out = String::from("kind,id\n");
+    let mut cursor = 0;
+    loop {
+        let (page, next) = state.store.list_suppressed(&pnid, cursor).await?;
+        for p in page {
+            // `'+…`, as in the failures report: a spreadsheet takes `+…` for a formula.
+            out.push_str("number,'");
+            out.push_str(&p.to_string());
+            out.push('\n');
+        }
+        match next {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    let (_, users) = state
+        .store
+        .unlinked_opt_outs(&pnid, MAX_EXPORTED_USERS)
+        .await?;
+    for u in users {
+        out.push_str("user_id,");
+        out.push_str(&u);
+        out.push('\n');
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"suppressions.csv\"",
+            ),
+        ],
+        Body::from(out),
+    )
+        .into_response())
+}
+
+/// `POST /v1/suppressions/{phone_number_id}` with a CSV body (`text/csv`).
+pub(crate) async fn import<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(pnid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pnid = phone_number_id(&pnid)?;
+    crate::api::require_type(&headers, "text/csv")?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(body.as_ref());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| ApiError::invalid(format!("line 1: not a CSV header row: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let number_col = header.iter().position(|h| h == "number");
+    let user_col = header.iter().position(|h| h == "user_id");
+    if number_col.is_none() && user_col.is_none() {
+        return Err(ApiError::invalid(format!(
+            "line 1: needs a `number` or a `user_id` column (found {header:?})"
+        )));
+    }
+    let (mut phones, mut users, mut rejects, mut rejected) =
+        (Vec::new(), Vec::new(), Vec::new(), 0u64);
+    let mut reject = |line: u64, column: &str, problem: String| {
+        rejected += 1;
+        if rejects.len() < MAX_LISTED_REJECTS {
+            rejects.push(json!({"line": line, "column": column, "problem": problem}));
+        }
+    };
+    for (i, row) in reader.byte_records().enumerate() {
+        let line = row
+            .as_ref()
+            .ok()
+            .and_then(|r| r.position())
+            .map_or(i as u64 + 2, |p| p.line());
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                reject(line, "", format!("not a CSV row: {e}"));
+                continue;
+            }
+        };
+        // A leading `'` (what the export writes against formula injection) is dropped.
+        let cell = |col: Option<usize>| {
+            col.and_then(|c| row.get(c))
+                .map(|v| {
+                    let v = String::from_utf8_lossy(v);
+                    let v = v.trim();
+                    v.strip_prefix('\'').unwrap_or(v).to_owned()
+                })
+                .filter(|v| !v.is_empty())
+        };
+        match (cell(number_col), cell(user_col)) {
+            (Some(n), _) => match n.parse::<PhoneE164>() {
+                Ok(p) => phones.push(p),
+                Err(e) => reject(line, "number", format!("{n:?}: {e}")),
+            },
+            (None, Some(u)) => match user_id(&u) {
+                Some(u) => users.push(u.to_owned()),
+                None => reject(line, "user_id", "not a business-scoped user id".into()),
+            },
+            (None, None) => reject(line, "number", "empty: needs a number or a user_id".into()),
+        }
+    }
+    state.store.suppress(pnid, &phones).await?;
+    let mut linked = 0;
+    for u in &users {
+        match state.store.user_phone(pnid, u).await? {
+            Some(p) => {
+                state.store.suppress(pnid, &[p]).await?;
+                linked += 1;
+            }
+            None => {
+                state.store.opt_out_user(pnid, u).await?;
+            }
+        }
+    }
+    let answer: Value = json!({
+        "numbers": phones.len(),
+        "user_ids": users.len(),
+        "user_ids_with_known_number": linked,
+        "rejected": rejected,
+        "rejects": rejects,
+    });
+    Ok((StatusCode::OK, axum::Json(answer)).into_response())
+}
+
+/// `DELETE /v1/suppressions/{phone_number_id}/{entry}`: a number or a user id comes off the
+/// list (the user opted back in elsewhere).
+pub(crate) async fn remove<S: Store>(
+    State(state): State<Shared<S>>,
+    Path((pnid, entry)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let pnid = phone_number_id(&pnid)?;
+    let removed = if let Ok(p) = entry.parse::<PhoneE164>() {
+        state.store.unsuppress(pnid, &[p]).await? > 0
+    } else if let Some(u) = user_id(&entry) {
+        let unlinked = state.store.opt_in_user(pnid, u).await?;
+        let by_number = match state.store.user_phone(pnid, u).await? {
+            Some(p) => state.store.unsuppress(pnid, &[p]).await? > 0,
+            None => false,
+        };
+        unlinked || by_number
+    } else {
+        return Err(ApiError::invalid(format!(
+            "{entry:?} is neither an E.164 number nor a business-scoped user id"
+        )));
+    };
+    Ok(axum::Json(json!({"removed": removed})).into_response())
+}
