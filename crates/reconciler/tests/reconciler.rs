@@ -532,7 +532,8 @@ async fn opt_outs_from_hidden_numbers_are_kept_until_the_number_is_known() {
                     "type": "text", "text": {"body": text}}]}}]}]}))
         .unwrap()
     };
-    post_signed(&w.app, &from_user("STOP", 1_700_000_000)).await;
+    // Meta's shape: `from` omitted, the id in `from_user_id`.
+    post_signed(&w.app, &whole("meta-docs/inbound_text_bsuid_only.json")).await;
     // A hostile id is ignored, not stored.
     let mut hostile: Value = serde_json::from_slice(&from_user("STOP", 1_700_000_001)).unwrap();
     hostile["entry"][0]["changes"][0]["value"]["messages"][0]["from_user_id"] =
