@@ -3,10 +3,12 @@
 //! entry off it.
 //!
 //! The CSV has a header row and a `number` or a `user_id` column (or both: each row fills
-//! one); other columns (a reason, a date) are accepted and not kept. A bad row is reported
-//! with its line and column and costs nothing else: the rows before and after it are kept.
-//! The export writes numbers as `'+…` (no formula injection in a spreadsheet); the import
-//! takes them back either way, so an export imports as it is.
+//! one), and optionally `reason` (default `imported`) and `date` (RFC 3339, or a plain
+//! `YYYY-MM-DD`; default now): a number keeps the reason and date it was first put on the
+//! list with. Other columns are ignored. A bad row is reported with its line and column and
+//! costs nothing else: the rows before and after it are kept. The export writes
+//! `kind,id,reason,date`, numbers as `'+…` (no formula injection in a spreadsheet); the
+//! import takes them back either way, so an export imports as it is.
 
 use std::sync::Arc;
 
@@ -14,8 +16,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+
 use herald_core::PhoneE164;
-use herald_store::Store;
+use herald_store::{Store, Why};
+use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, ApiState};
@@ -57,15 +62,24 @@ pub(crate) async fn export<S: Store>(
     Path(pnid): Path<String>,
 ) -> Result<Response, ApiError> {
     let pnid = phone_number_id(&pnid)?.to_owned();
-    let mut out = String::from("kind,id\n");
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let row = |w: &mut csv::Writer<Vec<u8>>, cells: [&str; 4]| {
+        // `'+…` and the like, as in the failures report: no formula injection.
+        let cells = cells.map(crate::upload::safe_cell);
+        w.write_record(cells.iter().map(|c| c.as_ref()))
+    };
+    let bad =
+        |e: csv::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    row(&mut w, ["kind", "id", "reason", "date"]).map_err(bad)?;
     let mut cursor = 0;
     loop {
         let (page, next) = state.store.list_suppressed(&pnid, cursor).await?;
-        for p in page {
-            // `'+…`, as in the failures report: a spreadsheet takes `+…` for a formula.
-            out.push_str("number,'");
-            out.push_str(&p.to_string());
-            out.push('\n');
+        let whys = state.store.suppression_reasons(&pnid, &page).await?;
+        for (p, why) in page.iter().zip(whys) {
+            let (reason, date) = why.map_or((String::new(), String::new()), |w| {
+                (w.reason, w.at.to_string())
+            });
+            row(&mut w, ["number", &p.to_string(), &reason, &date]).map_err(bad)?;
         }
         match next {
             Some(c) => cursor = c,
@@ -77,10 +91,13 @@ pub(crate) async fn export<S: Store>(
         .unlinked_opt_outs(&pnid, MAX_EXPORTED_USERS)
         .await?;
     for u in users {
-        out.push_str("user_id,");
-        out.push_str(&u);
-        out.push('\n');
+        row(
+            &mut w,
+            ["user_id", &u, "opted out; number not known yet", ""],
+        )
+        .map_err(bad)?;
     }
+    let out = w.into_inner().unwrap_or_default();
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -112,15 +129,19 @@ pub(crate) async fn import<S: Store>(
         .iter()
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
-    let number_col = header.iter().position(|h| h == "number");
-    let user_col = header.iter().position(|h| h == "user_id");
+    let column = |name: &str| header.iter().position(|h| h == name);
+    let (number_col, user_col) = (column("number"), column("user_id"));
+    let (reason_col, date_col) = (column("reason"), column("date"));
     if number_col.is_none() && user_col.is_none() {
         return Err(ApiError::invalid(format!(
             "line 1: needs a `number` or a `user_id` column (found {header:?})"
         )));
     }
-    let (mut phones, mut users, mut rejects, mut rejected) =
-        (Vec::new(), Vec::new(), Vec::new(), 0u64);
+    let now = Timestamp::now();
+    // Numbers grouped by why: one store call per reason and date.
+    let mut phones: BTreeMap<(String, i64), Vec<PhoneE164>> = BTreeMap::new();
+    let (mut users, mut rejects, mut rejected) = (Vec::new(), Vec::new(), 0u64);
+    let mut numbers = 0usize;
     let mut reject = |line: u64, column: &str, problem: String| {
         rejected += 1;
         if rejects.len() < MAX_LISTED_REJECTS {
@@ -150,24 +171,52 @@ pub(crate) async fn import<S: Store>(
                 })
                 .filter(|v| !v.is_empty())
         };
+        let reason = cell(reason_col).unwrap_or_else(|| "imported".into());
+        if reason.len() > 200 {
+            reject(line, "reason", "longer than 200 bytes".into());
+            continue;
+        }
+        let at = match cell(date_col) {
+            None => now,
+            Some(d) => match date(&d) {
+                Some(t) => t,
+                None => {
+                    reject(line, "date", format!("{d:?}: not RFC 3339 nor YYYY-MM-DD"));
+                    continue;
+                }
+            },
+        };
         match (cell(number_col), cell(user_col)) {
             (Some(n), _) => match n.parse::<PhoneE164>() {
-                Ok(p) => phones.push(p),
+                Ok(p) => {
+                    numbers += 1;
+                    phones
+                        .entry((reason, at.as_millisecond()))
+                        .or_default()
+                        .push(p);
+                }
                 Err(e) => reject(line, "number", format!("{n:?}: {e}")),
             },
             (None, Some(u)) => match user_id(&u) {
-                Some(u) => users.push(u.to_owned()),
+                Some(u) => users.push((u.to_owned(), Why { reason, at })),
                 None => reject(line, "user_id", "not a business-scoped user id".into()),
             },
             (None, None) => reject(line, "number", "empty: needs a number or a user_id".into()),
         }
     }
-    state.store.suppress(pnid, &phones).await?;
+    for ((reason, at_ms), list) in &phones {
+        let at = Timestamp::from_millisecond(*at_ms).unwrap_or(now);
+        let why = Why {
+            reason: reason.clone(),
+            at,
+        };
+        state.store.suppress(pnid, list, &why).await?;
+    }
     let mut linked = 0;
-    for u in &users {
+    for (u, why) in &users {
         match state.store.user_phone(pnid, u).await? {
             Some(p) => {
-                state.store.suppress(pnid, &[p]).await?;
+                state.store.suppress(pnid, &[p], why).await?;
                 linked += 1;
             }
             None => {
@@ -176,13 +225,24 @@ pub(crate) async fn import<S: Store>(
         }
     }
     let answer: Value = json!({
-        "numbers": phones.len(),
+        "numbers": numbers,
         "user_ids": users.len(),
         "user_ids_with_known_number": linked,
         "rejected": rejected,
         "rejects": rejects,
     });
     Ok((StatusCode::OK, axum::Json(answer)).into_response())
+}
+
+/// An RFC 3339 time, or a plain date (midnight UTC); never in the future.
+fn date(s: &str) -> Option<Timestamp> {
+    let t = s.parse::<Timestamp>().ok().or_else(|| {
+        let d: jiff::civil::Date = s.parse().ok()?;
+        d.to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    })?;
+    Some(t.min(Timestamp::now()))
 }
 
 /// `DELETE /v1/suppressions/{phone_number_id}/{entry}`: a number or a user id comes off the

@@ -635,7 +635,7 @@ async fn the_same_file_twice_changes_nothing() {
 #[tokio::test]
 async fn suppression_lists_go_in_and_out() {
     let api = Api::new().await;
-    let csv = "number,user_id,reason\n+447912300001,,imported\n,user.abc,imported\nnot a number,,x\n+447912300002,,\n,bad id!,x\n,,\n";
+    let csv = "number,user_id,reason,date\n+447912300001,,moved from listmonk,2024-05-01\n,user.abc,,\nnot a number,,x,\n+447912300002,,,\n,bad id!,x,\n,,,\n+447912300003,,x,yesterday\n";
     let req = Request::post(format!("/v1/suppressions/{PNID}"))
         .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
         .header(header::CONTENT_TYPE, "text/csv")
@@ -650,7 +650,7 @@ async fn suppression_lists_go_in_and_out() {
             v["user_ids"].as_u64(),
             v["rejected"].as_u64()
         ),
-        (Some(2), Some(1), Some(3)),
+        (Some(2), Some(1), Some(4)),
         "{v}"
     );
     let lines: Vec<(u64, &str)> = v["rejects"]
@@ -659,7 +659,11 @@ async fn suppression_lists_go_in_and_out() {
         .iter()
         .map(|r| (r["line"].as_u64().unwrap(), r["column"].as_str().unwrap()))
         .collect();
-    assert_eq!(lines, [(4, "number"), (6, "user_id"), (7, "number")], "{v}");
+    assert_eq!(
+        lines,
+        [(4, "number"), (6, "user_id"), (7, "number"), (8, "date")],
+        "{v}"
+    );
     let a = "+447912300001".parse().unwrap();
     let b = "+447912300002".parse().unwrap();
     assert_eq!(
@@ -677,20 +681,26 @@ async fn suppression_lists_go_in_and_out() {
         .await;
     assert_eq!(s, StatusCode::OK);
     let mut rows: Vec<&str> = export.lines().collect();
-    assert_eq!(rows.remove(0), "kind,id");
+    assert_eq!(rows.remove(0), "kind,id,reason,date");
     rows.sort_unstable();
+    assert_eq!(rows.len(), 3, "{export}");
     assert_eq!(
-        rows,
-        [
-            "number,'+447912300001",
-            "number,'+447912300002",
-            "user_id,user.abc"
-        ]
+        rows[0],
+        "number,'+447912300001,moved from listmonk,2024-05-01T00:00:00Z"
     );
-    // The export imports as it is (here into another number's list, numbers only).
-    let numbers_only = export
-        .replace("kind,id", "kind,number")
-        .replace("user_id,user.abc\n", "");
+    assert!(
+        rows[1].starts_with("number,'+447912300002,imported,20"),
+        "{export}"
+    );
+    assert!(rows[2].starts_with("user_id,user.abc,"), "{export}");
+    // The export imports as it is (here into another number's list, numbers only), with
+    // its reasons and dates.
+    let numbers_only: String = export
+        .replace("kind,id,", "kind,number,")
+        .lines()
+        .filter(|l| !l.starts_with("user_id"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let req = Request::post("/v1/suppressions/123")
         .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
         .header(header::CONTENT_TYPE, "text/csv")
@@ -701,6 +711,13 @@ async fn suppression_lists_go_in_and_out() {
     assert_eq!(
         api.store.suppressed("123", &[a, b]).await.unwrap(),
         [true, true]
+    );
+    let why = api.store.suppression_reasons("123", &[a]).await.unwrap();
+    assert_eq!(
+        why[0]
+            .as_ref()
+            .map(|w| (w.reason.as_str(), w.at.to_string())),
+        Some(("moved from listmonk", "2024-05-01T00:00:00Z".to_owned()))
     );
 
     let (s, v) = api

@@ -16,7 +16,7 @@ use herald_cloudapi::webhook::{
 use herald_cloudapi::{ErrorClass, code_label};
 use herald_core::metrics as m;
 use herald_core::{JobId, PauseKind, PauseReason, PhoneE164, StatusEvent, WaMessageId};
-use herald_store::{Applied, Pricing, StatusUpdate, Store, StoreError};
+use herald_store::{Applied, Pricing, StatusUpdate, Store, StoreError, Why};
 
 /// Inbound message types Meta documents; anything else is kept as a dead letter (and still
 /// counts as the user writing).
@@ -293,7 +293,9 @@ impl<S: Store> Reconciler<S> {
                     },
                 };
                 if let Some(phone) = phone {
-                    self.store.suppress(c.pnid, &[phone]).await?;
+                    self.store
+                        .suppress(c.pnid, &[phone], &Why::now(format!("error {code}")))
+                        .await?;
                     tracing::info!(phone = %phone.masked(), code, "recipient suppressed after a failed delivery");
                 }
             }
@@ -329,7 +331,9 @@ impl<S: Store> Reconciler<S> {
                 let user = pref.user_id.as_deref().and_then(user_id);
                 match self.user(pnid, &pref.wa_id, user).await? {
                     Some(phone) => {
-                        self.store.suppress(pnid, &[phone]).await?;
+                        self.store
+                            .suppress(pnid, &[phone], &Why::now("marketing_stop"))
+                            .await?;
                         metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
                         tracing::info!(phone = %phone.masked(), "user stopped marketing messages: suppressed");
                     }
@@ -395,7 +399,9 @@ impl<S: Store> Reconciler<S> {
             self.store.count_reply(&campaign, phone).await?;
         }
         if opts_out {
-            self.store.suppress(pnid, &[phone]).await?;
+            self.store
+                .suppress(pnid, &[phone], &Why::now("opt_out_keyword"))
+                .await?;
             metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
             tracing::info!(phone = %phone.masked(), "opt-out keyword: suppressed");
         } else if opts_in {

@@ -299,7 +299,10 @@ async fn free_form_messages_respect_the_window_and_the_suppression_list() {
     for i in 0..10 {
         rig.sim.inbound(&phone(i).digits(), "hi").await;
     }
-    rig.store.suppress(PNID, &[phone(10)]).await.unwrap();
+    rig.store
+        .suppress(PNID, &[phone(10)], &herald_store::Why::now("test"))
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
         let open = rig

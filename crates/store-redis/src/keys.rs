@@ -153,6 +153,11 @@ impl Keys {
         format!("{}:sup:{{pn:{pnid}}}", self.prefix)
     }
 
+    /// Why each suppressed number is (a hash: number → `<ms>|<reason>`).
+    pub(crate) fn suppression_why(&self, pnid: &str) -> String {
+        format!("{}:sup-why:{{pn:{pnid}}}", self.prefix)
+    }
+
     /// Business-scoped user id → the number it stands for (a hash).
     pub(crate) fn users(&self, pnid: &str) -> String {
         format!("{}:users:{{pn:{pnid}}}", self.prefix)

@@ -1243,17 +1243,63 @@ impl Store for RedisStore {
         Ok(paused)
     }
 
-    async fn suppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<()> {
+    async fn suppress(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+        why: &herald_store::Why,
+    ) -> Result<()> {
         if phones.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn().await?;
         let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
-        let _: () = conn
-            .sadd(self.keys.suppression(phone_number_id), members)
+        let value = format!("{}|{}", why.at.as_millisecond(), why.reason);
+        // Both keys carry the number's hash tag: one transaction, on a cluster too.
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .sadd(self.keys.suppression(phone_number_id), &members)
+            .ignore();
+        let why_key = self.keys.suppression_why(phone_number_id);
+        for m in &members {
+            pipe.hset_nx(&why_key, m, &value).ignore();
+        }
+        let _: () = pipe
+            .query_async(&mut conn)
             .await
             .map_err(|e| self.fail(e))?;
         Ok(())
+    }
+
+    async fn suppression_reasons(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> Result<Vec<Option<herald_store::Why>>> {
+        if phones.is_empty() {
+            return Ok(Vec::new());
+        }
+        let on = self.suppressed(phone_number_id, phones).await?;
+        let mut conn = self.conn().await?;
+        let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.suppression_why(phone_number_id))
+            .arg(&members)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(values
+            .into_iter()
+            .zip(on)
+            .map(|(v, on)| {
+                let v = v.filter(|_| on)?;
+                let (ms, reason) = v.split_once('|')?;
+                Some(herald_store::Why {
+                    reason: reason.to_owned(),
+                    at: Timestamp::from_millisecond(ms.parse().ok()?).ok()?,
+                })
+            })
+            .collect())
     }
 
     async fn link_users(
@@ -1268,7 +1314,13 @@ impl Store for RedisStore {
         let mut inv = self.scripts.link.prepare_invoke();
         inv.key(self.keys.users(phone_number_id))
             .key(self.keys.unlinked_opt_outs(phone_number_id))
-            .key(self.keys.suppression(phone_number_id));
+            .key(self.keys.suppression(phone_number_id))
+            .key(self.keys.suppression_why(phone_number_id))
+            .arg(format!(
+                "{}|{}",
+                herald_core::unix_ms(),
+                herald_store::LINKED_OPT_OUT
+            ));
         for (user, phone) in links {
             inv.arg(user.as_str()).arg(phone.as_u64());
         }
@@ -1308,9 +1360,14 @@ impl Store for RedisStore {
         }
         let mut conn = self.conn().await?;
         let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
-        conn.srem(self.keys.suppression(phone_number_id), members)
+        let (removed, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .srem(self.keys.suppression(phone_number_id), &members)
+            .hdel(self.keys.suppression_why(phone_number_id), &members)
+            .query_async(&mut conn)
             .await
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e))?;
+        Ok(removed)
     }
 
     async fn unlinked_opt_outs(

@@ -1268,10 +1268,23 @@ pub async fn concurrent_claimers_claim_each_job_once<S: Store>(store: &S) {
 
 pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     let (a, b) = (phone(1), phone(2));
-    store.suppress(PNID, &[a]).await.unwrap();
+    let why = Why {
+        reason: "imported".into(),
+        at: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+    };
+    store.suppress(PNID, &[a], &why).await.unwrap();
     assert_eq!(
         store.suppressed(PNID, &[a, b]).await.unwrap(),
         [true, false]
+    );
+    // Why and since when; a second reason does not replace the first.
+    store
+        .suppress(PNID, &[a], &Why::now("opt_out_keyword"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.suppression_reasons(PNID, &[a, b]).await.unwrap(),
+        [Some(why.clone()), None]
     );
     assert_eq!(
         store.suppressed("999", &[a]).await.unwrap(),

@@ -318,11 +318,23 @@ impl<S: Store> Store for Faulty<S> {
         )
     }
 
-    async fn suppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<()> {
+    async fn suppress(&self, phone_number_id: &str, phones: &[PhoneE164], why: &Why) -> Result<()> {
         call!(
             self,
             "suppress",
-            self.inner.suppress(phone_number_id, phones)
+            self.inner.suppress(phone_number_id, phones, why)
+        )
+    }
+
+    async fn suppression_reasons(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> Result<Vec<Option<Why>>> {
+        call!(
+            self,
+            "suppression_reasons",
+            self.inner.suppression_reasons(phone_number_id, phones)
         )
     }
 

@@ -213,11 +213,22 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Suppression and 24 h windows ------------------------------------------------
 
+    /// Puts numbers on the suppression list, with why and since when (a number already on
+    /// it keeps its first reason).
     fn suppress(
         &self,
         phone_number_id: &str,
         phones: &[PhoneE164],
+        why: &Why,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Why each number is on the list (`None`: not on it, or put there before reasons were
+    /// kept).
+    fn suppression_reasons(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> impl Future<Output = Result<Vec<Option<Why>>>> + Send;
 
     /// Takes numbers off the suppression list (a user opted back in, or an operator removed
     /// them). Answers how many were on it.

@@ -314,6 +314,27 @@ impl SlotId {
     }
 }
 
+/// Why a number is on the suppression list, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Why {
+    /// `opt_out_keyword`, `marketing_stop`, `error 131026`, `imported`, or an operator's own.
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// The reason a number gets when a user who opted out under a business-scoped id is linked
+/// to it.
+pub const LINKED_OPT_OUT: &str = "opt_out_keyword (business-scoped id)";
+
+impl Why {
+    pub fn now(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            at: Timestamp::now(),
+        }
+    }
+}
+
 /// What the limiters planned: a time per send asked about (`None`: not this time), on the
 /// store's clock, whose reading when it answered was `now`.
 #[derive(Debug, Clone, PartialEq, Eq)]

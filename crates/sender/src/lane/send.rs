@@ -181,8 +181,16 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             Decision::Fail(code) => {
                 count_send(&self.pnid, "failed");
                 held.decided(Outcome::Failed { code });
-                if e.code().is_some_and(ErrorClass::suppresses_recipient)
-                    && let Err(err) = self.shared.store.suppress(&self.pnid, &[phone]).await
+                if let Some(c) = e.code().filter(|c| ErrorClass::suppresses_recipient(*c))
+                    && let Err(err) = self
+                        .shared
+                        .store
+                        .suppress(
+                            &self.pnid,
+                            &[phone],
+                            &herald_store::Why::now(format!("error {c}")),
+                        )
+                        .await
                 {
                     tracing::warn!(error = %err, "could not add an undeliverable number to the suppression list");
                 }

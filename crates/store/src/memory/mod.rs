@@ -23,9 +23,9 @@ use tokio::sync::Notify;
 
 use crate::{
     Applied, Campaign, ClaimRequest, ClaimedJob, DeadLetter, FailureRow, InDoubtExpired,
-    InDoubtPolicy, JobRef, JobView, NewCampaign, Outcome, PairReservation, QualityRecord,
-    Reclaimed, Result, RunningCampaign, Settle, SettleResult, StatusUpdate, Store, StoreError,
-    WebhookEntry,
+    InDoubtPolicy, JobRef, JobView, LINKED_OPT_OUT, NewCampaign, Outcome, PairReservation,
+    QualityRecord, Reclaimed, Result, RunningCampaign, Settle, SettleResult, StatusUpdate, Store,
+    StoreError, WebhookEntry, Why,
 };
 
 mod campaign;
@@ -72,6 +72,8 @@ impl Default for WebhookHealth {
 struct State {
     campaigns: BTreeMap<CampaignId, Camp>,
     suppression: HashMap<String, BTreeSet<u64>>,
+    /// (phone number id, number) → why it is suppressed (ms, reason).
+    suppression_why: HashMap<(String, u64), (i64, String)>,
     /// (phone number id, business-scoped user id) → the number it stands for.
     users: HashMap<(String, String), u64>,
     /// Per phone number id: opted-out users whose number is not known yet.
@@ -622,13 +624,42 @@ impl Store for MemoryStore {
         Ok(ids)
     }
 
-    async fn suppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<()> {
-        self.lock()
-            .suppression
+    async fn suppress(&self, phone_number_id: &str, phones: &[PhoneE164], why: &Why) -> Result<()> {
+        let mut s = self.lock();
+        s.suppression
             .entry(phone_number_id.to_owned())
             .or_default()
             .extend(phones.iter().map(|p| p.as_u64()));
+        for p in phones {
+            s.suppression_why
+                .entry((phone_number_id.to_owned(), p.as_u64()))
+                .or_insert_with(|| (why.at.as_millisecond(), why.reason.clone()));
+        }
         Ok(())
+    }
+
+    async fn suppression_reasons(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> Result<Vec<Option<Why>>> {
+        let s = self.lock();
+        let on = s.suppression.get(phone_number_id);
+        Ok(phones
+            .iter()
+            .map(|p| {
+                if !on.is_some_and(|set| set.contains(&p.as_u64())) {
+                    return None;
+                }
+                let (at, reason) = s
+                    .suppression_why
+                    .get(&(phone_number_id.to_owned(), p.as_u64()))?;
+                Some(Why {
+                    reason: reason.clone(),
+                    at: Timestamp::from_millisecond(*at).ok()?,
+                })
+            })
+            .collect())
     }
 
     async fn link_users(
@@ -636,6 +667,7 @@ impl Store for MemoryStore {
         phone_number_id: &str,
         links: &[(String, PhoneE164)],
     ) -> Result<u64> {
+        let now_ms = self.now_ms();
         let mut s = self.lock();
         let mut suppressed = 0;
         for (user, phone) in links {
@@ -650,6 +682,9 @@ impl Store for MemoryStore {
                     .entry(phone_number_id.to_owned())
                     .or_default()
                     .insert(phone.as_u64());
+                s.suppression_why
+                    .entry((phone_number_id.to_owned(), phone.as_u64()))
+                    .or_insert_with(|| (now_ms, LINKED_OPT_OUT.to_owned()));
                 suppressed += 1;
             }
         }
@@ -682,6 +717,10 @@ impl Store for MemoryStore {
 
     async fn unsuppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<u64> {
         let mut s = self.lock();
+        for p in phones {
+            s.suppression_why
+                .remove(&(phone_number_id.to_owned(), p.as_u64()));
+        }
         let Some(set) = s.suppression.get_mut(phone_number_id) else {
             return Ok(0);
         };
