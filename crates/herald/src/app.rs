@@ -217,6 +217,7 @@ pub async fn run_on<S: Store>(
             ReconcilerConfig {
                 opt_out_keywords: cfg.webhook.opt_out_keywords.clone(),
                 opt_in_keywords: cfg.webhook.opt_in_keywords.clone(),
+                opt_in_reply: opt_in_reply(cfg)?,
             },
         ));
         let consumer = ConsumerConfig {
@@ -260,6 +261,45 @@ fn instance_name() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "herald".into());
     format!("{host}-{}", std::process::id())
+}
+
+/// The opt-in confirmation, when `webhook.opt_in_reply` is set and there is an access token
+/// to send it with.
+fn opt_in_reply(cfg: &Config) -> anyhow::Result<Option<herald_reconciler::OptInReply>> {
+    let text = cfg.webhook.opt_in_reply.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if cfg.whatsapp.access_token.is_empty() {
+        tracing::warn!(
+            "webhook.opt_in_reply is set but there is no access token: no confirmation is sent"
+        );
+        return Ok(None);
+    }
+    let client =
+        Arc::new(Client::new(&cfg.client_config()).context("building the Cloud API client")?);
+    let send: herald_reconciler::SendText = Arc::new(move |pnid, to, text| {
+        let client = client.clone();
+        Box::pin(async move {
+            let body = serde_json::json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to.to_string(),
+                "type": "text",
+                "text": {"body": text},
+            });
+            let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+            client
+                .send_raw(&pnid, body)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    });
+    Ok(Some(herald_reconciler::OptInReply {
+        text: text.to_owned(),
+        send,
+    }))
 }
 
 /// A token cancelled on SIGINT, SIGTERM, SIGHUP (the terminal or the tmux session closed) or

@@ -215,6 +215,9 @@ pub struct Webhook {
     pub opt_out_keywords: Vec<String>,
     /// Whole-message keywords that opt a user back in (off the suppression list).
     pub opt_in_keywords: Vec<String>,
+    /// A text confirming an opt-in, sent in the window the user's message opened (empty:
+    /// none).
+    pub opt_in_reply: String,
     /// A delivery that failed to apply this many times is kept as a dead letter.
     pub max_deliveries: u32,
     /// The most webhook bytes one reconciler read brings into memory.
@@ -227,6 +230,7 @@ impl Default for Webhook {
         Self {
             opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into()],
             opt_in_keywords: vec!["START".into()],
+            opt_in_reply: String::new(),
             max_deliveries: c.max_deliveries,
             max_batch_bytes: c.max_batch_bytes,
         }
@@ -449,6 +453,12 @@ impl Config {
             if words.iter().any(|k| k.trim().is_empty()) {
                 return Err(bad(key, "keywords must not be empty"));
             }
+        }
+        if w.opt_in_reply.chars().count() > 4096 {
+            return Err(bad(
+                "webhook.opt_in_reply",
+                "at most 4096 characters (a text message's limit)",
+            ));
         }
         if let Some(k) = w.opt_in_keywords.iter().find(|k| {
             w.opt_out_keywords

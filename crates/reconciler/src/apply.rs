@@ -48,6 +48,8 @@ pub struct ReconcilerConfig {
     pub opt_out_keywords: Vec<String>,
     /// Whole-message, case-insensitive keywords that opt a user back in.
     pub opt_in_keywords: Vec<String>,
+    /// A text confirming an opt-in, and how to send it (`None`: no confirmation).
+    pub opt_in_reply: Option<OptInReply>,
 }
 
 impl Default for ReconcilerConfig {
@@ -55,7 +57,32 @@ impl Default for ReconcilerConfig {
         Self {
             opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into()],
             opt_in_keywords: vec!["START".into()],
+            opt_in_reply: None,
         }
+    }
+}
+
+/// What a [`SendText`] returns: whether the text was sent, or why not.
+pub type SendTextFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// Sends a free-form text to a user: `(phone number id, to, text)`.
+pub type SendText = Arc<dyn Fn(String, PhoneE164, String) -> SendTextFuture + Send + Sync>;
+
+/// The confirmation sent to a user who opted back in. Sent only inside the user's open
+/// customer-service window (their opt-in message, written within the last 24 h, opened it),
+/// where a free-form text is allowed; a failure to send is logged, never retried.
+#[derive(Clone)]
+pub struct OptInReply {
+    pub text: String,
+    pub send: SendText,
+}
+
+impl std::fmt::Debug for OptInReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OptInReply")
+            .field("text", &self.text)
+            .finish_non_exhaustive()
     }
 }
 
@@ -412,6 +439,14 @@ impl<S: Store> Reconciler<S> {
             if was > 0 {
                 metrics::counter!(m::RECONCILER_OPT_INS_TOTAL).increment(1);
                 tracing::info!(phone = %phone.masked(), "opt-in keyword: off the suppression list");
+                // The user's message opened the window a free-form reply needs; one written
+                // more than a day ago (a late redelivery) did not.
+                if let Some(reply) = &self.cfg.opt_in_reply
+                    && now.duration_since(at) < jiff::SignedDuration::from_hours(24)
+                    && let Err(e) = (reply.send)(pnid.to_owned(), phone, reply.text.clone()).await
+                {
+                    tracing::warn!(phone = %phone.masked(), error = %e, "the opt-in confirmation could not be sent");
+                }
             }
         }
         Ok(())

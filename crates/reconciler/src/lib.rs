@@ -12,6 +12,6 @@ pub mod apply;
 pub mod consumer;
 pub mod receiver;
 
-pub use apply::{Reconciler, ReconcilerConfig};
+pub use apply::{OptInReply, Reconciler, ReconcilerConfig, SendText, SendTextFuture};
 pub use consumer::{ConsumerConfig, run};
 pub use receiver::{BODY_LIMIT, ReceiverConfig, routes};

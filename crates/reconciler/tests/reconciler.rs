@@ -57,7 +57,11 @@ async fn post_signed(app: &axum::Router, body: &[u8]) -> StatusCode {
 
 /// Drains the stream through the reconciler (one consumer).
 async fn reconcile<S: Store>(store: &Arc<S>) {
-    let rec = Reconciler::new(store.clone(), ReconcilerConfig::default());
+    reconcile_with(store, ReconcilerConfig::default()).await;
+}
+
+async fn reconcile_with<S: Store>(store: &Arc<S>, cfg: ReconcilerConfig) {
+    let rec = Reconciler::new(store.clone(), cfg);
     loop {
         let batch = store
             .read_webhooks("test", 100, Duration::from_millis(10))
@@ -581,6 +585,60 @@ async fn opt_outs_from_hidden_numbers_are_kept_until_the_number_is_known() {
     post_signed(&w.app, &from_user("START", now + 1)).await;
     reconcile(&w.store).await;
     assert_eq!(w.store.suppressed(PNID, &[number]).await.unwrap(), [false]);
+}
+
+/// A user who opts back in gets the configured confirmation, once, as a free-form text in
+/// the window their message opened; an opt-in written more than a day ago (a late
+/// redelivery) opens no window and gets none.
+#[tokio::test(start_paused = true)]
+async fn an_opt_in_is_confirmed_inside_the_window_it_opened() {
+    let w = world().await;
+    let sent: Arc<std::sync::Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let log = sent.clone();
+    let cfg = ReconcilerConfig {
+        opt_in_reply: Some(herald_reconciler::OptInReply {
+            text: "You are subscribed again.".into(),
+            send: Arc::new(move |pnid, to, text| {
+                log.lock().unwrap().push((pnid, to.to_string(), text));
+                Box::pin(async { Ok(()) })
+            }),
+        }),
+        ..ReconcilerConfig::default()
+    };
+    let israel: PhoneE164 = "+972987654321".parse().unwrap();
+    let message = |text: &str, at: i64| {
+        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+            "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "1122334455667"},
+                "messages": [{"from": "972987654321", "id": format!("wamid.{text}{at}"), "timestamp": at.to_string(), "type": "text", "text": {"body": text}}]}}]}]}))
+        .unwrap()
+    };
+    let now = herald_core::unix_ms() / 1000;
+    for (text, at) in [("STOP", now - 3 * 86_400), ("START", now - 2 * 86_400)] {
+        post_signed(&w.app, &message(text, at)).await;
+    }
+    reconcile_with(&w.store, cfg.clone()).await;
+    assert_eq!(
+        w.store
+            .suppressed("1122334455667", &[israel])
+            .await
+            .unwrap(),
+        [false],
+        "opted back in"
+    );
+    assert!(sent.lock().unwrap().is_empty(), "no window, no reply");
+    for (text, at) in [("STOP", now - 60), ("start", now - 30), ("START", now - 20)] {
+        post_signed(&w.app, &message(text, at)).await;
+    }
+    reconcile_with(&w.store, cfg).await;
+    assert_eq!(
+        *sent.lock().unwrap(),
+        [(
+            "1122334455667".to_owned(),
+            "+972987654321".to_owned(),
+            "You are subscribed again.".to_owned()
+        )],
+        "once: the second START found nothing to undo"
+    );
 }
 
 #[tokio::test(start_paused = true)]
