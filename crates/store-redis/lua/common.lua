@@ -56,8 +56,13 @@ local function parse(rec)
   return { st = st, att = att, ph = ph, tok = tok, aux = aux, fl = fl, vars = vars }
 end
 
+-- The one place a record is written out (fields as strings; see the layout above).
+local function record(st, att, ph, tok, aux, fl, vars)
+  return st .. '|' .. att .. '|' .. ph .. '|' .. tok .. '|' .. aux .. '|' .. fl .. '|' .. vars
+end
+
 local function fmt(r)
-  return r.st .. '|' .. r.att .. '|' .. r.ph .. '|' .. r.tok .. '|' .. r.aux .. '|' .. r.fl .. '|' .. r.vars
+  return record(r.st, r.att, r.ph, r.tok, r.aux, r.fl, r.vars)
 end
 
 local function get_job(base, seq)

@@ -23,10 +23,10 @@ for i = 2, #ARGV, 4 do
     bump(c, 'in_flight', -1)
     local new
     if kind == 'A' then
-      new = 'a0|' .. inc(att) .. '|' .. ph .. '|' .. int(now) .. '|' .. arg .. '|' .. fl .. '|'
+      new = record('a0', inc(att), ph, int(now), arg, fl, '')
       bump(c, 'accepted', 1)
     elseif kind == 'F' then
-      new = 'f|' .. inc(att) .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|'
+      new = record('f', inc(att), ph, '', arg, fl, '')
       bump(c, 'failed', 1)
       bump(c, 'failed_before_accept', 1)
       bump(c, 'err:' .. arg, 1)
@@ -37,11 +37,11 @@ for i = 2, #ARGV, 4 do
       back_to_wait(cancelled, base, c, r, seq, now, kind ~= 'R' and tonumber(arg) or nil)
       new = fmt(r)
     elseif kind == 'K' then
-      new = 'k|' .. att .. '|' .. ph .. '||' .. arg .. '|' .. fl .. '|'
+      new = record('k', att, ph, '', arg, fl, '')
       bump(c, 'skipped_at_send', 1)
       bump(c, 'skip:' .. arg, 1)
     elseif kind == 'U' then
-      new = 'd|' .. inc(att) .. '|' .. ph .. '||' .. int(now) .. '|' .. fl .. '|' .. vars
+      new = record('d', inc(att), ph, '', int(now), fl, vars)
       redis.call('ZADD', base .. ':doubt', now, seq)
       bump(c, 'in_doubt', 1)
     end
@@ -49,14 +49,14 @@ for i = 2, #ARGV, 4 do
     out[#out + 1] = '1'
   elseif st and kind == 'A' and string.find('pcsd', string.sub(st, 1, 1), 1, true) then
     leave(base, c, parse(rec), seq)
-    redis.call('HSET', k, f, 'a0|' .. inc(att) .. '|' .. ph .. '|' .. int(now) .. '|' .. arg .. '|' .. fl .. '|')
+    redis.call('HSET', k, f, record('a0', inc(att), ph, int(now), arg, fl, ''))
     bump(c, 'accepted', 1)
     out[#out + 1] = '1'
   elseif st and kind == 'A' and string.sub(st, 1, 1) == 'a'
       and (aux == '' or string.sub(aux, 1, 1) == ' ') then
     -- Its own webhook settled it first (by its callback data, with no message id yet): the
     -- answer completes it, and nothing is counted twice.
-    redis.call('HSET', k, f, st .. '|' .. inc(att) .. '|' .. ph .. '|' .. rtok .. '|' .. arg .. aux .. '|' .. fl .. '|' .. vars)
+    redis.call('HSET', k, f, record(st, inc(att), ph, rtok, arg .. aux, fl, vars))
     out[#out + 1] = '1'
   else
     out[#out + 1] = '0'
