@@ -3,6 +3,8 @@
 -- ARGV[1] key base, ARGV[2] max, ARGV[3] lease token, ARGV[4] lease ms
 -- Returns { completed (0/1), jobs }, jobs one string of "<seq> <length> <record>" per job,
 -- the record as it was (pending): two reply values to decode, however many jobs.
+-- A record's first byte when it is pending ('p').
+local PENDING = string.byte('p')
 local meta, base = KEYS[1], ARGV[1]
 local max, token, lease = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 if redis.call('HGET', meta, 'status') ~= 'running' then return { 0 } end
@@ -23,7 +25,7 @@ if seqs then
     -- Anything but a pending record is a stale queue entry (settled meanwhile): skip it.
     -- A pending record is "p|att|phone||aux|flags|vars" with an empty token, so the claimed
     -- record is the same with the state and the token swapped in.
-    if rec and string.byte(rec, 1) == 112 then
+    if rec and string.byte(rec, 1) == PENDING then
       local at = string.match(rec, '^p|[^|]*|[^|]*|()')
       redis.call('HSET', k, f, 'c' .. string.sub(rec, 2, at - 1) .. token .. string.sub(rec, at))
       out[#out + 1] = seq .. ' ' .. #rec .. ' ' .. rec

@@ -9,7 +9,6 @@ if at > (tonumber(redis.call('GET', KEYS[1]) or '0') or 0) then
   redis.call('SET', KEYS[1], ARGV[1])
 end
 if ARGV[2] == '1' then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[2], string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+  redis.call('SET', KEYS[2], int(now_ms()))
 end
 return 1

@@ -8,8 +8,7 @@ local from, to, reason = ARGV[1], ARGV[2], ARGV[3]
 local st = redis.call('HGET', meta, 'status')
 if not st then return redis.error_reply('HNOTFOUND no such campaign') end
 if st ~= from then return { 'changed', st } end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('HSET', meta, 'status', to, 'updated_ms', now)
 if to == 'paused' and reason ~= '' then
   redis.call('HSET', meta, 'reason', reason)
