@@ -24,6 +24,12 @@
 -- vars:  the encoded variables; dropped once the job can no longer be sent.
 --
 -- Counters live in <base>:stats and move in the same script as the state they describe.
+--
+-- Refusals, as error replies `<CODE> <detail>` (mapped once, src/lib.rs `map_err`):
+--   HNOTFOUND  no such campaign                   -> StoreError::NotFound
+--   HFINAL     the campaign has ended (detail: its status) -> StoreError::Final
+--   HSTATE     the campaign cannot make this move -> StoreError::Invalid
+-- (without a campaign to name, HNOTFOUND and HFINAL are StoreError::Invalid too).
 
 local PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
 local ACCEPTED = { [0] = 'a0', 'a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7' }
