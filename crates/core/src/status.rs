@@ -229,12 +229,31 @@ mod tests {
             A::Complete,
             A::Cancel,
         ];
-        let legal: usize = S::ALL
+        let mut legal: Vec<(S, A, S)> = S::ALL
             .iter()
-            .map(|s| all_actions.iter().filter(|a| s.apply(**a).is_ok()).count())
-            .sum();
-        // schedule 1, start 2, pause 1, resume 1, complete 1, cancel 4.
-        assert_eq!(legal, 10);
+            .flat_map(|&s| {
+                all_actions
+                    .iter()
+                    .filter_map(move |&a| s.apply(a).ok().map(|to| (s, a, to)))
+            })
+            .collect();
+        // The lifecycle, written out: every legal move and where it leads, and no other.
+        let expected = [
+            (S::Draft, A::Schedule, S::Scheduled),
+            (S::Draft, A::Start, S::Running),
+            (S::Draft, A::Cancel, S::Cancelled),
+            (S::Scheduled, A::Start, S::Running),
+            (S::Scheduled, A::Cancel, S::Cancelled),
+            (S::Running, A::Pause, S::Paused),
+            (S::Running, A::Complete, S::Completed),
+            (S::Running, A::Cancel, S::Cancelled),
+            (S::Paused, A::Resume, S::Running),
+            (S::Paused, A::Cancel, S::Cancelled),
+        ];
+        legal.sort_by_key(|t| format!("{t:?}"));
+        let mut expected = expected.to_vec();
+        expected.sort_by_key(|t| format!("{t:?}"));
+        assert_eq!(legal, expected);
         assert_eq!(
             S::Paused.apply(A::Start).unwrap_err().to_string(),
             "cannot start a campaign that is paused"
