@@ -17,12 +17,13 @@ use axum::routing::{get, post};
 use futures::future::BoxFuture;
 use herald_core::{CampaignAction, CampaignId, CampaignSpec, CampaignStatus, PauseReason};
 use herald_reconciler::ReceiverConfig;
-use herald_store::{Campaign, NewCampaign, Store, StoreError};
+use herald_store::{Campaign, NewCampaign, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+pub use crate::error::ApiError;
 use crate::upload;
 
 /// Checks that the store answers (for `/readyz`).
@@ -79,65 +80,6 @@ impl<S> std::fmt::Debug for ApiState<S> {
             .field("default_phone_number_id", &self.default_phone_number_id)
             .field("api_key", &self.api_key)
             .finish_non_exhaustive()
-    }
-}
-
-/// An error answer: `{"error": {"code", "message"}}`.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            StoreError::IllegalTransition(_) | StoreError::Final(..) => {
-                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
-            StoreError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
-            StoreError::Unavailable(_) => {
-                static UNAVAILABLE: herald_core::repeated::Repeated =
-                    herald_core::repeated::Repeated::new();
-                herald_core::warn_repeated!(UNAVAILABLE, "store unavailable", error = %e);
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the store is unavailable; try again",
-                )
-            }
-            other => {
-                tracing::error!(error = %other, "store error");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error (see the server log)",
-                )
-            }
-        }
     }
 }
 
@@ -498,7 +440,7 @@ async fn failures<S: Store>(
             let (at, first) = cursor?;
             match store.failures(&id, at, 1000).await {
                 Ok((rows, next)) => {
-                    let chunk = upload::failures_csv(&rows, first);
+                    let chunk = crate::report::failures_csv(&rows, first);
                     Some((Ok::<_, std::io::Error>(chunk), next.map(|n| (n, false))))
                 }
                 Err(e) => {

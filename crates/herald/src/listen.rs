@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 /// What a client may hold of the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -65,7 +65,7 @@ pub(crate) async fn export<S: Store>(
     let mut w = csv::Writer::from_writer(Vec::new());
     let row = |w: &mut csv::Writer<Vec<u8>>, cells: [&str; 4]| {
         // `'+…` and the like, as in the failures report: no formula injection.
-        let cells = cells.map(crate::upload::safe_cell);
+        let cells = cells.map(crate::report::safe_cell);
         w.write_record(cells.iter().map(|c| c.as_ref()))
     };
     let bad =

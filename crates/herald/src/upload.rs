@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 /// Rejects shown in the upload's answer (all of them are in the failures report).
 const FIRST_REJECTS: usize = 20;
@@ -367,34 +367,6 @@ impl Stream for Limited {
     }
 }
 
-/// One page of the failures report as CSV (`line,phone,reason,detail`), with the header on
-/// the first page. A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab,
-/// CR first) gets a leading `'`.
-pub fn failures_csv(rows: &[FailureRow], header: bool) -> Bytes {
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(64 * rows.len() + 32));
-    if header {
-        let _ = w.write_record(["line", "phone", "reason", "detail"]);
-    }
-    for r in rows {
-        let line = r.line.map(|l| l.to_string()).unwrap_or_default();
-        let _ = w.write_record([
-            line.as_str(),
-            &safe_cell(&r.phone),
-            &safe_cell(&r.reason),
-            &safe_cell(&r.detail),
-        ]);
-    }
-    Bytes::from(w.into_inner().unwrap_or_default())
-}
-
-/// Defuses spreadsheet formula injection (OWASP's CSV injection advice).
-pub fn safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
-    match s.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
-        _ => s.into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,28 +414,6 @@ mod tests {
         assert_eq!(
             store.campaign(&id).await.unwrap().status,
             herald_core::CampaignStatus::Completed
-        );
-    }
-
-    #[test]
-    fn formula_cells_are_defused() {
-        for bad in ["=1+1", "+447912345678", "-2", "@SUM(A1)", "\tx", "\rx"] {
-            assert!(safe_cell(bad).starts_with('\''), "{bad:?}");
-        }
-        assert_eq!(safe_cell("invalid_number"), "invalid_number");
-        let csv = failures_csv(
-            &[FailureRow {
-                line: Some(7),
-                phone: "=HYPERLINK(\"http://x\")".into(),
-                reason: "not_a_number".into(),
-                detail: "has, a comma".into(),
-            }],
-            true,
-        );
-        let text = String::from_utf8(csv.to_vec()).unwrap();
-        assert_eq!(
-            text,
-            "line,phone,reason,detail\n7,\"'=HYPERLINK(\"\"http://x\"\")\",not_a_number,\"has, a comma\"\n"
         );
     }
 }
