@@ -19,6 +19,7 @@ pub mod config;
 mod direct;
 mod oracle;
 pub mod process;
+mod random;
 mod server;
 mod state;
 mod webhooks;
@@ -52,10 +53,9 @@ impl Sim {
         let listener = TcpListener::bind(&cfg.listen).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let shared = Arc::new_cyclic(|weak| {
-            let hooks = webhooks::Webhooks::start(&cfg, sink, weak.clone(), shutdown.clone());
-            state::SimState::new(cfg.clone(), hooks)
-        });
+        let oracle = oracle::SharedOracle::default();
+        let hooks = webhooks::Webhooks::start(&cfg, sink, oracle.clone(), shutdown.clone());
+        let shared = Arc::new(state::SimState::new(cfg.clone(), oracle, hooks));
         let task = tokio::spawn(server::serve(
             listener,
             server::router(shared.clone()),

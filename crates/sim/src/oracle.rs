@@ -281,3 +281,17 @@ mod tests {
         assert_eq!(s.callbacks.unwrap()["cb2"], 1);
     }
 }
+
+/// The oracle, shared by the request handlers and the webhook sender.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedOracle(std::sync::Arc<std::sync::Mutex<Oracle>>);
+
+impl SharedOracle {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Oracle) -> T) -> T {
+        let mut o = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut o)
+    }
+}

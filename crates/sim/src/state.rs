@@ -18,25 +18,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::config::{Delivery, SimConfig, Template};
-use crate::oracle::Oracle;
+use crate::oracle::{Oracle, SharedOracle};
+use crate::random::{chance, draw, mix};
 use crate::webhooks::{Item, StatusOut, Webhooks};
-
-/// splitmix64: a good 64-bit mix of its input.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// A uniform draw in [0, 1) for (seed, kind, n): deterministic, no shared RNG state.
-pub(crate) fn draw(seed: u64, kind: u64, n: u64) -> f64 {
-    (mix(seed ^ mix(kind ^ mix(n))) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-pub(crate) fn chance(seed: u64, kind: u64, n: u64, p: f64) -> bool {
-    p > 0.0 && draw(seed, kind, n) < p
-}
 
 fn hash_str(s: &str) -> u64 {
     herald_core::fnv1a(s.as_bytes())
@@ -60,7 +44,7 @@ struct Limits {
 #[derive(Debug)]
 pub(crate) struct SimState {
     pub(crate) cfg: SimConfig,
-    oracle: Mutex<Oracle>,
+    oracle: SharedOracle,
     limits: Mutex<Limits>,
     requests: AtomicU64,
     messages: AtomicU64,
@@ -101,10 +85,10 @@ fn bad(code: i64, message: &str, details: &str) -> Answer {
 }
 
 impl SimState {
-    pub(crate) fn new(cfg: SimConfig, webhooks: Webhooks) -> Self {
+    pub(crate) fn new(cfg: SimConfig, oracle: SharedOracle, webhooks: Webhooks) -> Self {
         Self {
             cfg,
-            oracle: Mutex::new(Oracle::default()),
+            oracle,
             limits: Mutex::new(Limits::default()),
             requests: AtomicU64::new(0),
             messages: AtomicU64::new(0),
@@ -120,11 +104,7 @@ impl SimState {
     }
 
     pub(crate) fn oracle<T>(&self, f: impl FnOnce(&mut Oracle) -> T) -> T {
-        let mut o = self
-            .oracle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut o)
+        self.oracle.with(f)
     }
 
     fn limits<T>(&self, f: impl FnOnce(&mut Limits) -> T) -> T {

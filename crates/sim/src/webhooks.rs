@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SimConfig;
-use crate::state::{SimState, chance};
+use crate::oracle::SharedOracle;
+use crate::random::chance;
 
 /// One status of an accepted message, serialised as Meta writes it.
 #[derive(Debug, Clone)]
@@ -109,14 +110,14 @@ impl Webhooks {
     pub(crate) fn start(
         cfg: &SimConfig,
         sink: Option<WebhookSink>,
-        shared: Weak<SimState>,
+        oracle: SharedOracle,
         shutdown: CancellationToken,
     ) -> Self {
         if cfg.webhooks.url.is_empty() && sink.is_none() {
             return Self { tx: None };
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(cfg.clone(), sink, shared, rx, shutdown));
+        tokio::spawn(run(cfg.clone(), sink, oracle, rx, shutdown));
         Self { tx: Some(tx) }
     }
 
@@ -134,7 +135,7 @@ impl Webhooks {
 async fn run(
     cfg: SimConfig,
     sink: Option<WebhookSink>,
-    shared: Weak<SimState>,
+    oracle: SharedOracle,
     mut rx: mpsc::UnboundedReceiver<(Instant, String, Item)>,
     shutdown: CancellationToken,
 ) {
@@ -188,15 +189,13 @@ async fn run(
                 }
                 let (body, statuses, messages) = envelope(&cfg, &pnid, &chunk);
                 let permit = in_flight.clone().acquire_owned().await;
-                let (http, shared, cfg) = (http.clone(), shared.clone(), cfg.clone());
+                let (http, oracle, cfg) = (http.clone(), oracle.clone(), cfg.clone());
                 let to = match &sink {
                     Some(f) => Destination::Sink(f.clone()),
                     None => Destination::Http(http),
                 };
                 tokio::spawn(async move {
-                    if let Some(shared) = shared.upgrade() {
-                        deliver(&to, &shared, &cfg, body, statuses, messages).await;
-                    }
+                    deliver(&to, &oracle, &cfg, body, statuses, messages).await;
                     drop(permit);
                 });
             }
@@ -283,7 +282,7 @@ enum Destination {
 /// or the attempts run out.
 async fn deliver(
     to: &Destination,
-    shared: &SimState,
+    oracle: &SharedOracle,
     cfg: &SimConfig,
     body: Vec<u8>,
     statuses: u64,
@@ -293,7 +292,7 @@ async fn deliver(
     let signature = herald_cloudapi::signature::sign(cfg.app_secret.as_bytes(), &body);
     let body = bytes::Bytes::from(body);
     for attempt in 0..wh.max_attempts.max(1) {
-        shared.oracle(|o| o.webhooks.attempted += 1);
+        oracle.with(|o| o.webhooks.attempted += 1);
         let taken = match to {
             Destination::Http(http) => http
                 .post(&wh.url)
@@ -306,7 +305,7 @@ async fn deliver(
             Destination::Sink(f) => f(body.clone(), signature.clone()).await,
         };
         if taken {
-            shared.oracle(|o| {
+            oracle.with(|o| {
                 o.webhooks.acknowledged += 1;
                 o.webhooks.statuses_delivered += statuses;
                 o.webhooks.messages_delivered += messages;
@@ -316,6 +315,6 @@ async fn deliver(
         let backoff = wh.retry_base_ms.saturating_mul(1 << attempt.min(16));
         tokio::time::sleep(Duration::from_millis(backoff)).await;
     }
-    shared.oracle(|o| o.webhooks.dropped += 1);
+    oracle.with(|o| o.webhooks.dropped += 1);
     tracing::warn!(url = %wh.url, "webhook dropped after {} attempts", wh.max_attempts);
 }
