@@ -224,6 +224,18 @@ impl<'de> Deserialize<'de> for JobId {
     }
 }
 
+/// A business-scoped user id (2026: `user.…`, `US.…`) as the network gives it, or `None`
+/// for anything else: at most 128 bytes of letters, digits, `.`, `_` and `-`. Checked before
+/// it is stored or put in a path.
+pub fn business_user_id(raw: &str) -> Option<&str> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 128
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then_some(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

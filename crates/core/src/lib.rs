@@ -15,7 +15,7 @@ pub mod spec;
 pub mod stats;
 pub mod status;
 
-pub use ids::{CampaignId, IdError, JobId, WaMessageId};
+pub use ids::{CampaignId, IdError, JobId, WaMessageId, business_user_id};
 pub use lattice::{DeliveryDelta, DeliveryState, Progress, StatusEvent};
 pub use phone::{PhoneE164, PhoneError};
 pub use recipient::{Recipient, Vars, VarsBuilder, VarsError};

@@ -395,10 +395,8 @@ pub async fn suppressions_remove(
     phone_number_id: &str,
     entry: &str,
 ) -> anyhow::Result<Value> {
-    if entry.is_empty()
-        || !entry
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'_' | b'-'))
+    if entry.parse::<herald_core::PhoneE164>().is_err()
+        && herald_core::business_user_id(entry).is_none()
     {
         bail!("{entry:?} is neither an E.164 number nor a business-scoped user id");
     }

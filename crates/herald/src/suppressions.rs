@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 
-use herald_core::PhoneE164;
+use herald_core::{PhoneE164, business_user_id};
 use herald_store::{Store, Why};
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -43,16 +43,6 @@ fn phone_number_id(raw: &str) -> Result<&str, ApiError> {
             format!("phone number id {raw:?}: digits only"),
         ))
     }
-}
-
-/// A business-scoped user id: letters, digits, `.`, `_` and `-`, at most 128.
-fn user_id(raw: &str) -> Option<&str> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 128
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    ok.then_some(raw)
 }
 
 /// `GET /v1/suppressions/{phone_number_id}`: `kind,id` rows, numbers first, then the user
@@ -197,7 +187,7 @@ pub(crate) async fn import<S: Store>(
                 }
                 Err(e) => reject(line, "number", format!("{n:?}: {e}")),
             },
-            (None, Some(u)) => match user_id(&u) {
+            (None, Some(u)) => match business_user_id(&u) {
                 Some(u) => users.push((u.to_owned(), Why { reason, at })),
                 None => reject(line, "user_id", "not a business-scoped user id".into()),
             },
@@ -254,7 +244,7 @@ pub(crate) async fn remove<S: Store>(
     let pnid = phone_number_id(&pnid)?;
     let removed = if let Ok(p) = entry.parse::<PhoneE164>() {
         state.store.unsuppress(pnid, &[p]).await? > 0
-    } else if let Some(u) = user_id(&entry) {
+    } else if let Some(u) = business_user_id(&entry) {
         let unlinked = state.store.opt_in_user(pnid, u).await?;
         let by_number = match state.store.user_phone(pnid, u).await? {
             Some(p) => state.store.unsuppress(pnid, &[p]).await? > 0,
