@@ -8,6 +8,7 @@
 //! that died before acknowledging) changes nothing the second time. Anything that cannot be
 //! applied is counted and kept as a dead letter, never a reason to stop.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use herald_cloudapi::webhook::{
@@ -15,7 +16,9 @@ use herald_cloudapi::webhook::{
 };
 use herald_cloudapi::{ErrorClass, code_label};
 use herald_core::metrics as m;
-use herald_core::{JobId, PauseKind, PauseReason, PhoneE164, StatusEvent, WaMessageId};
+use herald_core::{
+    JobId, PauseKind, PauseReason, PhoneE164, StatusEvent, WaMessageId, business_user_id,
+};
 use herald_store::{Applied, Pricing, StatusUpdate, Store, StoreError, Why};
 
 /// Inbound message types Meta documents; anything else is kept as a dead letter (and still
@@ -270,6 +273,9 @@ impl<S: Store> Reconciler<S> {
         }
         let updates: Vec<StatusUpdate> = collected.iter().map(|c| c.update.clone()).collect();
         let results = self.store.apply_status(&updates).await?;
+        // Numbers behind business-scoped ids, learned from this batch: stored in one call
+        // per phone number, not one per status (in 2026 most statuses name the id).
+        let mut links: BTreeMap<&str, Vec<(String, PhoneE164)>> = BTreeMap::new();
         for (c, result) in collected.iter().zip(results) {
             let label = match result {
                 Applied::Changed => "changed",
@@ -287,7 +293,12 @@ impl<S: Store> Reconciler<S> {
                 continue;
             }
             // A status naming the user's business-scoped id shows the number it stands for.
-            if let Some(user) = c.status.recipient_user_id.as_deref().and_then(user_id) {
+            if let Some(user) = c
+                .status
+                .recipient_user_id
+                .as_deref()
+                .and_then(business_user_id)
+            {
                 let phone = match PhoneE164::parse(&c.status.recipient_id) {
                     Ok(p) => Some(p),
                     // Hidden: the number Herald sent the message to.
@@ -304,7 +315,10 @@ impl<S: Store> Reconciler<S> {
                     }
                 };
                 if let Some(phone) = phone {
-                    self.link(c.pnid, user, phone).await?;
+                    links
+                        .entry(c.pnid)
+                        .or_default()
+                        .push((user.to_owned(), phone));
                 }
             }
             // Undeliverable and marketing-stopped numbers go on the suppression list.
@@ -326,6 +340,11 @@ impl<S: Store> Reconciler<S> {
                     tracing::info!(phone = %phone.masked(), code, "recipient suppressed after a failed delivery");
                 }
             }
+        }
+        for (pnid, mut links) in links {
+            links.sort_unstable();
+            links.dedup();
+            self.link(pnid, &links).await?;
         }
         Ok(())
     }
@@ -355,7 +374,7 @@ impl<S: Store> Reconciler<S> {
             };
             count(m::RECONCILER_EVENTS_TOTAL, "field", "user_preferences");
             if pref.category == "marketing_messages" && pref.value.eq_ignore_ascii_case("stop") {
-                let user = pref.user_id.as_deref().and_then(user_id);
+                let user = pref.user_id.as_deref().and_then(business_user_id);
                 match self.user(pnid, &pref.wa_id, user).await? {
                     Some(phone) => {
                         self.store
@@ -392,7 +411,7 @@ impl<S: Store> Reconciler<S> {
         }
         // A user behind a business-scoped id is known by number once a status showed it; an
         // opt-out from one who is not yet is kept until then.
-        let user = msg.from_user_id.as_deref().and_then(user_id);
+        let user = msg.from_user_id.as_deref().and_then(business_user_id);
         let said = |words: &[String]| {
             msg.text_content().is_some_and(|text| {
                 let text = text.trim();
@@ -462,7 +481,7 @@ impl<S: Store> Reconciler<S> {
     ) -> Result<Option<PhoneE164>, StoreError> {
         match (PhoneE164::parse(number), user) {
             (Ok(phone), Some(user)) => {
-                self.link(pnid, user, phone).await?;
+                self.link(pnid, &[(user.to_owned(), phone)]).await?;
                 Ok(Some(phone))
             }
             (Ok(phone), None) => Ok(Some(phone)),
@@ -471,15 +490,15 @@ impl<S: Store> Reconciler<S> {
         }
     }
 
-    /// Learns that `user` stands for `phone`; an opt-out kept for them takes effect.
-    async fn link(&self, pnid: &str, user: &str, phone: PhoneE164) -> Result<(), StoreError> {
-        let suppressed = self
-            .store
-            .link_users(pnid, &[(user.to_owned(), phone)])
-            .await?;
+    /// Learns which numbers business-scoped ids stand for; opt-outs kept for them take effect.
+    async fn link(&self, pnid: &str, links: &[(String, PhoneE164)]) -> Result<(), StoreError> {
+        let suppressed = self.store.link_users(pnid, links).await?;
         if suppressed > 0 {
             metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(suppressed);
-            tracing::info!(phone = %phone.masked(), "an opt-out made under a business-scoped id now suppresses the number behind it");
+            tracing::info!(
+                suppressed,
+                "opt-outs made under business-scoped ids now suppress the numbers behind them"
+            );
         }
         Ok(())
     }
@@ -494,14 +513,4 @@ impl<S: Store> Reconciler<S> {
         }
         Ok(())
     }
-}
-
-/// A business-scoped user id as Meta writes them (`user.…`, `US.…`), or `None` for anything
-/// else: at most 128 characters of letters, digits, `.`, `_` and `-`.
-fn user_id(s: &str) -> Option<&str> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    ok.then_some(s)
 }

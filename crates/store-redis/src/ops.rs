@@ -1279,10 +1279,13 @@ impl Store for RedisStore {
         if phones.is_empty() {
             return Ok(Vec::new());
         }
-        let on = self.suppressed(phone_number_id, phones).await?;
         let mut conn = self.conn().await?;
         let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
-        let values: Vec<Option<String>> = redis::cmd("HMGET")
+        let (on, values): (Vec<bool>, Vec<Option<String>>) = redis::pipe()
+            .cmd("SMISMEMBER")
+            .arg(self.keys.suppression(phone_number_id))
+            .arg(&members)
+            .cmd("HMGET")
             .arg(self.keys.suppression_why(phone_number_id))
             .arg(&members)
             .query_async(&mut conn)
