@@ -281,16 +281,15 @@ fn opt_in_reply(cfg: &Config) -> anyhow::Result<Option<herald_reconciler::OptInR
     let send: herald_reconciler::SendText = Arc::new(move |pnid, to, text| {
         let client = client.clone();
         Box::pin(async move {
-            let body = serde_json::json!({
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": to.to_string(),
-                "type": "text",
-                "text": {"body": text},
+            use herald_cloudapi::message::Text;
+            use herald_cloudapi::{Message, SendMessage, SendRequest};
+            let message = Message::Text(Text {
+                body: text,
+                preview_url: None,
             });
-            let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+            let request = SendRequest::Message(Box::new(SendMessage::new(to.to_string(), message)));
             client
-                .send_raw(&pnid, body)
+                .send(&pnid, &request)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())

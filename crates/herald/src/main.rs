@@ -109,7 +109,7 @@ struct SuppressionArgs {
 
 #[derive(Debug, Subcommand)]
 enum SuppressionCommand {
-    /// Writes the list as CSV (`kind,id`) to standard output.
+    /// Writes the list as CSV (`kind,id,reason,date`) to standard output.
     Export,
     /// Puts every row of a CSV (a `number` or `user_id` column) on the list.
     Import {
