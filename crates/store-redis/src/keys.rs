@@ -73,6 +73,11 @@ impl Keys {
         &self.prefix
     }
 
+    /// The `SCAN MATCH` pattern of every key under the prefix.
+    pub(crate) fn everything(&self) -> String {
+        format!("{}:*", self.prefix)
+    }
+
     pub(crate) fn campaigns(&self) -> String {
         format!("{}:campaigns", self.prefix)
     }

@@ -1,8 +1,9 @@
 //! Herald's store on Redis: redis + deadpool-redis, one Lua script per multi-key transition.
 //!
 //! Scripts are registered once and called with EVALSHA (redis-rs reloads them on NOSCRIPT,
-//! e.g. after a Redis restart). Every error is mapped to a [`StoreError`]: connection
-//! trouble is `Unavailable` (retryable), never a panic.
+//! e.g. after a Redis restart). Every call goes through `conn.rs`, which maps each error to a
+//! [`StoreError`] in one place: connection trouble is `Unavailable` (retryable), never a panic.
+//! The `Store` methods live in one module per concern; `store.rs` forwards to them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,10 +19,18 @@ use redis::{RedisError, Script};
 
 use herald_store::{Campaign, JobState, JobView, RunningCampaign, StoreError};
 
+use crate::conn::{Conn, Run};
 use crate::keys::Keys;
 
+mod campaigns;
+mod conn;
+mod jobs;
 mod keys;
-mod ops;
+mod pacing;
+mod recipients;
+mod report;
+mod statuses;
+mod store;
 mod stream;
 #[cfg(feature = "testsuite")]
 pub mod testing;
@@ -240,11 +249,7 @@ impl RedisStore {
         };
         let mut conn = store.conn().await?;
         for script in store.scripts.all() {
-            script
-                .prepare_invoke()
-                .load_async(&mut conn)
-                .await
-                .map_err(|e| store.fail(e))?;
+            conn.load(script).await?;
         }
         store.ensure_group().await?;
         for warning in store.durability_warnings().await {
@@ -253,7 +258,7 @@ impl RedisStore {
         Ok(store)
     }
 
-    pub(crate) async fn conn(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+    pub(crate) async fn conn(&self) -> Result<Conn<'_>, StoreError> {
         const HOT: usize = 4;
         if let Ok(hot) = self.hot.lock()
             && hot.len() >= HOT
@@ -262,7 +267,7 @@ impl RedisStore {
                 .hot_next
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 % hot.len();
-            return Ok(hot[i].clone());
+            return Ok(Conn::new(self, hot[i].clone()));
         }
         let pooled = self.pool.get().await.map_err(unavailable)?;
         let mut c: redis::aio::MultiplexedConnection = (*pooled).clone();
@@ -274,15 +279,11 @@ impl RedisStore {
         {
             hot.push(c.clone());
         }
-        Ok(c)
+        Ok(Conn::new(self, c))
     }
 
-    /// Maps an error, and forgets the shared connection when the store looks unavailable.
-    pub(crate) fn fail(&self, e: RedisError) -> StoreError {
-        self.fail_for(e, None)
-    }
-
-    /// The same for a call about one campaign, so that its refusals name it.
+    /// Maps an error (for a call about campaign `id`, when there is one, so that its refusals
+    /// name it), and forgets the shared connections when the store looks unavailable.
     pub(crate) fn fail_for(&self, e: RedisError, id: Option<&CampaignId>) -> StoreError {
         let err = map_err(e, id);
         if err.is_retryable()
@@ -303,7 +304,7 @@ impl RedisStore {
         let policy: Result<Vec<String>, _> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("maxmemory-policy")
-            .query_async(&mut conn)
+            .run(&mut conn)
             .await;
         if let Ok(v) = policy
             && let Some(p) = v.get(1)
@@ -316,7 +317,7 @@ impl RedisStore {
         let aof: Result<Vec<String>, _> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("appendonly")
-            .query_async(&mut conn)
+            .run(&mut conn)
             .await;
         if let Ok(v) = aof
             && v.get(1).is_some_and(|a| a == "no")
@@ -331,7 +332,7 @@ impl RedisStore {
         let fsync: Result<Vec<String>, _> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("appendfsync")
-            .query_async(&mut conn)
+            .run(&mut conn)
             .await;
         if let Ok(v) = fsync
             && v.get(1).is_some_and(|a| a == "no")
@@ -356,7 +357,7 @@ impl RedisStore {
     /// work under a random prefix; never called by Herald itself.
     pub async fn purge_namespace(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
-        let pattern = format!("{}:*", self.keys.prefix());
+        let pattern = self.keys.everything();
         let mut cursor = 0u64;
         let mut deleted = 0u64;
         loop {
@@ -366,15 +367,13 @@ impl RedisStore {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.fail(e))?;
+                .run(&mut conn)
+                .await?;
             if !keys.is_empty() {
                 deleted += redis::cmd("UNLINK")
                     .arg(&keys)
-                    .query_async::<u64>(&mut conn)
-                    .await
-                    .map_err(|e| self.fail(e))?;
+                    .run::<u64>(&mut conn)
+                    .await?;
             }
             if next == 0 {
                 return Ok(deleted);

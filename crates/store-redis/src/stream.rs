@@ -13,6 +13,7 @@ use herald_store::{
 };
 
 use crate::RedisStore;
+use crate::conn::{Conn, Run, invalid};
 
 pub(crate) const GROUP: &str = "reconciler";
 
@@ -75,19 +76,16 @@ impl RedisStore {
     /// Creates the consumer group (and the stream) if they do not exist yet.
     pub(crate) async fn ensure_group(&self) -> Result<()> {
         let mut conn = self.conn().await?;
-        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+        // BUSYGROUP: it exists.
+        redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(self.keys.webhooks())
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
-        match r {
-            Ok(()) => Ok(()),
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(self.fail(e)),
-        }
+            .run_unless::<()>(&mut conn, "BUSYGROUP")
+            .await
+            .map(drop)
     }
 
     async fn group_read(
@@ -98,10 +96,12 @@ impl RedisStore {
         from: &str,
     ) -> Result<Vec<WebhookEntry>> {
         // A blocking read holds its connection: never one of the shared ones.
-        let mut conn = self.pool.get().await.map_err(crate::unavailable)?;
-        conn.set_response_timeout(
+        let pooled = self.pool.get().await.map_err(crate::unavailable)?;
+        let mut held: redis::aio::MultiplexedConnection = (*pooled).clone();
+        held.set_response_timeout(
             std::time::Duration::from_millis(block_ms.unwrap_or(0)) + self.timeout,
         );
+        let mut conn = Conn::new(self, held);
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
@@ -112,15 +112,13 @@ impl RedisStore {
             cmd.arg("BLOCK").arg(ms.max(1));
         }
         cmd.arg("STREAMS").arg(self.keys.webhooks()).arg(from);
-        let reply: redis::RedisResult<Value> = cmd.query_async(&mut *conn).await;
-        match reply {
-            Ok(v) => read_reply(&v),
+        match cmd.run_unless::<Value>(&mut conn, "NOGROUP").await? {
+            Some(v) => read_reply(&v),
             // The stream or group vanished (a Redis restart without AOF, a purge): recreate.
-            Err(e) if e.code() == Some("NOGROUP") => {
+            None => {
                 self.ensure_group().await?;
                 Ok(Vec::new())
             }
-            Err(e) => Err(self.fail(e)),
         }
     }
 
@@ -131,10 +129,9 @@ impl RedisStore {
             .arg("*")
             .arg("b")
             .arg(body)
-            .query_async::<String>(&mut conn)
+            .run::<String>(&mut conn)
             .await
-            .map(|_| ())
-            .map_err(|e| self.fail(e))
+            .map(drop)
     }
 
     pub(crate) async fn stream_read(
@@ -169,9 +166,8 @@ impl RedisStore {
             .arg(&first.id)
             .arg(&last.id)
             .arg(entries.len())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.fail(e))?;
+            .run(&mut conn)
+            .await?;
         let Value::Array(rows) = reply else {
             return Ok(());
         };
@@ -205,9 +201,8 @@ impl RedisStore {
             .arg("0-0")
             .arg("COUNT")
             .arg(count.max(1))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.fail(e))?;
+            .run(&mut conn)
+            .await?;
         let mut claimed = match &reply {
             Value::Array(parts) => parts.get(1).map_or(Ok(Vec::new()), entries)?,
             _ => Vec::new(),
@@ -231,9 +226,8 @@ impl RedisStore {
             .arg(self.keys.webhooks())
             .arg(ids)
             .ignore()
-            .query_async::<()>(&mut conn)
+            .run::<()>(&mut conn)
             .await
-            .map_err(|e| self.fail(e))
     }
 
     pub(crate) async fn dead_append(
@@ -259,9 +253,8 @@ impl RedisStore {
             .ignore()
             .incr(self.keys.dead_total(), 1)
             .ignore()
-            .query_async::<()>(&mut conn)
+            .run::<()>(&mut conn)
             .await
-            .map_err(|e| self.fail(e))
     }
 
     pub(crate) async fn dead_counts(&self) -> Result<DeadLetterCounts> {
@@ -270,9 +263,8 @@ impl RedisStore {
             .cmd("XLEN")
             .arg(self.keys.dead())
             .get(self.keys.dead_total())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.fail(e))?;
+            .run(&mut conn)
+            .await?;
         Ok(DeadLetterCounts {
             kept,
             dropped: total.unwrap_or(0).saturating_sub(kept),
@@ -287,9 +279,8 @@ impl RedisStore {
             .arg("-")
             .arg("COUNT")
             .arg(count.max(1))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.fail(e))?;
+            .run(&mut conn)
+            .await?;
         let Value::Array(items) = reply else {
             return Ok(Vec::new());
         };
@@ -340,25 +331,22 @@ impl RedisStore {
             current_limit: limit.map(str::to_owned),
             at_ms: herald_core::unix_ms(),
         };
-        let json =
-            serde_json::to_string(&record).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(&record).map_err(invalid)?;
         let mut conn = self.conn().await?;
         redis::cmd("HSET")
             .arg(self.keys.quality())
             .arg(display)
             .arg(json)
-            .query_async::<()>(&mut conn)
+            .run::<()>(&mut conn)
             .await
-            .map_err(|e| self.fail(e))
     }
 
     pub(crate) async fn quality_all(&self) -> Result<BTreeMap<String, QualityRecord>> {
         let mut conn = self.conn().await?;
         let raw: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(self.keys.quality())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.fail(e))?;
+            .run(&mut conn)
+            .await?;
         Ok(raw
             .into_iter()
             .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|r| (k, r)))

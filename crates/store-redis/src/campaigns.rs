@@ -1,0 +1,526 @@
+//! Campaigns on Redis: creation, status transitions, and the indexes (`campaigns`, `running`,
+//! `scheduled`, `active`) that follow a campaign's status and are repaired from it.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use herald_core::{CampaignAction, CampaignId, CampaignStatus, PauseReason, millis};
+use herald_store::{Campaign, NewCampaign, Result, RunningCampaign, Store, StoreError};
+use jiff::Timestamp;
+
+use crate::conn::{Run, invalid};
+use crate::{RedisStore, campaign_from_meta};
+
+/// How long the running-campaign list is cached.
+const RUNNING_CACHE: Duration = Duration::from_millis(500);
+/// How often the running index is checked against the campaigns themselves.
+const REPAIR_EVERY_MS: i64 = 30_000;
+
+impl RedisStore {
+    pub(crate) fn invalidate_running(&self) {
+        if let Ok(mut cache) = self.running_cache.lock() {
+            *cache = None;
+        }
+    }
+
+    /// Keeps the running and active indexes in step with a campaign's new status.
+    pub(crate) async fn after_status(&self, id: &CampaignId, status: CampaignStatus) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        if status == CampaignStatus::Running {
+            pipe.sadd(self.keys.running(), id.as_str());
+        } else {
+            pipe.srem(self.keys.running(), id.as_str());
+        }
+        if status != CampaignStatus::Scheduled {
+            pipe.zrem(self.keys.scheduled(), id.as_str());
+        }
+        pipe.run::<()>(&mut conn).await?;
+        self.invalidate_running();
+        Ok(())
+    }
+
+    pub(crate) async fn status_of(&self, id: &CampaignId) -> Result<CampaignStatus> {
+        let mut conn = self.conn().await?;
+        let st: Option<String> = redis::Cmd::hget(self.keys.meta(id), "status")
+            .run(&mut conn)
+            .await?;
+        let st = st.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        CampaignStatus::parse(&st)
+            .ok_or_else(|| StoreError::Corrupt(format!("campaign {id}: status")))
+    }
+
+    /// Compare-and-set from `from` to `to`. `Ok(false)` when the status moved meanwhile.
+    pub(crate) async fn cas(
+        &self,
+        id: &CampaignId,
+        from: CampaignStatus,
+        to: CampaignStatus,
+        reason: Option<&PauseReason>,
+    ) -> Result<bool> {
+        let mut conn = self.conn().await?;
+        let reason = reason
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(invalid)?;
+        let answer: Vec<String> = self
+            .scripts
+            .transition
+            .key(self.keys.meta(id))
+            .arg(from.as_str())
+            .arg(to.as_str())
+            .arg(reason.unwrap_or_default())
+            .run_for(&mut conn, id)
+            .await?;
+        Ok(answer.first().is_some_and(|a| a == "ok"))
+    }
+
+    /// Runs the cancel script until the campaign's queue and delay set are empty.
+    pub(crate) async fn cancel_unsent(&self, id: &CampaignId) -> Result<()> {
+        let mut conn = self.conn().await?;
+        loop {
+            let left: u64 = self
+                .scripts
+                .cancel
+                .key(self.keys.meta(id))
+                .arg(self.keys.base(id))
+                .arg(crate::jobs::SWEEP_CHUNK)
+                .run_for(&mut conn, id)
+                .await?;
+            if left == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    pub(crate) async fn active_campaigns(&self) -> Result<Vec<CampaignId>> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = redis::Cmd::smembers(self.keys.active())
+            .run(&mut conn)
+            .await?;
+        Ok(ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect())
+    }
+
+    /// Drops a final campaign from the active index once nothing of it is in flight or in
+    /// doubt.
+    pub(crate) async fn retire_if_idle(&self, id: &CampaignId) -> Result<()> {
+        let status = match self.status_of(id).await {
+            Ok(s) => s,
+            // An index entry whose campaign was never written (its creator died in between).
+            Err(StoreError::NotFound(_)) => {
+                let mut conn = self.conn().await?;
+                return redis::Cmd::srem(self.keys.active(), id.as_str())
+                    .run::<()>(&mut conn)
+                    .await;
+            }
+            Err(e) => return Err(e),
+        };
+        if !status.is_final() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let (in_flight, in_doubt): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(self.keys.stats(id))
+            .arg("in_flight")
+            .arg("in_doubt")
+            .run(&mut conn)
+            .await?;
+        if in_flight.unwrap_or(0) <= 0 && in_doubt.unwrap_or(0) <= 0 {
+            let _: () = redis::Cmd::srem(self.keys.active(), id.as_str())
+                .run(&mut conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Brings every index in line with the campaigns' own records, which are the truth: a
+    /// transition writes the campaign's status first and its indexes after (they live in other
+    /// hash slots, so no script can do both), and a crash in between leaves an index behind.
+    /// Rebuilds `running`, puts scheduled campaigns (back) in `scheduled` at their time, puts
+    /// campaigns that may hold jobs (back) in `active`, and finishes the draining of a
+    /// cancelled campaign that a failed cancel left with pending jobs. Runs every 30 s (from
+    /// [`Store::running_campaigns`]); safe on any number of processes at once.
+    pub async fn repair_indexes(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = redis::Cmd::zrange(self.keys.campaigns(), 0, -1)
+            .run(&mut conn)
+            .await?;
+        let ids: Vec<CampaignId> = ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET")
+                .arg(self.keys.meta(id))
+                .arg("status")
+                .arg("schedule_ms");
+            pipe.cmd("HMGET")
+                .arg(self.keys.stats(id))
+                .arg("pending")
+                .arg("in_flight")
+                .arg("in_doubt");
+        }
+        let rows: Vec<Vec<Option<String>>> = pipe.run(&mut conn).await?;
+        let mut running = Vec::new();
+        let mut fix = redis::pipe();
+        let mut cancelled_with_pending = Vec::new();
+        for (id, pair) in ids.iter().zip(rows.chunks(2)) {
+            let (Some(meta), Some(counts)) = (pair.first(), pair.get(1)) else {
+                continue;
+            };
+            let Some(status) = meta.first().cloned().flatten() else {
+                continue;
+            };
+            let Some(status) = CampaignStatus::parse(&status) else {
+                continue;
+            };
+            let count = |i: usize| {
+                counts
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            let (pending, held) = (count(0), count(1) + count(2));
+            match status {
+                CampaignStatus::Running => running.push(id.as_str()),
+                CampaignStatus::Scheduled => {
+                    let at = match meta.get(1).cloned().flatten() {
+                        Some(ms) => ms.parse::<i64>().unwrap_or(0),
+                        None => self
+                            .campaign(id)
+                            .await?
+                            .spec
+                            .schedule_at
+                            .map_or(0, |t| t.as_millisecond()),
+                    };
+                    // NX: a campaign already in the index keeps its time.
+                    fix.cmd("ZADD")
+                        .arg(self.keys.scheduled())
+                        .arg("NX")
+                        .arg(at)
+                        .arg(id.as_str())
+                        .ignore();
+                }
+                CampaignStatus::Cancelled if pending > 0 => cancelled_with_pending.push(id.clone()),
+                _ => {}
+            }
+            if status != CampaignStatus::Scheduled {
+                fix.zrem(self.keys.scheduled(), id.as_str()).ignore();
+            }
+            if !status.is_final() || held > 0 {
+                fix.sadd(self.keys.active(), id.as_str()).ignore();
+            }
+        }
+        fix.atomic().del(self.keys.running()).ignore();
+        if !running.is_empty() {
+            fix.sadd(self.keys.running(), &running).ignore();
+        }
+        fix.run::<()>(&mut conn).await?;
+        self.invalidate_running();
+        for id in cancelled_with_pending {
+            tracing::warn!(campaign = %id, "finishing a cancel that was cut short");
+            self.cancel_unsent(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// A campaign's phone number id (it never changes, so it is cached).
+    pub(crate) async fn pnid_of(&self, id: &CampaignId) -> Result<String> {
+        if let Some(p) = self.pnids.lock().ok().and_then(|m| m.get(id).cloned()) {
+            return Ok(p);
+        }
+        let mut conn = self.conn().await?;
+        let pnid: Option<String> = redis::Cmd::hget(self.keys.meta(id), "pnid")
+            .run(&mut conn)
+            .await?;
+        let pnid = pnid.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        if let Ok(mut m) = self.pnids.lock() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(id.clone(), pnid.clone());
+        }
+        Ok(pnid)
+    }
+
+    pub(crate) async fn upload_hold(
+        &self,
+        id: &CampaignId,
+        upload: u64,
+        hold_ms: u64,
+    ) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let _: u8 = self
+            .scripts
+            .upload
+            .key(self.keys.meta(id))
+            .arg(self.keys.base(id))
+            .arg(upload.to_string())
+            .arg(hold_ms)
+            .run_for(&mut conn, id)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn on_completed(&self, id: &CampaignId) -> Result<()> {
+        tracing::info!(campaign = %id, "campaign completed");
+        self.after_status(id, CampaignStatus::Completed).await?;
+        self.retire_if_idle(id).await
+    }
+}
+
+pub(crate) async fn create_campaign(store: &RedisStore, c: NewCampaign) -> Result<Campaign> {
+    c.spec.validate().map_err(invalid)?;
+    let now = herald_core::unix_ms();
+    let id = CampaignId::generate(u64::try_from(now).unwrap_or(0), rand::random::<u32>());
+    let spec_json = serde_json::to_string(&c.spec).map_err(invalid)?;
+    let mut fields: Vec<(&str, String)> = vec![
+        ("id", id.to_string()),
+        ("status", CampaignStatus::Draft.as_str().to_owned()),
+        ("pnid", c.phone_number_id.clone()),
+        ("template", c.template.clone().unwrap_or_default()),
+        ("spec", spec_json),
+        ("created_ms", now.to_string()),
+        ("updated_ms", now.to_string()),
+        ("next_seq", "0".into()),
+    ];
+    if let Some(mps) = c.spec.mps {
+        fields.push(("mps", mps.to_string()));
+    }
+    if let Some(at) = c.spec.schedule_at {
+        fields.push(("schedule_ms", at.as_millisecond().to_string()));
+    }
+    let mut conn = store.conn().await?;
+    // Listed newest first, in creation order even within one millisecond: the score is
+    // the creation ms with a sequence number below it.
+    let seq: i64 = redis::Cmd::incr(store.keys.campaign_seq(), 1)
+        .run(&mut conn)
+        .await?;
+    let score = now * 1024 + seq.rem_euclid(1024);
+    // The indexes first: should this process die in between, an index entry without a
+    // campaign is skipped by every reader; a campaign missing from its index would not be.
+    redis::pipe()
+        .zadd(store.keys.campaigns(), id.as_str(), score)
+        .sadd(store.keys.active(), id.as_str())
+        .run::<()>(&mut conn)
+        .await?;
+    redis::Cmd::hset_multiple(store.keys.meta(&id), &fields)
+        .run::<()>(&mut conn)
+        .await?;
+    store.campaign(&id).await
+}
+
+pub(crate) async fn campaign(store: &RedisStore, id: &CampaignId) -> Result<Campaign> {
+    let mut conn = store.conn().await?;
+    let meta: HashMap<String, String> = redis::Cmd::hgetall(store.keys.meta(id))
+        .run(&mut conn)
+        .await?;
+    if meta.is_empty() {
+        return Err(StoreError::NotFound(id.clone()));
+    }
+    campaign_from_meta(id, &meta)
+}
+
+pub(crate) async fn list_campaigns(store: &RedisStore) -> Result<Vec<Campaign>> {
+    let mut conn = store.conn().await?;
+    let ids: Vec<String> = redis::Cmd::zrevrange(store.keys.campaigns(), 0, -1)
+        .run(&mut conn)
+        .await?;
+    let ids: Vec<CampaignId> = ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.hgetall(store.keys.meta(id));
+    }
+    let metas: Vec<HashMap<String, String>> = pipe.run(&mut conn).await?;
+    ids.iter()
+        .zip(&metas)
+        .filter(|(_, m)| !m.is_empty())
+        .map(|(id, m)| campaign_from_meta(id, m))
+        .collect()
+}
+
+pub(crate) async fn transition(
+    store: &RedisStore,
+    id: &CampaignId,
+    action: CampaignAction,
+    reason: Option<PauseReason>,
+) -> Result<CampaignStatus> {
+    for _ in 0..8 {
+        let from = store.status_of(id).await?;
+        if from == CampaignStatus::Cancelled && action == CampaignAction::Cancel {
+            // Cancelling again finishes what a cancel left (it is idempotent).
+            store.cancel_unsent(id).await?;
+            store.retire_if_idle(id).await?;
+            return Ok(from);
+        }
+        let to = from.apply(action)?;
+        let reason = match (to, &reason) {
+            (CampaignStatus::Paused, None) => Some(PauseReason::operator()),
+            (_, r) => r.clone(),
+        };
+        if !store.cas(id, from, to, reason.as_ref()).await? {
+            continue;
+        }
+        store.after_status(id, to).await?;
+        match to {
+            CampaignStatus::Scheduled => {
+                let c = store.campaign(id).await?;
+                let at = c
+                    .spec
+                    .schedule_at
+                    .map_or(herald_core::unix_ms(), |t| t.as_millisecond());
+                let mut conn = store.conn().await?;
+                let _: () = redis::Cmd::zadd(store.keys.scheduled(), id.as_str(), at)
+                    .run(&mut conn)
+                    .await?;
+            }
+            CampaignStatus::Cancelled => {
+                store.cancel_unsent(id).await?;
+                store.retire_if_idle(id).await?;
+            }
+            _ => {}
+        }
+        tracing::info!(campaign = %id, from = %from, to = %to, "campaign status changed");
+        return Ok(to);
+    }
+    Err(StoreError::Unavailable(format!(
+        "campaign {id} kept changing status; try again"
+    )))
+}
+
+pub(crate) async fn running_campaigns(store: &RedisStore) -> Result<Vec<RunningCampaign>> {
+    if let Ok(cache) = store.running_cache.lock()
+        && let Some((at, list)) = cache.as_ref()
+        && at.elapsed() < RUNNING_CACHE
+    {
+        return Ok(list.clone());
+    }
+    let now = herald_core::unix_ms();
+    if now - store.repaired_ms.load(Ordering::Relaxed) > REPAIR_EVERY_MS {
+        store.repaired_ms.store(now, Ordering::Relaxed);
+        store.repair_indexes().await?;
+    }
+    let mut conn = store.conn().await?;
+    let ids: Vec<String> = redis::Cmd::smembers(store.keys.running())
+        .run(&mut conn)
+        .await?;
+    let ids: Vec<CampaignId> = ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect();
+    if ids.is_empty() {
+        if let Ok(mut cache) = store.running_cache.lock() {
+            *cache = Some((Instant::now(), Vec::new()));
+        }
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.cmd("HMGET")
+            .arg(store.keys.meta(id))
+            .arg("status")
+            .arg("pnid")
+            .arg("mps");
+    }
+    let rows: Vec<(Option<String>, Option<String>, Option<u32>)> = pipe.run(&mut conn).await?;
+    let mut list = Vec::new();
+    for (id, (status, pnid, mps)) in ids.into_iter().zip(rows) {
+        if status.as_deref() == Some("running") {
+            list.push(RunningCampaign {
+                id,
+                phone_number_id: pnid.unwrap_or_default(),
+                mps,
+            });
+        }
+    }
+    list.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Ok(mut cache) = store.running_cache.lock() {
+        *cache = Some((Instant::now(), list.clone()));
+    }
+    Ok(list)
+}
+
+pub(crate) async fn due_scheduled(store: &RedisStore, now: Timestamp) -> Result<Vec<CampaignId>> {
+    let mut conn = store.conn().await?;
+    let ids: Vec<String> =
+        redis::Cmd::zrangebyscore(store.keys.scheduled(), "-inf", now.as_millisecond())
+            .run(&mut conn)
+            .await?;
+    Ok(ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect())
+}
+
+pub(crate) async fn hold_upload(
+    store: &RedisStore,
+    id: &CampaignId,
+    upload: u64,
+    hold: Duration,
+) -> Result<()> {
+    store.upload_hold(id, upload, millis(hold).max(1)).await
+}
+
+pub(crate) async fn release_upload(store: &RedisStore, id: &CampaignId, upload: u64) -> Result<()> {
+    store.upload_hold(id, upload, 0).await
+}
+
+pub(crate) async fn pause_matching(
+    store: &RedisStore,
+    phone_number_id: Option<&str>,
+    template: Option<&str>,
+    reason: PauseReason,
+) -> Result<Vec<CampaignId>> {
+    let mut conn = store.conn().await?;
+    let ids: Vec<String> = redis::Cmd::smembers(store.keys.running())
+        .run(&mut conn)
+        .await?;
+    let ids: Vec<CampaignId> = ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.cmd("HMGET")
+            .arg(store.keys.meta(id))
+            .arg("pnid")
+            .arg("template");
+    }
+    let rows: Vec<(Option<String>, Option<String>)> = pipe.run(&mut conn).await?;
+    let mut paused = Vec::new();
+    for (id, (pnid, tmpl)) in ids.into_iter().zip(rows) {
+        let pn_ok = phone_number_id.is_none_or(|p| pnid.as_deref() == Some(p));
+        let tmpl_ok = template.is_none_or(|t| tmpl.as_deref() == Some(t));
+        if pn_ok && tmpl_ok {
+            match store
+                .transition(&id, CampaignAction::Pause, Some(reason.clone()))
+                .await
+            {
+                Ok(_) => paused.push(id),
+                // Already paused or no longer running: nothing to do.
+                Err(StoreError::IllegalTransition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(paused)
+}
+
+pub(crate) async fn lead(
+    store: &RedisStore,
+    role: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<bool> {
+    let mut conn = store.conn().await?;
+    let led: u8 = store
+        .scripts
+        .lead
+        .key(store.keys.lead(role))
+        .arg(holder)
+        .arg(millis(ttl).max(1))
+        .run(&mut conn)
+        .await?;
+    Ok(led == 1)
+}

@@ -1,0 +1,180 @@
+//! Pacing on Redis: the phone number's rolling send window (`plan.lua`, `move.lua`) and the
+//! per-recipient pair spacing (`pair.lua`, `unpair.lua`).
+
+use std::time::Duration;
+
+use herald_core::{CampaignId, PhoneE164, millis};
+use herald_store::{PairReservation, Result, StoreError};
+use jiff::Timestamp;
+
+use crate::RedisStore;
+use crate::conn::Run;
+
+/// How long a pair key remembers the campaign, for reply attribution.
+const REPLY_MEMORY_MS: u64 = 72 * 3600 * 1000;
+
+pub(crate) async fn plan_sends(
+    store: &RedisStore,
+    phone_number_id: &str,
+    pace: herald_store::Pace,
+    sends: &[herald_store::SendWant],
+    max: usize,
+    horizon: Duration,
+    token: u64,
+) -> Result<herald_store::Plan> {
+    let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    if pace.capacity == 0
+        || us(pace.window) == 0
+        || sends.iter().flatten().any(|(_, i)| i.is_zero())
+    {
+        return Err(StoreError::Invalid("a rate of 0".into()));
+    }
+    // Each capped campaign once, as a key; each send names its key by index.
+    let mut capped: Vec<(&CampaignId, Duration)> = Vec::new();
+    let mut index = Vec::with_capacity(sends.len());
+    for send in sends {
+        index.push(match send {
+            None => 0,
+            Some((id, own)) => match capped.iter().position(|(c, _)| *c == id) {
+                Some(i) => i + 2,
+                None => {
+                    capped.push((id, *own));
+                    capped.len() + 1
+                }
+            },
+        });
+    }
+    let mut inv = store.scripts.plan.prepare_invoke();
+    inv.key(store.keys.sends(phone_number_id));
+    for (id, _) in &capped {
+        inv.key(store.keys.campaign_rate(phone_number_id, id));
+    }
+    inv.arg(pace.capacity)
+        .arg(us(pace.window))
+        .arg(us(pace.min_spacing()).max(1))
+        .arg(us(horizon))
+        .arg(max)
+        .arg(format!("{token:x}"))
+        .arg(capped.len());
+    for (_, own) in &capped {
+        inv.arg(us(*own));
+    }
+    for i in index {
+        inv.arg(i);
+    }
+    let mut conn = store.conn().await?;
+    let reply: Vec<i64> = inv.run(&mut conn).await?;
+    let at = |us: i64| {
+        Timestamp::from_microsecond(us)
+            .map_err(|_| StoreError::Corrupt(format!("limiter time {us}")))
+    };
+    let (now, next) = match reply.get(..2) {
+        Some([now, next]) => (*now, *next),
+        _ => return Err(StoreError::Corrupt("plan reply".into())),
+    };
+    Ok(herald_store::Plan {
+        at: reply[2..]
+            .iter()
+            .map(|&t| if t == 0 { Ok(None) } else { at(t).map(Some) })
+            .collect::<Result<_>>()?,
+        now: at(now)?,
+        next: if next == 0 { None } else { Some(at(next)?) },
+    })
+}
+
+pub(crate) async fn move_slots(
+    store: &RedisStore,
+    phone_number_id: &str,
+    pace: herald_store::Pace,
+    slots: &[herald_store::SlotId],
+) -> Result<Vec<Option<Timestamp>>> {
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.conn().await?;
+    let mut inv = store.scripts.moved.prepare_invoke();
+    inv.key(store.keys.sends(phone_number_id))
+        .arg(pace.capacity)
+        .arg(u64::try_from(pace.window.as_micros()).unwrap_or(u64::MAX));
+    for slot in slots {
+        inv.arg(slot.member());
+    }
+    let times: Vec<i64> = inv.run(&mut conn).await?;
+    if times.len() != slots.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} window times for {} sends",
+            times.len(),
+            slots.len()
+        )));
+    }
+    times
+        .into_iter()
+        .map(|at| match at {
+            0 => Ok(None),
+            at => Timestamp::from_microsecond(at)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("window time {at}"))),
+        })
+        .collect()
+}
+
+pub(crate) async fn reserve_pairs(
+    store: &RedisStore,
+    phone_number_id: &str,
+    sends: &[(PhoneE164, CampaignId)],
+    interval: Duration,
+) -> Result<Vec<PairReservation>> {
+    let interval_ms = millis(interval);
+    if sends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.conn().await?;
+    let mut inv = store.scripts.pair.prepare_invoke();
+    for (p, _) in sends {
+        inv.key(store.keys.pair(phone_number_id, *p));
+    }
+    inv.arg(interval_ms).arg(REPLY_MEMORY_MS.max(interval_ms));
+    for (_, c) in sends {
+        inv.arg(c.as_str());
+    }
+    let answers: String = inv.run(&mut conn).await?;
+    answers
+        .split(',')
+        .map(|t| match t.parse::<i64>() {
+            Ok(0) => Ok(PairReservation::Ok),
+            Ok(ms) => Timestamp::from_millisecond(ms)
+                .map(PairReservation::NotBefore)
+                .map_err(|_| StoreError::Corrupt(format!("pair reply {t:?}"))),
+            Err(_) => Err(StoreError::Corrupt(format!("pair reply {t:?}"))),
+        })
+        .collect()
+}
+
+pub(crate) async fn release_pair(
+    store: &RedisStore,
+    phone_number_id: &str,
+    phone: PhoneE164,
+    campaign: &CampaignId,
+) -> Result<()> {
+    let mut conn = store.conn().await?;
+    let _: i64 = store
+        .scripts
+        .unpair
+        .key(store.keys.pair(phone_number_id, phone))
+        .arg(campaign.as_str())
+        .run(&mut conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn last_campaign(
+    store: &RedisStore,
+    phone_number_id: &str,
+    phone: PhoneE164,
+) -> Result<Option<CampaignId>> {
+    let mut conn = store.conn().await?;
+    let v: Option<String> = redis::Cmd::get(store.keys.pair(phone_number_id, phone))
+        .run(&mut conn)
+        .await?;
+    Ok(v.and_then(|s| s.split_once(':').and_then(|(_, c)| CampaignId::new(c).ok())))
+}

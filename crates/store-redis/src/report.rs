@@ -1,0 +1,113 @@
+//! The failures report on Redis: upload rejects, then the jobs that failed or were skipped.
+
+use std::collections::HashMap;
+
+use herald_core::{CampaignId, JobId};
+use herald_store::{FailureRow, Result, StoreError};
+
+use crate::conn::{Run, invalid};
+use crate::keys::JOBS_PER_BUCKET;
+use crate::{RedisStore, job_view};
+
+/// Rejects per script call.
+const REJECTS_CHUNK: usize = 1000;
+
+pub(crate) async fn add_rejects(
+    store: &RedisStore,
+    id: &CampaignId,
+    rejects: &[herald_store::UploadReject],
+    keep: usize,
+) -> Result<u64> {
+    if rejects.is_empty() {
+        return Ok(0);
+    }
+    let mut conn = store.conn().await?;
+    let mut new = 0;
+    for chunk in rejects.chunks(REJECTS_CHUNK) {
+        let mut inv = store.scripts.rejects.prepare_invoke();
+        inv.key(store.keys.meta(id))
+            .arg(store.keys.base(id))
+            .arg(keep)
+            .arg(keep.saturating_mul(herald_store::REJECT_MEMORY));
+        for r in chunk {
+            let row = serde_json::to_string(&r.row).map_err(invalid)?;
+            inv.arg(r.fingerprint())
+                .arg(format!("upl:{}", r.reason.as_str()))
+                .arg(row);
+        }
+        let n: u64 = inv.run_for(&mut conn, id).await?;
+        new += n;
+    }
+    Ok(new)
+}
+
+pub(crate) async fn failures(
+    store: &RedisStore,
+    id: &CampaignId,
+    cursor: u64,
+    count: usize,
+) -> Result<(Vec<FailureRow>, Option<u64>)> {
+    let mut conn = store.conn().await?;
+    let (rejects_len, next_seq): (u64, Option<u64>) = redis::pipe()
+        .llen(store.keys.rejects(id))
+        .hget(store.keys.meta(id), "next_seq")
+        .run(&mut conn)
+        .await?;
+    let count = count.max(1);
+    if cursor < rejects_len {
+        let end = (cursor + count as u64).min(rejects_len);
+        let raw: Vec<String> =
+            redis::Cmd::lrange(store.keys.rejects(id), cursor as isize, end as isize - 1)
+                .run(&mut conn)
+                .await?;
+        let rows = raw
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r).map_err(|_| StoreError::Corrupt(format!("reject of {id}")))
+            })
+            .collect::<Result<_>>()?;
+        return Ok((rows, Some(end)));
+    }
+    // Then the jobs, a few buckets per page.
+    let buckets = next_seq.unwrap_or(0) / JOBS_PER_BUCKET + 1;
+    let first = cursor - rejects_len;
+    if first >= buckets {
+        return Ok((Vec::new(), None));
+    }
+    let last = (first + (count as u64).div_ceil(JOBS_PER_BUCKET).max(1)).min(buckets);
+    let mut pipe = redis::pipe();
+    for b in first..last {
+        pipe.hgetall(store.keys.jobs_bucket(id, b));
+    }
+    let pages: Vec<HashMap<u32, String>> = pipe.run(&mut conn).await?;
+    let mut rows = Vec::new();
+    for (b, page) in (first..last).zip(pages) {
+        let mut fields: Vec<_> = page.into_iter().collect();
+        fields.sort_unstable_by_key(|(f, _)| *f);
+        for (f, rec) in fields {
+            let seq = u32::try_from(b * JOBS_PER_BUCKET + u64::from(f)).unwrap_or(u32::MAX);
+            let view = job_view(JobId::new(id.clone(), seq), &rec)?;
+            let (reason, detail) = match &view.state {
+                herald_store::JobState::Failed { code } => ("failed".to_owned(), code.clone()),
+                herald_store::JobState::Skipped { reason } => {
+                    (reason.as_str().to_owned(), String::new())
+                }
+                herald_store::JobState::Accepted { delivery, .. } if delivery.failed => {
+                    let code = crate::parse_record(&rec)
+                        .and_then(|r| r.aux.split(' ').nth(1).map(str::to_owned))
+                        .unwrap_or_default();
+                    ("failed".to_owned(), code)
+                }
+                _ => continue,
+            };
+            rows.push(FailureRow {
+                line: None,
+                phone: view.phone.to_string(),
+                reason,
+                detail,
+            });
+        }
+    }
+    let next = (last < buckets).then_some(rejects_len + last);
+    Ok((rows, next))
+}
