@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ApiState, Routes};
 use crate::config::{Backend, Config, ConfigError};
+use crate::server::api::{self, ApiState, Routes};
 
 /// One part a process can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -169,7 +169,7 @@ pub async fn run_on<S: Store>(
 
     let campaign_metrics = roles
         .api
-        .then(crate::campaign_metrics::CampaignMetrics::new);
+        .then(crate::server::campaign_metrics::CampaignMetrics::new);
     let state = ApiState {
         metrics: Some(metrics),
         campaign_metrics: campaign_metrics.clone(),
@@ -183,8 +183,10 @@ pub async fn run_on<S: Store>(
         }),
     };
     let limits = cfg.listen_limits();
-    let app =
-        crate::listen::with_request_timeout(api::router(state, routes), limits.request_timeout);
+    let app = crate::server::listen::with_request_timeout(
+        api::router(state, routes),
+        limits.request_timeout,
+    );
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
@@ -194,7 +196,7 @@ pub async fn run_on<S: Store>(
         sender = roles.sender,
         "herald started"
     );
-    tasks.spawn(crate::listen::serve(
+    tasks.spawn(crate::server::listen::serve(
         listener,
         app,
         limits,
@@ -202,7 +204,7 @@ pub async fn run_on<S: Store>(
     ));
 
     if let Some(out) = campaign_metrics {
-        tasks.spawn(crate::campaign_metrics::export(
+        tasks.spawn(crate::server::campaign_metrics::export(
             store.clone(),
             out,
             cfg.export_config(),

@@ -251,7 +251,7 @@ pub struct MetricsSection {
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        let d = crate::campaign_metrics::ExportConfig::default();
+        let d = crate::server::campaign_metrics::ExportConfig::default();
         Self {
             campaign_refresh_ms: millis(d.refresh),
             campaign_retention_secs: d.retention.as_secs(),
@@ -526,9 +526,9 @@ impl Config {
     }
 
     /// What a client may hold of the listener.
-    pub fn listen_limits(&self) -> crate::listen::Limits {
+    pub fn listen_limits(&self) -> crate::server::listen::Limits {
         let s = &self.server;
-        crate::listen::Limits {
+        crate::server::listen::Limits {
             max_connections: s.max_connections,
             header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
             request_timeout: Duration::from_millis(s.request_timeout_ms),
@@ -537,9 +537,9 @@ impl Config {
     }
 
     /// The per-campaign metrics exporter's settings.
-    pub fn export_config(&self) -> crate::campaign_metrics::ExportConfig {
+    pub fn export_config(&self) -> crate::server::campaign_metrics::ExportConfig {
         let m = &self.metrics;
-        crate::campaign_metrics::ExportConfig {
+        crate::server::campaign_metrics::ExportConfig {
             refresh: Duration::from_millis(m.campaign_refresh_ms),
             retention: Duration::from_secs(m.campaign_retention_secs),
             max_campaigns: m.max_campaigns,

@@ -1,17 +1,11 @@
-//! Herald's binary, as a library so its parts can be tested in-process: configuration, the
-//! HTTP API, the long-running roles and their shutdown, the campaign commands, `doctor` and
-//! the demo. `main.rs` only parses the command line and calls in here.
+//! Herald's binary, as a library so its parts can be tested in-process. [`server`] is what the
+//! API and webhook roles serve over HTTP; [`cli`] holds the commands that are clients of that
+//! API or stand alone (campaigns, suppressions, `doctor`, the demo); [`config`], [`telemetry`]
+//! and [`app`] (the long-running roles and their shutdown) serve both. `main.rs` only parses
+//! the command line and calls in here.
 
-pub mod api;
 pub mod app;
-pub mod campaign_metrics;
-pub mod client;
+pub mod cli;
 pub mod config;
-pub mod demo;
-pub mod doctor;
-pub mod error;
-pub mod listen;
-pub mod report;
-pub mod suppressions;
+pub mod server;
 pub mod telemetry;
-pub mod upload;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use herald::app::{self, Role, Roles};
-use herald::client::{self, ApiClient, Create};
+use herald::cli::{self, campaign::CampaignArgs, suppressions::SuppressionArgs};
 use herald::config::Config;
 
 /// Bulk WhatsApp Cloud API broadcasts: paced, crash-safe, exactly counted.
@@ -86,95 +86,6 @@ struct SimArgs {
     jitter_ms: Option<u64>,
 }
 
-#[derive(Debug, Args)]
-struct CampaignArgs {
-    /// Herald's address (default: from server.listen).
-    #[arg(long, global = true)]
-    server: Option<String>,
-    #[command(subcommand)]
-    command: CampaignCommand,
-}
-
-#[derive(Debug, clap::Args)]
-struct SuppressionArgs {
-    /// Herald's address (default: from server.listen).
-    #[arg(long, global = true)]
-    server: Option<String>,
-    /// The phone number whose list it is (default: whatsapp.phone_number_id).
-    #[arg(long, global = true)]
-    phone_number_id: Option<String>,
-    #[command(subcommand)]
-    command: SuppressionCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum SuppressionCommand {
-    /// Writes the list as CSV (`kind,id,reason,date`) to standard output.
-    Export,
-    /// Puts every row of a CSV (a `number` or `user_id` column) on the list.
-    Import {
-        #[arg(value_name = "CSV_FILE")]
-        csv: PathBuf,
-    },
-    /// Takes a number (E.164) or a business-scoped user id off the list.
-    Remove { entry: String },
-}
-
-#[derive(Debug, Subcommand)]
-enum CampaignCommand {
-    /// Creates a campaign and uploads its recipients.
-    Create {
-        #[arg(long)]
-        name: String,
-        /// A Cloud API message body (without `to`), with {{column}} placeholders.
-        #[arg(long, value_name = "JSON_FILE")]
-        message: PathBuf,
-        #[arg(long, value_name = "CSV_FILE")]
-        csv: PathBuf,
-        /// Region for numbers in national form (ISO 3166, e.g. US).
-        #[arg(long)]
-        default_region: Option<String>,
-        #[arg(long)]
-        phone_number_id: Option<String>,
-        /// A cap below the phone number's rate.
-        #[arg(long)]
-        mps: Option<u32>,
-        /// RFC 3339 time at which it starts itself.
-        #[arg(long)]
-        schedule_at: Option<String>,
-        /// Start sending at once.
-        #[arg(long)]
-        start: bool,
-    },
-    Start {
-        id: String,
-    },
-    Pause {
-        id: String,
-    },
-    Resume {
-        id: String,
-    },
-    Cancel {
-        id: String,
-    },
-    /// Stats of one campaign.
-    Status {
-        id: String,
-        /// Live progress bars until the campaign ends.
-        #[arg(long)]
-        watch: bool,
-        /// The raw JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    List,
-    /// CSV of failed and skipped recipients with reasons.
-    Failures {
-        id: String,
-    },
-}
-
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_CONFIG: u8 = 64;
 
@@ -232,10 +143,10 @@ async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Re
         Command::Webhook => serve(&cfg, Roles::WEBHOOK).await,
         Command::Sim(args) => sim(args).await,
         Command::Demo { mps, quiet } => {
-            use herald::demo::{DemoEnd, DemoOptions};
+            use herald::cli::demo::{DemoEnd, DemoOptions};
             let interrupt = app::Interrupt::on_signal();
-            let end =
-                herald::demo::run(&DemoOptions { mps, quiet }, interrupt.token.clone()).await?;
+            let end = herald::cli::demo::run(&DemoOptions { mps, quiet }, interrupt.token.clone())
+                .await?;
             Ok(match (end, interrupt.signal()) {
                 (DemoEnd::Matched, _) => ExitCode::SUCCESS,
                 (DemoEnd::Interrupted, Some(n)) => ExitCode::from(app::Interrupt::exit_code(n)),
@@ -243,8 +154,8 @@ async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Re
             })
         }
         Command::Doctor => {
-            let checks = herald::doctor::run(&cfg).await;
-            let ok = herald::doctor::print(&checks, &mut out);
+            let checks = herald::cli::doctor::run(&cfg).await;
+            let ok = herald::cli::doctor::print(&checks, &mut out);
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -262,8 +173,8 @@ async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Re
             writeln!(out, "# configuration ok")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Campaign(args) => campaign(args, &cfg, &env).await,
-        Command::Suppressions(args) => suppressions(args, &cfg, &env).await,
+        Command::Campaign(args) => cli::campaign::run(args, &cfg, &env).await,
+        Command::Suppressions(args) => cli::suppressions::run(args, &cfg, &env).await,
     }
 }
 
@@ -328,132 +239,4 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     stop.cancelled().await;
     sim.shutdown().await;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A client of the API at `--server` (else `server.listen`), with the API key.
-fn api_client(
-    server: Option<String>,
-    cfg: &Config,
-    env: &BTreeMap<String, String>,
-) -> anyhow::Result<ApiClient> {
-    let server = server.unwrap_or_else(|| {
-        let listen = cfg.server.listen.replace("0.0.0.0", "127.0.0.1");
-        format!("http://{listen}")
-    });
-    let key = env
-        .get("HERALD_API_KEY")
-        .cloned()
-        .or_else(|| Some(cfg.server.api_key.expose().to_owned()));
-    ApiClient::new(&server, key)
-}
-
-async fn suppressions(
-    args: SuppressionArgs,
-    cfg: &Config,
-    env: &BTreeMap<String, String>,
-) -> anyhow::Result<ExitCode> {
-    let api = api_client(args.server, cfg, env)?;
-    let pnid = args
-        .phone_number_id
-        .unwrap_or_else(|| cfg.whatsapp.phone_number_id.clone());
-    if pnid.is_empty() {
-        anyhow::bail!("no phone number: pass --phone-number-id or set whatsapp.phone_number_id");
-    }
-    let mut out = std::io::stdout();
-    match args.command {
-        SuppressionCommand::Export => client::suppressions_export(&api, &pnid, &mut out).await?,
-        SuppressionCommand::Import { csv } => {
-            let v = client::suppressions_import(&api, &pnid, &csv).await?;
-            use std::io::Write as _;
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-        }
-        SuppressionCommand::Remove { entry } => {
-            let v = client::suppressions_remove(&api, &pnid, &entry).await?;
-            use std::io::Write as _;
-            writeln!(
-                out,
-                "{}",
-                if v["removed"].as_bool() == Some(true) {
-                    "removed"
-                } else {
-                    "was not on the list"
-                }
-            )?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn campaign(
-    args: CampaignArgs,
-    cfg: &Config,
-    env: &BTreeMap<String, String>,
-) -> anyhow::Result<ExitCode> {
-    let api = api_client(args.server, cfg, env)?;
-    let mut out = std::io::stdout();
-    match args.command {
-        CampaignCommand::Create {
-            name,
-            message,
-            csv,
-            default_region,
-            phone_number_id,
-            mps,
-            schedule_at,
-            start,
-        } => {
-            client::create(
-                &api,
-                &Create {
-                    name: &name,
-                    message: &message,
-                    csv: &csv,
-                    default_region: default_region.as_deref(),
-                    phone_number_id: phone_number_id.as_deref(),
-                    mps,
-                    schedule_at: schedule_at.as_deref(),
-                    start,
-                    quiet: false,
-                },
-                &mut out,
-            )
-            .await?;
-        }
-        CampaignCommand::Start { id } => action(&api, &id, "start", &mut out).await?,
-        CampaignCommand::Pause { id } => action(&api, &id, "pause", &mut out).await?,
-        CampaignCommand::Resume { id } => action(&api, &id, "resume", &mut out).await?,
-        CampaignCommand::Cancel { id } => action(&api, &id, "cancel", &mut out).await?,
-        CampaignCommand::Status { id, watch, json } => {
-            let c = if watch {
-                let stop = app::shutdown_on_signal();
-                client::watch(&api, &id, &stop, false).await?
-            } else {
-                api.get(&format!("/campaigns/{id}")).await?
-            };
-            if json {
-                use std::io::Write as _;
-                writeln!(out, "{}", serde_json::to_string_pretty(&c)?)?;
-            } else {
-                client::print_campaign(&c, &mut out)?;
-            }
-        }
-        CampaignCommand::List => client::print_list(&api.get("/campaigns").await?, &mut out)?,
-        CampaignCommand::Failures { id } => client::failures(&api, &id, &mut out).await?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn action(
-    api: &ApiClient,
-    id: &str,
-    verb: &str,
-    out: &mut dyn std::io::Write,
-) -> anyhow::Result<()> {
-    let c = api.post(&format!("/campaigns/{id}/{verb}"), None).await?;
-    writeln!(
-        out,
-        "campaign {id} is {}",
-        c["status"].as_str().unwrap_or("?")
-    )?;
-    Ok(())
 }

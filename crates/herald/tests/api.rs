@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use herald::api::{ApiState, Routes, router};
+use herald::server::api::{ApiState, Routes, router};
 use herald_reconciler::ReceiverConfig;
 use herald_store::{MemoryStore, Store as _};
 use http_body_util::BodyExt as _;

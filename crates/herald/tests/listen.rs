@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::api::{ApiState, Routes, router};
-use herald::listen::{Limits, serve, with_request_timeout};
+use herald::server::api::{ApiState, Routes, router};
+use herald::server::listen::{Limits, serve, with_request_timeout};
 use herald_store::MemoryStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

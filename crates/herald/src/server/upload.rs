@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use crate::error::ApiError;
+use crate::server::error::ApiError;
 
 /// Rejects shown in the upload's answer (all of them are in the failures report).
 const FIRST_REJECTS: usize = 20;

@@ -13,13 +13,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Roles};
-use crate::client::{self, ApiClient, Create};
+use crate::cli::client::{self, ApiClient, Create};
 use crate::config::Config;
 
 /// The sample recipients shipped in `config/` (a few thousand rows, some invalid and some
 /// duplicates), built into the binary so the demo runs from anywhere.
-const SAMPLE_CSV: &str = include_str!("../../../config/sample-recipients.csv");
-const SAMPLE_MESSAGE: &str = include_str!("../../../config/sample-message.json");
+const SAMPLE_CSV: &str = include_str!("../../../../config/sample-recipients.csv");
+const SAMPLE_MESSAGE: &str = include_str!("../../../../config/sample-message.json");
 
 /// The demo's store: `REDIS_URL`, else a throwaway `redis-server` stopped on drop, else
 /// (no Redis installed) the in-memory store, so the demo needs nothing but the toolchain.

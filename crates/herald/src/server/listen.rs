@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
+use crate::server::error::ApiError;
 
 /// What a client may hold of the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

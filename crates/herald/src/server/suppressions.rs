@@ -23,7 +23,7 @@ use herald_store::{Store, Why};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, ApiState};
+use crate::server::api::{ApiError, ApiState};
 
 /// At most this many rejected rows are listed in an import's answer (all are counted).
 const MAX_LISTED_REJECTS: usize = 100;
@@ -55,7 +55,7 @@ pub(crate) async fn export<S: Store>(
     let mut w = csv::Writer::from_writer(Vec::new());
     let row = |w: &mut csv::Writer<Vec<u8>>, cells: [&str; 4]| {
         // `'+…` and the like, as in the failures report: no formula injection.
-        let cells = cells.map(crate::report::safe_cell);
+        let cells = cells.map(crate::server::report::safe_cell);
         w.write_record(cells.iter().map(|c| c.as_ref()))
     };
     let bad =
@@ -109,7 +109,7 @@ pub(crate) async fn import<S: Store>(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let pnid = phone_number_id(&pnid)?;
-    crate::api::require_type(&headers, "text/csv")?;
+    crate::server::api::require_type(&headers, "text/csv")?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(body.as_ref());

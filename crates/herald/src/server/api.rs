@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-pub use crate::error::ApiError;
-use crate::upload;
+pub use crate::server::error::ApiError;
+use crate::server::upload;
 
 /// Checks that the store answers (for `/readyz`).
 pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
@@ -38,7 +38,7 @@ pub struct ApiState<S> {
     pub api_key: herald_cloudapi::Secret,
     pub metrics: Option<PrometheusHandle>,
     /// The per-campaign series, served while this process leads their export.
-    pub campaign_metrics: Option<Arc<crate::campaign_metrics::CampaignMetrics>>,
+    pub campaign_metrics: Option<Arc<crate::server::campaign_metrics::CampaignMetrics>>,
     pub ready: ReadyCheck,
     pub max_body_bytes: usize,
     pub max_upload_bytes: u64,
@@ -111,11 +111,12 @@ pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
         .route("/campaigns/{id}/{action}", post(action::<S>))
         .route(
             "/suppressions/{phone_number_id}",
-            get(crate::suppressions::export::<S>).post(crate::suppressions::import::<S>),
+            get(crate::server::suppressions::export::<S>)
+                .post(crate::server::suppressions::import::<S>),
         )
         .route(
             "/suppressions/{phone_number_id}/{entry}",
-            axum::routing::delete(crate::suppressions::remove::<S>),
+            axum::routing::delete(crate::server::suppressions::remove::<S>),
         )
         .layer(DefaultBodyLimit::max(body_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::<S>))
@@ -440,7 +441,7 @@ async fn failures<S: Store>(
             let (at, first) = cursor?;
             match store.failures(&id, at, 1000).await {
                 Ok((rows, next)) => {
-                    let chunk = crate::report::failures_csv(&rows, first);
+                    let chunk = crate::server::report::failures_csv(&rows, first);
                     Some((Ok::<_, std::io::Error>(chunk), next.map(|n| (n, false))))
                 }
                 Err(e) => {

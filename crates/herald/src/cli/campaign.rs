@@ -1,0 +1,147 @@
+//! `herald campaign …`: create, start, pause, resume, cancel, watch, list, and download a
+//! campaign's failures, through the HTTP API.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use crate::app;
+use crate::cli::api_client;
+use crate::cli::client::{self, ApiClient, Create};
+use crate::config::Config;
+
+#[derive(Debug, Args)]
+pub struct CampaignArgs {
+    /// Herald's address (default: from server.listen).
+    #[arg(long, global = true)]
+    pub server: Option<String>,
+    #[command(subcommand)]
+    pub command: CampaignCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// Creates a campaign and uploads its recipients.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A Cloud API message body (without `to`), with {{column}} placeholders.
+        #[arg(long, value_name = "JSON_FILE")]
+        message: PathBuf,
+        #[arg(long, value_name = "CSV_FILE")]
+        csv: PathBuf,
+        /// Region for numbers in national form (ISO 3166, e.g. US).
+        #[arg(long)]
+        default_region: Option<String>,
+        #[arg(long)]
+        phone_number_id: Option<String>,
+        /// A cap below the phone number's rate.
+        #[arg(long)]
+        mps: Option<u32>,
+        /// RFC 3339 time at which it starts itself.
+        #[arg(long)]
+        schedule_at: Option<String>,
+        /// Start sending at once.
+        #[arg(long)]
+        start: bool,
+    },
+    /// Starts a campaign; one waiting for its scheduled time starts now.
+    Start { id: String },
+    /// Pauses sending; what is in flight still settles.
+    Pause { id: String },
+    /// Resumes a paused campaign.
+    Resume { id: String },
+    /// Cancels a campaign: its unsent recipients are never sent.
+    Cancel { id: String },
+    /// Stats of one campaign.
+    Status {
+        id: String,
+        /// Live progress bars until the campaign ends.
+        #[arg(long)]
+        watch: bool,
+        /// The raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every campaign, newest first.
+    List,
+    /// CSV of failed and skipped recipients with reasons.
+    Failures { id: String },
+}
+
+/// Runs one campaign command.
+pub async fn run(
+    args: CampaignArgs,
+    cfg: &Config,
+    env: &BTreeMap<String, String>,
+) -> anyhow::Result<ExitCode> {
+    let api = api_client(args.server, cfg, env)?;
+    let mut out = std::io::stdout();
+    match args.command {
+        CampaignCommand::Create {
+            name,
+            message,
+            csv,
+            default_region,
+            phone_number_id,
+            mps,
+            schedule_at,
+            start,
+        } => {
+            client::create(
+                &api,
+                &Create {
+                    name: &name,
+                    message: &message,
+                    csv: &csv,
+                    default_region: default_region.as_deref(),
+                    phone_number_id: phone_number_id.as_deref(),
+                    mps,
+                    schedule_at: schedule_at.as_deref(),
+                    start,
+                    quiet: false,
+                },
+                &mut out,
+            )
+            .await?;
+        }
+        CampaignCommand::Start { id } => action(&api, &id, "start", &mut out).await?,
+        CampaignCommand::Pause { id } => action(&api, &id, "pause", &mut out).await?,
+        CampaignCommand::Resume { id } => action(&api, &id, "resume", &mut out).await?,
+        CampaignCommand::Cancel { id } => action(&api, &id, "cancel", &mut out).await?,
+        CampaignCommand::Status { id, watch, json } => {
+            let c = if watch {
+                let stop = app::shutdown_on_signal();
+                client::watch(&api, &id, &stop, false).await?
+            } else {
+                api.get(&format!("/campaigns/{id}")).await?
+            };
+            if json {
+                use std::io::Write as _;
+                writeln!(out, "{}", serde_json::to_string_pretty(&c)?)?;
+            } else {
+                client::print_campaign(&c, &mut out)?;
+            }
+        }
+        CampaignCommand::List => client::print_list(&api.get("/campaigns").await?, &mut out)?,
+        CampaignCommand::Failures { id } => client::failures(&api, &id, &mut out).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn action(
+    api: &ApiClient,
+    id: &str,
+    verb: &str,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let c = api.post(&format!("/campaigns/{id}/{verb}"), None).await?;
+    writeln!(
+        out,
+        "campaign {id} is {}",
+        c["status"].as_str().unwrap_or("?")
+    )?;
+    Ok(())
+}

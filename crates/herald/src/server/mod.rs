@@ -1,0 +1,11 @@
+//! What the API and webhook roles serve over HTTP: the hardened listener, the routes
+//! (campaigns, uploads, suppressions, Meta's webhook, metrics and health), their shared error
+//! answer, the failures CSV and the per-campaign metrics.
+
+pub mod api;
+pub mod campaign_metrics;
+pub mod error;
+pub mod listen;
+pub mod report;
+pub mod suppressions;
+pub mod upload;
