@@ -45,29 +45,17 @@ impl ErrorClass {
 
     /// The class of a known Cloud API error code; `None` for codes not in the table.
     pub fn of_code(code: i64) -> Option<Self> {
-        use ErrorClass::*;
-        Some(match code {
-            // Meta-side failures and management-call rate limits: back off and retry.
-            1 | 2 | 131_000 | 131_016 | 4 | 80_007 => Transient,
-            130_429 => Throttled,
-            131_057 => Maintenance,
-            131_056 => PairLimited,
-            // 130497: business may not message users in that country.
-            // 131062: business-scoped user ids not supported for this message.
-            131_026 | 131_021 | 131_030 | 131_050 | 131_047 | 130_497 | 131_062 => {
-                RecipientPermanent
-            }
-            131_049 | 130_472 => FrequencyCapped,
-            // Template, parameter and content problems the operator must fix, plus media that
-            // Meta could not fetch (131052/131053) and marketing templates disabled (131063).
-            100 | 131_008 | 131_009 | 132_000 | 132_001 | 132_005 | 132_007 | 132_012 | 132_015
-            | 132_016 | 131_048 | 131_052 | 131_053 | 131_063 | 132_068 | 132_069 => CampaignFatal,
-            // Token, permission, account and registration problems (200–299 are permissions).
-            0 | 190 | 3 | 10 | 200..=299 | 368 | 131_031 | 131_042 | 131_045 | 133_010 => {
-                SenderFatal
-            }
-            _ => return None,
-        })
+        match TABLE.binary_search_by_key(&code, |&(c, _, _)| c) {
+            Ok(i) => Some(TABLE[i].2),
+            // 200–299 are all permission errors; the table names the first.
+            Err(_) if (200..=299).contains(&code) => Some(Self::SenderFatal),
+            Err(_) => None,
+        }
+    }
+
+    /// Every code in the table, in ascending order.
+    pub fn known_codes() -> impl Iterator<Item = i64> {
+        TABLE.iter().map(|&(c, _, _)| c)
     }
 
     /// The class of any error body. Codes outside the table follow Meta's `is_transient` hint
@@ -124,23 +112,70 @@ impl fmt::Display for ErrorClass {
     }
 }
 
-/// A metric label for an error code: the code itself when it is in the table, else
-/// `other`, so labels stay a bounded set whatever Meta sends.
-pub fn code_label(code: i64) -> &'static str {
-    macro_rules! known {
-        ($($c:literal),*) => {
-            match code {
-                $( $c => stringify!($c), )*
-                _ => "other",
-            }
-        };
+/// Builds [`TABLE`] from codes grouped by class, each code written once: its label is its
+/// own spelling.
+macro_rules! table {
+    ($( $(#[doc = $doc:literal])* $class:ident: [$($code:literal),+ $(,)?] )*) => {
+        /// `(code, label, class)`, sorted by code (a test checks the order).
+        const TABLE: &[(i64, &str, ErrorClass)] = &sorted([
+            $( $( ($code, stringify!($code), ErrorClass::$class), )+ )*
+        ]);
+    };
+}
+
+table! {
+    /// Meta-side failures and management-call rate limits (4, 80007): back off and retry.
+    Transient: [1, 2, 4, 80007, 131000, 131016]
+    Throttled: [130429]
+    Maintenance: [131057]
+    PairLimited: [131056]
+    /// Undeliverable, not on WhatsApp, test allow-list, opted out of marketing (131050),
+    /// outside the 24 h window (131047), business may not message that country (130497),
+    /// business-scoped user ids not supported for this message (131062).
+    RecipientPermanent: [131021, 131026, 131030, 131047, 131050, 130497, 131062]
+    /// Per-user marketing limit (131049) and Meta's marketing experiment (130472).
+    FrequencyCapped: [130472, 131049]
+    /// Template, parameter, content and flow problems the operator must fix, media that Meta
+    /// could not fetch (131052, 131053), marketing templates disabled (131063), and the
+    /// spam rate limit (131048).
+    CampaignFatal: [
+        100, 131008, 131009, 131048, 131052, 131053, 131063, 132000, 132001, 132005, 132007,
+        132012, 132015, 132016, 132068, 132069,
+    ]
+    /// Token, permission, account, payment and registration problems (200–299 are
+    /// permissions; see `of_code`).
+    SenderFatal: [0, 3, 10, 190, 200, 368, 131031, 131042, 131045, 133010]
+}
+
+/// Sorts the table at compile time (insertion sort: it is small).
+const fn sorted<const N: usize>(
+    mut t: [(i64, &'static str, ErrorClass); N],
+) -> [(i64, &'static str, ErrorClass); N] {
+    let mut i = 1;
+    while i < N {
+        let mut j = i;
+        while j > 0 && t[j - 1].0 > t[j].0 {
+            let x = t[j - 1];
+            t[j - 1] = t[j];
+            t[j] = x;
+            j -= 1;
+        }
+        i += 1;
     }
-    known!(
-        0, 1, 2, 3, 4, 10, 100, 190, 200, 368, 80007, 130429, 130472, 130497, 131000, 131008,
-        131009, 131016, 131021, 131026, 131030, 131031, 131042, 131045, 131047, 131048, 131049,
-        131050, 131051, 131052, 131053, 131056, 131057, 131062, 131063, 132000, 132001, 132005,
-        132007, 132012, 132015, 132016, 132068, 132069, 133010
-    )
+    t
+}
+
+/// A metric label for an error code: the code itself when it is in the table (or 131051, an
+/// inbound message's "unsupported type", which is never a send's outcome), else `other`, so
+/// labels stay a bounded set whatever Meta sends.
+pub fn code_label(code: i64) -> &'static str {
+    if code == 131_051 {
+        return "131051";
+    }
+    match TABLE.binary_search_by_key(&code, |&(c, _, _)| c) {
+        Ok(i) => TABLE[i].1,
+        Err(_) => "other",
+    }
 }
 
 /// How a request failed below the Graph API.
@@ -179,71 +214,25 @@ mod tests {
     use super::*;
     use ErrorClass::*;
 
-    fn all(codes: &[i64], class: ErrorClass) {
-        for &c in codes {
-            assert_eq!(ErrorClass::of_code(c), Some(class), "code {c}");
+    #[test]
+    fn the_table_is_sorted_and_each_code_is_in_it_once() {
+        assert!(TABLE.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn what_each_class_does() {
+        for class in ErrorClass::ALL {
+            let retried = matches!(class, Transient | Throttled | Maintenance | PairLimited);
+            assert_eq!(class.is_retryable(), retried, "{class}");
         }
-    }
-
-    #[test]
-    fn transient() {
-        all(&[1, 2, 131_000, 131_016], Transient);
-        assert!(Transient.is_retryable());
-    }
-
-    #[test]
-    fn throttled() {
-        all(&[130_429], Throttled);
-    }
-
-    #[test]
-    fn maintenance() {
-        all(&[131_057], Maintenance);
         assert_eq!(
             Maintenance.retry_after(),
             Some(std::time::Duration::from_secs(60))
         );
-    }
-
-    #[test]
-    fn pair_limited() {
-        all(&[131_056], PairLimited);
-    }
-
-    #[test]
-    fn recipient_permanent() {
-        all(
-            &[131_026, 131_021, 131_030, 131_050, 131_047],
-            RecipientPermanent,
-        );
+        assert_eq!(Transient.retry_after(), None);
         assert!(ErrorClass::suppresses_recipient(131_026));
         assert!(ErrorClass::suppresses_recipient(131_050));
         assert!(!ErrorClass::suppresses_recipient(131_047));
-        assert!(!RecipientPermanent.is_retryable());
-    }
-
-    #[test]
-    fn frequency_capped() {
-        all(&[131_049, 130_472], FrequencyCapped);
-    }
-
-    #[test]
-    fn campaign_fatal() {
-        all(
-            &[
-                100, 131_008, 131_009, 132_000, 132_001, 132_005, 132_007, 132_012, 132_015,
-                132_016, 131_048,
-            ],
-            CampaignFatal,
-        );
-    }
-
-    #[test]
-    fn sender_fatal() {
-        all(
-            &[0, 190, 3, 10, 200, 250, 299, 368, 131_031, 131_042, 133_010],
-            SenderFatal,
-        );
     }
 
     #[test]
@@ -279,11 +268,14 @@ mod tests {
     #[test]
     fn code_labels_are_bounded() {
         assert_eq!(code_label(131_026), "131026");
+        assert_eq!(code_label(131_051), "131051");
         assert_eq!(code_label(987_654), "other");
-        // Every code the table classifies has its own label.
-        for code in [
-            0, 1, 2, 3, 4, 10, 100, 190, 368, 130_429, 131_026, 131_056, 132_001, 133_010,
-        ] {
+        assert_eq!(
+            code_label(250),
+            "other",
+            "the rest of 200–299 share one label"
+        );
+        for code in ErrorClass::known_codes() {
             assert_eq!(code_label(code), code.to_string());
         }
     }
