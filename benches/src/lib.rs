@@ -3,6 +3,42 @@
 
 #![allow(clippy::print_stdout)]
 
+use herald_core::{CampaignId, CampaignSpec, PhoneE164, Recipient, Vars};
+use herald_store::{NewCampaign, Store};
+
+/// The phone number id the benchmarks' campaigns send from.
+pub const PNID: &str = "106540352242922";
+
+/// A draft campaign named `name` of the `order_update` template, with one body parameter
+/// filled from each recipient's first column.
+pub async fn new_campaign<S: Store>(store: &S, name: &str) -> CampaignId {
+    let spec: CampaignSpec = serde_json::from_value(serde_json::json!({
+        "name": name,
+        "message": {"type": "template", "template": {"name": "order_update", "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{first_name}}"}]}]}}
+    }))
+    .expect("spec");
+    store
+        .create_campaign(NewCampaign {
+            spec,
+            phone_number_id: PNID.into(),
+            template: None,
+        })
+        .await
+        .expect("create")
+        .id
+}
+
+/// Recipients +447700000000 + i, each with a first name.
+pub fn recipients(range: std::ops::Range<u64>) -> Vec<Recipient> {
+    range
+        .map(|i| {
+            let phone = PhoneE164::from_u64(447_700_000_000 + i).expect("phone");
+            Recipient::new(phone, Vars::from_values([format!("Name{i}")]))
+        })
+        .collect()
+}
+
 /// Peak resident memory of this process so far, in MiB (Linux `VmHWM`).
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

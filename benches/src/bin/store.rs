@@ -13,29 +13,13 @@
 
 use std::time::Instant;
 
-use herald_core::{CampaignAction, CampaignId, CampaignSpec, Recipient, Vars, WaMessageId};
-use herald_store::{ClaimRequest, LeaseToken, NewCampaign, Outcome, Settle, Store};
+use herald_benches::{new_campaign, recipients};
+use herald_core::{CampaignAction, WaMessageId};
+use herald_store::{ClaimRequest, LeaseToken, Outcome, Settle, Store};
 use herald_store_redis::{RedisConfig, RedisStore};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn spec() -> CampaignSpec {
-    serde_json::from_str(
-        r#"{"name":"bench","message":{"type":"template","template":{"name":"order_update","language":{"code":"en_US"},
-            "components":[{"type":"body","parameters":[{"type":"text","text":"{{first_name}}"}]}]}}}"#,
-    )
-    .expect("spec")
-}
-
-fn recipients(range: std::ops::Range<u64>) -> Vec<Recipient> {
-    range
-        .map(|i| {
-            let phone = herald_core::PhoneE164::from_u64(447_700_000_000 + i).expect("phone");
-            Recipient::new(phone, Vars::from_values([format!("Name{i}")]))
-        })
-        .collect()
-}
 
 async fn used_memory(store_url: &str) -> u64 {
     let client = redis::Client::open(store_url).expect("url");
@@ -90,18 +74,6 @@ fn redis_benchmark_ceiling(url: &str) -> Option<f64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn new_campaign(store: &RedisStore) -> CampaignId {
-    store
-        .create_campaign(NewCampaign {
-            spec: spec(),
-            phone_number_id: "106540352242922".into(),
-            template: None,
-        })
-        .await
-        .expect("create")
-        .id
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let jobs: u64 = std::env::args()
@@ -128,7 +100,7 @@ async fn main() {
 
     // Enqueue, one writer.
     let before = used_memory(&url).await;
-    let id = new_campaign(&store).await;
+    let id = new_campaign(&store, "bench").await;
     let t = Instant::now();
     for chunk in all.chunks(1000) {
         store.enqueue_batch(&id, chunk).await.expect("enqueue");
@@ -147,7 +119,7 @@ async fn main() {
     );
 
     // Enqueue, four writers into a second campaign.
-    let id2 = new_campaign(&store).await;
+    let id2 = new_campaign(&store, "bench").await;
     let t = Instant::now();
     let quarter = all.len().div_ceil(4);
     let writers = all.chunks(quarter).map(|part| {

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_cloudapi::Secret;
-use herald_core::{CampaignAction, CampaignSpec, Recipient, Vars, WaMessageId};
+use herald_core::{CampaignAction, WaMessageId};
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig};
-use herald_store::{ClaimRequest, JobRef, LeaseToken, NewCampaign, Outcome, Settle, Store};
+use herald_store::{ClaimRequest, JobRef, LeaseToken, Outcome, Settle, Store};
 use herald_store_redis::{RedisConfig, RedisStore};
 use tokio_util::sync::CancellationToken;
 
@@ -28,33 +28,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const SECRET: &str = "bench-app-secret";
 const JOBS: u64 = 100_000;
 
-fn spec() -> CampaignSpec {
-    serde_json::from_str(
-        r#"{"name":"webhooks","message":{"type":"template","template":{"name":"order_update","language":{"code":"en_US"}}}}"#,
-    )
-    .expect("spec")
-}
-
 /// Accepted jobs to point statuses at; returns their callback ids and message ids.
 async fn accepted_jobs(store: &RedisStore) -> Vec<(String, String)> {
-    let id = store
-        .create_campaign(NewCampaign {
-            spec: spec(),
-            phone_number_id: "106540352242922".into(),
-            template: None,
-        })
-        .await
-        .expect("create")
-        .id;
-    let recipients: Vec<Recipient> = (0..JOBS)
-        .map(|i| {
-            Recipient::new(
-                herald_core::PhoneE164::from_u64(447_700_000_000 + i).expect("phone"),
-                Vars::default(),
-            )
-        })
-        .collect();
-    for chunk in recipients.chunks(1000) {
+    let id = herald_benches::new_campaign(store, "webhooks").await;
+    for chunk in herald_benches::recipients(0..JOBS).chunks(1000) {
         store.enqueue_batch(&id, chunk).await.expect("enqueue");
     }
     store

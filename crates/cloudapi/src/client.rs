@@ -293,7 +293,7 @@ impl Client {
         let body = response.bytes().await;
         tracing::debug!(
             status = status.as_u16(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = herald_core::millis(started.elapsed()),
             "graph api call"
         );
         if status.is_success() {

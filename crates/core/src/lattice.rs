@@ -33,6 +33,17 @@ pub enum StatusEvent {
     Failed,
 }
 
+impl StatusEvent {
+    /// Every status, for tests that draw from them.
+    pub const ALL: [Self; 5] = [
+        Self::Sent,
+        Self::Delivered,
+        Self::Read,
+        Self::Played,
+        Self::Failed,
+    ];
+}
+
 /// The lattice element. Its compact form ([`Self::to_bits`]) is what the store keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DeliveryState {
@@ -152,13 +163,7 @@ mod tests {
     }
 
     fn any_event() -> impl Strategy<Value = StatusEvent> {
-        prop_oneof![
-            Just(StatusEvent::Sent),
-            Just(StatusEvent::Delivered),
-            Just(StatusEvent::Read),
-            Just(StatusEvent::Played),
-            Just(StatusEvent::Failed),
-        ]
+        proptest::sample::select(&StatusEvent::ALL[..])
     }
 
     /// Applies events one by one from the bottom, summing the counter movements.

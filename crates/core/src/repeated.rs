@@ -144,7 +144,7 @@ macro_rules! recovered {
         if let Some(r) = $rep.succeeded() {
             ::tracing::info!(
                 failures = r.failures,
-                lasted_ms = u64::try_from(r.lasted.as_millis()).unwrap_or(u64::MAX),
+                lasted_ms = $crate::millis(r.lasted),
                 $msg
             );
         }

@@ -192,7 +192,7 @@ pub async fn run<S: Store>(
                         STORE,
                         "reconciler cannot reach the store",
                         error = %e,
-                        retry_in_ms = backoff.as_millis() as u64
+                        retry_in_ms = herald_core::millis(backoff)
                     );
                 }
                 tokio::select! {

@@ -35,21 +35,18 @@ pub async fn sweep<S: Store>(
     let in_doubt = store
         .expire_in_doubt(cfg.in_doubt_grace, cfg.in_doubt_policy)
         .await?;
-    if in_doubt.resent > 0 {
-        metrics::counter!(m::SENDER_IN_DOUBT_EXPIRED_TOTAL, "outcome" => "resent")
-            .increment(in_doubt.resent);
-        tracing::warn!(
-            jobs = in_doubt.resent,
-            "in-doubt jobs got no webhook although later messages did; resending once"
-        );
-    }
-    if in_doubt.failed > 0 {
-        metrics::counter!(m::SENDER_IN_DOUBT_EXPIRED_TOTAL, "outcome" => "failed")
-            .increment(in_doubt.failed);
-        tracing::warn!(
-            jobs = in_doubt.failed,
-            "in-doubt jobs got no webhook although later messages did; failed"
-        );
+    for (outcome, jobs, what) in [
+        ("resent", in_doubt.resent, "resending once"),
+        ("failed", in_doubt.failed, "failed"),
+    ] {
+        if jobs > 0 {
+            metrics::counter!(m::SENDER_IN_DOUBT_EXPIRED_TOTAL, "outcome" => outcome)
+                .increment(jobs);
+            tracing::warn!(
+                jobs,
+                "in-doubt jobs got no webhook although later messages did; {what}"
+            );
+        }
     }
     metrics::gauge!(m::SENDER_IN_DOUBT_WAITING_JOBS).set(in_doubt.waiting as f64);
     let mut started = Vec::new();

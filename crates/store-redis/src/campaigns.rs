@@ -9,13 +9,19 @@ use herald_core::{CampaignAction, CampaignId, CampaignStatus, PauseReason, milli
 use herald_store::{Campaign, NewCampaign, Result, RunningCampaign, Store, StoreError};
 use jiff::Timestamp;
 
-use crate::conn::{Run, invalid};
+use crate::conn::{Conn, Run, invalid};
 use crate::{RedisStore, campaign_from_meta};
 
 /// How long the running-campaign list is cached.
 const RUNNING_CACHE: Duration = Duration::from_millis(500);
 /// How often the running index is checked against the campaigns themselves.
 const REPAIR_EVERY_MS: i64 = 30_000;
+
+/// The campaign ids an index holds (what `cmd` answers), skipping any that do not parse.
+async fn campaign_ids(conn: &mut Conn<'_>, cmd: &redis::Cmd) -> Result<Vec<CampaignId>> {
+    let ids: Vec<String> = cmd.run(conn).await?;
+    Ok(ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect())
+}
 
 impl RedisStore {
     pub(crate) fn invalidate_running(&self) {
@@ -96,10 +102,7 @@ impl RedisStore {
 
     pub(crate) async fn active_campaigns(&self) -> Result<Vec<CampaignId>> {
         let mut conn = self.conn().await?;
-        let ids: Vec<String> = redis::Cmd::smembers(self.keys.active())
-            .run(&mut conn)
-            .await?;
-        Ok(ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect())
+        campaign_ids(&mut conn, &redis::Cmd::smembers(self.keys.active())).await
     }
 
     /// Drops a final campaign from the active index once nothing of it is in flight or in
@@ -143,10 +146,8 @@ impl RedisStore {
     /// [`Store::running_campaigns`]); safe on any number of processes at once.
     pub async fn repair_indexes(&self) -> Result<()> {
         let mut conn = self.conn().await?;
-        let ids: Vec<String> = redis::Cmd::zrange(self.keys.campaigns(), 0, -1)
-            .run(&mut conn)
-            .await?;
-        let ids: Vec<CampaignId> = ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect();
+        let ids =
+            campaign_ids(&mut conn, &redis::Cmd::zrange(self.keys.campaigns(), 0, -1)).await?;
         if ids.is_empty() {
             return Ok(());
         }
@@ -327,10 +328,11 @@ pub(crate) async fn campaign(store: &RedisStore, id: &CampaignId) -> Result<Camp
 
 pub(crate) async fn list_campaigns(store: &RedisStore) -> Result<Vec<Campaign>> {
     let mut conn = store.conn().await?;
-    let ids: Vec<String> = redis::Cmd::zrevrange(store.keys.campaigns(), 0, -1)
-        .run(&mut conn)
-        .await?;
-    let ids: Vec<CampaignId> = ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect();
+    let ids = campaign_ids(
+        &mut conn,
+        &redis::Cmd::zrevrange(store.keys.campaigns(), 0, -1),
+    )
+    .await?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -408,10 +410,7 @@ pub(crate) async fn running_campaigns(store: &RedisStore) -> Result<Vec<RunningC
         store.repair_indexes().await?;
     }
     let mut conn = store.conn().await?;
-    let ids: Vec<String> = redis::Cmd::smembers(store.keys.running())
-        .run(&mut conn)
-        .await?;
-    let ids: Vec<CampaignId> = ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect();
+    let ids = campaign_ids(&mut conn, &redis::Cmd::smembers(store.keys.running())).await?;
     if ids.is_empty() {
         if let Ok(mut cache) = store.running_cache.lock() {
             *cache = Some((Instant::now(), Vec::new()));
@@ -446,11 +445,8 @@ pub(crate) async fn running_campaigns(store: &RedisStore) -> Result<Vec<RunningC
 
 pub(crate) async fn due_scheduled(store: &RedisStore, now: Timestamp) -> Result<Vec<CampaignId>> {
     let mut conn = store.conn().await?;
-    let ids: Vec<String> =
-        redis::Cmd::zrangebyscore(store.keys.scheduled(), "-inf", now.as_millisecond())
-            .run(&mut conn)
-            .await?;
-    Ok(ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect())
+    let due = redis::Cmd::zrangebyscore(store.keys.scheduled(), "-inf", now.as_millisecond());
+    campaign_ids(&mut conn, &due).await
 }
 
 pub(crate) async fn hold_upload(
@@ -473,10 +469,7 @@ pub(crate) async fn pause_matching(
     reason: PauseReason,
 ) -> Result<Vec<CampaignId>> {
     let mut conn = store.conn().await?;
-    let ids: Vec<String> = redis::Cmd::smembers(store.keys.running())
-        .run(&mut conn)
-        .await?;
-    let ids: Vec<CampaignId> = ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect();
+    let ids = campaign_ids(&mut conn, &redis::Cmd::smembers(store.keys.running())).await?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }

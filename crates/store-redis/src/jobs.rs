@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use herald_core::{CampaignId, JobId, PhoneE164, Recipient, WaMessageId, millis};
+use herald_core::{CampaignId, JobId, Recipient, WaMessageId, millis};
 use herald_store::{
     ClaimRequest, ClaimedJob, InDoubtExpired, InDoubtPolicy, JobRef, JobView, Outcome, Reclaimed,
     Result, RunningCampaign, Settle, SettleResult, Store, StoreError,
@@ -90,12 +90,7 @@ impl RedisStore {
             rest = &after[len..];
             let rec = std::str::from_utf8(rec).map_err(|_| corrupt())?;
             let r = crate::parse_record(rec).ok_or_else(corrupt)?;
-            let phone = r
-                .phone
-                .parse::<u64>()
-                .ok()
-                .and_then(|p| PhoneE164::from_u64(p).ok())
-                .ok_or_else(corrupt)?;
+            let phone = r.phone().ok_or_else(corrupt)?;
             jobs.push(ClaimedJob {
                 id: JobId::new(id.clone(), seq),
                 phone,

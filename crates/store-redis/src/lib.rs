@@ -394,6 +394,13 @@ pub(crate) struct Record<'a> {
     pub(crate) vars: &'a str,
 }
 
+impl Record<'_> {
+    /// The recipient's number, `None` when the record holds none.
+    pub(crate) fn phone(&self) -> Option<PhoneE164> {
+        PhoneE164::from_u64(self.phone.parse().ok()?).ok()
+    }
+}
+
 pub(crate) fn parse_record(rec: &str) -> Option<Record<'_>> {
     let mut it = rec.splitn(7, '|');
     let state = it.next()?;
@@ -416,12 +423,7 @@ pub(crate) fn parse_record(rec: &str) -> Option<Record<'_>> {
 pub(crate) fn job_view(id: JobId, rec: &str) -> Result<JobView, StoreError> {
     let corrupt = || StoreError::Corrupt(format!("job {id} record"));
     let r = parse_record(rec).ok_or_else(corrupt)?;
-    let phone = r
-        .phone
-        .parse::<u64>()
-        .ok()
-        .and_then(|p| PhoneE164::from_u64(p).ok())
-        .ok_or_else(corrupt)?;
+    let phone = r.phone().ok_or_else(corrupt)?;
     let state = match r.state.as_bytes().first() {
         Some(b'p') => JobState::Pending,
         Some(b'c') => JobState::InFlight { started: false },

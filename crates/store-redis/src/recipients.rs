@@ -103,28 +103,22 @@ pub(crate) async fn user_phone(
     Ok(phone.and_then(|p| PhoneE164::from_u64(p).ok()))
 }
 
-pub(crate) async fn opt_out_user(
+/// Puts a business-scoped user id on the phone number's unlinked opt-outs (`opted_out`) or
+/// takes it off; `true` when that changed the list.
+pub(crate) async fn set_user_opt_out(
     store: &RedisStore,
     phone_number_id: &str,
     user_id: &str,
+    opted_out: bool,
 ) -> Result<bool> {
-    let mut conn = store.conn().await?;
-    let added: u64 = redis::Cmd::sadd(store.keys.unlinked_opt_outs(phone_number_id), user_id)
-        .run(&mut conn)
-        .await?;
-    Ok(added == 1)
-}
-
-pub(crate) async fn opt_in_user(
-    store: &RedisStore,
-    phone_number_id: &str,
-    user_id: &str,
-) -> Result<bool> {
-    let mut conn = store.conn().await?;
-    let removed: u64 = redis::Cmd::srem(store.keys.unlinked_opt_outs(phone_number_id), user_id)
-        .run(&mut conn)
-        .await?;
-    Ok(removed == 1)
+    let key = store.keys.unlinked_opt_outs(phone_number_id);
+    let cmd = if opted_out {
+        redis::Cmd::sadd(key, user_id)
+    } else {
+        redis::Cmd::srem(key, user_id)
+    };
+    let changed: u64 = cmd.run(&mut store.conn().await?).await?;
+    Ok(changed == 1)
 }
 
 pub(crate) async fn unsuppress(

@@ -167,11 +167,11 @@ impl Store for RedisStore {
     }
 
     async fn opt_out_user(&self, phone_number_id: &str, user_id: &str) -> Result<bool> {
-        recipients::opt_out_user(self, phone_number_id, user_id).await
+        recipients::set_user_opt_out(self, phone_number_id, user_id, true).await
     }
 
     async fn opt_in_user(&self, phone_number_id: &str, user_id: &str) -> Result<bool> {
-        recipients::opt_in_user(self, phone_number_id, user_id).await
+        recipients::set_user_opt_out(self, phone_number_id, user_id, false).await
     }
 
     async fn unsuppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<u64> {

@@ -56,8 +56,8 @@ pub const BACKLOG_LAG: Duration = Duration::from_secs(60);
 /// the event it reports.
 pub fn lags(status: &StatusUpdate, now_ms: i64) -> bool {
     status.timestamp.is_some_and(|t| {
-        now_ms.saturating_sub(t.saturating_mul(1000))
-            > i64::try_from(BACKLOG_LAG.as_millis()).unwrap_or(i64::MAX)
+        u64::try_from(now_ms.saturating_sub(t.saturating_mul(1000)))
+            .is_ok_and(|lag| lag > herald_core::millis(BACKLOG_LAG))
     })
 }
 

@@ -20,13 +20,7 @@ mod lattice {
     use proptest::prelude::*;
 
     fn event() -> impl Strategy<Value = StatusEvent> {
-        prop_oneof![
-            Just(StatusEvent::Sent),
-            Just(StatusEvent::Delivered),
-            Just(StatusEvent::Read),
-            Just(StatusEvent::Played),
-            Just(StatusEvent::Failed),
-        ]
+        proptest::sample::select(&StatusEvent::ALL[..])
     }
 
     proptest! {

@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use herald_cloudapi::{Client, ClientConfig, Messages, Secret};
-use herald_core::{
-    CampaignAction, CampaignId, CampaignSpec, CampaignStatus, PhoneE164, Recipient, Stats, Vars,
-};
+use herald_core::{CampaignAction, CampaignId, CampaignSpec, CampaignStatus, Recipient, Stats};
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig, routes};
 use herald_sender::{Report, Sender, SenderConfig};
 use herald_sim::{Direct, Sim, SimConfig, SimProcess, SimStats, WebhookSink};
@@ -24,20 +22,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-pub const PNID: &str = "106540352242922";
+// The store's test helpers, shared with its conformance suite (each test binary uses a part).
+#[allow(unused_imports)]
+pub use herald_store::conformance::{PNID, phone, recipients};
 
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").expect("REDIS_URL must point at a Redis (scripts/test.sh sets it)")
-}
-
-pub fn phone(i: u64) -> PhoneE164 {
-    PhoneE164::from_u64(447_700_000_000 + i).unwrap()
-}
-
-pub fn recipients(range: std::ops::Range<u64>) -> Vec<Recipient> {
-    range
-        .map(|i| Recipient::new(phone(i), Vars::from_values([format!("name{i}")])))
-        .collect()
 }
 
 /// A template campaign (`order_update`, one body parameter from `first_name`).

@@ -183,6 +183,17 @@ impl State {
         Ok(to)
     }
 
+    /// Completes those of the `touched` campaigns that have nothing left to send or settle.
+    fn complete_idle(&mut self, touched: BTreeSet<CampaignId>, now: i64) {
+        for id in touched {
+            if let Some(c) = self.campaigns.get_mut(&id)
+                && c.maybe_complete(now)
+            {
+                completed(&id);
+            }
+        }
+    }
+
     fn add_lookup(&mut self, message_id: &WaMessageId, job: JobId, now: i64) {
         if self.messages.len() > 100_000 {
             self.messages
@@ -192,8 +203,6 @@ impl State {
     }
 }
 
-/// Gives send `i` the time `t`: the number's next slot follows it, and its campaign's (if
-/// capped) its own interval after it.
 /// A store call on the hot path is an await point that, over a network, suspends the
 /// caller; in memory it would not, and a loop of them could keep other tasks from running.
 /// So it yields, as I/O would.
@@ -391,13 +400,7 @@ impl Store for MemoryStore {
             touched.insert(st.job.id.campaign.clone());
             out.push(r);
         }
-        for id in touched {
-            if let Some(c) = s.campaigns.get_mut(&id)
-                && c.maybe_complete(now)
-            {
-                completed(&id);
-            }
-        }
+        s.complete_idle(touched, now);
         Ok(out)
     }
 
@@ -509,13 +512,7 @@ impl Store for MemoryStore {
             touched.insert(job.campaign);
             out.push(r);
         }
-        for id in touched {
-            if let Some(c) = s.campaigns.get_mut(&id)
-                && c.maybe_complete(now)
-            {
-                completed(&id);
-            }
-        }
+        s.complete_idle(touched, now);
         Ok(out)
     }
 
