@@ -663,7 +663,9 @@ pub async fn in_doubt_waits_for_evidence_then_resends_once_then_fails<S: Store>(
 /// a whole grace after the doubt began, and a backlog draining (a status arriving long after
 /// its event, as after an outage) holds every resend for a whole grace.
 pub async fn a_webhook_backlog_holds_resends<S: Store>(store: &S) {
-    let grace = Duration::from_millis(50);
+    // Long enough that no stall of the machine between two calls reaches it: the first
+    // check needs a job accepted less than a grace after the doubt began.
+    let grace = Duration::from_secs(1);
     let id = running(store, "backlog", 3).await;
     let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
     store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
@@ -863,11 +865,23 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
         move_one(store, "890", SlotId { token: 9, index: 1 }, slow).await,
         Some(second)
     );
-    // A full window: a whole second planned ahead at capacity; the first send, 30 ms late,
+    // A full window: two windows planned ahead at capacity; the first send, 30 ms late,
     // would put six into some window: it is refused and taken out (a second ask finds it
-    // gone).
+    // gone). The window is ten seconds, so that however slow the machine, the move comes
+    // while the plan still fills every window around it.
+    let busy = Pace {
+        capacity: 5,
+        window: Duration::from_secs(10),
+    };
     let full = store
-        .plan_sends("891", quiet, &vec![None; 10], 10, ms(1000), 11)
+        .plan_sends(
+            "891",
+            busy,
+            &vec![None; 10],
+            10,
+            Duration::from_secs(20),
+            11,
+        )
         .await
         .unwrap();
     assert_eq!(full.granted(), 10);
@@ -876,11 +890,11 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
         token: 11,
         index: 0,
     };
-    assert_eq!(move_one(store, "891", first, quiet).await, None);
-    assert_eq!(move_one(store, "891", first, quiet).await, None);
+    assert_eq!(move_one(store, "891", first, busy).await, None);
+    assert_eq!(move_one(store, "891", first, busy).await, None);
     // Its place is free again: one more fits in the first window.
     let again = store
-        .plan_sends("891", quiet, &[None], 1, ms(1000), 12)
+        .plan_sends("891", busy, &[None], 1, Duration::from_secs(20), 12)
         .await
         .unwrap();
     assert!(again.at[0].is_some());
@@ -926,22 +940,26 @@ async fn move_one<S: Store>(
 }
 
 /// One leader per role: the first claimant leads and renews; another does not lead until the
-/// leader's lease runs out.
+/// leader's lease runs out. The exclusive part holds a lease far longer than any stall of the
+/// machine between two calls; only the lapse uses a short one, and waits past it.
 pub async fn one_leader_at_a_time<S: Store>(store: &S) {
-    let ttl = Duration::from_millis(50);
-    assert!(store.lead("exporter", "a", ttl).await.unwrap());
-    assert!(!store.lead("exporter", "b", ttl).await.unwrap());
+    let held = Duration::from_secs(30);
+    assert!(store.lead("exporter", "a", held).await.unwrap());
+    assert!(!store.lead("exporter", "b", held).await.unwrap());
     assert!(
-        store.lead("exporter", "a", ttl).await.unwrap(),
+        store.lead("exporter", "a", held).await.unwrap(),
         "the leader renews"
     );
-    assert!(store.lead("other", "b", ttl).await.unwrap(), "per role");
+    assert!(store.lead("other", "b", held).await.unwrap(), "per role");
+    // The leader renews for a moment only, then stops.
+    let short = Duration::from_millis(50);
+    assert!(store.lead("exporter", "a", short).await.unwrap());
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert!(
-        store.lead("exporter", "b", ttl).await.unwrap(),
+        store.lead("exporter", "b", held).await.unwrap(),
         "a lapsed lease"
     );
-    assert!(!store.lead("exporter", "a", ttl).await.unwrap());
+    assert!(!store.lead("exporter", "a", held).await.unwrap());
 }
 
 /// Applies the events in the given order to a fresh accepted job; returns its final stats.
