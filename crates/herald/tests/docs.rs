@@ -109,3 +109,42 @@ fn the_readme_lists_exactly_the_reject_codes() {
     emitted.sort();
     assert_eq!(documented, emitted);
 }
+
+/// The error-class table in ARCHITECTURE.md §6 names every class, and lists for each exactly
+/// the codes the code's table gives it.
+#[test]
+fn the_architecture_lists_exactly_the_error_table() {
+    use herald_cloudapi::ErrorClass;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let doc = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).expect("ARCHITECTURE");
+    let section = doc.split("## 6. Error classes").nth(1).expect("§6");
+    let mut documented: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for row in section
+        .lines()
+        .skip_while(|l| !l.starts_with("| transient"))
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let class = cells[1].replace('-', "_");
+        let mut codes = BTreeSet::new();
+        for part in cells[2].split([',', ';']).map(str::trim) {
+            if let Some((first, _)) = part.split_once('–') {
+                // A range (200–299) stands for its first code, the table's own entry.
+                codes.insert(first.parse().unwrap());
+            } else if let Ok(code) = part.parse::<i64>() {
+                codes.insert(code);
+            }
+        }
+        documented.insert(class, codes);
+    }
+    let mut coded: BTreeMap<String, BTreeSet<i64>> = ErrorClass::ALL
+        .iter()
+        .map(|c| (c.as_str().to_owned(), BTreeSet::new()))
+        .collect();
+    for code in ErrorClass::known_codes() {
+        let class = ErrorClass::of_code(code).unwrap();
+        coded.get_mut(class.as_str()).unwrap().insert(code);
+    }
+    assert_eq!(documented, coded);
+}
