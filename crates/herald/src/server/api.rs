@@ -83,7 +83,7 @@ impl<S> std::fmt::Debug for ApiState<S> {
     }
 }
 
-type Shared<S> = Arc<ApiState<S>>;
+pub(crate) type AppState<S> = Arc<ApiState<S>>;
 
 /// Which routes a process serves besides `/metrics`, `/healthz` and `/readyz`.
 #[derive(Debug, Clone)]
@@ -135,7 +135,11 @@ pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
     app
 }
 
-async fn auth<S: Store>(State(state): State<Shared<S>>, request: Request, next: Next) -> Response {
+async fn auth<S: Store>(
+    State(state): State<AppState<S>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let key = state.api_key.expose();
     if key.is_empty() {
         // No key: the server listens on loopback only, and must not be driven from a web
@@ -242,7 +246,7 @@ async fn view<S: Store>(store: &S, c: &Campaign) -> Result<Value, ApiError> {
 }
 
 async fn create<S: Store>(
-    State(state): State<Shared<S>>,
+    State(state): State<AppState<S>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -339,7 +343,7 @@ fn template_key(message: &serde_json::Map<String, Value>) -> Option<String> {
     Some(format!("{name}:{lang}"))
 }
 
-async fn list<S: Store>(State(state): State<Shared<S>>) -> Result<Response, ApiError> {
+async fn list<S: Store>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
     let campaigns = state.store.list_campaigns().await?;
     let mut out = Vec::with_capacity(campaigns.len());
     for c in &campaigns {
@@ -349,7 +353,7 @@ async fn list<S: Store>(State(state): State<Shared<S>>) -> Result<Response, ApiE
 }
 
 async fn show<S: Store>(
-    State(state): State<Shared<S>>,
+    State(state): State<AppState<S>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
@@ -358,7 +362,7 @@ async fn show<S: Store>(
 }
 
 async fn action<S: Store>(
-    State(state): State<Shared<S>>,
+    State(state): State<AppState<S>>,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
@@ -389,7 +393,7 @@ struct UploadParams {
 }
 
 async fn recipients<S: Store>(
-    State(state): State<Shared<S>>,
+    State(state): State<AppState<S>>,
     Path(id): Path<String>,
     Query(params): Query<UploadParams>,
     headers: HeaderMap,
@@ -428,7 +432,7 @@ async fn recipients<S: Store>(
 }
 
 async fn failures<S: Store>(
-    State(state): State<Shared<S>>,
+    State(state): State<AppState<S>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
@@ -464,7 +468,7 @@ async fn failures<S: Store>(
         .into_response())
 }
 
-async fn metrics<S: Store>(State(state): State<Shared<S>>) -> Response {
+async fn metrics<S: Store>(State(state): State<AppState<S>>) -> Response {
     let Some(handle) = &state.metrics else {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "metrics are off")
             .into_response();
@@ -481,7 +485,7 @@ async fn metrics<S: Store>(State(state): State<Shared<S>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn ready<S: Store>(State(state): State<Shared<S>>) -> Response {
+async fn ready<S: Store>(State(state): State<AppState<S>>) -> Response {
     if (state.ready)().await {
         "ready\n".into_response()
     } else {

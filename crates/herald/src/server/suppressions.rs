@@ -10,8 +10,6 @@
 //! `kind,id,reason,date`, numbers as `'+…` (no formula injection in a spreadsheet); the
 //! import takes them back either way, so an export imports as it is.
 
-use std::sync::Arc;
-
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -23,14 +21,12 @@ use herald_store::{Store, Why};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::server::api::{ApiError, ApiState};
+use crate::server::api::{ApiError, AppState};
 
 /// At most this many rejected rows are listed in an import's answer (all are counted).
 const MAX_LISTED_REJECTS: usize = 100;
 /// At most this many user ids whose number is unknown are exported.
 const MAX_EXPORTED_USERS: usize = 100_000;
-
-type Shared<S> = Arc<ApiState<S>>;
 
 /// A phone number id from the path: digits only.
 fn phone_number_id(raw: &str) -> Result<&str, ApiError> {
@@ -48,7 +44,7 @@ fn phone_number_id(raw: &str) -> Result<&str, ApiError> {
 /// `GET /v1/suppressions/{phone_number_id}`: `kind,id` rows, numbers first, then the user
 /// ids that opted out before their number was known.
 pub(crate) async fn export<S: Store>(
-    State(state): State<Shared<S>>,
+    State(state): State<AppState<S>>,
     Path(pnid): Path<String>,
 ) -> Result<Response, ApiError> {
     let pnid = phone_number_id(&pnid)?.to_owned();
@@ -103,7 +99,7 @@ pub(crate) async fn export<S: Store>(
 
 /// `POST /v1/suppressions/{phone_number_id}` with a CSV body (`text/csv`).
 pub(crate) async fn import<S: Store>(
-    State(state): State<Shared<S>>,
+    State(state): State<AppState<S>>,
     Path(pnid): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -238,7 +234,7 @@ fn date(s: &str) -> Option<Timestamp> {
 /// `DELETE /v1/suppressions/{phone_number_id}/{entry}`: a number or a user id comes off the
 /// list (the user opted back in elsewhere).
 pub(crate) async fn remove<S: Store>(
-    State(state): State<Shared<S>>,
+    State(state): State<AppState<S>>,
     Path((pnid, entry)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let pnid = phone_number_id(&pnid)?;
