@@ -7,6 +7,7 @@
 
 pub mod ids;
 pub mod lattice;
+pub mod limit;
 pub mod metrics;
 pub mod phone;
 pub mod recipient;
@@ -17,6 +18,7 @@ pub mod status;
 
 pub use ids::{CampaignId, IdError, JobId, WaMessageId, business_user_id};
 pub use lattice::{DeliveryDelta, DeliveryState, Progress, StatusEvent};
+pub use limit::MessagingLimit;
 pub use phone::{PhoneE164, PhoneError};
 pub use recipient::{Recipient, Vars, VarsBuilder, VarsError};
 pub use spec::{

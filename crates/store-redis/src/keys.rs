@@ -39,6 +39,9 @@
 //! <p>:backlog:{pn:ID}       STR   when (ms) a status of the number last arrived long after its
 //!                                 event (a backlog draining holds in-doubt resends)
 //! <p>:pair:{pn:ID}:<phone>  STR   "<next allowed ms>:<campaign>", 72 h
+//! <p>:reach:{pf:NAME}       ZSET  a portfolio's users counted against its messaging limit
+//!                                 → when (ms); the moving 24 h (one slot per portfolio)
+//! <p>:limits                HASH  portfolio → Meta's messaging limit (users, or -1)
 //! ```
 
 use herald_core::{CampaignId, PhoneE164, WaMessageId, fnv1a};
@@ -193,6 +196,14 @@ impl Keys {
     /// A capped campaign's limiter, in its phone number's slot (a campaign sends from one).
     pub(crate) fn campaign_rate(&self, pnid: &str, campaign: &CampaignId) -> String {
         format!("{}:rate:{{pn:{pnid}}}:c:{campaign}", self.prefix)
+    }
+
+    pub(crate) fn reach(&self, portfolio: &str) -> String {
+        format!("{}:reach:{{pf:{portfolio}}}", self.prefix)
+    }
+
+    pub(crate) fn limits(&self) -> String {
+        format!("{}:limits", self.prefix)
     }
 
     pub(crate) fn pair(&self, pnid: &str, phone: PhoneE164) -> String {

@@ -27,6 +27,7 @@ mod conn;
 mod jobs;
 mod keys;
 mod pacing;
+mod reach;
 mod recipients;
 mod report;
 mod statuses;
@@ -80,6 +81,8 @@ pub(crate) struct Scripts {
     pub(crate) pair: Script,
     pub(crate) unpair: Script,
     pub(crate) link: Script,
+    pub(crate) reach: Script,
+    pub(crate) unreach: Script,
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
@@ -111,10 +114,12 @@ impl Scripts {
             pair: Script::new(include_str!("../lua/pair.lua")),
             unpair: Script::new(include_str!("../lua/unpair.lua")),
             link: Script::new(include_str!("../lua/link.lua")),
+            reach: Script::new(include_str!("../lua/reach.lua")),
+            unreach: Script::new(include_str!("../lua/unreach.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 20] {
+    fn all(&self) -> [&Script; 22] {
         [
             &self.enqueue,
             &self.claim,
@@ -136,6 +141,8 @@ impl Scripts {
             &self.pair,
             &self.unpair,
             &self.link,
+            &self.reach,
+            &self.unreach,
         ]
     }
 }

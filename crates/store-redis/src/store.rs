@@ -3,20 +3,46 @@
 use std::time::Duration;
 
 use herald_core::{
-    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient, Stats,
-    WaMessageId, millis,
+    CampaignAction, CampaignId, CampaignStatus, JobId, MessagingLimit, PauseReason, PhoneE164,
+    Recipient, Stats, WaMessageId, millis,
 };
 use herald_store::{
     Applied, Campaign, ClaimRequest, ClaimedJob, FailureRow, InDoubtExpired, InDoubtPolicy, JobRef,
-    JobView, NewCampaign, PairReservation, Reclaimed, Result, RunningCampaign, Settle,
-    SettleResult, StatusUpdate, Store,
+    JobView, NewCampaign, PairReservation, Reach, ReachUse, Reclaimed, Result, RunningCampaign,
+    Settle, SettleResult, StatusUpdate, Store,
 };
 use jiff::Timestamp;
 
 use crate::conn::Run;
-use crate::{RedisStore, campaigns, jobs, pacing, recipients, report, statuses};
+use crate::{RedisStore, campaigns, jobs, pacing, reach, recipients, report, statuses};
 
 impl Store for RedisStore {
+    async fn reserve_reach(
+        &self,
+        portfolio: &str,
+        limit: u64,
+        window: Duration,
+        phones: &[PhoneE164],
+    ) -> Result<(Vec<Reach>, ReachUse)> {
+        reach::reserve_reach(self, portfolio, limit, window, phones).await
+    }
+
+    async fn release_reach(&self, portfolio: &str, phone: PhoneE164, at: Timestamp) -> Result<()> {
+        reach::release_reach(self, portfolio, phone, at).await
+    }
+
+    async fn reach_use(&self, portfolio: &str, window: Duration) -> Result<ReachUse> {
+        reach::reach_use_of(self, portfolio, window).await
+    }
+
+    async fn set_messaging_limit(&self, portfolio: &str, limit: MessagingLimit) -> Result<()> {
+        reach::set_messaging_limit(self, portfolio, limit).await
+    }
+
+    async fn messaging_limit(&self, portfolio: &str) -> Result<Option<MessagingLimit>> {
+        reach::messaging_limit(self, portfolio).await
+    }
+
     async fn create_campaign(&self, c: NewCampaign) -> Result<Campaign> {
         campaigns::create_campaign(self, c).await
     }

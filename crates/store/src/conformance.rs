@@ -17,8 +17,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use herald_core::{
-    CampaignAction, CampaignId, CampaignSpec, CampaignStatus, DeliveryState, JobId, PauseKind,
-    PauseReason, PhoneE164, Recipient, SkipReason, StatusEvent, Vars, WaMessageId,
+    CampaignAction, CampaignId, CampaignSpec, CampaignStatus, DeliveryState, JobId, MessagingLimit,
+    PauseKind, PauseReason, PhoneE164, Recipient, SkipReason, StatusEvent, Vars, WaMessageId,
 };
 use serde_json::json;
 
@@ -939,6 +939,66 @@ async fn move_one<S: Store>(
         .unwrap()[0]
 }
 
+/// The messaging limit counts each user once in the moving window, across callers; a full
+/// budget refuses new users but not those already counted; a refused send gives its place
+/// back; users leave as the window moves on.
+pub async fn the_messaging_limit_counts_each_user_once<S: Store>(store: &S) {
+    let day = Duration::from_secs(24 * 3600);
+    let (a, b, c, d) = (phone(1), phone(2), phone(3), phone(4));
+    let (first, used) = store.reserve_reach("pf1", 3, day, &[a, b]).await.unwrap();
+    assert!(
+        matches!(first[..], [Reach::Reserved(_), Reach::Reserved(_)]),
+        "{first:?}"
+    );
+    assert_eq!(used.used, 2);
+    let (second, used) = store
+        .reserve_reach("pf1", 3, day, &[a, c, d])
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            second[..],
+            [Reach::Counted, Reach::Reserved(_), Reach::Full]
+        ),
+        "{second:?}"
+    );
+    assert_eq!(used.used, 3);
+    let Reach::Reserved(first_at) = first[0] else {
+        unreachable!()
+    };
+    let frees = used.frees_at.expect("someone is counted");
+    assert!(frees >= first_at + day, "{frees} vs {first_at}");
+    // Meta refused c's send: its place frees, and d fits.
+    let Reach::Reserved(c_at) = second[1] else {
+        unreachable!()
+    };
+    store.release_reach("pf1", c, c_at).await.unwrap();
+    assert_eq!(store.reach_use("pf1", day).await.unwrap().used, 2);
+    let (third, _) = store.reserve_reach("pf1", 3, day, &[d]).await.unwrap();
+    assert!(matches!(third[..], [Reach::Reserved(_)]), "{third:?}");
+    // a was counted again after its first reservation: giving that one back keeps it.
+    store.release_reach("pf1", a, first_at).await.unwrap();
+    assert_eq!(store.reach_use("pf1", day).await.unwrap().used, 3);
+    // Portfolios are separate.
+    assert_eq!(
+        store.reach_use("pf2", day).await.unwrap(),
+        ReachUse::default()
+    );
+    // Users leave the window as it moves on (a sleep never ends early).
+    let short = Duration::from_millis(100);
+    store.reserve_reach("pf3", 1, short, &[a]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (later, used) = store.reserve_reach("pf3", 1, short, &[b]).await.unwrap();
+    assert!(matches!(later[..], [Reach::Reserved(_)]), "{later:?}");
+    assert_eq!(used.used, 1);
+    // Meta's limit, as recorded.
+    assert_eq!(store.messaging_limit("pf1").await.unwrap(), None);
+    for limit in [MessagingLimit::Users(250), MessagingLimit::Unlimited] {
+        store.set_messaging_limit("pf1", limit).await.unwrap();
+        assert_eq!(store.messaging_limit("pf1").await.unwrap(), Some(limit));
+    }
+}
+
 /// One leader per role: the first claimant leads and renews; another does not lead until the
 /// leader's lease runs out. The exclusive part holds a lease far longer than any stall of the
 /// machine between two calls; only the lapse uses a short one, and waits past it.
@@ -1758,7 +1818,7 @@ macro_rules! conformance_tests {
             business_scoped_users_are_linked_and_their_opt_outs_kept,
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
             campaign_caps_hold_beside_the_number_rate, the_window_holds_and_late_sends_move,
-            one_leader_at_a_time,
+            one_leader_at_a_time, the_messaging_limit_counts_each_user_once,
             lattice_is_order_independent, cancellation,
             cancel_drains_every_state, completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,

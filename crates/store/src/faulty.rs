@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use herald_core::{
-    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient, Stats,
-    WaMessageId,
+    CampaignAction, CampaignId, CampaignStatus, JobId, MessagingLimit, PauseReason, PhoneE164,
+    Recipient, Stats, WaMessageId,
 };
 use jiff::Timestamp;
 
@@ -475,6 +475,48 @@ impl<S: Store> Store for Faulty<S> {
             self,
             "unlinked_opt_outs",
             self.inner.unlinked_opt_outs(phone_number_id, max)
+        )
+    }
+
+    async fn reserve_reach(
+        &self,
+        portfolio: &str,
+        limit: u64,
+        window: Duration,
+        phones: &[PhoneE164],
+    ) -> Result<(Vec<Reach>, ReachUse)> {
+        call!(
+            self,
+            "reserve_reach",
+            self.inner.reserve_reach(portfolio, limit, window, phones)
+        )
+    }
+
+    async fn release_reach(&self, portfolio: &str, phone: PhoneE164, at: Timestamp) -> Result<()> {
+        call!(
+            self,
+            "release_reach",
+            self.inner.release_reach(portfolio, phone, at)
+        )
+    }
+
+    async fn reach_use(&self, portfolio: &str, window: Duration) -> Result<ReachUse> {
+        call!(self, "reach_use", self.inner.reach_use(portfolio, window))
+    }
+
+    async fn set_messaging_limit(&self, portfolio: &str, limit: MessagingLimit) -> Result<()> {
+        call!(
+            self,
+            "set_messaging_limit",
+            self.inner.set_messaging_limit(portfolio, limit)
+        )
+    }
+
+    async fn messaging_limit(&self, portfolio: &str) -> Result<Option<MessagingLimit>> {
+        call!(
+            self,
+            "messaging_limit",
+            self.inner.messaging_limit(portfolio)
         )
     }
 

@@ -20,8 +20,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use herald_core::{
-    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient, Stats,
-    WaMessageId,
+    CampaignAction, CampaignId, CampaignStatus, JobId, MessagingLimit, PauseReason, PhoneE164,
+    Recipient, Stats, WaMessageId,
 };
 use jiff::Timestamp;
 
@@ -347,6 +347,47 @@ pub trait Store: Send + Sync + 'static {
         sends: &[(PhoneE164, CampaignId)],
         interval: Duration,
     ) -> impl Future<Output = Result<Vec<PairReservation>>> + Send;
+
+    /// Counts recipients about to be messaged outside an open window against `portfolio`'s
+    /// messaging limit over the moving `window` (24 h): one already counted costs nothing;
+    /// a new one is counted while fewer than `limit` are; the rest are [`Reach::Full`].
+    /// Atomic across every worker. Answers per recipient, in order, and the use after it.
+    fn reserve_reach(
+        &self,
+        portfolio: &str,
+        limit: u64,
+        window: Duration,
+        phones: &[PhoneE164],
+    ) -> impl Future<Output = Result<(Vec<Reach>, ReachUse)>> + Send;
+
+    /// Uncounts `phone`, reserved at `at`, when Meta refused the send (it reached no one).
+    /// Nothing happens when it has been counted again since (another send to it).
+    fn release_reach(
+        &self,
+        portfolio: &str,
+        phone: PhoneE164,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// `portfolio`'s use of its messaging limit over the moving `window`.
+    fn reach_use(
+        &self,
+        portfolio: &str,
+        window: Duration,
+    ) -> impl Future<Output = Result<ReachUse>> + Send;
+
+    /// Records Meta's messaging limit for `portfolio` (read from the Graph API or a webhook).
+    fn set_messaging_limit(
+        &self,
+        portfolio: &str,
+        limit: MessagingLimit,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Meta's messaging limit for `portfolio`, as last recorded; `None` when never.
+    fn messaging_limit(
+        &self,
+        portfolio: &str,
+    ) -> impl Future<Output = Result<Option<MessagingLimit>>> + Send;
 
     /// Gives back `campaign`'s reservation for `phone` when Meta refused the send it was made
     /// for (the message never reached the user, so Meta's pair rate did not count it): a

@@ -361,6 +361,28 @@ pub enum PairReservation {
     NotBefore(Timestamp),
 }
 
+/// What a messaging-limit reservation answers for one recipient (ARCHITECTURE §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Already messaged outside a window within the moving 24 h: costs nothing more.
+    Counted,
+    /// Newly counted, at this time (the store's clock). Given back with
+    /// [`crate::Store::release_reach`] when Meta refuses the send.
+    Reserved(Timestamp),
+    /// The budget is spent: the send waits.
+    Full,
+}
+
+/// A portfolio's use of its messaging limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReachUse {
+    /// Unique users counted in the moving window.
+    pub used: u64,
+    /// When the earliest of them leaves the window (and its place frees); `None` when no one
+    /// is counted.
+    pub frees_at: Option<Timestamp>,
+}
+
 /// A webhook delivery waiting in the store's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEntry {

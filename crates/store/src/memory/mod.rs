@@ -15,8 +15,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use herald_core::{
-    CampaignAction, CampaignId, CampaignStatus, JobId, PauseReason, PhoneE164, Recipient, Stats,
-    WaMessageId,
+    CampaignAction, CampaignId, CampaignStatus, JobId, MessagingLimit, PauseReason, PhoneE164,
+    Recipient, Stats, WaMessageId,
 };
 use jiff::Timestamp;
 use tokio::sync::Notify;
@@ -24,8 +24,8 @@ use tokio::sync::Notify;
 use crate::{
     Applied, Campaign, ClaimRequest, ClaimedJob, DeadLetter, FailureRow, InDoubtExpired,
     InDoubtPolicy, JobRef, JobView, LINKED_OPT_OUT, NewCampaign, Outcome, PairReservation,
-    QualityRecord, Reclaimed, Result, RunningCampaign, Settle, SettleResult, StatusUpdate, Store,
-    StoreError, WebhookEntry, Why,
+    QualityRecord, Reach, ReachUse, Reclaimed, Result, RunningCampaign, Settle, SettleResult,
+    StatusUpdate, Store, StoreError, WebhookEntry, Why,
 };
 
 mod campaign;
@@ -85,6 +85,10 @@ struct State {
     /// The same per capped campaign of a phone number id.
     campaign_rate: HashMap<(String, CampaignId), i64>,
     pairs: HashMap<(String, u64), Pair>,
+    /// Per portfolio: each user counted against the messaging limit → when (ms).
+    reach: HashMap<String, HashMap<u64, i64>>,
+    /// Per portfolio: Meta's messaging limit, as last recorded.
+    limits: HashMap<String, MessagingLimit>,
     /// Message id → (job, accepted at ms).
     messages: HashMap<WaMessageId, (JobId, i64)>,
     stream: stream::Stream,
@@ -208,6 +212,17 @@ impl State {
 /// So it yields, as I/O would.
 async fn cooperate() {
     tokio::task::yield_now().await;
+}
+
+/// The use of a portfolio's budget whose counted users are `counted` (user → ms).
+fn reach_use(counted: &HashMap<u64, i64>, window_ms: i64) -> ReachUse {
+    ReachUse {
+        used: counted.len() as u64,
+        frees_at: counted
+            .values()
+            .min()
+            .and_then(|at| Timestamp::from_millisecond(at.saturating_add(window_ms)).ok()),
+    }
 }
 
 fn completed(id: &CampaignId) {
@@ -978,6 +993,70 @@ impl Store for MemoryStore {
             p.next_ms = 0;
         }
         Ok(())
+    }
+
+    async fn reserve_reach(
+        &self,
+        portfolio: &str,
+        limit: u64,
+        window: Duration,
+        phones: &[PhoneE164],
+    ) -> Result<(Vec<Reach>, ReachUse)> {
+        cooperate().await;
+        let now = self.now_ms();
+        let window = millis(window);
+        let mut s = self.lock();
+        let counted = s.reach.entry(portfolio.to_owned()).or_default();
+        counted.retain(|_, at| *at > now.saturating_sub(window));
+        let mut out = Vec::with_capacity(phones.len());
+        for phone in phones {
+            let used = counted.len() as u64;
+            out.push(match counted.get_mut(&phone.as_u64()) {
+                Some(at) => {
+                    // Later than before even within one ms, so that giving back the earlier
+                    // reservation leaves this one.
+                    *at = now.max(*at + 1);
+                    Reach::Counted
+                }
+                None if used < limit => {
+                    counted.insert(phone.as_u64(), now);
+                    Reach::Reserved(Timestamp::from_millisecond(now).unwrap_or(self.now()))
+                }
+                None => Reach::Full,
+            });
+        }
+        Ok((out, reach_use(counted, window)))
+    }
+
+    async fn release_reach(&self, portfolio: &str, phone: PhoneE164, at: Timestamp) -> Result<()> {
+        cooperate().await;
+        if let Some(counted) = self.lock().reach.get_mut(portfolio)
+            && counted.get(&phone.as_u64()) == Some(&at.as_millisecond())
+        {
+            counted.remove(&phone.as_u64());
+        }
+        Ok(())
+    }
+
+    async fn reach_use(&self, portfolio: &str, window: Duration) -> Result<ReachUse> {
+        cooperate().await;
+        let now = self.now_ms();
+        let window = millis(window);
+        let mut s = self.lock();
+        let counted = s.reach.entry(portfolio.to_owned()).or_default();
+        counted.retain(|_, at| *at > now.saturating_sub(window));
+        Ok(reach_use(counted, window))
+    }
+
+    async fn set_messaging_limit(&self, portfolio: &str, limit: MessagingLimit) -> Result<()> {
+        cooperate().await;
+        self.lock().limits.insert(portfolio.to_owned(), limit);
+        Ok(())
+    }
+
+    async fn messaging_limit(&self, portfolio: &str) -> Result<Option<MessagingLimit>> {
+        cooperate().await;
+        Ok(self.lock().limits.get(portfolio).copied())
     }
 
     async fn last_campaign(

@@ -1,0 +1,119 @@
+//! The messaging limit on Redis (ARCHITECTURE §13): a portfolio's users counted in the moving
+//! window (`reach.lua`, `unreach.lua`) and Meta's limit as last recorded.
+
+use std::time::Duration;
+
+use herald_core::{MessagingLimit, PhoneE164, millis};
+use herald_store::{Reach, ReachUse, Result, StoreError};
+use jiff::Timestamp;
+
+use crate::RedisStore;
+use crate::conn::Run;
+
+fn at(ms: i64) -> Result<Timestamp> {
+    Timestamp::from_millisecond(ms).map_err(|_| StoreError::Corrupt(format!("reach time {ms}")))
+}
+
+/// The use from a reply's first two numbers.
+fn reach_use(used: i64, frees_ms: i64) -> Result<ReachUse> {
+    Ok(ReachUse {
+        used: u64::try_from(used).unwrap_or(0),
+        frees_at: if frees_ms > 0 {
+            Some(at(frees_ms)?)
+        } else {
+            None
+        },
+    })
+}
+
+pub(crate) async fn reserve_reach(
+    store: &RedisStore,
+    portfolio: &str,
+    limit: u64,
+    window: Duration,
+    phones: &[PhoneE164],
+) -> Result<(Vec<Reach>, ReachUse)> {
+    let mut inv = store.scripts.reach.prepare_invoke();
+    inv.key(store.keys.reach(portfolio))
+        .arg(millis(window))
+        .arg(limit);
+    for p in phones {
+        inv.arg(p.as_u64());
+    }
+    let reply: Vec<i64> = inv.run(&mut store.conn().await?).await?;
+    let (Some(&used), Some(&frees)) = (reply.first(), reply.get(1)) else {
+        return Err(StoreError::Corrupt("reach reply".into()));
+    };
+    let answers = reply[2..]
+        .iter()
+        .map(|&r| match r {
+            0 => Ok(Reach::Counted),
+            -1 => Ok(Reach::Full),
+            ms => at(ms).map(Reach::Reserved),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if answers.len() != phones.len() {
+        return Err(StoreError::Corrupt("reach reply".into()));
+    }
+    Ok((answers, reach_use(used, frees)?))
+}
+
+pub(crate) async fn release_reach(
+    store: &RedisStore,
+    portfolio: &str,
+    phone: PhoneE164,
+    at: Timestamp,
+) -> Result<()> {
+    let _: i64 = store
+        .scripts
+        .unreach
+        .key(store.keys.reach(portfolio))
+        .arg(phone.as_u64())
+        .arg(at.as_millisecond())
+        .run(&mut store.conn().await?)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn reach_use_of(
+    store: &RedisStore,
+    portfolio: &str,
+    window: Duration,
+) -> Result<ReachUse> {
+    // The same script with no users: it drops those out of the window and counts.
+    let reply: Vec<i64> = store
+        .scripts
+        .reach
+        .key(store.keys.reach(portfolio))
+        .arg(millis(window))
+        .arg(0)
+        .run(&mut store.conn().await?)
+        .await?;
+    match reply.as_slice() {
+        [used, frees] => reach_use(*used, *frees),
+        _ => Err(StoreError::Corrupt("reach reply".into())),
+    }
+}
+
+pub(crate) async fn set_messaging_limit(
+    store: &RedisStore,
+    portfolio: &str,
+    limit: MessagingLimit,
+) -> Result<()> {
+    let value = limit
+        .users()
+        .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    redis::Cmd::hset(store.keys.limits(), portfolio, value)
+        .run::<()>(&mut store.conn().await?)
+        .await
+}
+
+pub(crate) async fn messaging_limit(
+    store: &RedisStore,
+    portfolio: &str,
+) -> Result<Option<MessagingLimit>> {
+    let v: Option<i64> = redis::Cmd::hget(store.keys.limits(), portfolio)
+        .run(&mut store.conn().await?)
+        .await?;
+    Ok(v.map(MessagingLimit::from_daily))
+}
