@@ -20,7 +20,7 @@ use crate::secret::Secret;
 
 pub const DEFAULT_API_BASE: &str = "https://graph.facebook.com";
 pub const DEFAULT_API_VERSION: &str = "v21.0";
-const PHONE_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,status,code_verification_status,name_status,platform_type,throughput";
+const PHONE_FIELDS: &str = "id,display_phone_number,verified_name,quality_rating,status,code_verification_status,name_status,platform_type,throughput,whatsapp_business_manager_messaging_limit";
 
 /// Everything the client needs; the binary builds it from configuration.
 #[derive(Debug, Clone)]

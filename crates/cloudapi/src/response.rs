@@ -156,6 +156,9 @@ pub struct PhoneNumberInfo {
     pub platform_type: Option<String>,
     #[serde(default)]
     pub throughput: Option<Throughput>,
+    /// The business portfolio's messaging limit, a tier name (`TIER_2K`, …).
+    #[serde(default)]
+    pub whatsapp_business_manager_messaging_limit: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

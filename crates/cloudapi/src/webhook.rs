@@ -47,6 +47,7 @@ pub enum ChangeValue {
     TemplateStatus(TemplateStatusUpdate),
     PhoneQuality(PhoneQualityUpdate),
     AccountUpdate(AccountUpdate),
+    Capability(BusinessCapabilityUpdate),
     /// A `field` Herald does not handle, or a value that did not parse, kept as received.
     Other(Box<RawValue>),
 }
@@ -416,6 +417,33 @@ pub struct PhoneQualityUpdate {
     pub current_limit: Option<String>,
     #[serde(default)]
     pub old_limit: Option<String>,
+    /// The portfolio's messaging limit after the change (-1: unlimited), where it changed.
+    #[serde(default)]
+    pub max_daily_conversations_per_business: Option<i64>,
+}
+
+/// `business_capability_update`: the business portfolio's limits changed.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BusinessCapabilityUpdate {
+    /// The messaging limit: unique users per moving 24 h outside open windows (-1:
+    /// unlimited).
+    #[serde(default)]
+    pub max_daily_conversations_per_business: Option<i64>,
+    /// The same per phone number, as Meta reported it before portfolio-wide limits (until
+    /// early 2026).
+    #[serde(default)]
+    pub max_daily_conversation_per_phone: Option<i64>,
+    #[serde(default)]
+    pub max_phone_numbers_per_business: Option<i64>,
+}
+
+impl BusinessCapabilityUpdate {
+    /// The messaging limit it sets, if it names one.
+    pub fn messaging_limit(&self) -> Option<herald_core::MessagingLimit> {
+        self.max_daily_conversations_per_business
+            .or(self.max_daily_conversation_per_phone)
+            .map(herald_core::MessagingLimit::from_daily)
+    }
 }
 
 /// `account_update`: bans, restrictions, partner changes. Only the event is typed.
@@ -510,6 +538,7 @@ impl ChangeValue {
             "message_template_status_update" => typed(&raw).map(Self::TemplateStatus),
             "phone_number_quality_update" => typed(&raw).map(Self::PhoneQuality),
             "account_update" => typed(&raw).map(Self::AccountUpdate),
+            "business_capability_update" => typed(&raw).map(Self::Capability),
             _ => None,
         };
         parsed.unwrap_or(Self::Other(raw))

@@ -208,10 +208,11 @@ async fn phone_number_info_and_debug_token() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v21.0/106540352242922"))
-        .and(query_param("fields", "id,display_phone_number,verified_name,quality_rating,status,code_verification_status,name_status,platform_type,throughput"))
+        .and(query_param("fields", "id,display_phone_number,verified_name,quality_rating,status,code_verification_status,name_status,platform_type,throughput,whatsapp_business_manager_messaging_limit"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "id": "106540352242922", "quality_rating": "GREEN", "status": "CONNECTED",
-            "verified_name": "Herald Test", "throughput": {"level": "STANDARD"}})))
+            "verified_name": "Herald Test", "throughput": {"level": "STANDARD"},
+            "whatsapp_business_manager_messaging_limit": "TIER_2K"})))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -226,6 +227,10 @@ async fn phone_number_info_and_debug_token() {
     let info = c.phone_number_info("106540352242922").await.unwrap();
     assert_eq!(info.quality_rating.as_deref(), Some("GREEN"));
     assert_eq!(info.throughput.unwrap().level.as_deref(), Some("STANDARD"));
+    assert_eq!(
+        info.whatsapp_business_manager_messaging_limit.as_deref(),
+        Some("TIER_2K")
+    );
     let token = c.debug_token().await.unwrap();
     assert!(token.is_valid);
     assert!(

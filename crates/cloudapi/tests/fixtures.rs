@@ -97,6 +97,10 @@ fn every_fixture_and_variant_parses_without_loss() {
                 ChangeValue::TemplateStatus(t) => assert!(!t.event.is_empty(), "{name}"),
                 ChangeValue::AccountUpdate(a) => assert!(!a.event.is_empty(), "{name}"),
                 ChangeValue::PhoneQuality(q) => assert!(!q.event.is_empty(), "{name}"),
+                ChangeValue::Capability(c) => assert!(
+                    c.messaging_limit().is_some() || c.max_phone_numbers_per_business.is_some(),
+                    "{name}"
+                ),
             }
         }
     }
@@ -425,4 +429,39 @@ fn vendored_fixtures_match_the_shared_originals() {
         std::fs::read(shared.join(spec)).unwrap(),
         std::fs::read(ours.join("meta-openapi-spec/business-messaging-api_v23.0.yaml")).unwrap()
     );
+}
+
+/// `business_capability_update` as Meta documents it: the portfolio-wide limit wins over the
+/// legacy per-number one, and -1 is unlimited.
+#[test]
+fn a_capability_update_names_the_messaging_limit() {
+    use herald_core::MessagingLimit;
+    let body = |value: &str| {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","time":1739321024,
+            "changes":[{{"field":"business_capability_update","value":{value}}}]}}]}}"#
+        )
+    };
+    let limit = |value: &str| {
+        let n = parse("capability", body(value).as_bytes());
+        match &n.entry[0].changes[0].value {
+            ChangeValue::Capability(c) => c.messaging_limit(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        limit(
+            r#"{"max_daily_conversation_per_phone":1000,"max_phone_numbers_per_business":2,"max_daily_conversations_per_business":2000}"#
+        ),
+        Some(MessagingLimit::Users(2000))
+    );
+    assert_eq!(
+        limit(r#"{"max_daily_conversation_per_phone":250}"#),
+        Some(MessagingLimit::Users(250))
+    );
+    assert_eq!(
+        limit(r#"{"max_daily_conversations_per_business":-1}"#),
+        Some(MessagingLimit::Unlimited)
+    );
+    assert_eq!(limit(r#"{"max_phone_numbers_per_business":2}"#), None);
 }

@@ -18,7 +18,7 @@ pub mod status;
 
 pub use ids::{CampaignId, IdError, JobId, WaMessageId, business_user_id};
 pub use lattice::{DeliveryDelta, DeliveryState, Progress, StatusEvent};
-pub use limit::MessagingLimit;
+pub use limit::{DEFAULT_PORTFOLIO, MessagingLimit, REACH_WINDOW};
 pub use phone::{PhoneE164, PhoneError};
 pub use recipient::{Recipient, Vars, VarsBuilder, VarsError};
 pub use spec::{

@@ -4,8 +4,16 @@
 //! a count (`max_daily_conversations_per_business` in webhooks, -1 for unlimited).
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// The portfolio of every phone number (and WhatsApp Business Account) the configuration does
+/// not place in another.
+pub const DEFAULT_PORTFOLIO: &str = "default";
+
+/// Meta's messaging limit counts unique users over a moving day.
+pub const REACH_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Unique users per moving 24 h outside open windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

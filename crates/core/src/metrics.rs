@@ -40,6 +40,9 @@ metrics! {
         "The send rate currently allowed per phone number (lowered after 130429, recovering).";
     SENDER_IN_FLIGHT_REQUESTS = "herald_sender_in_flight_requests", Gauge,
         "Send requests in flight.";
+    /// Labels: `portfolio` (configured names).
+    SENDER_MESSAGING_LIMIT_USED = "herald_sender_messaging_limit_used_users", Gauge,
+        "Unique users a portfolio messaged outside open windows in the moving 24 h, as counted against its messaging limit.";
     /// Labels: `campaign` (running campaigns only).
     SENDER_QUEUE_DEPTH_JOBS = "herald_sender_queue_depth_jobs", Gauge,
         "Jobs waiting to be sent per running campaign.";
@@ -160,6 +163,7 @@ pub const SEND_RESULTS: &[&str] = &[
     "throttled",
     "pair_limited",
     "pair_spaced",
+    "limit_wait",
     "in_doubt",
     "skipped",
     "released",

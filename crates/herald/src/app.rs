@@ -220,6 +220,7 @@ pub async fn run_on<S: Store>(
                 opt_out_keywords: cfg.webhook.opt_out_keywords.clone(),
                 opt_in_keywords: cfg.webhook.opt_in_keywords.clone(),
                 opt_in_reply: opt_in_reply(cfg)?,
+                portfolios: cfg.messaging_limit.waba_portfolios(),
             },
         ));
         let consumer = ConsumerConfig {
@@ -233,6 +234,7 @@ pub async fn run_on<S: Store>(
 
     if roles.sender {
         let client = Client::new(&cfg.client_config()).context("building the Cloud API client")?;
+        read_messaging_limits(cfg, &client, &*store).await;
         let sender = Sender::new(store.clone(), client, cfg.sender_config(None))?;
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -255,6 +257,53 @@ pub async fn run_on<S: Store>(
         tracing::warn!("shutdown deadline passed; unfinished work is left to lease expiry");
     }
     Ok(())
+}
+
+/// Reads Meta's messaging limit of each portfolio from one of its phone numbers (the
+/// configured number for the default portfolio) and records it in the store, where every
+/// worker's lanes find it. A number that cannot be read leaves the portfolio's limit as last
+/// recorded (by an earlier start or a webhook): said in the log, never fatal.
+async fn read_messaging_limits<S: Store>(cfg: &Config, client: &Client, store: &S) {
+    let mut numbers: Vec<(String, String)> = cfg
+        .messaging_limit
+        .portfolios
+        .iter()
+        .filter_map(|(name, p)| Some((name.clone(), p.phone_number_ids.first()?.clone())))
+        .collect();
+    if !cfg.whatsapp.phone_number_id.is_empty() {
+        let pnid = cfg.whatsapp.phone_number_id.clone();
+        let portfolio = cfg
+            .messaging_limit
+            .limit_config()
+            .portfolio_of(&pnid)
+            .to_owned();
+        if !numbers.iter().any(|(name, _)| *name == portfolio) {
+            numbers.push((portfolio, pnid));
+        }
+    }
+    for (portfolio, pnid) in numbers {
+        let tier = match client.phone_number_info(&pnid).await {
+            Ok(info) => info.whatsapp_business_manager_messaging_limit,
+            Err(e) => {
+                tracing::warn!(portfolio, error = %e, "could not read the messaging limit");
+                continue;
+            }
+        };
+        match tier
+            .as_deref()
+            .and_then(herald_core::MessagingLimit::from_tier)
+        {
+            Some(limit) => {
+                tracing::info!(portfolio, %limit, "messaging limit");
+                if let Err(e) = store.set_messaging_limit(&portfolio, limit).await {
+                    tracing::warn!(portfolio, error = %e, "could not record the messaging limit");
+                }
+            }
+            None => {
+                tracing::warn!(portfolio, tier = ?tier, "Meta reported no messaging limit Herald knows")
+            }
+        }
+    }
 }
 
 /// A consumer name stable for this host and process.

@@ -62,6 +62,7 @@ pub struct Config {
     pub server: Server,
     pub webhook: Webhook,
     pub metrics: MetricsSection,
+    pub messaging_limit: MessagingLimitSection,
     pub log: Log,
 }
 
@@ -257,6 +258,52 @@ impl Default for MetricsSection {
             campaign_retention_secs: d.retention.as_secs(),
             max_campaigns: d.max_campaigns,
         }
+    }
+}
+
+/// Meta's messaging limit (ARCHITECTURE §13): a cap below it, and which phone numbers and
+/// accounts share which business portfolio's limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagingLimitSection {
+    /// At most this many unique users per moving 24 h outside open windows, whatever Meta
+    /// allows (0: Meta's limit only). It never raises Meta's.
+    pub cap_users: u64,
+    /// Portfolio name → its phone numbers and accounts; the rest form `default`.
+    pub portfolios: BTreeMap<String, Portfolio>,
+}
+
+/// One business portfolio's phone numbers and WhatsApp Business Accounts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Portfolio {
+    pub phone_number_ids: Vec<String>,
+    pub waba_ids: Vec<String>,
+}
+
+impl MessagingLimitSection {
+    /// What the sender enforces.
+    pub fn limit_config(&self) -> herald_sender::LimitConfig {
+        herald_sender::LimitConfig {
+            portfolios: self
+                .portfolios
+                .iter()
+                .flat_map(|(name, p)| {
+                    p.phone_number_ids
+                        .iter()
+                        .map(|id| (id.clone(), name.clone()))
+                })
+                .collect(),
+            cap: (self.cap_users > 0).then_some(self.cap_users),
+        }
+    }
+
+    /// Account id → portfolio, for the limits Meta announces by webhook.
+    pub fn waba_portfolios(&self) -> std::collections::HashMap<String, String> {
+        self.portfolios
+            .iter()
+            .flat_map(|(name, p)| p.waba_ids.iter().map(|id| (id.clone(), name.clone())))
+            .collect()
     }
 }
 
@@ -521,6 +568,7 @@ impl Config {
             shutdown_deadline: Duration::from_secs(s.shutdown_deadline_secs),
             window_guard: Duration::from_millis(s.window_guard_ms),
             phone_number_ids,
+            messaging_limit: self.messaging_limit.limit_config(),
             ..SenderConfig::default()
         }
     }

@@ -8,7 +8,7 @@
 //! that died before acknowledging) changes nothing the second time. Anything that cannot be
 //! applied is counted and kept as a dead letter, never a reason to stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use herald_cloudapi::webhook::{
@@ -17,7 +17,8 @@ use herald_cloudapi::webhook::{
 use herald_cloudapi::{ErrorClass, code_label};
 use herald_core::metrics as m;
 use herald_core::{
-    JobId, PauseKind, PauseReason, PhoneE164, StatusEvent, WaMessageId, business_user_id,
+    DEFAULT_PORTFOLIO, JobId, MessagingLimit, PauseKind, PauseReason, PhoneE164, StatusEvent,
+    WaMessageId, business_user_id,
 };
 use herald_store::{Applied, Pricing, StatusUpdate, Store, StoreError, Why};
 
@@ -53,6 +54,9 @@ pub struct ReconcilerConfig {
     pub opt_in_keywords: Vec<String>,
     /// A text confirming an opt-in, and how to send it (`None`: no confirmation).
     pub opt_in_reply: Option<OptInReply>,
+    /// The business portfolio of each WhatsApp Business Account id, for the messaging limits
+    /// Meta announces by webhook; the others belong to the default portfolio.
+    pub portfolios: HashMap<String, String>,
 }
 
 impl Default for ReconcilerConfig {
@@ -61,6 +65,7 @@ impl Default for ReconcilerConfig {
             opt_out_keywords: vec!["STOP".into(), "UNSUBSCRIBE".into()],
             opt_in_keywords: vec!["START".into()],
             opt_in_reply: None,
+            portfolios: HashMap::new(),
         }
     }
 }
@@ -110,6 +115,17 @@ fn count(name: &'static str, label: &'static str, value: &'static str) {
 impl<S: Store> Reconciler<S> {
     pub fn new(store: Arc<S>, cfg: ReconcilerConfig) -> Self {
         Self { store, cfg }
+    }
+
+    /// Records the messaging limit Meta announced for the portfolio of WABA `waba`.
+    async fn new_limit(&self, waba: &str, limit: MessagingLimit) -> Result<(), StoreError> {
+        let portfolio = self
+            .cfg
+            .portfolios
+            .get(waba)
+            .map_or(DEFAULT_PORTFOLIO, String::as_str);
+        tracing::warn!(portfolio, %limit, "Meta changed the messaging limit");
+        self.store.set_messaging_limit(portfolio, limit).await
     }
 
     async fn dead(&self, reason: &'static str, payload: &[u8]) -> Result<(), StoreError> {
@@ -172,8 +188,18 @@ impl<S: Store> Reconciler<S> {
                                 }
                             }
                         }
+                        ChangeValue::Capability(c) => {
+                            count(m::RECONCILER_EVENTS_TOTAL, "field", "business_capability");
+                            if let Some(limit) = c.messaging_limit() {
+                                self.new_limit(&entry.id, limit).await?;
+                            }
+                        }
                         ChangeValue::PhoneQuality(q) => {
                             count(m::RECONCILER_EVENTS_TOTAL, "field", "phone_quality");
+                            if let Some(n) = q.max_daily_conversations_per_business {
+                                self.new_limit(&entry.id, MessagingLimit::from_daily(n))
+                                    .await?;
+                            }
                             let display = q.display_phone_number.as_deref().unwrap_or_default();
                             tracing::warn!(event = %q.event, limit = ?q.current_limit, "phone number quality update");
                             self.store

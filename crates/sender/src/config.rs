@@ -1,11 +1,43 @@
 //! The sender's settings (`[sender]` in `config/herald.toml`), with the defaults the documented
 //! configuration file gives.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use herald_core::{DEFAULT_PORTFOLIO, MessagingLimit};
 
 use herald_store::InDoubtPolicy;
 
 use crate::policy::Backoff;
+
+/// Meta's messaging limit (ARCHITECTURE §13): which business portfolio each phone number
+/// belongs to, and an optional cap below Meta's limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitConfig {
+    /// Phone number id → its portfolio; numbers not listed form [`DEFAULT_PORTFOLIO`].
+    pub portfolios: HashMap<String, String>,
+    /// At most this many unique users per moving 24 h outside open windows, whatever Meta's
+    /// limit (a safety margin: it never raises Meta's).
+    pub cap: Option<u64>,
+}
+
+impl LimitConfig {
+    /// The portfolio a phone number belongs to.
+    pub fn portfolio_of<'a>(&'a self, phone_number_id: &str) -> &'a str {
+        self.portfolios
+            .get(phone_number_id)
+            .map_or(DEFAULT_PORTFOLIO, String::as_str)
+    }
+
+    /// The budget to enforce given Meta's limit as recorded (`None`: never read): the lower
+    /// of it and the cap; `None` when neither limits anything.
+    pub fn effective(&self, meta: Option<MessagingLimit>) -> Option<u64> {
+        let cap = self
+            .cap
+            .map_or(MessagingLimit::Unlimited, MessagingLimit::Users);
+        meta.unwrap_or(MessagingLimit::Unlimited).min(cap).users()
+    }
+}
 
 /// Meta allows up to 1,000 messages per second per phone number.
 pub const MAX_MPS: u32 = 1000;
@@ -43,6 +75,7 @@ pub struct SenderConfig {
     /// on every worker; at least one must run them.
     pub maintenance: bool,
     pub maintenance_interval: Duration,
+    pub messaging_limit: LimitConfig,
 }
 
 impl Default for SenderConfig {
@@ -64,6 +97,7 @@ impl Default for SenderConfig {
             phone_number_ids: None,
             maintenance: true,
             maintenance_interval: Duration::from_secs(2),
+            messaging_limit: LimitConfig::default(),
         }
     }
 }
@@ -151,6 +185,25 @@ mod tests {
             ..SenderConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "window_guard_ms");
+    }
+
+    #[test]
+    fn the_limit_is_metas_lowered_by_the_cap() {
+        let mut l = LimitConfig::default();
+        assert_eq!(l.portfolio_of("1"), DEFAULT_PORTFOLIO);
+        assert_eq!(
+            l.effective(None),
+            None,
+            "unknown and uncapped: not enforced"
+        );
+        assert_eq!(l.effective(Some(MessagingLimit::Users(250))), Some(250));
+        l.cap = Some(200);
+        assert_eq!(l.effective(Some(MessagingLimit::Users(250))), Some(200));
+        assert_eq!(l.effective(Some(MessagingLimit::Users(50))), Some(50));
+        assert_eq!(l.effective(Some(MessagingLimit::Unlimited)), Some(200));
+        assert_eq!(l.effective(None), Some(200));
+        l.portfolios.insert("1".into(), "acme".into());
+        assert_eq!(l.portfolio_of("1"), "acme");
     }
 
     #[test]

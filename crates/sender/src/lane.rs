@@ -17,10 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use herald_cloudapi::{ErrorClass, Messages, code_label};
-use herald_core::{CampaignId, PauseKind, PhoneE164, SkipReason, WaMessageId, metrics as m};
+use herald_core::{
+    CampaignId, PauseKind, PhoneE164, REACH_WINDOW, SkipReason, WaMessageId, metrics as m,
+};
 use herald_store::{
-    ClaimRequest, JobRef, LeaseToken, Outcome, Pace, PairReservation, SendWant, SlotId, Store,
-    StoreError,
+    ClaimRequest, JobRef, LeaseToken, Outcome, Pace, PairReservation, Reach, SendWant, SlotId,
+    Store, StoreError,
 };
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -59,6 +61,9 @@ static ROUNDS: herald_core::repeated::Repeated = herald_core::repeated::Repeated
 const THROTTLE_ECHO: Duration = Duration::from_secs(1);
 /// The window over which the share of throttled requests is measured.
 const SAMPLE_SPAN: Duration = Duration::from_secs(1);
+/// While the messaging limit is spent, how often the lane looks again (the window moves on,
+/// or Meta raises the limit).
+const LIMIT_RECHECK: Duration = Duration::from_secs(10);
 /// How often the lane re-reads its campaigns' caps.
 const MIX_EVERY: Duration = Duration::from_secs(1);
 const IDLE_MIN: Duration = Duration::from_millis(50);
@@ -81,6 +86,9 @@ struct Ready {
     since: Instant,
     /// Set once the store has it as started (its pair spacing reserved at the same time).
     started_at: Option<Instant>,
+    /// When it was counted against the messaging limit, if this send counted it (given back
+    /// if Meta refuses the send).
+    reach: Option<Timestamp>,
     /// The send time the limiters gave it this round (the store's clock), its place in the
     /// number's window, and the pace it was planned at.
     slot: Option<(Timestamp, SlotId, Pace)>,
@@ -147,6 +155,12 @@ async fn mover<S: Store>(
 pub(crate) struct Lane<S: Store, M: Messages> {
     shared: Arc<Shared<S, M>>,
     pnid: Arc<str>,
+    /// The business portfolio whose messaging limit the number shares.
+    portfolio: Arc<str>,
+    /// The messaging-limit budget to enforce (re-read with the campaign mix); `None`: none.
+    limit: Option<u64>,
+    /// While the budget is spent: claim nothing before this.
+    limit_wait: Option<Instant>,
     ready: VecDeque<Ready>,
     rate: AdaptiveRate,
     rate_at: Instant,
@@ -171,9 +185,13 @@ impl<S: Store, M: Messages> Lane<S, M> {
         let (moves_tx, moves_rx) = mpsc::unbounded_channel();
         let pnid: Arc<str> = pnid.into();
         tokio::spawn(mover(shared.store.clone(), pnid.clone(), moves_rx));
+        let portfolio = shared.cfg.messaging_limit.portfolio_of(&pnid).into();
         Self {
             shared,
             pnid,
+            portfolio,
+            limit: None,
+            limit_wait: None,
             ready: VecDeque::new(),
             rate: AdaptiveRate::new(mps),
             rate_at: Instant::now(),
@@ -317,6 +335,9 @@ impl<S: Store, M: Messages> Lane<S, M> {
             .is_none_or(|t| now.duration_since(t) >= MIX_EVERY)
         {
             self.mix_at = Some(now);
+            if let Ok(meta) = self.shared.store.messaging_limit(&self.portfolio).await {
+                self.limit = self.shared.cfg.messaging_limit.effective(meta);
+            }
             if let Ok(running) = self.shared.store.running_campaigns().await {
                 let mine: Vec<_> = running
                     .iter()
@@ -347,7 +368,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
         // While the settler is behind (the store slow to take settlements), claim no more:
         // what this process holds stays bounded.
         let max = self.claim_size().min(self.shared.ledger.room());
-        if max == 0 {
+        if max == 0 || self.limit_wait.is_some_and(|t| Instant::now() < t) {
             return Ok(());
         }
         let jobs = self
@@ -389,31 +410,55 @@ impl<S: Store, M: Messages> Lane<S, M> {
         }
         let phones: Vec<PhoneE164> = jobs.iter().map(|h| h.job().phone).collect();
         let suppressed = self.shared.store.suppressed(&self.pnid, &phones).await?;
-        let free_form: Vec<usize> = (0..jobs.len())
-            .filter(|&i| {
-                infos
-                    .get(&jobs[i].job().id.campaign)
-                    .is_some_and(|c| c.free_form)
-            })
+        let free_form: Vec<bool> = jobs
+            .iter()
+            .map(|h| infos.get(&h.job().id.campaign).is_some_and(|c| c.free_form))
             .collect();
-        let mut window_open = vec![true; jobs.len()];
-        if !free_form.is_empty() {
-            let ff_phones: Vec<PhoneE164> =
-                free_form.iter().map(|&i| jobs[i].job().phone).collect();
-            let open = self
-                .shared
-                .store
-                .windows_open(&self.pnid, &ff_phones)
-                .await?;
-            for (&i, o) in free_form.iter().zip(open) {
-                window_open[i] = o;
+        // Whose window is open: free-form messages need one; with a messaging limit, a
+        // template to someone with an open window costs no budget.
+        let ask: Vec<usize> = (0..jobs.len())
+            .filter(|&i| self.limit.is_some() || free_form[i])
+            .collect();
+        let mut window_open: Vec<Option<bool>> = vec![None; jobs.len()];
+        if !ask.is_empty() {
+            let asked: Vec<PhoneE164> = ask.iter().map(|&i| jobs[i].job().phone).collect();
+            let open = self.shared.store.windows_open(&self.pnid, &asked).await?;
+            for (&i, o) in ask.iter().zip(open) {
+                window_open[i] = Some(o);
+            }
+        }
+        let mut reach: Vec<Option<Reach>> = vec![None; jobs.len()];
+        if let Some(limit) = self.limit {
+            let count: Vec<usize> = (0..jobs.len())
+                .filter(|&i| {
+                    !free_form[i]
+                        && window_open[i] == Some(false)
+                        && !suppressed.get(i).copied().unwrap_or(false)
+                })
+                .collect();
+            if !count.is_empty() {
+                let phones: Vec<PhoneE164> = count.iter().map(|&i| jobs[i].job().phone).collect();
+                let (answers, used) = self
+                    .shared
+                    .store
+                    .reserve_reach(&self.portfolio, limit, REACH_WINDOW, &phones)
+                    .await?;
+                for (&i, a) in count.iter().zip(answers) {
+                    reach[i] = Some(a);
+                }
+                metrics::gauge!(m::SENDER_MESSAGING_LIMIT_USED, "portfolio" => self.portfolio.to_string())
+                    .set(used.used as f64);
+                if reach.contains(&Some(Reach::Full)) {
+                    self.limit_spent(used.frees_at);
+                }
             }
         }
         let now = Instant::now();
+        let wait = self.limit_wait.map(|t| t.saturating_duration_since(now));
         for (i, held) in jobs.into_iter().enumerate() {
             let skip = if suppressed.get(i).copied().unwrap_or(false) {
                 Some(SkipReason::Suppressed)
-            } else if !window_open[i] {
+            } else if free_form[i] && window_open[i] == Some(false) {
                 Some(SkipReason::WindowClosed)
             } else {
                 None
@@ -423,6 +468,15 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 held.settle(Outcome::Skipped { reason });
                 continue;
             }
+            if reach[i] == Some(Reach::Full) {
+                count_send(&self.pnid, "limit_wait");
+                held.settle(Outcome::Deferred {
+                    delay: wait
+                        .unwrap_or(LIMIT_RECHECK)
+                        .max(Duration::from_millis(100)),
+                });
+                continue;
+            }
             // A campaign that could not be loaded was paused above: the job is released.
             if let Some(c) = infos.get(&held.job().id.campaign) {
                 self.ready.push_back(Ready {
@@ -430,6 +484,10 @@ impl<S: Store, M: Messages> Lane<S, M> {
                     held,
                     since: now,
                     started_at: None,
+                    reach: match reach[i] {
+                        Some(Reach::Reserved(at)) => Some(at),
+                        _ => None,
+                    },
                     slot: None,
                 });
             }
@@ -543,6 +601,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
             let send = SendTask {
                 shared: self.shared.clone(),
                 pnid: self.pnid.clone(),
+                portfolio: self.portfolio.clone(),
                 signals: self.signals.clone(),
             };
             self.sends.spawn(send.run(r, when, permit));
@@ -616,6 +675,27 @@ impl<S: Store, M: Messages> Lane<S, M> {
             }
         }
         Ok(out)
+    }
+
+    /// The messaging-limit budget is spent until `frees_at` (the store's clock): claim
+    /// nothing until then, or for [`LIMIT_RECHECK`] at most (the limit may rise meanwhile).
+    fn limit_spent(&mut self, frees_at: Option<Timestamp>) {
+        let until = frees_at.map_or(LIMIT_RECHECK, |t| {
+            self.clock
+                .local(t)
+                .saturating_duration_since(Instant::now())
+        });
+        let wait = until.clamp(Duration::from_millis(100), LIMIT_RECHECK);
+        if self.limit_wait.is_none_or(|t| t <= Instant::now()) {
+            tracing::warn!(
+                phone_number_id = %self.pnid,
+                portfolio = %self.portfolio,
+                limit = ?self.limit,
+                frees_at = ?frees_at,
+                "the messaging limit is spent; sends outside open windows wait"
+            );
+        }
+        self.limit_wait = Some(Instant::now() + wait);
     }
 
     /// Puts jobs back at the head of the ready queue, in order.

@@ -31,7 +31,7 @@ mod maintenance;
 pub mod policy;
 mod settler;
 
-pub use config::{ConfigError, MAX_MPS, SenderConfig};
+pub use config::{ConfigError, LimitConfig, MAX_MPS, SenderConfig};
 pub use maintenance::{Sweep, sweep};
 
 /// How long a lane with nothing to send keeps polling before it ends (the supervisor starts

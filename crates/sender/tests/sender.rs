@@ -662,3 +662,117 @@ async fn a_campaigns_own_cap_holds_beside_another_campaign() {
     assert!(busiest(&free_at, Duration::from_secs(1)) >= 65);
     rig.finish().await;
 }
+
+/// The portfolio's messaging limit (`TIER_250`), shared by two numbers with a campaign each,
+/// 400 unique recipients in all: exactly 250 are messaged and the rest wait, Meta never has
+/// to refuse one (131048); recipients with an open window go through without using budget.
+#[tokio::test(start_paused = true)]
+async fn the_messaging_limit_is_shared_by_the_portfolios_numbers() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.limits.messaging_tier = "TIER_250".into();
+    let mut second = sim.phone_numbers[0].clone();
+    second.id = "106540352242923".into();
+    second.display_phone_number = "+1 555-010-0002".into();
+    sim.phone_numbers.push(second.clone());
+    let rig = Rig::in_process(sim).await;
+    // Ten of the first campaign's recipients wrote in: their windows are open.
+    let open: Vec<_> = (400..410).map(phone).collect();
+    for p in &open {
+        rig.sim.inbound(&p.digits(), "hi").await;
+    }
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !rig
+        .store
+        .windows_open(PNID, &open)
+        .await
+        .unwrap()
+        .iter()
+        .all(|o| *o)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "inbound webhooks not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What the sender would have read from the Graph API at start.
+    rig.store
+        .set_messaging_limit(
+            herald_core::DEFAULT_PORTFOLIO,
+            herald_core::MessagingLimit::Users(250),
+        )
+        .await
+        .unwrap();
+    let mut first = recipients(0..200);
+    first.extend(recipients(400..410));
+    let a = rig
+        .campaign(template_spec("limit-a", "order_update", None), &first, true)
+        .await;
+    let b = rig
+        .campaign_on(
+            &second.id,
+            template_spec("limit-b", "order_update", None),
+            &recipients(200..400),
+            true,
+        )
+        .await;
+    let (stop, sender) = rig.sender(sender_config(500));
+    // Well past the point where the budget is spent and the lanes look again.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let o = rig.oracle().await;
+    assert_clean(&o, &["131048"]);
+    assert_eq!(o.reach_peak, 250, "{o:#?}");
+    assert_eq!(
+        o.accepted, 260,
+        "250 within the limit and 10 with open windows"
+    );
+    let (sa, sb) = (
+        rig.store.stats(&a).await.unwrap(),
+        rig.store.stats(&b).await.unwrap(),
+    );
+    assert_eq!(sa.accepted + sb.accepted, 260);
+    assert_eq!(
+        sa.pending + sb.pending,
+        150,
+        "the rest wait: {sa:#?} {sb:#?}"
+    );
+    let used = rig
+        .store
+        .reach_use(herald_core::DEFAULT_PORTFOLIO, herald_core::REACH_WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(used.used, 250);
+    assert!(used.frees_at.is_some());
+    for (id, stats) in [(&a, &sa), (&b, &sb)] {
+        if stats.pending > 0 {
+            assert_eq!(
+                rig.store.campaign(id).await.unwrap().status,
+                CampaignStatus::Running,
+                "waiting is not failing"
+            );
+        }
+        assert_eq!(stats.failed, 0);
+    }
+    // Meta raises the limit (and says so by webhook): the rest go on by themselves.
+    let SimHandle::InProcess(sim) = &rig.sim else {
+        unreachable!()
+    };
+    assert!(sim.set_tier("TIER_2K"));
+    for id in [&a, &b] {
+        let stats = rig.wait_status(id, CampaignStatus::Completed, LONG).await;
+        assert_eq!(stats.failed, 0, "{stats:#?}");
+    }
+    let o = rig.oracle().await;
+    assert_clean(&o, &["131048"]);
+    assert_eq!((o.accepted, o.reach_peak), (410, 400));
+    assert_eq!(
+        rig.store
+            .messaging_limit(herald_core::DEFAULT_PORTFOLIO)
+            .await
+            .unwrap(),
+        Some(herald_core::MessagingLimit::Users(2_000))
+    );
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}

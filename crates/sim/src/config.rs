@@ -61,6 +61,10 @@ pub struct Limits {
     pub pair_interval_ms: u64,
     /// … with bursts of this many borrowed against later quota (131056 beyond).
     pub pair_burst: u32,
+    /// The business portfolio's messaging limit, shared by every simulated number: unique
+    /// users messaged with a template outside an open window per moving 24 h (131048
+    /// beyond). A Meta tier name: `TIER_250`, `TIER_2K`, …, `TIER_UNLIMITED`.
+    pub messaging_tier: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +197,7 @@ impl Default for Limits {
         Self {
             pair_interval_ms: 6000,
             pair_burst: 1,
+            messaging_tier: "TIER_UNLIMITED".into(),
         }
     }
 }
@@ -299,6 +304,12 @@ impl SimConfig {
         }
         if self.phone_numbers.is_empty() {
             return Err(err("phone_numbers", "at least one is needed"));
+        }
+        if herald_core::MessagingLimit::from_tier(&self.limits.messaging_tier).is_none() {
+            return Err(err(
+                "limits.messaging_tier",
+                "must be a Meta tier (TIER_50, TIER_250, TIER_1K, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED)",
+            ));
         }
         for (i, p) in self.phone_numbers.iter().enumerate() {
             if p.id.is_empty() || !p.id.bytes().all(|b| b.is_ascii_digit()) {

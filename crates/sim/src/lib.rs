@@ -99,6 +99,12 @@ impl Sim {
         self.shared.inbound(phone_number_id, from, text);
     }
 
+    /// Changes the portfolio's messaging limit to a Meta tier and sends the capability webhook
+    /// Meta would; `false` for an unknown tier.
+    pub fn set_tier(&self, tier: &str) -> bool {
+        self.shared.set_tier(tier)
+    }
+
     /// Stops serving and waits for the accept loop to end.
     pub async fn shutdown(self) {
         self.shutdown.cancel();

@@ -27,6 +27,10 @@ pub struct SimStats {
     pub phone_numbers: BTreeMap<String, NumberStats>,
     /// The smallest gap between two accepted messages to one recipient.
     pub min_pair_gap_ms: Option<f64>,
+    /// The most unique users the portfolio had messaged outside open windows within a moving
+    /// 24 h, at any moment (what the messaging limit counts).
+    #[serde(default)]
+    pub reach_peak: u64,
     pub webhooks: WebhookStats,
     pub faults: FaultStats,
 }
@@ -146,6 +150,7 @@ pub(crate) struct Oracle {
     numbers: HashMap<String, Number>,
     last_accept: HashMap<(String, Box<str>), Instant>,
     min_pair_gap: Option<Duration>,
+    pub(crate) reach_peak: u64,
     pub(crate) webhooks: WebhookStats,
     pub(crate) faults: FaultStats,
 }
@@ -234,6 +239,7 @@ impl Oracle {
                 })
                 .collect(),
             min_pair_gap_ms: self.min_pair_gap.map(|g| g.as_secs_f64() * 1000.0),
+            reach_peak: self.reach_peak,
             webhooks: self.webhooks.clone(),
             faults: self.faults.clone(),
         }

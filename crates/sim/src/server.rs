@@ -49,6 +49,7 @@ pub(crate) fn router(shared: Arc<SimState>) -> Router {
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))
         .route("/_sim/inbound", post(inbound))
+        .route("/_sim/tier", post(tier))
         .with_state(shared)
 }
 
@@ -142,6 +143,7 @@ async fn phone_number(
         "name_status": "APPROVED",
         "platform_type": "CLOUD_API",
         "throughput": {"level": if p.mps >= 1000 { "HIGH" } else { "STANDARD" }},
+        "whatsapp_business_manager_messaging_limit": shared.tier(),
     });
     let out = match q.fields {
         None => all,
@@ -276,6 +278,25 @@ async fn inbound(
     }
     shared.inbound(&pnid, from, &m.text);
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct Tier {
+    tier: String,
+}
+
+/// Changes the portfolio's messaging limit (`{"tier": "TIER_2K"}`) and sends the capability
+/// webhook Meta would.
+async fn tier(State(shared): State<Arc<SimState>>, axum::Json(t): axum::Json<Tier>) -> Response {
+    if shared.set_tier(&t.tier) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"message": "tier: not a Meta tier"}})),
+        )
+            .into_response()
+    }
 }
 
 /// Serves until `shutdown`: one task per connection, HTTP/1.1 with keep-alive.

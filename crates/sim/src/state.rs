@@ -38,6 +38,11 @@ struct Limits {
     pairs: HashMap<(String, String), Pair>,
     /// Open 24 h windows: (phone number id, user) → when the user last wrote.
     windows: HashMap<(String, String), Instant>,
+    /// The portfolio's users messaged outside an open window → when, last (the messaging
+    /// limit counts them over a moving 24 h).
+    reach: HashMap<String, Instant>,
+    /// The messaging limit now (`None`: the configured tier; raised by [`SimState::set_tier`]).
+    tier: Option<String>,
 }
 
 /// State shared by the request handlers and the webhook sender.
@@ -253,6 +258,16 @@ impl SimState {
                 ),
             );
         }
+        if msg.message.is_template() && !self.window_open(pnid, to, now) && !self.reach(to, now) {
+            return reject(
+                131_048,
+                bad(
+                    131_048,
+                    "(#131048) Spam rate limit hit",
+                    "Message failed to send because there are restrictions on how many messages can be sent from this phone number. This may be because too many previous messages were blocked or flagged as spam.",
+                ),
+            );
+        }
         let mut fail_by_webhook = None;
         if !msg.message.is_template() && !self.window_open(pnid, to, now) {
             match self.cfg.window.mode {
@@ -308,6 +323,55 @@ impl SimState {
             return Answer::ProxyError(502);
         }
         Answer::Ok(answer)
+    }
+
+    /// The portfolio's messaging limit now, as Meta names it.
+    pub(crate) fn tier(&self) -> String {
+        self.limits(|l| l.tier.clone())
+            .unwrap_or_else(|| self.cfg.limits.messaging_tier.clone())
+    }
+
+    /// Changes the messaging limit (as Meta does when a business grows or its quality drops)
+    /// and announces it with a `business_capability_update` webhook, as Meta does.
+    pub(crate) fn set_tier(&self, tier: &str) -> bool {
+        let Some(limit) = herald_core::MessagingLimit::from_tier(tier) else {
+            return false;
+        };
+        self.limits(|l| l.tier = Some(tier.to_owned()));
+        let daily = limit
+            .users()
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        if let Some(p) = self.cfg.phone_numbers.first() {
+            self.webhooks.schedule(
+                Instant::now(),
+                &p.id,
+                Item::Change {
+                    field: "business_capability_update",
+                    value: json!({"max_daily_conversations_per_business": daily}),
+                },
+            );
+        }
+        true
+    }
+
+    /// Counts `user` against the messaging limit: whether the message may go (the user was
+    /// counted already, or there is room).
+    fn reach(&self, user: &str, now: Instant) -> bool {
+        let limit = herald_core::MessagingLimit::from_tier(&self.tier())
+            .and_then(herald_core::MessagingLimit::users);
+        let day = Duration::from_secs(24 * 3600);
+        let (ok, used) = self.limits(|l| {
+            l.reach
+                .retain(|_, at| now.saturating_duration_since(*at) < day);
+            let ok = l.reach.contains_key(user)
+                || limit.is_none_or(|limit| (l.reach.len() as u64) < limit);
+            if ok {
+                l.reach.insert(user.to_owned(), now);
+            }
+            (ok, l.reach.len() as u64)
+        });
+        self.oracle(|o| o.reach_peak = o.reach_peak.max(used));
+        ok
     }
 
     /// How long the answer to this request takes: the configured latency plus jitter drawn

@@ -72,6 +72,11 @@ pub(crate) enum Item {
         contact: Value,
         message: Value,
     },
+    /// A change of another field (`business_capability_update`, …), sent as its own change.
+    Change {
+        field: &'static str,
+        value: Value,
+    },
 }
 
 #[derive(Debug)]
@@ -229,6 +234,7 @@ fn envelope(cfg: &SimConfig, pnid: &str, items: &[Item]) -> (Vec<u8>, u64, u64) 
     let mut statuses: Vec<&StatusOut> = Vec::new();
     let mut messages: Vec<&Value> = Vec::new();
     let mut contacts: Vec<&Value> = Vec::new();
+    let mut others: Vec<Value> = Vec::new();
     for item in items {
         match item {
             Item::Status(s) => statuses.push(s),
@@ -236,6 +242,7 @@ fn envelope(cfg: &SimConfig, pnid: &str, items: &[Item]) -> (Vec<u8>, u64, u64) 
                 contacts.push(contact);
                 messages.push(message);
             }
+            Item::Change { field, value } => others.push(json!({"field": field, "value": value})),
         }
     }
     #[derive(serde::Serialize)]
@@ -257,9 +264,13 @@ fn envelope(cfg: &SimConfig, pnid: &str, items: &[Item]) -> (Vec<u8>, u64, u64) 
         contacts,
         messages,
     };
+    let mut changes = others;
+    if n_statuses + n_messages > 0 {
+        changes.insert(0, json!({"value": value, "field": "messages"}));
+    }
     let body = json!({
         "object": "whatsapp_business_account",
-        "entry": [{"id": cfg.waba_id, "changes": [{"value": value, "field": "messages"}]}],
+        "entry": [{"id": cfg.waba_id, "changes": changes}],
     });
     (
         serde_json::to_vec(&body).unwrap_or_default(),

@@ -9,6 +9,7 @@ use super::*;
 pub(super) struct SendTask<S, M> {
     pub(super) shared: Arc<Shared<S, M>>,
     pub(super) pnid: Arc<str>,
+    pub(super) portfolio: Arc<str>,
     pub(super) signals: Arc<Signals>,
 }
 
@@ -53,7 +54,7 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS).decrement(1.0);
         // Boxed for the same reason: its store calls are large futures, rarely made.
-        Box::pin(self.outcome(&mut r.held, result)).await;
+        Box::pin(self.outcome(&mut r.held, r.reach, result)).await;
         r.held.settle_decided();
         drop(permit);
     }
@@ -101,6 +102,7 @@ impl<S: Store, M: Messages> SendTask<S, M> {
     async fn outcome(
         &self,
         held: &mut Held,
+        reach: Option<Timestamp>,
         result: Result<herald_cloudapi::SendResponse, herald_cloudapi::Error>,
     ) {
         let e = match result {
@@ -225,6 +227,18 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         {
             // The reservation then simply runs out.
             tracing::debug!(error = %err, "could not give a pair reservation back");
+        }
+        // Nor did it count against the messaging limit.
+        if refused
+            && let Some(at) = reach
+            && let Err(err) = self
+                .shared
+                .store
+                .release_reach(&self.portfolio, phone, at)
+                .await
+        {
+            // It then stays counted for the day: the budget errs on the safe side.
+            tracing::debug!(error = %err, "could not give a messaging-limit place back");
         }
     }
 }

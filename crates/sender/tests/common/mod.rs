@@ -288,6 +288,17 @@ impl<S: Store> Rig<S> {
         people: &[Recipient],
         start: bool,
     ) -> CampaignId {
+        self.campaign_on(PNID, spec, people, start).await
+    }
+
+    /// The same on another phone number.
+    pub async fn campaign_on(
+        &self,
+        phone_number_id: &str,
+        spec: CampaignSpec,
+        people: &[Recipient],
+        start: bool,
+    ) -> CampaignId {
         let template = spec.message.get("template").map(|t| {
             format!(
                 "{}:{}",
@@ -299,7 +310,7 @@ impl<S: Store> Rig<S> {
             .store
             .create_campaign(NewCampaign {
                 spec,
-                phone_number_id: PNID.into(),
+                phone_number_id: phone_number_id.into(),
                 template,
             })
             .await
