@@ -756,3 +756,67 @@ async fn suppression_lists_go_in_and_out() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     api.cleanup().await;
 }
+
+/// A template campaign shows its place in the portfolio's messaging limit: at upload, how
+/// many fit now and when the rest would; while it runs with the budget spent, that it waits,
+/// how many, and when the next place frees.
+#[tokio::test]
+async fn the_messaging_limit_is_shown_at_upload_and_while_waiting() {
+    use herald_core::{DEFAULT_PORTFOLIO, MessagingLimit, REACH_WINDOW};
+    let api = Api::new().await;
+    api.store
+        .set_messaging_limit(DEFAULT_PORTFOLIO, MessagingLimit::Users(2))
+        .await
+        .unwrap();
+    let id = api.create(template_spec("limited")).await;
+    let csv = "phone,first_name\n+447912300001,Ann\n+447912300002,Bob\n+447912300003,Cy\n";
+    let (status, v) = api.upload(&id, csv).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let l = &v["messaging_limit"];
+    assert_eq!(
+        (l["limit"].as_u64(), l["used"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+    assert_eq!(
+        (l["fit_now"].as_u64(), l["waiting"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    let by: jiff::Timestamp = l["all_fit_by"].as_str().expect("an ETA").parse().unwrap();
+    assert!(
+        by > jiff::Timestamp::now() + std::time::Duration::from_secs(23 * 3600),
+        "{by}"
+    );
+
+    // Two users messaged (by any campaign of the portfolio): the budget is spent.
+    let two: Vec<_> = ["+447700900001", "+447700900002"]
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    api.store
+        .reserve_reach(DEFAULT_PORTFOLIO, 2, REACH_WINDOW, &two)
+        .await
+        .unwrap();
+    let (_, v) = api
+        .json("POST", &format!("/v1/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(v["waiting_for"], "messaging_limit", "{v}");
+    let l = &v["messaging_limit"];
+    assert_eq!(
+        (l["available"].as_u64(), l["waiting"].as_u64()),
+        (Some(0), Some(3)),
+        "{v}"
+    );
+    assert!(l["next_frees_at"].is_string(), "{v}");
+
+    // A free-form campaign is not concerned (it needs an open window anyway).
+    let text = api
+        .create(json!({"name": "text", "message": {"type": "text", "text": {"body": "hi"}}}))
+        .await;
+    let (_, v) = api
+        .json("GET", &format!("/v1/campaigns/{text}"), None)
+        .await;
+    assert!(v.get("messaging_limit").is_none(), "{v}");
+    api.cleanup().await;
+}

@@ -95,6 +95,33 @@ pub(crate) async fn reach_use_of(
     }
 }
 
+pub(crate) async fn reach_frees(
+    store: &RedisStore,
+    portfolio: &str,
+    window: Duration,
+    n: u64,
+) -> Result<Option<Timestamp>> {
+    let Some(i) = n.checked_sub(1) else {
+        return Ok(None);
+    };
+    // Users out of the window are dropped first, so the index counts those still in it.
+    let use_now = reach_use_of(store, portfolio, window).await?;
+    if i >= use_now.used {
+        return Ok(None);
+    }
+    let found: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        .arg(store.keys.reach(portfolio))
+        .arg(i)
+        .arg(i)
+        .arg("WITHSCORES")
+        .run(&mut store.conn().await?)
+        .await?;
+    found
+        .first()
+        .map(|(_, ms)| at(ms.saturating_add(i64::try_from(millis(window)).unwrap_or(i64::MAX))))
+        .transpose()
+}
+
 pub(crate) async fn set_messaging_limit(
     store: &RedisStore,
     portfolio: &str,

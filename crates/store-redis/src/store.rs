@@ -35,6 +35,15 @@ impl Store for RedisStore {
         reach::reach_use_of(self, portfolio, window).await
     }
 
+    async fn reach_frees(
+        &self,
+        portfolio: &str,
+        window: Duration,
+        n: u64,
+    ) -> Result<Option<Timestamp>> {
+        reach::reach_frees(self, portfolio, window, n).await
+    }
+
     async fn set_messaging_limit(&self, portfolio: &str, limit: MessagingLimit) -> Result<()> {
         reach::set_messaging_limit(self, portfolio, limit).await
     }

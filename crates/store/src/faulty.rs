@@ -504,6 +504,19 @@ impl<S: Store> Store for Faulty<S> {
         call!(self, "reach_use", self.inner.reach_use(portfolio, window))
     }
 
+    async fn reach_frees(
+        &self,
+        portfolio: &str,
+        window: Duration,
+        n: u64,
+    ) -> Result<Option<Timestamp>> {
+        call!(
+            self,
+            "reach_frees",
+            self.inner.reach_frees(portfolio, window, n)
+        )
+    }
+
     async fn set_messaging_limit(&self, portfolio: &str, limit: MessagingLimit) -> Result<()> {
         call!(
             self,

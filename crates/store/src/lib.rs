@@ -376,6 +376,15 @@ pub trait Store: Send + Sync + 'static {
         window: Duration,
     ) -> impl Future<Output = Result<ReachUse>> + Send;
 
+    /// When `n` places of `portfolio`'s budget will have freed as the window moves on (the
+    /// `n`-th earliest counted user leaves it); `None` when fewer than `n` are counted.
+    fn reach_frees(
+        &self,
+        portfolio: &str,
+        window: Duration,
+        n: u64,
+    ) -> impl Future<Output = Result<Option<Timestamp>>> + Send;
+
     /// Records Meta's messaging limit for `portfolio` (read from the Graph API or a webhook).
     fn set_messaging_limit(
         &self,

@@ -186,6 +186,7 @@ fn print_summary(s: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> 
             n("already_present")
         )?;
     }
+    print_limit(&s["messaging_limit"], out)?;
     if let Some(rejects) = s["rejects"].as_array().filter(|r| !r.is_empty()) {
         writeln!(
             out,
@@ -249,6 +250,33 @@ pub fn print_campaign(c: &Value, out: &mut dyn std::io::Write) -> anyhow::Result
         let parts: Vec<String> = errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         writeln!(out, "  errors      {}", parts.join(", "))?;
     }
+    print_limit(&c["messaging_limit"], out)?;
+    Ok(())
+}
+
+/// The campaign's place in its portfolio's messaging limit, when one is enforced.
+fn print_limit(l: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let Some(limit) = l["limit"].as_u64() else {
+        return Ok(());
+    };
+    let n = |k: &str| l[k].as_u64().unwrap_or(0);
+    write!(
+        out,
+        "messaging limit ({}): {} of {limit} users used in the last 24 h; {} fit now, {} wait",
+        l["portfolio"].as_str().unwrap_or("default"),
+        n("used"),
+        n("fit_now"),
+        n("waiting"),
+    )?;
+    if n("waiting") > 0 {
+        if let Some(t) = l["next_frees_at"].as_str() {
+            write!(out, "; the next place frees at {t}")?;
+        }
+        if let Some(t) = l["all_fit_by"].as_str() {
+            write!(out, "; all fit by about {t}")?;
+        }
+    }
+    writeln!(out)?;
     Ok(())
 }
 
@@ -436,4 +464,29 @@ async fn download(api: &ApiClient, path: &str, out: &mut dyn std::io::Write) -> 
         out.write_all(&chunk.context("reading the report")?)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_campaign_says_so() {
+        let c = serde_json::json!({
+            "id": "c1", "name": "n", "status": "running", "stats": {"pending": 3},
+            "messaging_limit": {"portfolio": "default", "limit": 250, "used": 250, "available": 0,
+                "fit_now": 0, "waiting": 3, "next_frees_at": "2026-12-03T10:00:00Z",
+                "all_fit_by": "2026-12-03T11:00:00Z"}
+        });
+        let mut out = Vec::new();
+        print_campaign(&c, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("messaging limit (default): 250 of 250 users used in the last 24 h; 0 fit now, 3 wait; the next place frees at 2026-12-03T10:00:00Z"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        print_campaign(&serde_json::json!({"stats": {}}), &mut out).unwrap();
+        assert!(!String::from_utf8(out).unwrap().contains("messaging limit"));
+    }
 }

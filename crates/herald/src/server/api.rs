@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 pub use crate::server::error::ApiError;
-use crate::server::upload;
+use crate::server::{limit, upload};
 
 /// Checks that the store answers (for `/readyz`).
 pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
@@ -48,6 +48,8 @@ pub struct ApiState<S> {
     pub max_upload_recipients: usize,
     /// Upload rejects stored per campaign (every one is counted).
     pub max_stored_rejects: usize,
+    /// Which portfolio's messaging limit each number shares, and the configured cap.
+    pub messaging_limit: herald_sender::LimitConfig,
 }
 
 impl<S: Store> ApiState<S> {
@@ -70,6 +72,7 @@ impl<S: Store> ApiState<S> {
             body_idle_timeout: std::time::Duration::from_millis(s.body_idle_timeout_ms),
             max_upload_recipients: s.max_upload_recipients,
             max_stored_rejects: s.max_stored_rejects,
+            messaging_limit: cfg.messaging_limit.limit_config(),
         }
     }
 }
@@ -233,14 +236,21 @@ fn campaign_id(raw: &str) -> Result<CampaignId, ApiError> {
     })
 }
 
-/// A campaign with its stats, as the API shows it.
-async fn view<S: Store>(store: &S, c: &Campaign) -> Result<Value, ApiError> {
-    let stats = store.stats(&c.id).await?;
+/// A campaign with its stats and its place in the messaging limit, as the API shows it.
+async fn view<S: Store>(state: &ApiState<S>, c: &Campaign) -> Result<Value, ApiError> {
+    let stats = state.store.stats(&c.id).await?;
     let mut v = serde_json::to_value(c)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let limit = limit::view(&*state.store, &state.messaging_limit, c, stats.pending).await?;
     v["stats"] = serde_json::to_value(stats).unwrap_or(Value::Null);
     if let Some(r) = &c.pause_reason {
         v["status_reason"] = Value::String(r.to_string());
+    }
+    if let Some(l) = limit {
+        if l.waiting > 0 && c.status == CampaignStatus::Running {
+            v["waiting_for"] = Value::String("messaging_limit".into());
+        }
+        v["messaging_limit"] = serde_json::to_value(l).unwrap_or(Value::Null);
     }
     Ok(v)
 }
@@ -264,7 +274,7 @@ async fn create<S: Store>(
         campaign
     };
     tracing::info!(campaign = %campaign.id, name = %campaign.name, "campaign created");
-    let v = view(&*state.store, &campaign).await?;
+    let v = view(&state, &campaign).await?;
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
 }
 
@@ -347,7 +357,7 @@ async fn list<S: Store>(State(state): State<AppState<S>>) -> Result<Response, Ap
     let campaigns = state.store.list_campaigns().await?;
     let mut out = Vec::with_capacity(campaigns.len());
     for c in &campaigns {
-        out.push(view(&*state.store, c).await?);
+        out.push(view(&state, c).await?);
     }
     Ok(axum::Json(json!({ "campaigns": out })).into_response())
 }
@@ -358,7 +368,7 @@ async fn show<S: Store>(
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
     let c = state.store.campaign(&id).await?;
-    Ok(axum::Json(view(&*state.store, &c).await?).into_response())
+    Ok(axum::Json(view(&state, &c).await?).into_response())
 }
 
 async fn action<S: Store>(
@@ -382,7 +392,7 @@ async fn action<S: Store>(
     let status = state.store.transition(&id, action, reason).await?;
     tracing::info!(campaign = %id, ?action, ?status, "campaign transition");
     let c = state.store.campaign(&id).await?;
-    Ok(axum::Json(view(&*state.store, &c).await?).into_response())
+    Ok(axum::Json(view(&state, &c).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -428,6 +438,13 @@ async fn recipients<S: Store>(
         },
     )
     .await?;
+    let mut result = result;
+    // How many of the campaign's recipients fit in the messaging limit now.
+    let campaign = state.store.campaign(&id).await?;
+    let pending = state.store.stats(&id).await?.pending;
+    if let Some(l) = limit::view(&*state.store, &state.messaging_limit, &campaign, pending).await? {
+        result["messaging_limit"] = serde_json::to_value(l).unwrap_or(Value::Null);
+    }
     Ok(axum::Json(result).into_response())
 }
 

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod campaign_metrics;
 pub mod error;
+pub mod limit;
 pub mod listen;
 pub mod report;
 pub mod suppressions;

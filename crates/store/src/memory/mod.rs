@@ -1048,6 +1048,35 @@ impl Store for MemoryStore {
         Ok(reach_use(counted, window))
     }
 
+    async fn reach_frees(
+        &self,
+        portfolio: &str,
+        window: Duration,
+        n: u64,
+    ) -> Result<Option<Timestamp>> {
+        cooperate().await;
+        let Some(i) = usize::try_from(n).ok().and_then(|n| n.checked_sub(1)) else {
+            return Ok(None);
+        };
+        let now = self.now_ms();
+        let window = millis(window);
+        let s = self.lock();
+        let mut times: Vec<i64> = s
+            .reach
+            .get(portfolio)
+            .map(|c| {
+                c.values()
+                    .copied()
+                    .filter(|at| *at > now - window)
+                    .collect()
+            })
+            .unwrap_or_default();
+        times.sort_unstable();
+        Ok(times
+            .get(i)
+            .and_then(|at| Timestamp::from_millisecond(at + window).ok()))
+    }
+
     async fn set_messaging_limit(&self, portfolio: &str, limit: MessagingLimit) -> Result<()> {
         cooperate().await;
         self.lock().limits.insert(portfolio.to_owned(), limit);
