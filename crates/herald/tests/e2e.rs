@@ -311,6 +311,8 @@ fn doctor_passes_and_fails_with_the_fix() {
         "pass webhook subscription",
         "pass templates approved",
         "pass app secret set",
+        "pass messaging limit",
+        "TIER_UNLIMITED (unlimited) for portfolio default; Herald enforces none",
     ] {
         assert!(report.contains(line), "{line:?} in\n{report}");
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use herald_cloudapi::{Client, Error};
+use herald_store::Store;
 use serde_json::Value;
 
 use crate::config::Config;
@@ -84,7 +85,55 @@ pub async fn run(cfg: &Config) -> Vec<Check> {
     checks.push(subscription(cfg).await);
     checks.push(templates(cfg).await);
     checks.push(store(cfg).await);
+    if !w.phone_number_id.is_empty() {
+        checks.push(messaging_limit(cfg, &client).await);
+    }
     checks
+}
+
+/// The portfolio's messaging limit as Meta reports it, and how much of it Herald counted in
+/// the last 24 h (when the store can be reached).
+async fn messaging_limit(cfg: &Config, client: &Client) -> Check {
+    const NAME: &str = "messaging limit";
+    let pnid = &cfg.whatsapp.phone_number_id;
+    let tier = match client.phone_number_info(pnid).await {
+        Ok(info) => info.whatsapp_business_manager_messaging_limit,
+        Err(e) => return fail(NAME, explain(&e)),
+    };
+    let Some(limit) = tier
+        .as_deref()
+        .and_then(herald_core::MessagingLimit::from_tier)
+    else {
+        return fail(
+            NAME,
+            format!(
+                "Meta reported {tier:?}, which Herald does not know: sends outside open \
+                 windows are capped only by messaging_limit.cap_users"
+            ),
+        );
+    };
+    let limits = cfg.messaging_limit.limit_config();
+    let portfolio = limits.portfolio_of(pnid);
+    let enforced = limits
+        .effective(Some(limit))
+        .map_or("none".to_owned(), |n| n.to_string());
+    let used = match cfg.store.backend {
+        crate::config::Backend::Redis => match crate::app::connect(cfg).await {
+            Ok(s) => match s.reach_use(portfolio, herald_core::REACH_WINDOW).await {
+                Ok(u) => format!("{} users counted in the last 24 h", u.used),
+                Err(e) => format!("today's use unknown ({e})"),
+            },
+            Err(_) => "today's use unknown (no store)".to_owned(),
+        },
+        crate::config::Backend::Memory => "today's use is kept in memory only".to_owned(),
+    };
+    pass(
+        NAME,
+        format!(
+            "{} ({limit}) for portfolio {portfolio}; Herald enforces {enforced}; {used}",
+            tier.unwrap_or_default()
+        ),
+    )
 }
 
 async fn token(client: &Client) -> Check {
