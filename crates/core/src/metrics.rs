@@ -172,7 +172,12 @@ pub const SEND_RESULTS: &[&str] = &[
 ];
 
 /// Values of `kind` on [`SENDER_PAUSES_TOTAL`].
-pub const PAUSE_KINDS: &[&str] = &["campaign_fatal", "sender_fatal", "template_status"];
+pub const PAUSE_KINDS: &[&str] = &[
+    "campaign_fatal",
+    "sender_fatal",
+    "template_status",
+    "messaging_limit",
+];
 
 /// Values of `outcome` on [`SENDER_IN_DOUBT_EXPIRED_TOTAL`].
 pub const IN_DOUBT_OUTCOMES: &[&str] = &["resent", "failed"];

@@ -144,6 +144,10 @@ pub enum PauseKind {
     SenderFatal,
     /// Meta paused, disabled or rejected the campaign's template.
     TemplateStatus,
+    /// Meta refused a send for the portfolio's messaging limit (131048) although Herald's
+    /// budget had room (another sender shares the portfolio, or Meta lowered the limit):
+    /// every campaign of the portfolio is paused for an operator to look.
+    MessagingLimit,
 }
 
 impl PauseReason {
@@ -171,6 +175,7 @@ impl fmt::Display for PauseReason {
             PauseKind::CampaignFatal => "campaign-fatal error",
             PauseKind::SenderFatal => "sender-fatal error",
             PauseKind::TemplateStatus => "template status changed",
+            PauseKind::MessagingLimit => "the portfolio's messaging limit is spent by Meta's count",
         };
         f.write_str(kind)?;
         if let Some(code) = self.code {

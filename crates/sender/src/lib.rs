@@ -308,6 +308,49 @@ impl<S: Store, M: Messages> Shared<S, M> {
         }
     }
 
+    /// Pauses every running campaign of a portfolio's numbers, once.
+    async fn pause_portfolio(&self, portfolio: &str, reason: PauseReason) {
+        if !self.first_to_pause(format!("portfolio:{portfolio}")) {
+            return;
+        }
+        let numbers: std::collections::BTreeSet<String> = match self.store.running_campaigns().await
+        {
+            Ok(running) => running
+                .into_iter()
+                .map(|c| c.phone_number_id)
+                .filter(|p| self.cfg.messaging_limit.portfolio_of(p) == portfolio)
+                .collect(),
+            Err(e) => {
+                tracing::error!(portfolio, error = %e, "could not list the portfolio's campaigns to pause them");
+                if let Ok(mut m) = self.pausing.lock() {
+                    m.remove(&format!("portfolio:{portfolio}"));
+                }
+                return;
+            }
+        };
+        let mut paused = 0;
+        for pnid in &numbers {
+            match self
+                .store
+                .pause_matching(Some(pnid), None, reason.clone())
+                .await
+            {
+                Ok(p) => paused += p.len(),
+                Err(e) => {
+                    tracing::error!(portfolio, error = %e, "could not pause a number's campaigns")
+                }
+            }
+        }
+        metrics::counter!(herald_core::metrics::SENDER_PAUSES_TOTAL, "kind" => "messaging_limit")
+            .increment(paused as u64);
+        tracing::error!(
+            portfolio,
+            campaigns = paused,
+            reason = %reason,
+            "Meta refused a send for the messaging limit (131048): every campaign of the portfolio paused"
+        );
+    }
+
     fn pause_reason(kind: PauseKind, code: Option<i64>, detail: String) -> PauseReason {
         match code {
             Some(c) => PauseReason::from_code(kind, c, detail),

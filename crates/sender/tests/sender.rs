@@ -776,3 +776,42 @@ async fn the_messaging_limit_is_shared_by_the_portfolios_numbers() {
     sender.await.unwrap();
     rig.finish().await;
 }
+
+/// Herald does not know the limit (no tier read, no cap) and Meta refuses with 131048: that
+/// is the portfolio's limit by Meta's count, so every campaign of the portfolio pauses, on
+/// both numbers, with the reason; none is failed.
+#[tokio::test(start_paused = true)]
+async fn metas_131048_pauses_the_whole_portfolio() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.limits.messaging_tier = "TIER_50".into();
+    let mut second = sim.phone_numbers[0].clone();
+    second.id = "106540352242923".into();
+    sim.phone_numbers.push(second.clone());
+    let rig = Rig::in_process(sim).await;
+    let a = rig
+        .campaign(template_spec("mine", "order_update", None), &recipients(0..100), true)
+        .await;
+    let b = rig
+        .campaign_on(
+            &second.id,
+            template_spec("theirs", "order_update", None),
+            &recipients(100..200),
+            true,
+        )
+        .await;
+    let (stop, sender) = rig.sender(sender_config(50));
+    for id in [&a, &b] {
+        let stats = rig.wait_status(id, CampaignStatus::Paused, LONG).await;
+        assert_eq!(stats.failed, 0, "{stats:#?}");
+        let reason = rig.store.campaign(id).await.unwrap().pause_reason.unwrap();
+        assert_eq!(
+            (reason.kind, reason.code),
+            (PauseKind::MessagingLimit, Some(131_048))
+        );
+    }
+    let o = rig.oracle().await;
+    assert_eq!(o.accepted, 50, "{o:#?}");
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}

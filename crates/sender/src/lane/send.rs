@@ -205,6 +205,15 @@ impl<S: Store, M: Messages> SendTask<S, M> {
                 count_send(&self.pnid, "in_doubt");
                 held.decided(Outcome::InDoubt);
             }
+            // Meta counts the portfolio's messaging limit spent: every number of the
+            // portfolio would be refused the same way.
+            Decision::PauseCampaign if code == Some(131_048) => {
+                count_send(&self.pnid, "paused");
+                held.decided(Outcome::Released);
+                let reason =
+                    Shared::<S, M>::pause_reason(PauseKind::MessagingLimit, code, detail());
+                self.shared.pause_portfolio(&self.portfolio, reason).await;
+            }
             Decision::PauseCampaign => {
                 count_send(&self.pnid, "paused");
                 held.decided(Outcome::Released);
