@@ -22,17 +22,22 @@ pub enum SkipReason {
     Suppressed,
     /// At send time: a free-form message and no open 24 h window.
     WindowClosed,
-    /// At send time: Meta declined it for a per-user marketing limit (131049, 130472).
+    /// At send time: Meta declined it for the user's marketing limit (131049): not a
+    /// failure, and not billed.
     FrequencyCapped,
+    /// At send time: the user is in one of Meta's marketing experiments (130472) and gets no
+    /// marketing message: not a failure, not billed, never retried.
+    Experiment,
 }
 
 impl SkipReason {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Duplicate,
         Self::Invalid,
         Self::Suppressed,
         Self::WindowClosed,
         Self::FrequencyCapped,
+        Self::Experiment,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +47,7 @@ impl SkipReason {
             Self::Suppressed => "suppressed",
             Self::WindowClosed => "window_closed",
             Self::FrequencyCapped => "frequency_capped",
+            Self::Experiment => "experiment",
         }
     }
 
@@ -58,6 +64,8 @@ pub struct Skipped {
     pub suppressed: u64,
     pub window_closed: u64,
     pub frequency_capped: u64,
+    #[serde(default)]
+    pub experiment: u64,
 }
 
 impl Skipped {
@@ -68,6 +76,7 @@ impl Skipped {
             SkipReason::Suppressed => self.suppressed,
             SkipReason::WindowClosed => self.window_closed,
             SkipReason::FrequencyCapped => self.frequency_capped,
+            SkipReason::Experiment => self.experiment,
         }
     }
 
@@ -78,6 +87,7 @@ impl Skipped {
             SkipReason::Suppressed => &mut self.suppressed,
             SkipReason::WindowClosed => &mut self.window_closed,
             SkipReason::FrequencyCapped => &mut self.frequency_capped,
+            SkipReason::Experiment => &mut self.experiment,
         }
     }
 }

@@ -82,6 +82,9 @@ pub fn decide(
             }
         }
         ErrorClass::RecipientPermanent => Decision::Fail(code_str()),
+        ErrorClass::FrequencyCapped if code == Some(130_472) => {
+            Decision::Skip(SkipReason::Experiment)
+        }
         ErrorClass::FrequencyCapped => Decision::Skip(SkipReason::FrequencyCapped),
         ErrorClass::CampaignFatal => Decision::PauseCampaign,
         ErrorClass::SenderFatal => Decision::PauseSender,
@@ -211,6 +214,10 @@ mod tests {
         assert_eq!(
             decide(ErrorClass::FrequencyCapped, Some(131_049), 0, &b, 0.5),
             Decision::Skip(SkipReason::FrequencyCapped)
+        );
+        assert_eq!(
+            decide(ErrorClass::FrequencyCapped, Some(130_472), 0, &b, 0.5),
+            Decision::Skip(SkipReason::Experiment)
         );
         assert_eq!(
             decide(ErrorClass::CampaignFatal, Some(132_001), 0, &b, 0.5),

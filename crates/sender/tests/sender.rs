@@ -789,7 +789,11 @@ async fn metas_131048_pauses_the_whole_portfolio() {
     sim.phone_numbers.push(second.clone());
     let rig = Rig::in_process(sim).await;
     let a = rig
-        .campaign(template_spec("mine", "order_update", None), &recipients(0..100), true)
+        .campaign(
+            template_spec("mine", "order_update", None),
+            &recipients(0..100),
+            true,
+        )
         .await;
     let b = rig
         .campaign_on(
