@@ -204,7 +204,8 @@ mod tests {
                 "invalid",
                 "suppressed",
                 "window_closed",
-                "frequency_capped"
+                "frequency_capped",
+                "experiment"
             ]
         );
         for r in SkipReason::ALL {
