@@ -48,6 +48,7 @@ pub enum ChangeValue {
     PhoneQuality(PhoneQualityUpdate),
     AccountUpdate(AccountUpdate),
     Capability(BusinessCapabilityUpdate),
+    TemplateCategory(TemplateCategoryUpdate),
     /// A `field` Herald does not handle, or a value that did not parse, kept as received.
     Other(Box<RawValue>),
 }
@@ -422,6 +423,48 @@ pub struct PhoneQualityUpdate {
     pub max_daily_conversations_per_business: Option<i64>,
 }
 
+/// `template_category_update`: Meta re-categorised a template, or will in 24 hours.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TemplateCategoryUpdate {
+    #[serde(default)]
+    pub message_template_id: Option<Value>,
+    #[serde(default)]
+    pub message_template_name: String,
+    #[serde(default)]
+    pub message_template_language: String,
+    /// Set when the change has happened: the category it had.
+    #[serde(default)]
+    pub previous_category: Option<String>,
+    /// The category now (after a change, or still, before an impending one).
+    #[serde(default)]
+    pub new_category: Option<String>,
+    /// Set when the change is impending: the category it will have.
+    #[serde(default)]
+    pub correct_category: Option<String>,
+    /// When the impending change happens (Unix seconds).
+    #[serde(default)]
+    pub category_update_timestamp: Option<i64>,
+}
+
+impl TemplateCategoryUpdate {
+    /// `(from, to)` when the template's category has changed.
+    pub fn changed(&self) -> Option<(&str, &str)> {
+        let from = self.previous_category.as_deref()?;
+        let to = self.new_category.as_deref()?;
+        (!from.eq_ignore_ascii_case(to)).then_some((from, to))
+    }
+
+    /// The `name:language` key campaigns are found by (a language written `en-US` is the
+    /// template's `en_US`).
+    pub fn template_key(&self) -> String {
+        format!(
+            "{}:{}",
+            self.message_template_name,
+            self.message_template_language.replace('-', "_")
+        )
+    }
+}
+
 /// `business_capability_update`: the business portfolio's limits changed.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct BusinessCapabilityUpdate {
@@ -539,6 +582,7 @@ impl ChangeValue {
             "phone_number_quality_update" => typed(&raw).map(Self::PhoneQuality),
             "account_update" => typed(&raw).map(Self::AccountUpdate),
             "business_capability_update" => typed(&raw).map(Self::Capability),
+            "template_category_update" => typed(&raw).map(Self::TemplateCategory),
             _ => None,
         };
         parsed.unwrap_or(Self::Other(raw))

@@ -97,6 +97,9 @@ fn every_fixture_and_variant_parses_without_loss() {
                 ChangeValue::TemplateStatus(t) => assert!(!t.event.is_empty(), "{name}"),
                 ChangeValue::AccountUpdate(a) => assert!(!a.event.is_empty(), "{name}"),
                 ChangeValue::PhoneQuality(q) => assert!(!q.event.is_empty(), "{name}"),
+                ChangeValue::TemplateCategory(t) => {
+                    assert!(!t.message_template_name.is_empty(), "{name}")
+                }
                 ChangeValue::Capability(c) => assert!(
                     c.messaging_limit().is_some() || c.max_phone_numbers_per_business.is_some(),
                     "{name}"

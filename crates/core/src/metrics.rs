@@ -176,6 +176,7 @@ pub const PAUSE_KINDS: &[&str] = &[
     "campaign_fatal",
     "sender_fatal",
     "template_status",
+    "template_category",
     "messaging_limit",
 ];
 

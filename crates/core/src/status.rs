@@ -144,6 +144,9 @@ pub enum PauseKind {
     SenderFatal,
     /// Meta paused, disabled or rejected the campaign's template.
     TemplateStatus,
+    /// Meta re-categorised the campaign's template (say utility to marketing: it costs more
+    /// and falls under the marketing limits): an operator decides whether to go on.
+    TemplateCategory,
     /// Meta refused a send for the portfolio's messaging limit (131048) although Herald's
     /// budget had room (another sender shares the portfolio, or Meta lowered the limit):
     /// every campaign of the portfolio is paused for an operator to look.
@@ -175,6 +178,7 @@ impl fmt::Display for PauseReason {
             PauseKind::CampaignFatal => "campaign-fatal error",
             PauseKind::SenderFatal => "sender-fatal error",
             PauseKind::TemplateStatus => "template status changed",
+            PauseKind::TemplateCategory => "template category changed",
             PauseKind::MessagingLimit => "the portfolio's messaging limit is spent by Meta's count",
         };
         f.write_str(kind)?;

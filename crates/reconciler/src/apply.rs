@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use herald_cloudapi::webhook::{
     ChangeValue, InboundMessage, Lenient, MessagesValue, Notification, Status,
+    TemplateCategoryUpdate,
 };
 use herald_cloudapi::{ErrorClass, code_label};
 use herald_core::metrics as m;
@@ -117,6 +118,37 @@ impl<S: Store> Reconciler<S> {
         Self { store, cfg }
     }
 
+    /// A template Meta re-categorised: its running campaigns pause, for an operator to resume
+    /// knowing it (a utility template become marketing costs more and counts against the
+    /// marketing limits). An impending change is only logged.
+    async fn template_category(&self, t: &TemplateCategoryUpdate) -> Result<(), StoreError> {
+        let template = t.template_key();
+        let Some((from, to)) = t.changed() else {
+            if let Some(to) = &t.correct_category {
+                tracing::warn!(template = %template, to = %to, at = ?t.category_update_timestamp, "Meta will re-categorise a template");
+            }
+            return Ok(());
+        };
+        let reason = PauseReason {
+            kind: PauseKind::TemplateCategory,
+            code: None,
+            detail: format!(
+                "Meta re-categorised template {} ({}) from {from} to {to}: it is priced and \
+                 limited as {to} now; resume to send on",
+                t.message_template_name, t.message_template_language
+            ),
+        };
+        let paused = self
+            .store
+            .pause_matching(None, Some(&template), reason)
+            .await?;
+        for id in &paused {
+            tracing::warn!(campaign = %id, template = %template, from, to, "campaign paused: template category changed");
+            count(m::SENDER_PAUSES_TOTAL, "kind", "template_category");
+        }
+        Ok(())
+    }
+
     /// Records the messaging limit Meta announced for the portfolio of WABA `waba`.
     async fn new_limit(&self, waba: &str, limit: MessagingLimit) -> Result<(), StoreError> {
         let portfolio = self
@@ -187,6 +219,10 @@ impl<S: Store> Reconciler<S> {
                                     count(m::SENDER_PAUSES_TOTAL, "kind", "template_status");
                                 }
                             }
+                        }
+                        ChangeValue::TemplateCategory(t) => {
+                            count(m::RECONCILER_EVENTS_TOTAL, "field", "template_category");
+                            self.template_category(t).await?;
                         }
                         ChangeValue::Capability(c) => {
                             count(m::RECONCILER_EVENTS_TOTAL, "field", "business_capability");

@@ -1030,3 +1030,67 @@ async fn no_app_secret_means_no_webhooks() {
     let user: PhoneE164 = "+447700000001".parse().unwrap();
     assert_eq!(store.suppressed(PNID, &[user]).await.unwrap(), [false]);
 }
+
+/// Meta re-categorises a template (the completed-change form of `template_category_update`,
+/// its language written `en-US`): the campaigns sending it pause with the reason; the notice
+/// of an impending change, and a change to another template, pause nothing.
+#[tokio::test(start_paused = true)]
+async fn a_template_category_change_pauses_its_campaigns() {
+    let w = world().await;
+    let recat = w
+        .store
+        .create_campaign(NewCampaign {
+            spec: herald_store::conformance::spec("recat"),
+            phone_number_id: PNID.into(),
+            template: Some("welcome_template:en_US".into()),
+        })
+        .await
+        .unwrap()
+        .id;
+    w.store
+        .enqueue_batch(&recat, &herald_store::conformance::recipients(0..2))
+        .await
+        .unwrap();
+    w.store
+        .transition(&recat, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    let change = |value: Value| {
+        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{
+            "id": "102290129340398", "time": 1739321024,
+            "changes": [{"field": "template_category_update", "value": value}]}]}))
+        .unwrap()
+    };
+    let impending = json!({"message_template_id": 278077987957091u64,
+        "message_template_name": "welcome_template", "message_template_language": "en-US",
+        "correct_category": "MARKETING", "new_category": "UTILITY",
+        "category_update_timestamp": 1760711433});
+    post_signed(&w.app, &change(impending)).await;
+    let other = json!({"message_template_id": 1, "message_template_name": "another",
+        "message_template_language": "en-US", "previous_category": "UTILITY",
+        "new_category": "MARKETING"});
+    post_signed(&w.app, &change(other)).await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store.campaign(&recat).await.unwrap().status,
+        CampaignStatus::Running
+    );
+    let done = json!({"message_template_id": 278077987957091u64,
+        "message_template_name": "welcome_template", "message_template_language": "en-US",
+        "previous_category": "UTILITY", "new_category": "MARKETING"});
+    post_signed(&w.app, &change(done)).await;
+    reconcile(&w.store).await;
+    let c = w.store.campaign(&recat).await.unwrap();
+    assert_eq!(c.status, CampaignStatus::Paused);
+    let reason = c.pause_reason.unwrap();
+    assert_eq!(reason.kind, PauseKind::TemplateCategory);
+    assert!(
+        reason.detail.contains("from UTILITY to MARKETING"),
+        "{reason}"
+    );
+    assert_eq!(
+        w.store.campaign(&w.campaign).await.unwrap().status,
+        CampaignStatus::Running,
+        "other templates keep going"
+    );
+}
