@@ -161,6 +161,8 @@ pub(crate) struct Lane<S: Store, M: Messages> {
     limit: Option<u64>,
     /// While the budget is spent: claim nothing before this.
     limit_wait: Option<Instant>,
+    /// The budget was found spent and has not had room since (said once in the log).
+    limit_spent: bool,
     ready: VecDeque<Ready>,
     rate: AdaptiveRate,
     rate_at: Instant,
@@ -192,6 +194,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
             portfolio,
             limit: None,
             limit_wait: None,
+            limit_spent: false,
             ready: VecDeque::new(),
             rate: AdaptiveRate::new(mps),
             rate_at: Instant::now(),
@@ -450,6 +453,8 @@ impl<S: Store, M: Messages> Lane<S, M> {
                     .set(used.used as f64);
                 if reach.contains(&Some(Reach::Full)) {
                     self.limit_spent(used.frees_at);
+                } else if std::mem::take(&mut self.limit_spent) {
+                    tracing::info!(phone_number_id = %self.pnid, portfolio = %self.portfolio, "the messaging limit has room again");
                 }
             }
         }
@@ -686,7 +691,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 .saturating_duration_since(Instant::now())
         });
         let wait = until.clamp(Duration::from_millis(100), LIMIT_RECHECK);
-        if self.limit_wait.is_none_or(|t| t <= Instant::now()) {
+        if !std::mem::replace(&mut self.limit_spent, true) {
             tracing::warn!(
                 phone_number_id = %self.pnid,
                 portfolio = %self.portfolio,
