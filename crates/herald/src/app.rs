@@ -259,42 +259,54 @@ pub async fn run_on<S: Store>(
     Ok(())
 }
 
-/// Reads Meta's messaging limit of each portfolio from one of its phone numbers (the
-/// configured number for the default portfolio) and records it in the store, where every
-/// worker's lanes find it. A number that cannot be read leaves the portfolio's limit as last
-/// recorded (by an earlier start or a webhook): said in the log, never fatal.
+/// Reads what Meta allows from the Graph API and records it in the store, where every
+/// worker's lanes find it: each configured number's throughput level (80 or 1,000 messages/s)
+/// and each portfolio's messaging limit (from its first number read). A number that cannot be
+/// read leaves what was last recorded (by an earlier start or a webhook): said in the log,
+/// never fatal.
 async fn read_messaging_limits<S: Store>(cfg: &Config, client: &Client, store: &S) {
-    let mut numbers: Vec<(String, String)> = cfg
+    let limits = cfg.messaging_limit.limit_config();
+    let mut numbers: Vec<String> = cfg
         .messaging_limit
         .portfolios
-        .iter()
-        .filter_map(|(name, p)| Some((name.clone(), p.phone_number_ids.first()?.clone())))
+        .values()
+        .flat_map(|p| p.phone_number_ids.iter().cloned())
         .collect();
     if !cfg.whatsapp.phone_number_id.is_empty() {
-        let pnid = cfg.whatsapp.phone_number_id.clone();
-        let portfolio = cfg
-            .messaging_limit
-            .limit_config()
-            .portfolio_of(&pnid)
-            .to_owned();
-        if !numbers.iter().any(|(name, _)| *name == portfolio) {
-            numbers.push((portfolio, pnid));
-        }
+        numbers.insert(0, cfg.whatsapp.phone_number_id.clone());
     }
-    for (portfolio, pnid) in numbers {
-        let tier = match client.phone_number_info(&pnid).await {
-            Ok(info) => info.whatsapp_business_manager_messaging_limit,
+    numbers.dedup();
+    let mut limit_read = std::collections::BTreeSet::new();
+    for pnid in numbers {
+        let portfolio = limits.portfolio_of(&pnid).to_owned();
+        let info = match client.phone_number_info(&pnid).await {
+            Ok(info) => info,
             Err(e) => {
-                tracing::warn!(portfolio, error = %e, "could not read the messaging limit");
+                tracing::warn!(phone_number_id = %pnid, error = %e, "could not read the number's limits");
                 continue;
             }
         };
+        let level = info.throughput.as_ref().and_then(|t| t.level.as_deref());
+        let mps = match level {
+            Some("HIGH") => Some(1000),
+            Some("STANDARD") => Some(80),
+            _ => None,
+        };
+        if let (Some(mps), Some(display)) = (mps, info.display_phone_number.as_deref())
+            && let Err(e) = store.set_throughput(&pnid, display, mps).await
+        {
+            tracing::warn!(phone_number_id = %pnid, error = %e, "could not record the throughput level");
+        }
+        if !limit_read.insert(portfolio.clone()) {
+            continue;
+        }
+        let tier = info.whatsapp_business_manager_messaging_limit;
         match tier
             .as_deref()
             .and_then(herald_core::MessagingLimit::from_tier)
         {
             Some(limit) => {
-                tracing::info!(portfolio, %limit, "messaging limit");
+                tracing::info!(portfolio, %limit, throughput = ?level, "what Meta allows");
                 if let Err(e) = store.set_messaging_limit(&portfolio, limit).await {
                     tracing::warn!(portfolio, error = %e, "could not record the messaging limit");
                 }

@@ -232,14 +232,24 @@ impl<S: Store> Reconciler<S> {
                         }
                         ChangeValue::PhoneQuality(q) => {
                             count(m::RECONCILER_EVENTS_TOTAL, "field", "phone_quality");
+                            let number = q.display_phone_number.as_deref().unwrap_or_default();
+                            tracing::warn!(event = %q.event, limit = ?q.current_limit, "phone number quality update");
+                            // The number now sends at 1,000 messages/s (up to the configured
+                            // ceiling).
+                            if q.event == "THROUGHPUT_UPGRADE"
+                                && !self.store.set_throughput_by_display(number, 1000).await?
+                            {
+                                tracing::warn!(
+                                    display_phone_number = %number,
+                                    "a throughput upgrade for a number no sender has recorded"
+                                );
+                            }
                             if let Some(n) = q.max_daily_conversations_per_business {
                                 self.new_limit(&entry.id, MessagingLimit::from_daily(n))
                                     .await?;
                             }
-                            let display = q.display_phone_number.as_deref().unwrap_or_default();
-                            tracing::warn!(event = %q.event, limit = ?q.current_limit, "phone number quality update");
                             self.store
-                                .record_quality(display, &q.event, q.current_limit.as_deref())
+                                .record_quality(number, &q.event, q.current_limit.as_deref())
                                 .await?;
                         }
                         ChangeValue::AccountUpdate(a) => {

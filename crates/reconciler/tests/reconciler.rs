@@ -1094,3 +1094,55 @@ async fn a_template_category_change_pauses_its_campaigns() {
         "other templates keep going"
     );
 }
+
+/// `phone_number_quality_update` with `THROUGHPUT_UPGRADE` raises the number's level to
+/// 1,000 messages/s (found by its display number), and one carrying the portfolio's count
+/// records the messaging limit; `business_capability_update` does too.
+#[tokio::test(start_paused = true)]
+async fn throughput_upgrades_and_limit_changes_are_recorded() {
+    let w = world().await;
+    w.store
+        .set_throughput(PNID, "+1 555-010-0001", 80)
+        .await
+        .unwrap();
+    let change = |field: &str, value: Value| {
+        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{
+            "id": "102290129340398", "time": 1739321024,
+            "changes": [{"field": field, "value": value}]}]}))
+        .unwrap()
+    };
+    post_signed(
+        &w.app,
+        &change(
+            "phone_number_quality_update",
+            json!({"display_phone_number": "15550100001", "event": "THROUGHPUT_UPGRADE",
+                "current_limit": "TIER_10K", "max_daily_conversations_per_business": 10000}),
+        ),
+    )
+    .await;
+    reconcile(&w.store).await;
+    assert_eq!(w.store.throughput(PNID).await.unwrap(), Some(1000));
+    assert_eq!(
+        w.store
+            .messaging_limit(herald_core::DEFAULT_PORTFOLIO)
+            .await
+            .unwrap(),
+        Some(herald_core::MessagingLimit::Users(10_000))
+    );
+    post_signed(
+        &w.app,
+        &change(
+            "business_capability_update",
+            json!({"max_daily_conversations_per_business": -1, "max_phone_numbers_per_business": 20}),
+        ),
+    )
+    .await;
+    reconcile(&w.store).await;
+    assert_eq!(
+        w.store
+            .messaging_limit(herald_core::DEFAULT_PORTFOLIO)
+            .await
+            .unwrap(),
+        Some(herald_core::MessagingLimit::Unlimited)
+    );
+}

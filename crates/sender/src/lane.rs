@@ -347,7 +347,12 @@ impl<S: Store, M: Messages> Lane<S, M> {
                     .filter(|c| *c.phone_number_id == *self.pnid)
                     .collect();
                 self.has_campaigns = !mine.is_empty();
-                let number = self.shared.cfg.lane_mps(mine.iter().map(|c| c.mps));
+                let mut number = self.shared.cfg.lane_mps(mine.iter().map(|c| c.mps));
+                // The number's throughput level, when known, bounds it too (the configured
+                // rate is then a ceiling the level may rise to).
+                if let Ok(Some(level)) = self.shared.store.throughput(&self.pnid).await {
+                    number = number.min(level.max(1));
+                }
                 self.rate.set_configured(f64::from(number));
                 // A campaign's own cap, where it is below the number's rate, has its own
                 // limiter (a cap at or above it constrains nothing).

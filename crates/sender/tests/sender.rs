@@ -819,3 +819,40 @@ async fn metas_131048_pauses_the_whole_portfolio() {
     sender.await.unwrap();
     rig.finish().await;
 }
+
+/// The number's throughput level bounds its rate below the configured ceiling: at the
+/// standard level (80/s) a sender configured for 400/s sends at 80; after Meta's upgrade
+/// (recorded as the reconciler does on `THROUGHPUT_UPGRADE`) it rises to its ceiling.
+#[tokio::test(start_paused = true)]
+async fn the_throughput_level_bounds_the_rate_until_an_upgrade() {
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
+    rig.store
+        .set_throughput(PNID, "+1 555-010-0001", 80)
+        .await
+        .unwrap();
+    let id = rig
+        .campaign(
+            template_spec("level", "order_update", None),
+            &recipients(0..3000),
+            true,
+        )
+        .await;
+    let (stop, sender) = rig.sender(sender_config(400));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let standard = rig.store.stats(&id).await.unwrap().accepted;
+    assert!((300..=480).contains(&standard), "5 s at 80/s sent {standard}");
+    assert!(
+        rig.store
+            .set_throughput_by_display("15550100001", 1000)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let high = rig.store.stats(&id).await.unwrap().accepted - standard;
+    assert!(high > 1000, "5 s after the upgrade (ceiling 400/s) sent {high}");
+    let o = rig.oracle().await;
+    assert!(o.phone_numbers[PNID].max_requests_1s <= 400, "{o:#?}");
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}

@@ -42,6 +42,8 @@
 //! <p>:reach:{pf:NAME}       ZSET  a portfolio's users counted against its messaging limit
 //!                                 → when (ms); the moving 24 h (one slot per portfolio)
 //! <p>:limits                HASH  portfolio → Meta's messaging limit (users, or -1)
+//! <p>:throughput            HASH  phone number id → its throughput level (messages/s)
+//! <p>:displays              HASH  display number (digits) → phone number id
 //! ```
 
 use herald_core::{CampaignId, PhoneE164, WaMessageId, fnv1a};
@@ -200,6 +202,14 @@ impl Keys {
 
     pub(crate) fn reach(&self, portfolio: &str) -> String {
         format!("{}:reach:{{pf:{portfolio}}}", self.prefix)
+    }
+
+    pub(crate) fn throughput(&self) -> String {
+        format!("{}:throughput", self.prefix)
+    }
+
+    pub(crate) fn displays(&self) -> String {
+        format!("{}:displays", self.prefix)
     }
 
     pub(crate) fn limits(&self) -> String {

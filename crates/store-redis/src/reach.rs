@@ -1,5 +1,6 @@
-//! The messaging limit on Redis (ARCHITECTURE §13): a portfolio's users counted in the moving
-//! window (`reach.lua`, `unreach.lua`) and Meta's limit as last recorded.
+//! What Meta allows, on Redis (ARCHITECTURE §13): a portfolio's users counted against its
+//! messaging limit in the moving window (`reach.lua`, `unreach.lua`), Meta's limit as last
+//! recorded, and each phone number's throughput level.
 
 use std::time::Duration;
 
@@ -120,6 +121,52 @@ pub(crate) async fn reach_frees(
         .first()
         .map(|(_, ms)| at(ms.saturating_add(i64::try_from(millis(window)).unwrap_or(i64::MAX))))
         .transpose()
+}
+
+pub(crate) async fn set_throughput(
+    store: &RedisStore,
+    phone_number_id: &str,
+    display: &str,
+    mps: u32,
+) -> Result<()> {
+    // Two keys of their own slots, each written once: a crash between them leaves only the
+    // display lookup missing, which the next start writes again.
+    let mut conn = store.conn().await?;
+    redis::Cmd::hset(store.keys.throughput(), phone_number_id, mps)
+        .run::<()>(&mut conn)
+        .await?;
+    redis::Cmd::hset(
+        store.keys.displays(),
+        herald_store::digits(display),
+        phone_number_id,
+    )
+    .run::<()>(&mut conn)
+    .await
+}
+
+pub(crate) async fn set_throughput_by_display(
+    store: &RedisStore,
+    display: &str,
+    mps: u32,
+) -> Result<bool> {
+    let mut conn = store.conn().await?;
+    let pnid: Option<String> =
+        redis::Cmd::hget(store.keys.displays(), herald_store::digits(display))
+            .run(&mut conn)
+            .await?;
+    let Some(pnid) = pnid else {
+        return Ok(false);
+    };
+    redis::Cmd::hset(store.keys.throughput(), pnid, mps)
+        .run::<()>(&mut conn)
+        .await?;
+    Ok(true)
+}
+
+pub(crate) async fn throughput(store: &RedisStore, phone_number_id: &str) -> Result<Option<u32>> {
+    redis::Cmd::hget(store.keys.throughput(), phone_number_id)
+        .run(&mut store.conn().await?)
+        .await
 }
 
 pub(crate) async fn set_messaging_limit(

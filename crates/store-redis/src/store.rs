@@ -17,6 +17,18 @@ use crate::conn::Run;
 use crate::{RedisStore, campaigns, jobs, pacing, reach, recipients, report, statuses};
 
 impl Store for RedisStore {
+    async fn set_throughput(&self, phone_number_id: &str, display: &str, mps: u32) -> Result<()> {
+        reach::set_throughput(self, phone_number_id, display, mps).await
+    }
+
+    async fn set_throughput_by_display(&self, display: &str, mps: u32) -> Result<bool> {
+        reach::set_throughput_by_display(self, display, mps).await
+    }
+
+    async fn throughput(&self, phone_number_id: &str) -> Result<Option<u32>> {
+        reach::throughput(self, phone_number_id).await
+    }
+
     async fn reserve_reach(
         &self,
         portfolio: &str,

@@ -991,6 +991,26 @@ pub async fn the_messaging_limit_counts_each_user_once<S: Store>(store: &S) {
     let (later, used) = store.reserve_reach("pf3", 1, short, &[b]).await.unwrap();
     assert!(matches!(later[..], [Reach::Reserved(_)]), "{later:?}");
     assert_eq!(used.used, 1);
+    // Throughput levels, by number and by the display number webhooks name.
+    assert_eq!(store.throughput("pn1").await.unwrap(), None);
+    store
+        .set_throughput("pn1", "+1 555-010-0001", 80)
+        .await
+        .unwrap();
+    assert_eq!(store.throughput("pn1").await.unwrap(), Some(80));
+    assert!(
+        store
+            .set_throughput_by_display("15550100001", 1000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.throughput("pn1").await.unwrap(), Some(1000));
+    assert!(
+        !store
+            .set_throughput_by_display("15550109999", 1000)
+            .await
+            .unwrap()
+    );
     // Meta's limit, as recorded.
     assert_eq!(store.messaging_limit("pf1").await.unwrap(), None);
     for limit in [MessagingLimit::Users(250), MessagingLimit::Unlimited] {

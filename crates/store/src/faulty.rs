@@ -478,6 +478,26 @@ impl<S: Store> Store for Faulty<S> {
         )
     }
 
+    async fn set_throughput(&self, phone_number_id: &str, display: &str, mps: u32) -> Result<()> {
+        call!(
+            self,
+            "set_throughput",
+            self.inner.set_throughput(phone_number_id, display, mps)
+        )
+    }
+
+    async fn set_throughput_by_display(&self, display: &str, mps: u32) -> Result<bool> {
+        call!(
+            self,
+            "set_throughput_by_display",
+            self.inner.set_throughput_by_display(display, mps)
+        )
+    }
+
+    async fn throughput(&self, phone_number_id: &str) -> Result<Option<u32>> {
+        call!(self, "throughput", self.inner.throughput(phone_number_id))
+    }
+
     async fn reserve_reach(
         &self,
         portfolio: &str,

@@ -40,6 +40,12 @@ pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use types::*;
 
+/// The digits of a display phone number (`+1 555-010-0001` → `15550100001`), as webhooks
+/// write it.
+pub fn digits(display: &str) -> String {
+    display.chars().filter(char::is_ascii_digit).collect()
+}
+
 /// Upload rejects remembered (by fingerprint), per stored one: a file sent again is counted
 /// once for this many times the stored rejects.
 pub const REJECT_MEMORY: usize = 10;
@@ -462,6 +468,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many dead letters are kept, and how many the cap has dropped since the store began.
     fn dead_letter_counts(&self) -> impl Future<Output = Result<DeadLetterCounts>> + Send;
+
+    /// Records a phone number's throughput level (the messages per second Meta allows it: 80
+    /// standard, 1,000 high) and its display number (as webhooks name it).
+    fn set_throughput(
+        &self,
+        phone_number_id: &str,
+        display_phone_number: &str,
+        mps: u32,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Sets the level of the number webhooks name by `display_phone_number` (any format: only
+    /// its digits count). `false` when no number with it was recorded.
+    fn set_throughput_by_display(
+        &self,
+        display_phone_number: &str,
+        mps: u32,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// A phone number's throughput level, as last recorded.
+    fn throughput(&self, phone_number_id: &str)
+    -> impl Future<Output = Result<Option<u32>>> + Send;
 
     /// Records a phone number quality event (by display number, as Meta reports it).
     fn record_quality(

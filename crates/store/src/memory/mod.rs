@@ -89,6 +89,10 @@ struct State {
     reach: HashMap<String, HashMap<u64, i64>>,
     /// Per portfolio: Meta's messaging limit, as last recorded.
     limits: HashMap<String, MessagingLimit>,
+    /// Phone number id → its throughput level (messages/s).
+    throughput: HashMap<String, u32>,
+    /// Display number (digits) → phone number id.
+    displays: HashMap<String, String>,
     /// Message id → (job, accepted at ms).
     messages: HashMap<WaMessageId, (JobId, i64)>,
     stream: stream::Stream,
@@ -993,6 +997,30 @@ impl Store for MemoryStore {
             p.next_ms = 0;
         }
         Ok(())
+    }
+
+    async fn set_throughput(&self, phone_number_id: &str, display: &str, mps: u32) -> Result<()> {
+        cooperate().await;
+        let mut s = self.lock();
+        s.throughput.insert(phone_number_id.to_owned(), mps);
+        s.displays
+            .insert(crate::digits(display), phone_number_id.to_owned());
+        Ok(())
+    }
+
+    async fn set_throughput_by_display(&self, display: &str, mps: u32) -> Result<bool> {
+        cooperate().await;
+        let mut s = self.lock();
+        let Some(pnid) = s.displays.get(&crate::digits(display)).cloned() else {
+            return Ok(false);
+        };
+        s.throughput.insert(pnid, mps);
+        Ok(true)
+    }
+
+    async fn throughput(&self, phone_number_id: &str) -> Result<Option<u32>> {
+        cooperate().await;
+        Ok(self.lock().throughput.get(phone_number_id).copied())
     }
 
     async fn reserve_reach(
