@@ -840,7 +840,10 @@ async fn the_throughput_level_bounds_the_rate_until_an_upgrade() {
     let (stop, sender) = rig.sender(sender_config(400));
     tokio::time::sleep(Duration::from_secs(5)).await;
     let standard = rig.store.stats(&id).await.unwrap().accepted;
-    assert!((300..=480).contains(&standard), "5 s at 80/s sent {standard}");
+    assert!(
+        (300..=480).contains(&standard),
+        "5 s at 80/s sent {standard}"
+    );
     assert!(
         rig.store
             .set_throughput_by_display("15550100001", 1000)
@@ -849,7 +852,10 @@ async fn the_throughput_level_bounds_the_rate_until_an_upgrade() {
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let high = rig.store.stats(&id).await.unwrap().accepted - standard;
-    assert!(high > 1000, "5 s after the upgrade (ceiling 400/s) sent {high}");
+    assert!(
+        high > 1000,
+        "5 s after the upgrade (ceiling 400/s) sent {high}"
+    );
     let o = rig.oracle().await;
     assert!(o.phone_numbers[PNID].max_requests_1s <= 400, "{o:#?}");
     stop.cancel();
