@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use crate::class::{ErrorClass, TransportFailure};
 use crate::message::SendRequest;
 use crate::response::{
-    DebugTokenResponse, ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TokenInfo,
+    DebugTokenResponse, ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TemplateInfo,
+    TemplateList, TokenInfo,
 };
 use crate::secret::Secret;
 
@@ -270,6 +271,34 @@ impl Client {
         );
         self.execute(self.http.get(url).header(AUTHORIZATION, self.auth.clone()))
             .await
+    }
+
+    /// A template of the WhatsApp Business Account by name and language, as Meta lists it
+    /// (`GET /{waba_id}/message_templates?name=…`); `None` when there is none.
+    pub async fn template(
+        &self,
+        waba_id: &str,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<TemplateInfo>, Error> {
+        let mut url = url::Url::parse(&format!(
+            "{}/{}/{}/message_templates",
+            self.base,
+            self.version,
+            path_id(waba_id)?
+        ))
+        .map_err(|e| Error::Config(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("name", name)
+            .append_pair("fields", "name,language,status,category")
+            .append_pair("limit", "100");
+        let list: TemplateList = self
+            .execute(self.http.get(url).header(AUTHORIZATION, self.auth.clone()))
+            .await?;
+        Ok(list
+            .data
+            .into_iter()
+            .find(|t| t.name == name && t.language == language))
     }
 
     /// `GET /debug_token`: whether the token is valid, when it expires, and its scopes.

@@ -21,7 +21,7 @@ pub mod webhook;
 pub use class::{ErrorClass, TransportFailure, code_label};
 pub use client::{Client, ClientConfig, Error, Messages, http_builder};
 pub use message::{Message, SendMessage, SendRequest};
-pub use response::{ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TokenInfo};
+pub use response::{ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TemplateInfo, TokenInfo};
 pub use secret::Secret;
 pub use signature::SignatureError;
 pub use validate::{Options as ValidateOptions, ValidationError, check_field};

@@ -168,6 +168,28 @@ pub struct Throughput {
     pub level: Option<String>,
 }
 
+/// One entry of `GET /{waba_id}/message_templates`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateInfo {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub language: String,
+    /// `APPROVED`, `PENDING`, `REJECTED`, `PAUSED`, `DISABLED`, …
+    #[serde(default)]
+    pub status: String,
+    /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
+    #[serde(default)]
+    pub category: String,
+}
+
+/// `GET /{waba_id}/message_templates`: one page.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TemplateList {
+    #[serde(default)]
+    pub data: Vec<TemplateInfo>,
+}
+
 /// `GET /debug_token`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TokenInfo {

@@ -24,6 +24,9 @@ pub const RESERVED_KEYS: [&str; 4] = [
     "biz_opaque_callback_data",
 ];
 
+/// Meta's template categories, as its template list spells them.
+pub const TEMPLATE_CATEGORIES: [&str; 3] = ["MARKETING", "UTILITY", "AUTHENTICATION"];
+
 /// What an operator submits to create a campaign (ARCHITECTURE §1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +46,10 @@ pub struct CampaignSpec {
     /// Per-campaign cap on messages per second (never above the phone number's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mps: Option<u32>,
+    /// The template's category as Meta has it (`MARKETING`, `UTILITY`, `AUTHENTICATION`):
+    /// filled in from Meta's template list when the campaign is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_category: Option<String>,
 }
 
 /// A problem with a spec, naming the field at fault.
@@ -96,6 +103,14 @@ impl CampaignSpec {
             && !(1..=1000).contains(&mps)
         {
             return Err(SpecError::new("mps", "must be between 1 and 1000"));
+        }
+        if let Some(c) = &self.template_category
+            && !TEMPLATE_CATEGORIES.contains(&c.as_str())
+        {
+            return Err(SpecError::new(
+                "template_category",
+                format!("{c:?} is not one of {}", TEMPLATE_CATEGORIES.join(", ")),
+            ));
         }
         if self.message.is_empty() {
             return Err(SpecError::new("message", "must not be empty"));
@@ -533,6 +548,7 @@ mod tests {
             default_region: None,
             schedule_at: None,
             mps: None,
+            template_category: None,
         }
     }
 

@@ -820,3 +820,64 @@ async fn the_messaging_limit_is_shown_at_upload_and_while_waiting() {
     assert!(v.get("messaging_limit").is_none(), "{v}");
     api.cleanup().await;
 }
+
+/// With the account and a token configured, creating a campaign looks its template up at
+/// Meta (here the simulator): an approved one records its category; one Meta paused, or one
+/// it does not have, is refused with a message that names it.
+#[tokio::test]
+async fn campaigns_are_checked_against_metas_template_list() {
+    let mut sim_cfg = herald_sim::SimConfig {
+        listen: "127.0.0.1:0".into(),
+        ..herald_sim::SimConfig::default()
+    };
+    sim_cfg.templates.push(herald_sim::config::Template {
+        name: "spring_sale".into(),
+        status: "PAUSED".into(),
+        category: "MARKETING".into(),
+        ..herald_sim::config::Template::default()
+    });
+    let sim = herald_sim::Sim::start(sim_cfg.clone()).await.unwrap();
+    let mut cfg = config();
+    cfg.whatsapp.api_base = sim.url();
+    cfg.whatsapp.access_token = sim_cfg.access_token.clone().into();
+    cfg.whatsapp.waba_id = sim_cfg.waba_id.clone();
+    let store = Arc::new(MemoryStore::new());
+    let state = ApiState {
+        api_key: KEY.into(),
+        ..ApiState::new(store.clone(), &cfg)
+    };
+    let api = Api {
+        app: router(
+            state,
+            Routes {
+                v1: true,
+                webhook: None,
+            },
+        ),
+        store,
+    };
+    let (status, v) = api
+        .json("POST", "/v1/campaigns", Some(template_spec("approved")))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["spec"]["template_category"], "UTILITY", "{v}");
+
+    let mut paused = template_spec("paused");
+    paused["message"]["template"]["name"] = json!("spring_sale");
+    let (status, v) = api.json("POST", "/v1/campaigns", Some(paused)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        message_of(&v).contains("spring_sale (en_US) is PAUSED"),
+        "{v}"
+    );
+
+    let mut missing = template_spec("missing");
+    missing["message"]["template"]["language"]["code"] = json!("fr");
+    let (status, v) = api.json("POST", "/v1/campaigns", Some(missing)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        message_of(&v).contains("no template order_update in fr"),
+        "{v}"
+    );
+    sim.shutdown().await;
+}

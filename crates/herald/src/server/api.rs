@@ -50,6 +50,66 @@ pub struct ApiState<S> {
     pub max_stored_rejects: usize,
     /// Which portfolio's messaging limit each number shares, and the configured cap.
     pub messaging_limit: herald_sender::LimitConfig,
+    /// Where a campaign's template is looked up (status and category), when the account and
+    /// a token are configured.
+    pub templates: Option<Arc<Templates>>,
+}
+
+/// Meta's template list of one WhatsApp Business Account.
+#[derive(Debug)]
+pub struct Templates {
+    pub client: herald_cloudapi::Client,
+    pub waba_id: String,
+}
+
+impl Templates {
+    /// The configured account's list, when there is an account id and a token.
+    pub fn from_config(cfg: &crate::config::Config) -> Option<Self> {
+        let w = &cfg.whatsapp;
+        if w.waba_id.is_empty() || w.access_token.expose().is_empty() {
+            return None;
+        }
+        match herald_cloudapi::Client::new(&cfg.client_config()) {
+            Ok(client) => Some(Self {
+                client,
+                waba_id: w.waba_id.clone(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "templates cannot be looked up");
+                None
+            }
+        }
+    }
+
+    /// Checks that the campaign's template (`name:language`) is approved at Meta, and
+    /// answers its category; `Ok(None)` when Meta could not be asked (said in the log).
+    async fn check(&self, key: &str) -> Result<Option<String>, ApiError> {
+        let Some((name, language)) = key.split_once(':') else {
+            return Ok(None);
+        };
+        match self.client.template(&self.waba_id, name, language).await {
+            Ok(Some(t)) if t.status.eq_ignore_ascii_case("APPROVED") => {
+                let category = t.category.to_ascii_uppercase();
+                Ok(herald_core::spec::TEMPLATE_CATEGORIES
+                    .contains(&category.as_str())
+                    .then_some(category))
+            }
+            Ok(Some(t)) => Err(ApiError::invalid(format!(
+                "message.template: {name} ({language}) is {} at Meta; only an APPROVED \
+                 template can be sent",
+                t.status
+            ))),
+            Ok(None) => Err(ApiError::invalid(format!(
+                "message.template: Meta has no template {name} in {language} on WhatsApp \
+                 Business Account {}",
+                self.waba_id
+            ))),
+            Err(e) => {
+                tracing::warn!(template = key, error = %e, "could not look the template up at Meta");
+                Ok(None)
+            }
+        }
+    }
 }
 
 impl<S: Store> ApiState<S> {
@@ -73,6 +133,7 @@ impl<S: Store> ApiState<S> {
             max_upload_recipients: s.max_upload_recipients,
             max_stored_rejects: s.max_stored_rejects,
             messaging_limit: cfg.messaging_limit.limit_config(),
+            templates: Templates::from_config(cfg).map(Arc::new),
         }
     }
 }
@@ -261,7 +322,10 @@ async fn create<S: Store>(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_type(&headers, "application/json")?;
-    let new = prepare(&body, &state.default_phone_number_id)?;
+    let mut new = prepare(&body, &state.default_phone_number_id)?;
+    if let (Some(t), Some(key)) = (&state.templates, &new.template) {
+        new.spec.template_category = t.check(key).await?;
+    }
     let schedule = new.spec.schedule_at.is_some();
     let campaign = state.store.create_campaign(new).await?;
     let campaign = if schedule {
@@ -389,6 +453,23 @@ async fn action<S: Store>(
             ));
         }
     };
+    if action == CampaignAction::Start
+        && let Some(t) = &state.templates
+    {
+        let c = state.store.campaign(&id).await?;
+        if let Some(key) = &c.template {
+            // A template Meta paused or disabled since creation: the campaign cannot start.
+            let now = t
+                .check(key)
+                .await
+                .map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e.message))?;
+            if let (Some(then), Some(now)) = (&c.spec.template_category, &now)
+                && then != now
+            {
+                tracing::warn!(campaign = %id, template = %key, then = %then, now = %now, "the template's category changed since the campaign was created");
+            }
+        }
+    }
     let status = state.store.transition(&id, action, reason).await?;
     tracing::info!(campaign = %id, ?action, ?status, "campaign transition");
     let c = state.store.campaign(&id).await?;
