@@ -69,9 +69,16 @@ impl ErrorClass {
         }
     }
 
-    /// Codes that also put the number on the suppression list (ARCHITECTURE §6).
+    /// Codes that also put the number on the suppression list, for every message
+    /// (ARCHITECTURE §6): it cannot receive WhatsApp messages.
     pub fn suppresses_recipient(code: i64) -> bool {
-        matches!(code, 131_026 | 131_050)
+        code == 131_026
+    }
+
+    /// Codes after which the number gets no marketing template, while utility,
+    /// authentication and service messages still go: 131050, the user stopped marketing.
+    pub fn stops_marketing(code: i64) -> bool {
+        code == 131_050
     }
 
     /// Whether the job is tried again (later) rather than settled.
@@ -231,7 +238,9 @@ mod tests {
         );
         assert_eq!(Transient.retry_after(), None);
         assert!(ErrorClass::suppresses_recipient(131_026));
-        assert!(ErrorClass::suppresses_recipient(131_050));
+        assert!(!ErrorClass::suppresses_recipient(131_050));
+        assert!(ErrorClass::stops_marketing(131_050));
+        assert!(!ErrorClass::stops_marketing(131_026));
         assert!(!ErrorClass::suppresses_recipient(131_047));
     }
 

@@ -712,7 +712,11 @@ async fn suppression_lists_go_in_and_out() {
         api.store.suppressed("123", &[a, b]).await.unwrap(),
         [true, true]
     );
-    let why = api.store.suppression_reasons("123", &[a]).await.unwrap();
+    let why = api
+        .store
+        .suppression_reasons("123", herald_store::SuppressionScope::All, &[a])
+        .await
+        .unwrap();
     assert_eq!(
         why[0]
             .as_ref()

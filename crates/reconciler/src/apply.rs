@@ -393,9 +393,10 @@ impl<S: Store> Reconciler<S> {
                         .push((user.to_owned(), phone));
                 }
             }
-            // Undeliverable and marketing-stopped numbers go on the suppression list.
+            // Undeliverable numbers go on the suppression list, marketing-stopped ones on
+            // the marketing-only list.
             if let Some(code) = c.update.error_code
-                && ErrorClass::suppresses_recipient(code)
+                && (ErrorClass::suppresses_recipient(code) || ErrorClass::stops_marketing(code))
                 && result == Applied::Changed
             {
                 let phone = match PhoneE164::parse(&c.status.recipient_id) {
@@ -406,9 +407,14 @@ impl<S: Store> Reconciler<S> {
                     },
                 };
                 if let Some(phone) = phone {
-                    self.store
-                        .suppress(c.pnid, &[phone], &Why::now(format!("error {code}")))
-                        .await?;
+                    let why = Why::now(format!("error {code}"));
+                    if ErrorClass::stops_marketing(code) {
+                        self.store
+                            .suppress_marketing(c.pnid, &[phone], &why)
+                            .await?;
+                    } else {
+                        self.store.suppress(c.pnid, &[phone], &why).await?;
+                    }
                     tracing::info!(phone = %phone.masked(), code, "recipient suppressed after a failed delivery");
                 }
             }
@@ -449,11 +455,12 @@ impl<S: Store> Reconciler<S> {
                 let user = pref.user_id.as_deref().and_then(business_user_id);
                 match self.user(pnid, &pref.wa_id, user).await? {
                     Some(phone) => {
+                        // Marketing only: utility and service messages still reach them.
                         self.store
-                            .suppress(pnid, &[phone], &Why::now("marketing_stop"))
+                            .suppress_marketing(pnid, &[phone], &Why::now("marketing_stop"))
                             .await?;
                         metrics::counter!(m::RECONCILER_OPT_OUTS_TOTAL).increment(1);
-                        tracing::info!(phone = %phone.masked(), "user stopped marketing messages: suppressed");
+                        tracing::info!(phone = %phone.masked(), "user stopped marketing messages: no more marketing");
                     }
                     None => {
                         if let Some(user) = user {

@@ -642,7 +642,7 @@ async fn an_opt_in_is_confirmed_inside_the_window_it_opened() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn marketing_preferences_suppress_on_stop_only() {
+async fn marketing_preferences_stop_marketing_only_on_stop() {
     let w = world().await;
     for v in ["resume", "signup"] {
         post_signed(&w.app, &variant("pywa/user_marketing_preferences.json", v)).await;
@@ -662,10 +662,19 @@ async fn marketing_preferences_suppress_on_stop_only() {
     reconcile(&w.store).await;
     assert_eq!(
         w.store
+            .marketing_suppressed("106540352242922", &[user])
+            .await
+            .unwrap(),
+        [true],
+        "no more marketing"
+    );
+    assert_eq!(
+        w.store
             .suppressed("106540352242922", &[user])
             .await
             .unwrap(),
-        [true]
+        [false],
+        "utility and service messages still go"
     );
 }
 

@@ -417,7 +417,29 @@ impl<S: Store, M: Messages> Lane<S, M> {
             }
         }
         let phones: Vec<PhoneE164> = jobs.iter().map(|h| h.job().phone).collect();
-        let suppressed = self.shared.store.suppressed(&self.pnid, &phones).await?;
+        let mut suppressed = self.shared.store.suppressed(&self.pnid, &phones).await?;
+        // Marketing templates skip the numbers that stopped marketing (131050, a stop);
+        // utility and service messages still reach them.
+        let marketing: Vec<usize> = (0..jobs.len())
+            .filter(|&i| {
+                infos
+                    .get(&jobs[i].job().id.campaign)
+                    .is_some_and(|c| c.marketing)
+            })
+            .collect();
+        if !marketing.is_empty() {
+            let asked: Vec<PhoneE164> = marketing.iter().map(|&i| phones[i]).collect();
+            let stopped = self
+                .shared
+                .store
+                .marketing_suppressed(&self.pnid, &asked)
+                .await?;
+            for (&i, s) in marketing.iter().zip(stopped) {
+                if s && let Some(slot) = suppressed.get_mut(i) {
+                    *slot = true;
+                }
+            }
+        }
         let free_form: Vec<bool> = jobs
             .iter()
             .map(|h| infos.get(&h.job().id.campaign).is_some_and(|c| c.free_form))

@@ -207,6 +207,9 @@ struct CampaignInfo {
     template: MessageTemplate,
     /// A free-form message: only inside an open 24 h window.
     free_form: bool,
+    /// A marketing template, or a template whose category is not known: the marketing-only
+    /// suppression list applies to it.
+    marketing: bool,
 }
 
 /// A pause asked for again within this long is taken as already done.
@@ -232,9 +235,15 @@ impl<S: Store, M: Messages> Shared<S, M> {
             .map_err(|e| StoreError::Corrupt(format!("campaign {id}'s message: {e}")))?;
         let free_form = c.template.is_none()
             && c.spec.message.get("type").and_then(|t| t.as_str()) != Some("template");
+        let marketing = !free_form
+            && !matches!(
+                c.spec.template_category.as_deref(),
+                Some("UTILITY" | "AUTHENTICATION")
+            );
         let info = Arc::new(CampaignInfo {
             template,
             free_form,
+            marketing,
         });
         if let Ok(mut m) = self.campaigns.lock() {
             m.insert(id.clone(), info.clone());

@@ -103,7 +103,11 @@ async fn faults_lose_nothing_and_duplicate_nothing() {
     let mut cursor = 0;
     let mut suppressed = 0;
     loop {
-        let (page, next) = rig.store.list_suppressed(PNID, cursor).await.unwrap();
+        let (page, next) = rig
+            .store
+            .list_suppressed(PNID, herald_store::SuppressionScope::All, cursor)
+            .await
+            .unwrap();
         suppressed += page.len() as u64;
         match next {
             Some(c) => cursor = c,
@@ -858,6 +862,36 @@ async fn the_throughput_level_bounds_the_rate_until_an_upgrade() {
     );
     let o = rig.oracle().await;
     assert!(o.phone_numbers[PNID].max_requests_1s <= 400, "{o:#?}");
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// A user who stopped marketing (131050, or a marketing stop) gets no marketing template, and
+/// neither does one whose template's category is not known; a utility template still reaches
+/// them.
+#[tokio::test(start_paused = true)]
+async fn a_marketing_stop_blocks_marketing_only() {
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
+    rig.store
+        .suppress_marketing(PNID, &[phone(1)], &herald_store::Why::now("error 131050"))
+        .await
+        .unwrap();
+    let mut utility = template_spec("utility", "order_update", None);
+    utility.template_category = Some("UTILITY".into());
+    let u = rig.campaign(utility, &recipients(0..3), true).await;
+    let unknown = rig
+        .campaign(template_spec("unknown", "order_update", None), &recipients(0..3), true)
+        .await;
+    let (stop, sender) = rig.sender(sender_config(500));
+    let su = rig.wait_status(&u, CampaignStatus::Completed, LONG).await;
+    assert_eq!(su.accepted, 3, "utility reaches everyone: {su:#?}");
+    let sm = rig.wait_status(&unknown, CampaignStatus::Completed, LONG).await;
+    assert_eq!(
+        (sm.accepted, sm.skipped.get(SkipReason::Suppressed)),
+        (2, 1),
+        "{sm:#?}"
+    );
     stop.cancel();
     sender.await.unwrap();
     rig.finish().await;

@@ -30,6 +30,9 @@
 //! <p>:{c:ID}:rejects        LIST  upload rejects (JSON) for the failures report (the first N)
 //! <p>:{c:ID}:reject_fps     SET   fingerprints of the rejects seen (a file sent again adds none)
 //! <p>:sup:{pn:ID}           SET   suppressed phone numbers
+//! <p>:sup-why:{pn:ID}       HASH  number → "<ms>|<reason>" (why, since when)
+//! <p>:sup-mkt:{pn:ID}       SET   numbers that get no marketing template (131050, a stop)
+//! <p>:sup-mkt-why:{pn:ID}   HASH  the same reasons for those
 //! <p>:win:{pn:ID}:<phone>   STR   24 h window, expires with it
 //! <p>:sends:{pn:ID}         ZSET  the number's rolling window: send "<token>.<index>" → its
 //!                                 time (µs), the last window's and those planned ahead
@@ -166,6 +169,23 @@ impl Keys {
     /// Why each suppressed number is (a hash: number → `<ms>|<reason>`).
     pub(crate) fn suppression_why(&self, pnid: &str) -> String {
         format!("{}:sup-why:{{pn:{pnid}}}", self.prefix)
+    }
+
+    /// The suppression list of `scope` and the hash of why each number is on it.
+    pub(crate) fn suppression_lists(
+        &self,
+        pnid: &str,
+        scope: herald_store::SuppressionScope,
+    ) -> (String, String) {
+        match scope {
+            herald_store::SuppressionScope::All => {
+                (self.suppression(pnid), self.suppression_why(pnid))
+            }
+            herald_store::SuppressionScope::Marketing => (
+                format!("{}:sup-mkt:{{pn:{pnid}}}", self.prefix),
+                format!("{}:sup-mkt-why:{{pn:{pnid}}}", self.prefix),
+            ),
+        }
     }
 
     /// Business-scoped user id → the number it stands for (a hash).

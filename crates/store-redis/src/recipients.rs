@@ -2,7 +2,7 @@
 //! reasons, business-scoped user ids, and open customer-service windows.
 
 use herald_core::PhoneE164;
-use herald_store::Result;
+use herald_store::{Result, SuppressionScope};
 use jiff::Timestamp;
 
 use crate::RedisStore;
@@ -11,6 +11,7 @@ use crate::conn::Run;
 pub(crate) async fn suppress(
     store: &RedisStore,
     phone_number_id: &str,
+    scope: SuppressionScope,
     phones: &[PhoneE164],
     why: &herald_store::Why,
 ) -> Result<()> {
@@ -21,11 +22,9 @@ pub(crate) async fn suppress(
     let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
     let value = format!("{}|{}", why.at.as_millisecond(), why.reason);
     // Both keys carry the number's hash tag: one transaction, on a cluster too.
+    let (list, why_key) = store.keys.suppression_lists(phone_number_id, scope);
     let mut pipe = redis::pipe();
-    pipe.atomic()
-        .sadd(store.keys.suppression(phone_number_id), &members)
-        .ignore();
-    let why_key = store.keys.suppression_why(phone_number_id);
+    pipe.atomic().sadd(list, &members).ignore();
     for m in &members {
         pipe.hset_nx(&why_key, m, &value).ignore();
     }
@@ -36,6 +35,7 @@ pub(crate) async fn suppress(
 pub(crate) async fn suppression_reasons(
     store: &RedisStore,
     phone_number_id: &str,
+    scope: SuppressionScope,
     phones: &[PhoneE164],
 ) -> Result<Vec<Option<herald_store::Why>>> {
     if phones.is_empty() {
@@ -43,12 +43,13 @@ pub(crate) async fn suppression_reasons(
     }
     let mut conn = store.conn().await?;
     let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
+    let (list, why_key) = store.keys.suppression_lists(phone_number_id, scope);
     let (on, values): (Vec<bool>, Vec<Option<String>>) = redis::pipe()
         .cmd("SMISMEMBER")
-        .arg(store.keys.suppression(phone_number_id))
+        .arg(list)
         .arg(&members)
         .cmd("HMGET")
-        .arg(store.keys.suppression_why(phone_number_id))
+        .arg(why_key)
         .arg(&members)
         .run(&mut conn)
         .await?;
@@ -131,13 +132,21 @@ pub(crate) async fn unsuppress(
     }
     let mut conn = store.conn().await?;
     let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
-    let (removed, _): (u64, u64) = redis::pipe()
-        .atomic()
-        .srem(store.keys.suppression(phone_number_id), &members)
-        .hdel(store.keys.suppression_why(phone_number_id), &members)
-        .run(&mut conn)
-        .await?;
-    Ok(removed)
+    // Both lists carry the number's hash tag: one transaction, on a cluster too.
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for scope in [SuppressionScope::All, SuppressionScope::Marketing] {
+        let (list, why_key) = store.keys.suppression_lists(phone_number_id, scope);
+        pipe.cmd("SMISMEMBER").arg(&list).arg(&members);
+        pipe.srem(list, &members).ignore();
+        pipe.hdel(why_key, &members).ignore();
+    }
+    let (all, marketing): (Vec<bool>, Vec<bool>) = pipe.run(&mut conn).await?;
+    Ok(all
+        .iter()
+        .zip(&marketing)
+        .filter(|(a, m)| **a || **m)
+        .count() as u64)
 }
 
 pub(crate) async fn unlinked_opt_outs(
@@ -160,6 +169,7 @@ pub(crate) async fn unlinked_opt_outs(
 pub(crate) async fn suppressed(
     store: &RedisStore,
     phone_number_id: &str,
+    scope: SuppressionScope,
     phones: &[PhoneE164],
 ) -> Result<Vec<bool>> {
     if phones.is_empty() {
@@ -168,7 +178,7 @@ pub(crate) async fn suppressed(
     let mut conn = store.conn().await?;
     let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
     redis::cmd("SMISMEMBER")
-        .arg(store.keys.suppression(phone_number_id))
+        .arg(store.keys.suppression_lists(phone_number_id, scope).0)
         .arg(members)
         .run(&mut conn)
         .await
@@ -177,11 +187,12 @@ pub(crate) async fn suppressed(
 pub(crate) async fn list_suppressed(
     store: &RedisStore,
     phone_number_id: &str,
+    scope: SuppressionScope,
     cursor: u64,
 ) -> Result<(Vec<PhoneE164>, Option<u64>)> {
     let mut conn = store.conn().await?;
     let (next, members): (u64, Vec<u64>) = redis::cmd("SSCAN")
-        .arg(store.keys.suppression(phone_number_id))
+        .arg(store.keys.suppression_lists(phone_number_id, scope).0)
         .arg(cursor)
         .arg("COUNT")
         .arg(1000)

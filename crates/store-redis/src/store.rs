@@ -9,7 +9,7 @@ use herald_core::{
 use herald_store::{
     Applied, Campaign, ClaimRequest, ClaimedJob, FailureRow, InDoubtExpired, InDoubtPolicy, JobRef,
     JobView, NewCampaign, PairReservation, Reach, ReachUse, Reclaimed, Result, RunningCampaign,
-    Settle, SettleResult, StatusUpdate, Store,
+    Settle, SettleResult, StatusUpdate, Store, SuppressionScope,
 };
 use jiff::Timestamp;
 
@@ -190,15 +190,40 @@ impl Store for RedisStore {
         phones: &[PhoneE164],
         why: &herald_store::Why,
     ) -> Result<()> {
-        recipients::suppress(self, phone_number_id, phones, why).await
+        recipients::suppress(self, phone_number_id, SuppressionScope::All, phones, why).await
     }
 
     async fn suppression_reasons(
         &self,
         phone_number_id: &str,
+        scope: SuppressionScope,
         phones: &[PhoneE164],
     ) -> Result<Vec<Option<herald_store::Why>>> {
-        recipients::suppression_reasons(self, phone_number_id, phones).await
+        recipients::suppression_reasons(self, phone_number_id, scope, phones).await
+    }
+
+    async fn suppress_marketing(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+        why: &herald_store::Why,
+    ) -> Result<()> {
+        recipients::suppress(
+            self,
+            phone_number_id,
+            SuppressionScope::Marketing,
+            phones,
+            why,
+        )
+        .await
+    }
+
+    async fn marketing_suppressed(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> Result<Vec<bool>> {
+        recipients::suppressed(self, phone_number_id, SuppressionScope::Marketing, phones).await
     }
 
     async fn link_users(
@@ -234,15 +259,16 @@ impl Store for RedisStore {
     }
 
     async fn suppressed(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<Vec<bool>> {
-        recipients::suppressed(self, phone_number_id, phones).await
+        recipients::suppressed(self, phone_number_id, SuppressionScope::All, phones).await
     }
 
     async fn list_suppressed(
         &self,
         phone_number_id: &str,
+        scope: SuppressionScope,
         cursor: u64,
     ) -> Result<(Vec<PhoneE164>, Option<u64>)> {
-        recipients::list_suppressed(self, phone_number_id, cursor).await
+        recipients::list_suppressed(self, phone_number_id, scope, cursor).await
     }
 
     async fn open_window(

@@ -1381,7 +1381,10 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
         .await
         .unwrap();
     assert_eq!(
-        store.suppression_reasons(PNID, &[a, b]).await.unwrap(),
+        store
+            .suppression_reasons(PNID, SuppressionScope::All, &[a, b])
+            .await
+            .unwrap(),
         [Some(why.clone()), None]
     );
     assert_eq!(
@@ -1389,8 +1392,41 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
         [false],
         "per phone number id"
     );
-    let (list, _) = store.list_suppressed(PNID, 0).await.unwrap();
+    let (list, _) = store
+        .list_suppressed(PNID, SuppressionScope::All, 0)
+        .await
+        .unwrap();
     assert_eq!(list, [a]);
+    // The marketing-only list is its own: b gets no marketing but is not suppressed.
+    store
+        .suppress_marketing(PNID, &[b], &Why::now("error 131050"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.suppressed(PNID, &[a, b]).await.unwrap(),
+        [true, false]
+    );
+    assert_eq!(
+        store.marketing_suppressed(PNID, &[a, b]).await.unwrap(),
+        [false, true]
+    );
+    let (marketing, _) = store
+        .list_suppressed(PNID, SuppressionScope::Marketing, 0)
+        .await
+        .unwrap();
+    assert_eq!(marketing, [b]);
+    let reasons = store
+        .suppression_reasons(PNID, SuppressionScope::Marketing, &[a, b])
+        .await
+        .unwrap();
+    assert_eq!(reasons[0], None);
+    assert_eq!(reasons[1].as_ref().unwrap().reason, "error 131050");
+    // Taking b off takes it off the marketing list too.
+    assert_eq!(store.unsuppress(PNID, &[b]).await.unwrap(), 1);
+    assert_eq!(
+        store.marketing_suppressed(PNID, &[b]).await.unwrap(),
+        [false]
+    );
 
     let now = jiff::Timestamp::now();
     store.open_window(PNID, a, now).await.unwrap();

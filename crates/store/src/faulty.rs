@@ -329,12 +329,39 @@ impl<S: Store> Store for Faulty<S> {
     async fn suppression_reasons(
         &self,
         phone_number_id: &str,
+        scope: SuppressionScope,
         phones: &[PhoneE164],
     ) -> Result<Vec<Option<Why>>> {
         call!(
             self,
             "suppression_reasons",
-            self.inner.suppression_reasons(phone_number_id, phones)
+            self.inner
+                .suppression_reasons(phone_number_id, scope, phones)
+        )
+    }
+
+    async fn suppress_marketing(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+        why: &Why,
+    ) -> Result<()> {
+        call!(
+            self,
+            "suppress_marketing",
+            self.inner.suppress_marketing(phone_number_id, phones, why)
+        )
+    }
+
+    async fn marketing_suppressed(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> Result<Vec<bool>> {
+        call!(
+            self,
+            "marketing_suppressed",
+            self.inner.marketing_suppressed(phone_number_id, phones)
         )
     }
 
@@ -349,12 +376,13 @@ impl<S: Store> Store for Faulty<S> {
     async fn list_suppressed(
         &self,
         phone_number_id: &str,
+        scope: SuppressionScope,
         cursor: u64,
     ) -> Result<(Vec<PhoneE164>, Option<u64>)> {
         call!(
             self,
             "list_suppressed",
-            self.inner.list_suppressed(phone_number_id, cursor)
+            self.inner.list_suppressed(phone_number_id, scope, cursor)
         )
     }
 

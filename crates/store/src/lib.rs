@@ -228,16 +228,34 @@ pub trait Store: Send + Sync + 'static {
         why: &Why,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Puts numbers on the phone number's marketing-only suppression list: they get no
+    /// marketing template, while utility, authentication and service messages still go. A
+    /// number keeps its first reason.
+    fn suppress_marketing(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+        why: &Why,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Which numbers are on the marketing-only list.
+    fn marketing_suppressed(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> impl Future<Output = Result<Vec<bool>>> + Send;
+
     /// Why each number is on the list (`None`: not on it, or put there before reasons were
     /// kept).
     fn suppression_reasons(
         &self,
         phone_number_id: &str,
+        scope: SuppressionScope,
         phones: &[PhoneE164],
     ) -> impl Future<Output = Result<Vec<Option<Why>>>> + Send;
 
-    /// Takes numbers off the suppression list (a user opted back in, or an operator removed
-    /// them). Answers how many were on it.
+    /// Takes numbers off both suppression lists (a user opted back in, or an operator removed
+    /// them). Answers how many were on one.
     fn unsuppress(
         &self,
         phone_number_id: &str,
@@ -294,6 +312,7 @@ pub trait Store: Send + Sync + 'static {
     fn list_suppressed(
         &self,
         phone_number_id: &str,
+        scope: SuppressionScope,
         cursor: u64,
     ) -> impl Future<Output = Result<(Vec<PhoneE164>, Option<u64>)>> + Send;
 

@@ -361,6 +361,16 @@ pub enum PairReservation {
     NotBefore(Timestamp),
 }
 
+/// Which messages a suppression stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SuppressionScope {
+    /// Every message (an opt-out, an undeliverable number).
+    All,
+    /// Marketing templates only (131050, a marketing stop): utility, authentication and
+    /// service messages still go.
+    Marketing,
+}
+
 /// What a messaging-limit reservation answers for one recipient (ARCHITECTURE §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach {

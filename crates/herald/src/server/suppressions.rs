@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 
 use herald_core::{PhoneE164, business_user_id};
-use herald_store::{Store, Why};
+use herald_store::{Store, SuppressionScope, Why};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -41,8 +41,9 @@ fn phone_number_id(raw: &str) -> Result<&str, ApiError> {
     }
 }
 
-/// `GET /v1/suppressions/{phone_number_id}`: `kind,id` rows, numbers first, then the user
-/// ids that opted out before their number was known.
+/// `GET /v1/suppressions/{phone_number_id}`: `kind,id` rows: numbers suppressed for every
+/// message (`number`), then those that get no marketing template (`marketing_number`), then
+/// the user ids that opted out before their number was known.
 pub(crate) async fn export<S: Store>(
     State(state): State<AppState<S>>,
     Path(pnid): Path<String>,
@@ -57,19 +58,25 @@ pub(crate) async fn export<S: Store>(
     let bad =
         |e: csv::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
     row(&mut w, ["kind", "id", "reason", "date"]).map_err(bad)?;
-    let mut cursor = 0;
-    loop {
-        let (page, next) = state.store.list_suppressed(&pnid, cursor).await?;
-        let whys = state.store.suppression_reasons(&pnid, &page).await?;
-        for (p, why) in page.iter().zip(whys) {
-            let (reason, date) = why.map_or((String::new(), String::new()), |w| {
-                (w.reason, w.at.to_string())
-            });
-            row(&mut w, ["number", &p.to_string(), &reason, &date]).map_err(bad)?;
-        }
-        match next {
-            Some(c) => cursor = c,
-            None => break,
+    // Numbers suppressed for every message, then those that get no marketing only.
+    for (kind, scope) in [
+        ("number", SuppressionScope::All),
+        ("marketing_number", SuppressionScope::Marketing),
+    ] {
+        let mut cursor = 0;
+        loop {
+            let (page, next) = state.store.list_suppressed(&pnid, scope, cursor).await?;
+            let whys = state.store.suppression_reasons(&pnid, scope, &page).await?;
+            for (p, why) in page.iter().zip(whys) {
+                let (reason, date) = why.map_or((String::new(), String::new()), |w| {
+                    (w.reason, w.at.to_string())
+                });
+                row(&mut w, [kind, &p.to_string(), &reason, &date]).map_err(bad)?;
+            }
+            match next {
+                Some(c) => cursor = c,
+                None => break,
+            }
         }
     }
     let (_, users) = state

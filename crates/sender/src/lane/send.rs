@@ -183,18 +183,19 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             Decision::Fail(code) => {
                 count_send(&self.pnid, "failed");
                 held.decided(Outcome::Failed { code });
-                if let Some(c) = e.code().filter(|c| ErrorClass::suppresses_recipient(*c))
-                    && let Err(err) = self
-                        .shared
-                        .store
-                        .suppress(
-                            &self.pnid,
-                            &[phone],
-                            &herald_store::Why::now(format!("error {c}")),
-                        )
-                        .await
-                {
-                    tracing::warn!(error = %err, "could not add an undeliverable number to the suppression list");
+                if let Some(c) = e.code() {
+                    let why = herald_store::Why::now(format!("error {c}"));
+                    let store = &self.shared.store;
+                    let listed = if ErrorClass::suppresses_recipient(c) {
+                        store.suppress(&self.pnid, &[phone], &why).await
+                    } else if ErrorClass::stops_marketing(c) {
+                        store.suppress_marketing(&self.pnid, &[phone], &why).await
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(err) = listed {
+                        tracing::warn!(error = %err, code = c, "could not add the number to a suppression list");
+                    }
                 }
             }
             Decision::Skip(reason) => {

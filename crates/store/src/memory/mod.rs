@@ -25,7 +25,7 @@ use crate::{
     Applied, Campaign, ClaimRequest, ClaimedJob, DeadLetter, FailureRow, InDoubtExpired,
     InDoubtPolicy, JobRef, JobView, LINKED_OPT_OUT, NewCampaign, Outcome, PairReservation,
     QualityRecord, Reach, ReachUse, Reclaimed, Result, RunningCampaign, Settle, SettleResult,
-    StatusUpdate, Store, StoreError, WebhookEntry, Why,
+    StatusUpdate, Store, StoreError, SuppressionScope, WebhookEntry, Why,
 };
 
 mod campaign;
@@ -216,6 +216,43 @@ impl State {
 /// So it yields, as I/O would.
 async fn cooperate() {
     tokio::task::yield_now().await;
+}
+
+/// The key of a phone number's marketing-only suppression list (beside its own id, the key
+/// of the list of every message).
+fn marketing_list(phone_number_id: &str) -> String {
+    format!("{phone_number_id}/marketing")
+}
+
+fn list_of(phone_number_id: &str, scope: SuppressionScope) -> String {
+    match scope {
+        SuppressionScope::All => phone_number_id.to_owned(),
+        SuppressionScope::Marketing => marketing_list(phone_number_id),
+    }
+}
+
+impl MemoryStore {
+    fn suppress_in(&self, list: &str, phones: &[PhoneE164], why: &Why) {
+        let mut s = self.lock();
+        s.suppression
+            .entry(list.to_owned())
+            .or_default()
+            .extend(phones.iter().map(|p| p.as_u64()));
+        for p in phones {
+            s.suppression_why
+                .entry((list.to_owned(), p.as_u64()))
+                .or_insert_with(|| (why.at.as_millisecond(), why.reason.clone()));
+        }
+    }
+
+    fn suppressed_in(&self, list: &str, phones: &[PhoneE164]) -> Vec<bool> {
+        let s = self.lock();
+        let set = s.suppression.get(list);
+        phones
+            .iter()
+            .map(|p| set.is_some_and(|set| set.contains(&p.as_u64())))
+            .collect()
+    }
 }
 
 /// The use of a portfolio's budget whose counted users are `counted` (user → ms).
@@ -641,35 +678,44 @@ impl Store for MemoryStore {
     }
 
     async fn suppress(&self, phone_number_id: &str, phones: &[PhoneE164], why: &Why) -> Result<()> {
-        let mut s = self.lock();
-        s.suppression
-            .entry(phone_number_id.to_owned())
-            .or_default()
-            .extend(phones.iter().map(|p| p.as_u64()));
-        for p in phones {
-            s.suppression_why
-                .entry((phone_number_id.to_owned(), p.as_u64()))
-                .or_insert_with(|| (why.at.as_millisecond(), why.reason.clone()));
-        }
+        self.suppress_in(phone_number_id, phones, why);
         Ok(())
+    }
+
+    async fn suppress_marketing(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+        why: &Why,
+    ) -> Result<()> {
+        self.suppress_in(&marketing_list(phone_number_id), phones, why);
+        Ok(())
+    }
+
+    async fn marketing_suppressed(
+        &self,
+        phone_number_id: &str,
+        phones: &[PhoneE164],
+    ) -> Result<Vec<bool>> {
+        Ok(self.suppressed_in(&marketing_list(phone_number_id), phones))
     }
 
     async fn suppression_reasons(
         &self,
         phone_number_id: &str,
+        scope: SuppressionScope,
         phones: &[PhoneE164],
     ) -> Result<Vec<Option<Why>>> {
+        let list = list_of(phone_number_id, scope);
         let s = self.lock();
-        let on = s.suppression.get(phone_number_id);
+        let on = s.suppression.get(&list);
         Ok(phones
             .iter()
             .map(|p| {
                 if !on.is_some_and(|set| set.contains(&p.as_u64())) {
                     return None;
                 }
-                let (at, reason) = s
-                    .suppression_why
-                    .get(&(phone_number_id.to_owned(), p.as_u64()))?;
+                let (at, reason) = s.suppression_why.get(&(list.clone(), p.as_u64()))?;
                 Some(Why {
                     reason: reason.clone(),
                     at: Timestamp::from_millisecond(*at).ok()?,
@@ -733,14 +779,18 @@ impl Store for MemoryStore {
 
     async fn unsuppress(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<u64> {
         let mut s = self.lock();
-        for p in phones {
-            s.suppression_why
-                .remove(&(phone_number_id.to_owned(), p.as_u64()));
+        let mut was = vec![false; phones.len()];
+        for list in [phone_number_id.to_owned(), marketing_list(phone_number_id)] {
+            for p in phones {
+                s.suppression_why.remove(&(list.clone(), p.as_u64()));
+            }
+            if let Some(set) = s.suppression.get_mut(&list) {
+                for (w, p) in was.iter_mut().zip(phones) {
+                    *w |= set.remove(&p.as_u64());
+                }
+            }
         }
-        let Some(set) = s.suppression.get_mut(phone_number_id) else {
-            return Ok(0);
-        };
-        Ok(phones.iter().filter(|p| set.remove(&p.as_u64())).count() as u64)
+        Ok(was.iter().filter(|w| **w).count() as u64)
     }
 
     async fn unlinked_opt_outs(
@@ -757,21 +807,17 @@ impl Store for MemoryStore {
     }
 
     async fn suppressed(&self, phone_number_id: &str, phones: &[PhoneE164]) -> Result<Vec<bool>> {
-        let s = self.lock();
-        let set = s.suppression.get(phone_number_id);
-        Ok(phones
-            .iter()
-            .map(|p| set.is_some_and(|set| set.contains(&p.as_u64())))
-            .collect())
+        Ok(self.suppressed_in(phone_number_id, phones))
     }
 
     async fn list_suppressed(
         &self,
         phone_number_id: &str,
+        scope: SuppressionScope,
         cursor: u64,
     ) -> Result<(Vec<PhoneE164>, Option<u64>)> {
         let s = self.lock();
-        let Some(set) = s.suppression.get(phone_number_id) else {
+        let Some(set) = s.suppression.get(&list_of(phone_number_id, scope)) else {
             return Ok((Vec::new(), None));
         };
         let page: Vec<u64> = set
