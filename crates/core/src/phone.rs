@@ -90,6 +90,12 @@ impl PhoneE164 {
         self.0
     }
 
+    /// A number of the North American Numbering Plan (`+1`: the US, Canada and their
+    /// neighbours), where Meta delivers no marketing template.
+    pub fn is_nanp(self) -> bool {
+        self.digits().as_str().starts_with('1')
+    }
+
     /// The digits without `+`, as the Cloud API's `to` field wants them.
     pub fn digits(self) -> Digits {
         let mut buf = [0u8; MAX_DIGITS];

@@ -46,6 +46,11 @@ pub struct CampaignSpec {
     /// Per-campaign cap on messages per second (never above the phone number's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mps: Option<u32>,
+    /// Send a recipient Meta declined for its per-user marketing limit (131049) again, at
+    /// most this many times, each at least a day later (1 to 3; never for marketing to `+1`
+    /// numbers, where Meta delivers no marketing). Absent: never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_capped_retries: Option<u32>,
     /// The template's category as Meta has it (`MARKETING`, `UTILITY`, `AUTHENTICATION`):
     /// filled in from Meta's template list when the campaign is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +108,14 @@ impl CampaignSpec {
             && !(1..=1000).contains(&mps)
         {
             return Err(SpecError::new("mps", "must be between 1 and 1000"));
+        }
+        if let Some(n) = self.frequency_capped_retries
+            && !(1..=3).contains(&n)
+        {
+            return Err(SpecError::new(
+                "frequency_capped_retries",
+                "must be between 1 and 3",
+            ));
         }
         if let Some(c) = &self.template_category
             && !TEMPLATE_CATEGORIES.contains(&c.as_str())
@@ -548,6 +561,7 @@ mod tests {
             default_region: None,
             schedule_at: None,
             mps: None,
+            frequency_capped_retries: None,
             template_category: None,
         }
     }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 mod send;
 
 use crate::held::Held;
-use crate::policy::{AdaptiveRate, Decision, decide};
+use crate::policy::{AdaptiveRate, Decision, capped_retry, decide};
 use crate::{CampaignInfo, LANE_IDLE_EXIT, Shared, unit};
 use send::SendTask;
 

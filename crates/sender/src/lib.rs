@@ -210,6 +210,8 @@ struct CampaignInfo {
     /// A marketing template, or a template whose category is not known: the marketing-only
     /// suppression list applies to it.
     marketing: bool,
+    /// How many times a recipient declined for its marketing limit (131049) is tried again.
+    capped_retries: u32,
 }
 
 /// A pause asked for again within this long is taken as already done.
@@ -244,6 +246,7 @@ impl<S: Store, M: Messages> Shared<S, M> {
             template,
             free_form,
             marketing,
+            capped_retries: c.spec.frequency_capped_retries.unwrap_or(0),
         });
         if let Ok(mut m) = self.campaigns.lock() {
             m.insert(id.clone(), info.clone());

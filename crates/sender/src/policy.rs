@@ -92,6 +92,21 @@ pub fn decide(
     }
 }
 
+/// When a recipient Meta declined for its per-user marketing limit (131049) is tried again:
+/// a day later (Meta's limit counts a moving day), when the campaign opted in and has tries
+/// left, and never for marketing to a `+1` number (Meta delivers no marketing there).
+pub fn capped_retry(
+    retries: u32,
+    attempts: u32,
+    marketing: bool,
+    phone: herald_core::PhoneE164,
+) -> Option<Duration> {
+    (attempts < retries && !(marketing && phone.is_nanp())).then_some(CAPPED_RETRY_AFTER)
+}
+
+/// How long after a 131049 a recipient is tried again.
+pub const CAPPED_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600 + 60);
+
 /// A phone number's effective rate: multiplicative decrease on 130429, additive increase
 /// back to the configured rate.
 ///
@@ -218,6 +233,18 @@ mod tests {
         assert_eq!(
             decide(ErrorClass::FrequencyCapped, Some(130_472), 0, &b, 0.5),
             Decision::Skip(SkipReason::Experiment)
+        );
+        let uk: herald_core::PhoneE164 = "+447700900123".parse().unwrap();
+        let us: herald_core::PhoneE164 = "+16505550123".parse().unwrap();
+        assert_eq!(capped_retry(1, 0, true, uk), Some(CAPPED_RETRY_AFTER));
+        assert!(CAPPED_RETRY_AFTER >= Duration::from_secs(24 * 3600));
+        assert_eq!(capped_retry(1, 1, true, uk), None, "tries used up");
+        assert_eq!(capped_retry(0, 0, true, uk), None, "not opted in");
+        assert_eq!(capped_retry(3, 0, true, us), None, "no marketing to +1");
+        assert_eq!(
+            capped_retry(3, 0, false, us),
+            Some(CAPPED_RETRY_AFTER),
+            "a utility template to +1 may go again"
         );
         assert_eq!(
             decide(ErrorClass::CampaignFatal, Some(132_001), 0, &b, 0.5),

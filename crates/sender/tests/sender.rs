@@ -881,16 +881,87 @@ async fn a_marketing_stop_blocks_marketing_only() {
     utility.template_category = Some("UTILITY".into());
     let u = rig.campaign(utility, &recipients(0..3), true).await;
     let unknown = rig
-        .campaign(template_spec("unknown", "order_update", None), &recipients(0..3), true)
+        .campaign(
+            template_spec("unknown", "order_update", None),
+            &recipients(0..3),
+            true,
+        )
         .await;
     let (stop, sender) = rig.sender(sender_config(500));
     let su = rig.wait_status(&u, CampaignStatus::Completed, LONG).await;
     assert_eq!(su.accepted, 3, "utility reaches everyone: {su:#?}");
-    let sm = rig.wait_status(&unknown, CampaignStatus::Completed, LONG).await;
+    let sm = rig
+        .wait_status(&unknown, CampaignStatus::Completed, LONG)
+        .await;
     assert_eq!(
         (sm.accepted, sm.skipped.get(SkipReason::Suppressed)),
         (2, 1),
         "{sm:#?}"
+    );
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// Meta's 2026 outcomes for a marketing template, answered at once by the simulator: users
+/// in an experiment (130472) are skipped as `experiment` and never tried again; users at
+/// their per-user marketing limit (131049) wait to be tried once more a day later, because
+/// this campaign opted in, except `+1` numbers, where Meta delivers no marketing: those are
+/// skipped as `frequency_capped`. Nothing fails, nothing pauses. (The day itself is
+/// `policy::CAPPED_RETRY_AFTER`, tested with the policy; waiting it out here would cost a
+/// virtual day of polling.)
+#[tokio::test(start_paused = true)]
+async fn marketing_outcomes_are_skips_and_opted_in_retries_wait_a_day() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.marketing.capped_fraction = 0.3;
+    sim.marketing.experiment_fraction = 0.1;
+    sim.templates.push(herald_sim::config::Template {
+        name: "spring_sale".into(),
+        category: "MARKETING".into(),
+        ..herald_sim::config::Template::default()
+    });
+    let rig = Rig::in_process(sim).await;
+    let mut spec = template_spec("spring", "spring_sale", None);
+    spec.template_category = Some("MARKETING".into());
+    spec.frequency_capped_retries = Some(1);
+    let mut people = recipients(0..200);
+    people.extend((0..20).map(|i| {
+        herald_core::Recipient::new(
+            herald_core::PhoneE164::from_u64(1_650_555_0100 + i).unwrap(),
+            herald_core::Vars::from_values([format!("us{i}")]),
+        )
+    }));
+    let id = rig.campaign(spec, &people, true).await;
+    let (stop, sender) = rig.sender(sender_config(500));
+    // Every recipient tried once; an hour on, the capped ones still wait for their day.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let first = rig.oracle().await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let o = rig.oracle().await;
+    let stats = rig.store.stats(&id).await.unwrap();
+    assert_eq!(
+        o.requests, first.requests,
+        "nothing was tried again within the hour"
+    );
+    let rejected = |code: &str| o.rejected.get(code).copied().unwrap_or(0);
+    let (capped, experiment) = (
+        stats.skipped.get(SkipReason::FrequencyCapped),
+        stats.skipped.get(SkipReason::Experiment),
+    );
+    assert!(experiment > 0 && rejected("131049") > 0, "{o:#?}");
+    assert_eq!(rejected("130472"), experiment);
+    assert_eq!(stats.failed, 0, "{stats:#?}");
+    // Declined for the marketing limit: the +1 numbers skipped, the others waiting.
+    assert_eq!(capped + stats.pending, rejected("131049"), "{stats:#?}");
+    assert!(stats.pending > 0, "{stats:#?}");
+    assert!(
+        capped <= 20,
+        "only +1 numbers are skipped at once: {stats:#?}"
+    );
+    assert_eq!(stats.accepted + capped + experiment + stats.pending, 220);
+    assert_eq!(
+        rig.store.campaign(&id).await.unwrap().status,
+        CampaignStatus::Running
     );
     stop.cancel();
     sender.await.unwrap();

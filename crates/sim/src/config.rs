@@ -22,6 +22,7 @@ pub struct SimConfig {
     pub limits: Limits,
     pub window: Window,
     pub undeliverable: Undeliverable,
+    pub marketing: Marketing,
     pub faults: Faults,
     pub webhooks: Webhooks,
 }
@@ -95,6 +96,18 @@ pub struct Undeliverable {
     pub mode: Delivery,
 }
 
+/// Meta's 2026 rules for marketing templates, answered at once.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Marketing {
+    /// The share of users at their per-user marketing limit on any one day (131049), chosen
+    /// by a hash of the number, the seed and the day.
+    pub capped_fraction: f64,
+    /// The share of users in a marketing experiment (130472), chosen by a hash of the
+    /// number and the seed.
+    pub experiment_fraction: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
@@ -160,6 +173,7 @@ impl Default for SimConfig {
             limits: Limits::default(),
             window: Window::default(),
             undeliverable: Undeliverable::default(),
+            marketing: Marketing::default(),
             faults: Faults::default(),
             webhooks: Webhooks::default(),
         }
@@ -287,6 +301,11 @@ impl SimConfig {
             }
         };
         share("undeliverable.fraction", self.undeliverable.fraction)?;
+        share("marketing.capped_fraction", self.marketing.capped_fraction)?;
+        share(
+            "marketing.experiment_fraction",
+            self.marketing.experiment_fraction,
+        )?;
         share("faults.error_5xx", self.faults.error_5xx)?;
         share("faults.hang", self.faults.hang)?;
         share("faults.reset_after_read", self.faults.reset_after_read)?;

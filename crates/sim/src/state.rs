@@ -217,6 +217,31 @@ impl SimState {
             },
             _ => "service",
         };
+        if category == "marketing" {
+            let m = &self.cfg.marketing;
+            let user = hash_str(to);
+            if draw(seed, user, 0x130_472) < m.experiment_fraction {
+                return reject(
+                    130_472,
+                    bad(
+                        130_472,
+                        "(#130472) User's number is part of an experiment",
+                        "Failed to send message because this user's phone number is part of an experiment",
+                    ),
+                );
+            }
+            let day = self.unix_at(now) / 86_400;
+            if draw(seed, user ^ day, 0x131_049) < m.capped_fraction {
+                return reject(
+                    131_049,
+                    bad(
+                        131_049,
+                        "(#131049) This message was not delivered to maintain healthy ecosystem engagement.",
+                        "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+                    ),
+                );
+            }
+        }
         // Faults decided up front from the seed: one draw picks at most one.
         let f = &self.cfg.faults;
         let fault = draw(seed, 0xfa17, n);

@@ -54,7 +54,7 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS).decrement(1.0);
         // Boxed for the same reason: its store calls are large futures, rarely made.
-        Box::pin(self.outcome(&mut r.held, r.reach, result)).await;
+        Box::pin(self.outcome(&mut r.held, &r.campaign, r.reach, result)).await;
         r.held.settle_decided();
         drop(permit);
     }
@@ -102,6 +102,7 @@ impl<S: Store, M: Messages> SendTask<S, M> {
     async fn outcome(
         &self,
         held: &mut Held,
+        campaign_info: &CampaignInfo,
         reach: Option<Timestamp>,
         result: Result<herald_cloudapi::SendResponse, herald_cloudapi::Error>,
     ) {
@@ -197,6 +198,18 @@ impl<S: Store, M: Messages> SendTask<S, M> {
                         tracing::warn!(error = %err, code = c, "could not add the number to a suppression list");
                     }
                 }
+            }
+            // The campaign opted in to trying a capped recipient again, a day later.
+            Decision::Skip(SkipReason::FrequencyCapped)
+                if let Some(delay) = capped_retry(
+                    campaign_info.capped_retries,
+                    attempts,
+                    campaign_info.marketing,
+                    phone,
+                ) =>
+            {
+                count_send(&self.pnid, "retry");
+                held.decided(Outcome::Delayed { delay });
             }
             Decision::Skip(reason) => {
                 count_send(&self.pnid, "skipped");
