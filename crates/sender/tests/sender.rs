@@ -927,7 +927,7 @@ async fn marketing_outcomes_are_skips_and_opted_in_retries_wait_a_day() {
     let mut people = recipients(0..200);
     people.extend((0..20).map(|i| {
         herald_core::Recipient::new(
-            herald_core::PhoneE164::from_u64(1_650_555_0100 + i).unwrap(),
+            herald_core::PhoneE164::from_u64(16_505_550_100 + i).unwrap(),
             herald_core::Vars::from_values([format!("us{i}")]),
         )
     }));
