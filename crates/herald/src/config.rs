@@ -591,6 +591,7 @@ impl Config {
             refresh: Duration::from_millis(m.campaign_refresh_ms),
             retention: Duration::from_secs(m.campaign_retention_secs),
             max_campaigns: m.max_campaigns,
+            messaging_limit: self.messaging_limit.limit_config(),
         }
     }
 

@@ -41,6 +41,8 @@ pub struct ExportConfig {
     pub retention: Duration,
     /// The most campaigns exported, the newest first.
     pub max_campaigns: usize,
+    /// Which portfolio's messaging limit each number shares (for the waiting gauge).
+    pub messaging_limit: herald_sender::LimitConfig,
 }
 
 impl Default for ExportConfig {
@@ -49,6 +51,7 @@ impl Default for ExportConfig {
             refresh: Duration::from_secs(5),
             retention: Duration::from_secs(600),
             max_campaigns: 200,
+            messaging_limit: herald_sender::LimitConfig::default(),
         }
     }
 }
@@ -210,7 +213,20 @@ pub async fn render<S: Store>(
             Err(StoreError::NotFound(_)) => continue,
             Err(e) => return Err(e),
         };
-        metrics::with_local_recorder(&recorder, || record(c, &stats));
+        let waiting = if c.status == herald_core::CampaignStatus::Running {
+            crate::server::limit::view(store, &cfg.messaging_limit, c, stats.pending)
+                .await?
+                .map(|l| l.waiting)
+        } else {
+            None
+        };
+        metrics::with_local_recorder(&recorder, || {
+            record(c, &stats);
+            if let Some(w) = waiting {
+                metrics::gauge!(m::CAMPAIGN_LIMIT_WAITING_MESSAGES, "campaign" => c.id.to_string())
+                    .set(w as f64);
+            }
+        });
     }
     Ok(handle.render())
 }
@@ -498,6 +514,34 @@ mod tests {
             )
             .is_some()
         );
+    }
+
+    /// A running template campaign whose portfolio's budget is spent exports how many of its
+    /// recipients wait (what keeps `HeraldCampaignStalled` quiet).
+    #[tokio::test(start_paused = true)]
+    async fn a_campaign_waiting_for_the_messaging_limit_says_how_many_wait() {
+        use herald_core::{DEFAULT_PORTFOLIO, MessagingLimit, REACH_WINDOW};
+        let store = MemoryStore::new();
+        let id = conformance::running(&store, "waits", 3).await;
+        let series = format!(r#"herald_campaign_limit_waiting_messages{{campaign="{id}"}}"#);
+        let cfg = ExportConfig::default();
+        let text = render(&store, &cfg, store.now()).await.unwrap();
+        assert_eq!(value(&text, &series), Some(0.0), "no limit known: {text}");
+        store
+            .set_messaging_limit(DEFAULT_PORTFOLIO, MessagingLimit::Users(1))
+            .await
+            .unwrap();
+        store
+            .reserve_reach(
+                DEFAULT_PORTFOLIO,
+                1,
+                REACH_WINDOW,
+                &[conformance::phone(99)],
+            )
+            .await
+            .unwrap();
+        let text = render(&store, &cfg, store.now()).await.unwrap();
+        assert_eq!(value(&text, &series), Some(3.0), "{text}");
     }
 
     /// Two API processes: exactly one serves the series at any moment, and when it stops the
