@@ -825,13 +825,16 @@ async fn metas_131048_pauses_the_whole_portfolio() {
 }
 
 /// The number's throughput level bounds its rate below the configured ceiling: at the
-/// standard level (80/s) a sender configured for 400/s sends at 80; after Meta's upgrade
-/// (recorded as the reconciler does on `THROUGHPUT_UPGRADE`) it rises to its ceiling.
+/// standard level (80/s) a sender configured for 400/s sends at 80. Meta upgrades the number
+/// (the simulator answers 131057 for the switch, then allows 1,000/s, and sends
+/// `THROUGHPUT_UPGRADE`, which the reconciler records): the rate rises to its ceiling by
+/// itself, with no 130429 and nothing lost.
 #[tokio::test(start_paused = true)]
-async fn the_throughput_level_bounds_the_rate_until_an_upgrade() {
-    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
+async fn a_throughput_upgrade_raises_the_pace() {
+    let rig = Rig::in_process(sim_config(80)).await;
+    // What a sender records at start from the number's `throughput.level`.
     rig.store
-        .set_throughput(PNID, "+1 555-010-0001", 80)
+        .set_throughput(PNID, "+1 555-078-3881", 80)
         .await
         .unwrap();
     let id = rig
@@ -848,19 +851,21 @@ async fn the_throughput_level_bounds_the_rate_until_an_upgrade() {
         (300..=480).contains(&standard),
         "5 s at 80/s sent {standard}"
     );
-    assert!(
-        rig.store
-            .set_throughput_by_display("15550100001", 1000)
-            .await
-            .unwrap()
-    );
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let SimHandle::InProcess(sim) = &rig.sim else {
+        unreachable!()
+    };
+    assert!(sim.upgrade(PNID, Duration::from_secs(2)));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(rig.store.throughput(PNID).await.unwrap(), Some(1000));
     let high = rig.store.stats(&id).await.unwrap().accepted - standard;
     assert!(
         high > 1000,
-        "5 s after the upgrade (ceiling 400/s) sent {high}"
+        "8 s after the upgrade (ceiling 400/s) sent {high}"
     );
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!((stats.accepted, stats.failed), (3000, 0), "{stats:#?}");
     let o = rig.oracle().await;
+    assert_clean(&o, &["130429"]);
     assert!(o.phone_numbers[PNID].max_requests_1s <= 400, "{o:#?}");
     stop.cancel();
     sender.await.unwrap();

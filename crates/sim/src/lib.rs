@@ -105,6 +105,12 @@ impl Sim {
         self.shared.set_tier(tier)
     }
 
+    /// Upgrades a number to 1,000 messages/s after a switch of `switch` (131057 meanwhile),
+    /// and sends the `THROUGHPUT_UPGRADE` webhook Meta would; `false` for an unknown number.
+    pub fn upgrade(&self, phone_number_id: &str, switch: std::time::Duration) -> bool {
+        self.shared.upgrade(phone_number_id, switch)
+    }
+
     /// Stops serving and waits for the accept loop to end.
     pub async fn shutdown(self) {
         self.shutdown.cancel();

@@ -144,7 +144,7 @@ async fn phone_number(
         "platform_type": "CLOUD_API",
         // Meta has two levels; a simulated number faster than the standard 80/s is "HIGH",
         // so that a sender following the level is bounded by the simulator's own rate.
-        "throughput": {"level": if p.mps > 80 { "HIGH" } else { "STANDARD" }},
+        "throughput": {"level": shared.level(&p.id, p.mps)},
         "whatsapp_business_manager_messaging_limit": shared.tier(),
     });
     let out = match q.fields {

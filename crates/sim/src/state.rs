@@ -43,6 +43,9 @@ struct Limits {
     reach: HashMap<String, Instant>,
     /// The messaging limit now (`None`: the configured tier; raised by [`SimState::set_tier`]).
     tier: Option<String>,
+    /// Numbers upgraded to 1,000 messages/s: their switch ends at this instant (131057 until
+    /// then).
+    upgraded: HashMap<String, Instant>,
 }
 
 /// State shared by the request handlers and the webhook sender.
@@ -263,7 +266,21 @@ impl SimState {
                 },
             );
         }
-        if self.oracle(|o| o.sent_last_second(pnid, now)) >= u64::from(number.mps) {
+        let mps = match self.limits(|l| l.upgraded.get(pnid).copied()) {
+            Some(done) if now < done => {
+                return reject(
+                    131_057,
+                    bad(
+                        131_057,
+                        "(#131057) Account in maintenance mode",
+                        "Business account is in maintenance mode: throughput upgrade in progress",
+                    ),
+                );
+            }
+            Some(_) => 1000,
+            None => number.mps,
+        };
+        if self.oracle(|o| o.sent_last_second(pnid, now)) >= u64::from(mps) {
             return reject(
                 130_429,
                 bad(
@@ -377,6 +394,42 @@ impl SimState {
             );
         }
         true
+    }
+
+    /// Upgrades a number to 1,000 messages/s, as Meta does for a busy number with good
+    /// quality: sends answer 131057 for `switch`, then go at the new rate; a
+    /// `phone_number_quality_update` webhook with `THROUGHPUT_UPGRADE` says so. `false` for
+    /// an unknown number.
+    pub(crate) fn upgrade(&self, pnid: &str, switch: Duration) -> bool {
+        let Some(p) = self.cfg.phone_numbers.iter().find(|p| p.id == pnid) else {
+            return false;
+        };
+        let now = Instant::now();
+        self.limits(|l| l.upgraded.insert(pnid.to_owned(), now + switch));
+        let display: String = p
+            .display_phone_number
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        self.webhooks.schedule(
+            now,
+            pnid,
+            Item::Change {
+                field: "phone_number_quality_update",
+                value: json!({"display_phone_number": display, "event": "THROUGHPUT_UPGRADE",
+                    "current_limit": self.tier()}),
+            },
+        );
+        true
+    }
+
+    /// The throughput level a number reports.
+    pub(crate) fn level(&self, pnid: &str, mps: u32) -> &'static str {
+        if mps > 80 || self.limits(|l| l.upgraded.contains_key(pnid)) {
+            "HIGH"
+        } else {
+            "STANDARD"
+        }
     }
 
     /// Counts `user` against the messaging limit: whether the message may go (the user was
