@@ -110,7 +110,7 @@ metrics! {
     /// Labels: `campaign`, `code` (a known Cloud API code, else `other`).
     CAMPAIGN_FAILED = "herald_campaign_failed", Gauge,
         "The campaign's failed messages by Cloud API error code.";
-    /// Labels: `campaign`, `reason` (duplicate, invalid, suppressed, window_closed, frequency_capped, experiment), `stage` (upload, send).
+    /// Labels: `campaign`, `reason` (duplicate, invalid, suppressed, window_closed, frequency_capped, experiment), `stage` (upload, send, delivery: accepted, then declined by Meta's status webhook).
     CAMPAIGN_SKIPPED = "herald_campaign_skipped", Gauge,
         "Rows and recipients the campaign skipped, by reason and by when (at upload or at send time).";
     /// Labels: `campaign`.

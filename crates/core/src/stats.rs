@@ -54,6 +54,16 @@ impl SkipReason {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
+
+    /// The reason behind a status webhook's failure that is Meta declining to deliver, not a
+    /// failure: 131049 (the user's marketing limit), 130472 (an experiment).
+    pub fn declined_by(code: &str) -> Option<Self> {
+        match code {
+            "131049" => Some(Self::FrequencyCapped),
+            "130472" => Some(Self::Experiment),
+            _ => None,
+        }
+    }
 }
 
 /// Skipped recipients by reason (upload-time and send-time reasons together).
@@ -131,6 +141,11 @@ pub struct Stats {
     pub skipped_send: Skipped,
     /// How many were skipped at send time (`skipped_send` summed).
     pub skipped_at_send: u64,
+    /// Accepted messages Meta then declined to deliver, by status webhook, for the user's
+    /// marketing limit (131049) or an experiment (130472): part of `accepted`, not of
+    /// `failed`.
+    #[serde(default)]
+    pub declined: Skipped,
     pub cancelled: u64,
     /// Recipients who wrote back after this campaign messaged them.
     pub replied: u64,

@@ -12,6 +12,9 @@
 -- applied, or the event time of their status if later: the webhook pipeline of the campaign's
 -- number has caught up to it. Backlog: a
 -- status arrived more than the backlog lag after its event (retries after an outage).
+
+-- Webhook failures that are Meta declining to deliver, by code (SkipReason::declined_by).
+local DECLINED = { ['131049'] = 'frequency_capped', ['130472'] = 'experiment' }
 local meta, base, lag = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local out, c, evidence = { 0, 0, redis.call('HGET', meta, 'pnid') or '', 0 }, {}, 0
@@ -51,11 +54,15 @@ for i = 3, #ARGV, 7 do
         if op < level and np >= level then bump(c, LEVELS[level], 1) end
       end
       if nf == 1 and of == 0 then
-        bump(c, 'failed', 1)
-        if code ~= '' then
-          bump(c, 'err:' .. code, 1)
-          r.aux = r.aux .. ' ' .. code
+        -- Meta declining to deliver (the user's marketing limit, an experiment) is not a
+        -- failure: SkipReason::declined_by.
+        if DECLINED[code] then
+          bump(c, 'dcl:' .. DECLINED[code], 1)
+        else
+          bump(c, 'failed', 1)
+          if code ~= '' then bump(c, 'err:' .. code, 1) end
         end
+        if code ~= '' then r.aux = r.aux .. ' ' .. code end
       end
       local new = np + 4 * nf
       if new ~= old then changed = true end

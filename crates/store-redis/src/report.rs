@@ -96,7 +96,7 @@ pub(crate) async fn failures(
                     let code = crate::parse_record(&rec)
                         .and_then(|r| r.aux.split(' ').nth(1).map(str::to_owned))
                         .unwrap_or_default();
-                    ("failed".to_owned(), code)
+                    (herald_store::webhook_failure_reason(&code).to_owned(), code)
                 }
                 _ => continue,
             };

@@ -1019,6 +1019,48 @@ pub async fn the_messaging_limit_counts_each_user_once<S: Store>(store: &S) {
     }
 }
 
+/// A status webhook that fails an accepted message with 131049 or 130472 is Meta declining
+/// to deliver, not a failure: counted in `declined`, not in `failed`, once however often it
+/// comes; the failures report names the reason. Another code is a failure as before.
+pub async fn declined_messages_are_not_failures<S: Store>(store: &S) {
+    let id = running(store, "declined", 3).await;
+    let jobs = store.claim(&claim_req(3, 31)).await.unwrap();
+    for (i, job) in jobs.iter().enumerate() {
+        store.start(&[JobRef::from(job)]).await.unwrap();
+        let message_id = wamid(900 + i as u64);
+        settle_one(store, job, Outcome::Accepted { message_id }).await;
+    }
+    let failed = |i: usize, code: i64| StatusUpdate {
+        error_code: Some(code),
+        ..status(Some(jobs[i].id.clone()), None, StatusEvent::Failed)
+    };
+    let updates = [
+        failed(0, 131_049),
+        failed(1, 130_472),
+        failed(2, 131_026),
+        failed(0, 131_049),
+    ];
+    store.apply_status(&updates).await.unwrap();
+    let s = invariant(store, &id).await;
+    assert_eq!(s.declined.get(SkipReason::FrequencyCapped), 1, "{s:#?}");
+    assert_eq!(s.declined.get(SkipReason::Experiment), 1, "{s:#?}");
+    assert_eq!(s.failed, 1, "{s:#?}");
+    assert_eq!(s.errors.keys().collect::<Vec<_>>(), ["131026"], "{s:#?}");
+    assert_eq!(s.accepted, 3);
+    let (rows, _) = store.failures(&id, 0, 100).await.unwrap();
+    let mut reasons: Vec<(String, String)> =
+        rows.into_iter().map(|r| (r.reason, r.detail)).collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("experiment".to_owned(), "130472".to_owned()),
+            ("failed".to_owned(), "131026".to_owned()),
+            ("frequency_capped".to_owned(), "131049".to_owned()),
+        ]
+    );
+}
+
 /// One leader per role: the first claimant leads and renews; another does not lead until the
 /// leader's lease runs out. The exclusive part holds a lease far longer than any stall of the
 /// machine between two calls; only the lapse uses a short one, and waits past it.
@@ -1875,6 +1917,7 @@ macro_rules! conformance_tests {
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
             campaign_caps_hold_beside_the_number_rate, the_window_holds_and_late_sends_move,
             one_leader_at_a_time, the_messaging_limit_counts_each_user_once,
+            declined_messages_are_not_failures,
             lattice_is_order_independent, cancellation,
             cancel_drains_every_state, completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,

@@ -46,6 +46,12 @@ pub fn digits(display: &str) -> String {
     display.chars().filter(char::is_ascii_digit).collect()
 }
 
+/// How the failures report names an accepted message that failed by status webhook with
+/// `code`: `failed`, or the reason Meta declined it (`frequency_capped`, `experiment`).
+pub fn webhook_failure_reason(code: &str) -> &'static str {
+    herald_core::SkipReason::declined_by(code).map_or("failed", herald_core::SkipReason::as_str)
+}
+
 /// Upload rejects remembered (by fingerprint), per stored one: a file sent again is counted
 /// once for this many times the stored rejects.
 pub const REJECT_MEMORY: usize = 10;

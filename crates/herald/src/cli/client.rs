@@ -236,14 +236,17 @@ pub fn print_campaign(c: &Value, out: &mut dyn std::io::Write) -> anyhow::Result
     ] {
         writeln!(out, "  {label:<12}{:>10}", n(key))?;
     }
-    if let Some(skipped) = s["skipped"].as_object() {
-        let parts: Vec<String> = skipped
+    for (label, key) in [("skipped", "skipped"), ("declined", "declined")] {
+        let Some(reasons) = s[key].as_object() else {
+            continue;
+        };
+        let parts: Vec<String> = reasons
             .iter()
             .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         if !parts.is_empty() {
-            writeln!(out, "  skipped     {}", parts.join(", "))?;
+            writeln!(out, "  {label:<12}{}", parts.join(", "))?;
         }
     }
     if let Some(errors) = s["errors"].as_object().filter(|e| !e.is_empty()) {

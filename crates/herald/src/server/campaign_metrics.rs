@@ -272,7 +272,12 @@ fn record(c: &Campaign, s: &Stats) {
         metrics::gauge!(m::CAMPAIGN_FAILED, "campaign" => id.clone(), "code" => code).set(n as f64);
     }
     for reason in SkipReason::ALL {
-        for (stage, skipped) in [("upload", &s.skipped_upload), ("send", &s.skipped_send)] {
+        for (stage, skipped) in [
+            ("upload", &s.skipped_upload),
+            ("send", &s.skipped_send),
+            // Accepted, then declined by Meta's status webhook (131049, 130472).
+            ("delivery", &s.declined),
+        ] {
             metrics::gauge!(
                 m::CAMPAIGN_SKIPPED,
                 "campaign" => id.clone(),
@@ -432,7 +437,7 @@ mod tests {
         );
         assert_eq!(
             text.matches("herald_campaign_skipped{").count(),
-            SkipReason::ALL.len() * 2
+            SkipReason::ALL.len() * 3
         );
         // The name is cut and escaped: one line, no raw quote or newline inside the value.
         let info = text

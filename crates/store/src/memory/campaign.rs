@@ -597,10 +597,18 @@ impl Camp {
             }
         }
         if new.failed && !old.failed {
-            bump(&mut c, "failed", 1);
-            if let Some(code) = u.error_code {
-                bump(&mut c, &format!("err:{code}"), 1);
-                *webhook_error = Some(code.to_string());
+            let code = u.error_code.map(|c| c.to_string());
+            match code.as_deref().and_then(SkipReason::declined_by) {
+                Some(reason) => bump(&mut c, &format!("dcl:{}", reason.as_str()), 1),
+                None => {
+                    bump(&mut c, "failed", 1);
+                    if let Some(code) = &code {
+                        bump(&mut c, &format!("err:{code}"), 1);
+                    }
+                }
+            }
+            if code.is_some() {
+                *webhook_error = code;
             }
         }
         if new != old {
@@ -713,10 +721,10 @@ impl Camp {
                 delivery,
                 webhook_error,
                 ..
-            } if delivery.failed => (
-                "failed".to_owned(),
-                webhook_error.clone().unwrap_or_default(),
-            ),
+            } if delivery.failed => {
+                let code = webhook_error.clone().unwrap_or_default();
+                (crate::webhook_failure_reason(&code).to_owned(), code)
+            }
             _ => return None,
         };
         Some(FailureRow {
