@@ -972,3 +972,69 @@ async fn marketing_outcomes_are_skips_and_opted_in_retries_wait_a_day() {
     sender.await.unwrap();
     rig.finish().await;
 }
+
+/// Users who stopped marketing (the simulator answers 131050): the marketing campaign fails
+/// them once and puts them on the marketing-only list; a utility campaign still reaches
+/// everyone; a second marketing campaign skips them without asking Meta again.
+#[tokio::test(start_paused = true)]
+async fn a_131050_stops_marketing_and_nothing_else() {
+    let mut sim = sim_config(SIM_MPS);
+    sim.marketing.opted_out_fraction = 0.2;
+    sim.templates.push(herald_sim::config::Template {
+        name: "spring_sale".into(),
+        category: "MARKETING".into(),
+        ..herald_sim::config::Template::default()
+    });
+    let rig = Rig::in_process(sim).await;
+    let people = recipients(0..100);
+    let marketing = |name: &str| {
+        let mut spec = template_spec(name, "spring_sale", None);
+        spec.template_category = Some("MARKETING".into());
+        spec
+    };
+    let (stop, sender) = rig.sender(sender_config(500));
+    let first = rig.campaign(marketing("first"), &people, true).await;
+    let s1 = rig
+        .wait_status(&first, CampaignStatus::Completed, LONG)
+        .await;
+    let stopped = rig
+        .oracle()
+        .await
+        .rejected
+        .get("131050")
+        .copied()
+        .unwrap_or(0);
+    assert!(stopped > 0, "{s1:#?}");
+    assert_eq!(
+        (s1.failed, s1.accepted),
+        (stopped, 100 - stopped),
+        "{s1:#?}"
+    );
+    let mut utility = template_spec("utility", "order_update", None);
+    utility.template_category = Some("UTILITY".into());
+    let u = rig.campaign(utility, &people, true).await;
+    let su = rig.wait_status(&u, CampaignStatus::Completed, LONG).await;
+    assert_eq!(su.accepted, 100, "utility reaches everyone: {su:#?}");
+    let second = rig.campaign(marketing("second"), &people, true).await;
+    let s2 = rig
+        .wait_status(&second, CampaignStatus::Completed, LONG)
+        .await;
+    assert_eq!(
+        (
+            s2.accepted,
+            s2.skipped.get(SkipReason::Suppressed),
+            s2.failed
+        ),
+        (100 - stopped, stopped, 0),
+        "{s2:#?}"
+    );
+    let o = rig.oracle().await;
+    assert_eq!(
+        o.rejected.get("131050").copied(),
+        Some(stopped),
+        "Meta was not asked again"
+    );
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}

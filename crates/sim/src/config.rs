@@ -106,6 +106,9 @@ pub struct Marketing {
     /// The share of users in a marketing experiment (130472), chosen by a hash of the
     /// number and the seed.
     pub experiment_fraction: f64,
+    /// The share of users who stopped marketing messages from the business (131050), chosen
+    /// by a hash of the number and the seed.
+    pub opted_out_fraction: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,6 +308,10 @@ impl SimConfig {
         share(
             "marketing.experiment_fraction",
             self.marketing.experiment_fraction,
+        )?;
+        share(
+            "marketing.opted_out_fraction",
+            self.marketing.opted_out_fraction,
         )?;
         share("faults.error_5xx", self.faults.error_5xx)?;
         share("faults.hang", self.faults.hang)?;

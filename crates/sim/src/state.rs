@@ -233,6 +233,16 @@ impl SimState {
                     ),
                 );
             }
+            if draw(seed, user, 0x131_050) < m.opted_out_fraction {
+                return reject(
+                    131_050,
+                    bad(
+                        131_050,
+                        "(#131050) Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+                        "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+                    ),
+                );
+            }
             let day = self.unix_at(now) / 86_400;
             if draw(seed, user ^ day, 0x131_049) < m.capped_fraction {
                 return reject(
