@@ -122,7 +122,7 @@ metrics! {
     /// Labels: `campaign`.
     CAMPAIGN_START_TIMESTAMP_SECONDS = "herald_campaign_start_timestamp_seconds", Gauge,
         "When the campaign started (Unix time).";
-    /// Labels: `campaign` (running template campaigns only).
+    /// Labels: `campaign` (template campaigns; 0 unless running and waiting).
     CAMPAIGN_LIMIT_WAITING_MESSAGES = "herald_campaign_limit_waiting_messages", Gauge,
         "Pending recipients that wait for the portfolio's messaging limit to have room (0 while it has).";
 }

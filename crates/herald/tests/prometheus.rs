@@ -183,6 +183,8 @@ async fn every_panel_and_alert_evaluates_on_a_real_prometheus() {
             ("HERALD_WHATSAPP__API_BASE", sim_url.clone()),
             ("HERALD_METRICS__CAMPAIGN_REFRESH_MS", "500".into()),
             ("HERALD_SENDER__MPS", "80".into()),
+            // A cap far above the campaign: the budget is kept (and shown), never spent.
+            ("HERALD_MESSAGING_LIMIT__CAP_USERS", "100000".into()),
             ("HERALD_SENDER__BACKOFF_BASE_MS", "100".into()),
             ("WA_ACCESS_TOKEN", "sim-access-token".into()),
             ("WA_APP_SECRET", "sim-app-secret".into()),

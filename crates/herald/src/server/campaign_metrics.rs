@@ -213,12 +213,16 @@ pub async fn render<S: Store>(
             Err(StoreError::NotFound(_)) => continue,
             Err(e) => return Err(e),
         };
-        let waiting = if c.status == herald_core::CampaignStatus::Running {
-            crate::server::limit::view(store, &cfg.messaging_limit, c, stats.pending)
-                .await?
-                .map(|l| l.waiting)
-        } else {
-            None
+        // Every template campaign has the series (0 unless it waits), so a dashboard query
+        // of it never comes back empty.
+        let waiting = match (&c.template, c.status) {
+            (None, _) => None,
+            (Some(_), herald_core::CampaignStatus::Running) => Some(
+                crate::server::limit::view(store, &cfg.messaging_limit, c, stats.pending)
+                    .await?
+                    .map_or(0, |l| l.waiting),
+            ),
+            (Some(_), _) => Some(0),
         };
         metrics::with_local_recorder(&recorder, || {
             record(c, &stats);
