@@ -379,15 +379,32 @@ async fn statuses_from_every_status_fixture() {
     assert_eq!(w.store.stats(&w.campaign).await.unwrap(), s);
 }
 
+/// pywa's failed status carries 130472 (the user is in a Meta experiment): Meta declined to
+/// deliver, which is counted as declined, not as a failure; a status failing with another
+/// code is a failure with its code.
 #[tokio::test(start_paused = true)]
 async fn a_failed_status_carries_its_code() {
     let w = world().await;
-    post_signed(&w.app, &variant("pywa/message_status.json", "failed")).await;
+    let body = variant("pywa/message_status.json", "failed");
+    post_signed(&w.app, &body).await;
+    reconcile(&w.store).await;
+    let s = w.store.stats(&w.campaign).await.unwrap();
+    assert_eq!(
+        s.declined.get(herald_core::SkipReason::Experiment),
+        1,
+        "{s:#?}"
+    );
+    assert_eq!((s.failed, s.failed_before_accept), (0, 0));
+    assert!(s.errors.is_empty(), "{s:#?}");
+    assert!(delivery_state(&w, &w.job_xyz).await.failed);
+
+    let w = world().await;
+    let other = String::from_utf8(body).unwrap().replace("130472", "131026");
+    post_signed(&w.app, other.as_bytes()).await;
     reconcile(&w.store).await;
     let s = w.store.stats(&w.campaign).await.unwrap();
     assert_eq!((s.failed, s.failed_before_accept), (1, 0));
-    assert_eq!(s.errors.get("130472"), Some(&1));
-    assert!(delivery_state(&w, &w.job_xyz).await.failed);
+    assert_eq!(s.errors.get("131026"), Some(&1));
 }
 
 #[tokio::test(start_paused = true)]
