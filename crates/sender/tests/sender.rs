@@ -1038,3 +1038,47 @@ async fn a_131050_stops_marketing_and_nothing_else() {
     sender.await.unwrap();
     rig.finish().await;
 }
+
+/// Meta re-categorises the campaign's utility template as marketing (the simulator sends
+/// `template_category_update`): the campaign pauses with the reason mid-send, nothing fails,
+/// and it goes on only when an operator resumes it.
+#[tokio::test(start_paused = true)]
+async fn a_template_recategorised_by_meta_pauses_its_campaign() {
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
+    let mut spec = template_spec("recat", "order_update", None);
+    spec.template_category = Some("UTILITY".into());
+    let id = rig.campaign(spec, &recipients(0..2000), true).await;
+    let (stop, sender) = rig.sender(sender_config(100));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let SimHandle::InProcess(sim) = &rig.sim else {
+        unreachable!()
+    };
+    assert!(sim.recategorise("order_update", "en_US", "MARKETING"));
+    let stats = rig.wait_status(&id, CampaignStatus::Paused, LONG).await;
+    let reason = rig.store.campaign(&id).await.unwrap().pause_reason.unwrap();
+    assert_eq!(reason.kind, PauseKind::TemplateCategory);
+    assert!(
+        reason.detail.contains("from UTILITY to MARKETING"),
+        "{reason}"
+    );
+    assert!(stats.pending > 0 && stats.failed == 0, "{stats:#?}");
+    // Paused stays paused: once the sends in flight at the pause have settled, nothing more
+    // goes out.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let settled = rig.store.stats(&id).await.unwrap().accepted;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(rig.store.stats(&id).await.unwrap().accepted, settled);
+    assert_eq!(
+        rig.store.campaign(&id).await.unwrap().status,
+        CampaignStatus::Paused
+    );
+    rig.store
+        .transition(&id, herald_core::CampaignAction::Resume, None)
+        .await
+        .unwrap();
+    let done = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(done.accepted, 2000);
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}

@@ -105,6 +105,12 @@ impl Sim {
         self.shared.set_tier(tier)
     }
 
+    /// Sends the `template_category_update` webhook Meta sends when it re-categorises a
+    /// template; `false` for an unknown template.
+    pub fn recategorise(&self, name: &str, language: &str, category: &str) -> bool {
+        self.shared.recategorise(name, language, category)
+    }
+
     /// Upgrades a number to 1,000 messages/s after a switch of `switch` (131057 meanwhile),
     /// and sends the `THROUGHPUT_UPGRADE` webhook Meta would; `false` for an unknown number.
     pub fn upgrade(&self, phone_number_id: &str, switch: std::time::Duration) -> bool {

@@ -406,6 +406,38 @@ impl SimState {
         true
     }
 
+    /// Re-categorises a template (as Meta does after review): sends the completed-change
+    /// `template_category_update` webhook. `false` for an unknown template.
+    pub(crate) fn recategorise(&self, name: &str, language: &str, category: &str) -> bool {
+        let Some((id, t)) = self
+            .cfg
+            .templates
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name == name && t.language == language)
+        else {
+            return false;
+        };
+        let Some(p) = self.cfg.phone_numbers.first() else {
+            return false;
+        };
+        self.webhooks.schedule(
+            Instant::now(),
+            &p.id,
+            Item::Change {
+                field: "template_category_update",
+                value: json!({
+                    "message_template_id": 900_000_000_000_000u64 + id as u64,
+                    "message_template_name": t.name,
+                    "message_template_language": t.language,
+                    "previous_category": t.category.to_ascii_uppercase(),
+                    "new_category": category,
+                }),
+            },
+        );
+        true
+    }
+
     /// Upgrades a number to 1,000 messages/s, as Meta does for a busy number with good
     /// quality: sends answer 131057 for `switch`, then go at the new rate; a
     /// `phone_number_quality_update` webhook with `THROUGHPUT_UPGRADE` says so. `false` for
