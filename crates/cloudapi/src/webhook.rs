@@ -418,9 +418,9 @@ pub struct PhoneQualityUpdate {
     pub current_limit: Option<String>,
     #[serde(default)]
     pub old_limit: Option<String>,
-    /// The portfolio's messaging limit after the change (-1: unlimited), where it changed.
+    /// The portfolio's messaging limit after the change, where it changed.
     #[serde(default)]
-    pub max_daily_conversations_per_business: Option<i64>,
+    pub max_daily_conversations_per_business: Option<LimitValue>,
 }
 
 /// `template_category_update`: Meta re-categorised a template, or will in 24 hours.
@@ -465,17 +465,39 @@ impl TemplateCategoryUpdate {
     }
 }
 
+/// A messaging limit as webhooks write it: Meta documents the portfolio field both as a
+/// count (`2000`, -1 for unlimited) and as a tier name (`"TIER_2K"`); both are read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum LimitValue {
+    Count(i64),
+    Text(String),
+}
+
+impl LimitValue {
+    /// The limit it names; `None` for a text that is neither a tier nor a count.
+    pub fn limit(&self) -> Option<herald_core::MessagingLimit> {
+        match self {
+            Self::Count(n) => Some(herald_core::MessagingLimit::from_daily(*n)),
+            Self::Text(t) => herald_core::MessagingLimit::from_tier(t).or_else(|| {
+                t.trim()
+                    .parse()
+                    .ok()
+                    .map(herald_core::MessagingLimit::from_daily)
+            }),
+        }
+    }
+}
+
 /// `business_capability_update`: the business portfolio's limits changed.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct BusinessCapabilityUpdate {
-    /// The messaging limit: unique users per moving 24 h outside open windows (-1:
-    /// unlimited).
+    /// The messaging limit: unique users per moving 24 h outside open windows.
     #[serde(default)]
-    pub max_daily_conversations_per_business: Option<i64>,
-    /// The same per phone number, as Meta reported it before portfolio-wide limits (until
-    /// early 2026).
+    pub max_daily_conversations_per_business: Option<LimitValue>,
+    /// The same as Meta reported it before portfolio-wide limits (removed in 2026).
     #[serde(default)]
-    pub max_daily_conversation_per_phone: Option<i64>,
+    pub max_daily_conversation_per_phone: Option<LimitValue>,
     #[serde(default)]
     pub max_phone_numbers_per_business: Option<i64>,
 }
@@ -484,8 +506,13 @@ impl BusinessCapabilityUpdate {
     /// The messaging limit it sets, if it names one.
     pub fn messaging_limit(&self) -> Option<herald_core::MessagingLimit> {
         self.max_daily_conversations_per_business
-            .or(self.max_daily_conversation_per_phone)
-            .map(herald_core::MessagingLimit::from_daily)
+            .as_ref()
+            .and_then(LimitValue::limit)
+            .or_else(|| {
+                self.max_daily_conversation_per_phone
+                    .as_ref()
+                    .and_then(LimitValue::limit)
+            })
     }
 }
 

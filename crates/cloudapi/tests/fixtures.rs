@@ -467,4 +467,13 @@ fn a_capability_update_names_the_messaging_limit() {
         Some(MessagingLimit::Unlimited)
     );
     assert_eq!(limit(r#"{"max_phone_numbers_per_business":2}"#), None);
+    // Meta's reference also lists the portfolio field's values as tier names.
+    assert_eq!(
+        limit(r#"{"max_daily_conversations_per_business":"TIER_10K"}"#),
+        Some(MessagingLimit::Users(10_000))
+    );
+    assert_eq!(
+        limit(r#"{"max_daily_conversations_per_business":"TIER_UNLIMITED"}"#),
+        Some(MessagingLimit::Unlimited)
+    );
 }

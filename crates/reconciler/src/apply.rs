@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use herald_cloudapi::webhook::{
-    ChangeValue, InboundMessage, Lenient, MessagesValue, Notification, Status,
+    ChangeValue, InboundMessage, Lenient, LimitValue, MessagesValue, Notification, Status,
     TemplateCategoryUpdate,
 };
 use herald_cloudapi::{ErrorClass, code_label};
@@ -244,9 +244,12 @@ impl<S: Store> Reconciler<S> {
                                     "a throughput upgrade for a number no sender has recorded"
                                 );
                             }
-                            if let Some(n) = q.max_daily_conversations_per_business {
-                                self.new_limit(&entry.id, MessagingLimit::from_daily(n))
-                                    .await?;
+                            if let Some(limit) = q
+                                .max_daily_conversations_per_business
+                                .as_ref()
+                                .and_then(LimitValue::limit)
+                            {
+                                self.new_limit(&entry.id, limit).await?;
                             }
                             self.store
                                 .record_quality(number, &q.event, q.current_limit.as_deref())
