@@ -1081,21 +1081,15 @@ async fn a_template_category_change_pauses_its_campaigns() {
         .transition(&recat, CampaignAction::Start, None)
         .await
         .unwrap();
-    let change = |value: Value| {
-        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{
-            "id": "102290129340398", "time": 1739321024,
-            "changes": [{"field": "template_category_update", "value": value}]}]}))
-        .unwrap()
-    };
     let impending = json!({"message_template_id": 278077987957091u64,
         "message_template_name": "welcome_template", "message_template_language": "en-US",
         "correct_category": "MARKETING", "new_category": "UTILITY",
         "category_update_timestamp": 1760711433});
-    post_signed(&w.app, &change(impending)).await;
+    post_signed(&w.app, &change("template_category_update", impending)).await;
     let other = json!({"message_template_id": 1, "message_template_name": "another",
         "message_template_language": "en-US", "previous_category": "UTILITY",
         "new_category": "MARKETING"});
-    post_signed(&w.app, &change(other)).await;
+    post_signed(&w.app, &change("template_category_update", other)).await;
     reconcile(&w.store).await;
     assert_eq!(
         w.store.campaign(&recat).await.unwrap().status,
@@ -1104,7 +1098,7 @@ async fn a_template_category_change_pauses_its_campaigns() {
     let done = json!({"message_template_id": 278077987957091u64,
         "message_template_name": "welcome_template", "message_template_language": "en-US",
         "previous_category": "UTILITY", "new_category": "MARKETING"});
-    post_signed(&w.app, &change(done)).await;
+    post_signed(&w.app, &change("template_category_update", done)).await;
     reconcile(&w.store).await;
     let c = w.store.campaign(&recat).await.unwrap();
     assert_eq!(c.status, CampaignStatus::Paused);
@@ -1131,12 +1125,6 @@ async fn throughput_upgrades_and_limit_changes_are_recorded() {
         .set_throughput(PNID, "+1 555-010-0001", 80)
         .await
         .unwrap();
-    let change = |field: &str, value: Value| {
-        serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{
-            "id": "102290129340398", "time": 1739321024,
-            "changes": [{"field": field, "value": value}]}]}))
-        .unwrap()
-    };
     post_signed(
         &w.app,
         &change(
@@ -1171,4 +1159,12 @@ async fn throughput_upgrades_and_limit_changes_are_recorded() {
             .unwrap(),
         Some(herald_core::MessagingLimit::Unlimited)
     );
+}
+
+/// A webhook body with one change of `field` from the test account.
+fn change(field: &str, value: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{
+        "id": "102290129340398", "time": 1739321024,
+        "changes": [{"field": field, "value": value}]}]}))
+    .unwrap()
 }

@@ -191,6 +191,14 @@ impl State {
         Ok(to)
     }
 
+    /// A portfolio's users counted against its messaging limit within `window_ms` of
+    /// `now_ms` (those the window has left are dropped).
+    fn counted(&mut self, portfolio: &str, now_ms: i64, window_ms: i64) -> &mut HashMap<u64, i64> {
+        let counted = self.reach.entry(portfolio.to_owned()).or_default();
+        counted.retain(|_, at| *at > now_ms.saturating_sub(window_ms));
+        counted
+    }
+
     /// Completes those of the `touched` campaigns that have nothing left to send or settle.
     fn complete_idle(&mut self, touched: BTreeSet<CampaignId>, now: i64) {
         for id in touched {
@@ -1080,8 +1088,7 @@ impl Store for MemoryStore {
         let now = self.now_ms();
         let window = millis(window);
         let mut s = self.lock();
-        let counted = s.reach.entry(portfolio.to_owned()).or_default();
-        counted.retain(|_, at| *at > now.saturating_sub(window));
+        let counted = s.counted(portfolio, now, window);
         let mut out = Vec::with_capacity(phones.len());
         for phone in phones {
             let used = counted.len() as u64;
@@ -1117,9 +1124,7 @@ impl Store for MemoryStore {
         let now = self.now_ms();
         let window = millis(window);
         let mut s = self.lock();
-        let counted = s.reach.entry(portfolio.to_owned()).or_default();
-        counted.retain(|_, at| *at > now.saturating_sub(window));
-        Ok(reach_use(counted, window))
+        Ok(reach_use(s.counted(portfolio, now, window), window))
     }
 
     async fn reach_frees(
@@ -1134,17 +1139,12 @@ impl Store for MemoryStore {
         };
         let now = self.now_ms();
         let window = millis(window);
-        let s = self.lock();
+        let mut s = self.lock();
         let mut times: Vec<i64> = s
-            .reach
-            .get(portfolio)
-            .map(|c| {
-                c.values()
-                    .copied()
-                    .filter(|at| *at > now - window)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .counted(portfolio, now, window)
+            .values()
+            .copied()
+            .collect();
         times.sort_unstable();
         Ok(times
             .get(i)
