@@ -814,6 +814,22 @@ async fn the_messaging_limit_is_shown_at_upload_and_while_waiting() {
     );
     assert!(l["next_frees_at"].is_string(), "{v}");
 
+    // A second campaign of the portfolio shares the budget with the first: with 4 places
+    // and 3 recipients each, it gets 2 now.
+    api.store
+        .set_messaging_limit(DEFAULT_PORTFOLIO, MessagingLimit::Users(6))
+        .await
+        .unwrap();
+    let other = api.create(template_spec("sharing")).await;
+    let csv = "phone,first_name\n+447912300011,Di\n+447912300012,Ed\n+447912300013,Flo\n";
+    let (_, v) = api.upload(&other, csv).await;
+    let l = &v["messaging_limit"];
+    assert_eq!(
+        (l["available"].as_u64(), l["fit_now"].as_u64(), l["waiting"].as_u64()),
+        (Some(4), Some(2), Some(1)),
+        "{v}"
+    );
+
     // A free-form campaign is not concerned (it needs an open window anyway).
     let text = api
         .create(json!({"name": "text", "message": {"type": "text", "text": {"body": "hi"}}}))

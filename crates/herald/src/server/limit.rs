@@ -17,7 +17,8 @@ pub struct LimitView {
     pub limit: Option<u64>,
     pub used: u64,
     pub available: u64,
-    /// Pending recipients that fit in the budget now. An estimate from above for the
+    /// Pending recipients that fit in the budget now, sharing it round-robin with the
+    /// portfolio's other running template campaigns. An estimate from above for the
     /// waiting: recipients with an open window or messaged in the last day cost nothing.
     pub fit_now: u64,
     /// Pending recipients that wait for the window to move on.
@@ -59,19 +60,25 @@ pub async fn view<S: Store>(
         }));
     };
     let available = limit.saturating_sub(used.used);
-    let fit_now = pending.min(available);
+    // The portfolio's other running template campaigns draw on the same budget, and claims
+    // share it out round-robin.
+    let others = others_pending(store, limits, portfolio, c).await?;
+    let fit_now = fair_share(available, pending, &others);
     let waiting = pending - fit_now;
+    let demand = pending + others.iter().sum::<u64>();
+    // The last of them goes about when the portfolio's whole demand has room.
+    let rest = demand.saturating_sub(available);
     let all_fit_by = if waiting == 0 || limit == 0 {
         None
-    } else if waiting <= used.used {
-        store.reach_frees(portfolio, REACH_WINDOW, waiting).await?
+    } else if rest <= used.used {
+        store.reach_frees(portfolio, REACH_WINDOW, rest).await?
     } else {
         // Today's counted users all leave, then whole days of the limit each.
         let last = match used.used {
             0 => Some(Timestamp::now()),
             n => store.reach_frees(portfolio, REACH_WINDOW, n).await?,
         };
-        let days = (waiting - used.used).div_ceil(limit);
+        let days = (rest - used.used).div_ceil(limit);
         last.and_then(|t| {
             let span = jiff::SignedDuration::try_from(REACH_WINDOW).ok()?;
             t.checked_add(span.checked_mul(i32::try_from(days).ok()?)?)
@@ -88,4 +95,59 @@ pub async fn view<S: Store>(
         next_frees_at: used.frees_at,
         all_fit_by,
     }))
+}
+
+/// The pending recipients of the portfolio's other running template campaigns.
+async fn others_pending<S: Store>(
+    store: &S,
+    limits: &LimitConfig,
+    portfolio: &str,
+    c: &Campaign,
+) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for r in store.running_campaigns().await? {
+        if r.id == c.id || limits.portfolio_of(&r.phone_number_id) != portfolio {
+            continue;
+        }
+        if store.campaign(&r.id).await?.template.is_none() {
+            continue;
+        }
+        out.push(store.stats(&r.id).await?.pending);
+    }
+    Ok(out)
+}
+
+/// How many of `mine` get a place when `available` places are shared out evenly among the
+/// campaigns wanting them (`mine` and `others`), a campaign that wants fewer than its share
+/// leaving the rest to the others.
+fn fair_share(available: u64, mine: u64, others: &[u64]) -> u64 {
+    let mut all: Vec<u64> = others.iter().copied().filter(|p| *p > 0).collect();
+    all.push(mine);
+    all.sort_unstable();
+    let (mut left, mut campaigns) = (available, all.len() as u64);
+    for want in all {
+        let share = left / campaigns.max(1);
+        if want > share {
+            return mine.min(share);
+        }
+        left -= want;
+        campaigns -= 1;
+    }
+    mine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fair_share;
+
+    #[test]
+    fn places_are_shared_evenly_and_what_one_leaves_goes_to_the_others() {
+        assert_eq!(fair_share(250, 200, &[]), 200);
+        assert_eq!(fair_share(250, 200, &[200]), 125);
+        assert_eq!(fair_share(250, 200, &[50]), 200, "the other wants only 50");
+        assert_eq!(fair_share(250, 10, &[200, 200]), 10);
+        assert_eq!(fair_share(250, 200, &[10, 200]), 120);
+        assert_eq!(fair_share(0, 200, &[200]), 0);
+        assert_eq!(fair_share(250, 0, &[200]), 0);
+    }
 }
