@@ -825,7 +825,11 @@ async fn the_messaging_limit_is_shown_at_upload_and_while_waiting() {
     let (_, v) = api.upload(&other, csv).await;
     let l = &v["messaging_limit"];
     assert_eq!(
-        (l["available"].as_u64(), l["fit_now"].as_u64(), l["waiting"].as_u64()),
+        (
+            l["available"].as_u64(),
+            l["fit_now"].as_u64(),
+            l["waiting"].as_u64()
+        ),
         (Some(4), Some(2), Some(1)),
         "{v}"
     );
