@@ -24,6 +24,9 @@ pub enum ErrorClass {
     FrequencyCapped,
     /// Every send of this campaign would fail the same way: pause the campaign.
     CampaignFatal,
+    /// Meta counts the business portfolio's messaging limit as spent (131048): every send
+    /// of the portfolio outside an open window would be refused; pause its campaigns.
+    MessagingLimit,
     /// The phone number or token cannot send at all: pause every campaign on the number.
     SenderFatal,
     /// The request may have reached Meta and the outcome is unknown: the job is in doubt.
@@ -31,7 +34,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Transient,
         Self::Throttled,
         Self::Maintenance,
@@ -39,6 +42,7 @@ impl ErrorClass {
         Self::RecipientPermanent,
         Self::FrequencyCapped,
         Self::CampaignFatal,
+        Self::MessagingLimit,
         Self::SenderFatal,
         Self::Ambiguous,
     ];
@@ -107,6 +111,7 @@ impl ErrorClass {
             Self::RecipientPermanent => "recipient_permanent",
             Self::FrequencyCapped => "frequency_capped",
             Self::CampaignFatal => "campaign_fatal",
+            Self::MessagingLimit => "messaging_limit",
             Self::SenderFatal => "sender_fatal",
             Self::Ambiguous => "ambiguous",
         }
@@ -143,12 +148,13 @@ table! {
     /// Per-user marketing limit (131049) and Meta's marketing experiment (130472).
     FrequencyCapped: [130472, 131049]
     /// Template, parameter, content and flow problems the operator must fix, media that Meta
-    /// could not fetch (131052, 131053), marketing templates disabled (131063), and the
-    /// spam rate limit (131048).
+    /// could not fetch (131052, 131053), and marketing templates disabled (131063).
     CampaignFatal: [
-        100, 131008, 131009, 131048, 131052, 131053, 131063, 132000, 132001, 132005, 132007,
-        132012, 132015, 132016, 132068, 132069,
+        100, 131008, 131009, 131052, 131053, 131063, 132000, 132001, 132005, 132007, 132012,
+        132015, 132016, 132068, 132069,
     ]
+    /// The spam rate limit: the portfolio's messaging limit by Meta's count.
+    MessagingLimit: [131048]
     /// Token, permission, account, payment and registration problems (200–299 are
     /// permissions; see `of_code`).
     SenderFatal: [0, 3, 10, 190, 200, 368, 131031, 131042, 131045, 133010]

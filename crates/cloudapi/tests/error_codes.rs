@@ -41,6 +41,7 @@ fn class_for(advice: &str) -> ErrorClass {
         "recipient" => ErrorClass::RecipientPermanent,
         "not_delivered" => ErrorClass::FrequencyCapped,
         "fix_campaign" => ErrorClass::CampaignFatal,
+        "limit_spent" => ErrorClass::MessagingLimit,
         "fix_account" => ErrorClass::SenderFatal,
         other => panic!("unknown advice {other:?}"),
     }

@@ -49,6 +49,8 @@ pub enum Decision {
     PauseCampaign,
     /// Pause every campaign on the phone number and put the job back.
     PauseSender,
+    /// Pause every campaign of the phone number's portfolio and put the job back.
+    PausePortfolio,
 }
 
 /// The decision for a failed send of a job that had made `attempts` requests before this one.
@@ -87,6 +89,7 @@ pub fn decide(
         }
         ErrorClass::FrequencyCapped => Decision::Skip(SkipReason::FrequencyCapped),
         ErrorClass::CampaignFatal => Decision::PauseCampaign,
+        ErrorClass::MessagingLimit => Decision::PausePortfolio,
         ErrorClass::SenderFatal => Decision::PauseSender,
         ErrorClass::Ambiguous => Decision::InDoubt,
     }
@@ -249,6 +252,10 @@ mod tests {
         assert_eq!(
             decide(ErrorClass::CampaignFatal, Some(132_001), 0, &b, 0.5),
             Decision::PauseCampaign
+        );
+        assert_eq!(
+            decide(ErrorClass::MessagingLimit, Some(131_048), 0, &b, 0.5),
+            Decision::PausePortfolio
         );
         assert_eq!(
             decide(ErrorClass::SenderFatal, Some(190), 0, &b, 0.5),

@@ -221,7 +221,7 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             }
             // Meta counts the portfolio's messaging limit spent: every number of the
             // portfolio would be refused the same way.
-            Decision::PauseCampaign if code == Some(131_048) => {
+            Decision::PausePortfolio => {
                 count_send(&self.pnid, "paused");
                 held.decided(Outcome::Released);
                 let reason =
