@@ -266,16 +266,19 @@ pub async fn run_on<S: Store>(
 /// never fatal.
 async fn read_messaging_limits<S: Store>(cfg: &Config, client: &Client, store: &S) {
     let limits = cfg.messaging_limit.limit_config();
-    let mut numbers: Vec<String> = cfg
+    // The configured number first, then the portfolios' numbers, each once.
+    let mut numbers: Vec<String> = Vec::new();
+    let configured = Some(&cfg.whatsapp.phone_number_id).filter(|p| !p.is_empty());
+    let listed = cfg
         .messaging_limit
         .portfolios
         .values()
-        .flat_map(|p| p.phone_number_ids.iter().cloned())
-        .collect();
-    if !cfg.whatsapp.phone_number_id.is_empty() {
-        numbers.insert(0, cfg.whatsapp.phone_number_id.clone());
+        .flat_map(|p| &p.phone_number_ids);
+    for pnid in configured.into_iter().chain(listed) {
+        if !numbers.contains(pnid) {
+            numbers.push(pnid.clone());
+        }
     }
-    numbers.dedup();
     let mut limit_read = std::collections::BTreeSet::new();
     for pnid in numbers {
         let portfolio = limits.portfolio_of(&pnid).to_owned();
