@@ -457,10 +457,9 @@ impl TemplateCategoryUpdate {
     /// The `name:language` key campaigns are found by (a language written `en-US` is the
     /// template's `en_US`).
     pub fn template_key(&self) -> String {
-        format!(
-            "{}:{}",
-            self.message_template_name,
-            self.message_template_language.replace('-', "_")
+        herald_core::spec::template_key(
+            &self.message_template_name,
+            &self.message_template_language,
         )
     }
 }

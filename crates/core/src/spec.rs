@@ -24,6 +24,12 @@ pub const RESERVED_KEYS: [&str; 4] = [
     "biz_opaque_callback_data",
 ];
 
+/// How campaigns find their template (`name:language`, as template webhooks name it): a
+/// language written `en-US` is the template's `en_US`.
+pub fn template_key(name: &str, language: &str) -> String {
+    format!("{name}:{}", language.replace('-', "_"))
+}
+
 /// Meta's template categories, as its template list spells them.
 pub const TEMPLATE_CATEGORIES: [&str; 3] = ["MARKETING", "UTILITY", "AUTHENTICATION"];
 

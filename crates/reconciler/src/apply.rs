@@ -190,9 +190,9 @@ impl<S: Store> Reconciler<S> {
                         ChangeValue::TemplateStatus(t) => {
                             count(m::RECONCILER_EVENTS_TOTAL, "field", "template_status");
                             if TEMPLATE_STOPS.contains(&t.event.as_str()) {
-                                let template = format!(
-                                    "{}:{}",
-                                    t.message_template_name, t.message_template_language
+                                let template = herald_core::spec::template_key(
+                                    &t.message_template_name,
+                                    &t.message_template_language,
                                 );
                                 let detail = format!(
                                     "template {} ({}) is {}{}",

@@ -414,7 +414,7 @@ fn template_key(message: &serde_json::Map<String, Value>) -> Option<String> {
     let t = message.get("template")?;
     let name = t.get("name")?.as_str()?;
     let lang = t.get("language")?.get("code")?.as_str()?;
-    Some(format!("{name}:{lang}"))
+    Some(herald_core::spec::template_key(name, lang))
 }
 
 async fn list<S: Store>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
