@@ -679,10 +679,10 @@ async fn marketing_preferences_stop_marketing_only_on_stop() {
     reconcile(&w.store).await;
     assert_eq!(
         w.store
-            .marketing_suppressed("106540352242922", &[user])
+            .suppressions("106540352242922", &[user])
             .await
             .unwrap(),
-        [true],
+        [Some(herald_store::SuppressionScope::Marketing)],
         "no more marketing"
     );
     assert_eq!(

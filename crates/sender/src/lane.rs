@@ -22,7 +22,7 @@ use herald_core::{
 };
 use herald_store::{
     ClaimRequest, JobRef, LeaseToken, Outcome, Pace, PairReservation, Reach, SendWant, SlotId,
-    Store, StoreError,
+    Store, StoreError, SuppressionScope,
 };
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -417,29 +417,20 @@ impl<S: Store, M: Messages> Lane<S, M> {
             }
         }
         let phones: Vec<PhoneE164> = jobs.iter().map(|h| h.job().phone).collect();
-        let mut suppressed = self.shared.store.suppressed(&self.pnid, &phones).await?;
-        // Marketing templates skip the numbers that stopped marketing (131050, a stop);
+        // Marketing templates also skip the numbers that stopped marketing (131050, a stop);
         // utility and service messages still reach them.
-        let marketing: Vec<usize> = (0..jobs.len())
-            .filter(|&i| {
-                infos
-                    .get(&jobs[i].job().id.campaign)
-                    .is_some_and(|c| c.marketing)
+        let scopes = self.shared.store.suppressions(&self.pnid, &phones).await?;
+        let suppressed: Vec<bool> = scopes
+            .iter()
+            .zip(&jobs)
+            .map(|(scope, h)| match scope {
+                Some(SuppressionScope::All) => true,
+                Some(SuppressionScope::Marketing) => {
+                    infos.get(&h.job().id.campaign).is_some_and(|c| c.marketing)
+                }
+                None => false,
             })
             .collect();
-        if !marketing.is_empty() {
-            let asked: Vec<PhoneE164> = marketing.iter().map(|&i| phones[i]).collect();
-            let stopped = self
-                .shared
-                .store
-                .marketing_suppressed(&self.pnid, &asked)
-                .await?;
-            for (&i, s) in marketing.iter().zip(stopped) {
-                if s && let Some(slot) = suppressed.get_mut(i) {
-                    *slot = true;
-                }
-            }
-        }
         let free_form: Vec<bool> = jobs
             .iter()
             .map(|h| infos.get(&h.job().id.campaign).is_some_and(|c| c.free_form))

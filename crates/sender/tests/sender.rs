@@ -553,7 +553,7 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
     let faulty = Arc::new(Faulty::new(rig.store.clone()));
     for (op, failure, every) in [
         ("claim", Failure::UnavailableAfter, 5),
-        ("suppressed", Failure::Unavailable, 4),
+        ("suppressions", Failure::Unavailable, 4),
         ("plan_sends", Failure::Unavailable, 7),
         ("reserve_pairs", Failure::UnavailableAfter, 6),
         ("start", Failure::Unavailable, 5),
@@ -591,7 +591,7 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
     assert_eq!((o.accepted, o.unique_callbacks), (n, n));
     for op in [
         "claim",
-        "suppressed",
+        "suppressions",
         "plan_sends",
         "reserve_pairs",
         "start",

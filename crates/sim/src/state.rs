@@ -39,8 +39,11 @@ struct Limits {
     /// Open 24 h windows: (phone number id, user) → when the user last wrote.
     windows: HashMap<(String, String), Instant>,
     /// The portfolio's users messaged outside an open window → when, last (the messaging
-    /// limit counts them over a moving 24 h).
+    /// limit counts them over a moving 24 h)…
     reach: HashMap<String, Instant>,
+    /// … and every such message in order, so that those the day has left are dropped in
+    /// amortised constant time.
+    reach_log: std::collections::VecDeque<(Instant, String)>,
     /// The messaging limit now (`None`: the configured tier; raised by [`SimState::set_tier`]).
     tier: Option<String>,
     /// Numbers upgraded to 1,000 messages/s: their switch ends at this instant (131057 until
@@ -476,17 +479,29 @@ impl SimState {
 
     /// Counts `user` against the messaging limit: whether the message may go (the user was
     /// counted already, or there is room).
+    /// Unlimited, nothing is counted (and `reach_peak` stays 0): the send path stays as
+    /// fast as without the model.
     fn reach(&self, user: &str, now: Instant) -> bool {
-        let limit = herald_core::MessagingLimit::from_tier(&self.tier())
-            .and_then(herald_core::MessagingLimit::users);
+        let Some(limit) = herald_core::MessagingLimit::from_tier(&self.tier())
+            .and_then(herald_core::MessagingLimit::users)
+        else {
+            return true;
+        };
         let day = Duration::from_secs(24 * 3600);
         let (ok, used) = self.limits(|l| {
-            l.reach
-                .retain(|_, at| now.saturating_duration_since(*at) < day);
-            let ok = l.reach.contains_key(user)
-                || limit.is_none_or(|limit| (l.reach.len() as u64) < limit);
+            while let Some((at, _)) = l.reach_log.front()
+                && now.saturating_duration_since(*at) >= day
+            {
+                if let Some((at, gone)) = l.reach_log.pop_front()
+                    && l.reach.get(&gone) == Some(&at)
+                {
+                    l.reach.remove(&gone);
+                }
+            }
+            let ok = l.reach.contains_key(user) || (l.reach.len() as u64) < limit;
             if ok {
                 l.reach.insert(user.to_owned(), now);
+                l.reach_log.push_back((now, user.to_owned()));
             }
             (ok, l.reach.len() as u64)
         });

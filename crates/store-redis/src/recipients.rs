@@ -184,6 +184,25 @@ pub(crate) async fn suppressed(
         .await
 }
 
+pub(crate) async fn suppressions(
+    store: &RedisStore,
+    phone_number_id: &str,
+    phones: &[PhoneE164],
+) -> Result<Vec<Option<SuppressionScope>>> {
+    if phones.is_empty() {
+        return Ok(Vec::new());
+    }
+    let members: Vec<u64> = phones.iter().map(|p| p.as_u64()).collect();
+    let mut pipe = redis::pipe();
+    for scope in [SuppressionScope::All, SuppressionScope::Marketing] {
+        pipe.cmd("SMISMEMBER")
+            .arg(store.keys.suppression_lists(phone_number_id, scope).0)
+            .arg(&members);
+    }
+    let (all, marketing): (Vec<bool>, Vec<bool>) = pipe.run(&mut store.conn().await?).await?;
+    Ok(herald_store::scopes(&all, &marketing))
+}
+
 pub(crate) async fn list_suppressed(
     store: &RedisStore,
     phone_number_id: &str,

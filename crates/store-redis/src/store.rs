@@ -218,12 +218,12 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn marketing_suppressed(
+    async fn suppressions(
         &self,
         phone_number_id: &str,
         phones: &[PhoneE164],
-    ) -> Result<Vec<bool>> {
-        recipients::suppressed(self, phone_number_id, SuppressionScope::Marketing, phones).await
+    ) -> Result<Vec<Option<SuppressionScope>>> {
+        recipients::suppressions(self, phone_number_id, phones).await
     }
 
     async fn link_users(

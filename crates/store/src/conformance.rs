@@ -1449,8 +1449,12 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
         [true, false]
     );
     assert_eq!(
-        store.marketing_suppressed(PNID, &[a, b]).await.unwrap(),
-        [false, true]
+        store.suppressions(PNID, &[a, b, phone(3)]).await.unwrap(),
+        [
+            Some(SuppressionScope::All),
+            Some(SuppressionScope::Marketing),
+            None
+        ]
     );
     let (marketing, _) = store
         .list_suppressed(PNID, SuppressionScope::Marketing, 0)
@@ -1465,10 +1469,7 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     assert_eq!(reasons[1].as_ref().unwrap().reason, "error 131050");
     // Taking b off takes it off the marketing list too.
     assert_eq!(store.unsuppress(PNID, &[b]).await.unwrap(), 1);
-    assert_eq!(
-        store.marketing_suppressed(PNID, &[b]).await.unwrap(),
-        [false]
-    );
+    assert_eq!(store.suppressions(PNID, &[b]).await.unwrap(), [None]);
 
     let now = jiff::Timestamp::now();
     store.open_window(PNID, a, now).await.unwrap();

@@ -353,15 +353,15 @@ impl<S: Store> Store for Faulty<S> {
         )
     }
 
-    async fn marketing_suppressed(
+    async fn suppressions(
         &self,
         phone_number_id: &str,
         phones: &[PhoneE164],
-    ) -> Result<Vec<bool>> {
+    ) -> Result<Vec<Option<SuppressionScope>>> {
         call!(
             self,
-            "marketing_suppressed",
-            self.inner.marketing_suppressed(phone_number_id, phones)
+            "suppressions",
+            self.inner.suppressions(phone_number_id, phones)
         )
     }
 

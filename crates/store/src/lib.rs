@@ -46,6 +46,18 @@ pub fn digits(display: &str) -> String {
     display.chars().filter(char::is_ascii_digit).collect()
 }
 
+/// Which list each number is on, from its membership of each: `All` first.
+pub fn scopes(all: &[bool], marketing: &[bool]) -> Vec<Option<SuppressionScope>> {
+    all.iter()
+        .zip(marketing)
+        .map(|(a, m)| match (a, m) {
+            (true, _) => Some(SuppressionScope::All),
+            (false, true) => Some(SuppressionScope::Marketing),
+            (false, false) => None,
+        })
+        .collect()
+}
+
 /// How the failures report names an accepted message that failed by status webhook with
 /// `code`: `failed`, or the reason Meta declined it (`frequency_capped`, `experiment`).
 pub fn webhook_failure_reason(code: &str) -> &'static str {
@@ -244,12 +256,13 @@ pub trait Store: Send + Sync + 'static {
         why: &Why,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Which numbers are on the marketing-only list.
-    fn marketing_suppressed(
+    /// Which list each number is on, in one round trip: `All` (no message at all) before
+    /// `Marketing` (no marketing template); `None` when on neither.
+    fn suppressions(
         &self,
         phone_number_id: &str,
         phones: &[PhoneE164],
-    ) -> impl Future<Output = Result<Vec<bool>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Option<SuppressionScope>>>> + Send;
 
     /// Why each number is on the list (`None`: not on it, or put there before reasons were
     /// kept).

@@ -700,12 +700,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn marketing_suppressed(
+    async fn suppressions(
         &self,
         phone_number_id: &str,
         phones: &[PhoneE164],
-    ) -> Result<Vec<bool>> {
-        Ok(self.suppressed_in(&marketing_list(phone_number_id), phones))
+    ) -> Result<Vec<Option<SuppressionScope>>> {
+        let all = self.suppressed_in(phone_number_id, phones);
+        let marketing = self.suppressed_in(&marketing_list(phone_number_id), phones);
+        Ok(crate::scopes(&all, &marketing))
     }
 
     async fn suppression_reasons(
