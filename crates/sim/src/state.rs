@@ -482,13 +482,11 @@ impl SimState {
     /// Unlimited, nothing is counted (and `reach_peak` stays 0): the send path stays as
     /// fast as without the model.
     fn reach(&self, user: &str, now: Instant) -> bool {
-        let Some(limit) = herald_core::MessagingLimit::from_tier(&self.tier())
-            .and_then(herald_core::MessagingLimit::users)
-        else {
-            return true;
-        };
         let day = Duration::from_secs(24 * 3600);
-        let (ok, used) = self.limits(|l| {
+        let counted = self.limits(|l| {
+            let tier = l.tier.as_deref().unwrap_or(&self.cfg.limits.messaging_tier);
+            let limit = herald_core::MessagingLimit::from_tier(tier)
+                .and_then(herald_core::MessagingLimit::users)?;
             while let Some((at, _)) = l.reach_log.front()
                 && now.saturating_duration_since(*at) >= day
             {
@@ -503,8 +501,11 @@ impl SimState {
                 l.reach.insert(user.to_owned(), now);
                 l.reach_log.push_back((now, user.to_owned()));
             }
-            (ok, l.reach.len() as u64)
+            Some((ok, l.reach.len() as u64))
         });
+        let Some((ok, used)) = counted else {
+            return true;
+        };
         self.oracle(|o| o.reach_peak = o.reach_peak.max(used));
         ok
     }
