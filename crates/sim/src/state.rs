@@ -22,6 +22,13 @@ use crate::oracle::{Oracle, SharedOracle};
 use crate::random::{chance, draw, mix};
 use crate::webhooks::{Item, StatusOut, Webhooks};
 
+/// A tier's users; `u64::MAX` for unlimited (or a tier the configuration check let through).
+fn limit_users(tier: &str) -> u64 {
+    herald_core::MessagingLimit::from_tier(tier)
+        .and_then(herald_core::MessagingLimit::users)
+        .unwrap_or(u64::MAX)
+}
+
 fn hash_str(s: &str) -> u64 {
     herald_core::fnv1a(s.as_bytes())
 }
@@ -57,6 +64,10 @@ pub(crate) struct SimState {
     pub(crate) cfg: SimConfig,
     oracle: SharedOracle,
     limits: Mutex<Limits>,
+    /// Whether any number was upgraded (only then does the send path look its rate up).
+    any_upgraded: std::sync::atomic::AtomicBool,
+    /// The messaging limit now, in users (`u64::MAX`: unlimited), read without a lock.
+    limit_users: AtomicU64,
     requests: AtomicU64,
     messages: AtomicU64,
     pub(crate) webhooks: Webhooks,
@@ -97,10 +108,13 @@ fn bad(code: i64, message: &str, details: &str) -> Answer {
 
 impl SimState {
     pub(crate) fn new(cfg: SimConfig, oracle: SharedOracle, webhooks: Webhooks) -> Self {
+        let limit = limit_users(&cfg.limits.messaging_tier);
         Self {
             cfg,
             oracle,
             limits: Mutex::new(Limits::default()),
+            any_upgraded: std::sync::atomic::AtomicBool::new(false),
+            limit_users: AtomicU64::new(limit),
             requests: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             webhooks,
@@ -129,6 +143,11 @@ impl SimState {
     pub(crate) fn reset(&self) {
         self.oracle(|o| *o = Oracle::default());
         self.limits(|l| *l = Limits::default());
+        self.any_upgraded.store(false, Ordering::Relaxed);
+        self.limit_users.store(
+            limit_users(&self.cfg.limits.messaging_tier),
+            Ordering::Relaxed,
+        );
     }
 
     pub(crate) fn token_ok(&self, authorization: Option<&str>) -> bool {
@@ -279,7 +298,12 @@ impl SimState {
                 },
             );
         }
-        let mps = match self.limits(|l| l.upgraded.get(pnid).copied()) {
+        let upgraded = if self.any_upgraded.load(Ordering::Relaxed) {
+            self.limits(|l| l.upgraded.get(pnid).copied())
+        } else {
+            None
+        };
+        let mps = match upgraded {
             Some(done) if now < done => {
                 return reject(
                     131_057,
@@ -313,7 +337,7 @@ impl SimState {
                 ),
             );
         }
-        if msg.message.is_template() && !self.window_open(pnid, to, now) && !self.reach(to, now) {
+        if msg.message.is_template() && !self.reach(pnid, to, now) {
             return reject(
                 131_048,
                 bad(
@@ -393,6 +417,7 @@ impl SimState {
             return false;
         };
         self.limits(|l| l.tier = Some(tier.to_owned()));
+        self.limit_users.store(limit_users(tier), Ordering::Relaxed);
         let daily = limit
             .users()
             .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
@@ -451,6 +476,7 @@ impl SimState {
         };
         let now = Instant::now();
         self.limits(|l| l.upgraded.insert(pnid.to_owned(), now + switch));
+        self.any_upgraded.store(true, Ordering::Relaxed);
         let display: String = p
             .display_phone_number
             .chars()
@@ -477,16 +503,24 @@ impl SimState {
         }
     }
 
-    /// Counts `user` against the messaging limit: whether the message may go (the user was
-    /// counted already, or there is room).
-    /// Unlimited, nothing is counted (and `reach_peak` stays 0): the send path stays as
-    /// fast as without the model.
-    fn reach(&self, user: &str, now: Instant) -> bool {
+    /// Counts `user` against the messaging limit: whether a template may go (the user has
+    /// an open window, was counted already, or there is room). Unlimited, nothing is counted
+    /// (and `reach_peak` stays 0): the send path stays as fast as without the model.
+    fn reach(&self, pnid: &str, user: &str, now: Instant) -> bool {
         let day = Duration::from_secs(24 * 3600);
-        let counted = self.limits(|l| {
-            let tier = l.tier.as_deref().unwrap_or(&self.cfg.limits.messaging_tier);
-            let limit = herald_core::MessagingLimit::from_tier(tier)
-                .and_then(herald_core::MessagingLimit::users)?;
+        let window = Duration::from_secs(self.cfg.window.hours * 3600);
+        let limit = self.limit_users.load(Ordering::Relaxed);
+        if limit == u64::MAX {
+            return true;
+        }
+        let (ok, used) = self.limits(|l| {
+            let open = l
+                .windows
+                .get(&(pnid.to_owned(), user.to_owned()))
+                .is_some_and(|at| now.duration_since(*at) < window);
+            if open {
+                return (true, l.reach.len() as u64);
+            }
             while let Some((at, _)) = l.reach_log.front()
                 && now.saturating_duration_since(*at) >= day
             {
@@ -501,11 +535,8 @@ impl SimState {
                 l.reach.insert(user.to_owned(), now);
                 l.reach_log.push_back((now, user.to_owned()));
             }
-            Some((ok, l.reach.len() as u64))
+            (ok, l.reach.len() as u64)
         });
-        let Some((ok, used)) = counted else {
-            return true;
-        };
         self.oracle(|o| o.reach_peak = o.reach_peak.max(used));
         ok
     }
