@@ -5,12 +5,14 @@
 //! sequence number, a [`MessageTemplate`] always renders valid JSON. Nothing in this crate does
 //! I/O.
 
+pub mod cost;
 pub mod ids;
 pub mod lattice;
 pub mod limit;
 pub mod metrics;
 pub mod phone;
 pub mod recipient;
+pub mod region;
 pub mod repeated;
 pub mod spec;
 pub mod stats;
@@ -21,6 +23,7 @@ pub use lattice::{DeliveryDelta, DeliveryState, Progress, StatusEvent};
 pub use limit::{DEFAULT_PORTFOLIO, MessagingLimit, REACH_WINDOW};
 pub use phone::{PhoneE164, PhoneError};
 pub use recipient::{Recipient, Vars, VarsBuilder, VarsError};
+pub use region::{Region, RegionError};
 pub use spec::{
     CampaignSpec, EmptyValue, MessageTemplate, Placeholder, SpecError, TemplateField, Values,
 };

@@ -8,17 +8,29 @@
 use std::fmt;
 
 use crate::phone::PhoneE164;
+use crate::region::Region;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
     pub phone: PhoneE164,
     /// One value per variable column, in the order the load reports its variables.
     pub vars: Vars,
+    /// The number's region, as the loader found it ([`Region::UNKNOWN`] when it did not).
+    pub region: Region,
 }
 
 impl Recipient {
+    /// A recipient whose region is not known.
     pub fn new(phone: PhoneE164, vars: Vars) -> Self {
-        Self { phone, vars }
+        Self {
+            phone,
+            vars,
+            region: Region::UNKNOWN,
+        }
+    }
+
+    pub fn with_region(self, region: Region) -> Self {
+        Self { region, ..self }
     }
 }
 

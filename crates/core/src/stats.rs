@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cost::Charged;
+use crate::region::Region;
+
 /// Why a recipient was skipped rather than sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,6 +112,14 @@ pub struct PricingStats {
     pub billable: u64,
     /// Messages by pricing category (`marketing`, `utility`, `authentication`, `service`, …).
     pub categories: BTreeMap<String, u64>,
+    /// Delivered messages Meta charges for, by region, category and day (UTC): what the
+    /// actual cost is computed from ([`crate::cost::RateCard::actual`]). Counted once per
+    /// message, from the first delivered or read status that carries pricing.
+    #[serde(default)]
+    pub charged: Vec<Charged>,
+    /// Delivered messages Meta did not charge for, by pricing type.
+    #[serde(default)]
+    pub free: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +161,9 @@ pub struct Stats {
     /// Recipients who wrote back after this campaign messaged them.
     pub replied: u64,
     pub pricing: PricingStats,
+    /// Recipients by their number's region (`ZZ`: not known): what the estimate prices.
+    #[serde(default)]
+    pub regions: BTreeMap<Region, u64>,
 }
 
 impl Stats {

@@ -25,7 +25,10 @@
 
 use std::fmt;
 
+use std::sync::atomic::{AtomicU16, Ordering};
+
 use herald_core::PhoneE164;
+
 use rlibphonenumber::enums::{NumberLengthType, Region};
 use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, PhoneNumberUtil, ValidationError};
 
@@ -126,7 +129,13 @@ pub struct Normalizer {
     util: PhoneNumberUtil,
     region: Option<Region>,
     calling_codes: Box<[bool; 1000]>,
+    /// Regions of `+1` numbers by area code, and of `+7` numbers by their next digit, filled
+    /// in as numbers are seen (see [`Normalizer::region_of`]); 0 is "not asked yet".
+    shared_codes: Box<[AtomicU16; SHARED_SLOTS]>,
 }
+
+/// `+1` area codes 000–999, then `+7` followed by 0–9.
+const SHARED_SLOTS: usize = 1010;
 
 impl Clone for Normalizer {
     fn clone(&self) -> Self {
@@ -134,8 +143,13 @@ impl Clone for Normalizer {
             util: new_util(),
             region: self.region,
             calling_codes: self.calling_codes.clone(),
+            shared_codes: new_shared_codes(),
         }
     }
+}
+
+fn new_shared_codes() -> Box<[AtomicU16; SHARED_SLOTS]> {
+    Box::new(std::array::from_fn(|_| AtomicU16::new(0)))
 }
 
 fn new_util() -> PhoneNumberUtil {
@@ -192,6 +206,7 @@ impl Normalizer {
             util,
             region,
             calling_codes,
+            shared_codes: new_shared_codes(),
         })
     }
 
@@ -252,9 +267,51 @@ impl Normalizer {
         self.finish(parsed)
     }
 
-    /// Builds the number straight from its digits and validates it; `None` means "ask the
-    /// full parser".
-    fn fast(&self, digits: &str) -> Option<PhoneE164> {
+    /// The region of a number this normaliser accepted ([`herald_core::Region::UNKNOWN`]
+    /// when libphonenumber names none).
+    ///
+    /// Most calling codes belong to one region. Of those shared by several, `+1` (the North
+    /// American plan) and `+7` are told apart by the next digits, so their answers are kept
+    /// per area code: a US campaign asks libphonenumber's region search once per area code,
+    /// not once per number. Other shared codes (`+44` with Jersey, Guernsey and the Isle of
+    /// Man, …) are rare enough to ask each time.
+    pub fn region_of(&self, phone: PhoneE164) -> herald_core::Region {
+        let digits = phone.digits();
+        let digits = digits.as_str();
+        let slot = match digits.as_bytes() {
+            [b'1', a, b, c, ..] => Some(
+                usize::from(a - b'0') * 100 + usize::from(b - b'0') * 10 + usize::from(c - b'0'),
+            ),
+            [b'7', a, ..] => Some(1000 + usize::from(a - b'0')),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            let known = self.shared_codes[slot].load(Ordering::Relaxed);
+            if known != 0 {
+                let [a, b] = known.to_be_bytes();
+                return std::str::from_utf8(&[a, b])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(herald_core::Region::UNKNOWN);
+            }
+        }
+        let region = self
+            .number(digits)
+            .and_then(|n| self.util.get_region_for_number(&n))
+            .and_then(|r| r.to_string().parse::<herald_core::Region>().ok())
+            .unwrap_or(herald_core::Region::UNKNOWN);
+        if let Some(slot) = slot
+            && region.is_known()
+        {
+            let b = region.as_str().as_bytes();
+            self.shared_codes[slot].store(u16::from_be_bytes([b[0], b[1]]), Ordering::Relaxed);
+        }
+        region
+    }
+
+    /// The number of international digits, split at its calling code; `None` when no
+    /// calling code matches.
+    fn number(&self, digits: &str) -> Option<PhoneNumber> {
         let cc_len = (1..=3).find(|&n| {
             digits
                 .get(..n)
@@ -277,6 +334,13 @@ impl Normalizer {
                 number.number_of_leading_zeros = Some(i32::try_from(zeros).ok()?);
             }
         }
+        Some(number)
+    }
+
+    /// Builds the number straight from its digits and validates it; `None` means "ask the
+    /// full parser".
+    fn fast(&self, digits: &str) -> Option<PhoneE164> {
+        let number = self.number(digits)?;
         if self.util.is_valid_number(&number) {
             PhoneE164::parse(digits).ok()
         } else {
@@ -473,6 +537,24 @@ mod tests {
 
     fn n(region: Option<&str>) -> Normalizer {
         Normalizer::new(region).unwrap()
+    }
+
+    #[test]
+    fn numbers_know_their_region_even_where_a_calling_code_is_shared() {
+        let n = n(None);
+        let region = |raw: &str| n.region_of(n.normalize(raw).unwrap()).to_string();
+        assert_eq!(region("+1 650 253 0000"), "US");
+        assert_eq!(region("+1 416 555 0100"), "CA");
+        // The second number of an area code comes from the per-area-code table.
+        assert_eq!(region("+1 876 927 1234"), "JM");
+        assert_eq!(region("+1 876 927 5678"), "JM");
+        assert_eq!(region("+1 650 253 0001"), "US");
+        assert_eq!(region("+7 701 234 5678"), "KZ");
+        assert_eq!(region("+7 912 345 6789"), "RU");
+        assert_eq!(region("+44 20 7946 0958"), "GB");
+        assert_eq!(region("+44 7911 123456"), "GG");
+        assert_eq!(region("+91 98765 43210"), "IN");
+        assert_eq!(region("+55 11 96123 4567"), "BR");
     }
 
     #[test]

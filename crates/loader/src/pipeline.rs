@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use hashbrown::HashTable;
-use herald_core::{PhoneE164, Recipient, Vars, VarsBuilder};
+use herald_core::{PhoneE164, Recipient, Region, Vars, VarsBuilder};
 
 use crate::header::Columns;
 use crate::phone::Normalizer;
@@ -91,6 +91,7 @@ enum Outcome {
     Candidate {
         line: u64,
         phone: PhoneE164,
+        region: Region,
         vars: Vars,
         row: u32,
     },
@@ -194,6 +195,7 @@ impl Validate<'_> {
         Outcome::Candidate {
             line,
             phone,
+            region: normalizer.region_of(phone),
             vars,
             row,
         }
@@ -265,6 +267,7 @@ impl<S: RecipientSink + ?Sized> Collect<'_, S> {
             Outcome::Candidate {
                 line,
                 phone,
+                region,
                 vars,
                 row,
             } => {
@@ -298,7 +301,8 @@ impl<S: RecipientSink + ?Sized> Collect<'_, S> {
                             hi,
                             line: line32,
                         });
-                        self.batch.push(Recipient::new(phone, vars));
+                        self.batch
+                            .push(Recipient::new(phone, vars).with_region(region));
                         self.batch_raw.extend_from_slice(raw);
                         self.batch_meta.push((line, self.batch_raw.len()));
                     }

@@ -335,6 +335,7 @@ impl<S: Store> Reconciler<S> {
                                     && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                             })
                             .map(|c| c.to_ascii_lowercase()),
+                        kind: p.kind.clone(),
                     }),
                 },
             });

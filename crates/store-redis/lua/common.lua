@@ -12,6 +12,8 @@
 -- number is ever formatted on the hot path (Redis formats Lua numbers with printf, which
 -- profiling showed costs more than the hash operations). The record is
 --     state|attempts|phone|token|aux|flags|vars
+-- phone: the digits, then `:` and the number's region (two capitals; records written
+--        before regions were kept have none).
 -- state: p pending (queued or delayed), c claimed, s started, d in doubt,
 --        a0..a7 accepted with delivery-lattice bits (progress in bits 0-1: accepted, sent,
 --        delivered, read; failed in bit 2), f failed, k skipped, x cancelled.
@@ -20,7 +22,8 @@
 --        start of the doubt (evidence of how far the webhook pipeline has caught up).
 -- aux:   the message id, then a space and the error code of a webhook failure (a); the error
 --        code (f); the skip reason (k); in doubt since ms (d).
--- flags: r = the in-doubt resend was used, P = pricing counted, R = reply counted.
+-- flags: r = the in-doubt resend was used, P = pricing counted, R = reply counted,
+--        C = the charge (or a free delivery) counted.
 -- vars:  the encoded variables; dropped once the job can no longer be sent.
 --
 -- Counters live in <base>:stats and move in the same script as the state they describe.
@@ -96,6 +99,11 @@ local function flush(base, c)
   for f, n in pairs(c) do
     if n ~= 0 then redis.call('HINCRBY', base .. ':stats', f, n) end
   end
+end
+
+-- The region part of a record's phone field ('ZZ' when it has none).
+local function region_of(ph)
+  return string.match(ph, ':(%u%u)$') or 'ZZ'
 end
 
 local function has_flag(r, f)

@@ -1,9 +1,13 @@
 -- Applies webhook statuses, forward-only on the delivery lattice. The record's aux becomes
 -- "<message id>[ <error code of a webhook failure>]".
 -- KEYS[1] campaign meta
--- ARGV[1] key base, ARGV[2] backlog lag ms, then 7-tuples: seq, lattice bits of the status,
+-- ARGV[1] key base, ARGV[2] backlog lag ms, then 8-tuples: seq, lattice bits of the status,
 --   message id ('' unknown), error code (''), billable ('1', '0' or ''), pricing category (''),
---   the event's Unix seconds ('' unknown)
+--   the event's Unix seconds ('' unknown), the charge ('c:<category>' charged, 'f:<type>'
+--   free, '' none: herald_core::cost::Charge)
+-- A status with a charge, once the message is delivered (by it or an earlier status), counts
+-- the charge once per message (flag C):
+-- chg:<region>:<category>:<day> (day: Unix days of the event, UTC) or free:<type>.
 -- A status for a job not yet accepted (in flight, in doubt, pending a resend) is evidence
 -- that Meta accepted it. A job that ended without a message id is left alone ("late").
 -- Returns { completed (0/1), evidence ms, phone number id, backlog (0/1), then per status:
@@ -19,10 +23,10 @@ local meta, base, lag = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local out, c, evidence = { 0, 0, redis.call('HGET', meta, 'pnid') or '', 0 }, {}, 0
 local LEVELS = { 'sent', 'delivered', 'read' }
-for i = 3, #ARGV, 7 do
+for i = 3, #ARGV, 8 do
   local seq, bits, wamid = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local code, billable, category = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local event_s = tonumber(ARGV[i + 6])
+  local event_s, charge = tonumber(ARGV[i + 6]), ARGV[i + 7]
   if event_s and now - event_s * 1000 > lag then out[4] = 1 end
   local r = get_job(base, seq)
   if r == nil then
@@ -75,6 +79,17 @@ for i = 3, #ARGV, 7 do
         if billable == '1' then bump(c, 'billable', 1) end
         if category ~= '' then bump(c, 'cat:' .. category, 1) end
         r.fl, changed = r.fl .. 'P', true
+      end
+      -- Meta charges on delivery: a delivered or read status carries the charge.
+      if charge ~= '' and np >= 2 and bf == 0 and not has_flag(r, 'C') then
+        local kind, what = string.sub(charge, 1, 1), string.sub(charge, 3)
+        if kind == 'c' then
+          local day = math.floor((event_s and event_s * 1000 or now) / 86400000)
+          bump(c, 'chg:' .. region_of(r.ph) .. ':' .. what .. ':' .. int(day), 1)
+        else
+          bump(c, 'free:' .. what, 1)
+        end
+        r.fl, changed = r.fl .. 'C', true
       end
       if changed then put_job(base, seq, r) end
       out[#out + 1] = changed and 1 or 0

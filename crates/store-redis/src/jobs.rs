@@ -117,7 +117,9 @@ pub(crate) async fn enqueue_batch(
             .arg(store.keys.base(id))
             .arg(DEDUPE_BUCKETS);
         for r in chunk {
-            inv.arg(r.phone.as_u64()).arg(r.vars.encoded());
+            inv.arg(r.phone.as_u64())
+                .arg(r.region.as_str())
+                .arg(r.vars.encoded());
         }
         let flags: Vec<u8> = inv.run_for(&mut conn, id).await?;
         out.extend(flags.into_iter().map(|f| f == 1));

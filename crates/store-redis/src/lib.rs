@@ -404,7 +404,8 @@ pub(crate) struct Record<'a> {
 impl Record<'_> {
     /// The recipient's number, `None` when the record holds none.
     pub(crate) fn phone(&self) -> Option<PhoneE164> {
-        PhoneE164::from_u64(self.phone.parse().ok()?).ok()
+        let digits = self.phone.split_once(':').map_or(self.phone, |(d, _)| d);
+        PhoneE164::from_u64(digits.parse().ok()?).ok()
     }
 }
 

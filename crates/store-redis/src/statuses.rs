@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use herald_core::cost::Charge;
 use herald_core::{CampaignId, DeliveryState, JobId, PhoneE164, Stats, WaMessageId, millis};
-use herald_store::{Applied, Result, StatusUpdate, StoreError};
+use herald_store::{Applied, Pricing, Result, StatusUpdate, StoreError};
 
 use crate::conn::Run;
 use crate::keys::{DEDUPE_BUCKETS, MESSAGE_DAYS};
@@ -149,13 +150,19 @@ pub(crate) async fn apply_status(
                 ),
                 None => ("", ""),
             };
+            let charge = match u.pricing.as_ref().and_then(Pricing::charge) {
+                Some(Charge::Charged(category)) => format!("c:{category}"),
+                Some(Charge::Free(kind)) => format!("f:{kind}"),
+                None => String::new(),
+            };
             inv.arg(*seq)
                 .arg(DeliveryState::from_event(u.event).to_bits())
                 .arg(u.message_id.as_ref().map_or("", WaMessageId::as_str))
                 .arg(u.error_code.map(|c| c.to_string()).unwrap_or_default())
                 .arg(billable)
                 .arg(category)
-                .arg(u.timestamp.map(|t| t.to_string()).unwrap_or_default());
+                .arg(u.timestamp.map(|t| t.to_string()).unwrap_or_default())
+                .arg(charge);
         }
         let reply: Vec<redis::Value> = inv.run_for(&mut conn, &campaign).await?;
         let corrupt = || StoreError::Corrupt(format!("status reply for {campaign}"));

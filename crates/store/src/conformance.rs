@@ -1109,12 +1109,159 @@ pub async fn apply_sequence<S: Store>(
         u.pricing = Some(Pricing {
             billable: Some(true),
             category: Some("marketing".into()),
+            kind: Some("regular".into()),
         });
         store.apply_status(&[u]).await.unwrap();
         invariant(store, &id).await;
     }
     let state = store.job(&job.id).await.unwrap().unwrap().state;
     (store.stats(&id).await.unwrap(), state)
+}
+
+/// Charges count once per delivered message, by the recipient's region, the category and the
+/// day Meta delivered it, whatever duplicates and order the pricing statuses arrive in; free
+/// deliveries count by type; undelivered and failed messages cost nothing.
+pub async fn charges_count_once_whatever_the_order<S: Store>(store: &S) {
+    use StatusEvent::*;
+    let regions: [herald_core::Region; 3] = ["IN", "US", "ZZ"].map(|r| r.parse().unwrap());
+    let n = 24u64;
+    // 2026-01-01 00:00 UTC and a day later.
+    let (day0, day1) = (1_767_225_600i64, 1_767_225_600i64 + 86_400);
+    for seed in 1..=6u64 {
+        let id = campaign(store, &format!("charges{seed}")).await;
+        let people: Vec<Recipient> = recipients(0..n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.with_region(regions[i % 3]))
+            .collect();
+        store.enqueue_batch(&id, &people).await.unwrap();
+        store
+            .transition(&id, CampaignAction::Start, None)
+            .await
+            .unwrap();
+        let jobs = store.claim(&claim_req(100, seed)).await.unwrap();
+        assert_eq!(jobs.len() as u64, n);
+        let refs: Vec<JobRef> = jobs.iter().map(JobRef::from).collect();
+        store.start(&refs).await.unwrap();
+        let settles: Vec<Settle> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| Settle {
+                job: j.into(),
+                outcome: Outcome::Accepted {
+                    message_id: wamid(seed * 1000 + i as u64),
+                },
+            })
+            .collect();
+        store.settle(&settles).await.unwrap();
+        // Per job: 0..=2 charged as marketing (delivered on day0, day1, or read only, with
+        // its delivered status never coming), 3 free, 4 only sent, 5 failed.
+        let mut updates = Vec::new();
+        for (i, j) in jobs.iter().enumerate() {
+            let seq = u64::from(j.id.seq);
+            let kind = seq as usize % 6;
+            let regular = |cat: &str| Pricing {
+                billable: Some(true),
+                category: Some(cat.into()),
+                kind: Some("regular".into()),
+            };
+            let free = Pricing {
+                billable: Some(false),
+                category: Some("utility".into()),
+                kind: Some("free_customer_service".into()),
+            };
+            let mut u = |event, at: i64, pricing: Option<Pricing>| {
+                let mut s = status(
+                    Some(j.id.clone()),
+                    Some(wamid(seed * 1000 + i as u64)),
+                    event,
+                );
+                s.timestamp = Some(at);
+                s.pricing = pricing;
+                if event == Failed {
+                    s.error_code = Some(131_026);
+                }
+                updates.push(s);
+            };
+            match kind {
+                0 | 1 => {
+                    let at = if kind == 0 { day0 + 60 } else { day1 + 60 };
+                    u(Sent, at - 5, Some(regular("marketing")));
+                    u(Delivered, at, Some(regular("marketing")));
+                    u(Read, at + 30, None);
+                }
+                2 => {
+                    u(Sent, day0 + 1, Some(regular("marketing")));
+                    u(Read, day0 + 9, Some(regular("marketing")));
+                }
+                3 => {
+                    u(Sent, day0 + 1, Some(free.clone()));
+                    u(Delivered, day0 + 2, Some(free));
+                }
+                4 => u(Sent, day0 + 1, Some(regular("marketing"))),
+                _ => u(Failed, day0 + 1, None),
+            }
+        }
+        // Duplicate a third of the statuses and shuffle them all (xorshift, per seed).
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let extra: Vec<StatusUpdate> = updates
+            .iter()
+            .filter(|_| next() % 3 == 0)
+            .cloned()
+            .collect();
+        updates.extend(extra);
+        for i in (1..updates.len()).rev() {
+            updates.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        for batch in updates.chunks(7) {
+            store.apply_status(batch).await.unwrap();
+            invariant(store, &id).await;
+        }
+        let s = invariant(store, &id).await;
+        // What the plan says, counted independently of the store.
+        let mut want: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        let mut free_want = 0;
+        for j in &jobs {
+            let seq = u64::from(j.id.seq);
+            let region = regions[(seq - 1) as usize % 3].to_string();
+            let day = match seq as usize % 6 {
+                0 | 2 => "2026-01-01",
+                1 => "2026-01-02",
+                3 => {
+                    free_want += 1;
+                    continue;
+                }
+                _ => continue,
+            };
+            *want.entry((region, day.to_owned())).or_default() += 1;
+        }
+        let got: std::collections::BTreeMap<(String, String), u64> = s
+            .pricing
+            .charged
+            .iter()
+            .map(|c| {
+                assert_eq!(c.category, "marketing");
+                ((c.region.to_string(), c.day.to_string()), c.messages)
+            })
+            .collect();
+        assert_eq!(got, want, "seed {seed}");
+        assert_eq!(
+            s.pricing.free.get("free_customer_service").copied(),
+            Some(free_want),
+            "seed {seed}"
+        );
+        let by_region: Vec<u64> = regions
+            .iter()
+            .map(|r| s.regions.get(r).copied().unwrap_or(0))
+            .collect();
+        assert_eq!(by_region, [8, 8, 8]);
+    }
 }
 
 pub async fn lattice_is_order_independent<S: Store>(store: &S) {
@@ -1919,7 +2066,7 @@ macro_rules! conformance_tests {
             campaign_caps_hold_beside_the_number_rate, the_window_holds_and_late_sends_move,
             one_leader_at_a_time, the_messaging_limit_counts_each_user_once,
             declined_messages_are_not_failures,
-            lattice_is_order_independent, cancellation,
+            lattice_is_order_independent, charges_count_once_whatever_the_order, cancellation,
             cancel_drains_every_state, completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,

@@ -4,7 +4,8 @@
 //! reason (`skip:<reason>`), upload reject reason (`upl:<reason>`) and pricing category
 //! (`cat:<category>`).
 
-use herald_core::{SkipReason, Stats};
+use herald_core::cost::Charged;
+use herald_core::{Region, SkipReason, Stats};
 
 /// Reads counters into [`Stats`]. Missing counters are 0; a negative one (which the
 /// invariant rules out) reads as 0 rather than wrapping.
@@ -43,11 +44,48 @@ pub fn stats_from_counters<'a>(counters: impl IntoIterator<Item = (&'a str, i64)
                     *s.skipped_upload.get_mut(r) += v;
                 } else if let Some(cat) = k.strip_prefix("cat:") {
                     s.pricing.categories.insert(cat.to_owned(), v);
+                } else if let Some(region) = k.strip_prefix("rgn:").and_then(|r| r.parse().ok()) {
+                    s.regions.insert(region, v);
+                } else if let Some(c) = k.strip_prefix("chg:").and_then(|c| charged(c, v)) {
+                    s.pricing.charged.push(c);
+                } else if let Some(kind) = k.strip_prefix("free:") {
+                    s.pricing.free.insert(kind.to_owned(), v);
                 }
             }
         }
     }
+    s.pricing
+        .charged
+        .sort_by(|a, b| (a.region, &a.category, a.day).cmp(&(b.region, &b.category, b.day)));
     s
+}
+
+/// The counter name of messages charged for `category` to numbers of `region`, delivered on
+/// Unix day `day` (UTC).
+pub fn charged_counter(region: Region, category: &str, day: i64) -> String {
+    format!("chg:{region}:{category}:{day}")
+}
+
+/// The Unix day (UTC) of an event at `unix_ms`.
+pub fn unix_day(unix_ms: i64) -> i64 {
+    unix_ms.div_euclid(86_400_000)
+}
+
+/// Reads `<region>:<category>:<unix day>`.
+fn charged(key: &str, messages: u64) -> Option<Charged> {
+    let (region, rest) = key.split_once(':')?;
+    let (category, day) = rest.rsplit_once(':')?;
+    let day: i64 = day.parse().ok()?;
+    let day = jiff::Timestamp::from_second(day.checked_mul(86_400)?)
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    Some(Charged {
+        region: region.parse().ok()?,
+        category: category.to_owned(),
+        day,
+        messages,
+    })
 }
 
 #[cfg(test)]
@@ -64,6 +102,10 @@ mod tests {
             ("skip:window_closed", 1),
             ("upl:duplicate", 4),
             ("cat:marketing", 3),
+            ("rgn:IN", 7),
+            ("chg:IN:marketing:20454", 2),
+            ("chg:IN:marketing:bad", 2),
+            ("free:free_customer_service", 1),
             ("in_doubt", -1),
             ("unknown", 9),
         ]);
@@ -82,5 +124,22 @@ mod tests {
             (0, 0)
         );
         assert_eq!(s.pricing.categories["marketing"], 3);
+        let india: Region = "IN".parse().unwrap();
+        assert_eq!(s.regions[&india], 7);
+        assert_eq!(
+            s.pricing.charged,
+            [Charged {
+                region: india,
+                category: "marketing".into(),
+                day: "2026-01-01".parse().unwrap(),
+                messages: 2,
+            }]
+        );
+        assert_eq!(
+            charged_counter(india, "marketing", 20454),
+            "chg:IN:marketing:20454"
+        );
+        assert_eq!(unix_day(1_767_225_600_000), 20454);
+        assert_eq!(s.pricing.free["free_customer_service"], 1);
     }
 }

@@ -35,7 +35,7 @@ pub mod conformance;
 #[cfg(feature = "testsuite")]
 pub mod faulty;
 
-pub use counters::stats_from_counters;
+pub use counters::{charged_counter, stats_from_counters, unix_day};
 pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use types::*;

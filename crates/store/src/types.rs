@@ -167,6 +167,19 @@ pub struct InDoubtExpired {
 pub struct Pricing {
     pub billable: Option<bool>,
     pub category: Option<String>,
+    /// `regular`, `free_customer_service`, `free_entry_point` (per-message pricing).
+    pub kind: Option<String>,
+}
+
+impl Pricing {
+    /// What the message is charged, decided from `type` and `category`.
+    pub fn charge(&self) -> Option<herald_core::cost::Charge> {
+        herald_core::cost::Charge::from_pricing(
+            self.kind.as_deref(),
+            self.category.as_deref(),
+            self.billable,
+        )
+    }
 }
 
 /// One status from a webhook.

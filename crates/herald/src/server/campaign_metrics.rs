@@ -375,6 +375,7 @@ mod tests {
                     .into_iter()
                     .map(|(c, n)| (c.to_owned(), n))
                     .collect(),
+                ..PricingStats::default()
             },
             ..Stats::default()
         };

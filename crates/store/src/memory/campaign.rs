@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use herald_core::cost::Charge;
 use herald_core::{
     CampaignStatus, DeliveryState, JobId, PhoneE164, Progress, SkipReason, Vars, WaMessageId,
 };
@@ -40,12 +41,15 @@ pub(super) struct Job {
     pub(super) st: St,
     pub(super) attempts: u32,
     pub(super) phone: PhoneE164,
+    pub(super) region: herald_core::Region,
     pub(super) token: Option<u64>,
     /// Dropped once the job can no longer be sent.
     pub(super) vars: Option<Vars>,
     /// The single in-doubt resend was used.
     pub(super) resent: bool,
     pub(super) pricing_counted: bool,
+    /// The charge (or a free delivery) was counted.
+    pub(super) charge_counted: bool,
     pub(super) reply_counted: bool,
 }
 
@@ -131,6 +135,7 @@ impl Camp {
     pub(super) fn enqueue(&mut self, recipients: &[herald_core::Recipient]) -> Vec<bool> {
         let mut out = Vec::with_capacity(recipients.len());
         let mut added = 0;
+        let mut regions = std::collections::BTreeMap::new();
         for r in recipients {
             let key = r.phone.as_u64();
             if self.dedupe.contains_key(&key) {
@@ -141,12 +146,15 @@ impl Camp {
                 st: St::Pending,
                 attempts: 0,
                 phone: r.phone,
+                region: r.region,
                 token: None,
                 vars: Some(r.vars.clone()),
                 resent: false,
                 pricing_counted: false,
+                charge_counted: false,
                 reply_counted: false,
             });
+            *regions.entry(r.region).or_insert(0) += 1;
             let seq = u32::try_from(self.jobs.len()).unwrap_or(u32::MAX);
             self.dedupe.insert(key, seq);
             self.queue.push_back(seq);
@@ -156,6 +164,9 @@ impl Camp {
         let mut c = Bumps::new();
         bump(&mut c, "recipients", added);
         bump(&mut c, "pending", added);
+        for (region, n) in regions {
+            bump(&mut c, &format!("rgn:{region}"), n);
+        }
         self.flush(c);
         out
     }
@@ -632,6 +643,26 @@ impl Camp {
                 bump(&mut c, &format!("cat:{cat}"), 1);
             }
             job.pricing_counted = true;
+            changed = true;
+        }
+        // Meta charges on delivery: a delivered or read status carries the charge.
+        if let Some(charge) = u.pricing.as_ref().and_then(crate::Pricing::charge)
+            && new.progress >= Progress::Delivered
+            && !DeliveryState::from_event(u.event).failed
+            && !job.charge_counted
+        {
+            match charge {
+                Charge::Charged(category) => {
+                    let day = crate::unix_day(u.timestamp.map_or(now, |t| t.saturating_mul(1000)));
+                    bump(
+                        &mut c,
+                        &crate::charged_counter(job.region, &category, day),
+                        1,
+                    );
+                }
+                Charge::Free(kind) => bump(&mut c, &format!("free:{kind}"), 1),
+            }
+            job.charge_counted = true;
             changed = true;
         }
         self.flush(c);
