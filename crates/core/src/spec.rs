@@ -61,6 +61,21 @@ pub struct CampaignSpec {
     /// filled in from Meta's template list when the campaign is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_category: Option<String>,
+    /// The category the campaign was first priced at (its `template_category` when it was
+    /// created). When Meta re-categorises the template, `template_category` follows and the
+    /// cost estimate shows the difference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priced_category: Option<String>,
+    /// Stop before the campaign's cost (in the rate card's currency) would pass this: sends
+    /// are admitted only while what is charged plus what may still be charged for messages
+    /// on their way stays within it; then the campaign pauses (`budget`). Resume with a
+    /// higher `max_cost` to go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost: Option<f64>,
+    /// The share of messages expected to be delivered (0 to 1), for the low end of the cost
+    /// estimate; the configured `cost.expected_delivery_rate` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_delivery_rate: Option<f64>,
 }
 
 /// A problem with a spec, naming the field at fault.
@@ -129,6 +144,30 @@ impl CampaignSpec {
             return Err(SpecError::new(
                 "template_category",
                 format!("{c:?} is not one of {}", TEMPLATE_CATEGORIES.join(", ")),
+            ));
+        }
+        if let Some(c) = &self.priced_category
+            && !TEMPLATE_CATEGORIES.contains(&c.as_str())
+        {
+            return Err(SpecError::new(
+                "priced_category",
+                format!("{c:?} is not one of {}", TEMPLATE_CATEGORIES.join(", ")),
+            ));
+        }
+        if let Some(m) = self.max_cost
+            && crate::cost::Money::from_units(m).is_none()
+        {
+            return Err(SpecError::new(
+                "max_cost",
+                format!("{m} is not an amount (0 or more, in the rate card's currency)"),
+            ));
+        }
+        if let Some(r) = self.expected_delivery_rate
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(SpecError::new(
+                "expected_delivery_rate",
+                format!("{r} is not a share between 0 and 1"),
             ));
         }
         if self.message.is_empty() {
@@ -569,6 +608,9 @@ mod tests {
             mps: None,
             frequency_capped_retries: None,
             template_category: None,
+            priced_category: None,
+            max_cost: None,
+            expected_delivery_rate: None,
         }
     }
 

@@ -151,6 +151,9 @@ pub enum PauseKind {
     /// budget had room (another sender shares the portfolio, or Meta lowered the limit):
     /// every campaign of the portfolio is paused for an operator to look.
     MessagingLimit,
+    /// The campaign's `max_cost` would be passed: what is charged plus what may still be
+    /// charged for messages on their way reached it.
+    Budget,
 }
 
 impl PauseReason {
@@ -180,6 +183,7 @@ impl fmt::Display for PauseReason {
             PauseKind::TemplateStatus => "template status changed",
             PauseKind::TemplateCategory => "template category changed",
             PauseKind::MessagingLimit => "the portfolio's messaging limit is spent by Meta's count",
+            PauseKind::Budget => "the campaign's max_cost is reached",
         };
         f.write_str(kind)?;
         if let Some(code) = self.code {

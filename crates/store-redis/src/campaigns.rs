@@ -326,6 +326,21 @@ pub(crate) async fn campaign(store: &RedisStore, id: &CampaignId) -> Result<Camp
     campaign_from_meta(id, &meta)
 }
 
+pub(crate) async fn update_spec(
+    store: &RedisStore,
+    id: &CampaignId,
+    spec: &herald_core::CampaignSpec,
+) -> Result<()> {
+    let invalid = |e: String| StoreError::Invalid(format!("spec: {e}"));
+    spec.validate().map_err(|e| invalid(e.to_string()))?;
+    let json = serde_json::to_string(spec).map_err(|e| invalid(e.to_string()))?;
+    let mut conn = store.conn().await?;
+    let mut inv = store.scripts.respec.prepare_invoke();
+    inv.key(store.keys.meta(id)).arg(json);
+    let _: i64 = inv.run_for(&mut conn, id).await?;
+    Ok(())
+}
+
 pub(crate) async fn list_campaigns(store: &RedisStore) -> Result<Vec<Campaign>> {
     let mut conn = store.conn().await?;
     let ids = campaign_ids(

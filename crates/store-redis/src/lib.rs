@@ -83,6 +83,7 @@ pub(crate) struct Scripts {
     pub(crate) link: Script,
     pub(crate) reach: Script,
     pub(crate) unreach: Script,
+    pub(crate) respec: Script,
 }
 
 const COMMON: &str = include_str!("../lua/common.lua");
@@ -116,10 +117,11 @@ impl Scripts {
             link: Script::new(include_str!("../lua/link.lua")),
             reach: Script::new(include_str!("../lua/reach.lua")),
             unreach: Script::new(include_str!("../lua/unreach.lua")),
+            respec: Script::new(include_str!("../lua/respec.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 22] {
+    fn all(&self) -> [&Script; 23] {
         [
             &self.enqueue,
             &self.claim,
@@ -143,6 +145,7 @@ impl Scripts {
             &self.link,
             &self.reach,
             &self.unreach,
+            &self.respec,
         ]
     }
 }

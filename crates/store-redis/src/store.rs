@@ -72,6 +72,10 @@ impl Store for RedisStore {
         campaigns::campaign(self, id).await
     }
 
+    async fn update_spec(&self, id: &CampaignId, spec: &herald_core::CampaignSpec) -> Result<()> {
+        campaigns::update_spec(self, id, spec).await
+    }
+
     async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
         campaigns::list_campaigns(self).await
     }

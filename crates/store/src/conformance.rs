@@ -1118,6 +1118,36 @@ pub async fn apply_sequence<S: Store>(
     (store.stats(&id).await.unwrap(), state)
 }
 
+pub async fn specs_change_until_the_campaign_ends<S: Store>(store: &S) {
+    let id = campaign(store, "respec").await;
+    let mut spec = spec("respec");
+    spec.max_cost = Some(12.5);
+    spec.template_category = Some("MARKETING".into());
+    store.update_spec(&id, &spec).await.unwrap();
+    assert_eq!(store.campaign(&id).await.unwrap().spec, spec);
+    let mut bad = spec.clone();
+    bad.max_cost = Some(-1.0);
+    assert!(matches!(
+        store.update_spec(&id, &bad).await,
+        Err(StoreError::Invalid(e)) if e.contains("max_cost")
+    ));
+    assert!(matches!(
+        store
+            .update_spec(&CampaignId::new("nope").unwrap(), &spec)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .transition(&id, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.update_spec(&id, &spec).await,
+        Err(StoreError::Final(..))
+    ));
+    assert_eq!(store.campaign(&id).await.unwrap().spec.max_cost, Some(12.5));
+}
+
 /// Charges count once per delivered message, by the recipient's region, the category and the
 /// day Meta delivered it, whatever duplicates and order the pricing statuses arrive in; free
 /// deliveries count by type; undelivered and failed messages cost nothing.
@@ -2066,7 +2096,8 @@ macro_rules! conformance_tests {
             campaign_caps_hold_beside_the_number_rate, the_window_holds_and_late_sends_move,
             one_leader_at_a_time, the_messaging_limit_counts_each_user_once,
             declined_messages_are_not_failures,
-            lattice_is_order_independent, charges_count_once_whatever_the_order, cancellation,
+            lattice_is_order_independent, charges_count_once_whatever_the_order,
+            specs_change_until_the_campaign_ends, cancellation,
             cancel_drains_every_state, completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,

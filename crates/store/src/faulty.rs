@@ -168,6 +168,10 @@ impl<S: Store> Store for Faulty<S> {
         call!(self, "campaign", self.inner.campaign(id))
     }
 
+    async fn update_spec(&self, id: &CampaignId, spec: &herald_core::CampaignSpec) -> Result<()> {
+        call!(self, "update_spec", self.inner.update_spec(id, spec))
+    }
+
     async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
         call!(self, "list_campaigns", self.inner.list_campaigns())
     }

@@ -101,6 +101,14 @@ pub trait Store: Send + Sync + 'static {
 
     fn campaign(&self, id: &CampaignId) -> impl Future<Output = Result<Campaign>> + Send;
 
+    /// Replaces a campaign's spec (a new `max_cost`, the template's category as Meta has it
+    /// now). The spec is checked first; an ended campaign is [`StoreError::Final`].
+    fn update_spec(
+        &self,
+        id: &CampaignId,
+        spec: &herald_core::CampaignSpec,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// All campaigns, newest first.
     fn list_campaigns(&self) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
 

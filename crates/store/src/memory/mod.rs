@@ -313,6 +313,18 @@ impl Store for MemoryStore {
         Ok(self.lock().camp(id)?.campaign.clone())
     }
 
+    async fn update_spec(&self, id: &CampaignId, spec: &herald_core::CampaignSpec) -> Result<()> {
+        spec.validate()
+            .map_err(|e| StoreError::Invalid(format!("spec: {e}")))?;
+        let mut inner = self.lock();
+        let c = &mut inner.camp(id)?.campaign;
+        if c.status.is_final() {
+            return Err(StoreError::Final(id.clone(), c.status));
+        }
+        c.spec = spec.clone();
+        Ok(())
+    }
+
     async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
         let s = self.lock();
         let mut all: Vec<&Camp> = s.campaigns.values().collect();
