@@ -362,6 +362,21 @@ impl RateCard {
     }
 }
 
+impl RateCard {
+    /// The highest rate for `category` in any market on `day` (0 when the card has none).
+    pub fn highest_anywhere(&self, category: &str, day: Date) -> Money {
+        self.prices
+            .iter()
+            .filter(|((_, c), _)| c == category)
+            .filter_map(|(_, periods)| {
+                let in_force = periods.partition_point(|(from, _)| *from <= day);
+                in_force.checked_sub(1).map(|i| periods[i].1)
+            })
+            .max()
+            .unwrap_or_default()
+    }
+}
+
 fn check_name(at: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -472,6 +487,170 @@ impl Charge {
             _ => None,
         }
     }
+}
+
+/// A campaign's cost as the API shows it: what it will cost, what it did, and its cap.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignCost {
+    pub currency: String,
+    pub estimate: Estimate,
+    pub actual: Actual,
+    /// Accepted messages whose delivery (and so their charge) is not known yet, and those
+    /// being sent: each may still cost up to `price_on_the_way`.
+    pub on_the_way: u64,
+    /// The most one message on its way may cost: the highest rate among the recipients'
+    /// markets for the category (where one has no rate, the card's highest for the category;
+    /// marketing's when the category is not known).
+    pub price_on_the_way: Money,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost: Option<Money>,
+    /// What the cap counts: `actual.total + on_the_way × highest price`.
+    pub committed: Money,
+    /// The template's category is not the one the campaign was first priced at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+}
+
+/// A re-categorised template: the estimate at the category first priced and at today's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Drift {
+    pub from: String,
+    pub to: String,
+    /// `estimate.high` at the category first priced.
+    pub high_before: Money,
+    /// `estimate.high` at today's category.
+    pub high_now: Money,
+    /// `high_now − high_before`, in units of the currency (negative when cheaper).
+    pub difference: f64,
+}
+
+/// What decides a campaign's price besides its recipients.
+#[derive(Debug, Clone, Copy)]
+pub struct Pricing<'a> {
+    pub card: &'a RateCard,
+    /// Today (UTC): the rates estimates and the cap use.
+    pub today: Date,
+    /// The share of messages expected to be delivered, when the campaign does not say.
+    pub delivery_rate: f64,
+}
+
+impl Pricing<'_> {
+    /// The category a campaign's messages are charged as now: Meta's, as its charges show
+    /// (the most common charged category), else the spec's; `service` for a free-form
+    /// message; `None` when not known.
+    pub fn category(spec: &crate::CampaignSpec, stats: &crate::Stats) -> Option<String> {
+        let mut by: BTreeMap<&str, u64> = BTreeMap::new();
+        for c in &stats.pricing.charged {
+            *by.entry(c.category.as_str()).or_default() += c.messages;
+        }
+        if let Some((c, _)) = by.into_iter().max_by_key(|(_, n)| *n) {
+            return Some(c.to_owned());
+        }
+        if spec.message.get("type").and_then(|t| t.as_str()) != Some("template") {
+            return Some("service".into());
+        }
+        spec.template_category
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+    }
+
+    /// Messages that may still be charged: accepted and not yet known delivered (charged or
+    /// free), failed or declined, plus those in flight or in doubt.
+    pub fn on_the_way(stats: &crate::Stats) -> u64 {
+        let settled = stats
+            .pricing
+            .charged
+            .iter()
+            .map(|c| c.messages)
+            .sum::<u64>()
+            + stats.pricing.free.values().sum::<u64>()
+            + stats.failed.saturating_sub(stats.failed_before_accept)
+            + crate::SkipReason::ALL
+                .iter()
+                .map(|r| stats.declined.get(*r))
+                .sum::<u64>();
+        stats.accepted.saturating_sub(settled) + stats.in_flight + stats.in_doubt
+    }
+
+    /// The cost view of one campaign.
+    pub fn campaign(&self, spec: &crate::CampaignSpec, stats: &crate::Stats) -> CampaignCost {
+        let card = self.card;
+        let rate = spec.expected_delivery_rate.unwrap_or(self.delivery_rate);
+        let category = Self::category(spec, stats);
+        let estimate = card.estimate(&stats.regions, category.as_deref(), self.today, rate);
+        let actual = card.actual(&stats.pricing.charged, &stats.pricing.free);
+        let on_the_way = Self::on_the_way(stats);
+        let highest = category.as_deref().and_then(|c| {
+            card.highest_price(
+                stats
+                    .regions
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(r, _)| *r),
+                c,
+                self.today,
+            )
+        });
+        let unit = highest.unwrap_or_else(|| {
+            self.card
+                .highest_anywhere(category.as_deref().unwrap_or("marketing"), self.today)
+        });
+        let drift = spec
+            .priced_category
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .filter(|from| category.as_deref().is_some_and(|to| to != from))
+            .map(|from| {
+                let before = card.estimate(&stats.regions, Some(&from), self.today, rate);
+                Drift {
+                    to: estimate.category.clone(),
+                    high_before: before.high,
+                    high_now: estimate.high,
+                    difference: estimate.high.units() - before.high.units(),
+                    from,
+                }
+            });
+        CampaignCost {
+            currency: card.currency().to_owned(),
+            on_the_way,
+            price_on_the_way: unit,
+            max_cost: spec.max_cost.and_then(Money::from_units),
+            committed: actual.total.saturating_add(unit.saturating_mul(on_the_way)),
+            estimate,
+            actual,
+            drift,
+        }
+    }
+
+    /// Where a campaign stands against its `max_cost` (`None`: no cap). Counted after a
+    /// claim, the claimed messages are already on their way.
+    pub fn over_cap(&self, spec: &crate::CampaignSpec, stats: &crate::Stats) -> Option<CapCheck> {
+        let c = self.campaign(spec, stats);
+        let cap = c.max_cost?;
+        let unit = c.price_on_the_way;
+        // Messages over the cap, rounded up: each costs at most `unit`.
+        let over = match c.committed.0.checked_sub(cap.0) {
+            Some(excess) if excess > 0 && unit.0 > 0 => excess.div_ceil(unit.0),
+            _ => 0,
+        };
+        Some(CapCheck {
+            cap,
+            committed: c.committed,
+            unit,
+            over,
+        })
+    }
+}
+
+/// Where a capped campaign stands against its `max_cost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapCheck {
+    pub cap: Money,
+    pub committed: Money,
+    /// The most one message may cost.
+    pub unit: Money,
+    /// How many of the messages counted (the latest claimed first) must not be sent.
+    pub over: u64,
 }
 
 #[cfg(test)]
@@ -728,6 +907,80 @@ north_america = { utility = 0.0034 }
         // Names that could not be a counter's part are not read.
         assert_eq!(c(Some("regular"), Some("mark:eting"), None), None);
         assert_eq!(c(Some("free_x:y"), Some("utility"), None), None);
+    }
+
+    fn marketing_spec(max_cost: Option<f64>) -> crate::CampaignSpec {
+        let mut spec: crate::CampaignSpec = serde_json::from_value(serde_json::json!({
+            "name": "sale",
+            "message": {"type": "template", "template": {"name": "sale", "language": {"code": "en"}}},
+            "template_category": "MARKETING",
+            "priced_category": "MARKETING",
+        }))
+        .unwrap();
+        spec.max_cost = max_cost;
+        spec
+    }
+
+    #[test]
+    fn the_cap_counts_what_is_charged_and_what_may_still_be() {
+        let card = card();
+        let p = Pricing {
+            card: &card,
+            today: day("2026-02-01"),
+            delivery_rate: 0.9,
+        };
+        let mut stats = crate::Stats {
+            accepted: 30,
+            in_flight: 10,
+            failed: 3,
+            failed_before_accept: 1,
+            regions: BTreeMap::from([(r("US"), 40), (r("IN"), 10)]),
+            ..crate::Stats::default()
+        };
+        stats.pricing.charged.push(Charged {
+            region: r("US"),
+            category: "marketing".into(),
+            day: day("2026-01-31"),
+            messages: 20,
+        });
+        stats.pricing.free.insert("free_entry_point".into(), 1);
+        // 30 accepted − 20 charged − 1 free − 2 failed after acceptance = 7, + 10 in flight.
+        assert_eq!(Pricing::on_the_way(&stats), 17);
+        let c = p.campaign(&marketing_spec(Some(1.0)), &stats);
+        assert_eq!(c.actual.total, Money(500_000));
+        assert_eq!(c.price_on_the_way, Money(25_000));
+        assert_eq!(c.committed, Money(500_000 + 17 * 25_000));
+        assert_eq!(c.drift, None);
+        let check = p.over_cap(&marketing_spec(Some(1.0)), &stats).unwrap();
+        assert_eq!(check.over, 0);
+        // A cap of 0.85 leaves room for 14 of the 17: 3 must wait.
+        let check = p.over_cap(&marketing_spec(Some(0.85)), &stats).unwrap();
+        assert_eq!((check.committed, check.over), (Money(925_000), 3));
+        assert_eq!(p.over_cap(&marketing_spec(None), &stats), None);
+    }
+
+    #[test]
+    fn a_recategorised_template_shows_the_difference() {
+        let card = card();
+        let p = Pricing {
+            card: &card,
+            today: day("2026-02-01"),
+            delivery_rate: 1.0,
+        };
+        let stats = crate::Stats {
+            regions: BTreeMap::from([(r("US"), 100)]),
+            ..crate::Stats::default()
+        };
+        let mut spec = marketing_spec(None);
+        spec.priced_category = Some("UTILITY".into());
+        let c = p.campaign(&spec, &stats);
+        let d = c.drift.unwrap();
+        assert_eq!((d.from.as_str(), d.to.as_str()), ("utility", "marketing"));
+        assert_eq!(
+            (d.high_before, d.high_now),
+            (Money(400_000), Money(2_500_000))
+        );
+        assert!((d.difference - 2.1).abs() < 1e-9);
     }
 
     #[test]

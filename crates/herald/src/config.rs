@@ -63,6 +63,7 @@ pub struct Config {
     pub webhook: Webhook,
     pub metrics: MetricsSection,
     pub messaging_limit: MessagingLimitSection,
+    pub cost: CostSection,
     pub log: Log,
 }
 
@@ -307,6 +308,58 @@ impl MessagingLimitSection {
     }
 }
 
+/// What messages cost (ARCHITECTURE §14): the rate card, and what estimates assume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostSection {
+    /// Rate card files, merged in order (later files add periods and markets, and replace an
+    /// earlier rate for the same market, category and date). Empty: the card built into
+    /// Herald ([`BUILT_IN_RATE_CARD`]).
+    pub rate_cards: Vec<std::path::PathBuf>,
+    /// The share of messages expected to be delivered (0 to 1): the low end of estimates.
+    pub expected_delivery_rate: f64,
+}
+
+impl Default for CostSection {
+    fn default() -> Self {
+        Self {
+            rate_cards: Vec::new(),
+            expected_delivery_rate: 0.9,
+        }
+    }
+}
+
+/// The rate card shipped with Herald (`config/rates/meta-usd.toml`).
+pub const BUILT_IN_RATE_CARD: &str = include_str!("../../../config/rates/meta-usd.toml");
+
+impl CostSection {
+    /// The configured rate card, read and checked; the error names the file and entry.
+    pub fn rate_card(&self) -> Result<herald_core::cost::RateCard, ConfigError> {
+        let files: Vec<(String, String)> = if self.rate_cards.is_empty() {
+            vec![(
+                "(built in) config/rates/meta-usd.toml".into(),
+                BUILT_IN_RATE_CARD.into(),
+            )]
+        } else {
+            self.rate_cards
+                .iter()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .map(|t| (p.display().to_string(), t))
+                        .map_err(|e| {
+                            bad(
+                                "cost.rate_cards",
+                                format!("{}: cannot read: {e}", p.display()),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        herald_core::cost::RateCard::parse(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+            .map_err(|e| bad("cost.rate_cards", e.to_string()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -378,6 +431,13 @@ impl Config {
 
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.cost.expected_delivery_rate) {
+            return Err(bad(
+                "cost.expected_delivery_rate",
+                "must be a share between 0 and 1",
+            ));
+        }
+        self.cost.rate_card()?;
         let w = &self.whatsapp;
         let base = url_like(&w.api_base).map_err(|p| bad("whatsapp.api_base", p))?;
         if base.starts_with("http://") && !is_loopback_url(&w.api_base) && !w.allow_plain_http {
@@ -809,6 +869,55 @@ mod tests {
             Config::default(),
             "config/herald.toml documents the defaults"
         );
+    }
+
+    #[test]
+    fn the_shipped_rate_card_prices_every_market_and_category() {
+        use herald_core::cost::{CHARGED_CATEGORIES, Market};
+        let card = CostSection::default().rate_card().expect("valid");
+        assert_eq!(card.currency(), "USD");
+        let day: jiff::civil::Date = "2026-12-02".parse().unwrap();
+        let market = |r: &str| card.market(r.parse().unwrap());
+        for (region, want) in [
+            ("US", "north_america"),
+            ("CA", "north_america"),
+            ("JM", "rest_of_latin_america"),
+            ("IN", "india"),
+            ("ZW", "rest_of_africa"),
+            ("FJ", "other"),
+        ] {
+            assert_eq!(market(region), Market::Known(want), "{region}");
+        }
+        // Every market the card names has a rate for every charged category.
+        let text = BUILT_IN_RATE_CARD;
+        let markets: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "[markets]")
+            .skip(1)
+            .take_while(|l| !l.starts_with("[["))
+            .filter_map(|l| l.split_once(" = ").map(|(m, _)| m))
+            .chain(["other"])
+            .collect();
+        assert!(markets.len() > 30, "{markets:?}");
+        for m in markets {
+            for c in CHARGED_CATEGORIES {
+                assert!(card.price(&Market::Known(m), c, day).is_some(), "{m} {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rate_card_that_cannot_be_read_is_named() {
+        let e = Config::from_toml(
+            "[cost]\nrate_cards = [\"/nonexistent/rates.toml\"]\n",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cost.rate_cards"), "{e}");
+        assert!(e.to_string().contains("/nonexistent/rates.toml"), "{e}");
+        let e = Config::from_toml("[cost]\nexpected_delivery_rate = 1.5\n", &BTreeMap::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("cost.expected_delivery_rate"), "{e}");
     }
 
     #[test]
