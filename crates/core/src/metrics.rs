@@ -167,6 +167,7 @@ pub const SEND_RESULTS: &[&str] = &[
     "pair_limited",
     "pair_spaced",
     "limit_wait",
+    "budget_wait",
     "in_doubt",
     "skipped",
     "released",
@@ -181,6 +182,7 @@ pub const PAUSE_KINDS: &[&str] = &[
     "template_status",
     "template_category",
     "messaging_limit",
+    "budget",
 ];
 
 /// Values of `outcome` on [`SENDER_IN_DOUBT_EXPIRED_TOTAL`].

@@ -629,6 +629,7 @@ impl Config {
             window_guard: Duration::from_millis(s.window_guard_ms),
             phone_number_ids,
             messaging_limit: self.messaging_limit.limit_config(),
+            rate_card: self.cost.rate_card().ok().map(std::sync::Arc::new),
             ..SenderConfig::default()
         }
     }

@@ -146,6 +146,26 @@ impl<S: Store> Reconciler<S> {
             tracing::warn!(campaign = %id, template = %template, from, to, "campaign paused: template category changed");
             count(m::SENDER_PAUSES_TOTAL, "kind", "template_category");
         }
+        // Every campaign of the template still to send is priced at the new category (its
+        // estimate shows the difference from the category it was first priced at).
+        let to = to.to_ascii_uppercase();
+        if herald_core::spec::TEMPLATE_CATEGORIES.contains(&to.as_str()) {
+            for c in self.store.list_campaigns().await? {
+                if c.status.is_final()
+                    || c.template.as_deref() != Some(template.as_str())
+                    || c.spec.template_category.as_deref() == Some(to.as_str())
+                {
+                    continue;
+                }
+                let mut spec = c.spec;
+                spec.template_category = Some(to.clone());
+                match self.store.update_spec(&c.id, &spec).await {
+                    // Ended meanwhile: nothing left to price.
+                    Ok(()) | Err(StoreError::Final(..)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         Ok(())
     }
 

@@ -76,6 +76,9 @@ pub struct SenderConfig {
     pub maintenance: bool,
     pub maintenance_interval: Duration,
     pub messaging_limit: LimitConfig,
+    /// Meta's rates, to hold campaigns within their `max_cost` (`None`: caps are not
+    /// enforced, and a capped campaign is paused rather than sent blind).
+    pub rate_card: Option<std::sync::Arc<herald_core::cost::RateCard>>,
 }
 
 impl Default for SenderConfig {
@@ -98,6 +101,7 @@ impl Default for SenderConfig {
             maintenance: true,
             maintenance_interval: Duration::from_secs(2),
             messaging_limit: LimitConfig::default(),
+            rate_card: None,
         }
     }
 }

@@ -416,6 +416,24 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 }
             }
         }
+        let claimed: Vec<&herald_store::ClaimedJob> = jobs.iter().map(Held::job).collect();
+        let over_budget = self.shared.over_budget(&infos, &claimed).await?;
+        drop(claimed);
+        let jobs: Vec<Held> = jobs
+            .into_iter()
+            .zip(over_budget)
+            .filter_map(|(held, over)| match over {
+                Some(outcome) => {
+                    count_send(&self.pnid, "budget_wait");
+                    held.settle(outcome);
+                    None
+                }
+                None => Some(held),
+            })
+            .collect();
+        if jobs.is_empty() {
+            return Ok(());
+        }
         let phones: Vec<PhoneE164> = jobs.iter().map(|h| h.job().phone).collect();
         // Marketing templates also skip the numbers that stopped marketing (131050, a stop);
         // utility and service messages still reach them.

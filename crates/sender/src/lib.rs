@@ -201,9 +201,13 @@ struct Counts {
     moved: AtomicU64,
 }
 
-/// What the sender needs to know about a campaign; specs never change after creation.
+/// What the sender needs to know about a campaign, read again after [`CAMPAIGN_INFO_TTL`]
+/// (a spec changes only in its cost cap and its template's category).
 #[derive(Debug)]
 struct CampaignInfo {
+    loaded: Instant,
+    /// The campaign has a `max_cost`: each claim of it is checked against it.
+    capped: bool,
     template: MessageTemplate,
     /// A free-form message: only inside an open 24 h window.
     free_form: bool,
@@ -213,6 +217,13 @@ struct CampaignInfo {
     /// How many times a recipient declined for its marketing limit (131049) is tried again.
     capped_retries: u32,
 }
+
+/// How long a campaign's [`CampaignInfo`] is used before it is read again.
+const CAMPAIGN_INFO_TTL: Duration = Duration::from_secs(5);
+
+/// How long jobs beyond a campaign's cost cap wait before they are claimed again, while what
+/// the campaign admitted is still starting.
+const BUDGET_RECHECK: Duration = Duration::from_millis(500);
 
 /// A pause asked for again within this long is taken as already done.
 const PAUSE_DEDUPE: Duration = Duration::from_secs(30);
@@ -227,7 +238,9 @@ impl<S: Store, M: Messages> Shared<S, M> {
 
     /// The compiled campaign, loaded once.
     async fn campaign(&self, id: &CampaignId) -> Result<Arc<CampaignInfo>, StoreError> {
-        if let Some(c) = self.campaigns.lock().ok().and_then(|m| m.get(id).cloned()) {
+        if let Some(c) = self.campaigns.lock().ok().and_then(|m| m.get(id).cloned())
+            && c.loaded.elapsed() < CAMPAIGN_INFO_TTL
+        {
             return Ok(c);
         }
         let c = self.store.campaign(id).await?;
@@ -243,6 +256,8 @@ impl<S: Store, M: Messages> Shared<S, M> {
                 Some("UTILITY" | "AUTHENTICATION")
             );
         let info = Arc::new(CampaignInfo {
+            loaded: Instant::now(),
+            capped: c.spec.max_cost.is_some(),
             template,
             free_form,
             marketing,
@@ -252,6 +267,88 @@ impl<S: Store, M: Messages> Shared<S, M> {
             m.insert(id.clone(), info.clone());
         }
         Ok(info)
+    }
+
+    /// What becomes of claimed jobs a capped campaign must not send: the last `over` of each
+    /// capped campaign in `jobs` (claim order), where `over` counts the messages beyond its
+    /// `max_cost` once the claim is on its way (`None`: send it).
+    ///
+    /// Read after the claim, the campaign's stats count every worker's claims as in flight:
+    /// of two workers claiming at once, the later reader sees both, so together they never
+    /// admit more than the cap allows. A campaign with no room left pauses (`budget`) once
+    /// nothing it admitted is still waiting to start (a pause releases those: it would stop
+    /// short of the cap); until then its extra jobs wait a moment and are claimed again.
+    async fn over_budget(
+        &self,
+        infos: &HashMap<CampaignId, Arc<CampaignInfo>>,
+        jobs: &[&herald_store::ClaimedJob],
+    ) -> Result<Vec<Option<herald_store::Outcome>>, StoreError> {
+        let mut out = vec![None; jobs.len()];
+        for (id, _) in infos.iter().filter(|(_, c)| c.capped) {
+            let (campaign, stats) = (self.store.campaign(id).await?, self.store.stats(id).await?);
+            let (over, detail) = match &self.cfg.rate_card {
+                Some(card) => {
+                    let pricing = herald_core::cost::Pricing {
+                        card,
+                        today: jiff::Timestamp::now()
+                            .to_zoned(jiff::tz::TimeZone::UTC)
+                            .date(),
+                        delivery_rate: 1.0,
+                    };
+                    match pricing.over_cap(&campaign.spec, &stats) {
+                        Some(check) if check.over > 0 => (
+                            check.over,
+                            format!(
+                                "{} {} charged or on its way reaches max_cost {} (each message on its way counted at up to {}); resume with a higher max_cost to go on",
+                                check.committed,
+                                card.currency(),
+                                check.cap,
+                                check.unit
+                            ),
+                        ),
+                        _ => continue,
+                    }
+                }
+                // Without rates a cap cannot be kept: nothing of the campaign is sent.
+                None => (
+                    u64::MAX,
+                    "the campaign has a max_cost but no rate card is loaded".to_owned(),
+                ),
+            };
+            let mine: Vec<usize> = (0..jobs.len())
+                .filter(|&i| &jobs[i].id.campaign == id)
+                .collect();
+            let held = mine.len() as u64;
+            let pause = over >= held && stats.in_flight <= held;
+            for &i in mine
+                .iter()
+                .rev()
+                .take(usize::try_from(over).unwrap_or(usize::MAX))
+            {
+                out[i] = Some(if pause {
+                    herald_store::Outcome::Released
+                } else {
+                    herald_store::Outcome::Deferred {
+                        delay: BUDGET_RECHECK,
+                    }
+                });
+            }
+            if !pause {
+                continue;
+            }
+            if let Ok(mut m) = self.campaigns.lock() {
+                // A resume may bring a new cap: read the campaign again then.
+                m.remove(id);
+            }
+            let reason = Self::pause_reason(PauseKind::Budget, None, detail);
+            // Never skipped as a repeat: a campaign resumed with a cap it reaches again at
+            // once must pause again, not have every claim put back while it runs.
+            if let Ok(mut m) = self.pausing.lock() {
+                m.remove(id.as_str());
+            }
+            self.pause_campaign(id, reason).await;
+        }
+        Ok(out)
     }
 
     /// True when this caller should make the pause call (no other did in the last while).
@@ -275,7 +372,11 @@ impl<S: Store, M: Messages> Shared<S, M> {
             .await
         {
             Ok(_) => {
-                metrics::counter!(herald_core::metrics::SENDER_PAUSES_TOTAL, "kind" => "campaign_fatal")
+                let kind = match reason.kind {
+                    PauseKind::Budget => "budget",
+                    _ => "campaign_fatal",
+                };
+                metrics::counter!(herald_core::metrics::SENDER_PAUSES_TOTAL, "kind" => kind)
                     .increment(1);
                 tracing::warn!(campaign = %id, reason = %reason, "campaign paused");
             }

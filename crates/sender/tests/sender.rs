@@ -1082,3 +1082,102 @@ async fn a_template_recategorised_by_meta_pauses_its_campaign() {
     sender.await.unwrap();
     rig.finish().await;
 }
+
+/// A campaign with a `max_cost` stops admitting sends before what is charged plus what may
+/// still be charged passes it, pauses as `budget`, and goes on when resumed with a higher cap;
+/// what Meta charged (its delivered statuses' pricing, priced by the rate card) never passes
+/// the cap in force.
+#[tokio::test(start_paused = true)]
+async fn the_cost_cap_pauses_before_it_is_passed() {
+    const CARD: &str = r#"
+currency = "USD"
+source = "test card"
+[markets]
+united_kingdom = ["GB"]
+[[rates]]
+effective_from = "2025-07-01"
+united_kingdom = { marketing = 0.05, utility = 0.01 }
+"#;
+    let card = Arc::new(herald_core::cost::RateCard::parse([("test.toml", CARD)]).unwrap());
+    let mut sim = sim_config(SIM_MPS);
+    sim.webhooks.delivered_probability = 1.0;
+    sim.templates.push(herald_sim::config::Template {
+        name: "spring_sale".into(),
+        category: "MARKETING".into(),
+        ..herald_sim::config::Template::default()
+    });
+    let rig = Rig::in_process(sim).await;
+    let mut spec = template_spec("capped", "spring_sale", None);
+    spec.template_category = Some("MARKETING".into());
+    spec.max_cost = Some(1.0);
+    let gb: herald_core::Region = "GB".parse().unwrap();
+    let people: Vec<_> = recipients(0..60)
+        .into_iter()
+        .map(|r| r.with_region(gb))
+        .collect();
+    let id = rig.campaign(spec, &people, true).await;
+    let mut cfg = sender_config(50);
+    cfg.rate_card = Some(card.clone());
+    let (stop, sender) = rig.sender(cfg);
+    for (cap, want) in [(1.0, 20), (2.0, 40)] {
+        rig.wait_status(&id, CampaignStatus::Paused, LONG).await;
+        let c = rig.store.campaign(&id).await.unwrap();
+        assert_eq!(
+            c.pause_reason.as_ref().map(|r| r.kind),
+            Some(PauseKind::Budget)
+        );
+        let stats = rig.wait_sent(&id, LONG).await;
+        let stats = wait_delivered(&rig, &id, stats.accepted).await;
+        assert_eq!(
+            stats.accepted, want,
+            "exactly what the cap pays for: {stats:#?}"
+        );
+        let actual = card.actual(&stats.pricing.charged, &stats.pricing.free);
+        assert_eq!(actual.charged_messages, want);
+        assert!(
+            actual.total.units() <= cap + 1e-9,
+            "{} > {cap}",
+            actual.total
+        );
+        // Resume with a higher cap: the campaign goes on.
+        let mut spec = c.spec.clone();
+        spec.max_cost = Some(cap + 1.0);
+        rig.store.update_spec(&id, &spec).await.unwrap();
+        rig.store
+            .transition(&id, herald_core::CampaignAction::Resume, None)
+            .await
+            .unwrap();
+    }
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, 60);
+    let stats = wait_delivered(&rig, &id, 60).await;
+    let actual = card.actual(&stats.pricing.charged, &stats.pricing.free);
+    assert_eq!(actual.total, herald_core::cost::Money(3_000_000));
+    let o = rig.oracle().await;
+    assert_clean(&o, &[]);
+    assert_eq!((o.accepted, o.unique_callbacks), (60, 60));
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// Waits until `n` messages of the campaign are known delivered (their charge counted).
+async fn wait_delivered(
+    rig: &Rig<herald_store::MemoryStore>,
+    id: &herald_core::CampaignId,
+    n: u64,
+) -> herald_core::Stats {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let stats = rig.store.stats(id).await.unwrap();
+        let charged: u64 = stats.pricing.charged.iter().map(|c| c.messages).sum();
+        if stats.delivered >= n && charged >= n {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not delivered: {stats:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::config::{Delivery, SimConfig, Template};
 use crate::oracle::{Oracle, SharedOracle};
 use crate::random::{chance, draw, mix};
-use crate::webhooks::{Item, StatusOut, Webhooks};
+use crate::webhooks::{Item, Pricing, StatusOut, Webhooks};
 
 /// A tier's users; `u64::MAX` for unlimited (or a tier the configuration check let through).
 fn limit_users(tier: &str) -> u64 {
@@ -66,6 +66,8 @@ pub(crate) struct SimState {
     limits: Mutex<Limits>,
     /// Whether any number was upgraded (only then does the send path look its rate up).
     any_upgraded: std::sync::atomic::AtomicBool,
+    /// Whether any user ever wrote in (only then can a utility template be free).
+    any_window: std::sync::atomic::AtomicBool,
     /// The messaging limit now, in users (`u64::MAX`: unlimited), read without a lock.
     limit_users: AtomicU64,
     requests: AtomicU64,
@@ -114,6 +116,7 @@ impl SimState {
             oracle,
             limits: Mutex::new(Limits::default()),
             any_upgraded: std::sync::atomic::AtomicBool::new(false),
+            any_window: std::sync::atomic::AtomicBool::new(false),
             limit_users: AtomicU64::new(limit),
             requests: AtomicU64::new(0),
             messages: AtomicU64::new(0),
@@ -160,6 +163,7 @@ impl SimState {
     pub(crate) fn inbound(&self, pnid: &str, from: &str, text: &str) {
         let now = Instant::now();
         self.limits(|l| l.windows.insert((pnid.to_owned(), from.to_owned()), now));
+        self.any_window.store(true, Ordering::Relaxed);
         let n = self.messages.fetch_add(1, Ordering::Relaxed);
         let message = json!({
             "from": from,
@@ -383,7 +387,14 @@ impl SimState {
         // Accepted.
         let id = format!("wamid.SIM{:016X}{:08X}", n, mix(seed ^ n) as u32);
         self.oracle(|o| o.accept(pnid, to, msg.biz_opaque_callback_data.as_deref(), now));
-        self.schedule_statuses(pnid, &msg, &id, to, category, fail_by_webhook, n, now);
+        // Meta does not charge service messages, nor utility templates inside an open
+        // customer-service window.
+        let free = category == "service"
+            || (category == "utility"
+                && self.any_window.load(Ordering::Relaxed)
+                && self.window_open(pnid, to, now));
+        let pricing = Pricing { category, free };
+        self.schedule_statuses(pnid, &msg, &id, to, pricing, fail_by_webhook, n, now);
         let answer = json!({
             "messaging_product": "whatsapp",
             "contacts": [{"input": msg.to, "wa_id": to}],
@@ -688,7 +699,7 @@ impl SimState {
         msg: &SendMessage,
         id: &str,
         to: &str,
-        category: &'static str,
+        pricing: Pricing,
         fail: Option<i64>,
         n: u64,
         now: Instant,
@@ -706,7 +717,7 @@ impl SimState {
             timestamp: self.unix_at(now),
             recipient_id: to.into(),
             callback: msg.biz_opaque_callback_data.as_deref().map(Into::into),
-            category: Some(category),
+            pricing: Some(pricing),
             conversation: mix(hash_str(to)),
             error: None,
         };
@@ -725,7 +736,7 @@ impl SimState {
                     sent_at,
                     StatusOut {
                         status: "failed",
-                        category: None,
+                        pricing: None,
                         error: Some((code, title, details)),
                         ..base
                     },
@@ -748,7 +759,7 @@ impl SimState {
                             at,
                             StatusOut {
                                 status: "read",
-                                category: None,
+                                pricing: None,
                                 ..base
                             },
                         ));

@@ -24,8 +24,8 @@ pub(crate) struct StatusOut {
     pub(crate) timestamp: u64,
     pub(crate) recipient_id: Arc<str>,
     pub(crate) callback: Option<Arc<str>>,
-    /// The pricing category (also the conversation's origin); none on `read`.
-    pub(crate) category: Option<&'static str>,
+    /// The pricing (its category is also the conversation's origin); none on `read`.
+    pub(crate) pricing: Option<Pricing>,
     pub(crate) conversation: u64,
     /// A failure's code, title and details.
     pub(crate) error: Option<(i64, &'static str, &'static str)>,
@@ -42,14 +42,21 @@ impl serde::Serialize for StatusOut {
         if let Some(cb) = &self.callback {
             m.serialize_entry("biz_opaque_callback_data", &**cb)?;
         }
-        if let Some(category) = self.category {
+        if let Some(Pricing { category, free }) = self.pricing {
+            // From v24 Meta sends the conversation only for free entry points; the simulator
+            // keeps it, as older versions did.
             m.serialize_entry(
                 "conversation",
                 &json!({"id": format!("SIMCONV{:x}", self.conversation), "origin": {"type": category}}),
             )?;
+            let kind = if free {
+                "free_customer_service"
+            } else {
+                "regular"
+            };
             m.serialize_entry(
                 "pricing",
-                &json!({"billable": category != "service", "pricing_model": "PMP", "category": category, "type": "regular"}),
+                &json!({"billable": !free, "pricing_model": "PMP", "category": category, "type": kind}),
             )?;
         }
         if let Some((code, title, details)) = self.error {
@@ -61,6 +68,14 @@ impl serde::Serialize for StatusOut {
         }
         m.end()
     }
+}
+
+/// How Meta prices a message: its category, and whether it is free (`free_customer_service`:
+/// a service message, or a utility template inside an open window).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pricing {
+    pub(crate) category: &'static str,
+    pub(crate) free: bool,
 }
 
 /// What goes into a webhook's `value`.

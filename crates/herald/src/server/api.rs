@@ -53,6 +53,8 @@ pub struct ApiState<S> {
     /// Where a campaign's template is looked up (status and category), when the account and
     /// a token are configured.
     pub templates: Option<Arc<Templates>>,
+    /// The rate card: each campaign's estimate, actual cost and cap.
+    pub cost: Option<crate::server::cost::CostSettings>,
 }
 
 /// Meta's template list of one WhatsApp Business Account.
@@ -134,6 +136,7 @@ impl<S: Store> ApiState<S> {
             max_stored_rejects: s.max_stored_rejects,
             messaging_limit: cfg.messaging_limit.limit_config(),
             templates: Templates::from_config(cfg).map(Arc::new),
+            cost: crate::server::cost::CostSettings::from_config(cfg),
         }
     }
 }
@@ -303,6 +306,9 @@ async fn view<S: Store>(state: &ApiState<S>, c: &Campaign) -> Result<Value, ApiE
     let mut v = serde_json::to_value(c)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let limit = limit::view(&*state.store, &state.messaging_limit, c, stats.pending).await?;
+    if let Some(cost) = &state.cost {
+        v["cost"] = serde_json::to_value(cost.view(&c.spec, &stats)).unwrap_or(Value::Null);
+    }
     v["stats"] = serde_json::to_value(stats).unwrap_or(Value::Null);
     if let Some(r) = &c.pause_reason {
         v["status_reason"] = Value::String(r.to_string());
@@ -326,6 +332,8 @@ async fn create<S: Store>(
     if let (Some(t), Some(key)) = (&state.templates, &new.template) {
         new.spec.template_category = t.check(key).await?;
     }
+    // What the campaign is first priced at: a later re-categorisation shows as drift.
+    new.spec.priced_category = new.spec.template_category.clone();
     let schedule = new.spec.schedule_at.is_some();
     let campaign = state.store.create_campaign(new).await?;
     let campaign = if schedule {
@@ -435,11 +443,35 @@ async fn show<S: Store>(
     Ok(axum::Json(view(&state, &c).await?).into_response())
 }
 
+/// What `resume` may change on the way.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    /// A new cost cap (a campaign paused at its `max_cost` resumes with a higher one).
+    max_cost: Option<f64>,
+}
+
 async fn action<S: Store>(
     State(state): State<AppState<S>>,
     Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
+    let resume = if body.iter().all(u8::is_ascii_whitespace) {
+        ResumeBody::default()
+    } else if action == "resume" {
+        require_type(&headers, "application/json")?;
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::invalid(format!("{path}: {}", e.into_inner()))
+        })?
+    } else {
+        return Err(ApiError::invalid(format!(
+            "{action} takes no body (only resume does: {{\"max_cost\": …}})"
+        )));
+    };
     let (action, reason) = match action.as_str() {
         "start" => (CampaignAction::Start, None),
         "pause" => (CampaignAction::Pause, Some(PauseReason::operator())),
@@ -467,8 +499,31 @@ async fn action<S: Store>(
                 && then != now
             {
                 tracing::warn!(campaign = %id, template = %key, then = %then, now = %now, "the template's category changed since the campaign was created");
+                // The estimate follows the category Meta has now, and shows the difference.
+                let mut spec = c.spec.clone();
+                spec.template_category = Some(now.clone());
+                state.store.update_spec(&id, &spec).await?;
             }
         }
+    }
+    if let Some(max_cost) = resume.max_cost {
+        let c = state.store.campaign(&id).await?;
+        if c.status != CampaignStatus::Paused {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "campaign {id} is {}; only a paused campaign resumes",
+                    c.status
+                ),
+            ));
+        }
+        let mut spec = c.spec;
+        spec.max_cost = Some(max_cost);
+        spec.validate()
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        state.store.update_spec(&id, &spec).await?;
+        tracing::info!(campaign = %id, max_cost, "campaign cost cap changed");
     }
     let status = state.store.transition(&id, action, reason).await?;
     tracing::info!(campaign = %id, ?action, ?status, "campaign transition");
@@ -522,9 +577,20 @@ async fn recipients<S: Store>(
     let mut result = result;
     // How many of the campaign's recipients fit in the messaging limit now.
     let campaign = state.store.campaign(&id).await?;
-    let pending = state.store.stats(&id).await?.pending;
-    if let Some(l) = limit::view(&*state.store, &state.messaging_limit, &campaign, pending).await? {
+    let stats = state.store.stats(&id).await?;
+    if let Some(l) = limit::view(
+        &*state.store,
+        &state.messaging_limit,
+        &campaign,
+        stats.pending,
+    )
+    .await?
+    {
         result["messaging_limit"] = serde_json::to_value(l).unwrap_or(Value::Null);
+    }
+    if let Some(cost) = &state.cost {
+        result["cost"] =
+            serde_json::to_value(cost.view(&campaign.spec, &stats).estimate).unwrap_or(Value::Null);
     }
     Ok(axum::Json(result).into_response())
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod campaign_metrics;
+pub mod cost;
 pub mod error;
 pub mod limit;
 pub mod listen;
