@@ -363,6 +363,14 @@ impl RateCard {
 }
 
 impl RateCard {
+    /// The latest date a rate of the card takes effect.
+    pub fn newest_period(&self) -> Option<Date> {
+        self.prices
+            .values()
+            .filter_map(|periods| periods.last().map(|(d, _)| *d))
+            .max()
+    }
+
     /// The highest rate for `category` in any market on `day` (0 when the card has none).
     pub fn highest_anywhere(&self, category: &str, day: Date) -> Money {
         self.prices

@@ -119,6 +119,21 @@ metrics! {
     /// Labels: `campaign`, `category` (see [`PRICING_CATEGORIES`], else `other`).
     CAMPAIGN_PRICED_MESSAGES = "herald_campaign_priced_messages", Gauge,
         "Messages by the pricing category Meta's status webhooks gave them (billable or not).";
+    /// Labels: `campaign`, `category` (see [`PRICING_CATEGORIES`], else `other`), `currency`.
+    CAMPAIGN_COST = "herald_campaign_cost", Gauge,
+        "What the campaign's delivered messages cost so far, in the rate card's currency (messages without a rate are not in it).";
+    /// Labels: `campaign`, `bound` (`low`: the expected share delivered; `high`: all), `currency`.
+    CAMPAIGN_COST_ESTIMATE = "herald_campaign_cost_estimate", Gauge,
+        "The campaign's estimated cost for all its recipients.";
+    /// Labels: `campaign`, `currency`.
+    CAMPAIGN_COST_COMMITTED = "herald_campaign_cost_committed", Gauge,
+        "What the campaign's max_cost counts: its cost so far plus what its messages on their way may still cost.";
+    /// Labels: `campaign`, `currency`.
+    CAMPAIGN_COST_CAP = "herald_campaign_cost_cap", Gauge,
+        "The campaign's max_cost (only for campaigns with one).";
+    /// Labels: `campaign`.
+    CAMPAIGN_COST_UNKNOWN_MESSAGES = "herald_campaign_cost_unknown_messages", Gauge,
+        "Recipients and charged messages the rate card has no rate for: not in the cost series.";
     /// Labels: `campaign`.
     CAMPAIGN_START_TIMESTAMP_SECONDS = "herald_campaign_start_timestamp_seconds", Gauge,
         "When the campaign started (Unix time).";

@@ -653,6 +653,7 @@ impl Config {
             retention: Duration::from_secs(m.campaign_retention_secs),
             max_campaigns: m.max_campaigns,
             messaging_limit: self.messaging_limit.limit_config(),
+            cost: crate::server::cost::CostSettings::from_config(self),
         }
     }
 

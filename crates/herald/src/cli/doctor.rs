@@ -85,10 +85,41 @@ pub async fn run(cfg: &Config) -> Vec<Check> {
     checks.push(subscription(cfg).await);
     checks.push(templates(cfg).await);
     checks.push(store(cfg).await);
+    checks.push(rate_card(cfg, crate::server::cost::today()));
     if !w.phone_number_id.is_empty() {
         checks.push(messaging_limit(cfg, &client).await);
     }
     checks
+}
+
+/// Rates older than this are likely to have changed (Meta revises them every quarter).
+const RATE_CARD_STALE_DAYS: i32 = 183;
+
+/// The rate card: its source, and whether its newest rates are recent enough to trust.
+fn rate_card(cfg: &Config, today: jiff::civil::Date) -> Check {
+    const NAME: &str = "rate card";
+    let card = match cfg.cost.rate_card() {
+        Ok(c) => c,
+        Err(e) => return fail(NAME, e.to_string()),
+    };
+    let Some(newest) = card.newest_period() else {
+        return fail(NAME, "it has no rates: add a [[rates]] period");
+    };
+    let age = (today - newest).get_days();
+    let what = format!(
+        "{}, newest rates from {newest} ({age} days old)",
+        card.currency()
+    );
+    if age > RATE_CARD_STALE_DAYS {
+        fail(
+            NAME,
+            format!(
+                "{what}: Meta changes rates every quarter; add a period from Meta's current rate card to a file in cost.rate_cards"
+            ),
+        )
+    } else {
+        pass(NAME, what)
+    }
 }
 
 /// The portfolio's messaging limit as Meta reports it, and how much of it Herald counted in
@@ -369,4 +400,20 @@ pub fn print(checks: &[Check], out: &mut dyn std::io::Write) -> bool {
         );
     }
     checks.iter().all(|c| c.ok)
+}
+
+#[cfg(test)]
+mod rate_card_tests {
+    use super::*;
+
+    #[test]
+    fn an_old_rate_card_is_flagged() {
+        let cfg = Config::default();
+        let fresh = rate_card(&cfg, "2025-09-01".parse().unwrap());
+        assert!(fresh.ok, "{fresh:?}");
+        assert!(fresh.detail.contains("2025-07-01"), "{fresh:?}");
+        let stale = rate_card(&cfg, "2026-12-02".parse().unwrap());
+        assert!(!stale.ok, "{stale:?}");
+        assert!(stale.detail.contains("cost.rate_cards"), "{stale:?}");
+    }
 }

@@ -33,7 +33,7 @@ pub const ROLE: &str = "campaign_metrics";
 const NAME_CHARS: usize = 64;
 
 /// How the exporter runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExportConfig {
     /// How often the stats are read (and the lead renewed).
     pub refresh: Duration,
@@ -43,6 +43,8 @@ pub struct ExportConfig {
     pub max_campaigns: usize,
     /// Which portfolio's messaging limit each number shares (for the waiting gauge).
     pub messaging_limit: herald_sender::LimitConfig,
+    /// The rate card, for each campaign's cost series.
+    pub cost: Option<crate::server::cost::CostSettings>,
 }
 
 impl Default for ExportConfig {
@@ -52,6 +54,7 @@ impl Default for ExportConfig {
             retention: Duration::from_secs(600),
             max_campaigns: 200,
             messaging_limit: herald_sender::LimitConfig::default(),
+            cost: None,
         }
     }
 }
@@ -224,8 +227,12 @@ pub async fn render<S: Store>(
             ),
             (Some(_), _) => Some(0),
         };
+        let cost = cfg.cost.as_ref().map(|p| p.view(&c.spec, &stats));
         metrics::with_local_recorder(&recorder, || {
             record(c, &stats);
+            if let Some(cost) = &cost {
+                record_cost(&c.id, cost);
+            }
             if let Some(w) = waiting {
                 metrics::gauge!(m::CAMPAIGN_LIMIT_WAITING_MESSAGES, "campaign" => c.id.to_string())
                     .set(w as f64);
@@ -233,6 +240,43 @@ pub async fn render<S: Store>(
         });
     }
     Ok(handle.render())
+}
+
+/// Sets one campaign's cost gauges: the actual cost by category, the estimate's range and the
+/// cap (labels bounded: the categories of [`PRICING_CATEGORIES`] else `other`, the one
+/// currency of the rate card).
+fn record_cost(id: &herald_core::CampaignId, cost: &herald_core::cost::CampaignCost) {
+    let id = id.to_string();
+    let currency = cost.currency.clone();
+    let mut by_category: BTreeMap<&'static str, f64> = PRICING_CATEGORIES
+        .iter()
+        .filter(|c| herald_core::cost::CHARGED_CATEGORIES.contains(c))
+        .map(|c| (*c, 0.0))
+        .collect();
+    for line in &cost.actual.by {
+        let label = PRICING_CATEGORIES
+            .iter()
+            .find(|k| **k == line.category.as_str())
+            .copied()
+            .unwrap_or("other");
+        *by_category.entry(label).or_default() += line.cost.map_or(0.0, |c| c.units());
+    }
+    for (category, v) in by_category {
+        metrics::gauge!(m::CAMPAIGN_COST, "campaign" => id.clone(), "category" => category, "currency" => currency.clone())
+            .set(v);
+    }
+    for (bound, v) in [("low", cost.estimate.low), ("high", cost.estimate.high)] {
+        metrics::gauge!(m::CAMPAIGN_COST_ESTIMATE, "campaign" => id.clone(), "bound" => bound, "currency" => currency.clone())
+            .set(v.units());
+    }
+    metrics::gauge!(m::CAMPAIGN_COST_COMMITTED, "campaign" => id.clone(), "currency" => currency.clone())
+        .set(cost.committed.units());
+    if let Some(cap) = cost.max_cost {
+        metrics::gauge!(m::CAMPAIGN_COST_CAP, "campaign" => id.clone(), "currency" => currency)
+            .set(cap.units());
+    }
+    metrics::gauge!(m::CAMPAIGN_COST_UNKNOWN_MESSAGES, "campaign" => id)
+        .set((cost.actual.unknown_messages + cost.estimate.unknown_recipients) as f64);
 }
 
 /// Sets one campaign's gauges on the current recorder.
@@ -351,6 +395,77 @@ mod tests {
         let v = found.next()?.parse().ok();
         assert!(found.next().is_none(), "{series} twice");
         v
+    }
+
+    #[test]
+    fn cost_series_carry_the_actual_the_range_and_the_cap() {
+        let settings =
+            crate::server::cost::CostSettings::from_config(&crate::config::Config::default())
+                .unwrap();
+        let india: herald_core::Region = "IN".parse().unwrap();
+        let mut s = Stats {
+            recipients: 100,
+            accepted: 10,
+            regions: [(india, 100)].into_iter().collect(),
+            ..Stats::default()
+        };
+        s.pricing.charged.push(herald_core::cost::Charged {
+            region: india,
+            category: "marketing".into(),
+            day: "2025-08-01".parse().unwrap(),
+            messages: 10,
+        });
+        s.pricing.charged.push(herald_core::cost::Charged {
+            region: india,
+            category: "made_up".into(),
+            day: "2025-08-01".parse().unwrap(),
+            messages: 1,
+        });
+        let mut c = campaign("priced");
+        c.spec.template_category = Some("MARKETING".into());
+        c.spec.max_cost = Some(5.0);
+        let cost = settings.view(&c.spec, &s);
+        let text = rendered(|| record_cost(&c.id, &cost));
+        let series = |name: &str, labels: &str| {
+            value(&text, &format!("{name}{{campaign=\"{}\",{labels}}}", c.id))
+        };
+        // 10 × 0.0107 (India, marketing, on the shipped card); the made-up category has no
+        // rate: it counts as unknown, not as zero cost.
+        let actual = series(
+            "herald_campaign_cost",
+            "category=\"marketing\",currency=\"USD\"",
+        );
+        assert!((actual.unwrap() - 0.107).abs() < 1e-9, "{text}");
+        assert_eq!(
+            series(
+                "herald_campaign_cost",
+                "category=\"utility\",currency=\"USD\""
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            series("herald_campaign_cost_cap", "currency=\"USD\""),
+            Some(5.0)
+        );
+        assert!(
+            series(
+                "herald_campaign_cost_estimate",
+                "bound=\"high\",currency=\"USD\""
+            )
+            .unwrap()
+                > 0.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(
+                    "herald_campaign_cost_unknown_messages{{campaign=\"{}\"}}",
+                    c.id
+                )
+            ),
+            Some(1.0)
+        );
+        assert!(!text.contains("made_up"), "{text}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use herald_core::cost::{CampaignCost, Pricing, RateCard};
 use herald_core::{CampaignSpec, Stats};
 
 /// The rate card and what estimates assume.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CostSettings {
     pub card: Arc<RateCard>,
     /// The share of messages expected to be delivered, when a campaign does not say.
