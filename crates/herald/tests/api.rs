@@ -905,3 +905,127 @@ async fn campaigns_are_checked_against_metas_template_list() {
     );
     sim.shutdown().await;
 }
+
+/// The upload answer and the campaign carry the cost estimate: recipients by market × the
+/// template category's rate, as a range; a cap can be raised on resume, and is checked.
+#[tokio::test]
+async fn a_mixed_country_upload_is_priced_by_market() {
+    let api = Api::new().await;
+    let mut spec = template_spec("priced");
+    spec["template_category"] = json!("MARKETING");
+    spec["expected_delivery_rate"] = json!(0.8);
+    let id = api.create(spec).await;
+    // Two North American numbers, three Indian, a Brazilian, a Jamaican (+1, but Rest of
+    // Latin America) and a duplicate.
+    let csv = "phone,first_name\n\
+        +16502530000,A\n+14165550100,B\n+919876543210,C\n+919876543211,D\n+919876543212,E\n\
+        +5511961234567,F\n+18769271234,G\n+16502530000,dup\n";
+    let (status, v) = api.upload(&id, csv).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let e = &v["cost"];
+    let card = herald::config::CostSection::default().rate_card().unwrap();
+    let today = herald::server::cost::today();
+    let price = |region: &str| {
+        card.price(&card.market(region.parse().unwrap()), "marketing", today)
+            .unwrap()
+            .0
+    };
+    let high = 2 * price("US") + 3 * price("IN") + price("BR") + price("JM");
+    assert_eq!(e["currency"], "USD", "{v}");
+    assert_eq!(e["category"], "marketing", "{v}");
+    let units = |x: &Value| (x.as_f64().unwrap() * 1e6).round() as u64;
+    assert_eq!(units(&e["high"]), high, "{v}");
+    assert_eq!(units(&e["low"]), high * 8 / 10, "{v}");
+    assert_eq!(e["unknown_recipients"], 0, "{v}");
+    let markets: Vec<(&str, u64)> = e["by_market"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["market"].as_str().unwrap(),
+                m["recipients"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        markets,
+        [
+            ("brazil", 1),
+            ("india", 3),
+            ("north_america", 2),
+            ("rest_of_latin_america", 1)
+        ]
+    );
+    // The campaign shows the same estimate, nothing charged yet, and no cap.
+    let (_, c) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;
+    assert_eq!(c["cost"]["estimate"], *e, "{c}");
+    assert_eq!(c["cost"]["actual"]["total"], 0.0, "{c}");
+    assert!(c["cost"]["max_cost"].is_null(), "{c}");
+
+    // Resuming can raise the cap; a bad one is refused by name, and other actions take no
+    // body.
+    let (status, _) = api
+        .json("POST", &format!("/v1/campaigns/{id}/start"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .json("POST", &format!("/v1/campaigns/{id}/pause"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = api
+        .json(
+            "POST",
+            &format!("/v1/campaigns/{id}/resume"),
+            Some(json!({"max_cost": -1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message_of(&v).contains("max_cost"), "{v}");
+    let (status, v) = api
+        .json(
+            "POST",
+            &format!("/v1/campaigns/{id}/resume"),
+            Some(json!({"max_csot": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message_of(&v).contains("max_csot"), "{v}");
+    let (status, v) = api
+        .json(
+            "POST",
+            &format!("/v1/campaigns/{id}/pause"),
+            Some(json!({"max_cost": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (status, v) = api
+        .json(
+            "POST",
+            &format!("/v1/campaigns/{id}/resume"),
+            Some(json!({"max_cost": 2.5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "running", "{v}");
+    assert_eq!(v["cost"]["max_cost"], 2.5, "{v}");
+    assert_eq!(
+        api.store
+            .campaign(&id.parse().unwrap())
+            .await
+            .unwrap()
+            .spec
+            .max_cost,
+        Some(2.5)
+    );
+    // A running campaign cannot take a new cap (it would not be checked against what the
+    // sender already admitted): resume is for paused ones.
+    let (status, v) = api
+        .json(
+            "POST",
+            &format!("/v1/campaigns/{id}/resume"),
+            Some(json!({"max_cost": 9})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+}

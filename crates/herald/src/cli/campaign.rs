@@ -43,6 +43,10 @@ pub enum CampaignCommand {
         /// RFC 3339 time at which it starts itself.
         #[arg(long)]
         schedule_at: Option<String>,
+        /// Stop before the campaign's cost passes this, in the rate card's currency (see
+        /// `herald campaign status` for the estimate and the cost so far).
+        #[arg(long)]
+        max_cost: Option<f64>,
         /// Start sending at once.
         #[arg(long)]
         start: bool,
@@ -52,7 +56,12 @@ pub enum CampaignCommand {
     /// Pauses sending; what is in flight still settles.
     Pause { id: String },
     /// Resumes a paused campaign.
-    Resume { id: String },
+    Resume {
+        id: String,
+        /// A new cost cap (a campaign paused at its max_cost goes on with a higher one).
+        #[arg(long)]
+        max_cost: Option<f64>,
+    },
     /// Cancels a campaign: its unsent recipients are never sent.
     Cancel { id: String },
     /// Stats of one campaign.
@@ -88,6 +97,7 @@ pub async fn run(
             phone_number_id,
             mps,
             schedule_at,
+            max_cost,
             start,
         } => {
             client::create(
@@ -102,15 +112,19 @@ pub async fn run(
                     schedule_at: schedule_at.as_deref(),
                     start,
                     quiet: false,
+                    max_cost,
                 },
                 &mut out,
             )
             .await?;
         }
-        CampaignCommand::Start { id } => action(&api, &id, "start", &mut out).await?,
-        CampaignCommand::Pause { id } => action(&api, &id, "pause", &mut out).await?,
-        CampaignCommand::Resume { id } => action(&api, &id, "resume", &mut out).await?,
-        CampaignCommand::Cancel { id } => action(&api, &id, "cancel", &mut out).await?,
+        CampaignCommand::Start { id } => action(&api, &id, "start", None, &mut out).await?,
+        CampaignCommand::Pause { id } => action(&api, &id, "pause", None, &mut out).await?,
+        CampaignCommand::Resume { id, max_cost } => {
+            let body = max_cost.map(|m| serde_json::json!({ "max_cost": m }));
+            action(&api, &id, "resume", body.as_ref(), &mut out).await?;
+        }
+        CampaignCommand::Cancel { id } => action(&api, &id, "cancel", None, &mut out).await?,
         CampaignCommand::Status { id, watch, json } => {
             let c = if watch {
                 let stop = app::shutdown_on_signal();
@@ -135,13 +149,19 @@ async fn action(
     api: &ApiClient,
     id: &str,
     verb: &str,
+    body: Option<&serde_json::Value>,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
-    let c = api.post(&format!("/campaigns/{id}/{verb}"), None).await?;
+    let c = api.post(&format!("/campaigns/{id}/{verb}"), body).await?;
     writeln!(
         out,
         "campaign {id} is {}",
         c["status"].as_str().unwrap_or("?")
     )?;
+    if body.is_some()
+        && let Some(cap) = c["cost"]["max_cost"].as_f64()
+    {
+        writeln!(out, "max_cost is now {cap:.4}")?;
+    }
     Ok(())
 }

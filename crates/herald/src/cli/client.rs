@@ -123,6 +123,8 @@ pub struct Create<'a> {
     pub schedule_at: Option<&'a str>,
     pub start: bool,
     pub quiet: bool,
+    /// Stop before the campaign's cost passes this (the rate card's currency).
+    pub max_cost: Option<f64>,
 }
 
 /// Creates a campaign, uploads its recipients, prints the load summary and optionally
@@ -148,6 +150,9 @@ pub async fn create(
     }
     if let Some(s) = c.schedule_at {
         spec["schedule_at"] = json!(s);
+    }
+    if let Some(m) = c.max_cost {
+        spec["max_cost"] = json!(m);
     }
     let campaign = api.post("/campaigns", Some(&spec)).await?;
     let id = campaign["id"]
@@ -187,6 +192,7 @@ fn print_summary(s: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> 
         )?;
     }
     print_limit(&s["messaging_limit"], out)?;
+    print_estimate(&s["cost"], out)?;
     if let Some(rejects) = s["rejects"].as_array().filter(|r| !r.is_empty()) {
         writeln!(
             out,
@@ -254,6 +260,84 @@ pub fn print_campaign(c: &Value, out: &mut dyn std::io::Write) -> anyhow::Result
         writeln!(out, "  errors      {}", parts.join(", "))?;
     }
     print_limit(&c["messaging_limit"], out)?;
+    print_cost(&c["cost"], out)?;
+    Ok(())
+}
+
+/// Money as the API gives it (a number in units of the currency), at Meta's four decimals.
+fn money(v: &Value) -> String {
+    v.as_f64().map_or_else(|| "?".into(), |m| format!("{m:.4}"))
+}
+
+/// One line: what the campaign's recipients will cost, as a range.
+fn print_estimate(e: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let Some(currency) = e["currency"].as_str() else {
+        return Ok(());
+    };
+    let category = e["category"].as_str().unwrap_or("unknown");
+    if category == "unknown" {
+        writeln!(
+            out,
+            "cost estimate: unknown (the template's category is not known; set whatsapp.waba_id, or template_category in the campaign)"
+        )?;
+        return Ok(());
+    }
+    let recipients: u64 = e["by_market"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|x| x["recipients"].as_u64()).sum())
+        .unwrap_or(0);
+    write!(
+        out,
+        "cost estimate ({category}, {recipients} recipients): {} to {} {currency} ({:.0}% to 100% delivered)",
+        money(&e["low"]),
+        money(&e["high"]),
+        e["expected_delivery_rate"].as_f64().unwrap_or(1.0) * 100.0,
+    )?;
+    match e["unknown_recipients"].as_u64() {
+        Some(n) if n > 0 => writeln!(out, "; {n} recipients without a rate are not in it")?,
+        _ => writeln!(out)?,
+    }
+    Ok(())
+}
+
+/// The campaign's cost: the estimate, what it cost so far, the cap and any re-categorisation.
+fn print_cost(c: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let Some(currency) = c["currency"].as_str() else {
+        return Ok(());
+    };
+    print_estimate(&c["estimate"], out)?;
+    let a = &c["actual"];
+    let n = |k: &str| a[k].as_u64().unwrap_or(0);
+    write!(
+        out,
+        "cost so far: {} {currency} for {} charged messages ({} free)",
+        money(&a["total"]),
+        n("charged_messages"),
+        n("free_messages"),
+    )?;
+    if n("unknown_messages") > 0 {
+        write!(out, "; {} charged without a rate", n("unknown_messages"))?;
+    }
+    if c["max_cost"].is_number() {
+        write!(
+            out,
+            "; {} of max_cost {} committed ({} on their way)",
+            money(&c["committed"]),
+            money(&c["max_cost"]),
+            c["on_the_way"].as_u64().unwrap_or(0)
+        )?;
+    }
+    writeln!(out)?;
+    let d = &c["drift"];
+    if let (Some(from), Some(to)) = (d["from"].as_str(), d["to"].as_str()) {
+        writeln!(
+            out,
+            "category changed from {from} to {to}: the estimate's high end moves from {} to {} {currency} ({:+.4})",
+            money(&d["high_before"]),
+            money(&d["high_now"]),
+            d["difference"].as_f64().unwrap_or(0.0)
+        )?;
+    }
     Ok(())
 }
 

@@ -265,6 +265,7 @@ async fn campaign(
             schedule_at: None,
             start: true,
             quiet: opts.quiet,
+            max_cost: None,
         },
         out,
     )
