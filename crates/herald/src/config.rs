@@ -886,6 +886,9 @@ mod tests {
             ("JM", "rest_of_latin_america"),
             ("IN", "india"),
             ("ZW", "rest_of_africa"),
+            // +44, so priced as the United Kingdom.
+            ("GG", "united_kingdom"),
+            ("JE", "united_kingdom"),
             ("FJ", "other"),
         ] {
             assert_eq!(market(region), Market::Known(want), "{region}");

@@ -31,6 +31,13 @@ pub struct SimStats {
     /// 24 h, at any moment (what the messaging limit counts).
     #[serde(default)]
     pub reach_peak: u64,
+    /// What Meta charges: delivered messages (a `delivered` status scheduled) with `regular`
+    /// pricing, by category.
+    #[serde(default)]
+    pub charged: BTreeMap<String, u64>,
+    /// Delivered messages priced free (`free_customer_service`).
+    #[serde(default)]
+    pub free: u64,
     pub webhooks: WebhookStats,
     pub faults: FaultStats,
 }
@@ -151,6 +158,8 @@ pub(crate) struct Oracle {
     last_accept: HashMap<(String, Box<str>), Instant>,
     min_pair_gap: Option<Duration>,
     pub(crate) reach_peak: u64,
+    pub(crate) charged: BTreeMap<String, u64>,
+    pub(crate) free: u64,
     pub(crate) webhooks: WebhookStats,
     pub(crate) faults: FaultStats,
 }
@@ -240,6 +249,8 @@ impl Oracle {
                 .collect(),
             min_pair_gap_ms: self.min_pair_gap.map(|g| g.as_secs_f64() * 1000.0),
             reach_peak: self.reach_peak,
+            charged: self.charged.clone(),
+            free: self.free,
             webhooks: self.webhooks.clone(),
             faults: self.faults.clone(),
         }

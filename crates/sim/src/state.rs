@@ -745,6 +745,13 @@ impl SimState {
             None => {
                 plan.push((sent_at, base.clone()));
                 if chance(seed, 2, n, wh.delivered_probability) {
+                    self.oracle(|o| {
+                        if pricing.free {
+                            o.free += 1;
+                        } else {
+                            *o.charged.entry(pricing.category.to_owned()).or_default() += 1;
+                        }
+                    });
                     let at = sent_at + Duration::from_millis(wh.delivered_delay_ms) + jitter(3);
                     plan.push((
                         at,

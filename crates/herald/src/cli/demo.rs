@@ -158,6 +158,9 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
     cfg.whatsapp.app_secret = sim_cfg.app_secret.clone().into();
     cfg.whatsapp.verify_token = "herald-demo".into();
     cfg.whatsapp.phone_number_id = pnid.clone();
+    // The template's category comes from the (simulated) template list: the campaign is
+    // priced from its upload on.
+    cfg.whatsapp.waba_id = sim_cfg.waba_id.clone();
     if redis.in_memory() {
         cfg.store.backend = crate::config::Backend::Memory;
     } else {
@@ -301,6 +304,18 @@ fn report(
         out,
         "  throttled (130429) {:>7}",
         o.rejected.get("130429").copied().unwrap_or(0)
+    )?;
+    let charged: Vec<String> = o.charged.iter().map(|(c, n)| format!("{n} {c}")).collect();
+    writeln!(
+        out,
+        "  charged delivered  {:>7} ({}; {} free)",
+        o.charged.values().sum::<u64>(),
+        if charged.is_empty() {
+            "none".to_owned()
+        } else {
+            charged.join(", ")
+        },
+        o.free
     )?;
     let ok = o.duplicate_callbacks.is_empty() && o.accepted == accepted;
     writeln!(
