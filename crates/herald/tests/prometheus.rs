@@ -237,6 +237,10 @@ async fn every_panel_and_alert_evaluates_on_a_real_prometheus() {
             "config/sample-message.json",
             "--csv",
             csv.to_str().unwrap(),
+            // A cap far above what the campaign costs: its series are on the dashboard, and
+            // the cap's check runs in every claim without pausing anything.
+            "--max-cost",
+            "1000",
             "--start",
         ],
         &cli_env,
