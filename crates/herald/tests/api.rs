@@ -910,6 +910,7 @@ async fn campaigns_are_checked_against_metas_template_list() {
 /// template category's rate, as a range; a cap can be raised on resume, and is checked.
 #[tokio::test]
 async fn a_mixed_country_upload_is_priced_by_market() {
+    use herald_core::cost::Money;
     let api = Api::new().await;
     let mut spec = template_spec("priced");
     spec["template_category"] = json!("MARKETING");
@@ -956,6 +957,30 @@ async fn a_mixed_country_upload_is_priced_by_market() {
             ("north_america", 2),
             ("rest_of_latin_america", 1)
         ]
+    );
+    // The cost report for a spreadsheet: one estimate row per market.
+    let (status, text) = api
+        .call(
+            Request::get(format!("/v1/campaigns/{id}/cost"))
+                .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "kind,market,category,count,price,cost,currency");
+    assert_eq!(lines.len(), 1 + 4, "{text}");
+    assert!(
+        lines.contains(
+            &format!(
+                "estimate,india,marketing,3,{p},{c},USD",
+                p = Money(price("IN")),
+                c = Money(3 * price("IN"))
+            )
+            .as_str()
+        ),
+        "{text}"
     );
     // The campaign shows the same estimate, nothing charged yet, and no cap.
     let (_, c) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;

@@ -336,6 +336,14 @@ async fn free_form_messages_respect_the_window_and_the_suppression_list() {
     let o = rig.oracle().await;
     assert_clean(&o, &["131047"]);
     assert_eq!(o.accepted, 10);
+    // Service messages are free: what Meta delivered is counted as free, nothing charged.
+    assert!(o.free > 0, "the simulator delivered nothing");
+    let stats = wait_for(&rig, &id, |s| {
+        s.pricing.free.get("free_customer_service").copied() == Some(o.free)
+    })
+    .await;
+    assert!(stats.pricing.charged.is_empty(), "{stats:#?}");
+    assert_eq!(o.charged.values().sum::<u64>(), 0);
     stop.cancel();
     sender.await.unwrap();
     rig.finish().await;
@@ -1161,23 +1169,34 @@ united_kingdom = { marketing = 0.05, utility = 0.01 }
     rig.finish().await;
 }
 
-/// Waits until `n` messages of the campaign are known delivered (their charge counted).
+/// Waits until the campaign's stats satisfy `done`.
+async fn wait_for(
+    rig: &Rig<herald_store::MemoryStore>,
+    id: &herald_core::CampaignId,
+    done: impl Fn(&herald_core::Stats) -> bool,
+) -> herald_core::Stats {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let stats = rig.store.stats(id).await.unwrap();
+        if done(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not yet: {stats:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `n` of the campaign's messages are known delivered (their charge counted).
 async fn wait_delivered(
     rig: &Rig<herald_store::MemoryStore>,
     id: &herald_core::CampaignId,
     n: u64,
 ) -> herald_core::Stats {
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let stats = rig.store.stats(id).await.unwrap();
-        let charged: u64 = stats.pricing.charged.iter().map(|c| c.messages).sum();
-        if stats.delivered >= n && charged >= n {
-            return stats;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not delivered: {stats:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(rig, id, |s| {
+        s.delivered >= n && s.pricing.charged.iter().map(|c| c.messages).sum::<u64>() >= n
+    })
+    .await
 }

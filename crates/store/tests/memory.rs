@@ -36,3 +36,22 @@ mod lattice {
         }
     }
 }
+
+mod charges {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever statuses are duplicated and whatever order they arrive in, each delivered
+        /// message is charged once, by region, category and delivery day; free and undelivered
+        /// ones cost nothing.
+        #[test]
+        fn charges_count_once_for_any_duplicates_and_order(seed in any::<u64>()) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+            rt.block_on(async {
+                let store = super::fresh().await;
+                herald_store::conformance::charges_count_once_for(&store, seed).await;
+            });
+        }
+    }
+}

@@ -78,6 +78,8 @@ pub enum CampaignCommand {
     List,
     /// CSV of failed and skipped recipients with reasons.
     Failures { id: String },
+    /// CSV of the campaign's cost: the estimate by market, the actual by market and category.
+    Cost { id: String },
 }
 
 /// Runs one campaign command.
@@ -141,6 +143,7 @@ pub async fn run(
         }
         CampaignCommand::List => client::print_list(&api.get("/campaigns").await?, &mut out)?,
         CampaignCommand::Failures { id } => client::failures(&api, &id, &mut out).await?,
+        CampaignCommand::Cost { id } => client::cost(&api, &id, &mut out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -530,6 +530,11 @@ pub async fn failures(
     download(api, &format!("/campaigns/{id}/failures"), out).await
 }
 
+/// The campaign's cost as CSV: the estimate by market, the actual by market and category.
+pub async fn cost(api: &ApiClient, id: &str, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    download(api, &format!("/campaigns/{id}/cost"), out).await
+}
+
 /// Streams a CSV answer to `out`.
 async fn download(api: &ApiClient, path: &str, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let response = api

@@ -175,6 +175,7 @@ pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
             post(recipients::<S>).layer(DefaultBodyLimit::disable()),
         )
         .route("/campaigns/{id}/failures", get(failures::<S>))
+        .route("/campaigns/{id}/cost", get(cost_report::<S>))
         .route("/campaigns/{id}/{action}", post(action::<S>))
         .route(
             "/suppressions/{phone_number_id}",
@@ -628,6 +629,36 @@ async fn failures<S: Store>(
             ),
         ],
         Body::from_stream(pages),
+    )
+        .into_response())
+}
+
+/// The campaign's cost as CSV, for a spreadsheet: the estimate by market, then the actual
+/// cost by market and category.
+async fn cost_report<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = campaign_id(&id)?;
+    let c = state.store.campaign(&id).await?;
+    let Some(cost) = &state.cost else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no rate card is loaded (see the server's log)",
+        ));
+    };
+    let stats = state.store.stats(&id).await?;
+    let csv = crate::server::report::cost_csv(&cost.view(&c.spec, &stats));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"cost.csv\"",
+            ),
+        ],
+        csv,
     )
         .into_response())
 }

@@ -24,6 +24,44 @@ pub fn failures_csv(rows: &[FailureRow], header: bool) -> Bytes {
     Bytes::from(w.into_inner().unwrap_or_default())
 }
 
+/// A campaign's cost as CSV (`kind,market,category,count,price,cost,currency`): one
+/// `estimate` row per market (count: recipients; cost: all delivered), then one `actual` row
+/// per market and category (count: charged messages), then `free` rows by pricing type. An
+/// empty price or cost is a rate the card does not have (never zero).
+pub fn cost_csv(c: &herald_core::cost::CampaignCost) -> Bytes {
+    let money = |m: Option<herald_core::cost::Money>| m.map(|m| m.to_string()).unwrap_or_default();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "kind", "market", "category", "count", "price", "cost", "currency",
+    ]);
+    for m in &c.estimate.by_market {
+        let _ = w.write_record([
+            "estimate",
+            &m.market,
+            &c.estimate.category,
+            &m.recipients.to_string(),
+            &money(m.price),
+            &money(m.high),
+            &c.currency,
+        ]);
+    }
+    for l in &c.actual.by {
+        let _ = w.write_record([
+            "actual",
+            &l.market,
+            &l.category,
+            &l.messages.to_string(),
+            "",
+            &money(l.cost),
+            &c.currency,
+        ]);
+    }
+    for (kind, n) in &c.actual.free {
+        let _ = w.write_record(["free", "", kind, &n.to_string(), "", "0.0000", &c.currency]);
+    }
+    Bytes::from(w.into_inner().unwrap_or_default())
+}
+
 /// Defuses spreadsheet formula injection (OWASP's CSV injection advice).
 pub fn safe_cell(s: &str) -> std::borrow::Cow<'_, str> {
     match s.as_bytes().first() {
