@@ -128,6 +128,13 @@ impl Market<'_> {
     }
 }
 
+/// Today's date in UTC, the calendar rates take effect in.
+pub fn today() -> Date {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+}
+
 impl RateCard {
     /// Reads and merges rate card files, given as (name, TOML text).
     pub fn parse<'a>(
@@ -532,9 +539,10 @@ pub struct Drift {
     pub difference: f64,
 }
 
-/// What decides a campaign's price besides its recipients.
+/// What decides a campaign's price besides its recipients: the card, the day, and the share
+/// of messages expected to be delivered.
 #[derive(Debug, Clone, Copy)]
-pub struct Pricing<'a> {
+pub struct CostModel<'a> {
     pub card: &'a RateCard,
     /// Today (UTC): the rates estimates and the cap use.
     pub today: Date,
@@ -542,7 +550,7 @@ pub struct Pricing<'a> {
     pub delivery_rate: f64,
 }
 
-impl Pricing<'_> {
+impl CostModel<'_> {
     /// The category a campaign's messages are charged as now: Meta's, as its charges show
     /// (the most common charged category), else the spec's; `service` for a free-form
     /// message; `None` when not known.
@@ -932,7 +940,7 @@ north_america = { utility = 0.0034 }
     #[test]
     fn the_cap_counts_what_is_charged_and_what_may_still_be() {
         let card = card();
-        let p = Pricing {
+        let p = CostModel {
             card: &card,
             today: day("2026-02-01"),
             delivery_rate: 0.9,
@@ -953,7 +961,7 @@ north_america = { utility = 0.0034 }
         });
         stats.pricing.free.insert("free_entry_point".into(), 1);
         // 30 accepted − 20 charged − 1 free − 2 failed after acceptance = 7, + 10 in flight.
-        assert_eq!(Pricing::on_the_way(&stats), 17);
+        assert_eq!(CostModel::on_the_way(&stats), 17);
         let c = p.campaign(&marketing_spec(Some(1.0)), &stats);
         assert_eq!(c.actual.total, Money(500_000));
         assert_eq!(c.price_on_the_way, Money(25_000));
@@ -970,7 +978,7 @@ north_america = { utility = 0.0034 }
     #[test]
     fn a_recategorised_template_shows_the_difference() {
         let card = card();
-        let p = Pricing {
+        let p = CostModel {
             card: &card,
             today: day("2026-02-01"),
             delivery_rate: 1.0,

@@ -925,7 +925,7 @@ async fn a_mixed_country_upload_is_priced_by_market() {
     assert_eq!(status, StatusCode::OK, "{v}");
     let e = &v["cost"];
     let card = herald::config::CostSection::default().rate_card().unwrap();
-    let today = herald::server::cost::today();
+    let today = herald_core::cost::today();
     let price = |region: &str| {
         card.price(&card.market(region.parse().unwrap()), "marketing", today)
             .unwrap()

@@ -288,14 +288,13 @@ impl<S: Store, M: Messages> Shared<S, M> {
             let (campaign, stats) = (self.store.campaign(id).await?, self.store.stats(id).await?);
             let (over, detail) = match &self.cfg.rate_card {
                 Some(card) => {
-                    let pricing = herald_core::cost::Pricing {
+                    let model = herald_core::cost::CostModel {
                         card,
-                        today: jiff::Timestamp::now()
-                            .to_zoned(jiff::tz::TimeZone::UTC)
-                            .date(),
+                        today: herald_core::cost::today(),
+                        // Not used by the cap, only by the estimate's low end.
                         delivery_rate: 1.0,
                     };
-                    match pricing.over_cap(&campaign.spec, &stats) {
+                    match model.over_cap(&campaign.spec, &stats) {
                         Some(check) if check.over > 0 => (
                             check.over,
                             format!(

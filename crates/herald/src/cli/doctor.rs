@@ -85,7 +85,7 @@ pub async fn run(cfg: &Config) -> Vec<Check> {
     checks.push(subscription(cfg).await);
     checks.push(templates(cfg).await);
     checks.push(store(cfg).await);
-    checks.push(rate_card(cfg, crate::server::cost::today()));
+    checks.push(rate_card(cfg, herald_core::cost::today()));
     if !w.phone_number_id.is_empty() {
         checks.push(messaging_limit(cfg, &client).await);
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use herald_core::cost::{CampaignCost, Pricing, RateCard};
+use herald_core::cost::{CampaignCost, CostModel, RateCard};
 use herald_core::{CampaignSpec, Stats};
 
 /// The rate card and what estimates assume.
@@ -30,22 +30,15 @@ impl CostSettings {
     }
 
     /// Prices as of today (UTC).
-    pub fn pricing(&self) -> Pricing<'_> {
-        Pricing {
+    pub fn model(&self) -> CostModel<'_> {
+        CostModel {
             card: &self.card,
-            today: today(),
+            today: herald_core::cost::today(),
             delivery_rate: self.delivery_rate,
         }
     }
 
     pub fn view(&self, spec: &CampaignSpec, stats: &Stats) -> CampaignCost {
-        self.pricing().campaign(spec, stats)
+        self.model().campaign(spec, stats)
     }
-}
-
-/// Today's date in UTC, the calendar rates take effect in.
-pub fn today() -> jiff::civil::Date {
-    jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
 }
