@@ -129,6 +129,8 @@ pub struct Normalizer {
     util: PhoneNumberUtil,
     region: Option<Region>,
     calling_codes: Box<[bool; 1000]>,
+    /// Each calling code's main region (the only one for most).
+    main_regions: Box<[Option<herald_core::Region>; 1000]>,
     /// Regions of `+1` numbers by area code, and of `+7` numbers by their next digit, filled
     /// in as numbers are seen (see [`Normalizer::region_of`]); 0 is "not asked yet".
     shared_codes: Box<[AtomicU16; SHARED_SLOTS]>,
@@ -143,6 +145,7 @@ impl Clone for Normalizer {
             util: new_util(),
             region: self.region,
             calling_codes: self.calling_codes.clone(),
+            main_regions: self.main_regions.clone(),
             shared_codes: new_shared_codes(),
         }
     }
@@ -195,17 +198,22 @@ impl Normalizer {
             }
         };
         let mut calling_codes = Box::new([false; 1000]);
+        let mut main_regions = Box::new([None; 1000]);
         for cc in util.get_supported_calling_codes() {
             if let Ok(i) = usize::try_from(cc)
                 && i < 1000
             {
                 calling_codes[i] = true;
+                main_regions[i] = util
+                    .get_region_for_country_code(cc)
+                    .and_then(|r| r.to_string().parse().ok());
             }
         }
         Ok(Self {
             util,
             region,
             calling_codes,
+            main_regions,
             shared_codes: new_shared_codes(),
         })
     }
@@ -270,54 +278,65 @@ impl Normalizer {
     /// The region of a number this normaliser accepted ([`herald_core::Region::UNKNOWN`]
     /// when libphonenumber names none).
     ///
-    /// Most calling codes belong to one region. Of those shared by several, `+1` (the North
-    /// American plan) and `+7` are told apart by the next digits, so their answers are kept
-    /// per area code: a US campaign asks libphonenumber's region search once per area code,
-    /// not once per number. Other shared codes (`+44` with Jersey, Guernsey and the Isle of
-    /// Man, …) are rare enough to ask each time.
+    /// Most calling codes belong to one region, read from a table. `+1` (the North American
+    /// plan) and `+7` (Russia and Kazakhstan) are told apart by the next digits: their
+    /// answers are kept per area code, so a US campaign asks libphonenumber's region search
+    /// once per area code, not once per number. Other shared codes are named by their main
+    /// region (`+44`: GB, with Jersey, Guernsey and the Isle of Man): Meta prices by calling
+    /// code, and telling them apart would cost a pattern search per number.
     pub fn region_of(&self, phone: PhoneE164) -> herald_core::Region {
+        use herald_core::Region;
         let digits = phone.digits();
         let digits = digits.as_str();
-        let slot = match digits.as_bytes() {
-            [b'1', a, b, c, ..] => Some(
-                usize::from(a - b'0') * 100 + usize::from(b - b'0') * 10 + usize::from(c - b'0'),
-            ),
-            [b'7', a, ..] => Some(1000 + usize::from(a - b'0')),
-            _ => None,
+        let Some(cc_len) = self.calling_code_len(digits) else {
+            return Region::UNKNOWN;
         };
-        if let Some(slot) = slot {
-            let known = self.shared_codes[slot].load(Ordering::Relaxed);
-            if known != 0 {
-                let [a, b] = known.to_be_bytes();
-                return std::str::from_utf8(&[a, b])
+        let d = |i: usize| usize::from(digits.as_bytes().get(i).map_or(0, |b| b - b'0'));
+        let slot = match &digits[..cc_len] {
+            "1" if digits.len() >= 4 => d(1) * 100 + d(2) * 10 + d(3),
+            "7" if digits.len() >= 2 => 1000 + d(1),
+            cc => {
+                return cc
+                    .parse::<usize>()
                     .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(herald_core::Region::UNKNOWN);
+                    .and_then(|cc| self.main_regions[cc])
+                    .unwrap_or(Region::UNKNOWN);
             }
+        };
+        let known = self.shared_codes[slot].load(Ordering::Relaxed);
+        if known != 0 {
+            let [a, b] = known.to_be_bytes();
+            return std::str::from_utf8(&[a, b])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(Region::UNKNOWN);
         }
         let region = self
             .number(digits)
             .and_then(|n| self.util.get_region_for_number(&n))
-            .and_then(|r| r.to_string().parse::<herald_core::Region>().ok())
-            .unwrap_or(herald_core::Region::UNKNOWN);
-        if let Some(slot) = slot
-            && region.is_known()
-        {
+            .and_then(|r| r.to_string().parse::<Region>().ok())
+            .unwrap_or(Region::UNKNOWN);
+        if region.is_known() {
             let b = region.as_str().as_bytes();
             self.shared_codes[slot].store(u16::from_be_bytes([b[0], b[1]]), Ordering::Relaxed);
         }
         region
     }
 
-    /// The number of international digits, split at its calling code; `None` when no
-    /// calling code matches.
-    fn number(&self, digits: &str) -> Option<PhoneNumber> {
-        let cc_len = (1..=3).find(|&n| {
+    /// How many leading digits are the calling code; `None` when none matches.
+    fn calling_code_len(&self, digits: &str) -> Option<usize> {
+        (1..=3).find(|&n| {
             digits
                 .get(..n)
                 .and_then(|p| p.parse::<usize>().ok())
                 .is_some_and(|cc| self.calling_codes[cc])
-        })?;
+        })
+    }
+
+    /// The number of international digits, split at its calling code; `None` when no
+    /// calling code matches.
+    fn number(&self, digits: &str) -> Option<PhoneNumber> {
+        let cc_len = self.calling_code_len(digits)?;
         let nsn = &digits[cc_len..];
         let mut number = PhoneNumber {
             country_code: digits[..cc_len].parse().ok()?,
@@ -552,7 +571,9 @@ mod tests {
         assert_eq!(region("+7 701 234 5678"), "KZ");
         assert_eq!(region("+7 912 345 6789"), "RU");
         assert_eq!(region("+44 20 7946 0958"), "GB");
-        assert_eq!(region("+44 7911 123456"), "GG");
+        // A Guernsey mobile: +44, named by the calling code's main region.
+        assert_eq!(region("+44 7911 123456"), "GB");
+        assert_eq!(region("+49 1512 3456789"), "DE");
         assert_eq!(region("+91 98765 43210"), "IN");
         assert_eq!(region("+55 11 96123 4567"), "BR");
     }
