@@ -1055,7 +1055,13 @@ async fn a_template_recategorised_by_meta_pauses_its_campaign() {
     let rig = Rig::in_process(sim_config(SIM_MPS)).await;
     let mut spec = template_spec("recat", "order_update", None);
     spec.template_category = Some("UTILITY".into());
-    let id = rig.campaign(spec, &recipients(0..2000), true).await;
+    spec.priced_category = Some("UTILITY".into());
+    let gb: herald_core::Region = "GB".parse().unwrap();
+    let people: Vec<_> = recipients(0..2000)
+        .into_iter()
+        .map(|r| r.with_region(gb))
+        .collect();
+    let id = rig.campaign(spec, &people, true).await;
     let (stop, sender) = rig.sender(sender_config(100));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let SimHandle::InProcess(sim) = &rig.sim else {
@@ -1070,6 +1076,41 @@ async fn a_template_recategorised_by_meta_pauses_its_campaign() {
         "{reason}"
     );
     assert!(stats.pending > 0 && stats.failed == 0, "{stats:#?}");
+    // The campaign is priced at the new category now, and shows the difference.
+    let spec = rig.store.campaign(&id).await.unwrap().spec;
+    assert_eq!(
+        (
+            spec.template_category.as_deref(),
+            spec.priced_category.as_deref()
+        ),
+        (Some("MARKETING"), Some("UTILITY"))
+    );
+    let card = herald_core::cost::RateCard::parse([(
+        "test.toml",
+        "currency = \"USD\"\nsource = \"test\"\n[markets]\nuk = [\"GB\"]\n\
+         [[rates]]\neffective_from = \"2025-07-01\"\nuk = { marketing = 0.05, utility = 0.01 }\n",
+    )])
+    .unwrap();
+    let model = herald_core::cost::CostModel {
+        card: &card,
+        today: "2026-12-02".parse().unwrap(),
+        delivery_rate: 1.0,
+    };
+    // Before any message is charged as marketing, the spec's category is the price.
+    let mut uncharged = rig.store.stats(&id).await.unwrap();
+    uncharged.pricing.charged.clear();
+    let drift = model.campaign(&spec, &uncharged).drift.expect("a drift");
+    assert_eq!(
+        (drift.from.as_str(), drift.to.as_str()),
+        ("utility", "marketing")
+    );
+    assert_eq!(
+        (drift.high_before, drift.high_now),
+        (
+            herald_core::cost::Money(20_000_000),
+            herald_core::cost::Money(100_000_000)
+        )
+    );
     // Paused stays paused: once the sends in flight at the pause have settled, nothing more
     // goes out.
     tokio::time::sleep(Duration::from_secs(1)).await;
