@@ -59,7 +59,8 @@ async fn settle<S: Store, M: Messages>(shared: &Shared<S, M>, batch: &[Settle]) 
                     .count();
                 if stale > 0 {
                     // The lease expired (a long stall) and the job was reclaimed or settled
-                    // by a webhook meanwhile: the store kept the better-informed state.
+                    // otherwise meanwhile: the store kept the better-informed state. (A
+                    // webhook that carried the same answer first is `Known`, not this.)
                     tracing::warn!(stale, "settlements arrived after their leases ended");
                 }
                 shared.ledger.landed(batch.iter().map(|s| &s.job));

@@ -6,8 +6,8 @@
 -- A job no longer held under the token is stale and unchanged, except that acceptance is
 -- evidence: it settles a job that was reclaimed or is in doubt, and gives its message id to
 -- a job its own webhook accepted first.
--- Returns one string: '1' if the campaign completed, then a '1' (applied) or '0' (stale) per
--- job.
+-- Returns one string: '1' if the campaign completed, then per job '1' (applied), '2' (known:
+-- accepted with this message id already, by its own webhook) or '0' (stale).
 local meta, base = KEYS[1], ARGV[1]
 local now = now_ms()
 local cancelled = is_cancelled(meta)
@@ -58,6 +58,10 @@ for i = 2, #ARGV, 4 do
     -- answer completes it, and nothing is counted twice.
     redis.call('HSET', k, f, record(st, inc(att), ph, rtok, arg .. aux, fl, vars))
     out[#out + 1] = '1'
+  elseif st and kind == 'A' and string.sub(st, 1, 1) == 'a'
+      and string.sub(aux, 1, #arg) == arg
+      and (#aux == #arg or string.sub(aux, #arg + 1, #arg + 1) == ' ') then
+    out[#out + 1] = '2'
   else
     out[#out + 1] = '0'
   end

@@ -222,10 +222,10 @@ pub(crate) async fn settle(store: &RedisStore, settles: &[Settle]) -> Result<Vec
         let flags: String = conn.pipe_then_run(&mut pipe, &inv, &campaign).await?;
         let completed = flags.starts_with('1');
         for ((i, _, _), f) in group.iter().zip(flags.bytes().skip(1)) {
-            out[*i] = if f == b'1' {
-                SettleResult::Applied
-            } else {
-                SettleResult::Stale
+            out[*i] = match f {
+                b'1' => SettleResult::Applied,
+                b'2' => SettleResult::Known,
+                _ => SettleResult::Stale,
             };
         }
         if completed {

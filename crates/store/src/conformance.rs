@@ -312,10 +312,16 @@ pub async fn claim_start_settle<S: Store>(store: &S) {
     );
     assert_eq!(s.errors.get("131026"), Some(&1));
     assert_eq!(s.skipped.window_closed, 1);
-    // Settling again is a stale no-op.
+    // Settling again changes nothing: the acceptance is known (the store has that very
+    // answer), the others are stale.
     assert_eq!(
         store.settle(&settles).await.unwrap(),
-        [SettleResult::Stale; 4]
+        [
+            SettleResult::Known,
+            SettleResult::Stale,
+            SettleResult::Stale,
+            SettleResult::Stale
+        ]
     );
     invariant(store, &id).await;
     assert_eq!(
@@ -528,11 +534,50 @@ pub async fn an_answer_after_its_own_webhook_completes_the_job<S: Store>(store: 
         "{view:?}"
     );
     assert_eq!(view.attempts, 1);
-    // Once it has its id, the same answer again is stale.
+    // Once it has its id, the same answer again is known; another id would be stale.
     assert_eq!(
         settle_one(store, &jobs[0], answer).await,
+        SettleResult::Known
+    );
+    assert_eq!(
+        settle_one(
+            store,
+            &jobs[0],
+            Outcome::Accepted {
+                message_id: wamid(6)
+            }
+        )
+        .await,
         SettleResult::Stale
     );
+
+    // The usual race: the webhook carries the message id and lands before the answer's
+    // settlement. The settlement is known, not stale, and counts nothing.
+    let id2 = running(store, "early2", 1).await;
+    let jobs = store.claim(&claim_req(1, 3)).await.unwrap();
+    store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
+    let applied = store
+        .apply_status(&[status(
+            Some(jobs[0].id.clone()),
+            Some(wamid(7)),
+            StatusEvent::Delivered,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(applied, [Applied::Changed]);
+    assert_eq!(
+        settle_one(
+            store,
+            &jobs[0],
+            Outcome::Accepted {
+                message_id: wamid(7)
+            }
+        )
+        .await,
+        SettleResult::Known
+    );
+    let s = invariant(store, &id2).await;
+    assert_eq!((s.accepted, s.delivered, s.in_flight), (1, 1, 0), "{s:?}");
 }
 
 /// Accepts a job (claim, start, settle) and applies a `sent` status for it: evidence that the

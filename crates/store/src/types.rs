@@ -125,8 +125,12 @@ pub struct Settle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettleResult {
     Applied,
-    /// The job was no longer held under this lease (reclaimed, or already settled by a
-    /// webhook); nothing changed.
+    /// The store already had this outcome: the job's own status webhook, carrying the same
+    /// message id, came first (normal when Meta's webhook is faster than the settlement).
+    /// Nothing changed, and nothing is wrong.
+    Known,
+    /// The job was no longer held under this lease (reclaimed, or settled otherwise); nothing
+    /// changed.
     Stale,
 }
 

@@ -350,6 +350,18 @@ impl Camp {
                     job.attempts += 1;
                     return SettleResult::Applied;
                 }
+                if let Some(Job {
+                    st:
+                        St::Accepted {
+                            message_id: Some(id),
+                            ..
+                        },
+                    ..
+                }) = self.job(seq)
+                    && id == message_id
+                {
+                    return SettleResult::Known;
+                }
                 return SettleResult::Stale;
             }
             self.leave(seq, &mut c);
