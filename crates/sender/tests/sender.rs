@@ -1132,13 +1132,8 @@ async fn a_template_recategorised_by_meta_pauses_its_campaign() {
     rig.finish().await;
 }
 
-/// A campaign with a `max_cost` stops admitting sends before what is charged plus what may
-/// still be charged passes it, pauses as `budget`, and goes on when resumed with a higher cap;
-/// what Meta charged (its delivered statuses' pricing, priced by the rate card) never passes
-/// the cap in force.
-#[tokio::test(start_paused = true)]
-async fn the_cost_cap_pauses_before_it_is_passed() {
-    const CARD: &str = r#"
+/// A rate card for the cap tests: UK marketing at 0.05, utility at 0.01.
+const CAP_CARD: &str = r#"
 currency = "USD"
 source = "test card"
 [markets]
@@ -1147,7 +1142,18 @@ united_kingdom = ["GB"]
 effective_from = "2025-07-01"
 united_kingdom = { marketing = 0.05, utility = 0.01 }
 "#;
-    let card = Arc::new(herald_core::cost::RateCard::parse([("test.toml", CARD)]).unwrap());
+
+/// A rig whose simulator delivers everything and knows a marketing template, and a campaign
+/// of `n` UK recipients of it with `max_cost`.
+async fn capped_campaign(
+    n: u64,
+    max_cost: f64,
+) -> (
+    Rig<herald_store::MemoryStore>,
+    herald_core::CampaignId,
+    Arc<herald_core::cost::RateCard>,
+) {
+    let card = Arc::new(herald_core::cost::RateCard::parse([("test.toml", CAP_CARD)]).unwrap());
     let mut sim = sim_config(SIM_MPS);
     sim.webhooks.delivered_probability = 1.0;
     sim.templates.push(herald_sim::config::Template {
@@ -1158,13 +1164,38 @@ united_kingdom = { marketing = 0.05, utility = 0.01 }
     let rig = Rig::in_process(sim).await;
     let mut spec = template_spec("capped", "spring_sale", None);
     spec.template_category = Some("MARKETING".into());
-    spec.max_cost = Some(1.0);
+    spec.max_cost = Some(max_cost);
     let gb: herald_core::Region = "GB".parse().unwrap();
-    let people: Vec<_> = recipients(0..60)
+    let people: Vec<_> = recipients(0..n)
         .into_iter()
         .map(|r| r.with_region(gb))
         .collect();
     let id = rig.campaign(spec, &people, true).await;
+    (rig, id, card)
+}
+
+/// Raises a paused campaign's cap and resumes it, as `POST …/resume` with a `max_cost` does.
+async fn resume_with_cap(
+    rig: &Rig<herald_store::MemoryStore>,
+    id: &herald_core::CampaignId,
+    max_cost: f64,
+) {
+    let mut spec = rig.store.campaign(id).await.unwrap().spec;
+    spec.max_cost = Some(max_cost);
+    rig.store.update_spec(id, &spec).await.unwrap();
+    rig.store
+        .transition(id, herald_core::CampaignAction::Resume, None)
+        .await
+        .unwrap();
+}
+
+/// A campaign with a `max_cost` stops admitting sends before what is charged plus what may
+/// still be charged passes it, pauses as `budget`, and goes on when resumed with a higher cap;
+/// what Meta charged (its delivered statuses' pricing, priced by the rate card) never passes
+/// the cap in force.
+#[tokio::test(start_paused = true)]
+async fn the_cost_cap_pauses_before_it_is_passed() {
+    let (rig, id, card) = capped_campaign(60, 1.0).await;
     let mut cfg = sender_config(50);
     cfg.rate_card = Some(card.clone());
     let (stop, sender) = rig.sender(cfg);
@@ -1189,13 +1220,7 @@ united_kingdom = { marketing = 0.05, utility = 0.01 }
             actual.total
         );
         // Resume with a higher cap: the campaign goes on.
-        let mut spec = c.spec.clone();
-        spec.max_cost = Some(cap + 1.0);
-        rig.store.update_spec(&id, &spec).await.unwrap();
-        rig.store
-            .transition(&id, herald_core::CampaignAction::Resume, None)
-            .await
-            .unwrap();
+        resume_with_cap(&rig, &id, cap + 1.0).await;
     }
     let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
     assert_eq!(stats.accepted, 60);
@@ -1207,6 +1232,34 @@ united_kingdom = { marketing = 0.05, utility = 0.01 }
     assert_eq!((o.accepted, o.unique_callbacks), (60, 60));
     stop.cancel();
     sender.await.unwrap();
+    rig.finish().await;
+}
+
+/// Two sender pools claim the same capped campaign at once: each checks the cap after its
+/// claim, when the other's claims already count, so together they never pass it.
+#[tokio::test(start_paused = true)]
+async fn two_pools_together_keep_the_cost_cap() {
+    let (rig, id, card) = capped_campaign(200, 2.0).await;
+    let mut cfg = sender_config(100);
+    cfg.rate_card = Some(card.clone());
+    let (stop_a, a) = rig.sender(cfg.clone());
+    let (stop_b, b) = rig.sender(cfg);
+    rig.wait_status(&id, CampaignStatus::Paused, LONG).await;
+    let stats = rig.wait_sent(&id, LONG).await;
+    let stats = wait_delivered(&rig, &id, stats.accepted).await;
+    let actual = card.actual(&stats.pricing.charged, &stats.pricing.free);
+    assert!(stats.accepted <= 40, "{stats:#?}");
+    assert!(actual.total.units() <= 2.0 + 1e-9, "{}", actual.total);
+    let o = rig.oracle().await;
+    assert_eq!(o.accepted, stats.accepted);
+    resume_with_cap(&rig, &id, 100.0).await;
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, 200);
+    stop_a.cancel();
+    stop_b.cancel();
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert!(a.accepted > 0 && b.accepted > 0, "both sent: {a:?} {b:?}");
+    assert_clean(&rig.oracle().await, &[]);
     rig.finish().await;
 }
 
