@@ -984,9 +984,9 @@ async fn a_mixed_country_upload_is_priced_by_market() {
     );
     // The campaign shows the same estimate, nothing charged yet, and no cap.
     let (_, c) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;
-    assert_eq!(c["cost"]["estimate"], *e, "{c}");
-    assert_eq!(c["cost"]["actual"]["total"], 0.0, "{c}");
-    assert!(c["cost"]["max_cost"].is_null(), "{c}");
+    assert_eq!(c["stats"]["cost"]["estimate"], *e, "{c}");
+    assert_eq!(c["stats"]["cost"]["actual"]["total"], 0.0, "{c}");
+    assert!(c["stats"]["cost"]["max_cost"].is_null(), "{c}");
 
     // Resuming can raise the cap; a bad one is refused by name, and other actions take no
     // body.
@@ -1033,7 +1033,7 @@ async fn a_mixed_country_upload_is_priced_by_market() {
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "running", "{v}");
-    assert_eq!(v["cost"]["max_cost"], 2.5, "{v}");
+    assert_eq!(v["stats"]["cost"]["max_cost"], 2.5, "{v}");
     assert_eq!(
         api.store
             .campaign(&id.parse().unwrap())

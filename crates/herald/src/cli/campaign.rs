@@ -162,7 +162,7 @@ async fn action(
         c["status"].as_str().unwrap_or("?")
     )?;
     if body.is_some()
-        && let Some(cap) = c["cost"]["max_cost"].as_f64()
+        && let Some(cap) = c["stats"]["cost"]["max_cost"].as_f64()
     {
         writeln!(out, "max_cost is now {cap:.4}")?;
     }

@@ -260,7 +260,7 @@ pub fn print_campaign(c: &Value, out: &mut dyn std::io::Write) -> anyhow::Result
         writeln!(out, "  errors      {}", parts.join(", "))?;
     }
     print_limit(&c["messaging_limit"], out)?;
-    print_cost(&c["cost"], out)?;
+    print_cost(&c["stats"]["cost"], out)?;
     Ok(())
 }
 

@@ -307,10 +307,12 @@ async fn view<S: Store>(state: &ApiState<S>, c: &Campaign) -> Result<Value, ApiE
     let mut v = serde_json::to_value(c)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let limit = limit::view(&*state.store, &state.messaging_limit, c, stats.pending).await?;
-    if let Some(cost) = &state.cost {
-        v["cost"] = serde_json::to_value(cost.view(&c.spec, &stats)).unwrap_or(Value::Null);
-    }
+    let cost = state.cost.as_ref().map(|cost| cost.view(&c.spec, &stats));
     v["stats"] = serde_json::to_value(stats).unwrap_or(Value::Null);
+    if let Some(cost) = cost {
+        // `stats.cost`: the estimate, the actual and the cap (ARCHITECTURE §14).
+        v["stats"]["cost"] = serde_json::to_value(cost).unwrap_or(Value::Null);
+    }
     if let Some(r) = &c.pause_reason {
         v["status_reason"] = Value::String(r.to_string());
     }
