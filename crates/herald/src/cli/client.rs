@@ -581,4 +581,52 @@ mod tests {
         print_campaign(&serde_json::json!({"stats": {}}), &mut out).unwrap();
         assert!(!String::from_utf8(out).unwrap().contains("messaging limit"));
     }
+
+    #[test]
+    fn cost_lines_show_the_estimate_the_actual_the_cap_and_a_drift() {
+        use herald_core::cost::{CostModel, RateCard};
+        let card = RateCard::parse([(
+            "t.toml",
+            "currency = \"USD\"\nsource = \"t\"\n[markets]\nuk = [\"GB\"]\n[[rates]]\n\
+             effective_from = \"2025-07-01\"\nuk = { marketing = 0.05, utility = 0.01 }\n",
+        )])
+        .unwrap();
+        let gb: herald_core::Region = "GB".parse().unwrap();
+        let mut stats = herald_core::Stats {
+            recipients: 101,
+            accepted: 12,
+            regions: [(gb, 100), (herald_core::Region::UNKNOWN, 1)]
+                .into_iter()
+                .collect(),
+            ..herald_core::Stats::default()
+        };
+        stats.pricing.charged.push(herald_core::cost::Charged {
+            region: gb,
+            category: "marketing".into(),
+            day: "2026-12-01".parse().unwrap(),
+            messages: 10,
+        });
+        let spec: herald_core::CampaignSpec = serde_json::from_value(serde_json::json!({
+            "name": "n", "message": {"type": "template", "template": {"name": "t", "language": {"code": "en"}}},
+            "template_category": "MARKETING", "priced_category": "UTILITY", "max_cost": 2.0
+        }))
+        .unwrap();
+        let model = CostModel {
+            card: &card,
+            today: "2026-12-02".parse().unwrap(),
+            delivery_rate: 0.9,
+        };
+        let cost = serde_json::to_value(model.campaign(&spec, &stats)).unwrap();
+        let c = serde_json::json!({"id": "c1", "name": "n", "status": "running", "stats": {"cost": cost}});
+        let mut out = Vec::new();
+        print_campaign(&c, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in [
+            "cost estimate (marketing, 101 recipients): 4.5000 to 5.0000 USD (90% to 100% delivered); 1 recipients without a rate are not in it",
+            "cost so far: 0.5000 USD for 10 charged messages (0 free); 0.6000 of max_cost 2.0000 committed (2 on their way)",
+            "category changed from utility to marketing: the estimate's high end moves from 1.0000 to 5.0000 USD (+4.0000)",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+    }
 }
