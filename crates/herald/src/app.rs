@@ -105,6 +105,7 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
     let mut rc = RedisConfig::new(url, cfg.store.key_prefix.clone());
     rc.pool_size = cfg.store.pool_size;
     rc.timeout = Duration::from_millis(cfg.store.timeout_ms);
+    rc.replica_ack = cfg.store.replica_ack();
     let store = RedisStore::connect(&rc)
         .await
         .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;

@@ -121,6 +121,23 @@ pub struct StoreSection {
     pub key_prefix: String,
     pub pool_size: usize,
     pub timeout_ms: u64,
+    /// Replicas that must hold a job's "started" mark before its request goes out (0: none).
+    pub replica_acks: u32,
+    /// How long a start waits for them.
+    pub replica_ack_timeout_ms: u64,
+    /// What a start does when fewer acknowledge in time.
+    pub replica_ack_policy: ReplicaAckPolicy,
+}
+
+/// `store.replica_ack_policy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaAckPolicy {
+    /// Keep the request back until a replica acknowledges (sending stops meanwhile).
+    #[default]
+    Hold,
+    /// Send anyway and log it: a failover in that moment may send the message twice.
+    Send,
 }
 
 impl Default for StoreSection {
@@ -131,7 +148,24 @@ impl Default for StoreSection {
             key_prefix: "herald".into(),
             pool_size: 32,
             timeout_ms: 5000,
+            replica_acks: 0,
+            replica_ack_timeout_ms: 100,
+            replica_ack_policy: ReplicaAckPolicy::Hold,
         }
+    }
+}
+
+impl StoreSection {
+    /// What the Redis store waits for before a request goes out.
+    pub fn replica_ack(&self) -> Option<herald_store_redis::ReplicaAck> {
+        (self.replica_acks > 0).then(|| herald_store_redis::ReplicaAck {
+            replicas: self.replica_acks,
+            timeout: Duration::from_millis(self.replica_ack_timeout_ms),
+            policy: match self.replica_ack_policy {
+                ReplicaAckPolicy::Hold => herald_store_redis::ReplicaAckPolicy::Hold,
+                ReplicaAckPolicy::Send => herald_store_redis::ReplicaAckPolicy::Send,
+            },
+        })
     }
 }
 
@@ -431,6 +465,13 @@ impl Config {
 
     /// Checks every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.store.replica_acks > 0 && !(1..=60_000).contains(&self.store.replica_ack_timeout_ms)
+        {
+            return Err(bad(
+                "store.replica_ack_timeout_ms",
+                "must be between 1 and 60000 when store.replica_acks is set",
+            ));
+        }
         if !(0.0..=1.0).contains(&self.cost.expected_delivery_rate) {
             return Err(bad(
                 "cost.expected_delivery_rate",

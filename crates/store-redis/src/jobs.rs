@@ -165,7 +165,11 @@ pub(crate) async fn claim(store: &RedisStore, req: &ClaimRequest) -> Result<Vec<
 
 pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<bool>> {
     let mut out = vec![false; jobs.len()];
-    let mut conn = store.conn().await?;
+    let mut conn = match store.replica_ack {
+        // WAIT blocks its connection: a connection of its own, so nothing queues behind it.
+        Some(_) => store.own_conn().await?,
+        None => store.conn().await?,
+    };
     for (campaign, group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
         let mut inv = store.scripts.start.prepare_invoke();
         inv.key(store.keys.meta(&campaign))
@@ -178,7 +182,55 @@ pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<boo
             out[*i] = f == b'1';
         }
     }
+    if let Some(ack) = store.replica_ack
+        && out.contains(&true)
+    {
+        wait_for_replicas(&mut conn, ack).await?;
+    }
     Ok(out)
+}
+
+/// Fewer replicas than asked acknowledged a start in time, logged a few times however long
+/// it lasts.
+static REPLICA_SHORTFALLS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
+
+/// Waits until `ack.replicas` replicas hold every write of this connection (the starts just
+/// marked), or `ack.timeout` passes; with fewer, holds the send or lets it go, by policy.
+async fn wait_for_replicas(conn: &mut crate::conn::Conn<'_>, ack: crate::ReplicaAck) -> Result<()> {
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(ack.replicas)
+        .arg(millis(ack.timeout))
+        .run(conn)
+        .await?;
+    if acked >= i64::from(ack.replicas) {
+        herald_core::recovered!(REPLICA_SHORTFALLS, "replicas acknowledge starts again");
+        return Ok(());
+    }
+    let what = format!(
+        "{acked} of {} replicas acknowledged the start within {} ms",
+        ack.replicas,
+        millis(ack.timeout)
+    );
+    match ack.policy {
+        crate::ReplicaAckPolicy::Send => {
+            herald_core::warn_repeated!(
+                REPLICA_SHORTFALLS,
+                "sending although replicas did not acknowledge the start: a failover now could send it twice",
+                detail = %what
+            );
+            Ok(())
+        }
+        crate::ReplicaAckPolicy::Hold => {
+            herald_core::warn_repeated!(
+                REPLICA_SHORTFALLS,
+                "holding sends until replicas acknowledge starts",
+                detail = %what
+            );
+            Err(StoreError::Unavailable(format!(
+                "{what}; held (store.replica_ack_policy = \"hold\")"
+            )))
+        }
+    }
 }
 
 pub(crate) async fn settle(store: &RedisStore, settles: &[Settle]) -> Result<Vec<SettleResult>> {

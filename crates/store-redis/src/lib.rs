@@ -46,6 +46,28 @@ pub struct RedisConfig {
     pub pool_size: usize,
     /// How long to wait for a connection or a reply before the store counts as unavailable.
     pub timeout: Duration,
+    /// Replicas that must hold a job's "started" mark before its request may go out (`WAIT`;
+    /// `None`: do not wait). A failover to a replica that never got the mark would forget
+    /// that the request may be on the wire, and the job would be sent again.
+    pub replica_ack: Option<ReplicaAck>,
+}
+
+/// How many replicas must acknowledge a start, how long to wait, and what to do when fewer do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaAck {
+    pub replicas: u32,
+    pub timeout: Duration,
+    pub policy: ReplicaAckPolicy,
+}
+
+/// What a start does when fewer replicas than asked acknowledge it in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaAckPolicy {
+    /// Send anyway, and say so in the log: a failover in that moment may send it twice.
+    Send,
+    /// Do not send: the start fails as "unavailable", the jobs go back to pending, and the
+    /// sender tries again (sending stops while no replica answers).
+    Hold,
 }
 
 impl RedisConfig {
@@ -55,6 +77,7 @@ impl RedisConfig {
             key_prefix: key_prefix.into(),
             pool_size: 32,
             timeout: Duration::from_secs(5),
+            replica_ack: None,
         }
     }
 }
@@ -171,6 +194,7 @@ pub struct RedisStore {
     /// How long a reply may take (redis-rs's own default is 500 ms, shorter than a
     /// blocking stream read or a large script).
     pub(crate) timeout: Duration,
+    pub(crate) replica_ack: Option<ReplicaAck>,
     pub(crate) hot_next: AtomicUsize,
     /// Campaign id → phone number id (which never changes).
     pub(crate) pnids: Mutex<HashMap<CampaignId, String>>,
@@ -256,6 +280,7 @@ impl RedisStore {
             hot_next: AtomicUsize::new(0),
             pnids: Mutex::new(HashMap::new()),
             timeout: cfg.timeout,
+            replica_ack: cfg.replica_ack,
         };
         let mut conn = store.conn().await?;
         for script in store.scripts.all() {
@@ -266,6 +291,17 @@ impl RedisStore {
             tracing::warn!(warning = %warning, "redis may lose data");
         }
         Ok(store)
+    }
+
+    /// A connection of its own from the pool, not one of the shared ones: for a command
+    /// that blocks its connection (`WAIT`), so no other call queues behind it.
+    pub(crate) async fn own_conn(&self) -> Result<Conn<'_>, StoreError> {
+        let pooled = self.pool.get().await.map_err(unavailable)?;
+        let mut c: redis::aio::MultiplexedConnection = (*pooled).clone();
+        c.set_response_timeout(
+            self.timeout + self.replica_ack.map_or(Duration::ZERO, |r| r.timeout),
+        );
+        Ok(Conn::new(self, c))
     }
 
     pub(crate) async fn conn(&self) -> Result<Conn<'_>, StoreError> {

@@ -84,6 +84,10 @@ impl TestRedisServer {
         self.child = Self::spawn(&self.dir, self.port, &self.extra);
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }

@@ -1,0 +1,103 @@
+//! Replication-safe starts: with `replica_ack`, a job's "started" mark is held by a replica
+//! before its request may go out (`WAIT`), so a failover cannot forget that the request may be
+//! on the wire. When no replica answers, `Hold` keeps the request back (the start fails as
+//! unavailable and the job goes back to pending) and `Send` lets it go.
+//!
+//! The test starts its own master and replica (`REDIS_SERVER_BIN`, else `redis-server` on the
+//! PATH) on free ports.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use herald_core::CampaignAction;
+use herald_store::conformance::{campaign, claim_req, recipients};
+use herald_store::{JobRef, Outcome, Settle, Store, StoreError};
+use herald_store_redis::testing::TestRedisServer;
+use herald_store_redis::{RedisConfig, RedisStore, ReplicaAck, ReplicaAckPolicy};
+
+/// Polls `INFO replication` on `url` until `done` holds for it.
+async fn until_replication(url: &str, done: impl Fn(&str) -> bool) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if done(&info) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replication never got there: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn store(url: &str, prefix: &str, policy: ReplicaAckPolicy) -> RedisStore {
+    let mut cfg = RedisConfig::new(url, prefix);
+    cfg.replica_ack = Some(ReplicaAck {
+        replicas: 1,
+        timeout: Duration::from_millis(200),
+        policy,
+    });
+    RedisStore::connect(&cfg).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_waits_for_a_replica_and_holds_without_one() {
+    let master = TestRedisServer::start();
+    let port = master.port().to_string();
+    let replica = TestRedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    until_replication(&replica.url(), |i| i.contains("master_link_status:up")).await;
+
+    let prefix = format!("herald-replica-{:08x}", rand::random::<u32>());
+    let hold = store(&master.url(), &prefix, ReplicaAckPolicy::Hold).await;
+    let id = campaign(&hold, "replicated").await;
+    hold.enqueue_batch(&id, &recipients(0..3)).await.unwrap();
+    hold.transition(&id, CampaignAction::Start, None)
+        .await
+        .unwrap();
+
+    // With the replica up, the start is acknowledged and the job may go.
+    let jobs = hold.claim(&claim_req(1, 1)).await.unwrap();
+    let refs = [JobRef::from(&jobs[0])];
+    assert_eq!(hold.start(&refs).await.unwrap(), [true]);
+
+    // Without it, Hold keeps the request back: the start fails as unavailable, and the
+    // job, released by the sender as it does on any failed start, is pending again.
+    drop(replica);
+    until_replication(&master.url(), |i| i.contains("connected_slaves:0")).await;
+    let jobs = hold.claim(&claim_req(1, 2)).await.unwrap();
+    let refs = [JobRef::from(&jobs[0])];
+    let t = Instant::now();
+    match hold.start(&refs).await {
+        Err(e @ StoreError::Unavailable(_)) => {
+            assert!(e.is_retryable());
+            assert!(e.to_string().contains("0 of 1 replicas"), "{e}");
+        }
+        other => panic!("held sends fail as unavailable, not {other:?}"),
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "it waited for the replica"
+    );
+    hold.settle(&[Settle {
+        job: refs[0].clone(),
+        outcome: Outcome::Released,
+    }])
+    .await
+    .unwrap();
+    let s = hold.stats(&id).await.unwrap();
+    assert_eq!((s.pending, s.in_flight), (2, 1), "{s:?}");
+
+    // Send lets it go (and says so in the log).
+    let send = store(&master.url(), &prefix, ReplicaAckPolicy::Send).await;
+    let jobs = send.claim(&claim_req(1, 3)).await.unwrap();
+    assert_eq!(send.start(&[JobRef::from(&jobs[0])]).await.unwrap(), [true]);
+    send.purge_namespace().await.unwrap();
+}
