@@ -7,80 +7,16 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use herald_benches::{new_campaign, recipients};
 use herald_core::{CampaignAction, WaMessageId};
 use herald_store::{ClaimRequest, JobRef, LeaseToken, Outcome, Settle, Store};
+use herald_store_redis::testing::{TestRedisServer, until_replication};
 use herald_store_redis::{RedisConfig, RedisStore, ReplicaAck, ReplicaAckPolicy};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A `redis-server` child that is killed when dropped.
-struct Server(Child, u16, std::path::PathBuf);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.2);
-    }
-}
-
-fn server(extra: &[&str]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let dir = std::env::temp_dir().join(format!("herald-bench-redis-{port}"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-    let child = Command::new(&bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "yes", "--appendfsync", "everysec"])
-        .args(["--dir", dir.to_str().expect("utf-8 dir")])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server(child, port, dir)
-}
-
-async fn linked(url: &str) {
-    let client = redis::Client::open(url).expect("url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn)
-            .await
-            .expect("info");
-        if info.contains("master_link_status:up") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the replica never linked");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Jobs per second through claim + start + settle, 4 workers.
 async fn run(url: &str, jobs: u64, ack: Option<ReplicaAck>) -> f64 {
@@ -144,11 +80,18 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(50_000);
-    let master = server(&[]);
-    let port = master.1.to_string();
-    let replica = server(&["--replicaof", "127.0.0.1", &port]);
-    linked(&format!("redis://127.0.0.1:{}", replica.1)).await;
-    let url = format!("redis://127.0.0.1:{port}");
+    // AOF as Herald is advised to run it (everysec), on master and replica.
+    let master = TestRedisServer::start_with(&["--appendfsync", "everysec"]);
+    let port = master.port().to_string();
+    let replica = TestRedisServer::start_with(&[
+        "--appendfsync",
+        "everysec",
+        "--replicaof",
+        "127.0.0.1",
+        &port,
+    ]);
+    until_replication(&replica.url(), |i| i.contains("master_link_status:up")).await;
+    let url = master.url();
     let ack = Some(ReplicaAck {
         replicas: 1,
         timeout: Duration::from_millis(100),

@@ -93,6 +93,29 @@ impl TestRedisServer {
     }
 }
 
+/// Polls `INFO replication` on the server at `url` until `done` holds for it (a replica's
+/// `master_link_status:up`, a master's `connected_slaves:0`), for 20 s at most.
+pub async fn until_replication(url: &str, done: impl Fn(&str) -> bool) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if done(&info) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replication never got there: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Drop for TestRedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -13,30 +13,8 @@ use std::time::{Duration, Instant};
 use herald_core::CampaignAction;
 use herald_store::conformance::{campaign, claim_req, recipients};
 use herald_store::{JobRef, Outcome, Settle, Store, StoreError};
-use herald_store_redis::testing::TestRedisServer;
+use herald_store_redis::testing::{TestRedisServer, until_replication};
 use herald_store_redis::{RedisConfig, RedisStore, ReplicaAck, ReplicaAckPolicy};
-
-/// Polls `INFO replication` on `url` until `done` holds for it.
-async fn until_replication(url: &str, done: impl Fn(&str) -> bool) {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if done(&info) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replication never got there: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn store(url: &str, prefix: &str, policy: ReplicaAckPolicy) -> RedisStore {
     let mut cfg = RedisConfig::new(url, prefix);
