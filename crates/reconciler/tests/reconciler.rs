@@ -733,19 +733,13 @@ async fn template_stops_pause_the_campaigns_that_send_them() {
     )
     .await;
     reconcile(&w.store).await;
-    let c = w.store.campaign(&paused_one).await.unwrap();
-    assert_eq!(c.status, CampaignStatus::Paused);
-    let reason = c.pause_reason.unwrap();
-    assert_eq!(reason.kind, PauseKind::TemplateStatus);
-    assert!(
-        reason.detail.contains("abandoned_cart") && reason.detail.contains("REJECTED"),
-        "{reason}"
-    );
-    assert_eq!(
-        w.store.campaign(&w.campaign).await.unwrap().status,
-        CampaignStatus::Running,
-        "other templates keep going"
-    );
+    paused_alone(
+        &w,
+        &paused_one,
+        PauseKind::TemplateStatus,
+        &["abandoned_cart", "REJECTED"],
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1100,14 +1094,25 @@ async fn a_template_category_change_pauses_its_campaigns() {
         "previous_category": "UTILITY", "new_category": "MARKETING"});
     post_signed(&w.app, &change("template_category_update", done)).await;
     reconcile(&w.store).await;
-    let c = w.store.campaign(&recat).await.unwrap();
+    paused_alone(
+        &w,
+        &recat,
+        PauseKind::TemplateCategory,
+        &["from UTILITY to MARKETING"],
+    )
+    .await;
+}
+
+/// `id` is paused as `kind`, with a reason that says each of `says`, and the world's own
+/// campaign (another template) keeps running.
+async fn paused_alone(w: &World, id: &herald_core::CampaignId, kind: PauseKind, says: &[&str]) {
+    let c = w.store.campaign(id).await.unwrap();
     assert_eq!(c.status, CampaignStatus::Paused);
     let reason = c.pause_reason.unwrap();
-    assert_eq!(reason.kind, PauseKind::TemplateCategory);
-    assert!(
-        reason.detail.contains("from UTILITY to MARKETING"),
-        "{reason}"
-    );
+    assert_eq!(reason.kind, kind);
+    for s in says {
+        assert!(reason.detail.contains(s), "{s:?} in {reason}");
+    }
     assert_eq!(
         w.store.campaign(&w.campaign).await.unwrap().status,
         CampaignStatus::Running,
