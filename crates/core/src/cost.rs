@@ -596,21 +596,7 @@ impl CostModel<'_> {
         let estimate = card.estimate(&stats.regions, category.as_deref(), self.today, rate);
         let actual = card.actual(&stats.pricing.charged, &stats.pricing.free);
         let on_the_way = Self::on_the_way(stats);
-        let highest = category.as_deref().and_then(|c| {
-            card.highest_price(
-                stats
-                    .regions
-                    .iter()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(r, _)| *r),
-                c,
-                self.today,
-            )
-        });
-        let unit = highest.unwrap_or_else(|| {
-            self.card
-                .highest_anywhere(category.as_deref().unwrap_or("marketing"), self.today)
-        });
+        let unit = self.price_on_the_way(category.as_deref(), stats);
         let drift = spec
             .priced_category
             .as_deref()
@@ -640,21 +626,45 @@ impl CostModel<'_> {
 
     /// Where a campaign stands against its `max_cost` (`None`: no cap). Counted after a
     /// claim, the claimed messages are already on their way.
+    /// (The sender asks this after every claim of a capped campaign: it prices only what
+    /// the cap counts, not the estimate.)
     pub fn over_cap(&self, spec: &crate::CampaignSpec, stats: &crate::Stats) -> Option<CapCheck> {
-        let c = self.campaign(spec, stats);
-        let cap = c.max_cost?;
-        let unit = c.price_on_the_way;
+        let cap = Money::from_units(spec.max_cost?)?;
+        let unit = self.price_on_the_way(Self::category(spec, stats).as_deref(), stats);
+        let actual = self
+            .card
+            .actual(&stats.pricing.charged, &stats.pricing.free);
+        let committed = actual
+            .total
+            .saturating_add(unit.saturating_mul(Self::on_the_way(stats)));
         // Messages over the cap, rounded up: each costs at most `unit`.
-        let over = match c.committed.0.checked_sub(cap.0) {
+        let over = match committed.0.checked_sub(cap.0) {
             Some(excess) if excess > 0 && unit.0 > 0 => excess.div_ceil(unit.0),
             _ => 0,
         };
         Some(CapCheck {
             cap,
-            committed: c.committed,
+            committed,
             unit,
             over,
         })
+    }
+
+    /// The most one message on its way may cost: the highest rate among the recipients'
+    /// markets for the category, else (a market without a rate, or no category) the card's
+    /// highest for it (marketing's when the category is not known).
+    fn price_on_the_way(&self, category: Option<&str>, stats: &crate::Stats) -> Money {
+        let regions = stats
+            .regions
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, _)| *r);
+        category
+            .and_then(|c| self.card.highest_price(regions, c, self.today))
+            .unwrap_or_else(|| {
+                self.card
+                    .highest_anywhere(category.unwrap_or("marketing"), self.today)
+            })
     }
 }
 

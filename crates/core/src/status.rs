@@ -156,6 +156,21 @@ pub enum PauseKind {
     Budget,
 }
 
+impl PauseKind {
+    /// The name as serialised, and the `kind` label of `herald_sender_pauses_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operator => "operator",
+            Self::CampaignFatal => "campaign_fatal",
+            Self::SenderFatal => "sender_fatal",
+            Self::TemplateStatus => "template_status",
+            Self::TemplateCategory => "template_category",
+            Self::MessagingLimit => "messaging_limit",
+            Self::Budget => "budget",
+        }
+    }
+}
+
 impl PauseReason {
     pub fn operator() -> Self {
         Self {
@@ -280,6 +295,28 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
         assert_eq!(S::parse("Running"), None);
+    }
+
+    #[test]
+    fn pause_kinds_are_named_as_serialised() {
+        for kind in [
+            PauseKind::Operator,
+            PauseKind::CampaignFatal,
+            PauseKind::SenderFatal,
+            PauseKind::TemplateStatus,
+            PauseKind::TemplateCategory,
+            PauseKind::MessagingLimit,
+            PauseKind::Budget,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+            assert!(
+                kind == PauseKind::Operator || crate::metrics::PAUSE_KINDS.contains(&kind.as_str()),
+                "{kind:?} is a label of herald_sender_pauses_total"
+            );
+        }
     }
 
     #[test]

@@ -371,11 +371,7 @@ impl<S: Store, M: Messages> Shared<S, M> {
             .await
         {
             Ok(_) => {
-                let kind = match reason.kind {
-                    PauseKind::Budget => "budget",
-                    _ => "campaign_fatal",
-                };
-                metrics::counter!(herald_core::metrics::SENDER_PAUSES_TOTAL, "kind" => kind)
+                metrics::counter!(herald_core::metrics::SENDER_PAUSES_TOTAL, "kind" => reason.kind.as_str())
                     .increment(1);
                 tracing::warn!(campaign = %id, reason = %reason, "campaign paused");
             }
