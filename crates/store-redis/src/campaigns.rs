@@ -24,6 +24,17 @@ async fn campaign_ids(conn: &mut Conn<'_>, cmd: &redis::Cmd) -> Result<Vec<Campa
 }
 
 impl RedisStore {
+    /// One `HMGET` of `fields` per campaign's meta (each in its campaign's slot).
+    fn meta_fields(&self, ids: &[CampaignId], fields: &[&str]) -> Vec<redis::Cmd> {
+        ids.iter()
+            .map(|id| {
+                let mut c = redis::cmd("HMGET");
+                c.arg(self.keys.meta(id)).arg(fields);
+                c
+            })
+            .collect()
+    }
+
     pub(crate) fn invalidate_running(&self) {
         if let Ok(mut cache) = self.running_cache.lock() {
             *cache = None;
@@ -33,16 +44,15 @@ impl RedisStore {
     /// Keeps the running and active indexes in step with a campaign's new status.
     pub(crate) async fn after_status(&self, id: &CampaignId, status: CampaignStatus) -> Result<()> {
         let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        if status == CampaignStatus::Running {
-            pipe.sadd(self.keys.running(), id.as_str());
+        let mut cmds = vec![if status == CampaignStatus::Running {
+            redis::Cmd::sadd(self.keys.running(), id.as_str())
         } else {
-            pipe.srem(self.keys.running(), id.as_str());
-        }
+            redis::Cmd::srem(self.keys.running(), id.as_str())
+        }];
         if status != CampaignStatus::Scheduled {
-            pipe.zrem(self.keys.scheduled(), id.as_str());
+            cmds.push(redis::Cmd::zrem(self.keys.scheduled(), id.as_str()));
         }
-        pipe.run::<()>(&mut conn).await?;
+        conn.each::<()>(cmds).await?;
         self.invalidate_running();
         Ok(())
     }
@@ -151,21 +161,23 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(2 * ids.len());
         for id in &ids {
-            pipe.cmd("HMGET")
-                .arg(self.keys.meta(id))
+            let mut meta = redis::cmd("HMGET");
+            meta.arg(self.keys.meta(id))
                 .arg("status")
                 .arg("schedule_ms");
-            pipe.cmd("HMGET")
+            let mut stats = redis::cmd("HMGET");
+            stats
                 .arg(self.keys.stats(id))
                 .arg("pending")
                 .arg("in_flight")
                 .arg("in_doubt");
+            cmds.extend([meta, stats]);
         }
-        let rows: Vec<Vec<Option<String>>> = pipe.run(&mut conn).await?;
+        let rows: Vec<Vec<Option<String>>> = conn.each(cmds).await?;
         let mut running = Vec::new();
-        let mut fix = redis::pipe();
+        let mut fix = Vec::new();
         let mut cancelled_with_pending = Vec::new();
         for (id, pair) in ids.iter().zip(rows.chunks(2)) {
             let (Some(meta), Some(counts)) = (pair.first(), pair.get(1)) else {
@@ -199,28 +211,38 @@ impl RedisStore {
                             .map_or(0, |t| t.as_millisecond()),
                     };
                     // NX: a campaign already in the index keeps its time.
-                    fix.cmd("ZADD")
-                        .arg(self.keys.scheduled())
+                    let mut add = redis::cmd("ZADD");
+                    add.arg(self.keys.scheduled())
                         .arg("NX")
                         .arg(at)
-                        .arg(id.as_str())
-                        .ignore();
+                        .arg(id.as_str());
+                    fix.push(add);
                 }
                 CampaignStatus::Cancelled if pending > 0 => cancelled_with_pending.push(id.clone()),
                 _ => {}
             }
             if status != CampaignStatus::Scheduled {
-                fix.zrem(self.keys.scheduled(), id.as_str()).ignore();
+                fix.push(redis::Cmd::zrem(self.keys.scheduled(), id.as_str()));
             }
             if !status.is_final() || held > 0 {
-                fix.sadd(self.keys.active(), id.as_str()).ignore();
+                fix.push(redis::Cmd::sadd(self.keys.active(), id.as_str()));
             }
         }
-        fix.atomic().del(self.keys.running()).ignore();
+        // The running index gets what is running and loses what is not; each is one command
+        // on its key (the indexes are in different slots: no transaction spans them).
+        let listed = campaign_ids(&mut conn, &redis::Cmd::smembers(self.keys.running())).await?;
+        let stale: Vec<&str> = listed
+            .iter()
+            .map(CampaignId::as_str)
+            .filter(|id| !running.contains(id))
+            .collect();
         if !running.is_empty() {
-            fix.sadd(self.keys.running(), &running).ignore();
+            fix.push(redis::Cmd::sadd(self.keys.running(), &running));
         }
-        fix.run::<()>(&mut conn).await?;
+        if !stale.is_empty() {
+            fix.push(redis::Cmd::srem(self.keys.running(), &stale));
+        }
+        conn.each::<()>(fix).await?;
         self.invalidate_running();
         for id in cancelled_with_pending {
             tracing::warn!(campaign = %id, "finishing a cancel that was cut short");
@@ -304,11 +326,11 @@ pub(crate) async fn create_campaign(store: &RedisStore, c: NewCampaign) -> Resul
     let score = now * 1024 + seq.rem_euclid(1024);
     // The indexes first: should this process die in between, an index entry without a
     // campaign is skipped by every reader; a campaign missing from its index would not be.
-    redis::pipe()
-        .zadd(store.keys.campaigns(), id.as_str(), score)
-        .sadd(store.keys.active(), id.as_str())
-        .run::<()>(&mut conn)
-        .await?;
+    conn.each::<()>(vec![
+        redis::Cmd::zadd(store.keys.campaigns(), id.as_str(), score),
+        redis::Cmd::sadd(store.keys.active(), id.as_str()),
+    ])
+    .await?;
     redis::Cmd::hset_multiple(store.keys.meta(&id), &fields)
         .run::<()>(&mut conn)
         .await?;
@@ -351,11 +373,13 @@ pub(crate) async fn list_campaigns(store: &RedisStore) -> Result<Vec<Campaign>> 
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.hgetall(store.keys.meta(id));
-    }
-    let metas: Vec<HashMap<String, String>> = pipe.run(&mut conn).await?;
+    let metas: Vec<HashMap<String, String>> = conn
+        .each(
+            ids.iter()
+                .map(|id| redis::Cmd::hgetall(store.keys.meta(id)))
+                .collect(),
+        )
+        .await?;
     ids.iter()
         .zip(&metas)
         .filter(|(_, m)| !m.is_empty())
@@ -432,15 +456,9 @@ pub(crate) async fn running_campaigns(store: &RedisStore) -> Result<Vec<RunningC
         }
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.cmd("HMGET")
-            .arg(store.keys.meta(id))
-            .arg("status")
-            .arg("pnid")
-            .arg("mps");
-    }
-    let rows: Vec<(Option<String>, Option<String>, Option<u32>)> = pipe.run(&mut conn).await?;
+    let rows: Vec<(Option<String>, Option<String>, Option<u32>)> = conn
+        .each(store.meta_fields(&ids, &["status", "pnid", "mps"]))
+        .await?;
     let mut list = Vec::new();
     for (id, (status, pnid, mps)) in ids.into_iter().zip(rows) {
         if status.as_deref() == Some("running") {
@@ -488,14 +506,9 @@ pub(crate) async fn pause_matching(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.cmd("HMGET")
-            .arg(store.keys.meta(id))
-            .arg("pnid")
-            .arg("template");
-    }
-    let rows: Vec<(Option<String>, Option<String>)> = pipe.run(&mut conn).await?;
+    let rows: Vec<(Option<String>, Option<String>)> = conn
+        .each(store.meta_fields(&ids, &["pnid", "template"]))
+        .await?;
     let mut paused = Vec::new();
     for (id, (pnid, tmpl)) in ids.into_iter().zip(rows) {
         let pn_ok = phone_number_id.is_none_or(|p| pnid.as_deref() == Some(p));

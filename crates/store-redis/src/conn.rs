@@ -1,23 +1,97 @@
 //! A connection that maps Redis errors the one way ([`RedisStore::fail_for`]), and [`Run`],
 //! which sends a command, a pipeline or a script through it: callers write
 //! `cmd.run(&mut conn).await?` and never handle a `RedisError`.
+//!
+//! The connection is a [`Link`]: to one Redis, or to a Cluster. A pipeline or a script must
+//! touch one hash slot on a Cluster; commands about several slots go through [`Conn::each`],
+//! which pipelines them on one Redis and sends them side by side on a Cluster.
 
+use futures::future::try_join_all;
 use herald_core::CampaignId;
 use herald_store::{Result, StoreError};
-use redis::aio::MultiplexedConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, ScriptInvocation};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, ScriptInvocation, Value};
 
 use crate::RedisStore;
+
+/// A connection to one Redis, or to a Redis Cluster. The Cluster client routes each command
+/// to the master of its key's slot, follows MOVED and ASK, retries TRYAGAIN and reconnects
+/// after a failover, a bounded number of times (see [`crate::RedisConfig`]); what still fails
+/// reaches [`RedisStore::fail_for`].
+#[derive(Clone)]
+pub(crate) enum Link {
+    One(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::One(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::One(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::One(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
+        }
+    }
+}
 
 /// A connection borrowed from the store, carrying the store's error mapping.
 pub(crate) struct Conn<'s> {
     store: &'s RedisStore,
-    inner: MultiplexedConnection,
+    inner: Link,
 }
 
 impl<'s> Conn<'s> {
-    pub(crate) fn new(store: &'s RedisStore, inner: MultiplexedConnection) -> Self {
+    pub(crate) fn new(store: &'s RedisStore, inner: Link) -> Self {
         Self { store, inner }
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.inner, Link::Cluster(_))
+    }
+
+    /// Runs commands that may be about different hash slots, none depending on another,
+    /// answering each one's reply in order: one pipeline on one Redis, side by side on a
+    /// Cluster (each to its slot's master). Not a transaction either way.
+    pub(crate) async fn each<T: FromRedisValue>(&mut self, cmds: Vec<Cmd>) -> Result<Vec<T>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let r = match &self.inner {
+            Link::One(_) => {
+                let mut pipe = redis::pipe();
+                for c in cmds {
+                    pipe.add_command(c);
+                }
+                pipe.query_async(&mut self.inner).await
+            }
+            Link::Cluster(c) => {
+                try_join_all(cmds.iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<T>(&mut c).await }
+                }))
+                .await
+            }
+        };
+        self.answer(r, None)
     }
 
     /// The answer to a call about campaign `id` (when there is one), mapped.
@@ -25,16 +99,25 @@ impl<'s> Conn<'s> {
         r.map_err(|e| self.store.fail_for(e, id))
     }
 
-    /// Runs `pipe` and then the script `inv` about campaign `id` in one round trip, answering
-    /// the script's reply. When Redis has lost its scripts (a restart), the script did not run
-    /// and is run again alone, which loads it; the rest of the pipeline must therefore be
-    /// idempotent.
-    pub(crate) async fn pipe_then_run<T: FromRedisValue>(
+    /// Runs `first` and then the script `inv` about campaign `id`, answering the script's
+    /// reply: in one round trip on one Redis; on a Cluster, where `first` may be about other
+    /// slots, the script runs once `first` has been applied. When Redis has lost its scripts
+    /// (a restart), the script did not run and is run again alone, which loads it; `first`
+    /// must therefore be idempotent.
+    pub(crate) async fn then_run<T: FromRedisValue>(
         &mut self,
-        pipe: &mut Pipeline,
+        first: Vec<Cmd>,
         inv: &ScriptInvocation<'_>,
         id: &CampaignId,
     ) -> Result<T> {
+        if self.is_cluster() {
+            self.each::<()>(first).await?;
+            return inv.run_for(self, id).await;
+        }
+        let mut pipe = redis::pipe();
+        for c in first {
+            pipe.add_command(c).ignore();
+        }
         pipe.invoke_script(inv);
         match pipe.query_async::<(T,)>(&mut self.inner).await {
             Ok((reply,)) => Ok(reply),
@@ -43,6 +126,22 @@ impl<'s> Conn<'s> {
             }
             Err(e) => self.answer(Err(e), Some(id)),
         }
+    }
+
+    /// Every key matching `pattern`, from every master of a Cluster. Keys written meanwhile
+    /// may be missed, as with any `SCAN`.
+    pub(crate) async fn scan(&mut self, pattern: &str) -> Result<Vec<String>> {
+        let r = match &mut self.inner {
+            Link::One(c) => {
+                scan_node(pattern, |cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<Value>(&mut c).await }
+                })
+                .await
+            }
+            Link::Cluster(c) => scan_cluster(c, pattern).await,
+        };
+        self.answer(r, None)
     }
 
     /// Loads a script into Redis's script cache.
@@ -56,7 +155,7 @@ impl<'s> Conn<'s> {
 /// script invocation.
 pub(crate) trait Run {
     /// Sends it on a bare connection.
-    async fn query<T: FromRedisValue>(&self, c: &mut MultiplexedConnection) -> RedisResult<T>;
+    async fn query<T: FromRedisValue>(&self, c: &mut Link) -> RedisResult<T>;
 
     /// Runs it; errors map as for no particular campaign.
     async fn run<T: FromRedisValue>(&self, conn: &mut Conn<'_>) -> Result<T> {
@@ -87,19 +186,19 @@ pub(crate) trait Run {
 }
 
 impl Run for Cmd {
-    async fn query<T: FromRedisValue>(&self, c: &mut MultiplexedConnection) -> RedisResult<T> {
+    async fn query<T: FromRedisValue>(&self, c: &mut Link) -> RedisResult<T> {
         self.query_async(c).await
     }
 }
 
 impl Run for Pipeline {
-    async fn query<T: FromRedisValue>(&self, c: &mut MultiplexedConnection) -> RedisResult<T> {
+    async fn query<T: FromRedisValue>(&self, c: &mut Link) -> RedisResult<T> {
         self.query_async(c).await
     }
 }
 
 impl Run for ScriptInvocation<'_> {
-    async fn query<T: FromRedisValue>(&self, c: &mut MultiplexedConnection) -> RedisResult<T> {
+    async fn query<T: FromRedisValue>(&self, c: &mut Link) -> RedisResult<T> {
         self.invoke_async(c).await
     }
 }
@@ -107,4 +206,43 @@ impl Run for ScriptInvocation<'_> {
 /// An input the store cannot write, named by what was wrong with it.
 pub(crate) fn invalid(e: impl std::fmt::Display) -> StoreError {
     StoreError::Invalid(e.to_string())
+}
+
+/// Every key matching `pattern` on every master of a Cluster.
+async fn scan_cluster(c: &ClusterConnection, pattern: &str) -> RedisResult<Vec<String>> {
+    let mut out = Vec::new();
+    for (host, port) in crate::cluster::masters(&mut c.clone()).await? {
+        let keys = scan_node(pattern, |cmd| {
+            let mut c = c.clone();
+            let to = crate::cluster::at(&host, port);
+            async move { c.route_command(cmd, to).await }
+        })
+        .await?;
+        out.extend(keys);
+    }
+    Ok(out)
+}
+
+/// Every key matching `pattern` on one node, asking with `ask` (which sends a command there).
+async fn scan_node<F, Fut>(pattern: &str, ask: F) -> RedisResult<Vec<String>>
+where
+    F: Fn(Cmd) -> Fut,
+    Fut: std::future::Future<Output = RedisResult<Value>>,
+{
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, got): (u64, Vec<String>) = redis::from_redis_value(ask(cmd).await?)?;
+        keys.extend(got);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
 }

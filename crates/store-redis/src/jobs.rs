@@ -167,7 +167,7 @@ pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<boo
     let mut out = vec![false; jobs.len()];
     let mut conn = match store.replica_ack {
         // WAIT blocks its connection: a connection of its own, so nothing queues behind it.
-        Some(_) => store.own_conn().await?,
+        Some(ack) => store.own_conn(ack.timeout).await?,
         None => store.conn().await?,
     };
     for (campaign, group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
@@ -265,13 +265,14 @@ pub(crate) async fn settle(store: &RedisStore, settles: &[Settle]) -> Result<Vec
                 .arg(kind)
                 .arg(arg);
         }
-        let mut pipe = redis::pipe();
-        if first && !lookups.is_empty() {
-            store.add_lookups(&mut pipe, &lookups, false);
-        }
+        let first_cmds = if first {
+            store.lookups(&lookups, false)
+        } else {
+            Vec::new()
+        };
         first = false;
         // Redis restarted and lost its scripts: the lookups are idempotent.
-        let flags: String = conn.pipe_then_run(&mut pipe, &inv, &campaign).await?;
+        let flags: String = conn.then_run(first_cmds, &inv, &campaign).await?;
         let completed = flags.starts_with('1');
         for ((i, _, _), f) in group.iter().zip(flags.bytes().skip(1)) {
             out[*i] = match f {

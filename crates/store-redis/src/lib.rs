@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicUsize};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::{PoolConfig, Runtime, Timeouts};
 use herald_core::{
     CampaignId, CampaignSpec, CampaignStatus, DeliveryState, JobId, PauseReason, PhoneE164,
     SkipReason, WaMessageId,
@@ -19,10 +19,11 @@ use redis::{RedisError, Script};
 
 use herald_store::{Campaign, JobState, JobView, RunningCampaign, StoreError};
 
-use crate::conn::{Conn, Run};
+use crate::conn::{Conn, Link, Run};
 use crate::keys::Keys;
 
 mod campaigns;
+mod cluster;
 mod conn;
 mod jobs;
 mod keys;
@@ -39,7 +40,11 @@ pub mod testing;
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
+    /// `redis://host:port` (or `rediss://`); for a Cluster, one or more of its nodes, comma
+    /// separated (`redis://10.0.0.1:6379,redis://10.0.0.2:6379`): the rest are discovered.
     pub url: String,
+    /// The URL names nodes of a Redis Cluster.
+    pub cluster: bool,
     /// Every key starts with this (tests use a random one).
     pub key_prefix: String,
     /// Connections in the pool.
@@ -74,6 +79,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster: false,
             key_prefix: key_prefix.into(),
             pool_size: 32,
             timeout: Duration::from_secs(5),
@@ -173,6 +179,16 @@ impl Scripts {
     }
 }
 
+/// Where connections come from.
+pub(crate) enum Pool {
+    One(deadpool_redis::Pool),
+    /// Connections for shared use, and for commands that block (which may answer later).
+    Cluster {
+        shared: cluster::Pool,
+        blocking: cluster::Pool,
+    },
+}
+
 /// Herald's store on Redis. Cheap to share behind an `Arc`.
 pub struct RedisStore {
     pub(crate) pool: Pool,
@@ -190,7 +206,7 @@ pub struct RedisStore {
     /// requests over each, and reusing them skips the pool's health check (a PING round trip)
     /// on every call. Dropped when a call finds the store unavailable, so the next calls take
     /// fresh ones.
-    pub(crate) hot: Mutex<Vec<redis::aio::MultiplexedConnection>>,
+    pub(crate) hot: Mutex<Vec<Link>>,
     /// How long a reply may take (redis-rs's own default is 500 ms, shorter than a
     /// blocking stream read or a large script).
     pub(crate) timeout: Duration,
@@ -257,17 +273,28 @@ impl RedisStore {
     /// Connects, checks that Redis answers, loads the scripts, and warns (in the log) when
     /// Redis may lose data: an eviction policy other than `noeviction`, or no AOF.
     pub async fn connect(cfg: &RedisConfig) -> Result<Self, StoreError> {
-        let mut pool_cfg = deadpool_redis::Config::from_url(cfg.url.clone());
         let mut pc = PoolConfig::new(cfg.pool_size.max(1));
         pc.timeouts = Timeouts {
             wait: Some(cfg.timeout),
             create: Some(cfg.timeout),
             recycle: Some(cfg.timeout),
         };
-        pool_cfg.pool = Some(pc);
-        let pool = pool_cfg
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
+        let pool = if cfg.cluster {
+            let blocks =
+                cluster::MAX_BLOCK.max(cfg.replica_ack.map_or(Duration::ZERO, |r| r.timeout));
+            Pool::Cluster {
+                shared: cluster::pool(&cfg.url, cfg.timeout, cfg.timeout, pc)?,
+                blocking: cluster::pool(&cfg.url, cfg.timeout, cfg.timeout + blocks, pc)?,
+            }
+        } else {
+            let mut pool_cfg = deadpool_redis::Config::from_url(cfg.url.clone());
+            pool_cfg.pool = Some(pc);
+            Pool::One(
+                pool_cfg
+                    .create_pool(Some(Runtime::Tokio1))
+                    .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?,
+            )
+        };
         let store = Self {
             pool,
             keys: Keys::new(&cfg.key_prefix),
@@ -293,15 +320,38 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// A connection from the pool. With `blocks` (how long a command on it may block), a
+    /// connection of its own: it goes back to the pool at once, whose remaining connections
+    /// are never the shared ones, so what blocks on it (a `WAIT`, a blocking read) holds up no
+    /// shared call. Without, it is taken out of the pool for good, to be shared.
+    async fn pooled(&self, blocks: Option<Duration>) -> Result<Link, StoreError> {
+        Ok(match (&self.pool, blocks) {
+            (Pool::One(p), _) => {
+                let pooled = p.get().await.map_err(unavailable)?;
+                let mut c: redis::aio::MultiplexedConnection = (*pooled).clone();
+                c.set_response_timeout(self.timeout + blocks.unwrap_or_default());
+                if blocks.is_none() {
+                    let _kept = deadpool_redis::Connection::take(pooled);
+                }
+                Link::One(c)
+            }
+            (Pool::Cluster { shared, .. }, None) => {
+                let pooled = shared.get().await.map_err(unavailable)?;
+                Link::Cluster(deadpool::managed::Object::take(pooled))
+            }
+            // Its answer may take up to cluster::MAX_BLOCK or the replica timeout longer.
+            (Pool::Cluster { blocking, .. }, Some(_)) => {
+                let pooled = blocking.get().await.map_err(unavailable)?;
+                cluster::link(&pooled)
+            }
+        })
+    }
+
     /// A connection of its own from the pool, not one of the shared ones: for a command
-    /// that blocks its connection (`WAIT`), so no other call queues behind it.
-    pub(crate) async fn own_conn(&self) -> Result<Conn<'_>, StoreError> {
-        let pooled = self.pool.get().await.map_err(unavailable)?;
-        let mut c: redis::aio::MultiplexedConnection = (*pooled).clone();
-        c.set_response_timeout(
-            self.timeout + self.replica_ack.map_or(Duration::ZERO, |r| r.timeout),
-        );
-        Ok(Conn::new(self, c))
+    /// that blocks its connection (`WAIT`, a blocking read) for up to `blocks`, so no other
+    /// call queues behind it.
+    pub(crate) async fn own_conn(&self, blocks: Duration) -> Result<Conn<'_>, StoreError> {
+        Ok(Conn::new(self, self.pooled(Some(blocks)).await?))
     }
 
     pub(crate) async fn conn(&self) -> Result<Conn<'_>, StoreError> {
@@ -315,11 +365,7 @@ impl RedisStore {
                 % hot.len();
             return Ok(Conn::new(self, hot[i].clone()));
         }
-        let pooled = self.pool.get().await.map_err(unavailable)?;
-        let mut c: redis::aio::MultiplexedConnection = (*pooled).clone();
-        c.set_response_timeout(self.timeout);
-        // Keep the pooled object checked out for good: its connection is now shared.
-        let _kept = deadpool_redis::Connection::take(pooled);
+        let c = self.pooled(None).await?;
         if let Ok(mut hot) = self.hot.lock()
             && hot.len() < HOT
         {
@@ -403,29 +449,14 @@ impl RedisStore {
     /// work under a random prefix; never called by Herald itself.
     pub async fn purge_namespace(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
-        let pattern = self.keys.everything();
-        let mut cursor = 0u64;
+        let keys = conn.scan(&self.keys.everything()).await?;
         let mut deleted = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .run(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                deleted += redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .run::<u64>(&mut conn)
-                    .await?;
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
+        // One key per command: on a Cluster they are in many slots.
+        for chunk in keys.chunks(1000) {
+            let cmds = chunk.iter().map(redis::Cmd::unlink).collect();
+            deleted += conn.each::<u64>(cmds).await?.iter().sum::<u64>();
         }
+        Ok(deleted)
     }
 }
 

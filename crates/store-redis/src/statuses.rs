@@ -12,24 +12,25 @@ use crate::keys::{DEDUPE_BUCKETS, MESSAGE_DAYS};
 use crate::{RedisStore, day_of};
 
 impl RedisStore {
-    /// Records message id → job lookups in today's buckets, giving each bucket its expiry the
-    /// first time this process writes to it.
-    pub(crate) fn add_lookups(
+    /// The commands that record message id → job lookups in today's buckets, giving each
+    /// bucket its expiry the first time this process writes to it. The buckets are in many
+    /// hash slots: run them with [`crate::conn::Conn::each`].
+    pub(crate) fn lookups(
         &self,
-        pipe: &mut redis::Pipeline,
         lookups: &[(&WaMessageId, String)],
         only_if_new: bool,
-    ) {
+    ) -> Vec<redis::Cmd> {
         let day = day_of(herald_core::unix_ms());
         let expire_at = (day + 1 + MESSAGE_DAYS) * 86_400;
+        let mut cmds = Vec::with_capacity(lookups.len());
         let mut fresh = Vec::new();
         for (m, job) in lookups {
             let (key, b) = self.keys.message_bucket(day, m);
-            if only_if_new {
-                pipe.hset_nx(&key, m.as_str(), job).ignore();
+            cmds.push(if only_if_new {
+                redis::Cmd::hset_nx(&key, m.as_str(), job)
             } else {
-                pipe.hset(&key, m.as_str(), job).ignore();
-            }
+                redis::Cmd::hset(&key, m.as_str(), job)
+            });
             fresh.push(((day, b), key));
         }
         if let Ok(mut seen) = self.expiring.lock() {
@@ -38,10 +39,11 @@ impl RedisStore {
             }
             for (db, key) in fresh {
                 if seen.insert(db) {
-                    pipe.cmd("EXPIREAT").arg(key).arg(expire_at).ignore();
+                    cmds.push(redis::Cmd::expire_at(key, expire_at));
                 }
             }
         }
+        cmds
     }
 
     /// Finds the jobs of message ids: today's and yesterday's buckets first (where nearly all
@@ -55,15 +57,18 @@ impl RedisStore {
             if missing.is_empty() {
                 break;
             }
-            let mut pipe = redis::pipe();
+            let mut cmds = Vec::new();
             let mut asked = Vec::new();
             for &i in &missing {
                 for day in days.clone().rev() {
-                    pipe.hget(self.keys.message_bucket(day, ids[i]).0, ids[i].as_str());
+                    cmds.push(redis::Cmd::hget(
+                        self.keys.message_bucket(day, ids[i]).0,
+                        ids[i].as_str(),
+                    ));
                     asked.push(i);
                 }
             }
-            let answers: Vec<Option<String>> = pipe.run(&mut conn).await?;
+            let answers: Vec<Option<String>> = conn.each(cmds).await?;
             for (i, a) in asked.into_iter().zip(answers) {
                 if found[i].is_none() {
                     found[i] = a.and_then(|s| s.parse().ok());
@@ -204,11 +209,7 @@ pub(crate) async fn apply_status(
                 new_lookups.push((m, JobId::new(campaign.clone(), *seq).to_string()));
             }
         }
-        if !new_lookups.is_empty() {
-            let mut pipe = redis::pipe();
-            store.add_lookups(&mut pipe, &new_lookups, true);
-            pipe.run::<()>(&mut conn).await?;
-        }
+        conn.each::<()>(store.lookups(&new_lookups, true)).await?;
     }
     // After the statuses (a crash in between only leaves the evidence behind, which delays
     // a resend and never causes one). Its own key, in the phone number's slot.

@@ -13,7 +13,7 @@ use herald_store::{
 };
 
 use crate::RedisStore;
-use crate::conn::{Conn, Run, invalid};
+use crate::conn::{Run, invalid};
 
 pub(crate) const GROUP: &str = "reconciler";
 
@@ -95,13 +95,12 @@ impl RedisStore {
         block_ms: Option<u64>,
         from: &str,
     ) -> Result<Vec<WebhookEntry>> {
-        // A blocking read holds its connection: never one of the shared ones.
-        let pooled = self.pool.get().await.map_err(crate::unavailable)?;
-        let mut held: redis::aio::MultiplexedConnection = (*pooled).clone();
-        held.set_response_timeout(
-            std::time::Duration::from_millis(block_ms.unwrap_or(0)) + self.timeout,
-        );
-        let mut conn = Conn::new(self, held);
+        // A blocking read holds its connection: never one of the shared ones. It blocks at
+        // most cluster::MAX_BLOCK (callers read again).
+        let block_ms = block_ms.map(|ms| ms.min(herald_core::millis(crate::cluster::MAX_BLOCK)));
+        let mut conn = self
+            .own_conn(std::time::Duration::from_millis(block_ms.unwrap_or(0)))
+            .await?;
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
@@ -238,9 +237,8 @@ impl RedisStore {
     ) -> Result<()> {
         let mut conn = self.conn().await?;
         // The total is counted beside the capped stream, so what the cap drops is known.
-        redis::pipe()
-            .cmd("XADD")
-            .arg(self.keys.dead())
+        let mut add = redis::cmd("XADD");
+        add.arg(self.keys.dead())
             .arg("MAXLEN")
             .arg(DEAD_LETTERS_KEPT)
             .arg("*")
@@ -249,22 +247,20 @@ impl RedisStore {
             .arg("detail")
             .arg(detail)
             .arg("payload")
-            .arg(payload)
-            .ignore()
-            .incr(self.keys.dead_total(), 1)
-            .ignore()
-            .run::<()>(&mut conn)
+            .arg(payload);
+        conn.each::<redis::Value>(vec![add, redis::Cmd::incr(self.keys.dead_total(), 1)])
             .await
+            .map(drop)
     }
 
     pub(crate) async fn dead_counts(&self) -> Result<DeadLetterCounts> {
         let mut conn = self.conn().await?;
-        let (kept, total): (u64, Option<u64>) = redis::pipe()
-            .cmd("XLEN")
-            .arg(self.keys.dead())
-            .get(self.keys.dead_total())
-            .run(&mut conn)
+        let mut len = redis::cmd("XLEN");
+        len.arg(self.keys.dead());
+        let counts: Vec<Option<u64>> = conn
+            .each(vec![len, redis::Cmd::get(self.keys.dead_total())])
             .await?;
+        let (kept, total) = (counts[0].unwrap_or(0), counts[1]);
         Ok(DeadLetterCounts {
             kept,
             dropped: total.unwrap_or(0).saturating_sub(kept),

@@ -1,5 +1,6 @@
 //! Test support for Redis-backed tests (feature `testsuite`): a private `redis-server` that a
-//! test can kill and restart.
+//! test can kill and restart, and a private Redis Cluster whose nodes a test can fail over and
+//! kill.
 
 #![allow(
     clippy::unwrap_used,
@@ -114,6 +115,157 @@ pub async fn until_replication(url: &str, done: impl Fn(&str) -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A private Redis Cluster of six `redis-server`s (three masters, three replicas, made with
+/// `redis-cli --cluster create`; `REDIS_CLI_BIN`, else beside `REDIS_SERVER_BIN`, else the
+/// PATH), each on a free port in its own temporary directory with AOF. A node that stops
+/// answering for 1 s is failed over.
+#[derive(Debug)]
+pub struct TestCluster {
+    nodes: Vec<TestRedisServer>,
+    killed: Vec<u16>,
+}
+
+impl TestCluster {
+    pub fn start() -> Self {
+        let mut nodes: Vec<TestRedisServer> = Vec::new();
+        while nodes.len() < 6 {
+            // The cluster bus listens on port + 10000: both must be free.
+            let port = 20_000 + rand::random::<u16>() % 30_000;
+            let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+            if nodes.iter().any(|n| n.port == port) || !free(port) || !free(port + 10_000) {
+                continue;
+            }
+            let dir =
+                std::env::temp_dir().join(format!("herald-cluster-{:016x}", rand::random::<u64>()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let extra: Vec<String> = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                "--appendfsync",
+                "everysec",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            let child = TestRedisServer::spawn(&dir, port, &extra);
+            nodes.push(TestRedisServer {
+                child,
+                port,
+                dir,
+                extra,
+            });
+        }
+        let out = std::process::Command::new(redis_cli())
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Self {
+            nodes,
+            killed: Vec::new(),
+        };
+        cluster.until_healthy();
+        cluster
+    }
+
+    /// The seed URL list Herald takes for a Cluster (`store.redis_url`).
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(TestRedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Asks the node on `port` (a blocking client: call from a test's own thread or
+    /// `spawn_blocking`).
+    pub fn ask(port: u16, args: &[&str]) -> String {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        match cmd.query::<redis::Value>(&mut conn).unwrap() {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::SimpleString(s) | redis::Value::VerbatimString { text: s, .. } => s,
+            v => format!("{v:?}"),
+        }
+    }
+
+    /// The live nodes' ports that are masters (`true`) or replicas (`false`).
+    pub fn nodes_that_are(&self, masters: bool) -> Vec<u16> {
+        let role = if masters { "role:master" } else { "role:slave" };
+        self.live()
+            .filter(|&p| Self::ask(p, &["INFO", "replication"]).contains(role))
+            .collect()
+    }
+
+    fn live(&self) -> impl Iterator<Item = u16> + '_ {
+        self.nodes
+            .iter()
+            .map(|n| n.port)
+            .filter(|p| !self.killed.contains(p))
+    }
+
+    /// Promotes the replica on `port` in an orderly way (`CLUSTER FAILOVER`: its master stops
+    /// taking writes until the replica has caught up), and waits until it is a master.
+    pub fn promote(&self, port: u16) {
+        assert_eq!(Self::ask(port, &["CLUSTER", "FAILOVER"]), "OK");
+        self.until(|| Self::ask(port, &["INFO", "replication"]).contains("role:master"));
+        self.until_healthy();
+    }
+
+    /// SIGKILLs the node on `port`.
+    pub fn kill(&mut self, port: u16) {
+        let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
+        node.kill();
+        self.killed.push(port);
+    }
+
+    /// Waits until every live node says the cluster is `ok` (every slot served).
+    pub fn until_healthy(&self) {
+        self.until(|| {
+            self.live()
+                .all(|p| Self::ask(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        });
+    }
+
+    fn until(&self, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster never got there"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn redis_cli() -> String {
+    if let Ok(bin) = std::env::var("REDIS_CLI_BIN") {
+        return bin;
+    }
+    std::env::var("REDIS_SERVER_BIN")
+        .ok()
+        .map(|s| std::path::PathBuf::from(s).with_file_name("redis-cli"))
+        .filter(|p| p.exists())
+        .map_or_else(|| "redis-cli".into(), |p| p.display().to_string())
 }
 
 impl Drop for TestRedisServer {
