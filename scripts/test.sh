@@ -7,6 +7,10 @@
 # Some tests start their own short-lived redis-server (to restart it mid-run), so the binary
 # is made available either way and exported as REDIS_SERVER_BIN.
 #
+# Tests of the store on a Redis Cluster read REDIS_CLUSTER_URL. When it is unset, this script
+# starts a throwaway cluster of six redis-servers (three masters, three replicas, joined with
+# `redis-cli --cluster create`), exports REDIS_CLUSTER_URL, and stops it at the end.
+#
 # Before the tests, scripts/check-deploy.sh lints and validates deploy/ (installing
 # promtool and prometheus, hadolint, kubernetes-validate and kustomize when missing).
 #
@@ -31,10 +35,10 @@ port_is_free() {
 }
 
 ensure_redis_server() {
-  if command -v redis-server >/dev/null 2>&1; then
+  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
     return 0
   fi
-  log "redis-server not found; installing Debian's redis-server package"
+  log "redis-server or redis-cli not found; installing Debian's redis-server package"
   local sudo=""
   if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
@@ -44,27 +48,80 @@ ensure_redis_server() {
   }
 }
 
+# Stops the redis-servers whose pid files are under $1, then removes it.
+stop_servers() {
+  local pidfile pid
+  for pidfile in "$1"/redis*.pid; do
+    [[ -f $pidfile ]] || continue
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+  done
+  rm -rf "$1"
+}
+
 tmpdir=""
+clusterdir=""
 cleanup() {
   local rc=$?
-  if [[ -n $tmpdir ]]; then
-    if [[ -f $tmpdir/redis.pid ]]; then
-      local pid
-      pid=$(cat "$tmpdir/redis.pid")
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-    fi
-    rm -rf "$tmpdir"
-  fi
+  if [[ -n $tmpdir ]]; then stop_servers "$tmpdir"; fi
+  if [[ -n $clusterdir ]]; then stop_servers "$clusterdir"; fi
   exit "$rc"
 }
 trap cleanup EXIT
 
+# A free port whose cluster bus port (+10000) is free too, from $1 upwards.
+free_port_from() {
+  local p
+  for p in $(seq "$1" $(($1 + 500))); do
+    if port_is_free "$p" && port_is_free $((p + 10000)); then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+# Six redis-servers in cluster mode in $clusterdir, joined as three masters and three
+# replicas; sets REDIS_CLUSTER_URL to their list.
+start_cluster() {
+  clusterdir=$(mktemp -d)
+  local ports=() p=17000 urls=()
+  for _ in 1 2 3 4 5 6; do
+    p=$(free_port_from "$p") || { log "no free ports for a throwaway Redis Cluster"; exit 1; }
+    ports+=("$p")
+    mkdir -p "$clusterdir/$p"
+    "$REDIS_SERVER_BIN" --port "$p" --bind 127.0.0.1 --save "" \
+      --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --dir "$clusterdir/$p" --pidfile "$clusterdir/redis-$p.pid" \
+      --logfile "$clusterdir/$p/redis.log" --daemonize yes
+    p=$((p + 1))
+  done
+  for p in "${ports[@]}"; do
+    for _ in $(seq 50); do
+      redis_answers 127.0.0.1 "$p" && break
+      sleep 0.1
+    done
+    redis_answers 127.0.0.1 "$p" || { log "cluster node $p did not start"; exit 1; }
+    urls+=("redis://127.0.0.1:$p")
+  done
+  local nodes=()
+  for p in "${ports[@]}"; do nodes+=("127.0.0.1:$p"); done
+  "$REDIS_CLI_BIN" --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+    >"$clusterdir/create.log" 2>&1 || { log "redis-cli --cluster create failed"; cat "$clusterdir/create.log" >&2; exit 1; }
+  for _ in $(seq 100); do
+    "$REDIS_CLI_BIN" -p "${ports[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+    sleep 0.1
+  done
+  REDIS_CLUSTER_URL=$(IFS=,; echo "${urls[*]}")
+  export REDIS_CLUSTER_URL
+  log "started a throwaway Redis Cluster on ports ${ports[*]}"
+}
+
 ensure_redis_server
 export REDIS_SERVER_BIN=${REDIS_SERVER_BIN:-$(command -v redis-server)}
+export REDIS_CLI_BIN=${REDIS_CLI_BIN:-$(command -v redis-cli)}
 
 if [[ -z ${REDIS_URL:-} ]]; then
   if redis_answers 127.0.0.1 6379; then
@@ -90,6 +147,8 @@ if [[ -z ${REDIS_URL:-} ]]; then
   fi
 fi
 log "REDIS_URL=$REDIS_URL"
+if [[ -z ${REDIS_CLUSTER_URL:-} ]]; then start_cluster; fi
+log "REDIS_CLUSTER_URL=$REDIS_CLUSTER_URL"
 
 # deploy/: hadolint, promtool (config, rules, rule unit tests), kustomize and
 # kubernetes-validate; each tool is installed when missing. Prometheus itself is what

@@ -87,7 +87,7 @@ pub enum Opened {
 /// loudly that nothing in it survives).
 pub async fn open(cfg: &Config) -> anyhow::Result<Opened> {
     Ok(match cfg.store.backend {
-        Backend::Redis => Opened::Redis(connect(cfg).await?),
+        Backend::Redis | Backend::RedisCluster => Opened::Redis(connect(cfg).await?),
         Backend::Memory => {
             tracing::warn!(
                 "store.backend is memory: campaigns, jobs and stats live in this process only; \
@@ -103,6 +103,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Opened> {
 pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
     let url = cfg.redis_url()?;
     let mut rc = RedisConfig::new(url, cfg.store.key_prefix.clone());
+    rc.cluster = cfg.store.backend == Backend::RedisCluster;
     rc.pool_size = cfg.store.pool_size;
     rc.timeout = Duration::from_millis(cfg.store.timeout_ms);
     rc.replica_ack = cfg.store.replica_ack();
@@ -542,6 +543,14 @@ mod tests {
         assert_eq!(
             redact_url("redis://user:hunter2@10.0.0.5:6379/0"),
             "redis://***@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("redis://a:x@10.0.0.1:7000,redis://a:x@10.0.0.2:7000"),
+            "redis://***@10.0.0.1:7000,redis://***@10.0.0.2:7000"
         );
         assert_eq!(
             redact_url("redis://127.0.0.1:6379"),

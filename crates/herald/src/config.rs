@@ -103,9 +103,12 @@ impl Default for WhatsApp {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
-    /// Redis, standalone (or Cluster): durable and shared by every process.
+    /// Redis, standalone (or behind Sentinel): durable and shared by every process.
     #[default]
     Redis,
+    /// A Redis Cluster: `redis_url` names one or more of its nodes, comma separated; the
+    /// client finds the rest and follows the slots as they move.
+    RedisCluster,
     /// This process's memory: nothing survives a restart and no other process can share it.
     /// For the demo and trying Herald out; `herald serve` only.
     Memory,
@@ -521,13 +524,23 @@ impl Config {
             ));
         }
         let s = &self.store;
-        let redis_scheme =
-            s.redis_url.starts_with("redis://") || s.redis_url.starts_with("rediss://");
-        if !s.redis_url.is_empty() && !redis_scheme {
-            return Err(bad(
-                "store.redis_url",
-                "must start with redis:// or rediss://",
-            ));
+        let redis_scheme = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+        if !s.redis_url.is_empty() {
+            let nodes: Vec<&str> = s.redis_url.split(',').map(str::trim).collect();
+            if !nodes.iter().all(|u| redis_scheme(u)) {
+                return Err(bad(
+                    "store.redis_url",
+                    "must start with redis:// or rediss:// (for a Cluster, each node of the \
+                     comma-separated list)",
+                ));
+            }
+            if nodes.len() > 1 && s.backend != Backend::RedisCluster {
+                return Err(bad(
+                    "store.redis_url",
+                    "names several nodes: set store.backend = \"redis_cluster\" for a Redis \
+                     Cluster",
+                ));
+            }
         }
         if s.key_prefix.is_empty() || s.key_prefix.contains(['{', '}', ' ']) {
             return Err(bad(
@@ -750,7 +763,7 @@ impl Config {
             w.push("whatsapp.verify_token is empty: Meta's webhook handshake will fail".into());
         }
         match self.store.backend {
-            Backend::Redis if self.store.redis_url.is_empty() => {
+            Backend::Redis | Backend::RedisCluster if self.store.redis_url.is_empty() => {
                 w.push("store.redis_url is empty: set REDIS_URL".into());
             }
             Backend::Memory => w.push(
@@ -758,7 +771,7 @@ impl Config {
                  (every role in one process) can use it"
                     .into(),
             ),
-            Backend::Redis => {}
+            Backend::Redis | Backend::RedisCluster => {}
         }
         if self.server.api_key.is_empty() {
             w.push("server.api_key is empty: the API will listen on loopback only".into());
@@ -770,10 +783,13 @@ impl Config {
 /// A URL without the credentials it may carry (`redis://user:secret@host` →
 /// `redis://***@host`), for anything shown or logged.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+    url.split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+            _ => url.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -1036,6 +1052,22 @@ mod tests {
         assert!(e.problem.contains("window_guard_ms"), "{e}");
         let e = Config::from_toml("[sender\n", &BTreeMap::new()).unwrap_err();
         assert!(e.key.starts_with("line"), "{e}");
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_nodes() {
+        let nodes = "redis://10.0.0.1:7000, redis://10.0.0.2:7000";
+        let text = format!("[store]\nbackend = \"redis_cluster\"\nredis_url = \"{nodes}\"\n");
+        let cfg = Config::from_toml(&text, &BTreeMap::new()).expect("valid");
+        assert_eq!(cfg.store.backend, Backend::RedisCluster);
+        // Several nodes without saying it is a cluster, or a node that is not a Redis URL.
+        let text = format!("[store]\nredis_url = \"{nodes}\"\n");
+        let e = Config::from_toml(&text, &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "store.redis_url", "{e}");
+        assert!(e.problem.contains("redis_cluster"), "{e}");
+        let text = "[store]\nbackend = \"redis_cluster\"\nredis_url = \"redis://a:1,b:2\"\n";
+        let e = Config::from_toml(text, &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "store.redis_url", "{e}");
     }
 
     #[test]

@@ -180,7 +180,7 @@ async fn run(cli: Cli, cfg: Config, env: BTreeMap<String, String>) -> anyhow::Re
 
 /// A long-running role until SIGINT/SIGTERM, then its drain.
 async fn serve(cfg: &Config, roles: Roles) -> anyhow::Result<ExitCode> {
-    if cfg.store.backend == herald::config::Backend::Redis {
+    if cfg.store.backend != herald::config::Backend::Memory {
         cfg.redis_url()?;
     }
     let stop = app::shutdown_on_signal();
