@@ -88,6 +88,9 @@ metrics! {
         "Webhook deliveries taken from the stream and applied.";
     RECONCILER_LAG_SECONDS = "herald_reconciler_lag_seconds", Gauge,
         "Age of the oldest webhook delivery applied in the last batch.";
+    /// Labels: `kind` (see [`STORE_ERROR_KINDS`]).
+    STORE_ERRORS_TOTAL = "herald_store_errors_total", Counter,
+        "Store calls that failed as unavailable (after the Redis Cluster client's own retries of MOVED, ASK and TRYAGAIN), by kind; the caller retries.";
     /// Labels: `version`.
     BUILD_INFO = "herald_build_info", Gauge,
         "Always 1; the version label says which Herald this is.";
@@ -141,6 +144,26 @@ metrics! {
     CAMPAIGN_LIMIT_WAITING_MESSAGES = "herald_campaign_limit_waiting_messages", Gauge,
         "Pending recipients that wait for the portfolio's messaging limit to have room (0 while it has).";
 }
+
+/// Values of `kind` on [`STORE_ERRORS_TOTAL`]: a slot that moved (`moved`, `ask`) or is being
+/// moved (`tryagain`), a cluster without a master for some slot (`clusterdown`), a failover
+/// in progress (`failover`: READONLY or MASTERDOWN), Redis loading its data (`loading`) or
+/// running a long script (`busy`), no answer in time (`timeout`), a connection refused or
+/// lost (`connection`), too few replicas acknowledging a start (`replica_ack`), anything else
+/// (`other`).
+pub const STORE_ERROR_KINDS: &[&str] = &[
+    "moved",
+    "ask",
+    "tryagain",
+    "clusterdown",
+    "failover",
+    "loading",
+    "busy",
+    "timeout",
+    "connection",
+    "replica_ack",
+    "other",
+];
 
 /// Values of `state` on [`CAMPAIGN_MESSAGES`]. `pending`, `in_flight`, `in_doubt`,
 /// `accepted`, `failed_before_accept`, `skipped_at_send` and `cancelled` add up to the

@@ -16,11 +16,16 @@ use crate::config::Log;
 
 /// Starts logging to stderr. `RUST_LOG` wins over `log.level` when set.
 pub fn init_tracing(cfg: &Log) {
-    let filter = std::env::var("RUST_LOG")
+    let chosen = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-        .or_else(|| tracing_subscriber::EnvFilter::try_new(&cfg.level).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+        .filter(|f| tracing_subscriber::EnvFilter::try_new(f).is_ok())
+        .or_else(|| {
+            tracing_subscriber::EnvFilter::try_new(&cfg.level)
+                .is_ok()
+                .then(|| cfg.level.clone())
+        })
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::new(quiet_redis_client(&chosen));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(LogOut);
@@ -30,6 +35,22 @@ pub fn init_tracing(cfg: &Log) {
     } else {
         builder.compact().try_init()
     };
+}
+
+/// The log filter `chosen`, with the Redis client's own lines at `error` unless it names
+/// them: its Cluster client warns at every reconnect attempt during a failover (hundreds of
+/// lines a second); Herald says what matters itself, once, and counts it
+/// (`herald_store_errors_total`).
+fn quiet_redis_client(chosen: &str) -> String {
+    let names_it = chosen.split(',').any(|d| {
+        let target = d.split('=').next().unwrap_or_default().trim();
+        target == "redis" || target.starts_with("redis::")
+    });
+    if names_it {
+        chosen.to_owned()
+    } else {
+        format!("{chosen},redis=error")
+    }
 }
 
 /// The progress display being drawn, if any: log lines go out around it.
@@ -158,6 +179,9 @@ pub fn init_series(sender: bool, webhook: bool, reconciler: bool) {
     if sender || reconciler {
         zero(m::SENDER_PAUSES_TOTAL, "kind", m::PAUSE_KINDS);
     }
+    if sender || webhook || reconciler {
+        zero(m::STORE_ERRORS_TOTAL, "kind", m::STORE_ERROR_KINDS);
+    }
     if sender {
         metrics::counter!(m::SENDER_RECLAIMED_JOBS_TOTAL).increment(0);
         zero(
@@ -189,6 +213,18 @@ pub fn init_series(sender: bool, webhook: bool, reconciler: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_redis_client_is_quiet_unless_named() {
+        assert_eq!(quiet_redis_client("info"), "info,redis=error");
+        assert_eq!(
+            quiet_redis_client("warn,herald_store_redis=debug"),
+            "warn,herald_store_redis=debug,redis=error"
+        );
+        for named in ["info,redis=debug", "redis::cluster_handling=warn"] {
+            assert_eq!(quiet_redis_client(named), named);
+        }
+    }
     use indicatif::{ProgressBar, ProgressDrawTarget, TermLike};
     use std::sync::Arc;
 

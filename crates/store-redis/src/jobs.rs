@@ -221,6 +221,7 @@ async fn wait_for_replicas(conn: &mut crate::conn::Conn<'_>, ack: crate::Replica
             Ok(())
         }
         crate::ReplicaAckPolicy::Hold => {
+            crate::count_error("replica_ack");
             herald_core::warn_repeated!(
                 REPLICA_SHORTFALLS,
                 "holding sends until replicas acknowledge starts",

@@ -269,6 +269,29 @@ pub(crate) fn map_err(e: RedisError, id: Option<&CampaignId>) -> StoreError {
     }
 }
 
+/// Which of [`herald_core::metrics::STORE_ERROR_KINDS`] an error is.
+fn error_kind(e: &RedisError) -> &'static str {
+    match e.code() {
+        Some("MOVED") => "moved",
+        Some("ASK") => "ask",
+        Some("TRYAGAIN") => "tryagain",
+        Some("CLUSTERDOWN") => "clusterdown",
+        Some("READONLY" | "MASTERDOWN") => "failover",
+        Some("LOADING") => "loading",
+        Some("BUSY") => "busy",
+        _ if e.is_timeout() => "timeout",
+        _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            "connection"
+        }
+        _ => "other",
+    }
+}
+
+/// Counts a store call that failed as unavailable.
+pub(crate) fn count_error(kind: &'static str) {
+    metrics::counter!(herald_core::metrics::STORE_ERRORS_TOTAL, "kind" => kind).increment(1);
+}
+
 impl RedisStore {
     /// Connects, checks that Redis answers, loads the scripts, and warns (in the log) when
     /// Redis may lose data: an eviction policy other than `noeviction`, or no AOF.
@@ -377,11 +400,13 @@ impl RedisStore {
     /// Maps an error (for a call about campaign `id`, when there is one, so that its refusals
     /// name it), and forgets the shared connections when the store looks unavailable.
     pub(crate) fn fail_for(&self, e: RedisError, id: Option<&CampaignId>) -> StoreError {
+        let kind = error_kind(&e);
         let err = map_err(e, id);
-        if err.is_retryable()
-            && let Ok(mut hot) = self.hot.lock()
-        {
-            hot.clear();
+        if err.is_retryable() {
+            count_error(kind);
+            if let Ok(mut hot) = self.hot.lock() {
+                hot.clear();
+            }
         }
         err
     }

@@ -203,6 +203,8 @@ impl TestCluster {
         match cmd.query::<redis::Value>(&mut conn).unwrap() {
             redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
             redis::Value::SimpleString(s) | redis::Value::VerbatimString { text: s, .. } => s,
+            redis::Value::Int(i) => i.to_string(),
+            redis::Value::Okay => "OK".into(),
             v => format!("{v:?}"),
         }
     }
@@ -222,6 +224,37 @@ impl TestCluster {
             .filter(|p| !self.killed.contains(p))
     }
 
+    /// The port of the live master serving the slot of `key`, if one does.
+    pub fn master_of(&self, key: &str) -> Option<u16> {
+        let masters = self.nodes_that_are(true);
+        let slot: u32 = Self::ask(masters[0], &["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .unwrap();
+        let serves = |port: u16| {
+            let nodes = Self::ask(port, &["CLUSTER", "NODES"]);
+            let me = nodes
+                .lines()
+                .find(|l| l.contains("myself"))
+                .unwrap()
+                .to_owned();
+            me.split_whitespace().skip(8).any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                a.parse::<u32>().is_ok_and(|a| a <= slot)
+                    && b.parse::<u32>().is_ok_and(|b| slot <= b)
+            })
+        };
+        masters.into_iter().find(|&p| serves(p))
+    }
+
+    /// The port of the replica of the master on `master`.
+    pub fn replica_of(&self, master: u16) -> u16 {
+        let of = format!("master_port:{master}\r");
+        self.nodes_that_are(false)
+            .into_iter()
+            .find(|&r| Self::ask(r, &["INFO", "replication"]).contains(&of))
+            .expect("every master has a replica")
+    }
+
     /// Promotes the replica on `port` in an orderly way (`CLUSTER FAILOVER`: its master stops
     /// taking writes until the replica has caught up), and waits until it is a master.
     pub fn promote(&self, port: u16) {
@@ -237,6 +270,14 @@ impl TestCluster {
         self.killed.push(port);
     }
 
+    /// Starts the node on `port` again (after [`TestCluster::kill`]), with its data and
+    /// cluster state: a master that was failed over rejoins as a replica.
+    pub fn restart(&mut self, port: u16) {
+        let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
+        node.restart();
+        self.killed.retain(|&p| p != port);
+    }
+
     /// Waits until every live node says the cluster is `ok` (every slot served).
     pub fn until_healthy(&self) {
         self.until(|| {
@@ -245,7 +286,8 @@ impl TestCluster {
         });
     }
 
-    fn until(&self, done: impl Fn() -> bool) {
+    /// Waits until `done` holds, for 30 s at most.
+    pub fn until(&self, done: impl Fn() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !done() {
             assert!(

@@ -1,0 +1,161 @@
+//! A campaign on a real Redis Cluster of its own (three masters, three replicas) while the
+//! cluster changes under it: the replica of the master holding the campaign is promoted
+//! (`CLUSTER FAILOVER`) and then the new master is killed (SIGKILL), each mid-campaign. The
+//! campaign completes with every recipient sent exactly once, by the simulator's oracle.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use herald_store_redis::testing::TestCluster;
+use serde_json::Value;
+
+mod common;
+use common::{PNID, free_port, get_json, herald, spawn, start_sim, wait_ok};
+
+const RECIPIENTS: u64 = 1_500;
+
+/// Polls the campaign until `done` holds for it, for `limit` at most.
+async fn until(server: &str, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    loop {
+        if let Some(c) = get_json(&format!("{server}/v1/campaigns/{id}")).await {
+            if done(&c) {
+                return c;
+            }
+            last = Some(c);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the campaign never got there: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_survives_a_failover_and_a_killed_master() {
+    let cluster = tokio::task::spawn_blocking(TestCluster::start)
+        .await
+        .unwrap();
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let (mut sim, sim_url) = start_sim(&[
+        "--mps",
+        "200",
+        "--webhook-url",
+        &format!("{server}/webhook"),
+    ]);
+    let env = vec![
+        ("REDIS_URL", cluster.url()),
+        ("HERALD_STORE__BACKEND", "redis_cluster".into()),
+        // The started mark is on a replica before each request goes out.
+        ("HERALD_STORE__REPLICA_ACKS", "1".into()),
+        ("HERALD_STORE__REPLICA_ACK_TIMEOUT_MS", "500".into()),
+        ("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
+        ("HERALD_WHATSAPP__API_BASE", sim_url.clone()),
+        ("HERALD_WHATSAPP__ALLOW_PLAIN_HTTP", "true".into()),
+        ("HERALD_SENDER__MPS", "200".into()),
+        ("WA_ACCESS_TOKEN", "sim-access-token".into()),
+        ("WA_APP_SECRET", "sim-app-secret".into()),
+        ("VERIFY_TOKEN", "cluster".into()),
+        ("WA_PHONE_NUMBER_ID", PNID.into()),
+    ];
+    let mut serve = spawn(&["serve"], &env);
+    wait_ok(&format!("{server}/readyz"), Duration::from_secs(30)).await;
+
+    let dir = std::env::temp_dir().join(format!("herald-cluster-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("r.csv");
+    let mut f = std::fs::File::create(&csv).unwrap();
+    writeln!(f, "phone,first_name").unwrap();
+    for i in 0..RECIPIENTS {
+        writeln!(f, "+44 7912 3{i:05},Name{i}").unwrap();
+    }
+    drop(f);
+    let out = herald(
+        &[
+            "campaign",
+            "create",
+            "--server",
+            &server,
+            "--name",
+            "cluster",
+            "--message",
+            "config/sample-message.json",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--start",
+        ],
+        &env,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("campaign id")
+        .to_owned();
+    let meta = format!("herald:{{c:{id}}}:meta");
+
+    // A quarter in: the replica of the campaign's master takes over in an orderly way.
+    let sent = |n: u64| move |c: &Value| c["stats"]["accepted"].as_u64().unwrap_or(0) >= n;
+    until(&server, &id, Duration::from_secs(60), sent(RECIPIENTS / 4)).await;
+    let promoted = tokio::task::spawn_blocking(move || {
+        let replica = cluster.replica_of(cluster.master_of(&meta).unwrap());
+        cluster.promote(replica);
+        assert_eq!(
+            cluster.master_of(&meta),
+            Some(replica),
+            "the promoted replica serves the campaign"
+        );
+        (cluster, replica, meta)
+    });
+    let (mut cluster, promoted, meta) = promoted.await.unwrap();
+
+    // Half-way: the campaign's (new) master dies without a word; its replica takes over
+    // once the others notice (cluster-node-timeout). That shard has no replica left, so
+    // sends hold (store.replica_ack_policy = "hold") until the dead node is back, as a
+    // replica.
+    until(&server, &id, Duration::from_secs(60), sent(RECIPIENTS / 2)).await;
+    cluster.kill(promoted);
+    // Kept until the end: dropping it stops the cluster.
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.until(|| cluster.master_of(&meta).is_some_and(|m| m != promoted));
+        cluster.restart(promoted);
+        cluster.until(|| cluster.nodes_that_are(false).contains(&promoted));
+        cluster.until_healthy();
+        cluster
+    })
+    .await
+    .unwrap();
+
+    let campaign = until(&server, &id, Duration::from_secs(120), |c| {
+        c["status"] == "completed" && c["stats"]["sent"] == c["stats"]["accepted"]
+    })
+    .await;
+    let stats = &campaign["stats"];
+    let oracle = get_json(&format!("{sim_url}/_sim/stats"))
+        .await
+        .expect("oracle");
+    // Nobody lost, nobody messaged twice.
+    assert_eq!(stats["recipients"], RECIPIENTS, "{stats}");
+    assert_eq!(stats["accepted"], RECIPIENTS, "{stats}");
+    assert_eq!(oracle["accepted"], RECIPIENTS, "{oracle}");
+    assert_eq!(
+        oracle["duplicate_callbacks"],
+        serde_json::json!([]),
+        "{oracle}"
+    );
+
+    let status = serve.terminate().expect("serve stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    sim.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}
