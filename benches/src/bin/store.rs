@@ -1,21 +1,27 @@
-//! Store throughput on Redis over loopback, with `redis-benchmark -q -P 16 -t set` on the same
-//! server as the ceiling:
+//! Store throughput on each backend in one run, in memory, on a standalone Redis and on a Redis
+//! Cluster over loopback, with `redis-benchmark -q -P 16 -t set` on the standalone server as
+//! the ceiling:
 //!   - enqueue 1,000,000 jobs in batches of 1,000 (one writer, as an upload does; then four);
 //!   - claim + settle(accepted) 1,000,000 jobs with 4 concurrent workers;
-//!   - Redis memory per 1,000,000 pending jobs (`INFO memory`, before and after).
+//!   - Redis memory per 1,000,000 pending jobs (`INFO memory`, before and after; standalone).
 //!
-//! `cargo run --release -p herald-benches --bin store [-- JOBS]` (REDIS_URL, default
-//! redis://127.0.0.1:6379; everything is written under a random prefix and deleted after).
-//! `HERALD_BENCH_BATCH` sets the claim size (default 500); `HERALD_BENCH_COMMANDSTATS=1`
-//! prints Redis's per-command CPU for the claim + settle phase.
+//! `cargo run --release -p herald-benches --bin store [-- JOBS [BACKEND…]]` (backends:
+//! memory, redis, cluster; all by default). REDIS_URL (default redis://127.0.0.1:6379) is the
+//! standalone server; REDIS_CLUSTER_URL names a cluster's nodes, else a private six-node
+//! cluster (three masters, three replicas) is started for the run. Everything is written under
+//! a random prefix and deleted after. `HERALD_BENCH_BATCH` sets the claim size (default 500);
+//! `HERALD_BENCH_COMMANDSTATS=1` prints Redis's per-command CPU for the standalone claim +
+//! settle phase.
 
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
 
 use herald_benches::{new_campaign, recipients};
+use herald_core::Recipient;
 use herald_core::{CampaignAction, WaMessageId};
-use herald_store::{ClaimRequest, LeaseToken, Outcome, Settle, Store};
+use herald_store::{ClaimRequest, LeaseToken, MemoryStore, Outcome, Settle, Store};
+use herald_store_redis::testing::TestCluster;
 use herald_store_redis::{RedisConfig, RedisStore};
 
 #[global_allocator]
@@ -74,56 +80,50 @@ fn redis_benchmark_ceiling(url: &str) -> Option<f64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let jobs: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = format!("herald-bench-{:08x}", rand::random::<u32>());
-    let store = RedisStore::connect(&RedisConfig::new(url.clone(), prefix))
-        .await
-        .expect("connect");
+/// Jobs per second in each phase.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    enqueue_one: f64,
+    enqueue_four: f64,
+    claim_settle: f64,
+}
 
-    let ceiling = redis_benchmark_ceiling(&url);
-    match ceiling {
-        Some(c) => println!("ceiling: redis-benchmark -q -P 16 -t set: {c:.0} SET/s"),
-        None => println!("ceiling: redis-benchmark not found (install redis-tools)"),
-    }
-    let ratio = |rate: f64| {
-        ceiling.map_or(String::new(), |c| {
-            format!(" ({:.1}% of the SET ceiling)", 100.0 * rate / c)
-        })
+/// What to read from a standalone Redis while its store runs: its memory around the first
+/// enqueue, and (`commandstats`) its per-command CPU around the claims and settles.
+struct Watch<'a> {
+    url: &'a str,
+    commandstats: bool,
+}
+
+/// Enqueues `all` with one writer, then with four into a second campaign, then claims and
+/// settles the first campaign's jobs with four workers; checks every job settled once.
+async fn phases<S: Store>(store: &S, all: &[Recipient], watch: Option<&Watch<'_>>) -> Rates {
+    let jobs = all.len() as f64;
+    let id = new_campaign(store, "bench").await;
+    let before = match watch {
+        Some(w) => used_memory(w.url).await,
+        None => 0,
     };
-    let all = recipients(0..jobs);
-
-    // Enqueue, one writer.
-    let before = used_memory(&url).await;
-    let id = new_campaign(&store, "bench").await;
     let t = Instant::now();
     for chunk in all.chunks(1000) {
         store.enqueue_batch(&id, chunk).await.expect("enqueue");
     }
-    let rate = jobs as f64 / t.elapsed().as_secs_f64();
-    println!(
-        "enqueue, 1 writer, batches of 1,000: {rate:>10.0} jobs/s{}",
-        ratio(rate)
-    );
-    let after = used_memory(&url).await;
-    let per_job = after.saturating_sub(before) as f64 / jobs as f64;
-    println!(
-        "memory for {jobs} pending jobs: {:.1} MB ({per_job:.0} bytes per job; {:.0} MB per million)",
-        after.saturating_sub(before) as f64 / 1e6,
-        per_job
-    );
+    let enqueue_one = jobs / t.elapsed().as_secs_f64();
+    if let Some(w) = watch {
+        let grew = used_memory(w.url).await.saturating_sub(before) as f64;
+        println!(
+            "memory for {jobs} pending jobs: {:.1} MB ({:.0} bytes per job; {:.0} MB per million)",
+            grew / 1e6,
+            grew / jobs,
+            grew / jobs
+        );
+    }
 
-    // Enqueue, four writers into a second campaign.
-    let id2 = new_campaign(&store, "bench").await;
+    let id2 = new_campaign(store, "bench").await;
     let t = Instant::now();
     let quarter = all.len().div_ceil(4);
     let writers = all.chunks(quarter).map(|part| {
-        let (store, id2) = (&store, &id2);
+        let id2 = &id2;
         async move {
             for chunk in part.chunks(1000) {
                 store.enqueue_batch(id2, chunk).await.expect("enqueue");
@@ -131,71 +131,139 @@ async fn main() {
         }
     });
     futures::future::join_all(writers).await;
-    let rate = jobs as f64 / t.elapsed().as_secs_f64();
-    println!(
-        "enqueue, 4 writers, batches of 1,000: {rate:>10.0} jobs/s{}",
-        ratio(rate)
-    );
+    let enqueue_four = jobs / t.elapsed().as_secs_f64();
 
-    // Claim + settle(accepted), four workers.
     store
         .transition(&id, CampaignAction::Start, None)
         .await
         .expect("start");
-    let profile = std::env::var_os("HERALD_BENCH_COMMANDSTATS").is_some();
-    if profile {
-        redis_cmd(&url, &["CONFIG", "RESETSTAT"]).await;
+    let profile = watch.filter(|w| w.commandstats).map(|w| w.url);
+    if let Some(url) = profile {
+        redis_cmd(url, &["CONFIG", "RESETSTAT"]).await;
     }
     let t = Instant::now();
-    let workers = (0..4u64).map(|w| {
-        let store = &store;
-        async move {
-            let req = ClaimRequest {
-                phone_number_id: None,
-                max: std::env::var("HERALD_BENCH_BATCH")
-                    .ok()
-                    .and_then(|b| b.parse().ok())
-                    .unwrap_or(500),
-                lease: std::time::Duration::from_secs(60),
-                token: LeaseToken(w),
-            };
-            let mut done = 0u64;
-            loop {
-                let claimed = store.claim(&req).await.expect("claim");
-                if claimed.is_empty() {
-                    return done;
-                }
-                let settles: Vec<Settle> = claimed
-                    .iter()
-                    .map(|j| Settle {
-                        job: j.into(),
-                        outcome: Outcome::Accepted {
-                            message_id: WaMessageId::new(&format!(
-                                "wamid.HBgLNDQ3NzAwMDAwMDAwFQIAERgS{:012}",
-                                j.id.seq
-                            ))
-                            .expect("id"),
-                        },
-                    })
-                    .collect();
-                store.settle(&settles).await.expect("settle");
-                done += claimed.len() as u64;
+    let workers = (0..4u64).map(|w| async move {
+        let req = ClaimRequest {
+            phone_number_id: None,
+            max: std::env::var("HERALD_BENCH_BATCH")
+                .ok()
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(500),
+            lease: std::time::Duration::from_secs(60),
+            token: LeaseToken(w),
+        };
+        let mut done = 0u64;
+        loop {
+            let claimed = store.claim(&req).await.expect("claim");
+            if claimed.is_empty() {
+                return done;
             }
+            let settles: Vec<Settle> = claimed
+                .iter()
+                .map(|j| Settle {
+                    job: j.into(),
+                    outcome: Outcome::Accepted {
+                        message_id: WaMessageId::new(&format!(
+                            "wamid.HBgLNDQ3NzAwMDAwMDAwFQIAERgS{:012}",
+                            j.id.seq
+                        ))
+                        .expect("id"),
+                    },
+                })
+                .collect();
+            store.settle(&settles).await.expect("settle");
+            done += claimed.len() as u64;
         }
     });
     let done: u64 = futures::future::join_all(workers).await.into_iter().sum();
-    let rate = done as f64 / t.elapsed().as_secs_f64();
-    println!(
-        "claim + settle(accepted), 4 workers: {rate:>10.0} jobs/s{}",
-        ratio(rate)
-    );
-    if profile {
-        println!("{}", redis_cmd(&url, &["INFO", "commandstats"]).await);
+    let claim_settle = done as f64 / t.elapsed().as_secs_f64();
+    if let Some(url) = profile {
+        println!("{}", redis_cmd(url, &["INFO", "commandstats"]).await);
     }
     let stats = store.stats(&id).await.expect("stats");
-    assert_eq!(stats.accepted, jobs, "every job settled once");
+    assert_eq!(stats.accepted, all.len() as u64, "every job settled once");
     assert!(stats.invariant_holds());
+    Rates {
+        enqueue_one,
+        enqueue_four,
+        claim_settle,
+    }
+}
 
-    let removed = store.purge_namespace().await.expect("clean up");
-    println!("cleaned up {removed} keys");
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let jobs: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut backends: Vec<String> = args.collect();
+    if backends.is_empty() {
+        backends = ["memory", "redis", "cluster"].map(String::from).to_vec();
+    }
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let ceiling = redis_benchmark_ceiling(&url);
+    match ceiling {
+        Some(c) => println!("ceiling: redis-benchmark -q -P 16 -t set (standalone): {c:.0} SET/s"),
+        None => println!("ceiling: redis-benchmark not found (install redis-tools)"),
+    }
+    let all = recipients(0..jobs);
+    let mut results: Vec<(&str, Rates)> = Vec::new();
+    for backend in &backends {
+        let prefix = format!("herald-bench-{:08x}", rand::random::<u32>());
+        match backend.as_str() {
+            "memory" => {
+                let store = MemoryStore::new();
+                results.push(("memory", phases(&store, &all, None).await));
+            }
+            "redis" => {
+                let store = RedisStore::connect(&RedisConfig::new(url.clone(), prefix))
+                    .await
+                    .expect("connect");
+                let watch = Watch {
+                    url: &url,
+                    commandstats: std::env::var_os("HERALD_BENCH_COMMANDSTATS").is_some(),
+                };
+                let rates = phases(&store, &all, Some(&watch)).await;
+                let removed = store.purge_namespace().await.expect("clean up");
+                println!("standalone: cleaned up {removed} keys");
+                results.push(("redis (standalone)", rates));
+            }
+            "cluster" => {
+                let (nodes, _private) = match std::env::var("REDIS_CLUSTER_URL") {
+                    Ok(u) => (u, None),
+                    Err(_) => {
+                        let c = tokio::task::spawn_blocking(TestCluster::start)
+                            .await
+                            .expect("start a cluster");
+                        (c.url(), Some(c))
+                    }
+                };
+                let mut cfg = RedisConfig::new(nodes, prefix);
+                cfg.cluster = true;
+                let store = RedisStore::connect(&cfg)
+                    .await
+                    .expect("connect to the cluster");
+                let rates = phases(&store, &all, None).await;
+                let removed = store.purge_namespace().await.expect("clean up");
+                println!("cluster: cleaned up {removed} keys");
+                results.push(("redis cluster (3 masters)", rates));
+            }
+            other => panic!("unknown backend {other:?}: memory, redis or cluster"),
+        }
+    }
+    let ratio = |rate: f64| ceiling.map_or(String::new(), |c| format!(" ({:.2}x)", rate / c));
+    println!("\n{jobs} jobs; ratios against the standalone SET ceiling");
+    println!(
+        "{:<26} {:>24} {:>24} {:>24}",
+        "backend", "enqueue, 1 writer", "enqueue, 4 writers", "claim+settle, 4 workers"
+    );
+    for (name, r) in &results {
+        println!(
+            "{name:<26} {:>24} {:>24} {:>24}",
+            format!("{:.0}/s{}", r.enqueue_one, ratio(r.enqueue_one)),
+            format!("{:.0}/s{}", r.enqueue_four, ratio(r.enqueue_four)),
+            format!("{:.0}/s{}", r.claim_settle, ratio(r.claim_settle)),
+        );
+    }
 }

@@ -2,6 +2,9 @@
 --
 -- Every key a script touches is built from ARGV[1], the campaign's key base
 -- ("<prefix>:{c:<id>}"), which shares KEYS[1]'s hash tag: one script, one Cluster slot.
+-- KEYS declares every fixed key of the campaign (the meta first; src/keys.rs DECLARED, which a
+-- test checks against these scripts); those named by data the script reads (j:<n>, d:<b>,
+-- lease:<token>) cannot be declared before it runs, and share the same tag.
 --
 -- Leases are per claim: <base>:lease is a ZSET token -> expiry ms, <base>:lease:<token> the
 -- LIST of seqs claimed under it, and <base>:lease_n a HASH token -> jobs still held. A token

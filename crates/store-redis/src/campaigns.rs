@@ -83,7 +83,7 @@ impl RedisStore {
         let answer: Vec<String> = self
             .scripts
             .transition
-            .key(self.keys.meta(id))
+            .key(self.keys.declared(id))
             .arg(from.as_str())
             .arg(to.as_str())
             .arg(reason.unwrap_or_default())
@@ -99,7 +99,7 @@ impl RedisStore {
             let left: u64 = self
                 .scripts
                 .cancel
-                .key(self.keys.meta(id))
+                .key(self.keys.declared(id))
                 .arg(self.keys.base(id))
                 .arg(crate::jobs::SWEEP_CHUNK)
                 .run_for(&mut conn, id)
@@ -280,7 +280,7 @@ impl RedisStore {
         let _: u8 = self
             .scripts
             .upload
-            .key(self.keys.meta(id))
+            .key(self.keys.declared(id))
             .arg(self.keys.base(id))
             .arg(upload.to_string())
             .arg(hold_ms)
@@ -358,7 +358,7 @@ pub(crate) async fn update_spec(
     let json = serde_json::to_string(spec).map_err(|e| invalid(e.to_string()))?;
     let mut conn = store.conn().await?;
     let mut inv = store.scripts.respec.prepare_invoke();
-    inv.key(store.keys.meta(id)).arg(json);
+    inv.key(store.keys.declared(id)).arg(json);
     let _: i64 = inv.run_for(&mut conn, id).await?;
     Ok(())
 }

@@ -58,7 +58,7 @@ impl RedisStore {
         let raw: Vec<redis::Value> = self
             .scripts
             .claim
-            .key(self.keys.meta(id))
+            .key(self.keys.declared(id))
             .arg(self.keys.base(id))
             .arg(max)
             .arg(req.token.0.to_string())
@@ -113,7 +113,7 @@ pub(crate) async fn enqueue_batch(
     let mut out = Vec::with_capacity(recipients.len());
     for chunk in recipients.chunks(ENQUEUE_CHUNK) {
         let mut inv = store.scripts.enqueue.prepare_invoke();
-        inv.key(store.keys.meta(id))
+        inv.key(store.keys.declared(id))
             .arg(store.keys.base(id))
             .arg(DEDUPE_BUCKETS);
         for r in chunk {
@@ -172,7 +172,7 @@ pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<boo
     };
     for (campaign, group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
         let mut inv = store.scripts.start.prepare_invoke();
-        inv.key(store.keys.meta(&campaign))
+        inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign));
         for (_, seq, token) in &group {
             inv.arg(*seq).arg(token.0.to_string());
@@ -249,7 +249,7 @@ pub(crate) async fn settle(store: &RedisStore, settles: &[Settle]) -> Result<Vec
     let mut first = true;
     for (campaign, group) in by_campaign(settles.iter().map(|s| (&s.job.id, s))) {
         let mut inv = store.scripts.settle.prepare_invoke();
-        inv.key(store.keys.meta(&campaign))
+        inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign));
         for (_, seq, s) in &group {
             let (kind, arg) = match &s.outcome {
@@ -294,7 +294,7 @@ pub(crate) async fn renew(store: &RedisStore, jobs: &[JobRef], lease: Duration) 
     let mut conn = store.conn().await?;
     for (campaign, group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
         let mut inv = store.scripts.renew.prepare_invoke();
-        inv.key(store.keys.meta(&campaign))
+        inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign))
             .arg(lease_ms);
         let tokens: std::collections::BTreeSet<u64> = group.iter().map(|(_, _, t)| t.0).collect();
@@ -314,7 +314,7 @@ pub(crate) async fn reclaim_expired(store: &RedisStore) -> Result<Reclaimed> {
             let (pending, doubt, more): (u64, u64, u8) = store
                 .scripts
                 .reclaim
-                .key(store.keys.meta(&id))
+                .key(store.keys.declared(&id))
                 .arg(store.keys.base(&id))
                 .arg(RECLAIM_TOKENS)
                 .run(&mut conn)
@@ -359,7 +359,7 @@ pub(crate) async fn expire_in_doubt(
             let (resent, failed, completed, more, waiting): (u64, u64, u8, u8, u64) = store
                 .scripts
                 .doubt
-                .key(store.keys.meta(&id))
+                .key(store.keys.declared(&id))
                 .arg(store.keys.base(&id))
                 .arg(grace_ms)
                 .arg(policy)

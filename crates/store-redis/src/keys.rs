@@ -65,6 +65,20 @@ pub(crate) const MESSAGE_BUCKETS: u64 = 16_384;
 /// Days a message-id lookup is kept: Meta's 30-day delivery horizon, plus one.
 pub(crate) const MESSAGE_DAYS: i64 = 31;
 
+/// The fixed keys of a campaign, as its scripts declare them (`KEYS[1]` is the meta).
+pub(crate) const DECLARED: [&str; 10] = [
+    "meta",
+    "stats",
+    "q",
+    "delay",
+    "lease",
+    "lease_n",
+    "doubt",
+    "uploads",
+    "rejects",
+    "reject_fps",
+];
+
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     prefix: String,
@@ -136,6 +150,16 @@ impl Keys {
     /// The base every key of a campaign starts with; scripts build their keys from it.
     pub(crate) fn base(&self, id: &CampaignId) -> String {
         format!("{}:{{c:{}}}", self.prefix, id)
+    }
+
+    /// The keys a campaign's scripts declare (`KEYS`), the meta first: every key of the
+    /// campaign whose name is fixed. Keys named by data the script reads (a job's record
+    /// bucket `j:<n>`, a recipient's dedupe bucket `d:<b>`, a claim's `lease:<token>`) cannot
+    /// be declared before it runs; they are built from the same base (`ARGV[1]`) and share
+    /// its hash tag, so they are in the same Cluster slot.
+    pub(crate) fn declared(&self, id: &CampaignId) -> Vec<String> {
+        let base = self.base(id);
+        DECLARED.iter().map(|k| format!("{base}:{k}")).collect()
     }
 
     pub(crate) fn meta(&self, id: &CampaignId) -> String {
@@ -244,6 +268,36 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every fixed key a script builds from the campaign's base (`base .. ':name'`) is among
+    /// those it declares: a new one must be added to [`DECLARED`].
+    #[test]
+    fn scripts_declare_every_fixed_key() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, _) in text.match_indices("base .. ':") {
+                let rest = &text[i + "base .. ':".len()..];
+                let name = &rest[..rest.find('\'').unwrap()];
+                // `lease:`, `j:`, `d:`: named by data, built at run time.
+                if name.ends_with(':') {
+                    continue;
+                }
+                assert!(
+                    DECLARED.contains(&name),
+                    "{} builds the undeclared key {name:?}",
+                    path.display()
+                );
+                seen += 1;
+            }
+        }
+        assert!(
+            seen > 20,
+            "found only {seen} keys: has the Lua changed its style?"
+        );
+    }
 
     #[test]
     fn campaign_keys_share_one_hash_tag() {

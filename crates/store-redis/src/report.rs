@@ -25,7 +25,7 @@ pub(crate) async fn add_rejects(
     let mut new = 0;
     for chunk in rejects.chunks(REJECTS_CHUNK) {
         let mut inv = store.scripts.rejects.prepare_invoke();
-        inv.key(store.keys.meta(id))
+        inv.key(store.keys.declared(id))
             .arg(store.keys.base(id))
             .arg(keep)
             .arg(keep.saturating_mul(herald_store::REJECT_MEMORY));

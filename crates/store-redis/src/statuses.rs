@@ -143,7 +143,7 @@ pub(crate) async fn apply_status(
     }
     for (campaign, group) in groups {
         let mut inv = store.scripts.status.prepare_invoke();
-        inv.key(store.keys.meta(&campaign))
+        inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign))
             .arg(millis(herald_store::BACKLOG_LAG));
         for (i, seq) in &group {
@@ -251,7 +251,7 @@ pub(crate) async fn count_reply(
     let n: u8 = store
         .scripts
         .reply
-        .key(store.keys.meta(id))
+        .key(store.keys.declared(id))
         .arg(store.keys.base(id))
         .arg(DEDUPE_BUCKETS)
         .arg(phone.as_u64())
