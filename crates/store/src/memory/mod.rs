@@ -95,6 +95,9 @@ struct State {
     displays: HashMap<String, String>,
     /// Message id → (job, accepted at ms).
     messages: HashMap<WaMessageId, (JobId, i64)>,
+    /// The size at which `messages` is next pruned of lookups past Meta's horizon (0: the
+    /// first threshold). Doubled past what a prune leaves, so adding stays O(1) on average.
+    messages_prune_at: usize,
     stream: stream::Stream,
     /// Per phone number id: how far its webhooks have demonstrably caught up.
     webhooks: HashMap<String, WebhookHealth>,
@@ -211,9 +214,11 @@ impl State {
     }
 
     fn add_lookup(&mut self, message_id: &WaMessageId, job: JobId, now: i64) {
-        if self.messages.len() > 100_000 {
+        const FIRST_PRUNE: usize = 100_000;
+        if self.messages.len() > self.messages_prune_at.max(FIRST_PRUNE) {
             self.messages
                 .retain(|_, (_, at)| now - *at < MESSAGE_HORIZON_MS);
+            self.messages_prune_at = FIRST_PRUNE.max(2 * self.messages.len());
         }
         self.messages.insert(message_id.clone(), (job, now));
     }
