@@ -12,6 +12,11 @@ pub const PNID: &str = "106540352242922";
 /// A draft campaign named `name` of the `order_update` template, with one body parameter
 /// filled from each recipient's first column.
 pub async fn new_campaign<S: Store>(store: &S, name: &str) -> CampaignId {
+    new_campaign_on(store, name, PNID).await
+}
+
+/// The same, sending from `phone_number_id`.
+pub async fn new_campaign_on<S: Store>(store: &S, name: &str, phone_number_id: &str) -> CampaignId {
     let spec: CampaignSpec = serde_json::from_value(serde_json::json!({
         "name": name,
         "message": {"type": "template", "template": {"name": "order_update", "language": {"code": "en_US"},
@@ -21,7 +26,7 @@ pub async fn new_campaign<S: Store>(store: &S, name: &str) -> CampaignId {
     store
         .create_campaign(NewCampaign {
             spec,
-            phone_number_id: PNID.into(),
+            phone_number_id: phone_number_id.into(),
             template: None,
         })
         .await

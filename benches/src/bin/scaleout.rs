@@ -1,0 +1,268 @@
+//! Scale-out: several worker processes sending several phone numbers' campaigns together,
+//! against a simulator that enforces each number's rate over a strict rolling second.
+//!
+//! One campaign per phone number, `MPS × SECONDS` recipients each, all started at once; the
+//! run is made with one worker process and then with `WORKERS`, each worker this program
+//! re-run with a [`Sender`] for every number. Reported per run: when the last campaign
+//! completed against the ideal `SECONDS`, the rate all numbers reached together against
+//! `NUMBERS × MPS`, the busiest rolling second of any number (never above its `MPS`), 130429s
+//! and duplicates (the simulator's oracle), and the CPU the workers used per send.
+//!
+//! `cargo run --release -p herald-benches --bin scaleout [-- redis|cluster [WORKERS [NUMBERS
+//! [MPS [SECONDS]]]]]` (defaults: redis 3 4 250 20). REDIS_URL (default
+//! redis://127.0.0.1:6379) is the standalone server; REDIS_CLUSTER_URL names a cluster's
+//! nodes, else a private six-node cluster is started. Everything is written under a random
+//! prefix and deleted after.
+
+#![allow(clippy::print_stdout)]
+
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_benches::new_campaign_on;
+use herald_cloudapi::{Client, ClientConfig, Secret};
+use herald_core::{CampaignAction, CampaignId, CampaignStatus, PhoneE164, Recipient, Vars};
+use herald_sender::{Sender, SenderConfig};
+use herald_sim::{SimConfig, SimProcess};
+use herald_store::Store;
+use herald_store_redis::testing::TestCluster;
+use herald_store_redis::{RedisConfig, RedisStore};
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Set in a worker's environment: `<cluster 0|1> <mps> <sim url> <store url>` and the prefix
+/// in [`PREFIX`].
+const WORKER: &str = "HERALD_SCALEOUT_WORKER";
+const PREFIX: &str = "HERALD_SCALEOUT_PREFIX";
+
+/// How to reach the store, shared by the parent and its workers.
+#[derive(Debug, Clone)]
+struct Target {
+    url: String,
+    cluster: bool,
+    prefix: String,
+}
+
+impl Target {
+    async fn connect(&self) -> RedisStore {
+        let mut cfg = RedisConfig::new(self.url.clone(), self.prefix.clone());
+        cfg.cluster = self.cluster;
+        RedisStore::connect(&cfg)
+            .await
+            .expect("connect to the store")
+    }
+}
+
+fn pnid(n: usize) -> String {
+    format!("10654035224{n:04}")
+}
+
+fn main() {
+    herald_sim::process::serve_if_asked();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Ok(spec) = std::env::var(WORKER) {
+        rt.block_on(worker(&spec));
+        return;
+    }
+    let mut args = std::env::args().skip(1);
+    let backend = args.next().unwrap_or_else(|| "redis".into());
+    let mut num = |default: u64| {
+        args.next()
+            .and_then(|a| a.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let (workers, numbers, mps, secs) = (num(3), num(4), num(250), num(20));
+    let (workers, numbers) = (workers as usize, numbers as usize);
+    let mps = u32::try_from(mps).expect("mps");
+    let mut _private = None;
+    let (url, cluster) = match backend.as_str() {
+        "redis" => (
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            false,
+        ),
+        "cluster" => match std::env::var("REDIS_CLUSTER_URL") {
+            Ok(u) => (u, true),
+            Err(_) => {
+                let c = TestCluster::start();
+                let u = c.url();
+                _private = Some(c);
+                (u, true)
+            }
+        },
+        other => panic!("unknown backend {other:?}: redis or cluster"),
+    };
+    println!(
+        "{backend}: {numbers} phone numbers at {mps} MPS, {} recipients each ({secs} s at the full rate)",
+        u64::from(mps) * secs
+    );
+    for w in [1, workers] {
+        let target = Target {
+            url: url.clone(),
+            cluster,
+            prefix: format!("herald-bench-scaleout-{:016x}", rand::random::<u64>()),
+        };
+        rt.block_on(run(&target, w, numbers, mps, secs));
+    }
+}
+
+/// One run: campaigns created, `workers` processes started, waited on until every campaign
+/// completes; the figures printed.
+async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u64) {
+    let store = target.connect().await;
+    let mut cfg = SimConfig {
+        listen: "127.0.0.1:0".into(),
+        ..SimConfig::default()
+    };
+    let template = cfg.phone_numbers[0].clone();
+    cfg.phone_numbers = (0..numbers)
+        .map(|n| herald_sim::config::PhoneNumber {
+            id: pnid(n),
+            mps,
+            ..template.clone()
+        })
+        .collect();
+    let exe = std::env::current_exe().expect("own path");
+    let sim = SimProcess::start(&exe, &[], &cfg).expect("simulator child");
+    let per_number = u64::from(mps) * secs;
+    let mut ids: Vec<CampaignId> = Vec::new();
+    for n in 0..numbers {
+        let id = new_campaign_on(&store, "scaleout", &pnid(n)).await;
+        let base = 447_700_000_000 + (n as u64) * 10_000_000;
+        let mut i = 0;
+        while i < per_number {
+            let end = (i + 5000).min(per_number);
+            let batch: Vec<Recipient> = (i..end)
+                .map(|k| {
+                    Recipient::new(
+                        PhoneE164::from_u64(base + k).expect("phone"),
+                        Vars::from_values([format!("name{k}")]),
+                    )
+                })
+                .collect();
+            store.enqueue_batch(&id, &batch).await.expect("enqueue");
+            i = end;
+        }
+        ids.push(id);
+    }
+    let mut children: Vec<Child> = (0..workers)
+        .map(|_| {
+            Command::new(&exe)
+                .env(
+                    WORKER,
+                    format!(
+                        "{} {mps} {} {}",
+                        u8::from(target.cluster),
+                        sim.url(),
+                        target.url
+                    ),
+                )
+                .env(PREFIX, &target.prefix)
+                .spawn()
+                .expect("worker process")
+        })
+        .collect();
+    // The workers connect and find nothing running; then everything starts at once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    for id in &ids {
+        store
+            .transition(id, CampaignAction::Start, None)
+            .await
+            .expect("start");
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut done = true;
+        for id in &ids {
+            done &= store.campaign(id).await.expect("campaign").status == CampaignStatus::Completed;
+        }
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(secs * 10 + 60),
+            "the campaigns did not complete"
+        );
+    }
+    let elapsed = started.elapsed();
+    let cpu: f64 = children.iter().map(|c| cpu_of(c.id())).sum();
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let o = sim.stats().await.expect("oracle");
+    drop(sim);
+    let mut accepted = 0;
+    for id in &ids {
+        accepted += store.stats(id).await.expect("stats").accepted;
+    }
+    let _ = store.purge_namespace().await;
+    let busiest = o
+        .phone_numbers
+        .values()
+        .map(|n| n.max_requests_1s)
+        .max()
+        .unwrap_or(0);
+    let total = per_number * numbers as u64;
+    let rate = accepted as f64 / elapsed.as_secs_f64();
+    println!(
+        "{workers} worker process(es): {accepted}/{total} accepted in {:.2} s ({:.2}× the ideal \
+         {secs} s); {rate:.0} sends/s together ({:.1}% of {numbers} × {mps}); busiest rolling \
+         second of any number {busiest} (limit {mps}); 130429: {}; duplicates: {}; worker CPU \
+         {:.1} µs per send",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() / secs as f64,
+        100.0 * rate / f64::from(mps * numbers as u32),
+        o.rejected.get("130429").copied().unwrap_or(0),
+        o.duplicate_callbacks.len(),
+        cpu * 1e6 / accepted.max(1) as f64,
+    );
+}
+
+/// A worker process: a sender for every number, until killed.
+async fn worker(spec: &str) {
+    let mut it = spec.splitn(4, ' ');
+    let cluster = it.next() == Some("1");
+    let mps: u32 = it.next().and_then(|m| m.parse().ok()).expect("mps");
+    let api = it.next().expect("simulator url").to_owned();
+    let url = it.next().expect("store url").to_owned();
+    let target = Target {
+        url,
+        cluster,
+        prefix: std::env::var(PREFIX).expect("prefix"),
+    };
+    let store = Arc::new(target.connect().await);
+    let client = Client::new(&ClientConfig {
+        api_base: api,
+        access_token: Secret::new("sim-access-token"),
+        max_idle_per_host: 1024,
+        ..ClientConfig::default()
+    })
+    .expect("client");
+    let cfg = SenderConfig {
+        mps,
+        ..SenderConfig::default()
+    };
+    let sender = Sender::new(store, client, cfg).expect("config");
+    sender.run(CancellationToken::new()).await;
+}
+
+/// CPU seconds (user + system) process `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_of(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) / 100.0
+}
