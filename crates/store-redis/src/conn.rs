@@ -11,7 +11,9 @@ use herald_core::CampaignId;
 use herald_store::{Result, StoreError};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, ScriptInvocation, Value};
+use std::time::Duration;
 
 use crate::RedisStore;
 
@@ -128,6 +130,24 @@ impl<'s> Conn<'s> {
         }
     }
 
+    /// `WAIT replicas timeout` where this connection wrote `keys`: on one Redis, there; on a
+    /// Cluster, on the master of each key's slot (once per slot). Answers the fewest replicas
+    /// that acknowledged.
+    pub(crate) async fn wait(
+        &mut self,
+        replicas: u32,
+        timeout: Duration,
+        keys: &[String],
+    ) -> Result<i64> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(herald_core::millis(timeout));
+        let r = match &mut self.inner {
+            Link::One(c) => cmd.query_async::<i64>(c).await,
+            Link::Cluster(c) => wait_on_masters(c, &cmd, keys).await,
+        };
+        self.answer(r, None)
+    }
+
     /// Every key matching `pattern`, from every master of a Cluster. Keys written meanwhile
     /// may be missed, as with any `SCAN`.
     pub(crate) async fn scan(&mut self, pattern: &str) -> Result<Vec<String>> {
@@ -206,6 +226,30 @@ impl Run for ScriptInvocation<'_> {
 /// An input the store cannot write, named by what was wrong with it.
 pub(crate) fn invalid(e: impl std::fmt::Display) -> StoreError {
     StoreError::Invalid(e.to_string())
+}
+
+/// `cmd` (a `WAIT`) on the master of each slot of `keys`; the fewest acknowledgements.
+async fn wait_on_masters(
+    c: &mut ClusterConnection,
+    cmd: &Cmd,
+    keys: &[String],
+) -> RedisResult<i64> {
+    let mut slots: Vec<Slot> = Vec::new();
+    for slot in keys.iter().map(Slot::for_key) {
+        if !slots.contains(&slot) {
+            slots.push(slot);
+        }
+    }
+    let mut fewest = i64::MAX;
+    for slot in slots {
+        let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+            slot,
+            SlotAddr::Master,
+        )));
+        let acked: i64 = redis::from_redis_value(c.route_command(cmd.clone(), to).await?)?;
+        fewest = fewest.min(acked);
+    }
+    Ok(fewest)
 }
 
 /// Every key matching `pattern` on every master of a Cluster.

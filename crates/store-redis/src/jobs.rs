@@ -170,6 +170,7 @@ pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<boo
         Some(ack) => store.own_conn(ack.timeout).await?,
         None => store.conn().await?,
     };
+    let mut marked = Vec::new();
     for (campaign, group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
         let mut inv = store.scripts.start.prepare_invoke();
         inv.key(store.keys.declared(&campaign))
@@ -181,11 +182,14 @@ pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<boo
         for ((i, _, _), f) in group.iter().zip(flags.bytes()) {
             out[*i] = f == b'1';
         }
+        if flags.contains('1') {
+            marked.push(store.keys.meta(&campaign));
+        }
     }
     if let Some(ack) = store.replica_ack
-        && out.contains(&true)
+        && !marked.is_empty()
     {
-        wait_for_replicas(&mut conn, ack).await?;
+        wait_for_replicas(&mut conn, ack, &marked).await?;
     }
     Ok(out)
 }
@@ -194,14 +198,16 @@ pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<boo
 /// it lasts.
 static REPLICA_SHORTFALLS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
 
-/// Waits until `ack.replicas` replicas hold every write of this connection (the starts just
-/// marked), or `ack.timeout` passes; with fewer, holds the send or lets it go, by policy.
-async fn wait_for_replicas(conn: &mut crate::conn::Conn<'_>, ack: crate::ReplicaAck) -> Result<()> {
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(ack.replicas)
-        .arg(millis(ack.timeout))
-        .run(conn)
-        .await?;
+/// Waits until `ack.replicas` replicas hold every write of this connection to the masters of
+/// `marked` (the keys of the starts just marked; on one Redis, the one), or `ack.timeout`
+/// passes; with fewer, holds the send or lets it go, by policy. On a Cluster only those
+/// masters are asked: a shard without a replica holds only its own campaigns' sends.
+async fn wait_for_replicas(
+    conn: &mut crate::conn::Conn<'_>,
+    ack: crate::ReplicaAck,
+    marked: &[String],
+) -> Result<()> {
+    let acked = conn.wait(ack.replicas, ack.timeout, marked).await?;
     if acked >= i64::from(ack.replicas) {
         herald_core::recovered!(REPLICA_SHORTFALLS, "replicas acknowledge starts again");
         return Ok(());

@@ -131,8 +131,9 @@ impl TestCluster {
     pub fn start() -> Self {
         let mut nodes: Vec<TestRedisServer> = Vec::new();
         while nodes.len() < 6 {
-            // The cluster bus listens on port + 10000: both must be free.
-            let port = 20_000 + rand::random::<u16>() % 30_000;
+            // The cluster bus listens on port + 10000: both must be free, and both below
+            // the ephemeral range (32768 on), where other tests' servers take free ports.
+            let port = 10_000 + rand::random::<u16>() % 12_700;
             let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
             if nodes.iter().any(|n| n.port == port) || !free(port) || !free(port + 10_000) {
                 continue;
@@ -169,15 +170,29 @@ impl TestCluster {
             .expect("redis-cli --cluster create");
         assert!(
             out.status.success(),
-            "redis-cli --cluster create: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
         let cluster = Self {
             nodes,
             killed: Vec::new(),
         };
         cluster.until_healthy();
+        cluster.until_replicated();
         cluster
+    }
+
+    /// Waits until every live replica has its master's data and follows it
+    /// (`master_link_status:up`: the first sync is over).
+    pub fn until_replicated(&self) {
+        self.until(|| {
+            let replicas = self.nodes_that_are(false);
+            !replicas.is_empty()
+                && replicas.iter().all(|&p| {
+                    Self::ask(p, &["INFO", "replication"]).contains("master_link_status:up")
+                })
+        });
     }
 
     /// The seed URL list Herald takes for a Cluster (`store.redis_url`).

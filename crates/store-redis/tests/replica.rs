@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use herald_core::CampaignAction;
 use herald_store::conformance::{campaign, claim_req, recipients};
 use herald_store::{JobRef, Outcome, Settle, Store, StoreError};
-use herald_store_redis::testing::{TestRedisServer, until_replication};
+use herald_store_redis::testing::{TestCluster, TestRedisServer, until_replication};
 use herald_store_redis::{RedisConfig, RedisStore, ReplicaAck, ReplicaAckPolicy};
 
 async fn store(url: &str, prefix: &str, policy: ReplicaAckPolicy) -> RedisStore {
@@ -78,4 +78,70 @@ async fn a_start_waits_for_a_replica_and_holds_without_one() {
     let jobs = send.claim(&claim_req(1, 3)).await.unwrap();
     assert_eq!(send.start(&[JobRef::from(&jobs[0])]).await.unwrap(), [true]);
     send.purge_namespace().await.unwrap();
+}
+
+/// On a Cluster, a start waits for the replica of its own campaign's master only: a shard
+/// whose replica is gone holds its campaigns' sends, and the others' go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_shard_without_its_replica_holds_only_its_own_sends() {
+    let mut cluster = tokio::task::spawn_blocking(TestCluster::start)
+        .await
+        .unwrap();
+    let prefix = format!("herald-replica-{:08x}", rand::random::<u32>());
+    let mut cfg = RedisConfig::new(cluster.url(), prefix.clone());
+    cfg.cluster = true;
+    cfg.replica_ack = Some(ReplicaAck {
+        replicas: 1,
+        timeout: Duration::from_millis(200),
+        policy: ReplicaAckPolicy::Hold,
+    });
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    let meta = |id: &herald_core::CampaignId| format!("{prefix}:{{c:{id}}}:meta");
+
+    // Two campaigns whose keys live on different masters.
+    let a = campaign(&store, "a").await;
+    let a_master = cluster.master_of(&meta(&a)).unwrap();
+    let mut b = campaign(&store, "b").await;
+    while cluster.master_of(&meta(&b)) == Some(a_master) {
+        b = campaign(&store, "b").await;
+    }
+    for id in [&a, &b] {
+        store.enqueue_batch(id, &recipients(0..2)).await.unwrap();
+    }
+    let orphan = cluster.replica_of(a_master);
+    cluster.kill(orphan);
+    until_replication(&format!("redis://127.0.0.1:{a_master}"), |i| {
+        i.contains("connected_slaves:0")
+    })
+    .await;
+
+    store
+        .transition(&b, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    let jobs = store.claim(&claim_req(1, 1)).await.unwrap();
+    assert_eq!(jobs[0].id.campaign, b);
+    assert_eq!(
+        store.start(&[JobRef::from(&jobs[0])]).await.unwrap(),
+        [true],
+        "b's master still has its replica"
+    );
+    store
+        .transition(&b, CampaignAction::Pause, None)
+        .await
+        .unwrap();
+
+    store
+        .transition(&a, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    let jobs = store.claim(&claim_req(1, 2)).await.unwrap();
+    assert_eq!(jobs[0].id.campaign, a);
+    match store.start(&[JobRef::from(&jobs[0])]).await {
+        Err(e @ StoreError::Unavailable(_)) => {
+            assert!(e.to_string().contains("0 of 1 replicas"), "{e}");
+        }
+        other => panic!("a's master has no replica: its sends hold, not {other:?}"),
+    }
+    store.purge_namespace().await.unwrap();
 }
