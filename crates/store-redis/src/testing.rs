@@ -285,6 +285,57 @@ impl TestCluster {
         self.killed.push(port);
     }
 
+    /// Moves the slot of `key` from its master to the master on `to`, key by key, the way
+    /// `redis-cli --cluster reshard` does (IMPORTING and MIGRATING, `MIGRATE` three keys at a
+    /// time, calling `between` with the step's number after each, then the slot assigned to
+    /// `to` everywhere). Meanwhile clients get ASK for keys already moved and TRYAGAIN for
+    /// calls whose keys are split.
+    pub fn move_slot(&self, key: &str, to: u16, mut between: impl FnMut(usize)) {
+        let from = self.master_of(key).expect("a master serves the slot");
+        assert_ne!(from, to, "the slot is already there");
+        let slot = Self::ask(from, &["CLUSTER", "KEYSLOT", key]);
+        let id = |p: u16| Self::ask(p, &["CLUSTER", "MYID"]);
+        let (from_id, to_id) = (id(from), id(to));
+        assert_eq!(
+            Self::ask(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]),
+            "OK"
+        );
+        assert_eq!(
+            Self::ask(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]),
+            "OK"
+        );
+        let client = redis::Client::open(format!("redis://127.0.0.1:{from}")).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        for step in 0.. {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(&slot)
+                .arg(3)
+                .query(&mut conn)
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            let _: redis::Value = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(to)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut conn)
+                .unwrap();
+            between(step);
+        }
+        for p in self.nodes_that_are(true) {
+            assert_eq!(
+                Self::ask(p, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]),
+                "OK"
+            );
+        }
+    }
+
     /// Starts the node on `port` again (after [`TestCluster::kill`]), with its data and
     /// cluster state: a master that was failed over rejoins as a replica.
     pub fn restart(&mut self, port: u16) {
