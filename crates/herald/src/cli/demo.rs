@@ -43,62 +43,85 @@ impl DemoRedis {
                 dir: None,
             });
         }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-            l.local_addr()?.port()
-        };
         let dir = std::env::temp_dir().join(format!("herald-demo-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let spawned = tokio::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            // Configured as Herald wants Redis in production (AOF, no eviction), in a temp dir.
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-            ])
-            .args(["--maxmemory-policy", "noeviction"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let child = match spawned {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Ok(Self {
-                    url: String::new(),
-                    child: None,
-                    dir: None,
-                });
+        // A free port can be taken by another process between our look and redis-server's
+        // bind: then redis-server exits, and the next port is tried.
+        for _ in 0..5 {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                l.local_addr()?.port()
+            };
+            let spawned = tokio::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                // Configured as Herald wants Redis in production (AOF, no eviction), in a
+                // temp dir.
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                ])
+                .args(["--maxmemory-policy", "noeviction"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn();
+            let mut child = match spawned {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Ok(Self {
+                        url: String::new(),
+                        child: None,
+                        dir: None,
+                    });
+                }
+                Err(e) => {
+                    return Err(e).context(
+                        "REDIS_URL is not set and redis-server could not be started: fix \
+                         that, set REDIS_URL, or uninstall redis-server to run the demo in \
+                         memory",
+                    );
+                }
+            };
+            // Ours once it answers PING while our child still runs.
+            let url = format!("redis://127.0.0.1:{port}");
+            while matches!(child.try_wait(), Ok(None)) {
+                if pings(port).await {
+                    return Ok(Self {
+                        url,
+                        child: Some(child),
+                        dir: Some(dir),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(e) => {
-                return Err(e).context(
-                    "REDIS_URL is not set and redis-server could not be started: fix that, \
-                     set REDIS_URL, or uninstall redis-server to run the demo in memory",
-                );
-            }
-        };
-        let url = format!("redis://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Ok(Self {
-                    url,
-                    child: Some(child),
-                    dir: Some(dir),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("the throwaway redis-server did not start on port {port}")
+        let _ = std::fs::remove_dir_all(&dir);
+        bail!("the throwaway redis-server did not start (five ports tried)")
     }
+}
+
+/// Whether a Redis on `port` answers `PING` with `+PONG` within a second.
+async fn pings(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let ping = async {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        conn.write_all(b"PING\r\n").await.ok()?;
+        let mut reply = [0u8; 5];
+        conn.read_exact(&mut reply).await.ok()?;
+        Some(reply)
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), ping).await,
+        Ok(Some(r)) if &r == b"+PONG"
+    )
 }
 
 impl Drop for DemoRedis {
@@ -189,12 +212,30 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
         sim.url(),
     )?;
     let serve_stop = CancellationToken::new();
-    let server = {
+    let mut server = {
         let (cfg, stop) = (cfg.clone(), serve_stop.clone());
         tokio::spawn(async move { app::run(&cfg, Roles::SERVE, listener, stop).await })
     };
 
-    let result = campaign(opts, addr, &stop, &mut out).await;
+    // Herald stopping on its own (it could not start, say) ends the demo with its reason.
+    let stopped = |r: Result<anyhow::Result<()>, tokio::task::JoinError>| match r {
+        Ok(Ok(())) => anyhow::anyhow!("Herald stopped before the campaign ended"),
+        Ok(Err(e)) => e.context("Herald stopped"),
+        Err(e) => anyhow::anyhow!("Herald stopped: {e}"),
+    };
+    let mut server_ended = false;
+    let mut result = tokio::select! {
+        r = campaign(opts, addr, &stop, &mut out) => r,
+        r = &mut server => {
+            server_ended = true;
+            Err(stopped(r))
+        }
+    };
+    // A campaign that failed because Herald had stopped: say why Herald stopped.
+    if result.is_err() && !server_ended && server.is_finished() {
+        server_ended = true;
+        result = Err(stopped((&mut server).await));
+    }
     let end = match result {
         Ok(stats) if stop.is_cancelled() => {
             // Cut short: the campaign has not ended, so there is nothing to compare yet.
@@ -219,7 +260,9 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
         }
     };
     serve_stop.cancel();
-    let _ = server.await;
+    if !server_ended {
+        let _ = server.await;
+    }
     if redis.child.is_none() && !redis.in_memory() {
         // A shared Redis: leave nothing of the demo behind.
         if let Ok(store) = app::connect(&cfg).await {
@@ -244,10 +287,11 @@ async fn campaign(
     std::fs::write(&csv, SAMPLE_CSV)?;
     std::fs::write(&message, SAMPLE_MESSAGE)?;
     let api = ApiClient::new(&format!("http://{addr}"), None)?;
-    // The server is starting in the background; wait until it answers.
-    for _ in 0..100 {
-        if api.get("/campaigns").await.is_ok() {
-            break;
+    // The server is starting in the background; wait until it answers (or stops: the
+    // caller ends the demo then), however long that takes on a busy machine.
+    while api.get("/campaigns").await.is_err() {
+        if stop.is_cancelled() {
+            anyhow::bail!("interrupted");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
