@@ -273,8 +273,18 @@ impl TestCluster {
     /// Promotes the replica on `port` in an orderly way (`CLUSTER FAILOVER`: its master stops
     /// taking writes until the replica has caught up), and waits until it is a master.
     pub fn promote(&self, port: u16) {
+        let info = Self::ask(port, &["INFO", "replication"]);
+        let old: u16 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("master_port:"))
+            .and_then(|p| p.trim().parse().ok())
+            .expect("a replica names its master");
         assert_eq!(Self::ask(port, &["CLUSTER", "FAILOVER"]), "OK");
-        self.until(|| Self::ask(port, &["INFO", "replication"]).contains("role:master"));
+        // Done when both sides know it: the replica leads, its old master follows it.
+        self.until(|| {
+            Self::ask(port, &["INFO", "replication"]).contains("role:master")
+                && Self::ask(old, &["INFO", "replication"]).contains("role:slave")
+        });
         self.until_healthy();
     }
 
