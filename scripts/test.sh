@@ -110,10 +110,14 @@ start_cluster() {
   for p in "${ports[@]}"; do nodes+=("127.0.0.1:$p"); done
   "$REDIS_CLI_BIN" --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
     >"$clusterdir/create.log" 2>&1 || { log "redis-cli --cluster create failed"; cat "$clusterdir/create.log" >&2; exit 1; }
-  for _ in $(seq 100); do
-    "$REDIS_CLI_BIN" -p "${ports[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+  local ok=""
+  for _ in $(seq 300); do
+    if "$REDIS_CLI_BIN" -p "${ports[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+      ok=1; break
+    fi
     sleep 0.1
   done
+  [[ -n $ok ]] || { log "the throwaway Redis Cluster never reported cluster_state:ok"; exit 1; }
   REDIS_CLUSTER_URL=$(IFS=,; echo "${urls[*]}")
   export REDIS_CLUSTER_URL
   log "started a throwaway Redis Cluster on ports ${ports[*]}"
