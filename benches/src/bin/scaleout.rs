@@ -8,8 +8,15 @@
 //! `NUMBERS × MPS`, the busiest rolling second of any number (never above its `MPS`), 130429s
 //! and duplicates (the simulator's oracle), and the CPU the workers used per send.
 //!
+//! The simulator sends its status webhooks to a receiver and a reconciler in this process, as
+//! Meta would to Herald's. With `--kill`, one worker is SIGKILLed a third of the way through
+//! (runs with several workers only): its unstarted claims wait for their lease to end, its
+//! started ones go in doubt and are settled by their webhooks (or, past a 10 s grace here,
+//! resent once), and the report adds when 99% of the recipients had been accepted.
+//! `HERALD_SCALEOUT_LEASE_MS` sets the workers' lease (default: the sender's).
+//!
 //! `cargo run --release -p herald-benches --bin scaleout [-- redis|cluster [WORKERS [NUMBERS
-//! [MPS [SECONDS]]]]]` (defaults: redis 3 4 250 20). REDIS_URL (default
+//! [MPS [SECONDS]]]] [--kill]]` (defaults: redis 3 4 250 20). REDIS_URL (default
 //! redis://127.0.0.1:6379) is the standalone server; REDIS_CLUSTER_URL names a cluster's
 //! nodes, else a private six-node cluster is started. Everything is written under a random
 //! prefix and deleted after.
@@ -22,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use herald_benches::new_campaign_on;
 use herald_cloudapi::{Client, ClientConfig, Secret};
-use herald_core::{CampaignAction, CampaignId, CampaignStatus, PhoneE164, Recipient, Vars};
+use herald_core::{CampaignAction, CampaignId, PhoneE164, Recipient, Vars};
+use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig};
 use herald_sender::{Sender, SenderConfig};
 use herald_sim::{SimConfig, SimProcess};
 use herald_store::Store;
@@ -71,7 +79,8 @@ fn main() {
         rt.block_on(worker(&spec));
         return;
     }
-    let mut args = std::env::args().skip(1);
+    let kill = std::env::args().any(|a| a == "--kill");
+    let mut args = std::env::args().skip(1).filter(|a| a != "--kill");
     let backend = args.next().unwrap_or_else(|| "redis".into());
     let mut num = |default: u64| {
         args.next()
@@ -102,24 +111,56 @@ fn main() {
         "{backend}: {numbers} phone numbers at {mps} MPS, {} recipients each ({secs} s at the full rate)",
         u64::from(mps) * secs
     );
-    for w in [1, workers] {
+    let runs: Vec<usize> = if kill {
+        vec![workers.max(2)]
+    } else {
+        vec![1, workers]
+    };
+    for w in runs {
         let target = Target {
             url: url.clone(),
             cluster,
             prefix: format!("herald-bench-scaleout-{:016x}", rand::random::<u64>()),
         };
-        rt.block_on(run(&target, w, numbers, mps, secs));
+        rt.block_on(run(&target, w, numbers, mps, secs, kill));
     }
 }
 
 /// One run: campaigns created, `workers` processes started, waited on until every campaign
 /// completes; the figures printed.
-async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u64) {
-    let store = target.connect().await;
+async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u64, kill: bool) {
+    let store = Arc::new(target.connect().await);
     let mut cfg = SimConfig {
         listen: "127.0.0.1:0".into(),
         ..SimConfig::default()
     };
+    // Status webhooks to a receiver and two reconcilers here, as Meta's to Herald's.
+    let stop = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    cfg.webhooks.url = format!("http://{}/webhook", listener.local_addr().expect("addr"));
+    let app = herald_reconciler::routes(
+        store.clone(),
+        ReceiverConfig {
+            verify_token: Secret::new("v"),
+            app_secret: Secret::new(cfg.app_secret.clone()),
+        },
+    );
+    let served = stop.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(served.cancelled_owned())
+            .await;
+    });
+    for n in 0..2 {
+        let rec = Arc::new(Reconciler::new(store.clone(), ReconcilerConfig::default()));
+        let consumer = ConsumerConfig {
+            name: format!("scaleout{n}"),
+            ..ConsumerConfig::default()
+        };
+        tokio::spawn(herald_reconciler::run(rec, consumer, stop.clone()));
+    }
     let template = cfg.phone_numbers[0].clone();
     cfg.phone_numbers = (0..numbers)
         .map(|n| herald_sim::config::PhoneNumber {
@@ -133,7 +174,7 @@ async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u6
     let per_number = u64::from(mps) * secs;
     let mut ids: Vec<CampaignId> = Vec::new();
     for n in 0..numbers {
-        let id = new_campaign_on(&store, "scaleout", &pnid(n)).await;
+        let id = new_campaign_on(&*store, "scaleout", &pnid(n)).await;
         let base = 447_700_000_000 + (n as u64) * 10_000_000;
         let mut i = 0;
         while i < per_number {
@@ -177,28 +218,53 @@ async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u6
             .await
             .expect("start");
     }
+    let total = per_number * numbers as u64;
+    let mut killed = false;
+    let mut in_doubt: u64;
+    let mut accepted_99 = None;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        if kill && !killed && started.elapsed() >= Duration::from_secs(secs) / 3 {
+            let _ = children[0].kill();
+            let _ = children[0].wait();
+            killed = true;
+        }
+        // Done when every job is settled or in doubt: a job a killed worker started whose
+        // request never left waits for statuses of messages sent a grace after it, which the
+        // end of a campaign does not bring (never resent blind); it is reported apart.
         let mut done = true;
+        let mut accepted = 0;
+        in_doubt = 0;
         for id in &ids {
-            done &= store.campaign(id).await.expect("campaign").status == CampaignStatus::Completed;
+            let st = store.stats(id).await.expect("stats");
+            done &= st.pending == 0 && st.in_flight == 0;
+            accepted += st.accepted;
+            in_doubt += st.in_doubt;
+        }
+        if accepted_99.is_none() && accepted * 100 >= total * 99 {
+            accepted_99 = Some(started.elapsed());
         }
         if done {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(secs * 10 + 60),
-            "the campaigns did not complete"
+            "the campaigns did not finish"
         );
     }
     let elapsed = started.elapsed();
-    let cpu: f64 = children.iter().map(|c| cpu_of(c.id())).sum();
+    let cpu: f64 = children
+        .iter()
+        .skip(usize::from(killed))
+        .map(|c| cpu_of(c.id()))
+        .sum();
     for c in &mut children {
         let _ = c.kill();
         let _ = c.wait();
     }
     let o = sim.stats().await.expect("oracle");
     drop(sim);
+    stop.cancel();
     let mut accepted = 0;
     for id in &ids {
         accepted += store.stats(id).await.expect("stats").accepted;
@@ -210,8 +276,19 @@ async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u6
         .map(|n| n.max_requests_1s)
         .max()
         .unwrap_or(0);
-    let total = per_number * numbers as u64;
     let rate = accepted as f64 / elapsed.as_secs_f64();
+    if killed {
+        let at_99 = accepted_99.unwrap_or(elapsed).as_secs_f64();
+        println!(
+            "one of {workers} workers SIGKILLed at {:.1} s: 99% accepted after {at_99:.2} s \
+             ({:.2}× the ideal), all settled or in doubt after {:.2} s ({:.2}×), {in_doubt} \
+             left in doubt",
+            secs as f64 / 3.0,
+            at_99 / secs as f64,
+            elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() / secs as f64
+        );
+    }
     println!(
         "{workers} worker process(es): {accepted}/{total} accepted in {:.2} s ({:.2}× the ideal \
          {secs} s); {rate:.0} sends/s together ({:.1}% of {numbers} × {mps}); busiest rolling \
@@ -246,10 +323,19 @@ async fn worker(spec: &str) {
         ..ClientConfig::default()
     })
     .expect("client");
-    let cfg = SenderConfig {
+    let mut cfg = SenderConfig {
         mps,
+        // Jobs a killed worker left in doubt with no webhook (their request never left)
+        // are resent once statuses of later messages show the webhooks flow.
+        in_doubt_grace: Duration::from_secs(10),
         ..SenderConfig::default()
     };
+    if let Some(ms) = std::env::var("HERALD_SCALEOUT_LEASE_MS")
+        .ok()
+        .and_then(|m| m.parse().ok())
+    {
+        cfg.lease = Duration::from_millis(ms);
+    }
     let sender = Sender::new(store, client, cfg).expect("config");
     sender.run(CancellationToken::new()).await;
 }
