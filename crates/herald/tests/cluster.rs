@@ -12,7 +12,7 @@ use herald_store_redis::testing::TestCluster;
 use serde_json::Value;
 
 mod common;
-use common::{PNID, free_port, get_json, herald, spawn, start_sim, wait_ok};
+use common::{PNID, create_started, free_port, get_json, spawn, start_sim, wait_ok};
 
 const RECIPIENTS: u64 = 1_500;
 
@@ -75,33 +75,7 @@ async fn a_campaign_survives_a_failover_and_a_killed_master() {
         writeln!(f, "+44 7912 3{i:05},Name{i}").unwrap();
     }
     drop(f);
-    let out = herald(
-        &[
-            "campaign",
-            "create",
-            "--server",
-            &server,
-            "--name",
-            "cluster",
-            "--message",
-            "config/sample-message.json",
-            "--csv",
-            csv.to_str().unwrap(),
-            "--start",
-        ],
-        &env,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = stdout
-        .split_whitespace()
-        .nth(1)
-        .expect("campaign id")
-        .to_owned();
+    let (id, _) = create_started(&server, "cluster", &csv, &[], &env);
     let meta = format!("herald:{{c:{id}}}:meta");
 
     // A quarter in: the replica of the campaign's master takes over in an orderly way.

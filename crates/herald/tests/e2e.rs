@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{BIN, PNID, Proc, free_port, get_json, herald, reqwest_ok, root, start_sim};
+use common::{
+    BIN, PNID, Proc, create_started, free_port, get_json, herald, reqwest_ok, root, start_sim,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_through_the_cli_matches_the_oracle() {
@@ -70,37 +72,11 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
     writeln!(f, "not a number,Nobody").unwrap();
     drop(f);
 
-    let out = herald(
-        &[
-            "campaign",
-            "create",
-            "--server",
-            &server,
-            "--name",
-            "e2e",
-            "--message",
-            "config/sample-message.json",
-            "--csv",
-            csv.to_str().unwrap(),
-            "--start",
-        ],
-        &env,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (id, stdout) = create_started(&server, "e2e", &csv, &[], &env);
     assert!(
         stdout.contains("402 rows: 400 accepted, 1 duplicates, 1 invalid"),
         "{stdout}"
     );
-    let id = stdout
-        .split_whitespace()
-        .nth(1)
-        .expect("campaign id")
-        .to_owned();
 
     // Wait for completion and for the webhooks to land.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::{PNID, Proc, free_port, get_json, herald, root, spawn, start_sim, wait_ok};
+use common::{PNID, Proc, create_started, free_port, get_json, root, spawn, start_sim, wait_ok};
 
 const KEY: &str = "prometheus-test-key";
 
@@ -225,37 +225,15 @@ async fn every_panel_and_alert_evaluates_on_a_real_prometheus() {
     drop(f);
     let server = format!("http://127.0.0.1:{}", ports["api"]);
     let cli_env = [("HERALD_API_KEY", KEY.to_owned())];
-    let out = herald(
-        &[
-            "campaign",
-            "create",
-            "--server",
-            &server,
-            "--name",
-            "prometheus",
-            "--message",
-            "config/sample-message.json",
-            "--csv",
-            csv.to_str().unwrap(),
-            // A cap far above what the campaign costs: its series are on the dashboard, and
-            // the cap's check runs in every claim without pausing anything.
-            "--max-cost",
-            "1000",
-            "--start",
-        ],
+    // A cap far above what the campaign costs: its series are on the dashboard, and the
+    // cap's check runs in every claim without pausing anything.
+    let (id, _) = create_started(
+        &server,
+        "prometheus",
+        &csv,
+        &["--max-cost", "1000"],
         &cli_env,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = stdout
-        .split_whitespace()
-        .nth(1)
-        .expect("campaign id")
-        .to_owned();
 
     // Two recipients write back, one of them to opt out.
     let http = herald_cloudapi::http_builder().build().unwrap();

@@ -61,6 +61,44 @@ pub fn herald(args: &[&str], env: &[(&str, String)]) -> Output {
         .expect("run herald")
 }
 
+/// `herald campaign create --start` of the sample message to the recipients in `csv`, with
+/// `extra` arguments; asserts it succeeded and answers the campaign id and what it printed.
+pub fn create_started(
+    server: &str,
+    name: &str,
+    csv: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (String, String) {
+    let mut args = vec![
+        "campaign",
+        "create",
+        "--server",
+        server,
+        "--name",
+        name,
+        "--message",
+        "config/sample-message.json",
+        "--csv",
+        csv.to_str().expect("a UTF-8 path"),
+        "--start",
+    ];
+    args.extend_from_slice(extra);
+    let out = herald(&args, env);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("campaign id")
+        .to_owned();
+    (id, stdout)
+}
+
 /// Starts `herald` with these arguments and environment, in the background.
 pub fn spawn(args: &[&str], env: &[(&str, String)]) -> Proc {
     Proc(
