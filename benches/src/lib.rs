@@ -73,3 +73,17 @@ impl Rng {
         self.next_u64() % n.max(1)
     }
 }
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (`"self"` for this
+/// one).
+pub fn cpu_of(pid: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) / 100.0
+}

@@ -27,7 +27,7 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_benches::new_campaign_on;
+use herald_benches::{cpu_of, new_campaign_on};
 use herald_cloudapi::{Client, ClientConfig, Secret};
 use herald_core::{CampaignAction, CampaignId, PhoneE164, Recipient, Vars};
 use herald_reconciler::{ConsumerConfig, ReceiverConfig, Reconciler, ReconcilerConfig};
@@ -256,7 +256,7 @@ async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u6
     let cpu: f64 = children
         .iter()
         .skip(usize::from(killed))
-        .map(|c| cpu_of(c.id()))
+        .map(|c| cpu_of(&c.id().to_string()))
         .sum();
     for c in &mut children {
         let _ = c.kill();
@@ -338,17 +338,4 @@ async fn worker(spec: &str) {
     }
     let sender = Sender::new(store, client, cfg).expect("config");
     sender.run(CancellationToken::new()).await;
-}
-
-/// CPU seconds (user + system) process `pid` has used, from `/proc/<pid>/stat`.
-fn cpu_of(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = s
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (field(11) + field(12)) / 100.0
 }

@@ -250,16 +250,9 @@ impl Drop for Hog {
     }
 }
 
-/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+/// CPU seconds this process has used.
 fn cpu() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let f: Vec<&str> = s
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+    herald_benches::cpu_of("self")
 }
 
 async fn unpaced() {

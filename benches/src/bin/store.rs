@@ -200,45 +200,16 @@ async fn client_choice(nodes: &str) {
     let key = |i: u64| format!("{prefix}:{}", i % 10_000);
     let client = redis::cluster::ClusterClient::new(urls.clone()).expect("cluster client");
     let shared = client.get_async_connection().await.expect("connect");
-    let t = Instant::now();
-    let tasks = (0..4u64).map(|w| {
-        let mut c = shared.clone();
-        let key = &key;
-        async move {
-            for i in (w..N).step_by(4) {
-                let _: () = redis::cmd("HSET")
-                    .arg(key(i))
-                    .arg("f")
-                    .arg(i)
-                    .query_async(&mut c)
-                    .await
-                    .expect("hset");
-            }
-        }
-    });
-    futures::future::join_all(tasks).await;
-    let shared_rate = N as f64 / t.elapsed().as_secs_f64();
+    let shared_rate = hsets_per_second(N, &key, || {
+        let c = shared.clone();
+        async move { c }
+    })
+    .await;
     let pool = deadpool_redis::cluster::Config::from_urls(urls)
         .create_pool(Some(deadpool_redis::Runtime::Tokio1))
         .expect("pool");
-    let t = Instant::now();
-    let tasks = (0..4u64).map(|w| {
-        let (pool, key) = (&pool, &key);
-        async move {
-            for i in (w..N).step_by(4) {
-                let mut c = pool.get().await.expect("checkout");
-                let _: () = redis::cmd("HSET")
-                    .arg(key(i))
-                    .arg("f")
-                    .arg(i)
-                    .query_async(&mut c)
-                    .await
-                    .expect("hset");
-            }
-        }
-    });
-    futures::future::join_all(tasks).await;
-    let pool_rate = N as f64 / t.elapsed().as_secs_f64();
+    let pool_rate =
+        hsets_per_second(N, &key, || async { pool.get().await.expect("checkout") }).await;
     let mut c = shared.clone();
     for i in 0..10_000u64 {
         let _: () = redis::cmd("DEL")
@@ -252,6 +223,37 @@ async fn client_choice(nodes: &str) {
          deadpool-redis cluster pool, a checkout per command {pool_rate:.0} HSET/s ({:.2}x)",
         pool_rate / shared_rate
     );
+}
+
+/// `n` HSETs from 4 tasks, one at a time each, every one on a connection `connection` gives.
+async fn hsets_per_second<C, F, Fut>(
+    n: u64,
+    key: &(dyn Fn(u64) -> String + Sync),
+    connection: F,
+) -> f64
+where
+    F: Fn() -> Fut + Sync,
+    Fut: std::future::Future<Output = C>,
+    C: redis::aio::ConnectionLike + Send,
+{
+    let t = Instant::now();
+    let tasks = (0..4u64).map(|w| {
+        let connection = &connection;
+        async move {
+            for i in (w..n).step_by(4) {
+                let mut c = connection().await;
+                let _: () = redis::cmd("HSET")
+                    .arg(key(i))
+                    .arg("f")
+                    .arg(i)
+                    .query_async(&mut c)
+                    .await
+                    .expect("hset");
+            }
+        }
+    });
+    futures::future::join_all(tasks).await;
+    n as f64 / t.elapsed().as_secs_f64()
 }
 
 #[tokio::main(flavor = "multi_thread")]

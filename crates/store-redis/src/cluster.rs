@@ -16,8 +16,6 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
-use crate::conn::Link;
-
 /// Attempts of one command after the first, on MOVED, ASK, TRYAGAIN or a lost node.
 pub(crate) const RETRIES: u32 = 10;
 
@@ -121,11 +119,6 @@ pub(crate) fn at(host: &str, port: u16) -> RoutingInfo {
         host: host.to_owned(),
         port,
     })
-}
-
-/// A connection of the pool, as a [`Link`].
-pub(crate) fn link(c: &ClusterConnection) -> Link {
-    Link::Cluster(c.clone())
 }
 
 #[cfg(test)]

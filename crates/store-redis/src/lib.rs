@@ -365,7 +365,7 @@ impl RedisStore {
             // Its answer may take up to cluster::MAX_BLOCK or the replica timeout longer.
             (Pool::Cluster { blocking, .. }, Some(_)) => {
                 let pooled = blocking.get().await.map_err(unavailable)?;
-                cluster::link(&pooled)
+                Link::Cluster((*pooled).clone())
             }
         })
     }
