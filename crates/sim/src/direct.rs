@@ -39,9 +39,12 @@ fn transport(failure: TransportFailure) -> Error {
 
 impl Messages for Direct {
     async fn send_raw(&self, phone_number_id: &str, body: Vec<u8>) -> Result<SendResponse, Error> {
-        let answer = self
-            .shared
-            .send(phone_number_id, Some(&self.authorization), &body);
+        let answer = self.shared.send(
+            phone_number_id,
+            Some(&self.authorization),
+            &body,
+            tokio::time::Instant::now(),
+        );
         let latency = self.shared.latency(&body);
         let respond = async move {
             tokio::time::sleep(latency).await;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod arrival;
 pub mod config;
 mod direct;
 mod oracle;
@@ -52,6 +53,7 @@ impl Sim {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(&cfg.listen).await?;
         let addr = listener.local_addr()?;
+        arrival::stamp_listener(&listener);
         let shutdown = CancellationToken::new();
         let oracle = oracle::SharedOracle::default();
         let hooks = webhooks::Webhooks::start(&cfg, sink, oracle.clone(), shutdown.clone());

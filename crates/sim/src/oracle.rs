@@ -79,7 +79,9 @@ pub struct FaultStats {
     pub bad_gateways: u64,
 }
 
-/// Request times in a sliding window.
+/// Event times in a sliding window, kept in order. Requests are stamped when they arrived
+/// (see [`crate::arrival`]) but handled one after another, so an event may come in after a
+/// later one: it goes in its place, and every window that holds it counts it.
 #[derive(Debug)]
 struct Window {
     span: Duration,
@@ -96,29 +98,38 @@ impl Window {
         }
     }
 
-    /// Counts an event at `now`; returns how many fall in `(now - span, now]`.
-    fn push(&mut self, now: Instant) -> u64 {
-        self.expire(now);
-        self.times.push_back(now);
-        let n = self.times.len() as u64;
-        self.max = self.max.max(n);
-        n
-    }
-
-    fn expire(&mut self, now: Instant) {
-        while self
-            .times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.span)
+    /// Counts an event at `at`; the busiest window holding it may raise the max.
+    fn push(&mut self, at: Instant) {
+        let busiest = self.busiest_around(at) + 1;
+        let i = self.times.partition_point(|t| *t <= at);
+        self.times.insert(i, at);
+        self.max = self.max.max(busiest);
+        // Older than two spans, an event is in no window a late arrival can open.
+        while let (Some(first), Some(last)) = (self.times.front(), self.times.back())
+            && last.duration_since(*first) >= self.span * 2
         {
             self.times.pop_front();
         }
     }
 
-    /// Events in the window ending now, without adding one.
-    fn count(&mut self, now: Instant) -> u64 {
-        self.expire(now);
-        self.times.len() as u64
+    /// Events in the window `(end - span, end]`.
+    fn ending_at(&self, end: Instant) -> u64 {
+        let from = self
+            .times
+            .partition_point(|t| end.saturating_duration_since(*t) >= self.span);
+        let to = self.times.partition_point(|t| *t <= end);
+        to.saturating_sub(from) as u64
+    }
+
+    /// The most events in any window that would hold one at `at`, without adding it: the
+    /// window ending at `at`, and those ending at the events after it within a span.
+    fn busiest_around(&self, at: Instant) -> u64 {
+        let after = self.times.partition_point(|t| *t <= at);
+        self.times
+            .range(after..)
+            .take_while(|e| e.duration_since(at) < self.span)
+            .map(|e| self.ending_at(*e))
+            .fold(self.ending_at(at), u64::max)
     }
 }
 
@@ -178,12 +189,15 @@ impl Oracle {
         n.requests += 1;
         n.requests_1s.push(now);
         n.requests_100ms.push(now);
-        n.first_last = Some(n.first_last.map_or((now, now), |(first, _)| (first, now)));
+        n.first_last = Some(
+            n.first_last
+                .map_or((now, now), |(first, last)| (first.min(now), last.max(now))),
+        );
     }
 
-    /// Messages accepted in the last second (before this one).
+    /// The most messages accepted in any second that would hold one sent at `now`.
     pub(crate) fn sent_last_second(&mut self, pnid: &str, now: Instant) -> u64 {
-        self.number(pnid).sent_1s.count(now)
+        self.number(pnid).sent_1s.busiest_around(now)
     }
 
     pub(crate) fn reject(&mut self, code: i64) {
@@ -260,6 +274,28 @@ impl Oracle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_handled_late_counts_in_every_window_that_holds_it() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut w = Window::new(Duration::from_secs(1));
+        w.push(at(100));
+        w.push(at(900));
+        // One that arrived at 500 ms, handled after the one at 900: the window ending at
+        // 500 holds one other, the one ending at 900 two.
+        assert_eq!(w.ending_at(at(500)), 1);
+        assert_eq!(w.busiest_around(at(500)), 2);
+        w.push(at(500));
+        assert_eq!(w.max, 3);
+        assert_eq!(w.ending_at(at(1200)), 2, "(200, 1200] holds 500 and 900");
+        // Pushed in order, the max is that of the windows ending at each event.
+        let mut w = Window::new(Duration::from_secs(1));
+        for ms in [0, 400, 999, 1000, 1500] {
+            w.push(at(ms));
+        }
+        assert_eq!(w.max, 3, "(0, 1000] holds 400, 999 and 1000");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn windows_count_the_busiest_second_and_tenth() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,9 +18,11 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::arrival::Arrival;
 use crate::state::{Answer, SimState};
 
 /// Marks a response whose connection must be dropped instead of answered.
@@ -79,10 +81,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn send(
     State(shared): State<Arc<SimState>>,
     Path((_version, pnid)): Path<(String, String)>,
+    arrival: Option<Extension<Arrival>>,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    let answer = shared.send(&pnid, bearer(&headers), &body);
+    let arrived = arrival.map_or_else(Instant::now, |Extension(Arrival(at))| at);
+    let answer = shared.send(&pnid, bearer(&headers), &body, arrived);
     let latency = shared.latency(&body);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -301,7 +305,8 @@ async fn tier(State(shared): State<Arc<SimState>>, axum::Json(t): axum::Json<Tie
     }
 }
 
-/// Serves until `shutdown`: one task per connection, HTTP/1.1 with keep-alive.
+/// Serves until `shutdown`: one task per connection, HTTP/1.1 with keep-alive. The listener
+/// stamps what it receives (see [`crate::arrival::stamp_listener`]).
 pub(crate) async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
     loop {
         let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
@@ -315,10 +320,15 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, shutdown: Cance
             () = shutdown.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
+        let (stream, last_read) = crate::arrival::stamped(stream);
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                // The head was complete with the last bytes read.
+                if let Some(at) = last_read.get() {
+                    req.extensions_mut().insert(Arrival(at));
+                }
                 let router = router.clone();
                 async move {
                     let resp: Response = match router.oneshot(req.map(Body::new)).await {

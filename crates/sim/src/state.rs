@@ -177,9 +177,14 @@ impl SimState {
             .schedule(now, pnid, Item::Message { contact, message });
     }
 
-    /// The send path.
-    pub(crate) fn send(&self, pnid: &str, authorization: Option<&str>, body: &[u8]) -> Answer {
-        let now = Instant::now();
+    /// The send path, for a request that arrived at `now` (see [`crate::arrival`]).
+    pub(crate) fn send(
+        &self,
+        pnid: &str,
+        authorization: Option<&str>,
+        body: &[u8],
+        now: Instant,
+    ) -> Answer {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let seed = self.cfg.seed;
         if !self.token_ok(authorization) {

@@ -464,6 +464,47 @@ async fn throughput_and_pair_rate_limits() {
     sim.shutdown().await;
 }
 
+/// Meta counts a request when it reaches it. Two requests that arrive 1.1 s apart at a number
+/// allowed one a second are both accepted, though the simulator, busy, handles them together.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_request_counts_when_it_arrived_not_when_it_was_handled() {
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+
+    let mut cfg = config();
+    cfg.phone_numbers[0].mps = 1;
+    let sim = Sim::start(cfg).await.unwrap();
+    let request = |to: &str| {
+        let body = serde_json::to_vec(&template(to, "order_update", "en_US", 1, to)).unwrap();
+        let mut r = format!(
+            "POST /v21.0/{PNID}/messages HTTP/1.1\r\nhost: sim\r\nauthorization: Bearer \
+             sim-access-token\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend(body);
+        r
+    };
+    // The test holds the simulator's only thread while the requests arrive.
+    let mut first = std::net::TcpStream::connect(sim.addr()).unwrap();
+    first.write_all(&request("447700900001")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut second = std::net::TcpStream::connect(sim.addr()).unwrap();
+    second.write_all(&request("447700900002")).unwrap();
+    for stream in [first, second] {
+        stream.set_nonblocking(true).unwrap();
+        let mut stream = tokio::net::TcpStream::from_std(stream).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let o = oracle(&sim).await;
+    assert_eq!(o.accepted, 2, "{o:?}");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn undeliverable_numbers() {
     let (rx, addr) = receiver(0).await;

@@ -1,0 +1,202 @@
+//! When a request reached the simulator.
+//!
+//! Meta counts a number's rate by when its requests reach Meta's edge. The simulator shares a
+//! busy machine with what it measures: its one thread handles a burst of requests one after
+//! another, or waits for a core, so a handler may run milliseconds after its request's bytes
+//! arrived. Stamped by the handler's clock, a sender that kept to its rate would look bursty,
+//! and the simulator's own delays would count against it.
+//!
+//! On Linux each connection asks the kernel for the receive time of the bytes it reads
+//! (`SO_TIMESTAMPNS`), and each request carries the time its head arrived as an [`Arrival`]
+//! extension. Elsewhere, and for requests that carry none (a router called in-process), the
+//! handler's clock is used.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// When a request's head reached the simulator, by the kernel's clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival(pub(crate) Instant);
+
+/// The receive time of the last bytes a connection read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LastRead(Arc<Mutex<Option<Instant>>>);
+
+impl LastRead {
+    pub(crate) fn get(&self) -> Option<Instant> {
+        self.0.lock().ok().and_then(|g| *g)
+    }
+
+    fn set(&self, at: Instant) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(at);
+        }
+    }
+}
+
+/// A connection's stream; see [`stamped`].
+#[cfg(target_os = "linux")]
+pub(crate) type Stream = imp::Stamped;
+#[cfg(not(target_os = "linux"))]
+pub(crate) type Stream = TcpStream;
+
+/// Asks the kernel to stamp what reaches the listener from now on, so that a request that
+/// arrived before its connection was accepted has its time too (accepted sockets inherit it).
+pub(crate) fn stamp_listener(listener: &tokio::net::TcpListener) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::socket::setsockopt(
+        listener,
+        nix::sys::socket::sockopt::ReceiveTimestampns,
+        &true,
+    ) {
+        tracing::warn!(error = %e, "no receive timestamps: requests count when handled");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = listener;
+}
+
+/// Wraps an accepted connection so that its reads note when their bytes arrived (on Linux;
+/// elsewhere the stream is read plainly and `LastRead` stays empty).
+pub(crate) fn stamped(stream: TcpStream) -> (Stream, LastRead) {
+    let last = LastRead::default();
+    #[cfg(target_os = "linux")]
+    let stream = imp::Stamped::new(stream, last.clone());
+    (stream, last)
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::io::{self, IoSliceMut};
+    use std::os::fd::AsRawFd;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, ready};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use nix::sys::socket::{
+        ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt::ReceiveTimestampns,
+    };
+    use nix::sys::time::TimeSpec;
+    use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+    use tokio::net::TcpStream;
+    use tokio::time::Instant;
+
+    use super::LastRead;
+
+    pub(crate) struct Stamped {
+        stream: TcpStream,
+        last: LastRead,
+        /// Room for the timestamp's control message.
+        control: Vec<u8>,
+        /// Whether the kernel stamps this socket's reads (else they are read plainly).
+        stamps: bool,
+    }
+
+    impl Stamped {
+        pub(super) fn new(stream: TcpStream, last: LastRead) -> Self {
+            let stamps = setsockopt(&stream, ReceiveTimestampns, &true).is_ok();
+            Self {
+                stream,
+                last,
+                control: nix::cmsg_space!(TimeSpec),
+                stamps,
+            }
+        }
+    }
+
+    /// The instant a realtime kernel stamp stands for, by the runtime's clock (its age is
+    /// what the real clock says, a few microseconds as a rule).
+    fn instant_of(ts: TimeSpec) -> Instant {
+        let secs = u64::try_from(ts.tv_sec()).unwrap_or(0);
+        let nanos = u32::try_from(ts.tv_nsec()).unwrap_or(0);
+        let stamped = UNIX_EPOCH + Duration::new(secs, nanos);
+        let age = SystemTime::now()
+            .duration_since(stamped)
+            .unwrap_or(Duration::ZERO);
+        let now = Instant::now();
+        now.checked_sub(age).unwrap_or(now)
+    }
+
+    /// One non-blocking read with its receive time.
+    fn recv(
+        stream: &TcpStream,
+        control: &mut [u8],
+        dst: &mut [u8],
+    ) -> io::Result<(usize, Option<TimeSpec>)> {
+        let mut iov = [IoSliceMut::new(dst)];
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(control),
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)?;
+        let at = msg.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|m| match m {
+                ControlMessageOwned::ScmTimestampns(ts) => Some(ts),
+                _ => None,
+            })
+        });
+        Ok((msg.bytes, at))
+    }
+
+    impl AsyncRead for Stamped {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            if !this.stamps {
+                return Pin::new(&mut this.stream).poll_read(cx, buf);
+            }
+            loop {
+                ready!(this.stream.poll_read_ready(cx))?;
+                let dst = buf.initialize_unfilled();
+                let (stream, control) = (&this.stream, &mut this.control);
+                match stream.try_io(Interest::READABLE, || recv(stream, control, dst)) {
+                    Ok((n, at)) => {
+                        if let Some(at) = at {
+                            this.last.set(instant_of(at));
+                        }
+                        buf.advance(n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+        }
+    }
+
+    impl AsyncWrite for Stamped {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.stream.is_write_vectored()
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        }
+    }
+}
