@@ -395,8 +395,10 @@ async fn run(s: Scenario) -> Outcome {
         max_in_flight: s.max_in_flight,
         window_guard: std::env::var("WINDOW_GUARD_MS")
             .ok()
-            .and_then(|m| m.parse().ok())
-            .map_or(SenderConfig::default().window_guard, Duration::from_millis),
+            .and_then(|m| m.parse::<f64>().ok())
+            .map_or(SenderConfig::default().window_guard, |ms| {
+                Duration::from_secs_f64(ms / 1000.0)
+            }),
         ..SenderConfig::default()
     };
     let departures = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -30,6 +30,7 @@ mod lane;
 mod maintenance;
 pub mod policy;
 mod settler;
+mod wake;
 
 pub use config::{ConfigError, LimitConfig, MAX_MPS, SenderConfig};
 pub use maintenance::{Sweep, sweep};

@@ -25,7 +25,7 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             &job.vars,
         );
         if at > Instant::now() {
-            sleep_until(at).await;
+            crate::wake::until(at).await;
         }
         let tolerance = late_tolerance(self.shared.cfg.window_guard);
         if Instant::now().saturating_duration_since(at) > tolerance
