@@ -113,6 +113,7 @@ impl Window {
     }
 
     /// Events in the window `(end - span, end]`.
+    #[cfg(test)]
     fn ending_at(&self, end: Instant) -> u64 {
         let from = self
             .times
@@ -124,12 +125,28 @@ impl Window {
     /// The most events in any window that would hold one at `at`, without adding it: the
     /// window ending at `at`, and those ending at the events after it within a span.
     fn busiest_around(&self, at: Instant) -> u64 {
-        let after = self.times.partition_point(|t| *t <= at);
-        self.times
-            .range(after..)
-            .take_while(|e| e.duration_since(at) < self.span)
-            .map(|e| self.ending_at(*e))
-            .fold(self.ending_at(at), u64::max)
+        let span = self.span;
+        let mut end = self.times.partition_point(|t| *t <= at);
+        let mut from = self
+            .times
+            .partition_point(|t| at.saturating_duration_since(*t) >= span);
+        let mut best = end - from;
+        // Events arrive in order as a rule: these are the few handled before `at` was.
+        while let Some(e) = self.times.get(end).copied() {
+            if e.duration_since(at) >= span {
+                break;
+            }
+            while self
+                .times
+                .get(from)
+                .is_some_and(|t| e.saturating_duration_since(*t) >= span)
+            {
+                from += 1;
+            }
+            end += 1;
+            best = best.max(end - from);
+        }
+        best as u64
     }
 }
 
