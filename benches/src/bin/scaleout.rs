@@ -10,13 +10,13 @@
 //!
 //! The simulator sends its status webhooks to a receiver and a reconciler in this process, as
 //! Meta would to Herald's. With `--kill`, one worker is SIGKILLed a third of the way through
-//! (runs with several workers only): its unstarted claims wait for their lease to end, its
+//! (`--kill=0.9`: nine tenths of the ideal time; runs with several workers only): its unstarted claims wait for their lease to end, its
 //! started ones go in doubt and are settled by their webhooks (or, past a 10 s grace here,
 //! resent once), and the report adds when 99% of the recipients had been accepted.
 //! `HERALD_SCALEOUT_LEASE_MS` sets the workers' lease (default: the sender's).
 //!
 //! `cargo run --release -p herald-benches --bin scaleout [-- redis|cluster [WORKERS [NUMBERS
-//! [MPS [SECONDS]]]] [--kill]]` (defaults: redis 3 4 250 20). REDIS_URL (default
+//! [MPS [SECONDS]]]] [--kill[=F]]]` (defaults: redis 3 4 250 20). REDIS_URL (default
 //! redis://127.0.0.1:6379) is the standalone server; REDIS_CLUSTER_URL names a cluster's
 //! nodes, else a private six-node cluster is started. Everything is written under a random
 //! prefix and deleted after.
@@ -79,8 +79,17 @@ fn main() {
         rt.block_on(worker(&spec));
         return;
     }
-    let kill = std::env::args().any(|a| a == "--kill");
-    let mut args = std::env::args().skip(1).filter(|a| a != "--kill");
+    // `--kill` a third of the way through; `--kill=F` at that fraction of the ideal time.
+    let kill = std::env::args()
+        .filter_map(|a| match a.strip_prefix("--kill") {
+            Some("") => Some(1.0 / 3.0),
+            Some(f) => f.strip_prefix('=').and_then(|f| f.parse::<f64>().ok()),
+            None => None,
+        })
+        .next_back();
+    let mut args = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--kill"));
     let backend = args.next().unwrap_or_else(|| "redis".into());
     let mut num = |default: u64| {
         args.next()
@@ -111,7 +120,7 @@ fn main() {
         "{backend}: {numbers} phone numbers at {mps} MPS, {} recipients each ({secs} s at the full rate)",
         u64::from(mps) * secs
     );
-    let runs: Vec<usize> = if kill {
+    let runs: Vec<usize> = if kill.is_some() {
         vec![workers.max(2)]
     } else {
         vec![1, workers]
@@ -128,7 +137,14 @@ fn main() {
 
 /// One run: campaigns created, `workers` processes started, waited on until every campaign
 /// completes; the figures printed.
-async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u64, kill: bool) {
+async fn run(
+    target: &Target,
+    workers: usize,
+    numbers: usize,
+    mps: u32,
+    secs: u64,
+    kill: Option<f64>,
+) {
     let store = Arc::new(target.connect().await);
     let mut cfg = SimConfig {
         listen: "127.0.0.1:0".into(),
@@ -224,7 +240,10 @@ async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u6
     let mut accepted_99 = None;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if kill && !killed && started.elapsed() >= Duration::from_secs(secs) / 3 {
+        if let Some(at) = kill
+            && !killed
+            && started.elapsed() >= Duration::from_secs(secs).mul_f64(at)
+        {
             let _ = children[0].kill();
             let _ = children[0].wait();
             killed = true;
@@ -283,7 +302,7 @@ async fn run(target: &Target, workers: usize, numbers: usize, mps: u32, secs: u6
             "one of {workers} workers SIGKILLed at {:.1} s: 99% accepted after {at_99:.2} s \
              ({:.2}× the ideal), all settled or in doubt after {:.2} s ({:.2}×), {in_doubt} \
              left in doubt",
-            secs as f64 / 3.0,
+            secs as f64 * kill.unwrap_or(0.0),
             at_99 / secs as f64,
             elapsed.as_secs_f64(),
             elapsed.as_secs_f64() / secs as f64

@@ -94,7 +94,7 @@ impl Default for SenderConfig {
             },
             in_doubt_grace: Duration::from_secs(1800),
             in_doubt_policy: InDoubtPolicy::Resend,
-            lease: Duration::from_secs(10),
+            lease: Duration::from_secs(3),
             shutdown_deadline: Duration::from_secs(15),
             window_guard: Duration::from_millis(3),
             phone_number_ids: None,

@@ -475,14 +475,16 @@ impl<S: Store, M: Messages> Shared<S, M> {
 /// Failures to list the running campaigns, logged a few times however long they last.
 static LISTS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
 
-/// Renews every held lease at a third of its length until the lanes are done.
+/// Renews every held lease at a third of its length until the lanes are done; a failed
+/// renewal is tried again after a twelfth, so one lost call does not end a short lease.
 async fn renew_leases<S: Store, M: Messages>(shared: Arc<Shared<S, M>>, done: CancellationToken) {
-    let every = shared.cfg.lease / 3;
+    let mut wait = shared.cfg.lease / 3;
     loop {
         tokio::select! {
             () = done.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(wait) => {}
         }
+        wait = shared.cfg.lease / 3;
         let held = shared.ledger.samples();
         if held.is_empty() {
             continue;
@@ -490,12 +492,15 @@ async fn renew_leases<S: Store, M: Messages>(shared: Arc<Shared<S, M>>, done: Ca
         static RENEWALS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
         match shared.store.renew(&held, shared.cfg.lease).await {
             Ok(()) => herald_core::recovered!(RENEWALS, "leases are renewed again"),
-            Err(e) => herald_core::warn_repeated!(
-                RENEWALS,
-                "could not renew leases",
-                error = %e,
-                claims = held.len()
-            ),
+            Err(e) => {
+                wait = shared.cfg.lease / 12;
+                herald_core::warn_repeated!(
+                    RENEWALS,
+                    "could not renew leases",
+                    error = %e,
+                    claims = held.len()
+                );
+            }
         }
     }
 }

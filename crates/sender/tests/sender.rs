@@ -618,6 +618,46 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
     rig.finish().await;
 }
 
+/// Renewals that fail are tried again well within the lease: with three failures in a row,
+/// a worker's claims (held longer than the lease, at 10 MPS) are never taken from it.
+#[tokio::test(start_paused = true)]
+async fn failed_renewals_are_tried_again_before_the_lease_ends() {
+    use herald_store::faulty::{Failure, Faulty};
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
+    let n = 30;
+    let id = rig
+        .campaign(
+            template_spec("renewals", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let faulty = Arc::new(Faulty::new(rig.store.clone()));
+    faulty.fail("renew", Failure::Unavailable, 1, Some(3));
+    let mut cfg = sender_config(10);
+    cfg.lease = Duration::from_secs(1);
+    // Only this test sweeps, so that it sees every lease that ends.
+    cfg.maintenance_interval = Duration::from_secs(3600);
+    let stop = CancellationToken::new();
+    let sender = Sender::new(faulty.clone(), rig.direct(), cfg).unwrap();
+    let run = tokio::spawn(sender.run(stop.clone()));
+    let mut reclaimed = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = rig.store.reclaim_expired().await.unwrap();
+        reclaimed += r.to_pending + r.to_in_doubt;
+        let stats = rig.store.stats(&id).await.unwrap();
+        if stats.accepted == n {
+            break;
+        }
+    }
+    assert_eq!(faulty.failed("renew"), 3);
+    assert_eq!(reclaimed, 0, "a live worker's claims were taken from it");
+    stop.cancel();
+    run.await.unwrap();
+    rig.finish().await;
+}
+
 /// Two campaigns on one number, one capped at 10 per second: the capped one never sends more
 /// than 10 in any rolling second (nor more than one per 100 ms), while the other takes the
 /// rest of the number's rate.
