@@ -29,9 +29,12 @@ impl LastRead {
         self.0.lock().ok().and_then(|g| *g)
     }
 
-    fn set(&self, at: Instant) {
+    /// A read without a stamp clears it: the handler's clock is used then, never an older
+    /// read's time.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn set(&self, at: Option<Instant>) {
         if let Ok(mut g) = self.0.lock() {
-            *g = Some(at);
+            *g = at;
         }
     }
 }
@@ -157,9 +160,7 @@ mod imp {
                 let (stream, control) = (&this.stream, &mut this.control);
                 match stream.try_io(Interest::READABLE, || recv(stream, control, dst)) {
                     Ok((n, at)) => {
-                        if let Some(at) = at {
-                            this.last.set(instant_of(at));
-                        }
+                        this.last.set(at.map(instant_of));
                         buf.advance(n);
                         return Poll::Ready(Ok(()));
                     }
