@@ -55,6 +55,8 @@ pub(crate) fn stamp_listener(listener: &tokio::net::TcpListener) {
         &true,
     ) {
         tracing::warn!(error = %e, "no receive timestamps: requests count when handled");
+    } else {
+        imp::until_stamping();
     }
     #[cfg(not(target_os = "linux"))]
     let _ = listener;
@@ -106,6 +108,46 @@ mod imp {
                 stamps,
             }
         }
+    }
+
+    /// Waits until the kernel stamps what arrives. Linux turns stamping on for the whole
+    /// machine when the first socket asks, by a deferred work item, so a request that came
+    /// right after the listener asked could go unstamped. Each probe sends a byte over a
+    /// loopback connection of its own and looks for the stamp; after 200 ms of trying, the
+    /// early requests are left to the handler's clock.
+    pub(super) fn until_stamping() {
+        for _ in 0..100 {
+            if probe().unwrap_or(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        tracing::warn!("receive timestamps are slow to start: early requests count when handled");
+    }
+
+    /// Whether a byte sent now over loopback arrives stamped (an error ends the waiting).
+    fn probe() -> io::Result<bool> {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        setsockopt(&listener, ReceiveTimestampns, &true).map_err(io::Error::from)?;
+        let mut client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (server, _) = listener.accept()?;
+        client.write_all(b"x")?;
+        let mut byte = [0u8; 1];
+        let mut control = nix::cmsg_space!(TimeSpec);
+        let mut iov = [IoSliceMut::new(&mut byte)];
+        let msg = recvmsg::<()>(
+            server.as_raw_fd(),
+            &mut iov,
+            Some(&mut control),
+            MsgFlags::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let stamped = msg
+            .cmsgs()
+            .map_err(io::Error::from)?
+            .any(|m| matches!(m, ControlMessageOwned::ScmTimestampns(_)));
+        Ok(stamped)
     }
 
     /// The instant a realtime kernel stamp stands for, by the runtime's clock (its age is
