@@ -38,9 +38,8 @@ use crate::{CampaignInfo, LANE_IDLE_EXIT, Shared, unit};
 use send::SendTask;
 
 /// The span of send slots one round asks for. Its sends are marked started before their
-/// requests, so a worker killed mid-round leaves up to ROUND + LOOKAHEAD of them in doubt: 50 ms
-/// halves what 100 ms left (18–20 jobs instead of 19–45 in the scale-out benchmark's kill at
-/// 250 MPS on each of 4 numbers), for twice the round calls.
+/// requests, so a worker killed mid-round leaves up to ROUND + LOOKAHEAD of them in doubt:
+/// short rounds keep that small, at a few store calls per round.
 const ROUND: Duration = Duration::from_millis(50);
 /// How long before its last slot a round's successor starts (covers the round's store calls).
 const LOOKAHEAD: Duration = Duration::from_millis(25);

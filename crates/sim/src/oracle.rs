@@ -100,10 +100,9 @@ impl Window {
 
     /// Counts an event at `at`; the busiest window holding it may raise the max.
     fn push(&mut self, at: Instant) {
-        let busiest = self.busiest_around(at) + 1;
-        let i = self.times.partition_point(|t| *t <= at);
-        self.times.insert(i, at);
-        self.max = self.max.max(busiest);
+        let (busiest, place) = self.around(at);
+        self.times.insert(place, at);
+        self.max = self.max.max(busiest + 1);
         // Older than two spans, an event is in no window a late arrival can open.
         while let (Some(first), Some(last)) = (self.times.front(), self.times.back())
             && last.duration_since(*first) >= self.span * 2
@@ -125,8 +124,14 @@ impl Window {
     /// The most events in any window that would hold one at `at`, without adding it: the
     /// window ending at `at`, and those ending at the events after it within a span.
     fn busiest_around(&self, at: Instant) -> u64 {
+        self.around(at).0
+    }
+
+    /// [`Self::busiest_around`], and where an event at `at` goes in order.
+    fn around(&self, at: Instant) -> (u64, usize) {
         let span = self.span;
-        let mut end = self.times.partition_point(|t| *t <= at);
+        let place = self.times.partition_point(|t| *t <= at);
+        let mut end = place;
         let mut from = self
             .times
             .partition_point(|t| at.saturating_duration_since(*t) >= span);
@@ -146,7 +151,7 @@ impl Window {
             end += 1;
             best = best.max(end - from);
         }
-        best as u64
+        (best as u64, place)
     }
 }
 
