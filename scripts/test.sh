@@ -159,6 +159,10 @@ log "REDIS_CLUSTER_URL=$REDIS_CLUSTER_URL"
 # crates/herald/tests/prometheus.rs scrapes a real campaign with.
 scripts/check-deploy.sh
 export PROMETHEUS_BIN=${PROMETHEUS_BIN:-$(command -v prometheus)}
+# check-deploy.sh's venv holds the OpenAPI validator and selenium (crates/herald/tests).
+tools_venv=${HERALD_DEPLOY_TOOLS:-$PWD/target/deploy-tools}/venv
+export OPENAPI_SPEC_VALIDATOR=${OPENAPI_SPEC_VALIDATOR:-$tools_venv/bin/openapi-spec-validator}
+export HERALD_TEST_PYTHON=${HERALD_TEST_PYTHON:-$tools_venv/bin/python}
 
 # A test that hangs fails the run here, with a clear message, long before CI's own limit.
 rc=0

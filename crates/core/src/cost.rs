@@ -58,6 +58,17 @@ impl fmt::Display for Money {
     }
 }
 
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .description(Some("an amount in units of the rate card's currency"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
 impl Serialize for Money {
     /// A JSON number in units of the currency.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -408,21 +419,23 @@ fn check_name(at: &str, name: &str) -> Result<(), String> {
 }
 
 /// Messages charged for one region, category and day (UTC), as the status webhooks showed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Charged {
     pub region: Region,
     pub category: String,
+    #[schema(value_type = String, format = Date)]
     pub day: Date,
     pub messages: u64,
 }
 
 /// A campaign's expected cost.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Estimate {
     pub currency: String,
     /// The template category priced (`unknown` when not known: then nothing is priced).
     pub category: String,
     /// The day whose rates were used.
+    #[schema(value_type = String, format = Date)]
     pub priced_on: Date,
     /// If the expected share of messages is delivered.
     pub low: Money,
@@ -434,7 +447,7 @@ pub struct Estimate {
     pub by_market: Vec<MarketEstimate>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MarketEstimate {
     pub market: String,
     pub recipients: u64,
@@ -444,7 +457,7 @@ pub struct MarketEstimate {
 }
 
 /// A campaign's cost so far, from the status webhooks' pricing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Actual {
     pub currency: String,
     /// Priced messages only; `unknown_messages` are not in it.
@@ -459,7 +472,7 @@ pub struct Actual {
     pub by: Vec<ActualLine>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ActualLine {
     pub market: String,
     pub category: String,
@@ -505,7 +518,7 @@ impl Charge {
 }
 
 /// A campaign's cost as the API shows it: what it will cost, what it did, and its cap.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CampaignCost {
     pub currency: String,
     pub estimate: Estimate,
@@ -527,7 +540,7 @@ pub struct CampaignCost {
 }
 
 /// A re-categorised template: the estimate at the category first priced and at today's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Drift {
     pub from: String,
     pub to: String,

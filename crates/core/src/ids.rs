@@ -70,6 +70,18 @@ fn check_chars(
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CampaignId(Box<str>);
 
+impl utoipa::PartialSchema for CampaignId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-z]+$"))
+            .max_length(Some(CAMPAIGN_ID_MAX))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CampaignId {}
+
 impl CampaignId {
     pub fn new(s: &str) -> Result<Self, IdError> {
         check_chars("campaign id", s, CAMPAIGN_ID_MAX, |c| {

@@ -54,6 +54,18 @@ impl fmt::Debug for Region {
     }
 }
 
+impl utoipa::PartialSchema for Region {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[A-Z]{2}$"))
+            .description(Some("ISO 3166-1 alpha-2 region; ZZ when not known"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Region {}
+
 impl Serialize for Region {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())

@@ -34,20 +34,23 @@ pub fn template_key(name: &str, language: &str) -> String {
 pub const TEMPLATE_CATEGORIES: [&str; 3] = ["MARKETING", "UTILITY", "AUTHENTICATION"];
 
 /// What an operator submits to create a campaign (ARCHITECTURE §1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignSpec {
     pub name: String,
     /// The sending phone number id; the configured one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_number_id: Option<String>,
-    /// A Cloud API message body without `to`/`messaging_product`.
+    /// A Cloud API message body without `to`/`messaging_product`; any string in it may
+    /// hold `{{column}}` placeholders filled from the recipient's CSV row.
+    #[schema(value_type = Object)]
     pub message: Map<String, Value>,
     /// ISO 3166-1 alpha-2 region for numbers written in national form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_region: Option<String>,
     /// When set, the campaign starts itself at this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub schedule_at: Option<jiff::Timestamp>,
     /// Per-campaign cap on messages per second (never above the phone number's).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -70,7 +70,7 @@ impl SkipReason {
 }
 
 /// Skipped recipients by reason (upload-time and send-time reasons together).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Skipped {
     pub duplicate: u64,
     pub invalid: u64,
@@ -106,7 +106,7 @@ impl Skipped {
 }
 
 /// Pricing information from status webhooks, counted once per message.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PricingStats {
     /// Messages Meta marked billable.
     pub billable: u64,
@@ -122,7 +122,7 @@ pub struct PricingStats {
     pub free: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Recipients accepted into the campaign (upload rejects never become recipients).
     pub recipients: u64,

@@ -14,4 +14,4 @@ pub mod receiver;
 
 pub use apply::{OptInReply, Reconciler, ReconcilerConfig, SendText, SendTextFuture};
 pub use consumer::{ConsumerConfig, run};
-pub use receiver::{BODY_LIMIT, ReceiverConfig, routes};
+pub use receiver::{BODY_LIMIT, ReceiverConfig, WEBHOOK_PATH, routes};

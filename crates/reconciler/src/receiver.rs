@@ -38,6 +38,9 @@ struct Receiver<S> {
     cfg: ReceiverConfig,
 }
 
+/// Where Meta's webhook is served.
+pub const WEBHOOK_PATH: &str = "/webhook";
+
 /// `GET /webhook` and `POST /webhook`, ready to be merged into a router. Without an app
 /// secret every delivery is refused (and this says so in the log).
 pub fn routes<S: Store>(store: Arc<S>, cfg: ReceiverConfig) -> Router {
@@ -49,7 +52,7 @@ pub fn routes<S: Store>(store: Arc<S>, cfg: ReceiverConfig) -> Router {
     }
     let state = Arc::new(Receiver { store, cfg });
     Router::new()
-        .route("/webhook", get(verify::<S>).post(deliver::<S>))
+        .route(WEBHOOK_PATH, get(verify::<S>).post(deliver::<S>))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // The body limit answers 413 before the handler runs; count those here.
         .layer(axum::middleware::map_response(|r: Response| async move {

@@ -20,7 +20,7 @@ pub struct NewCampaign {
 }
 
 /// A stored campaign.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Campaign {
     pub id: CampaignId,
     pub name: String,

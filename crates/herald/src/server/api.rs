@@ -13,17 +13,18 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use futures::future::BoxFuture;
 use herald_core::{CampaignAction, CampaignId, CampaignSpec, CampaignStatus, PauseReason};
 use herald_reconciler::ReceiverConfig;
 use herald_store::{Campaign, NewCampaign, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-pub use crate::server::error::ApiError;
+pub use crate::server::error::{ApiError, ErrorBody};
+use crate::server::upload::UploadSummary;
 use crate::server::{limit, upload};
 
 /// Checks that the store answers (for `/readyz`).
@@ -161,38 +162,79 @@ pub struct Routes {
     pub webhook: Option<ReceiverConfig>,
 }
 
-/// The routes: `/v1` (with auth), `/webhook`, `/metrics`, `/healthz`, `/readyz`.
-pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
-    let store = state.store.clone();
-    let body_limit = state.max_body_bytes;
-    let state = Arc::new(state);
-    let v1 = Router::new()
-        .route("/campaigns", post(create::<S>).get(list::<S>))
-        .route("/campaigns/{id}", get(show::<S>))
-        .route(
+/// The campaign API's routes, under `/v1`.
+fn v1_routes<S: Store>() -> Vec<(&'static str, MethodRouter<AppState<S>>)> {
+    use crate::server::suppressions;
+    vec![
+        ("/campaigns", post(create::<S>).get(list::<S>)),
+        ("/campaigns/{id}", get(show::<S>)),
+        (
             "/campaigns/{id}/recipients",
             // The upload is streamed and limited by its own counter, not buffered.
             post(recipients::<S>).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/campaigns/{id}/failures", get(failures::<S>))
-        .route("/campaigns/{id}/cost", get(cost_report::<S>))
-        .route("/campaigns/{id}/{action}", post(action::<S>))
-        .route(
+        ),
+        ("/campaigns/{id}/failures", get(failures::<S>)),
+        ("/campaigns/{id}/cost", get(cost_report::<S>)),
+        ("/campaigns/{id}/{action}", post(action::<S>)),
+        (
             "/suppressions/{phone_number_id}",
-            get(crate::server::suppressions::export::<S>)
-                .post(crate::server::suppressions::import::<S>),
-        )
-        .route(
+            get(suppressions::export::<S>).post(suppressions::import::<S>),
+        ),
+        (
             "/suppressions/{phone_number_id}/{entry}",
-            axum::routing::delete(crate::server::suppressions::remove::<S>),
-        )
+            axum::routing::delete(suppressions::remove::<S>),
+        ),
+    ]
+}
+
+/// The routes every process serves; `openapi` is the description `/openapi.json` serves.
+fn operational_routes<S: Store>(openapi: Bytes) -> Vec<(&'static str, MethodRouter<AppState<S>>)> {
+    vec![
+        ("/metrics", get(metrics::<S>)),
+        ("/healthz", get(healthz)),
+        ("/readyz", get(ready::<S>)),
+        (
+            "/openapi.json",
+            get(move || crate::server::openapi::serve(openapi.clone())),
+        ),
+    ]
+}
+
+/// Every path `router` mounts for `routes` (what `/openapi.json` must describe, no more and
+/// no less).
+pub fn mounted_paths<S: Store>(routes: &Routes) -> Vec<String> {
+    let mut paths: Vec<String> = operational_routes::<S>(Bytes::new())
+        .into_iter()
+        .map(|(p, _)| p.to_owned())
+        .collect();
+    if routes.v1 {
+        paths.extend(v1_routes::<S>().into_iter().map(|(p, _)| format!("/v1{p}")));
+    }
+    if routes.webhook.is_some() {
+        paths.push(herald_reconciler::WEBHOOK_PATH.to_owned());
+    }
+    paths
+}
+
+/// The routes: `/v1` (with auth), `/webhook`, `/metrics`, `/healthz`, `/readyz`,
+/// `/openapi.json`.
+pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
+    let doc = crate::server::openapi::document(&routes);
+    let doc = serde_json::to_vec(&doc)
+        .map(Bytes::from)
+        .unwrap_or_default();
+    let store = state.store.clone();
+    let body_limit = state.max_body_bytes;
+    let state = Arc::new(state);
+    let v1 = v1_routes::<S>()
+        .into_iter()
+        .fold(Router::new(), |r, (path, method)| r.route(path, method))
         .layer(DefaultBodyLimit::max(body_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::<S>))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") });
-    let mut app: Router = Router::new()
-        .route("/metrics", get(metrics::<S>))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready::<S>))
+    let mut app: Router = operational_routes::<S>(doc)
+        .into_iter()
+        .fold(Router::new(), |r, (path, method)| r.route(path, method))
         .with_state(state.clone());
     if routes.v1 {
         app = app.nest("/v1", v1.with_state(state));
@@ -301,30 +343,76 @@ fn campaign_id(raw: &str) -> Result<CampaignId, ApiError> {
     })
 }
 
-/// A campaign with its stats and its place in the messaging limit, as the API shows it.
-async fn view<S: Store>(state: &ApiState<S>, c: &Campaign) -> Result<Value, ApiError> {
-    let stats = state.store.stats(&c.id).await?;
-    let mut v = serde_json::to_value(c)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let limit = limit::view(&*state.store, &state.messaging_limit, c, stats.pending).await?;
-    let cost = state.cost.as_ref().map(|cost| cost.view(&c.spec, &stats));
-    v["stats"] = serde_json::to_value(stats).unwrap_or(Value::Null);
-    if let Some(cost) = cost {
-        // `stats.cost`: the estimate, the actual and the cap (ARCHITECTURE §14).
-        v["stats"]["cost"] = serde_json::to_value(cost).unwrap_or(Value::Null);
-    }
-    if let Some(r) = &c.pause_reason {
-        v["status_reason"] = Value::String(r.to_string());
-    }
-    if let Some(l) = limit {
-        if l.waiting > 0 && c.status == CampaignStatus::Running {
-            v["waiting_for"] = Value::String("messaging_limit".into());
-        }
-        v["messaging_limit"] = serde_json::to_value(l).unwrap_or(Value::Null);
-    }
-    Ok(v)
+/// A campaign as the API shows it: the stored campaign, its stats, and its place in the
+/// messaging limit.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignView {
+    #[serde(flatten)]
+    pub campaign: Campaign,
+    pub stats: StatsView,
+    /// Why the campaign is paused, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// What a running campaign's pending recipients wait for, when they wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<WaitingFor>,
+    /// The campaign's place in its portfolio's messaging limit (template campaigns that
+    /// have not ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messaging_limit: Option<limit::LimitView>,
 }
 
+/// The stats (ARCHITECTURE §4), with the cost when a rate card is loaded.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatsView {
+    #[serde(flatten)]
+    pub stats: herald_core::Stats,
+    /// The estimate, the actual and the cap (ARCHITECTURE §14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<herald_core::cost::CampaignCost>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitingFor {
+    /// The portfolio's moving 24 h budget of unique users is spent for now.
+    MessagingLimit,
+}
+
+/// `GET /v1/campaigns`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignList {
+    pub campaigns: Vec<CampaignView>,
+}
+
+/// A campaign with its stats and its place in the messaging limit, as the API shows it.
+async fn view<S: Store>(state: &ApiState<S>, c: &Campaign) -> Result<CampaignView, ApiError> {
+    let stats = state.store.stats(&c.id).await?;
+    let limit = limit::view(&*state.store, &state.messaging_limit, c, stats.pending).await?;
+    let cost = state.cost.as_ref().map(|cost| cost.view(&c.spec, &stats));
+    let waiting = limit
+        .as_ref()
+        .is_some_and(|l| l.waiting > 0 && c.status == CampaignStatus::Running);
+    Ok(CampaignView {
+        campaign: c.clone(),
+        stats: StatsView { stats, cost },
+        status_reason: c.pause_reason.as_ref().map(ToString::to_string),
+        waiting_for: waiting.then_some(WaitingFor::MessagingLimit),
+        messaging_limit: limit,
+    })
+}
+
+/// Create a campaign from a campaign spec. The message is checked (and, when an account is
+/// configured, its template looked up at Meta) before anything is stored; with
+/// `schedule_at` the campaign is scheduled at once.
+#[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns",
+    request_body(content = herald_core::CampaignSpec, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = CampaignView),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 415, description = "Not sent as application/json", body = ErrorBody),
+        (status = 422, description = "The spec or the message breaks a rule; the message names the field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 async fn create<S: Store>(
     State(state): State<AppState<S>>,
     headers: HeaderMap,
@@ -428,15 +516,24 @@ fn template_key(message: &serde_json::Map<String, Value>) -> Option<String> {
     Some(herald_core::spec::template_key(name, lang))
 }
 
+/// Every campaign, with its stats.
+#[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns",
+    responses((status = 200, description = "The campaigns", body = CampaignList), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 async fn list<S: Store>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
     let campaigns = state.store.list_campaigns().await?;
     let mut out = Vec::with_capacity(campaigns.len());
     for c in &campaigns {
         out.push(view(&state, c).await?);
     }
-    Ok(axum::Json(json!({ "campaigns": out })).into_response())
+    Ok(axum::Json(CampaignList { campaigns: out }).into_response())
 }
 
+/// One campaign with its stats, its cost and its place in the messaging limit.
+#[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "The campaign", body = CampaignView),
+        (status = 404, description = "No such campaign", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 async fn show<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -446,14 +543,42 @@ async fn show<S: Store>(
     Ok(axum::Json(view(&state, &c).await?).into_response())
 }
 
+/// Liveness: the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// A campaign action.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Start,
+    Pause,
+    Resume,
+    Cancel,
+}
+
 /// What `resume` may change on the way.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResumeBody {
+pub struct ResumeBody {
     /// A new cost cap (a campaign paused at its `max_cost` resumes with a higher one).
     max_cost: Option<f64>,
 }
 
+/// Start, pause, resume or cancel a campaign. Only `resume` takes a body, to raise a
+/// `max_cost` the campaign paused at.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/{action}", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id"),
+           ("action" = Action, Path, description = "What to do")),
+    request_body(content = Option<ResumeBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The campaign after the transition", body = CampaignView),
+        (status = 404, description = "No such campaign or action", body = ErrorBody),
+        (status = 409, description = "Not allowed from the campaign's status", body = ErrorBody),
+        (status = 422, description = "A body where none is taken, or a bad `max_cost`", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 async fn action<S: Store>(
     State(state): State<AppState<S>>,
     Path((id, action)): Path<(String, String)>,
@@ -475,18 +600,18 @@ async fn action<S: Store>(
             "{action} takes no body (only resume does: {{\"max_cost\": …}})"
         )));
     };
-    let (action, reason) = match action.as_str() {
-        "start" => (CampaignAction::Start, None),
-        "pause" => (CampaignAction::Pause, Some(PauseReason::operator())),
-        "resume" => (CampaignAction::Resume, None),
-        "cancel" => (CampaignAction::Cancel, None),
-        other => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no action {other:?}: use start, pause, resume or cancel"),
-            ));
-        }
+    let Ok(named) = serde_json::from_value::<Action>(Value::String(action.clone())) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no action {action:?}: use start, pause, resume or cancel"),
+        ));
+    };
+    let (action, reason) = match named {
+        Action::Start => (CampaignAction::Start, None),
+        Action::Pause => (CampaignAction::Pause, Some(PauseReason::operator())),
+        Action::Resume => (CampaignAction::Resume, None),
+        Action::Cancel => (CampaignAction::Cancel, None),
     };
     if action == CampaignAction::Start
         && let Some(t) = &state.templates
@@ -534,13 +659,28 @@ async fn action<S: Store>(
     Ok(axum::Json(view(&state, &c).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UploadParams {
     /// The phone column's name, when it is not one of the usual ones.
     phone_column: Option<String>,
 }
 
+/// Add recipients from a CSV file, streamed: numbers are checked (E.164, `default_region`
+/// for national ones), deduplicated and checked against the suppression list; each row's
+/// values must fill the message's placeholders. Sending the same file again adds nothing.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/recipients", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id"), UploadParams),
+    request_body(content = String, content_type = "text/csv"),
+    responses(
+        (status = 200, description = "What the upload did", body = UploadSummary),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 408, description = "The body stopped arriving; what was read is kept", body = ErrorBody),
+        (status = 409, description = "The campaign has ended", body = ErrorBody),
+        (status = 413, description = "Over server.max_upload_bytes or max_upload_recipients", body = ErrorBody),
+        (status = 415, description = "Not sent as text/csv", body = ErrorBody),
+        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing)", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 async fn recipients<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -578,26 +718,26 @@ async fn recipients<S: Store>(
     )
     .await?;
     let mut result = result;
-    // How many of the campaign's recipients fit in the messaging limit now.
     let campaign = state.store.campaign(&id).await?;
     let stats = state.store.stats(&id).await?;
-    if let Some(l) = limit::view(
+    result.messaging_limit = limit::view(
         &*state.store,
         &state.messaging_limit,
         &campaign,
         stats.pending,
     )
-    .await?
-    {
-        result["messaging_limit"] = serde_json::to_value(l).unwrap_or(Value::Null);
-    }
-    if let Some(cost) = &state.cost {
-        result["cost"] =
-            serde_json::to_value(cost.view(&campaign.spec, &stats).estimate).unwrap_or(Value::Null);
-    }
+    .await?;
+    result.cost = (state.cost.as_ref()).map(|cost| cost.view(&campaign.spec, &stats).estimate);
     Ok(axum::Json(result).into_response())
 }
 
+/// Every failed or skipped recipient with the reason, as CSV (cells safe against formula
+/// injection).
+#[utoipa::path(get, path = "/v1/campaigns/{id}/failures", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "CSV: the failures and rejects", content_type = "text/csv", body = String),
+        (status = 404, description = "No such campaign", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 async fn failures<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -637,6 +777,12 @@ async fn failures<S: Store>(
 
 /// The campaign's cost as CSV, for a spreadsheet: the estimate by market, then the actual
 /// cost by market and category.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/cost", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "CSV: the estimate and the actual cost by market", content_type = "text/csv", body = String),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 503, description = "No rate card is loaded", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 async fn cost_report<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -665,6 +811,11 @@ async fn cost_report<S: Store>(
         .into_response())
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 404, description = "Metrics are off", body = ErrorBody)))]
 async fn metrics<S: Store>(State(state): State<AppState<S>>) -> Response {
     let Some(handle) = &state.metrics else {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "metrics are off")
@@ -682,6 +833,11 @@ async fn metrics<S: Store>(State(state): State<AppState<S>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", content_type = "text/plain", body = String),
+        (status = 503, description = "The store is unreachable", content_type = "text/plain", body = String)))]
 async fn ready<S: Store>(State(state): State<AppState<S>>) -> Response {
     if (state.ready)().await {
         "ready\n".into_response()

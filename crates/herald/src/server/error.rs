@@ -3,7 +3,21 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_store::StoreError;
-use serde_json::json;
+use serde::Serialize;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `invalid`, `not_found`, `conflict`, `unauthorized`, `unavailable`, …
+    pub code: String,
+    /// What is wrong, naming the field, the column or the rule.
+    pub message: String,
+}
 
 /// An error answer: `{"error": {"code", "message"}}`.
 #[derive(Debug)]
@@ -29,7 +43,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 /// The `messaging_limit` object of a campaign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LimitView {
     pub portfolio: String,
     /// Unique users per moving 24 h outside open windows; `None`: none enforced (unlimited,
@@ -23,8 +23,10 @@ pub struct LimitView {
     pub fit_now: u64,
     /// Pending recipients that wait for the window to move on.
     pub waiting: u64,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub next_frees_at: Option<Timestamp>,
     /// When all the waiting would fit, if nothing else used the budget meanwhile.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub all_fit_by: Option<Timestamp>,
 }
 

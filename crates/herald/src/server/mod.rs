@@ -8,6 +8,7 @@ pub mod cost;
 pub mod error;
 pub mod limit;
 pub mod listen;
+pub mod openapi;
 pub mod report;
 pub mod suppressions;
 pub mod upload;

@@ -19,14 +19,42 @@ use std::collections::BTreeMap;
 use herald_core::{PhoneE164, business_user_id};
 use herald_store::{Store, SuppressionScope, Why};
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use crate::server::api::{ApiError, AppState};
+use crate::server::api::{ApiError, AppState, ErrorBody};
 
 /// At most this many rejected rows are listed in an import's answer (all are counted).
 const MAX_LISTED_REJECTS: usize = 100;
 /// At most this many user ids whose number is unknown are exported.
 const MAX_EXPORTED_USERS: usize = 100_000;
+
+/// What an import did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SuppressionImport {
+    /// Numbers put on the list.
+    pub numbers: usize,
+    /// User ids put on the list.
+    pub user_ids: usize,
+    /// The part of `user_ids` whose number Herald knows (that number is suppressed too).
+    pub user_ids_with_known_number: usize,
+    /// Rows that could not be used.
+    pub rejected: u64,
+    /// The first of them.
+    pub rejects: Vec<ImportReject>,
+}
+
+/// A row of an import that could not be used.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportReject {
+    pub line: u64,
+    pub column: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SuppressionRemoved {
+    pub removed: bool,
+}
 
 /// A phone number id from the path: digits only.
 fn phone_number_id(raw: &str) -> Result<&str, ApiError> {
@@ -44,6 +72,11 @@ fn phone_number_id(raw: &str) -> Result<&str, ApiError> {
 /// `GET /v1/suppressions/{phone_number_id}`: `kind,id` rows: numbers suppressed for every
 /// message (`number`), then those that get no marketing template (`marketing_number`), then
 /// the user ids that opted out before their number was known.
+#[utoipa::path(get, path = "/v1/suppressions/{phone_number_id}", tag = "suppressions",
+    params(("phone_number_id" = String, Path, description = "The sending phone number id")),
+    responses(
+        (status = 200, description = "CSV: kind,id,reason,date", content_type = "text/csv", body = String),
+        (status = 404, description = "Not a phone number id", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 pub(crate) async fn export<S: Store>(
     State(state): State<AppState<S>>,
     Path(pnid): Path<String>,
@@ -105,6 +138,14 @@ pub(crate) async fn export<S: Store>(
 }
 
 /// `POST /v1/suppressions/{phone_number_id}` with a CSV body (`text/csv`).
+#[utoipa::path(post, path = "/v1/suppressions/{phone_number_id}", tag = "suppressions",
+    params(("phone_number_id" = String, Path, description = "The sending phone number id")),
+    request_body(content = String, content_type = "text/csv", description = "A `number` or `user_id` column; optional `reason` and `date`"),
+    responses(
+        (status = 200, description = "What was imported; bad rows are listed and cost nothing else", body = SuppressionImport),
+        (status = 404, description = "Not a phone number id", body = ErrorBody),
+        (status = 415, description = "Not sent as text/csv", body = ErrorBody),
+        (status = 422, description = "No usable header", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 pub(crate) async fn import<S: Store>(
     State(state): State<AppState<S>>,
     Path(pnid): Path<String>,
@@ -138,7 +179,11 @@ pub(crate) async fn import<S: Store>(
     let mut reject = |line: u64, column: &str, problem: String| {
         rejected += 1;
         if rejects.len() < MAX_LISTED_REJECTS {
-            rejects.push(json!({"line": line, "column": column, "problem": problem}));
+            rejects.push(ImportReject {
+                line,
+                column: column.to_owned(),
+                problem,
+            });
         }
     };
     for (i, row) in reader.byte_records().enumerate() {
@@ -217,13 +262,13 @@ pub(crate) async fn import<S: Store>(
             }
         }
     }
-    let answer: Value = json!({
-        "numbers": numbers,
-        "user_ids": users.len(),
-        "user_ids_with_known_number": linked,
-        "rejected": rejected,
-        "rejects": rejects,
-    });
+    let answer = SuppressionImport {
+        numbers,
+        user_ids: users.len(),
+        user_ids_with_known_number: linked,
+        rejected,
+        rejects,
+    };
     Ok((StatusCode::OK, axum::Json(answer)).into_response())
 }
 
@@ -240,6 +285,13 @@ fn date(s: &str) -> Option<Timestamp> {
 
 /// `DELETE /v1/suppressions/{phone_number_id}/{entry}`: a number or a user id comes off the
 /// list (the user opted back in elsewhere).
+#[utoipa::path(delete, path = "/v1/suppressions/{phone_number_id}/{entry}", tag = "suppressions",
+    params(("phone_number_id" = String, Path, description = "The sending phone number id"),
+           ("entry" = String, Path, description = "An E.164 number or a business-scoped user id")),
+    responses(
+        (status = 200, description = "Whether anything came off the list", body = SuppressionRemoved),
+        (status = 404, description = "Not a phone number id", body = ErrorBody),
+        (status = 422, description = "Neither a number nor a user id", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
 pub(crate) async fn remove<S: Store>(
     State(state): State<AppState<S>>,
     Path((pnid, entry)): Path<(String, String)>,
@@ -259,5 +311,5 @@ pub(crate) async fn remove<S: Store>(
             "{entry:?} is neither an E.164 number nor a business-scoped user id"
         )));
     };
-    Ok(axum::Json(json!({"removed": removed})).into_response())
+    Ok(axum::Json(SuppressionRemoved { removed }).into_response())
 }

@@ -27,7 +27,7 @@ use herald_loader::{
     RowProblem, SinkError,
 };
 use herald_store::{Campaign, FailureRow, Store, StoreError, UploadReject};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::runtime::Handle;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
@@ -59,7 +59,7 @@ pub async fn load<S: Store>(
     phone_column: Option<String>,
     body: Body,
     limits: Limits,
-) -> Result<Value, ApiError> {
+) -> Result<UploadSummary, ApiError> {
     let template = campaign
         .spec
         .compile()
@@ -129,7 +129,7 @@ pub async fn load<S: Store>(
                 suppressed = report.summary.suppressed,
                 "recipients loaded"
             );
-            Ok(summary_json(&report))
+            Ok(UploadSummary::new(&report))
         }
         Err(e) => Err(load_error(e)),
     }
@@ -205,34 +205,80 @@ fn load_error(e: LoadError) -> ApiError {
     }
 }
 
-fn summary_json(r: &LoadReport) -> Value {
-    let s = &r.summary;
-    json!({
-        "rows": s.rows,
-        "accepted": s.accepted,
-        "already_present": s.already_present,
-        "duplicates": s.duplicates,
-        "invalid": s.invalid,
-        "suppressed": s.suppressed,
-        "phone_column": r.phone_column,
-        "variables": r.variables,
-        "delimiter": r.delimiter.to_string(),
-        "bytes": r.bytes_read,
-        "rejects": r.first_rejects.iter().take(FIRST_REJECTS).map(reject_json).collect::<Vec<_>>(),
-    })
+/// What an upload did (`POST /v1/campaigns/{id}/recipients`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadSummary {
+    /// Data rows read (the header is not counted).
+    pub rows: u64,
+    /// New recipients added to the campaign.
+    pub accepted: u64,
+    /// Numbers already in the campaign (an earlier upload, or this file sent again).
+    pub already_present: u64,
+    pub duplicates: u64,
+    pub invalid: u64,
+    pub suppressed: u64,
+    /// The header name of the phone column Herald used.
+    pub phone_column: String,
+    /// The other columns, which the message's placeholders may name.
+    pub variables: Vec<String>,
+    /// The delimiter found on the header line.
+    pub delimiter: String,
+    pub bytes: u64,
+    /// The first rejects in file order; `GET /v1/campaigns/{id}/failures` has them all.
+    pub rejects: Vec<RejectView>,
+    /// How many of the campaign's recipients fit in the messaging limit now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messaging_limit: Option<crate::server::limit::LimitView>,
+    /// The campaign's cost estimate with these recipients, when a rate card is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<herald_core::cost::Estimate>,
 }
 
-fn reject_json(r: &Reject) -> Value {
-    let mut v = json!({
-        "line": r.line,
-        "raw": r.raw,
-        "reason": r.reason.code(),
-        "detail": r.detail,
-    });
-    if let Some(first) = r.first_line {
-        v["first_line"] = json!(first);
+/// A CSV row that did not become a recipient.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RejectView {
+    /// The row's line in the file (1 is the header).
+    pub line: u64,
+    /// The phone cell as written.
+    pub raw: String,
+    /// `duplicate`, `invalid_number`, `empty_value`, …
+    pub reason: String,
+    pub detail: String,
+    /// For a duplicate: the line where the number first appeared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_line: Option<u64>,
+}
+
+impl UploadSummary {
+    fn new(r: &LoadReport) -> Self {
+        let s = &r.summary;
+        Self {
+            rows: s.rows,
+            accepted: s.accepted,
+            already_present: s.already_present,
+            duplicates: s.duplicates,
+            invalid: s.invalid,
+            suppressed: s.suppressed,
+            phone_column: r.phone_column.clone(),
+            variables: r.variables.clone(),
+            delimiter: r.delimiter.to_string(),
+            bytes: r.bytes_read,
+            rejects: r
+                .first_rejects
+                .iter()
+                .take(FIRST_REJECTS)
+                .map(|r| RejectView {
+                    line: r.line,
+                    raw: r.raw.clone(),
+                    reason: r.reason.code().to_owned(),
+                    detail: r.detail.clone(),
+                    first_line: r.first_line,
+                })
+                .collect(),
+            messaging_limit: None,
+            cost: None,
+        }
     }
-    v
 }
 
 /// A row's values must make a valid message: required ones present, and every field they
