@@ -7,6 +7,9 @@
 # Some tests start their own short-lived redis-server (to restart it mid-run), so the binary
 # is made available either way and exported as REDIS_SERVER_BIN.
 #
+# The console's browser test needs Chromium and chromedriver (Debian's chromium and
+# chromium-driver, installed when missing) and Selenium (installed by check-deploy.sh).
+#
 # Tests of the store on a Redis Cluster read REDIS_CLUSTER_URL. When it is unset, this script
 # starts a throwaway cluster of six redis-servers (three masters, three replicas, joined with
 # `redis-cli --cluster create`), exports REDIS_CLUSTER_URL, and stops it at the end.
@@ -123,7 +126,22 @@ start_cluster() {
   log "started a throwaway Redis Cluster on ports ${ports[*]}"
 }
 
+# Headless Chromium and its driver, for the console's browser test
+# (crates/herald/tests/console.rs); Selenium comes with check-deploy.sh's venv.
+ensure_chromium() {
+  if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then return 0; fi
+  log "chromium or chromedriver not found; installing Debian's chromium and chromium-driver"
+  local sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || {
+    $sudo apt-get update -q >/dev/null
+    $sudo apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null
+  }
+}
+
 ensure_redis_server
+ensure_chromium
 export REDIS_SERVER_BIN=${REDIS_SERVER_BIN:-$(command -v redis-server)}
 export REDIS_CLI_BIN=${REDIS_CLI_BIN:-$(command -v redis-cli)}
 

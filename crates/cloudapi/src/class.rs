@@ -191,6 +191,59 @@ pub fn code_label(code: i64) -> &'static str {
     }
 }
 
+/// Meta's short title for an error code in the table (what the console shows next to a
+/// count); `None` for a code Herald does not know.
+pub fn meaning(code: i64) -> Option<&'static str> {
+    let text = match code {
+        0 => "Authentication failed (AuthException)",
+        1 => "Unknown API error at Meta",
+        2 => "Meta's service is temporarily unavailable",
+        3 => "The app lacks the capability or permission for this call",
+        4 => "Too many API calls by the app",
+        10 => "Permission denied, or it was removed",
+        100 => "Invalid parameter",
+        190 => "The access token expired or is invalid",
+        200..=299 => "A permission is missing or was removed",
+        368 => "Temporarily blocked for policy violations",
+        80007 => "The WhatsApp Business Account's rate limit was hit",
+        130429 => "Over the phone number's throughput (messages per second)",
+        130472 => "The user is in one of Meta's marketing experiments",
+        130497 => "The business may not message users in this country",
+        131000 => "Something went wrong at Meta",
+        131008 => "A required parameter is missing",
+        131009 => "A parameter value is not valid",
+        131016 => "A Meta service is temporarily unavailable",
+        131021 => "The recipient is the sending number itself",
+        131026 => "Undeliverable: not on WhatsApp, or cannot receive this message",
+        131030 => "The recipient is not on the test number's allowed list",
+        131031 => "The business account is locked",
+        131042 => "A payment problem on the business account",
+        131045 => "The phone number is not registered (certificate)",
+        131047 => "More than 24 hours since the user last wrote: only a template can be sent",
+        131048 => "Spam rate limit: the portfolio's messaging limit is spent",
+        131049 => "Meta did not deliver it, to keep the user's marketing experience healthy",
+        131050 => "The user stopped marketing messages from the business",
+        131052 => "Meta could not download the media",
+        131053 => "Meta could not upload the media",
+        131056 => "Too many messages to this user in a short time (pair rate limit)",
+        131057 => "The business account is in maintenance",
+        131062 => "Business-scoped user ids are not supported for this message",
+        131063 => "Marketing templates are not available to this business",
+        132000 => "The template's parameter count does not match",
+        132001 => "The template does not exist in this language",
+        132005 => "The filled-in template text is too long",
+        132007 => "The template breaks a formatting or character policy",
+        132012 => "A template parameter has the wrong format",
+        132015 => "The template is paused for low quality",
+        132016 => "The template is disabled",
+        132068 => "The flow is blocked",
+        132069 => "The flow is throttled",
+        133010 => "The phone number is not registered with the Cloud API",
+        _ => return None,
+    };
+    Some(text)
+}
+
 /// How a request failed below the Graph API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportFailure {
@@ -226,6 +279,14 @@ impl TransportFailure {
 mod tests {
     use super::*;
     use ErrorClass::*;
+
+    #[test]
+    fn every_known_code_has_a_meaning() {
+        for code in ErrorClass::known_codes() {
+            assert!(meaning(code).is_some(), "{code}");
+        }
+        assert_eq!(meaning(999_999), None);
+    }
 
     #[test]
     fn the_table_is_sorted_and_each_code_is_in_it_once() {

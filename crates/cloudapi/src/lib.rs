@@ -18,7 +18,7 @@ pub mod signature;
 pub mod validate;
 pub mod webhook;
 
-pub use class::{ErrorClass, TransportFailure, code_label};
+pub use class::{ErrorClass, TransportFailure, code_label, meaning};
 pub use client::{Client, ClientConfig, Error, Messages, http_builder};
 pub use message::{Message, SendMessage, SendRequest};
 pub use response::{ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TemplateInfo, TokenInfo};

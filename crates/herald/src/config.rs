@@ -229,6 +229,8 @@ pub struct Server {
     pub max_upload_recipients: usize,
     /// Upload rejects stored per campaign for the failures report; beyond, only counted.
     pub max_stored_rejects: usize,
+    /// How long a console sign-in lasts.
+    pub console_session_secs: u64,
 }
 
 impl Default for Server {
@@ -244,6 +246,7 @@ impl Default for Server {
             body_idle_timeout_ms: 30_000,
             max_upload_recipients: 10_000_000,
             max_stored_rejects: 100_000,
+            console_session_secs: 12 * 3600,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
@@ -24,6 +24,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 pub use crate::server::error::{ApiError, ErrorBody};
+use crate::server::session::Sessions;
 use crate::server::upload::UploadSummary;
 use crate::server::{limit, upload};
 
@@ -56,6 +57,8 @@ pub struct ApiState<S> {
     pub templates: Option<Arc<Templates>>,
     /// The rate card: each campaign's estimate, actual cost and cap.
     pub cost: Option<crate::server::cost::CostSettings>,
+    /// How long a console sign-in lasts.
+    pub console_session_secs: u64,
 }
 
 /// Meta's template list of one WhatsApp Business Account.
@@ -138,8 +141,22 @@ impl<S: Store> ApiState<S> {
             messaging_limit: cfg.messaging_limit.limit_config(),
             templates: Templates::from_config(cfg).map(Arc::new),
             cost: crate::server::cost::CostSettings::from_config(cfg),
+            console_session_secs: s.console_session_secs,
         }
     }
+}
+
+impl<S> ApiState<S> {
+    /// Console sessions under the API key (`None` in keyless mode, where there are none).
+    pub(crate) fn sessions(&self) -> Option<Sessions> {
+        let key = self.api_key.expose();
+        (!key.is_empty()).then(|| Sessions::new(key, self.console_session_secs))
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    jiff::Timestamp::now().as_second().max(0) as u64
 }
 
 impl<S> std::fmt::Debug for ApiState<S> {
@@ -167,7 +184,9 @@ fn v1_routes<S: Store>() -> Vec<(&'static str, MethodRouter<AppState<S>>)> {
     use crate::server::suppressions;
     vec![
         ("/campaigns", post(create::<S>).get(list::<S>)),
+        ("/campaigns/validate", post(validate::<S>)),
         ("/campaigns/{id}", get(show::<S>)),
+        ("/campaigns/{id}/preview", post(preview::<S>)),
         (
             "/campaigns/{id}/recipients",
             // The upload is streamed and limited by its own counter, not buffered.
@@ -237,7 +256,9 @@ pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
         .fold(Router::new(), |r, (path, method)| r.route(path, method))
         .with_state(state.clone());
     if routes.v1 {
-        app = app.nest("/v1", v1.with_state(state));
+        app = app
+            .merge(crate::server::console::routes::<S>().with_state(state.clone()))
+            .nest("/v1", v1.with_state(state));
     }
     if let Some(receiver) = routes.webhook {
         app = app.merge(herald_reconciler::routes(store, receiver));
@@ -266,8 +287,29 @@ async fn auth<S: Store>(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if bool::from(presented.as_bytes().ct_eq(key.as_bytes())) {
-        next.run(request).await
-    } else {
+        return next.run(request).await;
+    }
+    // The console's session cookie; what changes something also needs the CSRF token.
+    let session = (state.sessions()).and_then(|s| s.from_headers(request.headers(), unix_now()));
+    if let Some(session) = session {
+        let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+        let token = request
+            .headers()
+            .get(crate::server::session::CSRF_HEADER)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        if safe || bool::from(token.ct_eq(session.csrf.as_bytes())) {
+            return next.run(request).await;
+        }
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a signed-in request that changes something must carry the page's X-Herald-CSRF \
+             token: reload the console page",
+        )
+        .into_response();
+    }
+    {
         let mut r = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -283,7 +325,7 @@ async fn auth<S: Store>(
 /// Without an API key, only requests a local program makes are served: addressed to a
 /// loopback name (a web page that rebinds its own name to 127.0.0.1 still sends that name),
 /// and not sent by a browser on behalf of another site. Behind a reverse proxy, set a key.
-fn keyless_guard(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn keyless_guard(headers: &HeaderMap) -> Result<(), ApiError> {
     let refuse = |why: String| {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -386,7 +428,10 @@ pub struct CampaignList {
 }
 
 /// A campaign with its stats and its place in the messaging limit, as the API shows it.
-async fn view<S: Store>(state: &ApiState<S>, c: &Campaign) -> Result<CampaignView, ApiError> {
+pub(crate) async fn view<S: Store>(
+    state: &ApiState<S>,
+    c: &Campaign,
+) -> Result<CampaignView, ApiError> {
     let stats = state.store.stats(&c.id).await?;
     let limit = limit::view(&*state.store, &state.messaging_limit, c, stats.pending).await?;
     let cost = state.cost.as_ref().map(|cost| cost.view(&c.spec, &stats));
@@ -439,6 +484,75 @@ async fn create<S: Store>(
     tracing::info!(campaign = %campaign.id, name = %campaign.name, "campaign created");
     let v = view(&state, &campaign).await?;
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+/// What a valid campaign spec needs from its recipients' CSV.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Validation {
+    /// The columns the message's placeholders name: each must be in the CSV.
+    pub columns: Vec<String>,
+    /// The template's category at Meta, when it could be looked up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_category: Option<String>,
+}
+
+/// Check a campaign spec by the rules `POST /v1/campaigns` applies, storing nothing.
+#[utoipa::path(post, path = "/v1/campaigns/validate", tag = "campaigns",
+    request_body(content = herald_core::CampaignSpec, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Valid", body = Validation),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 415, description = "Not sent as application/json", body = ErrorBody),
+        (status = 422, description = "The spec or the message breaks a rule; the message names the field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+async fn validate<S: Store>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_type(&headers, "application/json")?;
+    let new = prepare(&body, &state.default_phone_number_id)?;
+    let template_category = match (&state.templates, &new.template) {
+        (Some(t), Some(key)) => t.check(key).await?,
+        _ => None,
+    };
+    let columns = new
+        .spec
+        .compile()
+        .map(|t| t.placeholders().iter().map(|p| p.name.clone()).collect())
+        .unwrap_or_default();
+    Ok(axum::Json(Validation {
+        columns,
+        template_category,
+    })
+    .into_response())
+}
+
+/// Read the start of a CSV file as an upload would (the phone column found, numbers
+/// normalised, the message filled in for the first recipients, the first rejects), storing
+/// nothing. Send the first rows only: the body is limited to `server.max_body_bytes`.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/preview", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id"), UploadParams),
+    request_body(content = String, content_type = "text/csv"),
+    responses(
+        (status = 200, description = "How Herald reads the rows", body = crate::server::upload::UploadPreview),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 413, description = "Over server.max_body_bytes", content_type = "text/plain", body = String),
+        (status = 415, description = "Not sent as text/csv", body = ErrorBody),
+        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+async fn preview<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+    Query(params): Query<UploadParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = campaign_id(&id)?;
+    require_type(&headers, "text/csv")?;
+    let campaign = state.store.campaign(&id).await?;
+    let preview = upload::preview(&campaign, params.phone_column, body).await?;
+    Ok(axum::Json(preview).into_response())
 }
 
 /// The body must be declared as `expected`: a web form cannot send that type cross-site

@@ -4,11 +4,13 @@
 
 pub mod api;
 pub mod campaign_metrics;
+pub mod console;
 pub mod cost;
 pub mod error;
 pub mod limit;
 pub mod listen;
 pub mod openapi;
 pub mod report;
+pub mod session;
 pub mod suppressions;
 pub mod upload;

@@ -24,8 +24,10 @@ use crate::server::suppressions;
     ),
     paths(
         api::create,
+        api::validate,
         api::list,
         api::show,
+        api::preview,
         api::recipients,
         api::failures,
         api::cost_report,

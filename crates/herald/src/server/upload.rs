@@ -249,6 +249,128 @@ pub struct RejectView {
     pub first_line: Option<u64>,
 }
 
+impl RejectView {
+    fn new(r: &Reject) -> Self {
+        Self {
+            line: r.line,
+            raw: r.raw.clone(),
+            reason: r.reason.code().to_owned(),
+            detail: r.detail.clone(),
+            first_line: r.first_line,
+        }
+    }
+}
+
+/// How Herald reads the start of a CSV file for a campaign, before anything is stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadPreview {
+    /// The header name of the phone column Herald would use.
+    pub phone_column: String,
+    /// The other columns, which the message's placeholders may name.
+    pub variables: Vec<String>,
+    pub delimiter: String,
+    /// Data rows read from what was sent.
+    pub rows: u64,
+    /// The first recipients as they would be sent.
+    pub recipients: Vec<PreviewRecipient>,
+    /// The first rows that would be rejected (the suppression list is checked at upload).
+    pub rejects: Vec<RejectView>,
+}
+
+/// A recipient of the preview: the number as Herald normalised it and the message filled in.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PreviewRecipient {
+    /// E.164.
+    pub phone: String,
+    pub region: herald_core::Region,
+    /// The row's values by column.
+    pub values: std::collections::BTreeMap<String, String>,
+    /// The message as it would be sent to this recipient (the request's envelope left out).
+    #[schema(value_type = Object)]
+    pub message: serde_json::Value,
+}
+
+/// Recipients shown in a preview.
+const PREVIEW_RECIPIENTS: usize = 5;
+
+/// Reads `body` (the start of a file) as an upload to `campaign` would, storing nothing.
+pub async fn preview(
+    campaign: &Campaign,
+    phone_column: Option<String>,
+    body: Bytes,
+) -> Result<UploadPreview, ApiError> {
+    let template = campaign
+        .spec
+        .compile()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let region = campaign.spec.default_region.clone();
+    tokio::task::spawn_blocking(move || {
+        let variables: Vec<String> = (template.placeholders().iter())
+            .map(|p| p.name.clone())
+            .collect();
+        let rules = template.clone();
+        let check = move |vars: &Vars| row_check(&rules, vars);
+        let opts = LoadOptions {
+            phone_column,
+            default_region: region,
+            variables: Some(variables),
+            row_check: Some(&check),
+            threads: 1,
+            ..LoadOptions::default()
+        };
+        let mut sink = PreviewSink(Vec::new());
+        let report = herald_loader::load(body.as_ref(), &opts, &mut sink).map_err(load_error)?;
+        let recipients = (sink.0.iter())
+            .map(|r| {
+                let mut message: serde_json::Value =
+                    serde_json::from_slice(&template.render(r.phone, "", &r.vars))
+                        .unwrap_or_default();
+                if let Some(m) = message.as_object_mut() {
+                    for envelope in [
+                        "messaging_product",
+                        "recipient_type",
+                        "to",
+                        "biz_opaque_callback_data",
+                    ] {
+                        m.remove(envelope);
+                    }
+                }
+                PreviewRecipient {
+                    phone: r.phone.to_string(),
+                    region: r.region,
+                    values: (report.variables.iter().cloned())
+                        .zip(r.vars.iter().map(str::to_owned))
+                        .collect(),
+                    message,
+                }
+            })
+            .collect();
+        Ok(UploadPreview {
+            phone_column: report.phone_column,
+            variables: report.variables,
+            delimiter: report.delimiter.to_string(),
+            rows: report.summary.rows,
+            recipients,
+            rejects: (report.first_rejects.iter().take(PREVIEW_RECIPIENTS))
+                .map(RejectView::new)
+                .collect(),
+        })
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+}
+
+/// Keeps the first recipients of a preview; stores nothing.
+struct PreviewSink(Vec<Recipient>);
+
+impl RecipientSink for PreviewSink {
+    fn accept(&mut self, recipients: &[Recipient]) -> Result<Vec<bool>, SinkError> {
+        let room = PREVIEW_RECIPIENTS.saturating_sub(self.0.len());
+        self.0.extend(recipients.iter().take(room).cloned());
+        Ok(vec![true; recipients.len()])
+    }
+}
+
 impl UploadSummary {
     fn new(r: &LoadReport) -> Self {
         let s = &r.summary;
@@ -263,17 +385,8 @@ impl UploadSummary {
             variables: r.variables.clone(),
             delimiter: r.delimiter.to_string(),
             bytes: r.bytes_read,
-            rejects: r
-                .first_rejects
-                .iter()
-                .take(FIRST_REJECTS)
-                .map(|r| RejectView {
-                    line: r.line,
-                    raw: r.raw.clone(),
-                    reason: r.reason.code().to_owned(),
-                    detail: r.detail.clone(),
-                    first_line: r.first_line,
-                })
+            rejects: (r.first_rejects.iter().take(FIRST_REJECTS))
+                .map(RejectView::new)
                 .collect(),
             messaging_limit: None,
             cost: None,

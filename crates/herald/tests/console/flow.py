@@ -1,0 +1,188 @@
+"""A person's whole campaign through Herald's console, in headless Chromium (Selenium).
+
+Run by crates/herald/tests/console.rs against `herald serve` and the simulator:
+
+    flow.py --url http://127.0.0.1:PORT --key KEY --csv recipients.csv --shots DIR
+
+Signs in (a wrong key first), creates a campaign (a broken message first: the live check
+must name the field), uploads the CSV (the preview first), starts it, watches it complete,
+downloads the failures, checks the CSRF guard, the back button, a narrow screen, filters,
+and signs out. Saves a screenshot of each page in DIR. Prints one JSON line with what it
+saw; exits non-zero at the first thing that is not as it should be.
+"""
+
+import argparse
+import base64
+import json
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--shots", required=True)
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--driver", default="/usr/bin/chromedriver")
+    p.add_argument("--timeout", type=float, default=180)
+    a = p.parse_args()
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = a.chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,1000", "--no-first-run", "--disable-extensions"):
+        opts.add_argument(arg)
+    d = webdriver.Chrome(service=Service(a.driver), options=opts)
+    seen = {}
+    try:
+        run(d, a, seen)
+    finally:
+        d.quit()
+    print(json.dumps(seen))
+
+
+def run(d, a, seen):
+    wait = WebDriverWait(d, 30)
+    long_wait = WebDriverWait(d, a.timeout, poll_frequency=0.5)
+
+    def shot(name):
+        """The whole page, not only the window."""
+        size = d.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        png = d.execute_cdp_cmd("Page.captureScreenshot",
+                                {"format": "png", "captureBeyondViewport": True, "clip": clip})
+        with open(f"{a.shots}/{name}.png", "wb") as f:
+            f.write(base64.b64decode(png["data"]))
+
+    def text(css):
+        return d.find_element(By.CSS_SELECTOR, css).text
+
+    def fetch(method, path, csrf=True):
+        """A same-origin request from the page, with the session cookie."""
+        return d.execute_async_script(
+            """
+            const [method, path, csrf, done] = arguments;
+            const headers = {};
+            if (csrf) headers["X-Herald-CSRF"] = document.querySelector('meta[name="csrf"]').content;
+            fetch(path, {method, headers, credentials: "same-origin"})
+              .then(async r => done([r.status, await r.text()]))
+              .catch(e => done([0, String(e)]));
+            """,
+            method, path, csrf)
+
+    # Signed out, every page leads to sign-in.
+    d.get(a.url + "/")
+    wait.until(EC.url_contains("/sign-in"))
+    shot("sign-in")
+    key = d.find_element(By.ID, "key")
+    key.send_keys("not-the-key")
+    key.submit()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".error"), "not the API key"))
+    d.find_element(By.ID, "key").send_keys(a.key)
+    d.find_element(By.ID, "key").submit()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "h1")))
+    assert text("h1") == "Campaigns", text("h1")
+    cookie = d.get_cookie("herald_session")
+    assert cookie and cookie["httpOnly"] and cookie.get("sameSite") == "Strict", cookie
+    seen["signed_in"] = True
+
+    # A new campaign: a broken message is named by the live check, then a good one.
+    d.find_element(By.LINK_TEXT, "New campaign").click()
+    wait.until(EC.presence_of_element_located((By.ID, "new-campaign")))
+    d.find_element(By.ID, "name").send_keys("console spring promo")
+    message = d.find_element(By.ID, "message")
+    good = message.get_attribute("value")
+    message.clear()
+    message.send_keys('{"type": "template", "template": {"name": "order_update"}}')
+    wait.until(EC.text_to_be_present_in_element((By.ID, "check"), "message: template: missing field `language`"))
+    seen["live_check_error"] = text("#check")
+    message.clear()
+    d.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input', {bubbles: true}))", message, good)
+    d.find_element(By.ID, "mps").send_keys("40")
+    d.find_element(By.ID, "default_region").send_keys("US")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "check"), "Valid"))
+    assert "first_name" in text("#check"), text("#check")
+    shot("new-campaign")
+    d.find_element(By.CSS_SELECTOR, "#new-campaign button[type=submit]").click()
+    wait.until(EC.url_matches(r"/campaigns/[0-9a-z]+$"))
+    campaign = d.current_url.rsplit("/", 1)[1]
+    seen["campaign"] = campaign
+
+    # The upload: a preview of how Herald reads the file, then the file with progress.
+    d.find_element(By.ID, "csv").send_keys(a.csv)
+    wait.until(EC.text_to_be_present_in_element((By.ID, "preview"), "Phone column"))
+    preview = text("#preview")
+    assert "First recipients" in preview and "+1" in preview, preview
+    seen["preview_rejects"] = "would be rejected" in preview
+    shot("preview")
+    d.find_element(By.ID, "upload-go").click()
+    wait.until(EC.presence_of_element_located((By.ID, "upload-summary")))
+    seen["upload"] = text("#upload-summary")
+
+    # Cookie-authenticated changes need the page's CSRF token.
+    status, body = fetch("POST", f"/v1/campaigns/{campaign}/start", csrf=False)
+    assert status == 403 and "X-Herald-CSRF" in body, (status, body)
+
+    # Start it, with the confirmation, and watch it to the end.
+    d.find_element(By.CSS_SELECTOR, "button[data-action=start]").click()
+    WebDriverWait(d, 10).until(EC.alert_is_present())
+    d.switch_to.alert.accept()
+    long_wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#live .badge"), "completed"))
+    time.sleep(1.5)  # one more refresh for the chart
+    seen["accepted"] = int(text("#n-accepted"))
+    seen["failed"] = int(text("#n-failed"))
+    seen["chart_points"] = d.execute_script(
+        "const p = document.querySelector('#chart polyline'); return p ? p.getAttribute('points').split(' ').length : 0")
+    seen["errors_table"] = bool(d.find_elements(By.ID, "errors-h"))
+    shot("campaign")
+
+    # The failures report, as the download link gets it.
+    link = d.find_element(By.PARTIAL_LINK_TEXT, "Download failures")
+    status, csv = fetch("GET", link.get_attribute("href"))
+    assert status == 200, (status, csv)
+    seen["failures_rows"] = len(csv.strip().splitlines()) - 1
+
+    # A narrow screen: nothing wider than the window.
+    d.set_window_size(390, 844)
+    time.sleep(0.5)
+    overflow = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the campaign page is {overflow}px wider than a narrow screen"
+    shot("campaign-narrow")
+    d.set_window_size(1280, 1000)
+
+    # Back to the list with the back button; the filter finds it.
+    d.get(a.url + "/?status=completed")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.campaigns")))
+    assert campaign in text("table.campaigns")
+    d.find_element(By.PARTIAL_LINK_TEXT, "console spring promo").click()
+    wait.until(EC.url_contains(campaign))
+    d.back()
+    wait.until(EC.url_contains("status=completed"))
+    assert campaign in text("table.campaigns")
+    d.get(a.url + "/?status=running")
+    assert campaign not in d.find_element(By.TAG_NAME, "main").text
+    d.get(a.url + "/")
+    shot("campaigns")
+
+    # Sign out: the browser holds no session any more.
+    d.find_element(By.CSS_SELECTOR, "header form button").click()
+    wait.until(EC.url_contains("/sign-in"))
+    d.get(a.url + "/campaigns/" + campaign)
+    wait.until(EC.url_contains("/sign-in"))
+    seen["signed_out"] = True
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # one clear line for the Rust test's assertion
+        print(f"console flow failed: {type(e).__name__}: {e}", file=sys.stderr)
+        raise
