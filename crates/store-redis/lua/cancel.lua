@@ -9,7 +9,7 @@ local c = {}
 local function cancel(seq)
   local r = get_job(base, seq)
   if r and r.st == 'p' then
-    r.st, r.vars = 'x', ''
+    r.st = 'x'
     put_job(base, seq, r)
     bump(c, 'pending', -1)
     bump(c, 'cancelled', 1)

@@ -27,7 +27,8 @@
 --        code (f); the skip reason (k); in doubt since ms (d).
 -- flags: r = the in-doubt resend was used, P = pricing counted, R = reply counted,
 --        C = the charge (or a free delivery) counted.
--- vars:  the encoded variables; dropped once the job can no longer be sent.
+-- vars:  the encoded variables; kept after the job ends (a follow-up campaign fills its
+--        message from them).
 --
 -- Counters live in <base>:stats and move in the same script as the state they describe.
 --
@@ -134,7 +135,7 @@ end
 -- cancelled campaign is ever pending again. The caller writes the record.
 local function back_to_wait(cancelled, base, c, r, seq, now, delay_ms)
   if cancelled then
-    r.st, r.tok, r.vars = 'x', '', ''
+    r.st, r.tok = 'x', ''
     bump(c, 'cancelled', 1)
     return
   end

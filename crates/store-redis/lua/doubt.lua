@@ -25,7 +25,7 @@ for _, s in ipairs(expired) do
   if r and r.st == 'd' then
     bump(c, 'in_doubt', -1)
     if status == 'cancelled' then
-      r.st, r.vars = 'x', ''
+      r.st = 'x'
       bump(c, 'cancelled', 1)
     elseif policy == 'resend' and not has_flag(r, 'r') then
       r.st, r.fl, r.aux = 'p', r.fl .. 'r', ''
@@ -33,7 +33,7 @@ for _, s in ipairs(expired) do
       bump(c, 'pending', 1)
       resent = resent + 1
     else
-      r.st, r.aux, r.vars = 'f', 'in_doubt', ''
+      r.st, r.aux = 'f', 'in_doubt'
       bump(c, 'failed', 1)
       bump(c, 'failed_before_accept', 1)
       bump(c, 'err:in_doubt', 1)

@@ -23,10 +23,10 @@ for i = 2, #ARGV, 4 do
     bump(c, 'in_flight', -1)
     local new
     if kind == 'A' then
-      new = record('a0', inc(att), ph, int(now), arg, fl, '')
+      new = record('a0', inc(att), ph, int(now), arg, fl, vars)
       bump(c, 'accepted', 1)
     elseif kind == 'F' then
-      new = record('f', inc(att), ph, '', arg, fl, '')
+      new = record('f', inc(att), ph, '', arg, fl, vars)
       bump(c, 'failed', 1)
       bump(c, 'failed_before_accept', 1)
       bump(c, 'err:' .. arg, 1)
@@ -37,7 +37,7 @@ for i = 2, #ARGV, 4 do
       back_to_wait(cancelled, base, c, r, seq, now, kind ~= 'R' and tonumber(arg) or nil)
       new = fmt(r)
     elseif kind == 'K' then
-      new = record('k', att, ph, '', arg, fl, '')
+      new = record('k', att, ph, '', arg, fl, vars)
       bump(c, 'skipped_at_send', 1)
       bump(c, 'skip:' .. arg, 1)
     elseif kind == 'U' then
@@ -49,7 +49,7 @@ for i = 2, #ARGV, 4 do
     out[#out + 1] = '1'
   elseif st and kind == 'A' and string.find('pcsd', string.sub(st, 1, 1), 1, true) then
     leave(base, c, parse(rec), seq)
-    redis.call('HSET', k, f, record('a0', inc(att), ph, int(now), arg, fl, ''))
+    redis.call('HSET', k, f, record('a0', inc(att), ph, int(now), arg, fl, vars))
     bump(c, 'accepted', 1)
     out[#out + 1] = '1'
   elseif st and kind == 'A' and string.sub(st, 1, 1) == 'a'

@@ -41,7 +41,7 @@ for i = 3, #ARGV, 8 do
       if s == 'd' then at = tonumber(r.aux) or now end
       leave(base, c, r, seq)
       bump(c, 'accepted', 1)
-      r.aux, r.tok, r.vars, old, changed = '', int(at), '', 0, true
+      r.aux, r.tok, old, changed = '', int(at), 0, true
     end
     if old == nil then
       out[#out + 1] = 2

@@ -491,12 +491,21 @@ pub(crate) struct Record<'a> {
     pub(crate) state: &'a str,
     pub(crate) attempts: u32,
     pub(crate) phone: &'a str,
+    /// The lease token, or once accepted the time it was accepted (ms).
+    pub(crate) token: &'a str,
     pub(crate) aux: &'a str,
     pub(crate) flags: &'a str,
     pub(crate) vars: &'a str,
 }
 
 impl Record<'_> {
+    /// The number's region (`ZZ` for records written before regions were kept).
+    pub(crate) fn region(&self) -> herald_core::Region {
+        (self.phone.split_once(':'))
+            .and_then(|(_, r)| r.parse().ok())
+            .unwrap_or(herald_core::Region::UNKNOWN)
+    }
+
     /// The recipient's number, `None` when the record holds none.
     pub(crate) fn phone(&self) -> Option<PhoneE164> {
         let digits = self.phone.split_once(':').map_or(self.phone, |(d, _)| d);
@@ -509,7 +518,7 @@ pub(crate) fn parse_record(rec: &str) -> Option<Record<'_>> {
     let state = it.next()?;
     let attempts = it.next()?.parse().ok()?;
     let phone = it.next()?;
-    let _token = it.next()?;
+    let token = it.next()?;
     let aux = it.next()?;
     let flags = it.next()?;
     let vars = it.next()?;
@@ -517,6 +526,7 @@ pub(crate) fn parse_record(rec: &str) -> Option<Record<'_>> {
         state,
         attempts,
         phone,
+        token,
         aux,
         flags,
         vars,

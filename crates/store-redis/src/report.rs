@@ -41,6 +41,57 @@ pub(crate) async fn add_rejects(
     Ok(new)
 }
 
+/// A page of a campaign's recipients and outcomes: the cursor is a record bucket, and a page
+/// is a few buckets (ten jobs each) read in one pipeline.
+pub(crate) async fn outcomes(
+    store: &RedisStore,
+    id: &CampaignId,
+    cursor: u64,
+    count: usize,
+) -> Result<(Vec<herald_store::RecipientOutcome>, Option<u64>)> {
+    let mut conn = store.conn().await?;
+    let next_seq: Option<u64> = redis::Cmd::hget(store.keys.meta(id), "next_seq")
+        .run(&mut conn)
+        .await?;
+    let buckets = next_seq.unwrap_or(0) / JOBS_PER_BUCKET + 1;
+    if cursor >= buckets {
+        return Ok((Vec::new(), None));
+    }
+    let last = (cursor + (count as u64).div_ceil(JOBS_PER_BUCKET).max(1)).min(buckets);
+    let mut pipe = redis::pipe();
+    for b in cursor..last {
+        pipe.hgetall(store.keys.jobs_bucket(id, b));
+    }
+    let pages: Vec<HashMap<u32, String>> = pipe.run(&mut conn).await?;
+    let mut rows = Vec::new();
+    for (b, page) in (cursor..last).zip(pages) {
+        let mut fields: Vec<_> = page.into_iter().collect();
+        fields.sort_unstable_by_key(|(f, _)| *f);
+        for (f, rec) in fields {
+            let seq = u32::try_from(b * JOBS_PER_BUCKET + u64::from(f)).unwrap_or(u32::MAX);
+            let job = JobId::new(id.clone(), seq);
+            let corrupt = || StoreError::Corrupt(format!("job {job} record"));
+            let r = crate::parse_record(&rec).ok_or_else(corrupt)?;
+            let vars = herald_core::Vars::from_encoded(r.vars).map_err(|_| corrupt())?;
+            let (region, replied) = (r.region(), r.flags.contains('R'));
+            let view = job_view(job.clone(), &rec)?;
+            let accepted_ms = match view.state {
+                herald_store::JobState::Accepted { .. } => r.token.parse().ok(),
+                _ => None,
+            };
+            rows.push(herald_store::RecipientOutcome {
+                phone: view.phone,
+                region,
+                vars,
+                state: view.state,
+                accepted_ms,
+                replied,
+            });
+        }
+    }
+    Ok((rows, (last < buckets).then_some(last)))
+}
+
 pub(crate) async fn failures(
     store: &RedisStore,
     id: &CampaignId,

@@ -179,6 +179,15 @@ impl Store for RedisStore {
         report::add_rejects(self, id, rejects, keep).await
     }
 
+    async fn outcomes(
+        &self,
+        id: &CampaignId,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<herald_store::RecipientOutcome>, Option<u64>)> {
+        report::outcomes(self, id, cursor, count).await
+    }
+
     async fn failures(
         &self,
         id: &CampaignId,

@@ -1861,6 +1861,75 @@ pub async fn business_scoped_users_are_linked_and_their_opt_outs_kept<S: Store>(
     assert_eq!(store.unlinked_opt_outs(pn, 10).await.unwrap(), (0, vec![]));
 }
 
+/// Every recipient comes back once, in job order, with its values (kept after it ended), its
+/// outcome, when Meta accepted it and whether it replied: what a follow-up campaign reads.
+pub async fn outcomes_keep_each_recipient_and_its_values<S: Store>(store: &S) {
+    let id = running(store, "outcomes", 25).await;
+    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let outcomes = [
+        Outcome::Accepted {
+            message_id: wamid(0),
+        },
+        Outcome::Failed {
+            code: "131026".into(),
+        },
+        Outcome::Skipped {
+            reason: SkipReason::FrequencyCapped,
+        },
+    ];
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        settle_one(store, job, outcome).await;
+    }
+    assert!(store.count_reply(&id, phone(0)).await.unwrap());
+    // Small pages, to walk the cursor.
+    let (mut all, mut cursor) = (Vec::new(), Some(0));
+    while let Some(at) = cursor {
+        let (rows, next) = store.outcomes(&id, at, 7).await.unwrap();
+        assert!(next.is_none_or(|n| n > at), "the cursor moves on");
+        all.extend(rows);
+        cursor = next;
+    }
+    assert_eq!(all.len(), 25);
+    for (i, o) in all.iter().enumerate() {
+        assert_eq!(o.phone, phone(i as u64), "in job order");
+        assert_eq!(
+            o.vars,
+            [format!("name{i}")],
+            "values kept, after the end too"
+        );
+    }
+    assert!(
+        matches!(all[0].state, JobState::Accepted { .. }),
+        "{:?}",
+        all[0]
+    );
+    assert!(all[0].accepted_ms.is_some_and(|t| t > 0) && all[0].replied);
+    assert_eq!(
+        all[1].state,
+        JobState::Failed {
+            code: "131026".into()
+        }
+    );
+    assert_eq!(
+        all[2].state,
+        JobState::Skipped {
+            reason: SkipReason::FrequencyCapped
+        }
+    );
+    assert!(
+        all[1..]
+            .iter()
+            .all(|o| !o.replied && o.accepted_ms.is_none())
+    );
+    assert!(all[3..].iter().all(|o| o.state == JobState::Pending));
+    let missing = CampaignId::new("nosuch").unwrap();
+    assert!(store.outcomes(&missing, 0, 10).await.is_err());
+}
+
 pub async fn replies_rejects_and_failures<S: Store>(store: &S) {
     let id = running(store, "failures", 3).await;
     let reject = |line: u64, phone: &str, code: &str, reason: SkipReason| UploadReject {
@@ -2155,7 +2224,8 @@ macro_rules! conformance_tests {
             cancel_drains_every_state, completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,
-            replies_rejects_and_failures, pause_matching_by_template_and_number,
+            replies_rejects_and_failures, outcomes_keep_each_recipient_and_its_values,
+            pause_matching_by_template_and_number,
             webhook_stream_survives_a_dead_consumer);
     };
     (@each $attr:tt $make:expr, $teardown:expr; $($name:ident),*) => {

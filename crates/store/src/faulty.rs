@@ -305,6 +305,15 @@ impl<S: Store> Store for Faulty<S> {
         call!(self, "failures", self.inner.failures(id, cursor, count))
     }
 
+    async fn outcomes(
+        &self,
+        id: &CampaignId,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<RecipientOutcome>, Option<u64>)> {
+        call!(self, "outcomes", self.inner.outcomes(id, cursor, count))
+    }
+
     async fn count_reply(&self, id: &CampaignId, phone: PhoneE164) -> Result<bool> {
         call!(self, "count_reply", self.inner.count_reply(id, phone))
     }

@@ -227,6 +227,15 @@ pub trait Store: Send + Sync + 'static {
         count: usize,
     ) -> impl Future<Output = Result<(Vec<FailureRow>, Option<u64>)>> + Send;
 
+    /// A page of a campaign's recipients with their outcomes, in job order. Returns them and
+    /// the cursor of the next page (`None` at the end); start at 0.
+    fn outcomes(
+        &self,
+        id: &CampaignId,
+        cursor: u64,
+        count: usize,
+    ) -> impl Future<Output = Result<(Vec<RecipientOutcome>, Option<u64>)>> + Send;
+
     /// Counts a reply for the campaign that last messaged this user (once per recipient).
     fn count_reply(
         &self,

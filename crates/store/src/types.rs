@@ -244,6 +244,20 @@ pub struct JobView {
     pub state: JobState,
 }
 
+/// A recipient of a campaign and what became of it (what a follow-up campaign picks from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientOutcome {
+    pub phone: PhoneE164,
+    pub region: herald_core::Region,
+    /// The row's values, in the order of the campaign's placeholders.
+    pub vars: Vars,
+    pub state: JobState,
+    /// When Meta accepted the message (ms since the epoch), for an accepted job.
+    pub accepted_ms: Option<i64>,
+    /// The recipient wrote back after this campaign messaged them.
+    pub replied: bool,
+}
+
 /// A row for the failures report: a rejected upload row or a failed or skipped job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureRow {

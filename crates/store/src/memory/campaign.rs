@@ -10,8 +10,8 @@ use herald_core::{
 };
 
 use crate::{
-    Campaign, ClaimedJob, FailureRow, JobState, JobView, LeaseToken, Outcome, SettleResult,
-    stats_from_counters,
+    Campaign, ClaimedJob, FailureRow, JobState, JobView, LeaseToken, Outcome, RecipientOutcome,
+    SettleResult, stats_from_counters,
 };
 
 /// A job's state. `Claimed` and `Started` are in flight under the lease token of the job.
@@ -43,7 +43,7 @@ pub(super) struct Job {
     pub(super) phone: PhoneE164,
     pub(super) region: herald_core::Region,
     pub(super) token: Option<u64>,
-    /// Dropped once the job can no longer be sent.
+    /// Kept after the job ends: a follow-up campaign fills its message from them.
     pub(super) vars: Option<Vars>,
     /// The single in-doubt resend was used.
     pub(super) resent: bool,
@@ -180,7 +180,6 @@ impl Camp {
         job.token = None;
         if cancelled {
             job.st = St::Cancelled;
-            job.vars = None;
             bump(c, "cancelled", 1);
             return;
         }
@@ -369,7 +368,6 @@ impl Camp {
                 job.st = accepted(message_id, now);
                 job.attempts += 1;
                 job.token = None;
-                job.vars = None;
             }
             bump(&mut c, "accepted", 1);
             self.flush(c);
@@ -384,13 +382,11 @@ impl Camp {
                 Outcome::Accepted { message_id } => {
                     job.st = accepted(message_id, now);
                     job.attempts += 1;
-                    job.vars = None;
                     bump(&mut c, "accepted", 1);
                 }
                 Outcome::Failed { code } => {
                     job.st = St::Failed(code.clone());
                     job.attempts += 1;
-                    job.vars = None;
                     bump(&mut c, "failed", 1);
                     bump(&mut c, "failed_before_accept", 1);
                     bump(&mut c, &format!("err:{code}"), 1);
@@ -403,7 +399,6 @@ impl Camp {
                 }
                 Outcome::Skipped { reason } => {
                     job.st = St::Skipped(*reason);
-                    job.vars = None;
                     bump(&mut c, "skipped_at_send", 1);
                     bump(&mut c, &format!("skip:{}", reason.as_str()), 1);
                 }
@@ -509,7 +504,6 @@ impl Camp {
             bump(&mut c, "in_doubt", -1);
             if cancelled {
                 job.st = St::Cancelled;
-                job.vars = None;
                 bump(&mut c, "cancelled", 1);
             } else if resend && !job.resent {
                 job.st = St::Pending;
@@ -519,7 +513,6 @@ impl Camp {
                 resent += 1;
             } else {
                 job.st = St::Failed("in_doubt".into());
-                job.vars = None;
                 bump(&mut c, "failed", 1);
                 bump(&mut c, "failed_before_accept", 1);
                 bump(&mut c, "err:in_doubt", 1);
@@ -551,7 +544,6 @@ impl Camp {
                 && job.st == St::Pending
             {
                 job.st = St::Cancelled;
-                job.vars = None;
                 bump(&mut c, "pending", -1);
                 bump(&mut c, "cancelled", 1);
             }
@@ -591,7 +583,6 @@ impl Camp {
                     webhook_error: None,
                 };
                 job.token = None;
-                job.vars = None;
             }
             changed = true;
         }
@@ -751,6 +742,22 @@ impl Camp {
             phone: job.phone,
             attempts: job.attempts,
             state,
+        })
+    }
+
+    /// A job's recipient and outcome.
+    pub(super) fn outcome(&self, seq: u32) -> Option<RecipientOutcome> {
+        let job = self.job(seq)?;
+        Some(RecipientOutcome {
+            phone: job.phone,
+            region: job.region,
+            vars: job.vars.clone().unwrap_or_default(),
+            state: self.view(seq)?.state,
+            accepted_ms: match job.st {
+                St::Accepted { at, .. } => Some(at),
+                _ => None,
+            },
+            replied: job.reply_counted,
         })
     }
 

@@ -24,8 +24,8 @@ use tokio::sync::Notify;
 use crate::{
     Applied, Campaign, ClaimRequest, ClaimedJob, DeadLetter, FailureRow, InDoubtExpired,
     InDoubtPolicy, JobRef, JobView, LINKED_OPT_OUT, NewCampaign, Outcome, PairReservation,
-    QualityRecord, Reach, ReachUse, Reclaimed, Result, RunningCampaign, Settle, SettleResult,
-    StatusUpdate, Store, StoreError, SuppressionScope, WebhookEntry, Why,
+    QualityRecord, Reach, ReachUse, RecipientOutcome, Reclaimed, Result, RunningCampaign, Settle,
+    SettleResult, StatusUpdate, Store, StoreError, SuppressionScope, WebhookEntry, Why,
 };
 
 mod campaign;
@@ -674,6 +674,22 @@ impl Store for MemoryStore {
             .filter_map(|i| camp.failure_row(u32::try_from(i + 1).ok()?))
             .collect();
         Ok((rows, (last < jobs).then_some(rejects + last)))
+    }
+
+    async fn outcomes(
+        &self,
+        id: &CampaignId,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<RecipientOutcome>, Option<u64>)> {
+        let mut s = self.lock();
+        let camp = s.camp(id)?;
+        let jobs = camp.jobs.len() as u64;
+        let last = (cursor + count.max(1) as u64).min(jobs);
+        let rows = (cursor..last)
+            .filter_map(|i| camp.outcome(u32::try_from(i + 1).ok()?))
+            .collect();
+        Ok((rows, (last < jobs).then_some(last)))
     }
 
     async fn count_reply(&self, id: &CampaignId, phone: PhoneE164) -> Result<bool> {
