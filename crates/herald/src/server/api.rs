@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 pub use crate::server::error::{ApiError, ErrorBody};
 use crate::server::session::Sessions;
 use crate::server::upload::UploadSummary;
-use crate::server::{limit, upload};
+use crate::server::{follow_up, limit, upload};
 
 /// Checks that the store answers (for `/readyz`).
 pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
@@ -59,6 +59,9 @@ pub struct ApiState<S> {
     pub cost: Option<crate::server::cost::CostSettings>,
     /// How long a console sign-in lasts.
     pub console_session_secs: u64,
+    /// The time the store's records are compared with (the wall clock; a test's store may
+    /// keep its own).
+    pub clock: Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>,
 }
 
 /// Meta's template list of one WhatsApp Business Account.
@@ -142,6 +145,7 @@ impl<S: Store> ApiState<S> {
             templates: Templates::from_config(cfg).map(Arc::new),
             cost: crate::server::cost::CostSettings::from_config(cfg),
             console_session_secs: s.console_session_secs,
+            clock: Arc::new(jiff::Timestamp::now),
         }
     }
 }
@@ -187,6 +191,7 @@ fn v1_routes<S: Store>() -> Vec<(&'static str, MethodRouter<AppState<S>>)> {
         ("/campaigns/validate", post(validate::<S>)),
         ("/campaigns/{id}", get(show::<S>)),
         ("/campaigns/{id}/preview", post(preview::<S>)),
+        ("/campaigns/{id}/follow-up", post(follow_up::<S>)),
         (
             "/campaigns/{id}/recipients",
             // The upload is streamed and limited by its own counter, not buffered.
@@ -464,25 +469,101 @@ async fn create<S: Store>(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_type(&headers, "application/json")?;
-    let mut new = prepare(&body, &state.default_phone_number_id)?;
+    let new = prepare(&body, &state.default_phone_number_id)?;
+    let campaign = store_new(&state, new).await?;
+    let campaign = schedule_if_asked(&state, campaign).await?;
+    let v = view(&state, &campaign).await?;
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+/// Stores a prepared campaign, its template's category looked up at Meta when it can be.
+async fn store_new<S: Store>(
+    state: &ApiState<S>,
+    mut new: NewCampaign,
+) -> Result<Campaign, ApiError> {
     if let (Some(t), Some(key)) = (&state.templates, &new.template) {
         new.spec.template_category = t.check(key).await?;
     }
     // What the campaign is first priced at: a later re-categorisation shows as drift.
     new.spec.priced_category = new.spec.template_category.clone();
-    let schedule = new.spec.schedule_at.is_some();
     let campaign = state.store.create_campaign(new).await?;
-    let campaign = if schedule {
-        state
-            .store
-            .transition(&campaign.id, CampaignAction::Schedule, None)
-            .await?;
-        state.store.campaign(&campaign.id).await?
-    } else {
-        campaign
-    };
     tracing::info!(campaign = %campaign.id, name = %campaign.name, "campaign created");
-    let v = view(&state, &campaign).await?;
+    Ok(campaign)
+}
+
+/// A campaign with `schedule_at` is scheduled once it is stored (and filled).
+async fn schedule_if_asked<S: Store>(
+    state: &ApiState<S>,
+    campaign: Campaign,
+) -> Result<Campaign, ApiError> {
+    if campaign.spec.schedule_at.is_none() {
+        return Ok(campaign);
+    }
+    state
+        .store
+        .transition(&campaign.id, CampaignAction::Schedule, None)
+        .await?;
+    Ok(state.store.campaign(&campaign.id).await?)
+}
+
+/// A follow-up campaign and what it picked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FollowUpView {
+    pub campaign: CampaignView,
+    pub picked: follow_up::Picked,
+}
+
+/// Create a campaign for some of another campaign's recipients, picked by outcome, without
+/// a CSV. Its message's placeholders are filled from the values each recipient had; never
+/// picked: permanent failures (131026…), outcomes in doubt, numbers on the suppression list.
+/// The new campaign is a draft (or scheduled, with `schedule_at`): start it as any other.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/follow-up", tag = "campaigns",
+    params(("id" = String, Path, description = "The first campaign's id")),
+    request_body(content = follow_up::FollowUpBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created and filled", body = FollowUpView),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 415, description = "Not sent as application/json", body = ErrorBody),
+        (status = 422, description = "A bad audience or spec, or a placeholder the first campaign's rows do not have", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+async fn follow_up<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_type(&headers, "application/json")?;
+    let source = state.store.campaign(&campaign_id(&id)?).await?;
+    let body: follow_up::FollowUpBody = parse_json(&body)?;
+    let new =
+        prepare(body.campaign.get().as_bytes(), &source.phone_number_id).map_err(|e| ApiError {
+            message: format!("campaign.{}", e.message),
+            ..e
+        })?;
+    let template = new
+        .spec
+        .compile()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let columns = follow_up::Columns::map(&source, &template)?;
+    let campaign = store_new(&state, new).await?;
+    let now = (state.clock)();
+    let picked = follow_up::fill(
+        &*state.store,
+        &source,
+        &campaign,
+        &body,
+        &columns,
+        &template,
+        now,
+    )
+    .await?;
+    tracing::info!(campaign = %campaign.id, from = %source.id, audience = ?body.audience, added = picked.added, "follow-up campaign filled");
+    let campaign = schedule_if_asked(&state, campaign).await?;
+    let v = FollowUpView {
+        campaign: view(&state, &campaign).await?,
+        picked,
+    };
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
 }
 
@@ -577,22 +658,7 @@ pub(crate) fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), Ap
 /// Parses and checks a campaign definition: the spec's own fields, then the message body
 /// against the Cloud API's documented limits (placeholders allowed), then compiles it.
 pub fn prepare(body: &[u8], default_phone_number_id: &str) -> Result<NewCampaign, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let spec: CampaignSpec = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the body is not valid JSON: {inner}"),
-            )
-        } else if path == "." {
-            ApiError::invalid(inner.to_string())
-        } else {
-            ApiError::invalid(format!("{path}: {inner}"))
-        }
-    })?;
+    let spec: CampaignSpec = parse_json(body)?;
     spec.validate()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let message: herald_cloudapi::Message =
@@ -619,6 +685,27 @@ pub fn prepare(body: &[u8], default_phone_number_id: &str) -> Result<NewCampaign
         spec,
         phone_number_id,
         template,
+    })
+}
+
+/// A JSON body as `T`; an error names the field (`mps: invalid type…`), or says the body is
+/// not JSON at all.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
+        } else if path == "." {
+            ApiError::invalid(inner.to_string())
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
     })
 }
 

@@ -7,6 +7,7 @@ pub mod campaign_metrics;
 pub mod console;
 pub mod cost;
 pub mod error;
+pub mod follow_up;
 pub mod limit;
 pub mod listen;
 pub mod openapi;

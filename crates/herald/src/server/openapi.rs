@@ -28,6 +28,7 @@ use crate::server::suppressions;
         api::list,
         api::show,
         api::preview,
+        api::follow_up,
         api::recipients,
         api::failures,
         api::cost_report,

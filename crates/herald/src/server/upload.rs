@@ -397,7 +397,10 @@ impl UploadSummary {
 /// A row's values must make a valid message: required ones present, and every field they
 /// fill within its Cloud API rule (a 5,000-character name, an `http://` link…). The message's
 /// fixed parts were checked when the campaign was created, so only those fields vary.
-fn row_check(template: &herald_core::MessageTemplate, vars: &Vars) -> Result<(), RowProblem> {
+pub(crate) fn row_check(
+    template: &herald_core::MessageTemplate,
+    vars: &Vars,
+) -> Result<(), RowProblem> {
     template.check_values(vars).map_err(|e| RowProblem {
         reason: RejectReason::EmptyValue,
         detail: e.to_string(),

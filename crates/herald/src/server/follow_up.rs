@@ -1,0 +1,180 @@
+//! Follow-up campaigns: a new campaign whose recipients are picked from another campaign's
+//! outcomes, without a CSV. The new message's placeholders are filled from the values each
+//! recipient had in the first campaign, by column name.
+//!
+//! Never picked, whatever the audience: a recipient who failed for good (an error of the
+//! recipient-permanent class, 131026 and the like), one whose outcome is in doubt (the first
+//! message may well have arrived), and one on the number's suppression list (opted out).
+
+use std::collections::HashMap;
+
+use herald_cloudapi::ErrorClass;
+use herald_core::{Progress, Recipient, SkipReason, Vars};
+use herald_store::{Campaign, JobState, RecipientOutcome, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::server::api::ApiError;
+
+/// Whom a follow-up is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// Failed when sent, with an error that was not about the recipient (a Meta outage, a
+    /// throughput or pair limit, a template or account problem since fixed).
+    FailedRetryable,
+    /// Skipped because Meta declined it for the user's marketing limit (131049).
+    FrequencyCapped,
+    /// Accepted by Meta, neither delivered nor failed `not_delivered_after_hours` later.
+    NotDelivered,
+    /// Delivered but not read.
+    NotRead,
+    /// Wrote back after the first campaign messaged them.
+    Replied,
+}
+
+/// `POST /v1/campaigns/{id}/follow-up`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpBody {
+    pub audience: Audience,
+    /// For `not_delivered`: how long after Meta accepted it a message counts as not
+    /// delivered (default 24).
+    #[serde(default)]
+    pub not_delivered_after_hours: Option<u32>,
+    /// The new campaign, as for `POST /v1/campaigns` (its `phone_number_id` defaults to the
+    /// first campaign's). Its placeholders must name columns of the first campaign's CSV.
+    #[schema(value_type = herald_core::CampaignSpec)]
+    pub campaign: Box<serde_json::value::RawValue>,
+}
+
+/// What a follow-up picked.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Picked {
+    /// Recipients of the first campaign that were looked at.
+    pub looked_at: u64,
+    /// Added to the new campaign.
+    pub added: u64,
+    /// In the audience but on the suppression list now (opted out since).
+    pub suppressed: u64,
+    /// In the audience, but a value the new message needs is empty or breaks the field's
+    /// rule (a 5,000-character name, an `http://` link).
+    pub unusable_values: u64,
+}
+
+impl Audience {
+    fn picks(self, o: &RecipientOutcome, now_ms: i64, after_hours: u32) -> bool {
+        match (&o.state, self) {
+            (JobState::Failed { code }, Self::FailedRetryable) => code
+                .parse::<i64>()
+                .is_ok_and(|c| ErrorClass::of_code(c) != Some(ErrorClass::RecipientPermanent)),
+            (JobState::Skipped { reason }, Self::FrequencyCapped) => {
+                *reason == SkipReason::FrequencyCapped
+            }
+            (JobState::Accepted { delivery, .. }, Self::NotDelivered) => {
+                let waited = i64::from(after_hours) * 3_600_000;
+                !delivery.failed
+                    && delivery.progress < Progress::Delivered
+                    && o.accepted_ms.is_some_and(|at| now_ms - at >= waited)
+            }
+            (JobState::Accepted { delivery, .. }, Self::NotRead) => {
+                !delivery.failed && delivery.progress == Progress::Delivered
+            }
+            (JobState::InDoubt | JobState::Failed { .. }, Self::Replied) => false,
+            (_, Self::Replied) => o.replied,
+            _ => false,
+        }
+    }
+}
+
+/// How the new message's placeholders are filled from the first campaign's values.
+pub(crate) struct Columns(Vec<usize>);
+
+impl Columns {
+    /// The index of each of `new`'s placeholders among `source`'s; an error names a
+    /// placeholder the first campaign's rows do not have.
+    pub(crate) fn map(
+        source: &Campaign,
+        new: &herald_core::MessageTemplate,
+    ) -> Result<Self, ApiError> {
+        let had = source
+            .spec
+            .compile()
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let index: HashMap<&str, usize> = (had.placeholders().iter().enumerate())
+            .map(|(i, p)| (p.name.as_str(), i))
+            .collect();
+        let mut out = Vec::new();
+        for p in new.placeholders() {
+            let Some(i) = index.get(p.name.as_str()) else {
+                let mut known: Vec<&str> = index.keys().copied().collect();
+                known.sort_unstable();
+                return Err(ApiError::invalid(format!(
+                    "campaign.message: {{{{{}}}}} is not a column of campaign {}'s recipients \
+                     (they have: {})",
+                    p.name,
+                    source.id,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            };
+            out.push(*i);
+        }
+        Ok(Self(out))
+    }
+
+    fn vars(&self, from: &Vars) -> Vars {
+        Vars::from_values(self.0.iter().map(|i| from.get(*i)))
+    }
+}
+
+/// Picks the audience from `source`'s recipients, page by page, and adds them to `target`.
+pub(crate) async fn fill<S: Store>(
+    store: &S,
+    source: &Campaign,
+    target: &Campaign,
+    body: &FollowUpBody,
+    columns: &Columns,
+    template: &herald_core::MessageTemplate,
+    now: jiff::Timestamp,
+) -> Result<Picked, ApiError> {
+    const PAGE: usize = 1000;
+    let now_ms = now.as_millisecond();
+    let after = body.not_delivered_after_hours.unwrap_or(24);
+    let mut picked = Picked::default();
+    let mut cursor = Some(0);
+    while let Some(at) = cursor {
+        let (rows, next) = store.outcomes(&source.id, at, PAGE).await?;
+        cursor = next;
+        picked.looked_at += rows.len() as u64;
+        let chosen: Vec<&RecipientOutcome> = rows
+            .iter()
+            .filter(|o| body.audience.picks(o, now_ms, after))
+            .collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        let phones: Vec<_> = chosen.iter().map(|o| o.phone).collect();
+        let suppressed = store.suppressed(&target.phone_number_id, &phones).await?;
+        let mut batch = Vec::with_capacity(chosen.len());
+        for (o, off) in chosen.into_iter().zip(suppressed) {
+            if off {
+                picked.suppressed += 1;
+                continue;
+            }
+            let vars = columns.vars(&o.vars);
+            if crate::server::upload::row_check(template, &vars).is_err() {
+                picked.unusable_values += 1;
+                continue;
+            }
+            batch.push(Recipient::new(o.phone, vars).with_region(o.region));
+        }
+        if !batch.is_empty() {
+            let added = store.enqueue_batch(&target.id, &batch).await?;
+            picked.added += added.iter().filter(|a| **a).count() as u64;
+        }
+    }
+    Ok(picked)
+}
