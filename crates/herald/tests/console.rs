@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 mod common;
-use common::{PNID, free_port, root, spawn, start_sim, wait_ok};
+use common::{PNID, free_port, herald, root, spawn, start_sim, wait_ok};
 
 const KEY: &str = "console-test-key";
 
@@ -304,6 +304,72 @@ async fn a_whole_campaign_runs_from_the_browser() {
         let png = std::fs::read(shots.join(format!("{page}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{page}.png is a PNG");
     }
+
+    // A follow-up to those who got it and did not read it, from the CLI, on the same
+    // server: it picks exactly `delivered - read` (asked again should a status arrive
+    // meanwhile).
+    let mut serve = spawn(&["serve"], &env);
+    wait_ok(&format!("{url}/readyz"), std::time::Duration::from_secs(30)).await;
+    let first = seen["campaign"].as_str().unwrap().to_owned();
+    let cli_env = [("HERALD_API_KEY", KEY.to_owned())];
+    let stats = || {
+        let out = herald(
+            &["campaign", "status", &first, "--json", "--server", &url],
+            &cli_env,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["stats"]["delivered"].as_u64().unwrap(),
+            v["stats"]["read"].as_u64().unwrap(),
+        )
+    };
+    let mut checked = false;
+    for _ in 0..10 {
+        let before = stats();
+        let out = herald(
+            &[
+                "campaign",
+                "follow-up",
+                &first,
+                "--server",
+                &url,
+                "--audience",
+                "not_read",
+                "--name",
+                "did not read",
+                "--message",
+                "config/sample-message.json",
+            ],
+            &cli_env,
+        );
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if stats() != before {
+            continue;
+        }
+        let (delivered, read) = before;
+        assert!(
+            said.contains(&format!(
+                ": {} of 120 recipients of {first} added",
+                delivered - read
+            )),
+            "{said} (delivered {delivered}, read {read})"
+        );
+        checked = true;
+        break;
+    }
+    assert!(checked, "the first campaign's statuses never settled");
+    serve.terminate();
+
     std::fs::remove_dir_all(&dir).ok();
     let store = herald_store_redis::RedisStore::connect(&herald_store_redis::RedisConfig::new(
         redis, prefix,

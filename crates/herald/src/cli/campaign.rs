@@ -80,6 +80,27 @@ pub enum CampaignCommand {
     Failures { id: String },
     /// CSV of the campaign's cost: the estimate by market, the actual by market and category.
     Cost { id: String },
+    /// Creates a campaign for some of another one's recipients, picked by outcome (no CSV):
+    /// the new message's {{column}} placeholders take the values they had.
+    FollowUp {
+        /// The first campaign.
+        id: String,
+        /// failed_retryable, frequency_capped, not_delivered, not_read or replied.
+        #[arg(long)]
+        audience: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "JSON_FILE")]
+        message: PathBuf,
+        /// For not_delivered: hours after Meta accepted it (default 24).
+        #[arg(long)]
+        after_hours: Option<u32>,
+        #[arg(long)]
+        mps: Option<u32>,
+        /// Start sending at once.
+        #[arg(long)]
+        start: bool,
+    },
 }
 
 /// Runs one campaign command.
@@ -144,6 +165,46 @@ pub async fn run(
         CampaignCommand::List => client::print_list(&api.get("/campaigns").await?, &mut out)?,
         CampaignCommand::Failures { id } => client::failures(&api, &id, &mut out).await?,
         CampaignCommand::Cost { id } => client::cost(&api, &id, &mut out).await?,
+        CampaignCommand::FollowUp {
+            id,
+            audience,
+            name,
+            message,
+            after_hours,
+            mps,
+            start,
+        } => {
+            let text = std::fs::read_to_string(&message)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", message.display()))?;
+            let message: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not valid JSON: {e}", message.display()))?;
+            let mut campaign = serde_json::json!({ "name": name, "message": message });
+            if let Some(m) = mps {
+                campaign["mps"] = m.into();
+            }
+            let mut body = serde_json::json!({ "audience": audience, "campaign": campaign });
+            if let Some(h) = after_hours {
+                body["not_delivered_after_hours"] = h.into();
+            }
+            let v = api
+                .post(&format!("/campaigns/{id}/follow-up"), Some(&body))
+                .await?;
+            let new = v["campaign"]["id"].as_str().unwrap_or("?").to_owned();
+            let n = |k: &str| v["picked"][k].as_u64().unwrap_or(0);
+            use std::io::Write as _;
+            writeln!(
+                out,
+                "campaign {new} created ({name}): {} of {} recipients of {id} added; left out: \
+                 {} suppressed, {} whose values do not fit the message",
+                n("added"),
+                n("looked_at"),
+                n("suppressed"),
+                n("unusable_values")
+            )?;
+            if start {
+                action(&api, &new, "start", None, &mut out).await?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
