@@ -293,6 +293,12 @@ async fn a_whole_campaign_runs_from_the_browser() {
     );
     assert!(seen["chart_points"].as_u64().unwrap() >= 2, "{seen}");
     assert_eq!(seen["errors_table"], failed > 0);
+    // The follow-up made from the page holds at most those who got the message.
+    assert_ne!(seen["follow_up"], seen["campaign"]);
+    assert!(
+        seen["follow_up_pending"].as_u64().unwrap() <= accepted,
+        "{seen}"
+    );
     for page in [
         "sign-in",
         "new-campaign",

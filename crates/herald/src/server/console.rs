@@ -443,8 +443,58 @@ async fn campaign<S: Store>(
             }
         }
         p { a.button href={ "/v1/campaigns/" (c.id) "/failures" } download="failures.csv" { "Download failures (CSV)" } }
+        (follow_up_form(&v))
     };
     layout(&c.name, Some(&viewer), main)
+}
+
+/// A new campaign for some of this one's recipients, picked by outcome.
+fn follow_up_form(v: &CampaignView) -> Markup {
+    let c = &v.campaign;
+    let columns: Vec<String> = (c.spec.compile().ok())
+        .map(|t| {
+            t.placeholders()
+                .iter()
+                .map(|p| format!("{{{{{}}}}}", p.name))
+                .collect()
+        })
+        .unwrap_or_default();
+    let message = serde_json::to_string_pretty(&c.spec.message).unwrap_or_default();
+    let audiences = [
+        ("not_read", "Delivered, not read"),
+        ("not_delivered", "Accepted, not delivered after some hours"),
+        (
+            "failed_retryable",
+            "Failed for a reason that was not theirs",
+        ),
+        (
+            "frequency_capped",
+            "Held back by Meta's marketing limit (131049)",
+        ),
+        ("replied", "Wrote back"),
+    ];
+    html! {
+        section aria-labelledby="follow-h" {
+            h2 #follow-h { "Follow up" }
+            form #follow-up.card data-campaign=(c.id) novalidate {
+                label for="audience" { "Recipients who…" }
+                select #audience name="audience" {
+                    @for (value, label) in audiences { option value=(value) { (label) } }
+                }
+                label for="after_hours" { "Hours after Meta accepted it (not delivered)" }
+                input #after_hours name="after_hours" type="number" min="0" value="24";
+                label for="fu_name" { "Name" }
+                input #fu_name name="name" required value={ (c.name) " (follow-up)" };
+                label for="fu_message" {
+                    "Message " small { "(placeholders: " @if columns.is_empty() { "none" } @else { (columns.join(", ")) } ")" }
+                }
+                textarea #fu_message name="message" rows="10" spellcheck="false" { (message) }
+                p.hint { "Never included: permanent failures (131026…), outcomes in doubt, and numbers on the suppression list." }
+                p #follow-check.status role="status" aria-live="polite" {}
+                button type="submit" { "Create follow-up" }
+            }
+        }
+    }
 }
 
 /// The part of the campaign page that changes: status, actions, counts, funnel, errors.

@@ -150,6 +150,17 @@ def run(d, a, seen):
     assert status == 200, (status, csv)
     seen["failures_rows"] = len(csv.strip().splitlines()) - 1
 
+    # A follow-up to those who did not read it, from the campaign page.
+    d.find_element(By.ID, "audience").send_keys("Delivered, not read")
+    d.find_element(By.CSS_SELECTOR, "#follow-up button[type=submit]").click()
+    wait.until(lambda drv: drv.current_url.rstrip("/").rsplit("/", 1)[1] not in (campaign,))
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#live .badge")))
+    seen["follow_up"] = d.current_url.rsplit("/", 1)[1]
+    seen["follow_up_pending"] = int(text("#n-pending"))
+    shot("follow-up")
+    d.back()
+    wait.until(EC.url_contains(campaign))
+
     # A narrow screen: nothing wider than the window.
     d.set_window_size(390, 844)
     time.sleep(0.5)

@@ -237,8 +237,31 @@ function setupUpload() {
   });
 }
 
+// ---- Follow-up: a new campaign from this one's outcomes. ----
+function setupFollowUp() {
+  const form = document.getElementById("follow-up");
+  if (!form) return;
+  const out = document.getElementById("follow-check");
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const v = (name) => form.elements[name].value.trim();
+    try {
+      let message;
+      try { message = JSON.parse(v("message")); } catch (err) { throw new Error(`campaign.message: not valid JSON (${err.message})`); }
+      const body = { audience: v("audience"), campaign: { name: v("name"), message } };
+      if (body.audience === "not_delivered") body.not_delivered_after_hours = Number(v("after_hours"));
+      const r = await api("POST", `/v1/campaigns/${form.dataset.campaign}/follow-up`, JSON.stringify(body), "application/json");
+      location.assign(`/campaigns/${r.campaign.id}`);
+    } catch (err) {
+      out.textContent = err.message;
+      out.className = "status error";
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   startLive();
   setupNewCampaign();
   setupUpload();
+  setupFollowUp();
 });
