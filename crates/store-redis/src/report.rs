@@ -50,9 +50,14 @@ pub(crate) async fn outcomes(
     count: usize,
 ) -> Result<(Vec<herald_store::RecipientOutcome>, Option<u64>)> {
     let mut conn = store.conn().await?;
-    let next_seq: Option<u64> = redis::Cmd::hget(store.keys.meta(id), "next_seq")
+    let (exists, next_seq): (bool, Option<u64>) = redis::pipe()
+        .exists(store.keys.meta(id))
+        .hget(store.keys.meta(id), "next_seq")
         .run(&mut conn)
         .await?;
+    if !exists {
+        return Err(StoreError::NotFound(id.clone()));
+    }
     let buckets = next_seq.unwrap_or(0) / JOBS_PER_BUCKET + 1;
     if cursor >= buckets {
         return Ok((Vec::new(), None));

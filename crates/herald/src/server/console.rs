@@ -17,7 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use herald_core::{CampaignStatus, Stats};
+use herald_core::{CampaignAction, CampaignStatus, Stats};
 use herald_store::Store;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
@@ -501,14 +501,17 @@ fn follow_up_form(v: &CampaignView) -> Markup {
 fn campaign_live(v: &CampaignView) -> Markup {
     let c = &v.campaign;
     let s = &v.stats.stats;
-    let actions: &[(&str, &str)] = match c.status {
-        CampaignStatus::Draft | CampaignStatus::Scheduled => {
-            &[("start", "Start"), ("cancel", "Cancel")]
-        }
-        CampaignStatus::Running => &[("pause", "Pause"), ("cancel", "Cancel")],
-        CampaignStatus::Paused => &[("resume", "Resume"), ("cancel", "Cancel")],
-        CampaignStatus::Completed | CampaignStatus::Cancelled => &[],
-    };
+    // The buttons are the moves the lifecycle allows from here.
+    let actions: Vec<(&str, &str)> = [
+        (CampaignAction::Start, "Start"),
+        (CampaignAction::Pause, "Pause"),
+        (CampaignAction::Resume, "Resume"),
+        (CampaignAction::Cancel, "Cancel"),
+    ]
+    .into_iter()
+    .filter(|(a, _)| c.status.apply(*a).is_ok())
+    .map(|(a, label)| (a.as_str(), label))
+    .collect();
     let funnel = [
         ("Recipients", s.recipients),
         ("Accepted", s.accepted),
@@ -528,7 +531,7 @@ fn campaign_live(v: &CampaignView) -> Markup {
             @if let Some(r) = &v.status_reason { span.reason { (r) } }
             @if v.waiting_for.is_some() { span.reason { "waiting for the messaging limit" } }
             span.actions {
-                @for (action, label) in actions {
+                @for (action, label) in &actions {
                     button type="button" data-action=(action) data-campaign=(c.id) class=[(*action == "cancel").then_some("danger")] { (label) }
                 }
             }
