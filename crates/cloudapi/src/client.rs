@@ -301,6 +301,46 @@ impl Client {
             .find(|t| t.name == name && t.language == language))
     }
 
+    /// The account's templates, every page up to `max_pages` of 100 (Meta's list is cursor
+    /// paged; the cursor, not the `next` link Meta sends, is followed, so every request goes
+    /// to the configured base).
+    pub async fn templates(
+        &self,
+        waba_id: &str,
+        max_pages: usize,
+    ) -> Result<Vec<TemplateInfo>, Error> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..max_pages {
+            let mut url = url::Url::parse(&format!(
+                "{}/{}/{}/message_templates",
+                self.base,
+                self.version,
+                path_id(waba_id)?
+            ))
+            .map_err(|e| Error::Config(e.to_string()))?;
+            url.query_pairs_mut()
+                .append_pair("fields", "name,language,status,category,components")
+                .append_pair("limit", "100");
+            if let Some(a) = &after {
+                url.query_pairs_mut().append_pair("after", a);
+            }
+            let page: TemplateList = self
+                .execute(self.http.get(url).header(AUTHORIZATION, self.auth.clone()))
+                .await?;
+            out.extend(page.data);
+            after = page
+                .paging
+                .filter(|p| p.next.is_some())
+                .and_then(|p| p.cursors)
+                .and_then(|c| c.after);
+            if after.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// `GET /debug_token`: whether the token is valid, when it expires, and its scopes.
     pub async fn debug_token(&self) -> Result<TokenInfo, Error> {
         let mut url = url::Url::parse(&format!("{}/debug_token", self.base))

@@ -181,6 +181,40 @@ pub struct TemplateInfo {
     /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
     #[serde(default)]
     pub category: String,
+    /// The template's parts (`HEADER`, `BODY`, `FOOTER`, `BUTTONS`) with their text.
+    #[serde(default)]
+    pub components: Vec<TemplateComponent>,
+}
+
+/// One part of a template as Meta lists it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateComponent {
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// The text, with `{{1}}`, `{{2}}`… (or named `{{first_name}}`) where parameters go.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+impl TemplateInfo {
+    /// How many parameters the body takes (distinct `{{…}}` in its text).
+    pub fn body_parameters(&self) -> usize {
+        let Some(text) = (self.components.iter())
+            .find(|c| c.kind.eq_ignore_ascii_case("BODY"))
+            .and_then(|c| c.text.as_deref())
+        else {
+            return 0;
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("{{") {
+            rest = &rest[at + 2..];
+            let Some(end) = rest.find("}}") else { break };
+            seen.insert(rest[..end].trim());
+            rest = &rest[end + 2..];
+        }
+        seen.len()
+    }
 }
 
 /// `GET /{waba_id}/message_templates`: one page.
@@ -188,6 +222,24 @@ pub struct TemplateInfo {
 pub struct TemplateList {
     #[serde(default)]
     pub data: Vec<TemplateInfo>,
+    #[serde(default)]
+    pub paging: Option<Paging>,
+}
+
+/// Cursor paging of a Graph list.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Paging {
+    #[serde(default)]
+    pub cursors: Option<Cursors>,
+    /// Present when there is a next page.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Cursors {
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// `GET /debug_token`.

@@ -886,6 +886,18 @@ async fn campaigns_are_checked_against_metas_template_list() {
     assert_eq!(status, StatusCode::CREATED, "{v}");
     assert_eq!(v["spec"]["template_category"], "UTILITY", "{v}");
 
+    // The list a picker offers: approved templates only, with their body's parameters.
+    let (status, v) = api.json("GET", "/v1/templates", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["templates"],
+        json!([
+            {"name": "hello_world", "language": "en_US", "category": "UTILITY", "body_parameters": 0},
+            {"name": "order_update", "language": "en_US", "category": "UTILITY", "body_parameters": 1},
+        ]),
+        "the paused spring_sale is not offered"
+    );
+
     let mut paused = template_spec("paused");
     paused["message"]["template"]["name"] = json!("spring_sale");
     let (status, v) = api.json("POST", "/v1/campaigns", Some(paused)).await;
@@ -1053,4 +1065,14 @@ async fn a_mixed_country_upload_is_priced_by_market() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
+}
+
+/// Without an account to ask, there is no template list: the answer says what to configure.
+#[tokio::test]
+async fn the_template_list_needs_an_account() {
+    let api = Api::new().await;
+    let (status, v) = api.json("GET", "/v1/templates", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(message_of(&v).contains("whatsapp.waba_id"), "{v}");
+    api.cleanup().await;
 }

@@ -226,6 +226,11 @@ async fn a_whole_campaign_runs_from_the_browser() {
         ("VERIFY_TOKEN", "console".into()),
         ("WA_PHONE_NUMBER_ID", PNID.into()),
         ("HERALD_API_KEY", KEY.into()),
+        // The simulator's account: the console offers its approved templates.
+        (
+            "HERALD_WHATSAPP__WABA_ID",
+            herald_sim::SimConfig::default().waba_id,
+        ),
     ];
     let mut serve = spawn(&["serve"], &env);
     let url = format!("http://127.0.0.1:{port}");
@@ -280,6 +285,21 @@ async fn a_whole_campaign_runs_from_the_browser() {
         "{seen}"
     );
     assert_eq!(seen["preview_rejects"], true);
+    // The simulator's approved templates, as its catalogue has them.
+    let templates: Vec<&str> = seen["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        templates,
+        [
+            "hello_world (en_US, utility)",
+            "order_update (en_US, utility)"
+        ],
+        "{seen}"
+    );
     let (accepted, failed) = (
         seen["accepted"].as_u64().unwrap(),
         seen["failed"].as_u64().unwrap(),

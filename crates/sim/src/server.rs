@@ -232,8 +232,12 @@ async fn message_templates(
         .iter()
         .enumerate()
         .map(|(i, t)| {
+            let body: Vec<String> = (1..=t.body_params)
+                .map(|n| format!("{{{{{n}}}}}"))
+                .collect();
             json!({"name": t.name, "language": t.language, "status": t.status,
-                   "category": t.category, "id": format!("{}", 900_000_000_000_000u64 + i as u64)})
+                   "category": t.category, "id": format!("{}", 900_000_000_000_000u64 + i as u64),
+                   "components": [{"type": "BODY", "text": format!("Hello {}", body.join(", "))}]})
         })
         .collect();
     axum::Json(json!({ "data": data })).into_response()

@@ -189,6 +189,7 @@ fn v1_routes<S: Store>() -> Vec<(&'static str, MethodRouter<AppState<S>>)> {
     vec![
         ("/campaigns", post(create::<S>).get(list::<S>)),
         ("/campaigns/validate", post(validate::<S>)),
+        ("/templates", get(templates::<S>)),
         ("/campaigns/{id}", get(show::<S>)),
         ("/campaigns/{id}/preview", post(preview::<S>)),
         ("/campaigns/{id}/follow-up", post(follow_up::<S>)),
@@ -565,6 +566,67 @@ async fn follow_up<S: Store>(
         picked,
     };
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+/// An approved template a campaign can send.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TemplateView {
+    pub name: String,
+    pub language: String,
+    /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
+    pub category: String,
+    /// How many parameters its body takes.
+    pub body_parameters: usize,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TemplateListView {
+    pub templates: Vec<TemplateView>,
+}
+
+/// Pages of Meta's template list read at most (100 templates each).
+const TEMPLATE_PAGES: usize = 20;
+
+/// The account's approved templates (`whatsapp.waba_id`), as Meta lists them now.
+#[utoipa::path(get, path = "/v1/templates", tag = "campaigns",
+    responses(
+        (status = 200, description = "The approved templates", body = TemplateListView),
+        (status = 502, description = "Meta could not be asked", body = ErrorBody),
+        (status = 503, description = "No account (whatsapp.waba_id) or token configured", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+async fn templates<S: Store>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
+    let Some(t) = &state.templates else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no WhatsApp Business Account is configured (whatsapp.waba_id and a token): write the \
+             message as JSON",
+        ));
+    };
+    let list = t
+        .client
+        .templates(&t.waba_id, TEMPLATE_PAGES)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "could not list the templates at Meta");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "meta_unavailable",
+                format!("Meta's template list could not be read: {e}"),
+            )
+        })?;
+    let mut templates: Vec<TemplateView> = list
+        .iter()
+        .filter(|t| t.status.eq_ignore_ascii_case("APPROVED"))
+        .map(|t| TemplateView {
+            name: t.name.clone(),
+            language: t.language.clone(),
+            category: t.category.to_ascii_uppercase(),
+            body_parameters: t.body_parameters(),
+        })
+        .collect();
+    templates.sort_by(|a, b| (&a.name, &a.language).cmp(&(&b.name, &b.language)));
+    Ok(axum::Json(TemplateListView { templates }).into_response())
 }
 
 /// What a valid campaign spec needs from its recipients' CSV.

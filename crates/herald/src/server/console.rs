@@ -374,6 +374,10 @@ async fn new_campaign<S: Store>(State(state): State<AppState<S>>, headers: Heade
             input #name name="name" required maxlength="200" autocomplete="off";
             label for="phone_number_id" { "Phone number id" }
             input #phone_number_id name="phone_number_id" inputmode="numeric" placeholder=(state.default_phone_number_id);
+            div #template-picker hidden {
+                label for="template" { "Template " small { "(the account's approved templates)" } }
+                select #template name="template" { option value="" { "Choose one to start from…" } }
+            }
             label for="message" { "Message " small { "(a Cloud API message body; " code { "{{column}}" } " fills from the CSV)" } }
             textarea #message name="message" rows="12" spellcheck="false" { (example) }
             div.row {

@@ -25,6 +25,7 @@ use crate::server::suppressions;
     paths(
         api::create,
         api::validate,
+        api::templates,
         api::list,
         api::show,
         api::preview,

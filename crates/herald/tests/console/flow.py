@@ -100,6 +100,14 @@ def run(d, a, seen):
     d.find_element(By.ID, "name").send_keys("console spring promo")
     message = d.find_element(By.ID, "message")
     good = message.get_attribute("value")
+    # The account's approved templates: choosing one writes its message, a placeholder per
+    # body parameter.
+    wait.until(EC.visibility_of_element_located((By.ID, "template")))
+    options = [o.text for o in d.find_elements(By.CSS_SELECTOR, "#template option")]
+    seen["templates"] = options[1:]
+    d.find_element(By.ID, "template").send_keys("order_update")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "check"), "column_1"))
+    assert "order_update" in message.get_attribute("value")
     message.clear()
     message.send_keys('{"type": "template", "template": {"name": "order_update"}}')
     wait.until(EC.text_to_be_present_in_element((By.ID, "check"), "message: template: missing field `language`"))

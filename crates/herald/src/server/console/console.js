@@ -130,6 +130,7 @@ function setupNewCampaign() {
     }
   };
   form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(check, 300); });
+  loadTemplates(form);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
@@ -140,6 +141,31 @@ function setupNewCampaign() {
     }
   });
   check();
+}
+
+// The account's approved templates, when one is configured: choosing one writes its message,
+// with a placeholder per body parameter to rename after the CSV's columns.
+async function loadTemplates(form) {
+  let list;
+  try { list = (await api("GET", "/v1/templates")).templates; } catch (_) { return; }
+  if (!list.length) return;
+  const select = document.getElementById("template");
+  for (const [i, t] of list.entries()) {
+    select.append(el("option", { value: String(i) }, `${t.name} (${t.language}, ${t.category.toLowerCase()})`));
+  }
+  document.getElementById("template-picker").hidden = false;
+  select.addEventListener("change", () => {
+    const t = list[Number(select.value)];
+    if (!t || select.value === "") return;
+    const template = { name: t.name, language: { code: t.language } };
+    if (t.body_parameters > 0) {
+      const parameters = [];
+      for (let n = 1; n <= t.body_parameters; n++) parameters.push({ type: "text", text: `{{column_${n}}}` });
+      template.components = [{ type: "body", parameters }];
+    }
+    form.elements.message.value = JSON.stringify({ type: "template", template }, null, 2);
+    form.dispatchEvent(new Event("input"));
+  });
 }
 
 // ---- Upload: a preview of the first rows, then the whole file with progress. ----
