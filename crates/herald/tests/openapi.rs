@@ -277,6 +277,43 @@ async fn real_answers_match_their_described_schemas() {
         &summary,
     );
 
+    let (status, checked) = json_call(
+        &app,
+        Method::POST,
+        "/v1/campaigns/validate",
+        Some(("application/json", spec.to_string())),
+    )
+    .await;
+    assert_eq!(checked["columns"], json!(["first_name"]), "{checked}");
+    conforms(&doc, "post", "/v1/campaigns/validate", status, &checked);
+    let (status, preview) = json_call(
+        &app,
+        Method::POST,
+        &format!("/v1/campaigns/{id}/preview"),
+        Some(("text/csv", csv.into())),
+    )
+    .await;
+    assert_eq!(
+        preview["recipients"][0]["values"]["first_name"], "Ada",
+        "{preview}"
+    );
+    conforms(&doc, "post", "/v1/campaigns/{id}/preview", status, &preview);
+    let follow = json!({"audience": "replied", "campaign": spec});
+    let (status, followed) = json_call(
+        &app,
+        Method::POST,
+        &format!("/v1/campaigns/{id}/follow-up"),
+        Some(("application/json", follow.to_string())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{followed}");
+    conforms(
+        &doc,
+        "post",
+        "/v1/campaigns/{id}/follow-up",
+        status,
+        &followed,
+    );
     let (status, shown) = json_call(&app, Method::GET, &format!("/v1/campaigns/{id}"), None).await;
     conforms(&doc, "get", "/v1/campaigns/{id}", status, &shown);
     let (status, started) = json_call(
