@@ -95,23 +95,38 @@ impl TestRedisServer {
 }
 
 /// Polls `INFO replication` on the server at `url` until `done` holds for it (a replica's
-/// `master_link_status:up`, a master's `connected_slaves:0`), for 20 s at most.
+/// `master_link_status:up`, a master's `connected_slaves:0`), for 20 s at most. A server that
+/// is still starting, or busy (a loaded machine), may refuse or drop the connection: that is
+/// asked again, on a new connection, until the deadline.
 pub async fn until_replication(url: &str, done: impl Fn(&str) -> bool) {
     let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut conn = None;
     loop {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if done(&info) {
-            return;
-        }
+        let last = match &mut conn {
+            None => match client.get_multiplexed_async_connection().await {
+                Ok(c) => {
+                    conn = Some(c);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            },
+            Some(c) => match redis::cmd("INFO")
+                .arg("replication")
+                .query_async::<String>(c)
+                .await
+            {
+                Ok(info) if done(&info) => return,
+                Ok(info) => info,
+                Err(e) => {
+                    conn = None;
+                    e.to_string()
+                }
+            },
+        };
         assert!(
             std::time::Instant::now() < deadline,
-            "replication never got there: {info}"
+            "replication never got there: {last}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
