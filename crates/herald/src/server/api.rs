@@ -548,19 +548,23 @@ async fn follow_up<S: Store>(
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let columns = follow_up::Columns::map(&source, &template)?;
     let campaign = store_new(&state, new).await?;
+    // Filled by a task of its own: a client that goes away does not leave the new campaign
+    // half filled (nor unscheduled).
     let now = (state.clock)();
-    let picked = follow_up::fill(
-        &*state.store,
-        &source,
-        &campaign,
-        &body,
-        &columns,
-        &template,
-        now,
-    )
-    .await?;
-    tracing::info!(campaign = %campaign.id, from = %source.id, audience = ?body.audience, added = picked.added, "follow-up campaign filled");
-    let campaign = schedule_if_asked(&state, campaign).await?;
+    let task_state = state.clone();
+    let filled = tokio::spawn(async move {
+        let st = &task_state;
+        let picked = follow_up::fill(
+            &*st.store, &source, &campaign, &body, &columns, &template, now,
+        )
+        .await?;
+        tracing::info!(campaign = %campaign.id, from = %source.id, audience = ?body.audience, added = picked.added, "follow-up campaign filled");
+        let campaign = schedule_if_asked(st, campaign).await?;
+        Ok::<_, ApiError>((campaign, picked))
+    });
+    let (campaign, picked) = filled.await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    })??;
     let v = FollowUpView {
         campaign: view(&state, &campaign).await?,
         picked,

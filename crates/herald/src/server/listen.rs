@@ -47,11 +47,13 @@ impl Default for Limits {
 }
 
 /// Adds the per-request deadline to every route but uploads (streamed for as long as the
-/// file takes; their body has an idle deadline instead).
+/// file takes; their body has an idle deadline instead) and follow-ups (which add a whole
+/// campaign's worth of recipients; bounded by the first campaign's size).
 pub fn with_request_timeout(app: Router, timeout: Duration) -> Router {
     app.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| async move {
-            if request.uri().path().ends_with("/recipients") {
+            let path = request.uri().path();
+            if path.ends_with("/recipients") || path.ends_with("/follow-up") {
                 return next.run(request).await;
             }
             match tokio::time::timeout(timeout, next.run(request)).await {
