@@ -48,7 +48,7 @@ fn phone(i: u32) -> PhoneE164 {
 }
 
 /// What each of the first campaign's ten recipients ends as.
-const FATES: [&str; 10] = [
+const FATES: [&str; 13] = [
     "accepted",         // 0: accepted, no status since (not delivered)
     "delivered",        // 1: delivered, not read
     "read",             // 2: read
@@ -58,7 +58,10 @@ const FATES: [&str; 10] = [
     "frequency_capped", // 6
     "in_doubt",         // 7: may have arrived: never again
     "opted_out",        // 8: delivered, not read, then opted out
-    "pending",          // 9: never sent
+    "status_131000",    // 9: accepted, then Meta's status failed it: may be tried again
+    "status_131049",    // 10: accepted, then declined by status for the marketing limit
+    "status_131026",    // 11: accepted, then undeliverable by status: never again
+    "pending",          // 12: never sent
 ];
 
 async fn first_campaign(app: &Router, store: &MemoryStore) -> String {
@@ -79,7 +82,7 @@ async fn first_campaign(app: &Router, store: &MemoryStore) -> String {
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();
     let mut csv = String::from("phone,first_name,city\n");
-    for i in 0..10 {
+    for i in 0..13 {
         csv.push_str(&format!("{},Name{i},City{i}\n", phone(i)));
     }
     let (status, v) = call(
@@ -92,7 +95,7 @@ async fn first_campaign(app: &Router, store: &MemoryStore) -> String {
     .await;
     assert_eq!(
         (status, v["accepted"].as_u64()),
-        (StatusCode::OK, Some(10)),
+        (StatusCode::OK, Some(13)),
         "{v}"
     );
     let (status, _) = call(
@@ -105,8 +108,8 @@ async fn first_campaign(app: &Router, store: &MemoryStore) -> String {
     .await;
     assert_eq!(status, StatusCode::OK);
 
-    let jobs = store.claim(&claim_req(9, 1)).await.unwrap();
-    assert_eq!(jobs.len(), 9);
+    let jobs = store.claim(&claim_req(12, 1)).await.unwrap();
+    assert_eq!(jobs.len(), 12);
     store
         .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
         .await
@@ -137,15 +140,17 @@ async fn first_campaign(app: &Router, store: &MemoryStore) -> String {
         let event = match FATES[i] {
             "delivered" | "opted_out" => Some(StatusEvent::Delivered),
             "read" | "replied" => Some(StatusEvent::Read),
+            f if f.starts_with("status_") => Some(StatusEvent::Failed),
             _ => None,
         };
+        let error_code = FATES[i].strip_prefix("status_").map(|c| c.parse().unwrap());
         if let Some(event) = event {
             statuses.push(StatusUpdate {
                 job: Some(job.id.clone()),
                 message_id: Some(wamid(i)),
                 event,
                 timestamp: None,
-                error_code: None,
+                error_code,
                 pricing: None,
             });
         }
@@ -180,7 +185,7 @@ async fn recipients_of(store: &MemoryStore, id: &str) -> Vec<(u32, Vec<String>)>
     assert!(next.is_none());
     rows.iter()
         .map(|o| {
-            let i = (0..10).find(|i| phone(*i) == o.phone).unwrap();
+            let i = (0..13).find(|i| phone(*i) == o.phone).unwrap();
             assert_eq!(o.state, JobState::Pending);
             (i, o.vars.iter().map(str::to_owned).collect())
         })
@@ -209,8 +214,8 @@ async fn each_audience_picks_exactly_its_recipients() {
     tokio::time::advance(Duration::from_secs(25 * 3600)).await;
 
     let cases: [(&str, Value, &[u32]); 6] = [
-        ("failed_retryable", json!({}), &[5]),
-        ("frequency_capped", json!({}), &[6]),
+        ("failed_retryable", json!({}), &[5, 9]),
+        ("frequency_capped", json!({}), &[6, 10]),
         ("not_read", json!({}), &[1]),
         ("replied", json!({}), &[3]),
         (
@@ -239,7 +244,7 @@ async fn each_audience_picks_exactly_its_recipients() {
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{audience}: {v}");
-        assert_eq!(v["picked"]["looked_at"], 10, "{v}");
+        assert_eq!(v["picked"]["looked_at"], 13, "{v}");
         assert_eq!(v["picked"]["added"], want.len(), "{audience}: {v}");
         assert_eq!(v["campaign"]["status"], "draft");
         assert_eq!(

@@ -80,9 +80,17 @@ pub(crate) async fn outcomes(
             let vars = herald_core::Vars::from_encoded(r.vars).map_err(|_| corrupt())?;
             let (region, replied) = (r.region(), r.flags.contains('R'));
             let view = job_view(job.clone(), &rec)?;
-            let accepted_ms = match view.state {
-                herald_store::JobState::Accepted { .. } => r.token.parse().ok(),
-                _ => None,
+            // An accepted record's aux is "<message id>[ <webhook error code>]".
+            let (accepted_ms, webhook_error) = match view.state {
+                herald_store::JobState::Accepted { .. } => (
+                    r.token.parse().ok(),
+                    r.aux
+                        .split(' ')
+                        .nth(1)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned),
+                ),
+                _ => (None, None),
             };
             rows.push(herald_store::RecipientOutcome {
                 phone: view.phone,
@@ -90,6 +98,7 @@ pub(crate) async fn outcomes(
                 vars,
                 state: view.state,
                 accepted_ms,
+                webhook_error,
                 replied,
             });
         }

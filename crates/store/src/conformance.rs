@@ -1865,7 +1865,7 @@ pub async fn business_scoped_users_are_linked_and_their_opt_outs_kept<S: Store>(
 /// outcome, when Meta accepted it and whether it replied: what a follow-up campaign reads.
 pub async fn outcomes_keep_each_recipient_and_its_values<S: Store>(store: &S) {
     let id = running(store, "outcomes", 25).await;
-    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    let jobs = store.claim(&claim_req(4, 1)).await.unwrap();
     store
         .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
         .await
@@ -1880,10 +1880,21 @@ pub async fn outcomes_keep_each_recipient_and_its_values<S: Store>(store: &S) {
         Outcome::Skipped {
             reason: SkipReason::FrequencyCapped,
         },
+        Outcome::Accepted {
+            message_id: wamid(3),
+        },
     ];
     for (job, outcome) in jobs.iter().zip(outcomes) {
         settle_one(store, job, outcome).await;
     }
+    // Meta fails the fourth after accepting it.
+    let mut failed = status(
+        Some(jobs[3].id.clone()),
+        Some(wamid(3)),
+        StatusEvent::Failed,
+    );
+    failed.error_code = Some(131_000);
+    store.apply_status(&[failed]).await.unwrap();
     assert!(store.count_reply(&id, phone(0)).await.unwrap());
     // Small pages, to walk the cursor.
     let (mut all, mut cursor) = (Vec::new(), Some(0));
@@ -1908,6 +1919,14 @@ pub async fn outcomes_keep_each_recipient_and_its_values<S: Store>(store: &S) {
         all[0]
     );
     assert!(all[0].accepted_ms.is_some_and(|t| t > 0) && all[0].replied);
+    assert_eq!(all[0].webhook_error, None);
+    assert_eq!(
+        all[3].webhook_error.as_deref(),
+        Some("131000"),
+        "{:?}",
+        all[3]
+    );
+    assert!(matches!(all[3].state, JobState::Accepted { delivery, .. } if delivery.failed));
     assert_eq!(
         all[1].state,
         JobState::Failed {
@@ -1921,11 +1940,11 @@ pub async fn outcomes_keep_each_recipient_and_its_values<S: Store>(store: &S) {
         }
     );
     assert!(
-        all[1..]
+        all[1..3]
             .iter()
             .all(|o| !o.replied && o.accepted_ms.is_none())
     );
-    assert!(all[3..].iter().all(|o| o.state == JobState::Pending));
+    assert!(all[4..].iter().all(|o| o.state == JobState::Pending));
     let missing = CampaignId::new("nosuch").unwrap();
     assert!(store.outcomes(&missing, 0, 10).await.is_err());
 }

@@ -254,6 +254,8 @@ pub struct RecipientOutcome {
     pub state: JobState,
     /// When Meta accepted the message (ms since the epoch), for an accepted job.
     pub accepted_ms: Option<i64>,
+    /// The error code of a failed status webhook, for an accepted job Meta then failed.
+    pub webhook_error: Option<String>,
     /// The recipient wrote back after this campaign messaged them.
     pub replied: bool,
 }

@@ -19,10 +19,11 @@ use crate::server::api::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Audience {
-    /// Failed when sent, with an error that was not about the recipient (a Meta outage, a
-    /// throughput or pair limit, a template or account problem since fixed).
+    /// Failed, when sent or by Meta's status after it accepted the message, with an error
+    /// that was not about the recipient (a Meta outage, a throughput or pair limit, a
+    /// template or account problem since fixed).
     FailedRetryable,
-    /// Skipped because Meta declined it for the user's marketing limit (131049).
+    /// Declined by Meta for the user's marketing limit (131049), when sent or by status.
     FrequencyCapped,
     /// Accepted by Meta, neither delivered nor failed `not_delivered_after_hours` later.
     NotDelivered,
@@ -63,13 +64,22 @@ pub struct Picked {
 
 impl Audience {
     fn picks(self, o: &RecipientOutcome, now_ms: i64, after_hours: u32) -> bool {
+        // A failure at send, or Meta's failed status after accepting it.
+        let failed = match &o.state {
+            JobState::Failed { code } => Some(code.as_str()),
+            JobState::Accepted { delivery, .. } if delivery.failed => o.webhook_error.as_deref(),
+            _ => None,
+        };
+        let code = failed.and_then(|c| c.parse::<i64>().ok());
         match (&o.state, self) {
-            (JobState::Failed { code }, Self::FailedRetryable) => code
-                .parse::<i64>()
-                .is_ok_and(|c| ErrorClass::of_code(c) != Some(ErrorClass::RecipientPermanent)),
+            (_, Self::FailedRetryable) => code.is_some_and(|c| {
+                SkipReason::declined_by(&c.to_string()).is_none()
+                    && ErrorClass::of_code(c) != Some(ErrorClass::RecipientPermanent)
+            }),
             (JobState::Skipped { reason }, Self::FrequencyCapped) => {
                 *reason == SkipReason::FrequencyCapped
             }
+            (JobState::Accepted { .. }, Self::FrequencyCapped) => code == Some(131_049),
             (JobState::Accepted { delivery, .. }, Self::NotDelivered) => {
                 let waited = i64::from(after_hours) * 3_600_000;
                 !delivery.failed

@@ -757,6 +757,10 @@ impl Camp {
                 St::Accepted { at, .. } => Some(at),
                 _ => None,
             },
+            webhook_error: match &job.st {
+                St::Accepted { webhook_error, .. } => webhook_error.clone(),
+                _ => None,
+            },
             replied: job.reply_counted,
         })
     }
