@@ -281,13 +281,7 @@ impl Client {
         name: &str,
         language: &str,
     ) -> Result<Option<TemplateInfo>, Error> {
-        let mut url = url::Url::parse(&format!(
-            "{}/{}/{}/message_templates",
-            self.base,
-            self.version,
-            path_id(waba_id)?
-        ))
-        .map_err(|e| Error::Config(e.to_string()))?;
+        let mut url = self.templates_url(waba_id)?;
         url.query_pairs_mut()
             .append_pair("name", name)
             .append_pair("fields", "name,language,status,category")
@@ -312,13 +306,7 @@ impl Client {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..max_pages {
-            let mut url = url::Url::parse(&format!(
-                "{}/{}/{}/message_templates",
-                self.base,
-                self.version,
-                path_id(waba_id)?
-            ))
-            .map_err(|e| Error::Config(e.to_string()))?;
+            let mut url = self.templates_url(waba_id)?;
             url.query_pairs_mut()
                 .append_pair("fields", "name,language,status,category,components")
                 .append_pair("limit", "100");
@@ -339,6 +327,17 @@ impl Client {
             }
         }
         Ok(out)
+    }
+
+    /// `{base}/{version}/{waba_id}/message_templates`.
+    fn templates_url(&self, waba_id: &str) -> Result<url::Url, Error> {
+        url::Url::parse(&format!(
+            "{}/{}/{}/message_templates",
+            self.base,
+            self.version,
+            path_id(waba_id)?
+        ))
+        .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// `GET /debug_token`: whether the token is valid, when it expires, and its scopes.

@@ -462,8 +462,7 @@ pub(crate) async fn view<S: Store>(
         (status = 201, description = "Created", body = CampaignView),
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
-        (status = 422, description = "The spec or the message breaks a rule; the message names the field", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 422, description = "The spec or the message breaks a rule; the message names the field", body = ErrorBody)))]
 async fn create<S: Store>(
     State(state): State<AppState<S>>,
     headers: HeaderMap,
@@ -526,8 +525,7 @@ pub struct FollowUpView {
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
-        (status = 422, description = "A bad audience or spec, or a placeholder the first campaign's rows do not have", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 422, description = "A bad audience or spec, or a placeholder the first campaign's rows do not have", body = ErrorBody)))]
 async fn follow_up<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -596,8 +594,7 @@ const TEMPLATE_PAGES: usize = 20;
     responses(
         (status = 200, description = "The approved templates", body = TemplateListView),
         (status = 502, description = "Meta could not be asked", body = ErrorBody),
-        (status = 503, description = "No account (whatsapp.waba_id) or token configured", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 503, description = "No account (whatsapp.waba_id) or token configured", body = ErrorBody)))]
 async fn templates<S: Store>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
     let Some(t) = &state.templates else {
         return Err(ApiError::new(
@@ -650,8 +647,7 @@ pub struct Validation {
         (status = 200, description = "Valid", body = Validation),
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
-        (status = 422, description = "The spec or the message breaks a rule; the message names the field", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 422, description = "The spec or the message breaks a rule; the message names the field", body = ErrorBody)))]
 async fn validate<S: Store>(
     State(state): State<AppState<S>>,
     headers: HeaderMap,
@@ -686,8 +682,7 @@ async fn validate<S: Store>(
         (status = 404, description = "No such campaign", body = ErrorBody),
         (status = 413, description = "Over server.max_body_bytes", content_type = "text/plain", body = String),
         (status = 415, description = "Not sent as text/csv", body = ErrorBody),
-        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing)", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing)", body = ErrorBody)))]
 async fn preview<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -785,7 +780,7 @@ fn template_key(message: &serde_json::Map<String, Value>) -> Option<String> {
 
 /// Every campaign, with its stats.
 #[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns",
-    responses((status = 200, description = "The campaigns", body = CampaignList), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+    responses((status = 200, description = "The campaigns", body = CampaignList)))]
 async fn list<S: Store>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
     let campaigns = state.store.list_campaigns().await?;
     let mut out = Vec::with_capacity(campaigns.len());
@@ -800,7 +795,7 @@ async fn list<S: Store>(State(state): State<AppState<S>>) -> Result<Response, Ap
     params(("id" = String, Path, description = "Campaign id")),
     responses(
         (status = 200, description = "The campaign", body = CampaignView),
-        (status = 404, description = "No such campaign", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 404, description = "No such campaign", body = ErrorBody)))]
 async fn show<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -845,7 +840,7 @@ pub struct ResumeBody {
         (status = 200, description = "The campaign after the transition", body = CampaignView),
         (status = 404, description = "No such campaign or action", body = ErrorBody),
         (status = 409, description = "Not allowed from the campaign's status", body = ErrorBody),
-        (status = 422, description = "A body where none is taken, or a bad `max_cost`", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 422, description = "A body where none is taken, or a bad `max_cost`", body = ErrorBody)))]
 async fn action<S: Store>(
     State(state): State<AppState<S>>,
     Path((id, action)): Path<(String, String)>,
@@ -947,7 +942,7 @@ struct UploadParams {
         (status = 409, description = "The campaign has ended", body = ErrorBody),
         (status = 413, description = "Over server.max_upload_bytes or max_upload_recipients", body = ErrorBody),
         (status = 415, description = "Not sent as text/csv", body = ErrorBody),
-        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing)", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing)", body = ErrorBody)))]
 async fn recipients<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -1004,7 +999,7 @@ async fn recipients<S: Store>(
     params(("id" = String, Path, description = "Campaign id")),
     responses(
         (status = 200, description = "CSV: the failures and rejects", content_type = "text/csv", body = String),
-        (status = 404, description = "No such campaign", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 404, description = "No such campaign", body = ErrorBody)))]
 async fn failures<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -1049,7 +1044,7 @@ async fn failures<S: Store>(
     responses(
         (status = 200, description = "CSV: the estimate and the actual cost by market", content_type = "text/csv", body = String),
         (status = 404, description = "No such campaign", body = ErrorBody),
-        (status = 503, description = "No rate card is loaded", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 503, description = "No rate card is loaded", body = ErrorBody)))]
 async fn cost_report<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,

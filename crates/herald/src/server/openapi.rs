@@ -70,10 +70,28 @@ pub fn document(routes: &Routes) -> utoipa::openapi::OpenApi {
                     .build(),
             ),
         );
+        // Every `/v1` operation is behind the key, and answers the same when it is missing.
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
         for (path, item) in doc.paths.paths.iter_mut() {
             if path.starts_with("/v1/") {
                 for op in operations(item) {
                     op.security = Some(vec![SecurityRequirement::new("api_key", [""; 0])]);
+                    let r = &mut op.responses.responses;
+                    r.insert("401".into(), error("Missing or wrong API key").into());
+                    r.insert(
+                        "403".into(),
+                        error("Keyless mode: not a local program").into(),
+                    );
                 }
             }
         }

@@ -76,7 +76,7 @@ fn phone_number_id(raw: &str) -> Result<&str, ApiError> {
     params(("phone_number_id" = String, Path, description = "The sending phone number id")),
     responses(
         (status = 200, description = "CSV: kind,id,reason,date", content_type = "text/csv", body = String),
-        (status = 404, description = "Not a phone number id", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 404, description = "Not a phone number id", body = ErrorBody)))]
 pub(crate) async fn export<S: Store>(
     State(state): State<AppState<S>>,
     Path(pnid): Path<String>,
@@ -145,7 +145,7 @@ pub(crate) async fn export<S: Store>(
         (status = 200, description = "What was imported; bad rows are listed and cost nothing else", body = SuppressionImport),
         (status = 404, description = "Not a phone number id", body = ErrorBody),
         (status = 415, description = "Not sent as text/csv", body = ErrorBody),
-        (status = 422, description = "No usable header", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 422, description = "No usable header", body = ErrorBody)))]
 pub(crate) async fn import<S: Store>(
     State(state): State<AppState<S>>,
     Path(pnid): Path<String>,
@@ -291,7 +291,7 @@ fn date(s: &str) -> Option<Timestamp> {
     responses(
         (status = 200, description = "Whether anything came off the list", body = SuppressionRemoved),
         (status = 404, description = "Not a phone number id", body = ErrorBody),
-        (status = 422, description = "Neither a number nor a user id", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 403, description = "Keyless mode: not a local program", body = ErrorBody)))]
+        (status = 422, description = "Neither a number nor a user id", body = ErrorBody)))]
 pub(crate) async fn remove<S: Store>(
     State(state): State<AppState<S>>,
     Path((pnid, entry)): Path<(String, String)>,
