@@ -14,6 +14,7 @@ pub mod phone;
 pub mod recipient;
 pub mod region;
 pub mod repeated;
+pub mod send_window;
 pub mod spec;
 pub mod stats;
 pub mod status;
@@ -24,6 +25,7 @@ pub use limit::{DEFAULT_PORTFOLIO, MessagingLimit, REACH_WINDOW};
 pub use phone::{PhoneE164, PhoneError};
 pub use recipient::{Recipient, Vars, VarsBuilder, VarsError};
 pub use region::{Region, RegionError};
+pub use send_window::{SendWindow, WindowRule};
 pub use spec::{
     CampaignSpec, EmptyValue, MessageTemplate, Placeholder, SpecError, TemplateField, Values,
 };

@@ -206,6 +206,7 @@ pub const SEND_RESULTS: &[&str] = &[
     "pair_spaced",
     "limit_wait",
     "budget_wait",
+    "window_wait",
     "in_doubt",
     "skipped",
     "released",

@@ -79,6 +79,10 @@ pub struct CampaignSpec {
     /// estimate; the configured `cost.expected_delivery_rate` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_delivery_rate: Option<f64>,
+    /// The hours of the day recipients may be messaged (in their own time zone, or in
+    /// `time_zone`); outside them, sends wait for the window to open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_window: Option<crate::send_window::SendWindow>,
 }
 
 /// A problem with a spec, naming the field at fault.
@@ -90,7 +94,7 @@ pub struct SpecError {
 }
 
 impl SpecError {
-    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             problem: problem.into(),
@@ -172,6 +176,9 @@ impl CampaignSpec {
                 "expected_delivery_rate",
                 format!("{r} is not a share between 0 and 1"),
             ));
+        }
+        if let Some(w) = &self.send_window {
+            w.compile()?;
         }
         if self.message.is_empty() {
             return Err(SpecError::new("message", "must not be empty"));
@@ -614,6 +621,7 @@ mod tests {
             priced_category: None,
             max_cost: None,
             expected_delivery_rate: None,
+            send_window: None,
         }
     }
 

@@ -128,6 +128,10 @@ pub struct Stats {
     pub recipients: u64,
     /// Waiting to be sent, including those delayed for a retry.
     pub pending: u64,
+    /// The part of `pending` waiting for the campaign's send window to open in the
+    /// recipient's time zone.
+    #[serde(default)]
+    pub waiting_for_send_window: u64,
     pub in_flight: u64,
     /// The request may have reached Meta; the outcome is not known yet.
     pub in_doubt: u64,
@@ -178,10 +182,11 @@ impl Stats {
             + self.cancelled
     }
 
-    /// The invariant of ARCHITECTURE §4, plus the lattice's `sent ≥ delivered ≥ read` and
-    /// `accepted ≥ sent`.
+    /// The invariant of ARCHITECTURE §4, plus the lattice's `sent ≥ delivered ≥ read`,
+    /// `accepted ≥ sent` and `pending ≥ waiting_for_send_window`.
     pub fn invariant_holds(&self) -> bool {
         self.recipients == self.outcome_sum()
+            && self.pending >= self.waiting_for_send_window
             && self.accepted >= self.sent
             && self.sent >= self.delivered
             && self.delivered >= self.read

@@ -176,6 +176,7 @@ mod tests {
         ClaimedJob {
             id: JobId::new(CampaignId::new("c").unwrap(), seq),
             phone: PhoneE164::from_u64(447_700_000_000 + u64::from(seq)).unwrap(),
+            region: "GB".parse().unwrap(),
             vars: Vars::default(),
             attempts: 0,
             resend: false,

@@ -418,6 +418,23 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 }
             }
         }
+        // Outside its send window in the recipient's time zone, a job waits for it to open.
+        let now = jiff::Timestamp::now();
+        let jobs: Vec<Held> = jobs
+            .into_iter()
+            .filter_map(|held| {
+                let j = held.job();
+                let window = infos.get(&j.id.campaign).and_then(|c| c.window.as_ref());
+                match window.and_then(|w| w.wait(j.region, now)) {
+                    Some(delay) => {
+                        count_send(&self.pnid, "window_wait");
+                        held.settle(Outcome::AwaitWindow { delay });
+                        None
+                    }
+                    None => Some(held),
+                }
+            })
+            .collect();
         let claimed: Vec<&herald_store::ClaimedJob> = jobs.iter().map(Held::job).collect();
         let over_budget = self.shared.over_budget(&infos, &claimed).await?;
         drop(claimed);

@@ -217,6 +217,8 @@ struct CampaignInfo {
     marketing: bool,
     /// How many times a recipient declined for its marketing limit (131049) is tried again.
     capped_retries: u32,
+    /// The campaign's send window, when it has one.
+    window: Option<herald_core::WindowRule>,
 }
 
 /// How long a campaign's [`CampaignInfo`] is used before it is read again.
@@ -249,6 +251,10 @@ impl<S: Store, M: Messages> Shared<S, M> {
             .spec
             .compile()
             .map_err(|e| StoreError::Corrupt(format!("campaign {id}'s message: {e}")))?;
+        let window = (c.spec.send_window.as_ref())
+            .map(herald_core::SendWindow::compile)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("campaign {id}'s send window: {e}")))?;
         let free_form = c.template.is_none()
             && c.spec.message.get("type").and_then(|t| t.as_str()) != Some("template");
         let marketing = !free_form
@@ -263,6 +269,7 @@ impl<S: Store, M: Messages> Shared<S, M> {
             free_form,
             marketing,
             capped_retries: c.spec.frequency_capped_retries.unwrap_or(0),
+            window,
         });
         if let Ok(mut m) = self.campaigns.lock() {
             m.insert(id.clone(), info.clone());

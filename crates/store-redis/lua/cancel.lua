@@ -8,7 +8,8 @@ if redis.call('HGET', meta, 'status') ~= 'cancelled' then return redis.error_rep
 local c = {}
 local function cancel(seq)
   local r = get_job(base, seq)
-  if r and r.st == 'p' then
+  if r and (r.st == 'p' or r.st == 'pw') then
+    if r.st == 'pw' then bump(c, 'window_wait', -1) end
     r.st = 'x'
     put_job(base, seq, r)
     bump(c, 'pending', -1)

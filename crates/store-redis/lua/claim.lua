@@ -3,8 +3,9 @@
 -- ARGV[1] key base, ARGV[2] max, ARGV[3] lease token, ARGV[4] lease ms
 -- Returns { completed (0/1), jobs }, jobs one string of "<seq> <length> <record>" per job,
 -- the record as it was (pending): two reply values to decode, however many jobs.
--- A record's first byte when it is pending ('p').
-local PENDING = string.byte('p')
+-- A record's first byte when it is pending ('p'), and its second when it is pending until
+-- its send window opens ('pw').
+local PENDING, WINDOW = string.byte('p'), string.byte('w')
 local meta, base = KEYS[1], ARGV[1]
 local max, token, lease = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 if redis.call('HGET', meta, 'status') ~= 'running' then return { 0 } end
@@ -16,18 +17,20 @@ if #due > 0 then
   redis.call('ZREM', base .. ':delay', unpack(due))
   for i = #due, 1, -1 do redis.call('LPUSH', q, due[i]) end
 end
-local res, held, out = { 0, '' }, {}, {}
+local res, held, out, waited = { 0, '' }, {}, {}, 0
 local seqs = redis.call('LPOP', q, max)
 if seqs then
   for _, seq in ipairs(seqs) do
     local k, f = addr(base, seq)
     local rec = redis.call('HGET', k, f)
     -- Anything but a pending record is a stale queue entry (settled meanwhile): skip it.
-    -- A pending record is "p|att|phone||aux|flags|vars" with an empty token, so the claimed
-    -- record is the same with the state and the token swapped in.
+    -- A pending record is "p|att|phone||aux|flags|vars" (or "pw|…") with an empty token, so
+    -- the claimed record is the same with the state and the token swapped in.
     if rec and string.byte(rec, 1) == PENDING then
-      local at = string.match(rec, '^p|[^|]*|[^|]*|()')
-      redis.call('HSET', k, f, 'c' .. string.sub(rec, 2, at - 1) .. token .. string.sub(rec, at))
+      local from = 2
+      if string.byte(rec, 2) == WINDOW then from, waited = 3, waited + 1 end
+      local at = string.match(rec, '^pw?|[^|]*|[^|]*|()')
+      redis.call('HSET', k, f, 'c' .. string.sub(rec, from, at - 1) .. token .. string.sub(rec, at))
       out[#out + 1] = seq .. ' ' .. #rec .. ' ' .. rec
       held[#held + 1] = seq
     end
@@ -40,6 +43,7 @@ if n > 0 then
   redis.call('HINCRBY', base .. ':lease_n', token, n)
   redis.call('HINCRBY', base .. ':stats', 'pending', -n)
   redis.call('HINCRBY', base .. ':stats', 'in_flight', n)
+  if waited > 0 then redis.call('HINCRBY', base .. ':stats', 'window_wait', -waited) end
   res[2] = table.concat(out)
 else
   res[1] = maybe_complete(meta, base, now)

@@ -17,7 +17,8 @@
 --     state|attempts|phone|token|aux|flags|vars
 -- phone: the digits, then `:` and the number's region (two capitals; records written
 --        before regions were kept have none).
--- state: p pending (queued or delayed), c claimed, s started, d in doubt,
+-- state: p pending (queued or delayed), pw pending until its send window opens (counted in
+--        window_wait), c claimed, s started, d in doubt,
 --        a0..a7 accepted with delivery-lattice bits (progress in bits 0-1: accepted, sent,
 --        delivered, read; failed in bit 2), f failed, k skipped, x cancelled.
 -- token: the lease token while claimed or started (c, s); once accepted (a), when Meta took
@@ -154,6 +155,7 @@ local function leave(base, c, r, seq)
   local s = string.sub(r.st, 1, 1)
   if s == 'p' then
     bump(c, 'pending', -1)
+    if r.st == 'pw' then bump(c, 'window_wait', -1) end
     redis.call('ZREM', base .. ':delay', seq)
   elseif s == 'c' or s == 's' then
     bump(c, 'in_flight', -1)

@@ -3,6 +3,7 @@
 -- ARGV[1] key base, then 4-tuples: seq, lease token, kind, argument:
 --   A accepted (message id)   F failed (error code)      D delayed after a send (ms)
 --   W deferred, not sent (ms) K skipped (reason)         U in doubt        R released
+--   H not sent: outside its send window, which opens in (ms)
 -- A job no longer held under the token is stale and unchanged, except that acceptance is
 -- evidence: it settles a job that was reclaimed or is in doubt, and gives its message id to
 -- a job its own webhook accepted first.
@@ -30,11 +31,15 @@ for i = 2, #ARGV, 4 do
       bump(c, 'failed', 1)
       bump(c, 'failed_before_accept', 1)
       bump(c, 'err:' .. arg, 1)
-    elseif kind == 'D' or kind == 'W' or kind == 'R' then
+    elseif kind == 'D' or kind == 'W' or kind == 'H' or kind == 'R' then
       -- Not sent (or refused): waits again, or is cancelled with its campaign.
       if kind == 'D' then att = inc(att) end
       local r = { st = st, att = att, ph = ph, tok = rtok, aux = aux, fl = fl, vars = vars }
       back_to_wait(cancelled, base, c, r, seq, now, kind ~= 'R' and tonumber(arg) or nil)
+      if kind == 'H' and r.st == 'p' then
+        r.st = 'pw'
+        bump(c, 'window_wait', 1)
+      end
       new = fmt(r)
     elseif kind == 'K' then
       new = record('k', att, ph, '', arg, fl, vars)

@@ -94,6 +94,7 @@ impl RedisStore {
             jobs.push(ClaimedJob {
                 id: JobId::new(id.clone(), seq),
                 phone,
+                region: r.region(),
                 vars: herald_core::Vars::from_encoded(r.vars).map_err(|_| corrupt())?,
                 attempts: r.attempts,
                 resend: r.flags.contains('r'),
@@ -263,6 +264,7 @@ pub(crate) async fn settle(store: &RedisStore, settles: &[Settle]) -> Result<Vec
                 Outcome::Failed { code } => ("F", code.clone()),
                 Outcome::Delayed { delay } => ("D", millis(*delay).to_string()),
                 Outcome::Deferred { delay } => ("W", millis(*delay).to_string()),
+                Outcome::AwaitWindow { delay } => ("H", millis(*delay).to_string()),
                 Outcome::Skipped { reason } => ("K", reason.as_str().to_owned()),
                 Outcome::InDoubt => ("U", String::new()),
                 Outcome::Released => ("R", String::new()),

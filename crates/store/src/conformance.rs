@@ -1500,6 +1500,79 @@ pub async fn cancel_drains_every_state<S: Store>(store: &S) {
     assert_eq!(invariant(store, &id).await, s);
 }
 
+/// A job outside its send window waits, counted in `waiting_for_send_window` (a part of
+/// `pending`), until it is claimed again, settled by its webhook's evidence or cancelled;
+/// claims carry each number's region, which the window is read in.
+pub async fn send_window_waits_are_counted_until_they_end<S: Store>(store: &S) {
+    let id = campaign(store, "window").await;
+    let gb: herald_core::Region = "GB".parse().unwrap();
+    let people: Vec<Recipient> = (recipients(0..4).into_iter())
+        .enumerate()
+        .map(|(i, r)| if i == 0 { r } else { r.with_region(gb) })
+        .collect();
+    store.enqueue_batch(&id, &people).await.unwrap();
+    store
+        .transition(&id, CampaignAction::Start, None)
+        .await
+        .unwrap();
+    let jobs = store.claim(&claim_req(4, 1)).await.unwrap();
+    let regions: Vec<&str> = jobs.iter().map(|j| j.region.as_str()).collect();
+    assert_eq!(regions, ["ZZ", "GB", "GB", "GB"]);
+    // The first window opens at once (claimed again below); the others in a minute.
+    for (j, secs) in jobs.iter().zip([0, 60, 60, 60]) {
+        let delay = Duration::from_secs(secs);
+        let r = settle_one(store, j, Outcome::AwaitWindow { delay }).await;
+        assert_eq!(r, SettleResult::Applied);
+    }
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.pending, s.waiting_for_send_window, s.in_flight),
+        (4, 4, 0)
+    );
+    let again = store.claim(&claim_req(4, 2)).await.unwrap();
+    assert_eq!(again.len(), 1, "only the window that opened: {again:?}");
+    assert_eq!((again[0].id.seq, again[0].attempts), (jobs[0].id.seq, 0));
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.pending, s.waiting_for_send_window, s.in_flight),
+        (3, 3, 1)
+    );
+    // A webhook for a waiting job (an earlier request did reach Meta) settles it.
+    store
+        .apply_status(&[status(
+            Some(jobs[1].id.clone()),
+            Some(wamid(90)),
+            StatusEvent::Delivered,
+        )])
+        .await
+        .unwrap();
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.pending, s.waiting_for_send_window, s.accepted),
+        (2, 2, 1)
+    );
+    // Waiting again counts once more; a cancel takes the waiting with the rest.
+    settle_one(
+        store,
+        &again[0],
+        Outcome::AwaitWindow {
+            delay: Duration::from_secs(60),
+        },
+    )
+    .await;
+    assert_eq!(invariant(store, &id).await.waiting_for_send_window, 3);
+    store
+        .transition(&id, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.pending, s.waiting_for_send_window, s.cancelled),
+        (0, 0, 3),
+        "{s:#?}"
+    );
+}
+
 pub async fn completes_when_nothing_is_left<S: Store>(store: &S) {
     let id = running(store, "complete", 3).await;
     let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
@@ -2240,7 +2313,8 @@ macro_rules! conformance_tests {
             declined_messages_are_not_failures,
             lattice_is_order_independent, charges_count_once_whatever_the_order,
             specs_change_until_the_campaign_ends, cancellation,
-            cancel_drains_every_state, completes_when_nothing_is_left,
+            cancel_drains_every_state, send_window_waits_are_counted_until_they_end,
+            completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,
             replies_rejects_and_failures, outcomes_keep_each_recipient_and_its_values,

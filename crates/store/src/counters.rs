@@ -19,6 +19,7 @@ pub fn stats_from_counters<'a>(counters: impl IntoIterator<Item = (&'a str, i64)
         match k {
             "recipients" => s.recipients = v,
             "pending" => s.pending = v,
+            "window_wait" => s.waiting_for_send_window = v,
             "in_flight" => s.in_flight = v,
             "in_doubt" => s.in_doubt = v,
             "accepted" => s.accepted = v,

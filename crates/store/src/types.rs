@@ -1,7 +1,7 @@
 //! The store's vocabulary: what goes in and comes out of [`crate::Store`].
 
 use herald_core::{
-    CampaignId, CampaignSpec, CampaignStatus, JobId, PauseReason, PhoneE164, SkipReason,
+    CampaignId, CampaignSpec, CampaignStatus, JobId, PauseReason, PhoneE164, Region, SkipReason,
     StatusEvent, Vars, WaMessageId,
 };
 use std::time::Duration;
@@ -69,6 +69,8 @@ pub struct ClaimRequest {
 pub struct ClaimedJob {
     pub id: JobId,
     pub phone: PhoneE164,
+    /// The number's region (`ZZ` when not known): whose local time a send window reads.
+    pub region: Region,
     pub vars: Vars,
     /// Requests made for this job so far.
     pub attempts: u32,
@@ -106,6 +108,10 @@ pub enum Outcome {
     Delayed { delay: Duration },
     /// Not sent yet, and not now (pair spacing): try after this long. Not an attempt.
     Deferred { delay: Duration },
+    /// Not sent yet: outside its campaign's send window in the recipient's time zone; try
+    /// when it opens, after this long. Not an attempt. Counted in `waiting_for_send_window`
+    /// until it is claimed again (or cancelled).
+    AwaitWindow { delay: Duration },
     /// Not sent, for good (window closed, frequency capped, suppressed since upload).
     Skipped { reason: SkipReason },
     /// The request may have reached Meta; the outcome is unknown.

@@ -47,6 +47,8 @@ pub(super) struct Job {
     pub(super) vars: Option<Vars>,
     /// The single in-doubt resend was used.
     pub(super) resent: bool,
+    /// Pending until its send window opens (counted in `window_wait`).
+    pub(super) window_wait: bool,
     pub(super) pricing_counted: bool,
     /// The charge (or a free delivery) was counted.
     pub(super) charge_counted: bool,
@@ -150,6 +152,7 @@ impl Camp {
                 token: None,
                 vars: Some(r.vars.clone()),
                 resent: false,
+                window_wait: false,
                 pricing_counted: false,
                 charge_counted: false,
                 reply_counted: false,
@@ -227,6 +230,7 @@ impl Camp {
         }
         let mut out = Vec::new();
         let mut held = Vec::new();
+        let mut window_waits = 0;
         let id = self.campaign.id.clone();
         while out.len() < max {
             let Some(seq) = self.queue.pop_front() else {
@@ -241,15 +245,18 @@ impl Camp {
             }
             job.st = St::Claimed;
             job.token = Some(token.0);
+            let waited = std::mem::take(&mut job.window_wait);
             out.push(ClaimedJob {
                 id: JobId::new(id.clone(), seq),
                 phone: job.phone,
+                region: job.region,
                 vars: job.vars.clone().unwrap_or_default(),
                 attempts: job.attempts,
                 resend: job.resent,
                 token,
             });
             held.push(seq);
+            window_waits += i64::from(waited);
         }
         if !held.is_empty() {
             let n = held.len();
@@ -263,6 +270,7 @@ impl Camp {
             lease.held += n;
             let mut c = Bumps::new();
             bump(&mut c, "pending", -(n as i64));
+            bump(&mut c, "window_wait", -window_waits);
             bump(&mut c, "in_flight", n as i64);
             self.flush(c);
         }
@@ -293,8 +301,11 @@ impl Camp {
     /// Takes a job out of a not-yet-accepted state (evidence of acceptance arrived): its
     /// counter goes down and it leaves the index it sat in.
     fn leave(&mut self, seq: u32, c: &mut Bumps) {
-        let Some(job) = self.job(seq) else { return };
+        let Some(job) = self.job_mut(seq) else { return };
         let (st, token) = (job.st.clone(), job.token);
+        if std::mem::take(&mut job.window_wait) {
+            bump(c, "window_wait", -1);
+        }
         match st {
             St::Pending => {
                 bump(c, "pending", -1);
@@ -376,6 +387,7 @@ impl Camp {
         bump(&mut c, "in_flight", -1);
         let mut to_wait = None;
         let mut to_doubt = false;
+        let mut window_wait = false;
         if let Some(job) = self.job_mut(seq) {
             job.token = None;
             match outcome {
@@ -397,6 +409,10 @@ impl Camp {
                     }
                     to_wait = Some(Some(now + millis(*delay)));
                 }
+                Outcome::AwaitWindow { delay } => {
+                    to_wait = Some(Some(now + millis(*delay)));
+                    window_wait = true;
+                }
                 Outcome::Skipped { reason } => {
                     job.st = St::Skipped(*reason);
                     bump(&mut c, "skipped_at_send", 1);
@@ -413,6 +429,13 @@ impl Camp {
         }
         if let Some(delay_until) = to_wait {
             self.back_to_wait(seq, &mut c, delay_until);
+        }
+        if window_wait
+            && let Some(job) = self.job_mut(seq)
+            && job.st == St::Pending
+        {
+            job.window_wait = true;
+            bump(&mut c, "window_wait", 1);
         }
         if to_doubt {
             self.doubt.insert((now, seq));
@@ -544,6 +567,9 @@ impl Camp {
                 && job.st == St::Pending
             {
                 job.st = St::Cancelled;
+                if std::mem::take(&mut job.window_wait) {
+                    bump(&mut c, "window_wait", -1);
+                }
                 bump(&mut c, "pending", -1);
                 bump(&mut c, "cancelled", 1);
             }
