@@ -167,10 +167,12 @@ pub const STORE_ERROR_KINDS: &[&str] = &[
 
 /// Values of `state` on [`CAMPAIGN_MESSAGES`]. `pending`, `in_flight`, `in_doubt`,
 /// `accepted`, `failed_before_accept`, `skipped_at_send` and `cancelled` add up to the
-/// recipients; `sent`, `delivered`, `read` are parts of `accepted`, `failed` counts webhook
+/// recipients; `sent`, `delivered`, `read` are parts of `accepted`, `waiting_for_send_window`
+/// is the part of `pending` waiting for the campaign's send window, `failed` counts webhook
 /// failures too, and `replied` counts recipients who wrote back.
 pub const CAMPAIGN_STATES: &[&str] = &[
     "pending",
+    "waiting_for_send_window",
     "in_flight",
     "in_doubt",
     "accepted",

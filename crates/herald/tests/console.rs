@@ -285,6 +285,19 @@ async fn a_whole_campaign_runs_from_the_browser() {
         "{seen}"
     );
     assert_eq!(seen["preview_rejects"], true);
+    // The send window: a zone Herald does not know is named by the live check; the campaign
+    // page shows the window and how many wait for it (none: it was open throughout).
+    let window_error = seen["window_check_error"].as_str().unwrap();
+    assert!(
+        window_error.contains("send_window.time_zone") && window_error.contains("Mars/Olympus"),
+        "{window_error}"
+    );
+    let window = seen["window"].as_str().unwrap();
+    assert!(
+        window.contains("sends ") && window.contains("UTC time"),
+        "{window}"
+    );
+    assert_eq!(seen["waiting_for_window"], 0);
     // The simulator's approved templates, as its catalogue has them.
     let templates: Vec<&str> = seen["templates"]
         .as_array()

@@ -1334,3 +1334,88 @@ async fn wait_delivered(
     })
     .await
 }
+
+/// A campaign with a send window messages each recipient only inside it, in their own time
+/// zone: recipients in Tokyo (inside the window, by the real clock) are sent to, those in
+/// Kolkata (3 h 30 min earlier there: outside it) wait for it, counted apart, and nothing
+/// reaches them. A window in one fixed zone holds for everyone.
+#[tokio::test(start_paused = true)]
+async fn sends_outside_the_send_window_wait_for_it() {
+    use herald_core::{PhoneE164, Recipient, Vars};
+
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
+    // Tokyo's time of day now (no daylight saving there, nor in Kolkata); the window is the
+    // two hours around it. The test takes seconds of real time.
+    let tokyo = jiff::Timestamp::now().in_tz("Asia/Tokyo").unwrap().time();
+    let hhmm = |t: jiff::civil::Time| format!("{:02}:{:02}", t.hour(), t.minute());
+    let hour = jiff::SignedDuration::from_hours(1);
+    let (start, end) = (
+        hhmm(tokyo.wrapping_sub(hour)),
+        hhmm(tokyo.wrapping_add(hour)),
+    );
+    let person = |n: u64, region: &str| {
+        Recipient::new(
+            PhoneE164::from_u64(n).unwrap(),
+            Vars::from_values([format!("name{n}")]),
+        )
+        .with_region(region.parse().unwrap())
+    };
+    let people: Vec<Recipient> = (0..12)
+        .map(|i| person(819_012_340_000 + i, "JP"))
+        .chain((0..8).map(|i| person(919_812_340_000 + i, "IN")))
+        .collect();
+    let mut spec = template_spec("night owls", "order_update", None);
+    spec.send_window = Some(herald_core::SendWindow {
+        start: start.clone(),
+        end: end.clone(),
+        time_zone: None,
+    });
+    let id = rig.campaign(spec.clone(), &people, true).await;
+    // The same hours read in Kolkata's zone for everyone: nobody may be messaged.
+    spec.name = "fixed zone".into();
+    spec.send_window = Some(herald_core::SendWindow {
+        start,
+        end,
+        time_zone: Some("Asia/Kolkata".into()),
+    });
+    let fixed = rig.campaign(spec, &people, true).await;
+    let (stop, sender) = rig.sender(sender_config(500));
+    let stats = wait_for(&rig, &id, |s| {
+        s.accepted == 12 && s.waiting_for_send_window == 8
+    })
+    .await;
+    assert_eq!(
+        (stats.pending, stats.in_flight, stats.failed),
+        (8, 0, 0),
+        "{stats:#?}"
+    );
+    let stats = wait_for(&rig, &fixed, |s| s.waiting_for_send_window == 20).await;
+    assert_eq!((stats.pending, stats.accepted), (20, 0), "{stats:#?}");
+    assert_eq!(
+        rig.store.campaign(&id).await.unwrap().status,
+        CampaignStatus::Running,
+        "a campaign whose recipients wait for their window is not done"
+    );
+    // Nothing reached anyone outside the window, however often the sender looked.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let o = rig.oracle().await;
+    assert_clean(&o, &[]);
+    assert_eq!(o.accepted, 12, "only Tokyo's recipients were messaged");
+    // Cancelling ends the wait: none is left counted as waiting.
+    rig.store
+        .transition(&fixed, herald_core::CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    let stats = rig.store.stats(&fixed).await.unwrap();
+    assert_eq!(
+        (
+            stats.cancelled,
+            stats.waiting_for_send_window,
+            stats.pending
+        ),
+        (20, 0, 0)
+    );
+    stop.cancel();
+    sender.await.unwrap();
+    rig.finish().await;
+}

@@ -295,6 +295,7 @@ fn record(c: &Campaign, s: &Stats) {
     for state in CAMPAIGN_STATES {
         let v = match *state {
             "pending" => s.pending,
+            "waiting_for_send_window" => s.waiting_for_send_window,
             "in_flight" => s.in_flight,
             "in_doubt" => s.in_doubt,
             "accepted" => s.accepted,
@@ -480,6 +481,7 @@ mod tests {
             failed: 3,
             failed_before_accept: 2,
             replied: 1,
+            waiting_for_send_window: 1,
             errors: [("131026", 2), ("999999", 1), ("12", 4)]
                 .into_iter()
                 .map(|(c, n)| (c.to_owned(), n))
@@ -506,6 +508,7 @@ mod tests {
         );
         for (state, v) in [
             ("pending", 2.0),
+            ("waiting_for_send_window", 1.0),
             ("accepted", 6.0),
             ("read", 1.0),
             ("in_doubt", 0.0),

@@ -385,6 +385,12 @@ async fn new_campaign<S: Store>(State(state): State<AppState<S>>, headers: Heade
                 div { label for="mps" { "Messages per second" } input #mps name="mps" type="number" min="1" max="1000" placeholder="the number's"; }
                 div { label for="schedule_at" { "Start at (your time)" } input #schedule_at name="schedule_at" type="datetime-local"; }
             }
+            fieldset.row {
+                legend { "Send window " small { "(optional: hours recipients may be messaged; outside them, sends wait)" } }
+                div { label for="window_start" { "From" } input #window_start name="window_start" type="time"; }
+                div { label for="window_end" { "Until" } input #window_end name="window_end" type="time"; }
+                div { label for="window_zone" { "Time zone" } input #window_zone name="window_zone" placeholder="each recipient's own" autocomplete="off"; }
+            }
             p #check.status role="status" aria-live="polite" {}
             button type="submit" { "Create" }
         }
@@ -534,6 +540,12 @@ fn campaign_live(v: &CampaignView) -> Markup {
             (badge(c.status))
             @if let Some(r) = &v.status_reason { span.reason { (r) } }
             @if v.waiting_for.is_some() { span.reason { "waiting for the messaging limit" } }
+            @if let Some(w) = &c.spec.send_window {
+                span.reason {
+                    "sends " (w.start) "–" (w.end) " "
+                    (w.time_zone.as_deref().map_or("in each recipient's time zone".to_owned(), |z| format!("{z} time")))
+                }
+            }
             span.actions {
                 @for (action, label) in &actions {
                     button type="button" data-action=(action) data-campaign=(c.id) class=[(*action == "cancel").then_some("danger")] { (label) }
@@ -543,6 +555,9 @@ fn campaign_live(v: &CampaignView) -> Markup {
         (progress(s))
         dl.counts {
             div { dt { "Pending" } dd #n-pending { (s.pending) } }
+            @if c.spec.send_window.is_some() {
+                div { dt { "Waiting for send window" } dd #n-window { (s.waiting_for_send_window) } }
+            }
             div { dt { "Sending" } dd { (s.in_flight) } }
             div { dt { "In doubt" } dd #n-in-doubt { (s.in_doubt) } }
             div { dt { "Accepted" } dd #n-accepted { (s.accepted) } }

@@ -13,6 +13,7 @@ saw; exits non-zero at the first thing that is not as it should be.
 
 import argparse
 import base64
+import datetime
 import json
 import sys
 import time
@@ -122,6 +123,20 @@ def run(d, a, seen):
     d.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input', {bubbles: true}))", message, good)
     d.find_element(By.ID, "mps").send_keys("40")
     d.find_element(By.ID, "default_region").send_keys("US")
+    # A send window: a zone Herald does not know is named by the live check; then the four
+    # hours around now in UTC, so the campaign can run to its end.
+    def set_value(element_id, value):
+        d.execute_script(
+            "const e = document.getElementById(arguments[0]); e.value = arguments[1];"
+            " e.dispatchEvent(new Event('input', {bubbles: true}))", element_id, value)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    window = [(now + datetime.timedelta(hours=h)).strftime("%H:%M") for h in (-2, 2)]
+    set_value("window_start", window[0])
+    set_value("window_end", window[1])
+    set_value("window_zone", "Mars/Olympus")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "check"), "send_window.time_zone"))
+    seen["window_check_error"] = text("#check")
+    set_value("window_zone", "UTC")
     wait.until(EC.text_to_be_present_in_element((By.ID, "check"), "Valid"))
     assert "first_name" in text("#check"), text("#check")
     shot("new-campaign")
@@ -152,6 +167,8 @@ def run(d, a, seen):
     long_wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#live .badge"), "completed"))
     time.sleep(1.5)  # one more refresh for the chart
     seen["accepted"] = int(text("#n-accepted"))
+    seen["window"] = text("#live .statusline")
+    seen["waiting_for_window"] = int(text("#n-window"))
     seen["failed"] = int(text("#n-failed"))
     seen["chart_points"] = d.execute_script(
         "const p = document.querySelector('#chart polyline'); return p ? p.getAttribute('points').split(' ').length : 0")

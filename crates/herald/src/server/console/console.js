@@ -108,6 +108,10 @@ function specFrom(form) {
   if (v("default_region")) spec.default_region = v("default_region").toUpperCase();
   if (v("mps")) spec.mps = Number(v("mps"));
   if (v("schedule_at")) spec.schedule_at = new Date(v("schedule_at")).toISOString();
+  if (v("window_start") || v("window_end")) {
+    spec.send_window = { start: v("window_start"), end: v("window_end") };
+    if (v("window_zone")) spec.send_window.time_zone = v("window_zone");
+  }
   return spec;
 }
 
