@@ -186,6 +186,18 @@ async fn bad_campaign_bodies_name_their_problem() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "message.to",
         ),
+        (
+            json!({"name": "t", "message": {"type": "text", "text": {"body": "hi"}},
+                "send_window": {"start": "9am", "end": "20:00"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "send_window.start: \"9am\" is not a time of day",
+        ),
+        (
+            json!({"name": "t", "message": {"type": "text", "text": {"body": "hi"}},
+                "send_window": {"start": "09:00", "end": "20:00", "time_zone": "Europe/Atlantis"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "send_window.time_zone",
+        ),
     ];
     for (body, status, needle) in cases {
         let (got, v) = api.json("POST", "/v1/campaigns", Some(body.clone())).await;

@@ -47,6 +47,14 @@ pub enum CampaignCommand {
         /// `herald campaign status` for the estimate and the cost so far).
         #[arg(long)]
         max_cost: Option<f64>,
+        /// Message recipients only between these hours of their local time (from their
+        /// number's country), e.g. 09:00-20:00; outside them, sends wait.
+        #[arg(long, value_name = "HH:MM-HH:MM")]
+        send_window: Option<String>,
+        /// Read the send window in this IANA time zone for every recipient (e.g.
+        /// Europe/Berlin) instead of each recipient's own.
+        #[arg(long, requires = "send_window")]
+        time_zone: Option<String>,
         /// Start sending at once.
         #[arg(long)]
         start: bool,
@@ -121,6 +129,8 @@ pub async fn run(
             mps,
             schedule_at,
             max_cost,
+            send_window,
+            time_zone,
             start,
         } => {
             client::create(
@@ -133,6 +143,8 @@ pub async fn run(
                     phone_number_id: phone_number_id.as_deref(),
                     mps,
                     schedule_at: schedule_at.as_deref(),
+                    send_window: send_window.as_deref(),
+                    time_zone: time_zone.as_deref(),
                     start,
                     quiet: false,
                     max_cost,

@@ -121,6 +121,9 @@ pub struct Create<'a> {
     pub phone_number_id: Option<&'a str>,
     pub mps: Option<u32>,
     pub schedule_at: Option<&'a str>,
+    /// Sending hours, `HH:MM-HH:MM`, in each recipient's zone or in `time_zone`.
+    pub send_window: Option<&'a str>,
+    pub time_zone: Option<&'a str>,
     pub start: bool,
     pub quiet: bool,
     /// Stop before the campaign's cost passes this (the rate card's currency).
@@ -153,6 +156,17 @@ pub async fn create(
     }
     if let Some(m) = c.max_cost {
         spec["max_cost"] = json!(m);
+    }
+    if let Some(w) = c.send_window {
+        let (start, end) = w.split_once('-').with_context(|| {
+            format!("--send-window {w:?}: write the hours as HH:MM-HH:MM, e.g. 09:00-20:00")
+        })?;
+        spec["send_window"] = json!({ "start": start.trim(), "end": end.trim() });
+        if let Some(z) = c.time_zone {
+            spec["send_window"]["time_zone"] = json!(z);
+        }
+    } else if c.time_zone.is_some() {
+        anyhow::bail!("--time-zone goes with --send-window (the zone the hours are read in)");
     }
     let campaign = api.post("/campaigns", Some(&spec)).await?;
     let id = campaign["id"]
@@ -241,6 +255,13 @@ pub fn print_campaign(c: &Value, out: &mut dyn std::io::Write) -> anyhow::Result
         ("replied", "replied"),
     ] {
         writeln!(out, "  {label:<12}{:>10}", n(key))?;
+        if key == "pending" && n("waiting_for_send_window") > 0 {
+            writeln!(
+                out,
+                "    of which {} wait for their send window",
+                n("waiting_for_send_window")
+            )?;
+        }
     }
     for (label, key) in [("skipped", "skipped"), ("declined", "declined")] {
         let Some(reasons) = s[key].as_object() else {

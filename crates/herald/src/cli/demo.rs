@@ -310,6 +310,8 @@ async fn campaign(
             phone_number_id: None,
             mps: None,
             schedule_at: None,
+            send_window: None,
+            time_zone: None,
             start: true,
             quiet: opts.quiet,
             max_cost: None,
