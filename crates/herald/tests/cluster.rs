@@ -54,6 +54,12 @@ async fn a_campaign_survives_a_failover_and_a_killed_master() {
         // The started mark is on a replica before each request goes out.
         ("HERALD_STORE__REPLICA_ACKS", "1".into()),
         ("HERALD_STORE__REPLICA_ACK_TIMEOUT_MS", "500".into()),
+        // A settle the killed master had not passed on leaves its job started, and then in
+        // doubt: settled by its webhook if the request reached Meta; if it never left (held
+        // for the replica) or Meta refused it, no webhook will come, and the job is resent
+        // once the statuses of later messages show the pipeline caught up. A short grace lets
+        // that happen within the test (it is 30 minutes by default).
+        ("HERALD_SENDER__IN_DOUBT_GRACE_SECS", "5".into()),
         ("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
         ("HERALD_WHATSAPP__API_BASE", sim_url.clone()),
         ("HERALD_WHATSAPP__ALLOW_PLAIN_HTTP", "true".into()),

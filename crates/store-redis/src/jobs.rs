@@ -190,55 +190,9 @@ pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<boo
     if let Some(ack) = store.replica_ack
         && !marked.is_empty()
     {
-        wait_for_replicas(&mut conn, ack, &marked).await?;
+        crate::replicas::wait(&mut conn, ack, &marked, crate::replicas::Write::Start).await?;
     }
     Ok(out)
-}
-
-/// Fewer replicas than asked acknowledged a start in time, logged a few times however long
-/// it lasts.
-static REPLICA_SHORTFALLS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
-
-/// Waits until `ack.replicas` replicas hold every write of this connection to the masters of
-/// `marked` (the keys of the starts just marked; on one Redis, the one), or `ack.timeout`
-/// passes; with fewer, holds the send or lets it go, by policy. On a Cluster only those
-/// masters are asked: a shard without a replica holds only its own campaigns' sends.
-async fn wait_for_replicas(
-    conn: &mut crate::conn::Conn<'_>,
-    ack: crate::ReplicaAck,
-    marked: &[String],
-) -> Result<()> {
-    let acked = conn.wait(ack.replicas, ack.timeout, marked).await?;
-    if acked >= i64::from(ack.replicas) {
-        herald_core::recovered!(REPLICA_SHORTFALLS, "replicas acknowledge starts again");
-        return Ok(());
-    }
-    let what = format!(
-        "{acked} of {} replicas acknowledged the start within {} ms",
-        ack.replicas,
-        millis(ack.timeout)
-    );
-    match ack.policy {
-        crate::ReplicaAckPolicy::Send => {
-            herald_core::warn_repeated!(
-                REPLICA_SHORTFALLS,
-                "sending although replicas did not acknowledge the start: a failover now could send it twice",
-                detail = %what
-            );
-            Ok(())
-        }
-        crate::ReplicaAckPolicy::Hold => {
-            crate::count_error("replica_ack");
-            herald_core::warn_repeated!(
-                REPLICA_SHORTFALLS,
-                "holding sends until replicas acknowledge starts",
-                detail = %what
-            );
-            Err(StoreError::Unavailable(format!(
-                "{what}; held (store.replica_ack_policy = \"hold\")"
-            )))
-        }
-    }
 }
 
 pub(crate) async fn settle(store: &RedisStore, settles: &[Settle]) -> Result<Vec<SettleResult>> {

@@ -30,6 +30,7 @@ mod keys;
 mod pacing;
 mod reach;
 mod recipients;
+mod replicas;
 mod report;
 mod statuses;
 mod store;
@@ -65,13 +66,16 @@ pub struct ReplicaAck {
     pub policy: ReplicaAckPolicy,
 }
 
-/// What a start does when fewer replicas than asked acknowledge it in time.
+/// What a start, or a webhook delivery, does when fewer replicas than asked acknowledge it
+/// in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplicaAckPolicy {
-    /// Send anyway, and say so in the log: a failover in that moment may send it twice.
+    /// Go on, and say so in the log: a failover in that moment may send a job twice, or lose
+    /// the statuses of a delivery.
     Send,
-    /// Do not send: the start fails as "unavailable", the jobs go back to pending, and the
-    /// sender tries again (sending stops while no replica answers).
+    /// Refuse: the start fails as "unavailable", the jobs go back to pending, and the sender
+    /// tries again (sending stops while no replica answers); a webhook delivery is answered
+    /// 503, and Meta delivers it again later.
     Hold,
 }
 

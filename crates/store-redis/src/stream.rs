@@ -121,16 +121,26 @@ impl RedisStore {
         }
     }
 
+    /// Appends one delivery. With `store.replica_acks`, only once replicas hold it (see
+    /// [`crate::replicas`]): the receiver answers Meta after this returns.
     pub(crate) async fn stream_append(&self, body: &[u8]) -> Result<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = match self.replica_ack {
+            // WAIT blocks its connection: a connection of its own, so nothing queues behind it.
+            Some(ack) => self.own_conn(ack.timeout).await?,
+            None => self.conn().await?,
+        };
+        let key = self.keys.webhooks();
         redis::cmd("XADD")
-            .arg(self.keys.webhooks())
+            .arg(&key)
             .arg("*")
             .arg("b")
             .arg(body)
             .run::<String>(&mut conn)
-            .await
-            .map(drop)
+            .await?;
+        if let Some(ack) = self.replica_ack {
+            crate::replicas::wait(&mut conn, ack, &[key], crate::replicas::Write::Webhook).await?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn stream_read(

@@ -1,7 +1,8 @@
 //! Replication-safe starts: with `replica_ack`, a job's "started" mark is held by a replica
 //! before its request may go out (`WAIT`), so a failover cannot forget that the request may be
 //! on the wire. When no replica answers, `Hold` keeps the request back (the start fails as
-//! unavailable and the job goes back to pending) and `Send` lets it go.
+//! unavailable and the job goes back to pending) and `Send` lets it go. A webhook delivery
+//! waits the same way before the receiver answers Meta.
 //!
 //! The test starts its own master and replica (`REDIS_SERVER_BIN`, else `redis-server` on the
 //! PATH) on free ports.
@@ -45,6 +46,8 @@ async fn a_start_waits_for_a_replica_and_holds_without_one() {
     let jobs = hold.claim(&claim_req(1, 1)).await.unwrap();
     let refs = [JobRef::from(&jobs[0])];
     assert_eq!(hold.start(&refs).await.unwrap(), [true]);
+    // So is a webhook delivery: Meta is answered once a replica holds it.
+    hold.append_webhook(b"{\"entry\":[]}").await.unwrap();
 
     // Without it, Hold keeps the request back: the start fails as unavailable, and the
     // job, released by the sender as it does on any failed start, is pending again.
@@ -72,11 +75,20 @@ async fn a_start_waits_for_a_replica_and_holds_without_one() {
     .unwrap();
     let s = hold.stats(&id).await.unwrap();
     assert_eq!((s.pending, s.in_flight), (2, 1), "{s:?}");
+    // A webhook delivery no replica holds is refused too: the receiver answers 503 and Meta
+    // delivers it again (the copy on the master is harmless: statuses apply once).
+    match hold.append_webhook(b"{\"entry\":[]}").await {
+        Err(e @ StoreError::Unavailable(_)) => {
+            assert!(e.to_string().contains("webhook delivery"), "{e}");
+        }
+        other => panic!("an unreplicated webhook is refused as unavailable, not {other:?}"),
+    }
 
     // Send lets it go (and says so in the log).
     let send = store(&master.url(), &prefix, ReplicaAckPolicy::Send).await;
     let jobs = send.claim(&claim_req(1, 3)).await.unwrap();
     assert_eq!(send.start(&[JobRef::from(&jobs[0])]).await.unwrap(), [true]);
+    send.append_webhook(b"{\"entry\":[]}").await.unwrap();
     send.purge_namespace().await.unwrap();
 }
 
