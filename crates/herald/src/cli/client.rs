@@ -241,6 +241,13 @@ pub fn print_campaign(c: &Value, out: &mut dyn std::io::Write) -> anyhow::Result
             .map(|r| format!(" — {r}"))
             .unwrap_or_default()
     )?;
+    let w = &c["spec"]["send_window"];
+    if let (Some(start), Some(end)) = (w["start"].as_str(), w["end"].as_str()) {
+        let zone = w["time_zone"]
+            .as_str()
+            .map_or("each recipient's time zone".to_owned(), |z| z.to_owned());
+        writeln!(out, "  send window {start}–{end}, {zone}")?;
+    }
     for (label, key) in [
         ("recipients", "recipients"),
         ("pending", "pending"),
@@ -601,6 +608,29 @@ mod tests {
         let mut out = Vec::new();
         print_campaign(&serde_json::json!({"stats": {}}), &mut out).unwrap();
         assert!(!String::from_utf8(out).unwrap().contains("messaging limit"));
+    }
+
+    #[test]
+    fn a_campaign_with_a_send_window_shows_it_and_who_waits_for_it() {
+        let c = serde_json::json!({
+            "id": "c1", "name": "n", "status": "running",
+            "spec": {"send_window": {"start": "09:00", "end": "20:00"}},
+            "stats": {"pending": 5, "waiting_for_send_window": 4}
+        });
+        let mut out = Vec::new();
+        print_campaign(&c, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("send window 09:00–20:00, each recipient's time zone"),
+            "{text}"
+        );
+        assert!(
+            text.contains("of which 4 wait for their send window"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        print_campaign(&serde_json::json!({"stats": {"pending": 5}}), &mut out).unwrap();
+        assert!(!String::from_utf8(out).unwrap().contains("send window"));
     }
 
     #[test]
