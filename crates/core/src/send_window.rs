@@ -7,7 +7,7 @@
 //! not known follows UTC. A campaign that must respect another zone for all its recipients
 //! names it in `time_zone`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,6 +36,11 @@ pub struct SendWindow {
     /// each recipient's own, from their number's region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    /// The zone to use for some regions instead of Herald's choice, for a country with
+    /// several (`{"US": "America/Los_Angeles"}` for an audience on the west coast). Not with
+    /// `time_zone`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub zones: BTreeMap<String, String>,
 }
 
 impl SendWindow {
@@ -66,20 +71,37 @@ impl SendWindow {
                 "must differ from start (a window of no length would never open)",
             ));
         }
-        let fixed = match &self.time_zone {
-            None => None,
-            Some(name) => Some(TimeZone::get(name).map_err(|_| {
+        let zone = |field: String, name: &str| {
+            TimeZone::get(name).map_err(|_| {
                 SpecError::new(
-                    "send_window.time_zone",
+                    field,
                     format!("{name:?} is not an IANA time zone such as \"Europe/Berlin\""),
                 )
-            })?),
+            })
         };
+        let fixed = match &self.time_zone {
+            None => None,
+            Some(name) => Some(zone("send_window.time_zone".into(), name)?),
+        };
+        if fixed.is_some() && !self.zones.is_empty() {
+            return Err(SpecError::new(
+                "send_window.zones",
+                "cannot be given with time_zone (which already sets every recipient's zone)",
+            ));
+        }
+        let mut zones = HashMap::new();
+        for (region, name) in &self.zones {
+            let field = format!("send_window.zones.{region}");
+            let r: Region = region
+                .parse()
+                .map_err(|e: crate::region::RegionError| SpecError::new(&field, e.to_string()))?;
+            zones.insert(r, zone(field, name)?);
+        }
         Ok(WindowRule {
             start,
             end,
             fixed,
-            zones: Mutex::new(HashMap::new()),
+            zones: Mutex::new(zones),
         })
     }
 }
@@ -115,7 +137,7 @@ pub struct WindowRule {
     start: Time,
     end: Time,
     fixed: Option<TimeZone>,
-    /// Zones looked up so far, by region.
+    /// Zones by region: the spec's own, and those looked up so far.
     zones: Mutex<HashMap<Region, TimeZone>>,
 }
 
@@ -180,14 +202,17 @@ mod tests {
 
     use super::*;
 
-    fn window(start: &str, end: &str, zone: Option<&str>) -> WindowRule {
+    fn spec(start: &str, end: &str, zone: Option<&str>) -> SendWindow {
         SendWindow {
             start: start.into(),
             end: end.into(),
             time_zone: zone.map(Into::into),
+            zones: BTreeMap::new(),
         }
-        .compile()
-        .unwrap()
+    }
+
+    fn window(start: &str, end: &str, zone: Option<&str>) -> WindowRule {
+        spec(start, end, zone).compile().unwrap()
     }
 
     fn at(s: &str) -> Timestamp {
@@ -213,15 +238,57 @@ mod tests {
                 "send_window.time_zone",
             ),
         ] {
-            let e = SendWindow {
-                start: start.into(),
-                end: end.into(),
-                time_zone: zone.map(Into::into),
-            }
-            .compile()
-            .unwrap_err();
+            let e = spec(start, end, zone).compile().unwrap_err();
             assert_eq!(e.field, field, "{start}-{end} {zone:?}: {e}");
         }
+        for (zones, fixed, field) in [
+            (
+                vec![("us", "America/Chicago")],
+                None,
+                "send_window.zones.us",
+            ),
+            (
+                vec![("US", "Pacific/Nowhere")],
+                None,
+                "send_window.zones.US",
+            ),
+            (
+                vec![("US", "America/Chicago")],
+                Some("UTC"),
+                "send_window.zones",
+            ),
+        ] {
+            let mut w = spec("09:00", "20:00", fixed);
+            w.zones = zones
+                .into_iter()
+                .map(|(r, z)| (r.to_owned(), z.to_owned()))
+                .collect();
+            let e = w.compile().unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_region_may_be_given_another_of_its_zones() {
+        let mut w = spec("09:00", "20:00", None);
+        w.zones.insert("US".into(), "America/Los_Angeles".into());
+        let w = w.compile().unwrap();
+        // 17:00Z in June: 10:00 in Los Angeles (open), 13:00 in New York; 02:00 in Tokyo.
+        let now = at("2026-06-10T17:00:00Z");
+        assert_eq!(w.wait(region("US"), now), None);
+        assert_eq!(
+            w.zone(region("US")),
+            TimeZone::get("America/Los_Angeles").unwrap()
+        );
+        assert_eq!(
+            w.wait(region("JP"), now),
+            Some(Duration::from_secs(7 * 3600))
+        );
+        let early = at("2026-06-10T14:00:00Z"); // 07:00 in Los Angeles, 10:00 in New York
+        assert_eq!(
+            w.wait(region("US"), early),
+            Some(Duration::from_secs(2 * 3600))
+        );
     }
 
     #[test]

@@ -198,6 +198,12 @@ async fn bad_campaign_bodies_name_their_problem() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "send_window.time_zone",
         ),
+        (
+            json!({"name": "t", "message": {"type": "text", "text": {"body": "hi"}},
+                "send_window": {"start": "09:00", "end": "20:00", "zones": {"USA": "America/Chicago"}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "send_window.zones.USA",
+        ),
     ];
     for (body, status, needle) in cases {
         let (got, v) = api.json("POST", "/v1/campaigns", Some(body.clone())).await;

@@ -407,6 +407,58 @@ async fn a_whole_campaign_runs_from_the_browser() {
         break;
     }
     assert!(checked, "the first campaign's statuses never settled");
+
+    // A send window from the CLI, its US recipients' zone given as Los Angeles: the two
+    // hours around New York's time of day are three hours ahead of Los Angeles, so every
+    // recipient (San Francisco numbers; those the first campaign found undeliverable are
+    // suppressed now) waits for the window, counted, and none is sent.
+    let new_york = jiff::Timestamp::now()
+        .in_tz("America/New_York")
+        .unwrap()
+        .time();
+    let hhmm = |t: jiff::civil::Time| format!("{:02}:{:02}", t.hour(), t.minute());
+    let hour = jiff::SignedDuration::from_hours(1);
+    let window = format!(
+        "{}-{}",
+        hhmm(new_york.wrapping_sub(hour)),
+        hhmm(new_york.wrapping_add(hour))
+    );
+    let (windowed, _) = common::create_started(
+        &url,
+        "west coast",
+        &csv_path,
+        &["--send-window", &window, "--zone", "US=America/Los_Angeles"],
+        &cli_env,
+    );
+    let status = |json: bool| {
+        let mut args = vec!["campaign", "status", &windowed, "--server", &url];
+        if json {
+            args.push("--json");
+        }
+        String::from_utf8_lossy(&herald(&args, &cli_env).stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let v = loop {
+        let v: Value = serde_json::from_str(&status(true)).unwrap();
+        let s = &v["stats"];
+        if s["recipients"].as_u64() >= Some(100) && s["waiting_for_send_window"] == s["recipients"]
+        {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(v["stats"]["accepted"], 0, "{v}");
+    assert_eq!(v["status"], "running", "{v}");
+    let text = status(false);
+    assert!(
+        text.contains("each recipient's time zone (US: America/Los_Angeles)")
+            && text.contains(&format!(
+                "of which {} wait for their send window",
+                v["stats"]["recipients"]
+            )),
+        "{text}"
+    );
     serve.terminate();
 
     std::fs::remove_dir_all(&dir).ok();

@@ -1369,6 +1369,7 @@ async fn sends_outside_the_send_window_wait_for_it() {
         start: start.clone(),
         end: end.clone(),
         time_zone: None,
+        zones: Default::default(),
     });
     let id = rig.campaign(spec.clone(), &people, true).await;
     // The same hours read in Kolkata's zone for everyone: nobody may be messaged.
@@ -1377,6 +1378,7 @@ async fn sends_outside_the_send_window_wait_for_it() {
         start,
         end,
         time_zone: Some("Asia/Kolkata".into()),
+        zones: Default::default(),
     });
     let fixed = rig.campaign(spec, &people, true).await;
     let (stop, sender) = rig.sender(sender_config(500));

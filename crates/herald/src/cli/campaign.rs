@@ -55,6 +55,15 @@ pub enum CampaignCommand {
         /// Europe/Berlin) instead of each recipient's own.
         #[arg(long, requires = "send_window")]
         time_zone: Option<String>,
+        /// Read the send window in this zone for one region instead of Herald's choice for
+        /// it (e.g. US=America/Los_Angeles); repeat for more regions.
+        #[arg(
+            long = "zone",
+            value_name = "REGION=ZONE",
+            requires = "send_window",
+            conflicts_with = "time_zone"
+        )]
+        zones: Vec<String>,
         /// Start sending at once.
         #[arg(long)]
         start: bool,
@@ -131,6 +140,7 @@ pub async fn run(
             max_cost,
             send_window,
             time_zone,
+            zones,
             start,
         } => {
             client::create(
@@ -145,6 +155,7 @@ pub async fn run(
                     schedule_at: schedule_at.as_deref(),
                     send_window: send_window.as_deref(),
                     time_zone: time_zone.as_deref(),
+                    zones: &zones,
                     start,
                     quiet: false,
                     max_cost,

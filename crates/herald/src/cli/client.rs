@@ -124,6 +124,8 @@ pub struct Create<'a> {
     /// Sending hours, `HH:MM-HH:MM`, in each recipient's zone or in `time_zone`.
     pub send_window: Option<&'a str>,
     pub time_zone: Option<&'a str>,
+    /// `REGION=ZONE` overrides of a region's zone for the send window.
+    pub zones: &'a [String],
     pub start: bool,
     pub quiet: bool,
     /// Stop before the campaign's cost passes this (the rate card's currency).
@@ -165,8 +167,16 @@ pub async fn create(
         if let Some(z) = c.time_zone {
             spec["send_window"]["time_zone"] = json!(z);
         }
-    } else if c.time_zone.is_some() {
-        anyhow::bail!("--time-zone goes with --send-window (the zone the hours are read in)");
+        for z in c.zones {
+            let (region, zone) = z.split_once('=').with_context(|| {
+                format!("--zone {z:?}: write it as REGION=ZONE, e.g. US=America/Los_Angeles")
+            })?;
+            spec["send_window"]["zones"][region.trim()] = json!(zone.trim());
+        }
+    } else if c.time_zone.is_some() || !c.zones.is_empty() {
+        anyhow::bail!(
+            "--time-zone and --zone go with --send-window (the zones its hours are read in)"
+        );
     }
     let campaign = api.post("/campaigns", Some(&spec)).await?;
     let id = campaign["id"]
@@ -243,9 +253,16 @@ pub fn print_campaign(c: &Value, out: &mut dyn std::io::Write) -> anyhow::Result
     )?;
     let w = &c["spec"]["send_window"];
     if let (Some(start), Some(end)) = (w["start"].as_str(), w["end"].as_str()) {
-        let zone = w["time_zone"]
+        let mut zone = w["time_zone"]
             .as_str()
             .map_or("each recipient's time zone".to_owned(), |z| z.to_owned());
+        if let Some(zones) = w["zones"].as_object() {
+            let given: Vec<String> = zones
+                .iter()
+                .map(|(r, z)| format!("{r}: {}", z.as_str().unwrap_or("?")))
+                .collect();
+            zone = format!("{zone} ({})", given.join(", "));
+        }
         writeln!(out, "  send window {start}–{end}, {zone}")?;
     }
     for (label, key) in [
@@ -614,14 +631,17 @@ mod tests {
     fn a_campaign_with_a_send_window_shows_it_and_who_waits_for_it() {
         let c = serde_json::json!({
             "id": "c1", "name": "n", "status": "running",
-            "spec": {"send_window": {"start": "09:00", "end": "20:00"}},
+            "spec": {"send_window": {"start": "09:00", "end": "20:00",
+                "zones": {"US": "America/Los_Angeles"}}},
             "stats": {"pending": 5, "waiting_for_send_window": 4}
         });
         let mut out = Vec::new();
         print_campaign(&c, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.contains("send window 09:00–20:00, each recipient's time zone"),
+            text.contains(
+                "send window 09:00–20:00, each recipient's time zone (US: America/Los_Angeles)"
+            ),
             "{text}"
         );
         assert!(

@@ -312,6 +312,7 @@ async fn campaign(
             schedule_at: None,
             send_window: None,
             time_zone: None,
+            zones: &[],
             start: true,
             quiet: opts.quiet,
             max_cost: None,

@@ -544,6 +544,7 @@ fn campaign_live(v: &CampaignView) -> Markup {
                 span.reason {
                     "sends " (w.start) "–" (w.end) " "
                     (w.time_zone.as_deref().map_or("in each recipient's time zone".to_owned(), |z| format!("{z} time")))
+                    @for (region, zone) in &w.zones { " · " (region) ": " (zone) }
                 }
             }
             span.actions {
