@@ -776,12 +776,24 @@ impl Config {
             ),
             Backend::Redis | Backend::RedisCluster => {}
         }
-        if self.server.api_key.is_empty() {
+        let key = self.server.api_key.expose();
+        if key.is_empty() {
             w.push("server.api_key is empty: the API will listen on loopback only".into());
+        } else if key.chars().count() < API_KEY_ADVISED_CHARS {
+            w.push(format!(
+                "server.api_key is {} characters long: use {API_KEY_ADVISED_CHARS} or more random \
+                 characters (e.g. `openssl rand -hex 24`); the API and the console accept it from \
+                 anyone who reaches the port, and do not limit attempts",
+                key.chars().count()
+            ));
         }
         w
     }
 }
+
+/// An API key shorter than this is warned about at start: a guessable key is the one way
+/// into the API and the console.
+pub const API_KEY_ADVISED_CHARS: usize = 32;
 
 /// A URL without the credentials it may carry (`redis://user:secret@host` →
 /// `redis://***@host`), for anything shown or logged.
@@ -931,6 +943,24 @@ mod tests {
             Config::default(),
             "config/herald.toml documents the defaults"
         );
+    }
+
+    #[test]
+    fn a_short_api_key_is_warned_about_and_never_shown() {
+        let key_warning = |key: &str| {
+            let cfg = Config::from_toml("", &env(&[("HERALD_API_KEY", key)])).unwrap();
+            cfg.warnings()
+                .into_iter()
+                .find(|w| w.starts_with("server.api_key"))
+        };
+        let short = key_warning("hunter2").expect("a warning");
+        assert!(short.contains("is 7 characters long"), "{short}");
+        assert!(
+            !short.contains("hunter2"),
+            "the key is never shown: {short}"
+        );
+        assert_eq!(key_warning(&"k".repeat(API_KEY_ADVISED_CHARS)), None);
+        assert!(key_warning("").unwrap().contains("loopback only"));
     }
 
     #[test]
