@@ -419,22 +419,11 @@ impl<S: Store, M: Messages> Lane<S, M> {
             }
         }
         // Outside its send window in the recipient's time zone, a job waits for it to open.
-        let now = jiff::Timestamp::now();
-        let jobs: Vec<Held> = jobs
-            .into_iter()
-            .filter_map(|held| {
-                let j = held.job();
-                let window = infos.get(&j.id.campaign).and_then(|c| c.window.as_ref());
-                match window.and_then(|w| w.wait(j.region, now)) {
-                    Some(delay) => {
-                        count_send(&self.pnid, "window_wait");
-                        held.settle(Outcome::AwaitWindow { delay });
-                        None
-                    }
-                    None => Some(held),
-                }
-            })
-            .collect();
+        let jobs = if infos.values().any(|c| c.window.is_some()) {
+            self.outside_windows(jobs, &infos)
+        } else {
+            jobs
+        };
         let claimed: Vec<&herald_store::ClaimedJob> = jobs.iter().map(Held::job).collect();
         let over_budget = self.shared.over_budget(&infos, &claimed).await?;
         drop(claimed);
@@ -553,6 +542,30 @@ impl<S: Store, M: Messages> Lane<S, M> {
             }
         }
         Ok(())
+    }
+
+    /// Settles the jobs outside their campaign's send window (`AwaitWindow`, until it
+    /// opens in the recipient's zone) and answers the others.
+    fn outside_windows(
+        &self,
+        jobs: Vec<Held>,
+        infos: &HashMap<CampaignId, Arc<CampaignInfo>>,
+    ) -> Vec<Held> {
+        let now = jiff::Timestamp::now();
+        jobs.into_iter()
+            .filter_map(|held| {
+                let j = held.job();
+                let window = infos.get(&j.id.campaign).and_then(|c| c.window.as_ref());
+                match window.and_then(|w| w.wait(j.region, now)) {
+                    Some(delay) => {
+                        count_send(&self.pnid, "window_wait");
+                        held.settle(Outcome::AwaitWindow { delay });
+                        None
+                    }
+                    None => Some(held),
+                }
+            })
+            .collect()
     }
 
     /// One pacing round. Returns when the next one should start.

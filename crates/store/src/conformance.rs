@@ -67,9 +67,14 @@ pub async fn campaign<S: Store>(store: &S, name: &str) -> CampaignId {
 
 /// A running campaign with `n` pending jobs.
 pub async fn running<S: Store>(store: &S, name: &str, n: u64) -> CampaignId {
+    running_with(store, name, &recipients(0..n)).await
+}
+
+/// A running campaign with these recipients pending.
+pub async fn running_with<S: Store>(store: &S, name: &str, people: &[Recipient]) -> CampaignId {
     let id = campaign(store, name).await;
-    if n > 0 {
-        let added = store.enqueue_batch(&id, &recipients(0..n)).await.unwrap();
+    if !people.is_empty() {
+        let added = store.enqueue_batch(&id, people).await.unwrap();
         assert!(added.iter().all(|a| *a));
     }
     store
@@ -1211,17 +1216,12 @@ pub async fn charges_count_once_for<S: Store>(store: &S, seed: u64) {
     // 2026-01-01 00:00 UTC and a day later.
     let (day0, day1) = (1_767_225_600i64, 1_767_225_600i64 + 86_400);
     {
-        let id = campaign(store, &format!("charges{seed}")).await;
         let people: Vec<Recipient> = recipients(0..n)
             .into_iter()
             .enumerate()
             .map(|(i, r)| r.with_region(regions[i % 3]))
             .collect();
-        store.enqueue_batch(&id, &people).await.unwrap();
-        store
-            .transition(&id, CampaignAction::Start, None)
-            .await
-            .unwrap();
+        let id = running_with(store, &format!("charges{seed}"), &people).await;
         let jobs = store.claim(&claim_req(100, seed)).await.unwrap();
         let jobs: Vec<ClaimedJob> = jobs.into_iter().filter(|j| j.id.campaign == id).collect();
         assert_eq!(jobs.len() as u64, n);
@@ -1504,17 +1504,12 @@ pub async fn cancel_drains_every_state<S: Store>(store: &S) {
 /// `pending`), until it is claimed again, settled by its webhook's evidence or cancelled;
 /// claims carry each number's region, which the window is read in.
 pub async fn send_window_waits_are_counted_until_they_end<S: Store>(store: &S) {
-    let id = campaign(store, "window").await;
     let gb: herald_core::Region = "GB".parse().unwrap();
     let people: Vec<Recipient> = (recipients(0..4).into_iter())
         .enumerate()
         .map(|(i, r)| if i == 0 { r } else { r.with_region(gb) })
         .collect();
-    store.enqueue_batch(&id, &people).await.unwrap();
-    store
-        .transition(&id, CampaignAction::Start, None)
-        .await
-        .unwrap();
+    let id = running_with(store, "window", &people).await;
     let jobs = store.claim(&claim_req(4, 1)).await.unwrap();
     let regions: Vec<&str> = jobs.iter().map(|j| j.region.as_str()).collect();
     assert_eq!(regions, ["ZZ", "GB", "GB", "GB"]);
