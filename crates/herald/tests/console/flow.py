@@ -45,6 +45,15 @@ def main():
     seen = {}
     try:
         run(d, a, seen)
+    except Exception:
+        # Where the browser was, for the failure's report.
+        try:
+            body = d.execute_script("return document.body ? document.body.innerText : ''")
+            print(f"seen so far: {json.dumps(seen)}\nat {d.current_url}:\n{(body or '')[:3000]}",
+                  file=sys.stderr)
+        except Exception as e:  # the browser itself may be what failed
+            print(f"(the page could not be read: {e})", file=sys.stderr)
+        raise
     finally:
         d.quit()
     print(json.dumps(seen))
@@ -141,7 +150,8 @@ def run(d, a, seen):
     assert "first_name" in text("#check"), text("#check")
     shot("new-campaign")
     d.find_element(By.CSS_SELECTOR, "#new-campaign button[type=submit]").click()
-    wait.until(EC.url_matches(r"/campaigns/[0-9a-z]+$"))
+    # A campaign id, not the form's own /campaigns/new (a slow create leaves the browser there).
+    wait.until(EC.url_matches(r"/campaigns/[0-9a-z]{16}$"))
     campaign = d.current_url.rsplit("/", 1)[1]
     seen["campaign"] = campaign
 
