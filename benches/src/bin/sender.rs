@@ -308,11 +308,14 @@ async fn unpaced() {
     let rate = o.accepted as f64 / o.elapsed.as_secs_f64();
     println!(
         "unpaced sender, one process, claims and settles in Redis: {rate:.0} sends/s \
-         ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each); {:.2}× the client alone",
+         ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each, {} woke late and moved, \
+         {} gave their time up); {:.2}× the client alone",
         o.accepted,
         o.elapsed.as_secs_f64(),
         o.duplicates,
         o.cpu_us_per_request,
+        o.moved,
+        o.late,
         rate / raw
     );
 }

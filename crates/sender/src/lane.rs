@@ -21,8 +21,8 @@ use herald_core::{
     CampaignId, PauseKind, PhoneE164, REACH_WINDOW, SkipReason, WaMessageId, metrics as m,
 };
 use herald_store::{
-    ClaimRequest, JobRef, LeaseToken, Outcome, Pace, PairReservation, Reach, SendWant, SlotId,
-    Store, StoreError, SuppressionScope,
+    ClaimRequest, ClaimedJob, JobRef, LeaseToken, Outcome, Pace, PairReservation, Reach, SendWant,
+    SlotId, Store, StoreError, SuppressionScope,
 };
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -46,16 +46,11 @@ const LOOKAHEAD: Duration = Duration::from_millis(25);
 /// Pair reservations are this much wider than the pair interval: a reservation is made up to
 /// a round ahead of its send, and a send that missed its slot may take the next round's.
 const PAIR_SLACK: Duration = Duration::from_millis(500);
+/// Per round, how much of the last lead carries over (see [`Lane::lead`]).
+const LEAD_DECAY: f64 = 0.9;
 /// A round limited by the in-flight bound waits up to BATCH_WAIT for this many permits.
 const MIN_BATCH: usize = 64;
 const BATCH_WAIT: Duration = Duration::from_millis(2);
-/// A send woken more than this after its time asks the store to move it (see
-/// [`SendTask::run`]); within it, it goes as planned. Timer wheels wake up to about a
-/// millisecond late as a matter of course; the window's guard covers this much and the
-/// jitter on the way to Meta.
-fn late_tolerance(guard: Duration) -> Duration {
-    guard / 2
-}
 /// Repeating store failures of lanes, logged a few times however long they last.
 static CLAIMS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
 static ROUNDS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
@@ -91,9 +86,19 @@ struct Ready {
     /// When it was counted against the messaging limit, if this send counted it (given back
     /// if Meta refuses the send).
     reach: Option<Timestamp>,
-    /// The send time the limiters gave it this round (the store's clock), its place in the
-    /// number's window, and the pace it was planned at.
-    slot: Option<(Timestamp, SlotId, Pace)>,
+    /// The place the limiters gave it this round.
+    slot: Option<Slot>,
+}
+
+/// A send's place in its number's window.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Its time, and the latest it may go without being moved (the store's clock).
+    at: Timestamp,
+    until: Timestamp,
+    id: SlotId,
+    /// The pace it was planned at.
+    pace: Pace,
 }
 
 /// What send tasks tell their lane.
@@ -178,6 +183,12 @@ pub(crate) struct Lane<S: Store, M: Messages> {
     has_campaigns: bool,
     sends: JoinSet<()>,
     clock: Clock,
+    /// How long a round's store calls took, as a decaying maximum: while the window is
+    /// full (a late send has little slack), its plan gives no time sooner, so that a send
+    /// does not wake late for its own round's calls and ask to be moved.
+    lead: Duration,
+    /// The last plan gave its sends the room slack (the window less than half full).
+    roomy: bool,
     /// The least time between two sends of each capped campaign on this number.
     caps: HashMap<CampaignId, Duration>,
 }
@@ -214,6 +225,8 @@ impl<S: Store, M: Messages> Lane<S, M> {
             has_campaigns: true,
             sends: JoinSet::new(),
             clock: Clock::default(),
+            lead: Duration::ZERO,
+            roomy: false,
             caps: HashMap::new(),
         }
     }
@@ -615,14 +628,85 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 self.caps.get(c).map(|own| (c.clone(), *own))
             })
             .collect();
+        // Without capped campaigns a plan grants in order: the first candidates, as many as
+        // there are permits, are admitted (pair spacing reserved, marked started) while it
+        // plans, in one round trip instead of two. With caps it may pass some over for later
+        // ones, so those it grants are admitted after it.
+        let early: Vec<usize> = if wants.iter().all(Option::is_none) {
+            (0..permits.len().min(look))
+                .filter(|&i| self.ready[i].started_at.is_none())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let early_jobs: Vec<&ClaimedJob> =
+            early.iter().map(|&i| self.ready[i].held.job()).collect();
+        let lead = if self.roomy {
+            Duration::ZERO
+        } else {
+            self.lead
+        };
         let asked = Instant::now();
         let token: u64 = rand::random();
-        let plan = self
-            .shared
-            .store
-            .plan_sends(&self.pnid, pace, &wants, permits.len(), horizon, token)
-            .await?;
-        self.clock.sample(asked, Instant::now(), plan.now);
+        // The plan's answer is timed on its own: it maps the store's clock onto ours.
+        let planning = async {
+            let plan = self
+                .shared
+                .store
+                .plan_sends(
+                    &self.pnid,
+                    pace,
+                    &wants,
+                    permits.len(),
+                    lead..lead + horizon,
+                    token,
+                )
+                .await;
+            (plan, Instant::now())
+        };
+        let ((plan, answered), admitted) =
+            tokio::join!(planning, admit(&self.shared, &self.pnid, &early_jobs));
+        drop(early_jobs);
+        let verdicts = match admitted {
+            Ok(v) => v,
+            Err(e) => {
+                // Some may have been marked started before the store failed: none is sent,
+                // and all go back to pending as they are dropped.
+                for &i in early.iter().rev() {
+                    self.ready.remove(i);
+                }
+                return Err(e.into());
+            }
+        };
+        // Those admitted stay started whatever the plan says; the others leave the queue,
+        // and their place in the plan with them.
+        let mut dropped = Vec::new();
+        for (&i, refusal) in early.iter().zip(verdicts).rev() {
+            match refusal {
+                None => self.ready[i].started_at = Some(asked),
+                Some(why) => {
+                    if let Some(r) = self.ready.remove(i) {
+                        self.refuse(r, why);
+                    }
+                    dropped.push(i);
+                }
+            }
+        }
+        let mut plan = plan?;
+        if let Some((at, until)) = plan
+            .at
+            .iter()
+            .zip(&plan.until)
+            .rev()
+            .find_map(|(a, u)| a.zip(*u))
+        {
+            self.roomy = until.duration_since(at).unsigned_abs() > pace.slack;
+        }
+        for &i in &dropped {
+            plan.at.remove(i);
+        }
+        let look = look - dropped.len();
+        self.clock.sample(asked, answered, plan.now);
         let clock = self.clock;
         let at = |store: Timestamp| clock.local(store);
         if plan.granted() == 0 {
@@ -636,14 +720,20 @@ impl<S: Store, M: Messages> Lane<S, M> {
         let candidates: Vec<Ready> = self.ready.drain(..look).collect();
         let mut chosen = Vec::with_capacity(plan.granted());
         let mut waiting = Vec::new();
-        for (index, (mut r, slot)) in candidates.into_iter().zip(plan.at).enumerate() {
-            match slot {
-                Some(t) => {
+        let granted = plan.at.into_iter().zip(plan.until);
+        for (index, (mut r, times)) in candidates.into_iter().zip(granted).enumerate() {
+            match times {
+                (Some(at), Some(until)) => {
                     let index = u32::try_from(index).unwrap_or(u32::MAX);
-                    r.slot = Some((t, SlotId { token, index }, pace));
+                    r.slot = Some(Slot {
+                        at,
+                        until,
+                        id: SlotId { token, index },
+                        pace,
+                    });
                     chosen.push(r);
                 }
-                None => waiting.push(r),
+                _ => waiting.push(r),
             }
         }
         self.requeue(waiting);
@@ -663,11 +753,17 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 go.push(r);
             }
         }
-        go.extend(self.admit_pairs_and_start(fresh, plan.now).await?);
-        go.sort_by_key(|r| r.slot.map(|(t, ..)| t));
+        go.extend(self.admit_granted(fresh).await?);
+        self.lead = asked
+            .elapsed()
+            .max(self.lead.mul_f64(LEAD_DECAY))
+            .min(ROUND);
+        go.sort_by_key(|r| r.slot.map(|s| s.at));
         let mut last = Instant::now();
         for (r, permit) in go.into_iter().zip(permits) {
-            let when = r.slot.map_or_else(Instant::now, |(t, ..)| at(t));
+            let (when, until) = r
+                .slot
+                .map_or_else(|| (Instant::now(), None), |s| (at(s.at), Some(at(s.until))));
             last = last.max(when);
             metrics::histogram!(m::SENDER_TOKEN_WAIT_SECONDS)
                 .record(when.saturating_duration_since(r.since).as_secs_f64());
@@ -677,77 +773,51 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 portfolio: self.portfolio.clone(),
                 signals: self.signals.clone(),
             };
-            self.sends.spawn(send.run(r, when, permit));
+            self.sends.spawn(send.run(r, when, until, permit));
         }
         Ok(last.checked_sub(LOOKAHEAD).unwrap_or(last))
     }
 
-    /// Reserves pair spacing for jobs about to get a slot (those too close to an earlier send
-    /// to the same recipient are deferred until it allows) and marks the rest started.
-    async fn admit_pairs_and_start(
-        &mut self,
-        batch: Vec<Ready>,
-        store_now: Timestamp,
-    ) -> Result<Vec<Ready>, StoreError> {
-        if batch.is_empty() {
-            return Ok(batch);
-        }
-        let sends: Vec<(PhoneE164, CampaignId)> = batch
-            .iter()
-            .map(|r| (r.held.job().phone, r.held.job().id.campaign.clone()))
-            .collect();
-        let pair_interval = self.shared.cfg.pair_interval + PAIR_SLACK;
-        let reserved_at = Instant::now();
-        let pairs = match self
-            .shared
-            .store
-            .reserve_pairs(&self.pnid, &sends, pair_interval)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                self.requeue(batch);
-                return Err(e);
-            }
-        };
-        let mut go = Vec::with_capacity(batch.len());
-        for (r, p) in batch.into_iter().zip(pairs) {
-            match p {
-                PairReservation::Ok => go.push(r),
-                PairReservation::NotBefore(t) => {
-                    let wait = t.duration_since(store_now).unsigned_abs();
-                    count_send(&self.pnid, "pair_spaced");
-                    r.held.settle(Outcome::Deferred {
-                        delay: wait + Duration::from_millis(20),
-                    });
-                }
-            }
-        }
-        if go.is_empty() {
-            return Ok(go);
-        }
-        let refs: Vec<JobRef> = go.iter().map(|r| JobRef::from(r.held.job())).collect();
+    /// Admits granted jobs that were not admitted with the plan (see [`admit`]): answers
+    /// those that may go.
+    async fn admit_granted(&mut self, batch: Vec<Ready>) -> Result<Vec<Ready>, StoreError> {
+        let jobs: Vec<&ClaimedJob> = batch.iter().map(|r| r.held.job()).collect();
+        let admitted_at = Instant::now();
         // On an error, some may have been marked started before the store failed; none was
-        // sent, so all go back to pending as `go` is dropped (the settler retries until the
-        // store is back).
-        let started = self.shared.store.start(&refs).await?;
-        let mut out = Vec::with_capacity(go.len());
-        for (r, ok) in go
-            .into_iter()
-            .zip(started.into_iter().chain(std::iter::repeat(false)))
-        {
-            if ok {
-                out.push(Ready {
-                    started_at: Some(reserved_at),
+        // sent, so all go back to pending as `batch` is dropped.
+        let verdicts = admit(&self.shared, &self.pnid, &jobs).await?;
+        drop(jobs);
+        let mut go = Vec::with_capacity(batch.len());
+        for (r, refusal) in batch.into_iter().zip(verdicts) {
+            match refusal {
+                None => go.push(Ready {
+                    started_at: Some(admitted_at),
                     ..r
-                });
-            } else {
-                // The campaign stopped running (the store released the job) or the lease
-                // was lost: not ours to send.
-                r.held.disown();
+                }),
+                Some(why) => self.refuse(r, why),
             }
         }
-        Ok(out)
+        Ok(go)
+    }
+
+    /// A job admission did not let go: too close to an earlier send to its recipient, it
+    /// waits until the pair spacing allows; lost, it is not ours to send.
+    fn refuse(&self, r: Ready, why: Refusal) {
+        match why {
+            Refusal::Spaced(not_before) => {
+                let wait = self
+                    .clock
+                    .local(not_before)
+                    .saturating_duration_since(Instant::now());
+                count_send(&self.pnid, "pair_spaced");
+                r.held.settle(Outcome::Deferred {
+                    delay: wait + Duration::from_millis(20),
+                });
+            }
+            // The campaign stopped running (the store released the job) or the lease was
+            // lost.
+            Refusal::Lost => r.held.disown(),
+        }
     }
 
     /// The messaging-limit budget is spent until `frees_at` (the store's clock): claim
@@ -823,6 +893,50 @@ impl<S: Store, M: Messages> Lane<S, M> {
         tracing::info!(phone_number_id = %self.pnid, released, "lane stopped");
         abandoned
     }
+}
+
+/// Why admission did not let a job go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Too close to an earlier send to the recipient: not before this (the store's clock).
+    Spaced(Timestamp),
+    /// Not marked started: its campaign stopped running (the store released the job) or
+    /// the lease was lost.
+    Lost,
+}
+
+/// Admits jobs about to get a slot: reserves their pair spacing and marks them started,
+/// side by side. Answers, per job, why it may not go, if it may not. A job refused for its
+/// pair spacing is started all the same, and waits again when it is settled (its request
+/// was never made).
+async fn admit<S: Store, M: Messages>(
+    shared: &Shared<S, M>,
+    pnid: &str,
+    jobs: &[&ClaimedJob],
+) -> Result<Vec<Option<Refusal>>, StoreError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sends: Vec<(PhoneE164, CampaignId)> = jobs
+        .iter()
+        .map(|j| (j.phone, j.id.campaign.clone()))
+        .collect();
+    let refs: Vec<JobRef> = jobs.iter().map(|j| JobRef::from(*j)).collect();
+    let pair_interval = shared.cfg.pair_interval + PAIR_SLACK;
+    let (pairs, started) = tokio::join!(
+        shared.store.reserve_pairs(pnid, &sends, pair_interval),
+        shared.store.start(&refs)
+    );
+    let (pairs, started) = (pairs?, started?);
+    Ok(pairs
+        .into_iter()
+        .zip(started.into_iter().chain(std::iter::repeat(false)))
+        .map(|(pair, started)| match (pair, started) {
+            (_, false) => Some(Refusal::Lost),
+            (PairReservation::NotBefore(t), true) => Some(Refusal::Spaced(t)),
+            (PairReservation::Ok, true) => None,
+        })
+        .collect())
 }
 
 /// Maps the store's clock onto ours. Each reading of the store's clock is known only to

@@ -1,42 +1,54 @@
 -- Plans send times from a phone number's rolling window and the capped campaigns' own
 -- limiters (GCRA each: a theoretical arrival time, µs).
 --
--- The number's window is a log of send times (a ZSET, µs), the last window's and those
--- planned ahead: at most `capacity` in any `window`. A new send goes after every logged one:
--- while fewer than `capacity` are within a window of it, evenly, `window / capacity` after the
--- last; once the window is full, when the send `capacity` before it leaves the window, and no
--- closer than `min_spacing` to the last (so a schedule a late send shifted catches up, instead
--- of losing the shift for good). lua/move.lua moves a late send to when it really went.
+-- The number's window is a log of sends (a ZSET), the last window's and those planned ahead,
+-- each at the latest time it may go (µs): at most `capacity` in any `window`. A new send
+-- goes after every logged one: while fewer than `capacity` are within a window of it,
+-- evenly, `window / capacity` after the last one's time; once the window is full, when the
+-- send `capacity` before it has left the window by its latest time, and no closer than
+-- `min_spacing` to the last (so a schedule a late send shifted catches up, instead of losing
+-- the shift for good). It may go from its time until its latest, `slack` after it, or
+-- `room_slack` while the window is less than half full (a late wake-up then costs nothing;
+-- the sends a window later are placed after the latest time, so whenever in that span it
+-- goes, no window holds more than `capacity`). Latest times never decrease along the log.
+-- The last send's own time is kept beside the log (KEYS[2]). lua/move.lua moves a send
+-- that woke after its latest time to when it really went.
 --
 -- In order, each send takes the number's next time, provided its campaign's limiter has a
 -- slot by then; a send whose campaign has none yet is passed over (and takes a later time of
--- this plan once its campaign's has come), and the sends after it go on. No time beyond
--- now + horizon, at most `max` granted. All workers share these keys, so together they never
--- exceed either limit. (The memory backend keeps the same rule in src/memory/pace.rs.)
+-- this plan once its campaign's has come), and the sends after it go on. No time before
+-- now + lead (when the caller's sends can go) nor beyond now + horizon, at most `max`
+-- granted. All workers share these keys, so together they never exceed either limit. (The
+-- memory backend keeps the same rule in src/memory/pace.rs.)
 --
--- KEYS[1] the number's log, KEYS[2..] capped campaigns' limiters (all with the phone number
---   id's hash tag)
--- ARGV[1] capacity, ARGV[2] window µs, ARGV[3] min spacing µs, ARGV[4] horizon µs,
--- ARGV[5] max, ARGV[6] token (members are "<token>.<index>"), ARGV[7] m = #KEYS - 1,
--- ARGV[8 .. 7+m] each campaign key's interval µs, then one per send: the index of its
---   campaign key (2..), or 0 for a campaign without a cap
+-- KEYS[1] the number's log, KEYS[2] the last send's time, KEYS[3..] capped campaigns'
+--   limiters (all with the phone number id's hash tag)
+-- ARGV[1] capacity, ARGV[2] window µs, ARGV[3] min spacing µs, ARGV[4] slack µs,
+-- ARGV[5] room slack µs, ARGV[6] lead µs, ARGV[7] horizon µs, ARGV[8] max, ARGV[9] token
+-- (members are "<token>.<index>"), ARGV[10] m = #KEYS - 2, ARGV[11 .. 10+m] each campaign
+-- key's interval µs, then one per send: the index of its campaign key (3..), or 0 for a
+-- campaign without a cap
 -- Returns { now µs, next µs (when asking again can grant something; 0: nothing waits), then
--- per send its time µs or 0 }.
+-- per send its time and its latest time µs, or 0 and 0 }.
 local capacity, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local min_spacing, horizon = tonumber(ARGV[3]), tonumber(ARGV[4])
-local max, token, m = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local min_spacing, slack, room_slack = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local lead, horizon, max = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local token, m = ARGV[9], tonumber(ARGV[10])
 local spacing = math.floor(window / capacity)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local horizon_end = now + horizon
-local log = KEYS[1]
+local soonest = now + lead
+local log, last_key = KEYS[1], KEYS[2]
 
 -- Sends that left the window constrain nothing.
 redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
 local n = redis.call('ZCARD', log)
-local last = nil
+-- The last send's time, and the latest time of any.
+local last, top = nil, nil
 if n > 0 then
-  last = tonumber(redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2])
+  top = tonumber(redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2])
+  last = tonumber(redis.call('GET', last_key) or top)
 end
 -- The send `capacity` before the j-th new one is, counting the logged sends in time order
 -- then the new ones, at 0-based rank n + j - 1 - capacity: fetch the logged ones needed.
@@ -47,6 +59,7 @@ if first_rank + max - 1 >= 0 and first_rank < n then
   local got = redis.call('ZRANGE', log, from, math.min(first_rank + max - 1, n - 1), 'WITHSCORES')
   for i = 2, #got, 2 do logged[from + i / 2 - 1] = tonumber(got[i]) end
 end
+-- The latest times of the sends granted here, in order.
 local granted_times = {}
 -- When the next granted send would go.
 local function next_time()
@@ -55,7 +68,7 @@ local function next_time()
   if rank >= 0 then
     if rank < n then before = logged[rank] else before = granted_times[rank - n + 1] end
   end
-  local at = now
+  local at = soonest
   if before then
     at = math.max(at, before + window)
     if last then at = math.max(at, last + min_spacing) end
@@ -72,17 +85,21 @@ local function tat(key)
 end
 local campaigns, own = {}, {}
 for i = 1, m do
-  own[i + 1] = tonumber(ARGV[7 + i])
-  campaigns[i + 1] = tat(KEYS[i + 1])
+  own[i + 2] = tonumber(ARGV[10 + i])
+  campaigns[i + 2] = tat(KEYS[i + 2])
 end
-local first = 8 + m
-local at, granted, waiting, visited = {}, 0, {}, 0
+local first = 11 + m
+local at, latest, granted, waiting, visited = {}, {}, 0, {}, 0
 local number = next_time()
 local function grant(i, k)
   at[i] = number
   if k > 0 then campaigns[k] = number + own[k] end
-  granted_times[#granted_times + 1] = number
-  redis.call('ZADD', log, number, token .. '.' .. (i - first))
+  local allowed = slack
+  if (n + #granted_times) * 2 < capacity then allowed = math.max(slack, room_slack) end
+  top = math.max(number + allowed, top or 0)
+  latest[i] = top
+  granted_times[#granted_times + 1] = top
+  redis.call('ZADD', log, top, token .. '.' .. (i - first))
   last = number
   number = next_time()
   granted = granted + 1
@@ -125,15 +142,20 @@ if granted < #ARGV - first + 1 then
   end
 end
 -- The log expires a window after its last send; each campaign key once its time is past.
-if last then
-  redis.call('PEXPIRE', log, math.floor((last - now + window) / 1000) + 1000)
+if granted > 0 then
+  local ttl = math.floor((top - now + window) / 1000) + 1000
+  redis.call('PEXPIRE', log, ttl)
+  redis.call('SET', last_key, string.format('%.0f', last), 'PX', ttl)
 end
-for k = 2, m + 1 do
+for k = 3, m + 2 do
   if campaigns[k] > now then
     redis.call('SET', KEYS[k], string.format('%.0f', campaigns[k]), 'PX',
       math.floor((campaigns[k] - now) / 1000) + 1000)
   end
 end
 local out = { now, next or 0 }
-for i = first, #ARGV do out[#out + 1] = at[i] or 0 end
+for i = first, #ARGV do
+  out[#out + 1] = at[i] or 0
+  out[#out + 1] = latest[i] or 0
+end
 return out

@@ -34,8 +34,10 @@
 //! <p>:sup-mkt:{pn:ID}       SET   numbers that get no marketing template (131050, a stop)
 //! <p>:sup-mkt-why:{pn:ID}   HASH  the same reasons for those
 //! <p>:win:{pn:ID}:<phone>   STR   24 h window, expires with it
-//! <p>:sends:{pn:ID}         ZSET  the number's rolling window: send "<token>.<index>" → its
-//!                                 time (µs), the last window's and those planned ahead
+//! <p>:sends:{pn:ID}         ZSET  the number's rolling window: send "<token>.<index>" → the
+//!                                 latest time it may go (µs), the last window's and those
+//!                                 planned ahead
+//! <p>:sends-last:{pn:ID}    STR   the time (µs) of the last send planned in that window
 //! <p>:rate:{pn:ID}:c:<id>   STR   a capped campaign's limiter on that number (µs)
 //! <p>:evidence:{pn:ID}      STR   latest acceptance time (ms) of a message of the number whose
 //!                                 status was applied (see lua/doubt.lua)
@@ -239,6 +241,11 @@ impl Keys {
         format!("{}:sends:{{pn:{pnid}}}", self.prefix)
     }
 
+    /// The time of the last send planned in the number's window (beside [`Keys::sends`]).
+    pub(crate) fn sends_last(&self, pnid: &str) -> String {
+        format!("{}:sends-last:{{pn:{pnid}}}", self.prefix)
+    }
+
     /// A capped campaign's limiter, in its phone number's slot (a campaign sends from one).
     pub(crate) fn campaign_rate(&self, pnid: &str, campaign: &CampaignId) -> String {
         format!("{}:rate:{{pn:{pnid}}}:c:{campaign}", self.prefix)
@@ -316,6 +323,7 @@ mod tests {
             k.suppression("1"),
             k.window("1", p),
             k.sends("1"),
+            k.sends_last("1"),
             k.pair("1", p),
         ] {
             assert!(key.contains("{pn:1}"), "{key}");

@@ -19,7 +19,7 @@ pub(crate) async fn plan_sends(
     pace: herald_store::Pace,
     sends: &[herald_store::SendWant],
     max: usize,
-    horizon: Duration,
+    span: std::ops::Range<Duration>,
     token: u64,
 ) -> Result<herald_store::Plan> {
     let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
@@ -36,23 +36,27 @@ pub(crate) async fn plan_sends(
         index.push(match send {
             None => 0,
             Some((id, own)) => match capped.iter().position(|(c, _)| *c == id) {
-                Some(i) => i + 2,
+                Some(i) => i + 3,
                 None => {
                     capped.push((id, *own));
-                    capped.len() + 1
+                    capped.len() + 2
                 }
             },
         });
     }
     let mut inv = store.scripts.plan.prepare_invoke();
-    inv.key(store.keys.sends(phone_number_id));
+    inv.key(store.keys.sends(phone_number_id))
+        .key(store.keys.sends_last(phone_number_id));
     for (id, _) in &capped {
         inv.key(store.keys.campaign_rate(phone_number_id, id));
     }
     inv.arg(pace.capacity)
         .arg(us(pace.window))
         .arg(us(pace.min_spacing()).max(1))
-        .arg(us(horizon))
+        .arg(us(pace.slack))
+        .arg(us(pace.room_slack))
+        .arg(us(span.start))
+        .arg(us(span.end))
         .arg(max)
         .arg(format!("{token:x}"))
         .arg(capped.len());
@@ -72,11 +76,24 @@ pub(crate) async fn plan_sends(
         Some([now, next]) => (*now, *next),
         _ => return Err(StoreError::Corrupt("plan reply".into())),
     };
+    let times = &reply[2..];
+    if times.len() != 2 * sends.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} plan times for {} sends",
+            times.len(),
+            sends.len()
+        )));
+    }
+    let slot = |pair: &[i64]| match *pair {
+        [0, _] | [_, 0] => Ok(None),
+        [from, until] => Ok(Some((at(from)?, at(until)?))),
+        _ => Err(StoreError::Corrupt("plan reply".into())),
+    };
+    let slots: Vec<Option<(Timestamp, Timestamp)>> =
+        times.chunks(2).map(slot).collect::<Result<_>>()?;
     Ok(herald_store::Plan {
-        at: reply[2..]
-            .iter()
-            .map(|&t| if t == 0 { Ok(None) } else { at(t).map(Some) })
-            .collect::<Result<_>>()?,
+        at: slots.iter().map(|s| s.map(|(from, _)| from)).collect(),
+        until: slots.iter().map(|s| s.map(|(_, until)| until)).collect(),
         now: at(now)?,
         next: if next == 0 { None } else { Some(at(next)?) },
     })
@@ -92,10 +109,14 @@ pub(crate) async fn move_slots(
         return Ok(Vec::new());
     }
     let mut conn = store.conn().await?;
+    let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     let mut inv = store.scripts.moved.prepare_invoke();
     inv.key(store.keys.sends(phone_number_id))
+        .key(store.keys.sends_last(phone_number_id))
         .arg(pace.capacity)
-        .arg(u64::try_from(pace.window.as_micros()).unwrap_or(u64::MAX));
+        .arg(us(pace.window))
+        .arg(us(pace.slack))
+        .arg(us(pace.room_slack));
     for slot in slots {
         inv.arg(slot.member());
     }

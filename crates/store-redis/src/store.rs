@@ -303,10 +303,10 @@ impl Store for RedisStore {
         pace: herald_store::Pace,
         sends: &[herald_store::SendWant],
         max: usize,
-        horizon: Duration,
+        span: std::ops::Range<Duration>,
         token: u64,
     ) -> Result<herald_store::Plan> {
-        pacing::plan_sends(self, phone_number_id, pace, sends, max, horizon, token).await
+        pacing::plan_sends(self, phone_number_id, pace, sends, max, span, token).await
     }
 
     async fn move_slots(

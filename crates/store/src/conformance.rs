@@ -37,10 +37,10 @@ pub fn spec(name: &str) -> CampaignSpec {
 
 /// One send per `interval`, in a window of a second that never fills in these checks.
 pub fn every(interval: Duration) -> Pace {
-    Pace {
-        capacity: u32::try_from(Duration::from_secs(1).as_micros() / interval.as_micros()).unwrap(),
-        window: Duration::from_secs(1),
-    }
+    Pace::exact(
+        u32::try_from(Duration::from_secs(1).as_micros() / interval.as_micros()).unwrap(),
+        Duration::from_secs(1),
+    )
 }
 
 pub fn phone(i: u64) -> PhoneE164 {
@@ -768,8 +768,16 @@ pub async fn campaign_caps_hold_beside_the_number_rate<S: Store>(store: &S) {
             }
         })
         .collect();
-    let calls =
-        (0..4).map(|_| store.plan_sends("777", every(ms(5)), &wants, 40, ms(1000), rand_token()));
+    let calls = (0..4).map(|_| {
+        store.plan_sends(
+            "777",
+            every(ms(5)),
+            &wants,
+            40,
+            Duration::ZERO..ms(1000),
+            rand_token(),
+        )
+    });
     let plans: Vec<Plan> = futures::future::join_all(calls)
         .await
         .into_iter()
@@ -811,7 +819,14 @@ pub async fn campaign_caps_hold_beside_the_number_rate<S: Store>(store: &S) {
     // A plan whose only sends wait for their campaign says when to ask again.
     let only_capped = vec![Some((capped.clone(), ms(100))); 3];
     let p = store
-        .plan_sends("777", every(ms(5)), &only_capped, 3, ms(10), rand_token())
+        .plan_sends(
+            "777",
+            every(ms(5)),
+            &only_capped,
+            3,
+            Duration::ZERO..ms(10),
+            rand_token(),
+        )
         .await
         .unwrap();
     assert!(p.granted() <= 1);
@@ -829,12 +844,10 @@ fn rand_token() -> u64 {
 /// moves to when it really goes while the window allows, and is taken out when not.
 pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     let ms = Duration::from_millis;
-    let pace = Pace {
-        capacity: 10,
-        window: ms(100),
-    };
+    let pace = Pace::exact(10, ms(100));
     let wants = vec![None; 15];
-    let calls = (0..6).map(|k| store.plan_sends("888", pace, &wants, 15, ms(1000), 100 + k));
+    let calls = (0..6)
+        .map(|k| store.plan_sends("888", pace, &wants, 15, Duration::ZERO..ms(1000), 100 + k));
     let mut times: Vec<jiff::Timestamp> = futures::future::join_all(calls)
         .await
         .into_iter()
@@ -865,12 +878,16 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     }
 
     // Late sends. A quiet number: three sends planned; the first goes 30 ms late.
-    let quiet = Pace {
-        capacity: 5,
-        window: ms(100),
-    };
+    let quiet = Pace::exact(5, ms(100));
     let p = store
-        .plan_sends("889", quiet, &[None, None, None], 3, ms(100), 7)
+        .plan_sends(
+            "889",
+            quiet,
+            &[None, None, None],
+            3,
+            Duration::ZERO..ms(100),
+            7,
+        )
         .await
         .unwrap();
     let planned = p.at[0].unwrap();
@@ -882,7 +899,7 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     assert!(moved >= planned + ms(30), "{moved} vs {planned}");
     // The next plan counts it at its new time: with it, no window holds more than five.
     let p2 = store
-        .plan_sends("889", quiet, &vec![None; 5], 5, ms(1000), 8)
+        .plan_sends("889", quiet, &vec![None; 5], 5, Duration::ZERO..ms(1000), 8)
         .await
         .unwrap();
     let mut all: Vec<jiff::Timestamp> = vec![p.at[1].unwrap(), p.at[2].unwrap(), moved];
@@ -897,12 +914,16 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
         );
     }
     // A send that is not late by the store's clock stays where it was planned.
-    let slow = Pace {
-        capacity: 2,
-        window: Duration::from_secs(10),
-    };
+    let slow = Pace::exact(2, Duration::from_secs(10));
     let ahead = store
-        .plan_sends("890", slow, &[None, None], 2, Duration::from_secs(60), 9)
+        .plan_sends(
+            "890",
+            slow,
+            &[None, None],
+            2,
+            Duration::ZERO..Duration::from_secs(60),
+            9,
+        )
         .await
         .unwrap();
     let second = ahead.at[1].unwrap();
@@ -919,17 +940,14 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     // would put six into some window: it is refused and taken out (a second ask finds it
     // gone). The window is ten seconds, so that however slow the machine, the move comes
     // while the plan still fills every window around it.
-    let busy = Pace {
-        capacity: 5,
-        window: Duration::from_secs(10),
-    };
+    let busy = Pace::exact(5, Duration::from_secs(10));
     let full = store
         .plan_sends(
             "891",
             busy,
             &vec![None; 10],
             10,
-            Duration::from_secs(20),
+            Duration::ZERO..Duration::from_secs(20),
             11,
         )
         .await
@@ -944,7 +962,14 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     assert_eq!(move_one(store, "891", first, busy).await, None);
     // Its place is free again: one more fits in the first window.
     let again = store
-        .plan_sends("891", busy, &[None], 1, Duration::from_secs(20), 12)
+        .plan_sends(
+            "891",
+            busy,
+            &[None],
+            1,
+            Duration::ZERO..Duration::from_secs(20),
+            12,
+        )
         .await
         .unwrap();
     assert!(again.at[0].is_some());
@@ -955,7 +980,7 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     );
     // Several late sends in one call, each answered in order.
     let p = store
-        .plan_sends("893", quiet, &[None, None], 2, ms(100), 13)
+        .plan_sends("893", quiet, &[None, None], 2, Duration::ZERO..ms(100), 13)
         .await
         .unwrap();
     tokio::time::sleep(ms(30)).await;
@@ -975,6 +1000,93 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
         let (m, planned) = (m.expect("room: it moves"), planned.unwrap());
         assert!(m > planned && m >= first + ms(30), "{m} vs {planned}");
     }
+}
+
+/// A send may go from its time until its latest: the window counts it at the latest, with
+/// the room slack while the window is less than half full and the slack after that (never
+/// before an earlier send's latest time). The send `capacity` after another waits a window
+/// after that one's latest time, so no window of real send times holds more than
+/// `capacity`. A lead puts no time sooner; a late send moved has the slack again from now.
+pub async fn slack_is_counted_in_the_window<S: Store>(store: &S) {
+    let ms = Duration::from_millis;
+    let pace = Pace {
+        capacity: 4,
+        window: ms(100),
+        slack: ms(1),
+        room_slack: ms(20),
+    };
+    let p = store
+        .plan_sends("894", pace, &vec![None; 6], 6, ms(5)..ms(1000), 15)
+        .await
+        .unwrap();
+    assert_eq!(p.granted(), 6, "{p:?}");
+    let at: Vec<jiff::Timestamp> = p.at.iter().flatten().copied().collect();
+    let until: Vec<jiff::Timestamp> = p.until.iter().flatten().copied().collect();
+    assert_eq!(until.len(), 6, "{p:?}");
+    // (Times are whole microseconds; the store's reading of now may have more.)
+    assert!(
+        at[0] + Duration::from_micros(1) > p.now + ms(5),
+        "no time before the lead: {p:?}"
+    );
+    // Evenly while the window has room: a quarter of it apart.
+    for i in 1..4 {
+        assert_eq!(at[i].duration_since(at[i - 1]), ms(25).try_into().unwrap());
+    }
+    // The first two with less than half the window taken have the room slack.
+    assert_eq!(until[0], at[0] + ms(20));
+    assert_eq!(until[1], at[1] + ms(20));
+    assert_eq!(until[2], at[2] + ms(1));
+    assert_eq!(until[3], at[3] + ms(1));
+    // The fifth and sixth wait a window after the latest of the first and second.
+    assert_eq!(at[4], until[0] + ms(100));
+    assert_eq!(at[5], until[1] + ms(100));
+    for i in 0..until.len() - 1 {
+        assert!(
+            until[i + 1] >= until[i],
+            "latest times never decrease: {p:?}"
+        );
+    }
+
+    // Without slack, a send's latest time is its time.
+    let exact = store
+        .plan_sends(
+            "895",
+            Pace::exact(4, ms(100)),
+            &vec![None; 3],
+            3,
+            ms(0)..ms(1000),
+            16,
+        )
+        .await
+        .unwrap();
+    assert_eq!(exact.until, exact.at);
+
+    // A lone send, 30 ms late (past its 20 ms of room slack), moves to now with the room
+    // slack from there.
+    let quiet = Pace {
+        capacity: 5,
+        window: ms(100),
+        slack: ms(1),
+        room_slack: ms(20),
+    };
+    let p = store
+        .plan_sends("896", quiet, &[None], 1, ms(0)..ms(100), 17)
+        .await
+        .unwrap();
+    let planned = p.at[0].unwrap();
+    tokio::time::sleep(ms(30)).await;
+    let moved = move_one(
+        store,
+        "896",
+        SlotId {
+            token: 17,
+            index: 0,
+        },
+        quiet,
+    )
+    .await
+    .expect("room: it moves");
+    assert!(moved >= planned + ms(50), "{moved} vs {planned}");
 }
 
 async fn move_one<S: Store>(
@@ -1784,7 +1896,14 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     // 100 slots per second: a burst asks get a spaced schedule, never more than the horizon.
     let ms = Duration::from_millis;
     let p = store
-        .plan_sends(PNID, every(ms(10)), &vec![None; 50], 50, ms(100), 1)
+        .plan_sends(
+            PNID,
+            every(ms(10)),
+            &vec![None; 50],
+            50,
+            Duration::ZERO..ms(100),
+            1,
+        )
         .await
         .unwrap();
     assert_eq!(p.granted(), 11, "slots at now, +10 ms, … up to +100 ms");
@@ -1801,7 +1920,14 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
         "ask again when the next slot comes within the horizon"
     );
     let p2 = store
-        .plan_sends(PNID, every(ms(10)), &vec![None; 5], 5, ms(100), 2)
+        .plan_sends(
+            PNID,
+            every(ms(10)),
+            &vec![None; 5],
+            5,
+            Duration::ZERO..ms(100),
+            2,
+        )
         .await
         .unwrap();
     let second: Vec<jiff::Timestamp> = p2.at.iter().flatten().copied().collect();
@@ -1813,14 +1939,30 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
     assert!(second.iter().all(|t| *t <= p2.now + ms(100)));
     // At most `max`.
     let p3 = store
-        .plan_sends("556", every(ms(10)), &vec![None; 50], 3, ms(1000), 3)
+        .plan_sends(
+            "556",
+            every(ms(10)),
+            &vec![None; 50],
+            3,
+            Duration::ZERO..ms(1000),
+            3,
+        )
         .await
         .unwrap();
     assert_eq!(p3.granted(), 3);
     // Many callers at once (several workers) get slots that, all together, are never closer
     // than the interval: the shared rate holds in the store's own time.
     let seven: Vec<SendWant> = vec![None; 7];
-    let calls = (0..8).map(|k| store.plan_sends("555", every(ms(10)), &seven, 7, ms(200), 10 + k));
+    let calls = (0..8).map(|k| {
+        store.plan_sends(
+            "555",
+            every(ms(10)),
+            &seven,
+            7,
+            Duration::ZERO..ms(200),
+            10 + k,
+        )
+    });
     let mut slots: Vec<jiff::Timestamp> = futures::future::join_all(calls)
         .await
         .into_iter()
@@ -1860,7 +2002,7 @@ pub async fn suppression_windows_rate_and_pairs<S: Store>(store: &S) {
             every(Duration::from_secs(1)),
             &[],
             0,
-            Duration::ZERO,
+            Duration::ZERO..Duration::ZERO,
             4,
         )
         .await
@@ -2304,6 +2446,7 @@ macro_rules! conformance_tests {
             business_scoped_users_are_linked_and_their_opt_outs_kept,
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
             campaign_caps_hold_beside_the_number_rate, the_window_holds_and_late_sends_move,
+            slack_is_counted_in_the_window,
             one_leader_at_a_time, the_messaging_limit_counts_each_user_once,
             declined_messages_are_not_failures,
             lattice_is_order_independent, charges_count_once_whatever_the_order,

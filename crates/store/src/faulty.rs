@@ -426,14 +426,14 @@ impl<S: Store> Store for Faulty<S> {
         pace: Pace,
         sends: &[SendWant],
         max: usize,
-        horizon: Duration,
+        span: std::ops::Range<Duration>,
         token: u64,
     ) -> Result<Plan> {
         call!(
             self,
             "plan_sends",
             self.inner
-                .plan_sends(phone_number_id, pace, sends, max, horizon, token)
+                .plan_sends(phone_number_id, pace, sends, max, span, token)
         )
     }
 

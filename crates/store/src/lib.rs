@@ -17,6 +17,7 @@
 //! period settles it.
 
 use std::future::Future;
+use std::ops::Range;
 use std::time::Duration;
 
 use herald_core::{
@@ -370,8 +371,9 @@ pub trait Store: Send + Sync + 'static {
     // --- Rate and pair spacing -------------------------------------------------------
 
     /// Plans send times from the phone number's rolling window ([`Pace`]) and the campaigns'
-    /// own limiters, at most `horizon` ahead of now and for at most `max` of the `sends`, in
-    /// their order. Each granted send takes the number's next time, provided its campaign's
+    /// own limiters, within `span` of the store's now (none sooner than `span.start`, what
+    /// the caller needs before its sends can go; none later than `span.end`) and for at most
+    /// `max` of the `sends`, in their order. Each granted send takes the number's next time, provided its campaign's
     /// own limiter has one by then; a send whose campaign has none yet is passed over, and the
     /// sends after it go on. Granted send `i` is logged as [`SlotId`] `{token, i}` (the caller
     /// picks a token no other plan uses). All workers together never plan more than
@@ -383,16 +385,17 @@ pub trait Store: Send + Sync + 'static {
         pace: Pace,
         sends: &[SendWant],
         max: usize,
-        horizon: Duration,
+        span: Range<Duration>,
         token: u64,
     ) -> impl Future<Output = Result<Plan>> + Send;
 
-    /// Planned sends that woke late ask to go now, in order: answers, for each, the time it
-    /// is logged at (now, on the store's clock, or its planned time if that has not come by
-    /// the store's clock), or `None` when the window has no room for it now (it is taken out
-    /// of the log, to be planned again). Moving adds a send to the windows that hold now but
-    /// not its planned time; it may move while the sends from then to a window after now fit
-    /// in the capacity. One call for many: a busy process has many late sends at once.
+    /// Planned sends that woke after their latest time ask to go now, in order: answers, for
+    /// each, the new latest time it may go (`pace.slack` after now, on the store's clock, or
+    /// its old one if that has not passed by the store's clock), or `None` when the window has
+    /// no room for it now (it is taken out of the log, to be planned again). Moving adds a
+    /// send to the windows that hold now but not its old time; it may move while the sends
+    /// from then to a window after now fit in the capacity. One call for many: a busy process
+    /// has many late sends at once.
     fn move_slots(
         &self,
         phone_number_id: &str,

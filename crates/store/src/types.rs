@@ -302,28 +302,55 @@ impl UploadReject {
 pub type SendWant = Option<(CampaignId, Duration)>;
 
 /// How a phone number's sends are paced: at most `capacity` in any `window` (Meta's rolling
-/// second, widened by a guard against jitter between planned and real send times).
+/// second, widened by a guard against jitter on the way to Meta).
 ///
 /// While the window has room, sends are spaced [`Pace::spacing`] apart. Once it is full, a
 /// send waits for the one `capacity` before it to leave the window, and may come as close as
 /// [`Pace::min_spacing`] to the previous send: a schedule that a late send shifted catches up
 /// instead of losing the shift for good.
+///
+/// A send may go up to `slack` after its time (a late wake-up), or `room_slack` while the
+/// window is less than half full. The window counts each send at the latest time it may go,
+/// so whenever in that span it goes, no window holds more than `capacity`; the slack a send
+/// had is taken from the window's next turn (the send `capacity` after it waits for it), which
+/// costs nothing while the window has room and a little once, when it fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
     pub capacity: u32,
     pub window: Duration,
+    pub slack: Duration,
+    pub room_slack: Duration,
 }
+
+/// How late a send may go while its number's window is less than half full (see [`Pace`]):
+/// enough for a busy process to start a round's sends in turn.
+pub const ROOM_SLACK: Duration = Duration::from_millis(10);
 
 impl Pace {
     /// The pace of `rate` sends per second with `guard` added to the second: the most sends
-    /// in a window of a second (at least one), over a window that holds them at `rate`.
+    /// in a window of a second (at least one), over a window that holds them at `rate`. Half
+    /// the guard is the slack a late send has, the other half widens the window against
+    /// jitter on the way to Meta.
     pub fn per_second(rate: f64, guard: Duration) -> Self {
         let rate = rate.max(0.001);
         let capacity = rate.floor().clamp(1.0, f64::from(u32::MAX));
-        let window = Duration::from_secs_f64(capacity / rate) + guard;
+        let slack = guard / 2;
+        let window = Duration::from_secs_f64(capacity / rate) + (guard - slack);
         Self {
             capacity: capacity as u32,
             window,
+            slack,
+            room_slack: ROOM_SLACK.max(slack),
+        }
+    }
+
+    /// At most `capacity` in any `window`, with no slack: each send goes at its time.
+    pub fn exact(capacity: u32, window: Duration) -> Self {
+        Self {
+            capacity,
+            window,
+            slack: Duration::ZERO,
+            room_slack: Duration::ZERO,
         }
     }
 
@@ -374,11 +401,13 @@ impl Why {
     }
 }
 
-/// What the limiters planned: a time per send asked about (`None`: not this time), on the
-/// store's clock, whose reading when it answered was `now`.
+/// What the limiters planned: a time per send asked about (`None`: not this time), and the
+/// latest it may go, on the store's clock, whose reading when it answered was `now`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub at: Vec<Option<Timestamp>>,
+    /// The latest time each granted send may go (see [`Pace`]); after it, it must be moved.
+    pub until: Vec<Option<Timestamp>>,
     pub now: Timestamp,
     /// When asking again can grant a send that got no slot: once the number's next slot is
     /// within the horizon, or a capped campaign's slot has come. `None` when every send got

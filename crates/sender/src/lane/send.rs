@@ -14,7 +14,15 @@ pub(super) struct SendTask<S, M> {
 }
 
 impl<S: Store, M: Messages> SendTask<S, M> {
-    pub(super) async fn run(self, mut r: Ready, at: Instant, permit: OwnedSemaphorePermit) {
+    /// `at` and `until`: when it is planned, and the latest it may go unmoved (this
+    /// process's clock; `None`, no slot: it goes at once).
+    pub(super) async fn run(
+        self,
+        mut r: Ready,
+        at: Instant,
+        until: Option<Instant>,
+        permit: OwnedSemaphorePermit,
+    ) {
         let job = r.held.job();
         let mut body =
             Vec::with_capacity(r.campaign.template.len_hint() + job.vars.encoded().len());
@@ -27,10 +35,11 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         if at > Instant::now() {
             crate::wake::until(at).await;
         }
-        let tolerance = late_tolerance(self.shared.cfg.window_guard);
-        if Instant::now().saturating_duration_since(at) > tolerance
-            && let Some((planned, slot, pace)) = r.slot
-            && !self.move_to_now(planned, at, slot, pace, tolerance).await
+        // Timer wheels wake up to about a millisecond late as a matter of course: the plan
+        // gave the send that and more (the window's slack) before it must be moved.
+        if let (Some(until), Some(slot)) = (until, r.slot)
+            && Instant::now() > until
+            && !self.move_to_now(slot, until).await
         {
             // No room in the window now (or no answer): its time is lost; it goes back to
             // its lane for another.
@@ -59,26 +68,24 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         drop(permit);
     }
 
-    /// A stall (this process or the machine was busy) made this send late. Sent now without
-    /// a word, it could be one too many in a second of Meta's with the sends planned after
-    /// it: the store moves it to now if the window has room, and the plans after it count it
-    /// there. The move is good only if the send then goes within the tolerance of its new
-    /// time (the answer may itself come late on a busy machine), so it is asked again, once
-    /// at most. The lane's mover asks for all its late sends at once. Answers whether the send may go now.
-    async fn move_to_now(
-        &self,
-        planned: Timestamp,
-        at: Instant,
-        slot: SlotId,
-        pace: Pace,
-        tolerance: Duration,
-    ) -> bool {
+    /// A stall (this process or the machine was busy) made this send late, past the latest
+    /// time its slot allows. Sent now without a word, it could be one too many in a second
+    /// of Meta's with the sends planned after it: the store moves it to now if the window
+    /// has room, and the plans after it count it there. The move is good only if the send
+    /// then goes by its new latest time (the answer may itself come late on a busy
+    /// machine), so it is asked again, once at most. The lane's mover asks for all its late
+    /// sends at once. Answers whether the send may go now.
+    async fn move_to_now(&self, slot: Slot, until: Instant) -> bool {
         for _ in 0..2 {
             let (answer, moved) = tokio::sync::oneshot::channel();
             if self
                 .signals
                 .moves
-                .send(MoveAsk { slot, pace, answer })
+                .send(MoveAsk {
+                    slot: slot.id,
+                    pace: slot.pace,
+                    answer,
+                })
                 .is_err()
             {
                 return false;
@@ -86,9 +93,9 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             let Ok(Some(moved)) = moved.await else {
                 return false;
             };
-            // The new time on this process's clock: the planned instant, shifted as much.
-            let shift = moved.duration_since(planned).unsigned_abs();
-            if Instant::now().saturating_duration_since(at + shift) <= tolerance {
+            // The new latest time on this process's clock: the old one, shifted as much.
+            let shift = moved.duration_since(slot.until).unsigned_abs();
+            if Instant::now() <= until + shift {
                 self.shared.counts.moved.fetch_add(1, Ordering::Relaxed);
                 return true;
             }

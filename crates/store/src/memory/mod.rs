@@ -915,7 +915,7 @@ impl Store for MemoryStore {
         pace: crate::Pace,
         sends: &[crate::SendWant],
         max: usize,
-        horizon: Duration,
+        span: std::ops::Range<Duration>,
         token: u64,
     ) -> Result<crate::Plan> {
         let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4);
@@ -925,10 +925,12 @@ impl Store for MemoryStore {
         {
             return Err(StoreError::Invalid("a rate of 0".into()));
         }
-        let horizon_us = us(horizon);
+        let (lead_us, horizon_us) = (us(span.start), us(span.end));
         cooperate().await;
         let now = self.now();
         let now_us = now.as_microsecond();
+        // No time before the caller can send.
+        let floor_us = now_us + lead_us;
         let mut s = self.lock();
         let mut campaigns: HashMap<CampaignId, i64> = HashMap::new();
         for (id, _) in sends.iter().flatten() {
@@ -939,9 +941,10 @@ impl Store for MemoryStore {
         }
         let log = s.rate.entry(phone_number_id.to_owned()).or_default();
         log.prune(now_us, pace);
-        let mut number = log.next_time(now_us, pace);
+        let mut number = log.next_time(floor_us, pace);
         let until = now_us + horizon_us;
         let mut at: Vec<Option<i64>> = vec![None; sends.len()];
+        let mut latest: Vec<Option<i64>> = vec![None; sends.len()];
         let mut granted = 0;
         let mut grant = |i: usize, number: &mut i64, campaigns: &mut HashMap<CampaignId, i64>| {
             at[i] = Some(*number);
@@ -952,8 +955,8 @@ impl Store for MemoryStore {
                 token,
                 index: u32::try_from(i).unwrap_or(u32::MAX),
             };
-            log.add(*number, slot.member());
-            *number = log.next_time(now_us, pace);
+            latest[i] = Some(log.plan(*number, slot.member(), pace));
+            *number = log.next_time(floor_us, pace);
         };
         // Sends passed over because their campaign had no slot yet, in order.
         let mut waiting: Vec<usize> = Vec::new();
@@ -997,10 +1000,13 @@ impl Store for MemoryStore {
                 }
             }
         }
-        let at: Vec<Option<Timestamp>> = at
-            .into_iter()
-            .map(|t| t.and_then(|t| Timestamp::from_microsecond(t).ok()))
-            .collect();
+        let stamps = |times: Vec<Option<i64>>| -> Vec<Option<Timestamp>> {
+            times
+                .into_iter()
+                .map(|t| t.and_then(|t| Timestamp::from_microsecond(t).ok()))
+                .collect()
+        };
+        let (at, until) = (stamps(at), stamps(latest));
         for (id, tat) in campaigns {
             s.campaign_rate
                 .insert((phone_number_id.to_owned(), id), tat);
@@ -1008,6 +1014,7 @@ impl Store for MemoryStore {
         s.rate.retain(|_, l| !l.is_empty());
         Ok(crate::Plan {
             at,
+            until,
             now,
             next: next.and_then(|n| Timestamp::from_microsecond(n).ok()),
         })

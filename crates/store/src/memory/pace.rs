@@ -5,11 +5,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::Pace;
 
-/// Send times (µs) of a number, the last window's and those planned ahead.
+/// The sends of a number, the last window's and those planned ahead, each at the latest time
+/// it may go (µs), and the time of the last one planned.
 #[derive(Debug, Default)]
 pub(super) struct Log {
     by_time: BTreeSet<(i64, String)>,
     by_member: HashMap<String, i64>,
+    last: Option<i64>,
 }
 
 fn us(d: std::time::Duration) -> i64 {
@@ -38,7 +40,8 @@ impl Log {
     /// else when the send `capacity` before it leaves the window (and no closer than the
     /// minimum spacing to the last).
     pub(super) fn next_time(&self, now: i64, pace: Pace) -> i64 {
-        let last = self.by_time.last().map(|(t, _)| *t);
+        let top = self.by_time.last().map(|(t, _)| *t);
+        let last = top.and(self.last).or(top);
         let capacity = pace.capacity.max(1) as usize;
         let before = (self.by_time.len() >= capacity)
             .then(|| self.by_time.iter().rev().nth(capacity - 1).map(|(t, _)| *t))
@@ -50,29 +53,52 @@ impl Log {
         }
     }
 
-    pub(super) fn add(&mut self, t: i64, member: String) {
+    /// Logs a send planned at `at`: it may go until `slack` after it, or the room slack while
+    /// the window is less than half full, and never before the latest of any logged send.
+    /// Answers its latest time.
+    pub(super) fn plan(&mut self, at: i64, member: String, pace: Pace) -> i64 {
+        let slack = if self.by_time.len() * 2 < pace.capacity as usize {
+            pace.slack.max(pace.room_slack)
+        } else {
+            pace.slack
+        };
+        let top = self.by_time.last().map_or(i64::MIN, |(t, _)| *t);
+        let latest = (at + us(slack)).max(top);
+        self.add(latest, member);
+        self.last = Some(at);
+        latest
+    }
+
+    fn add(&mut self, t: i64, member: String) {
         if let Some(old) = self.by_member.insert(member.clone(), t) {
             self.by_time.remove(&(old, member.clone()));
         }
         self.by_time.insert((t, member));
     }
 
-    /// Moves `member` to `now` if the window allows (see `lua/move.lua`); answers its time,
-    /// or `None` (and takes it out).
+    /// Moves `member` to `now` if the window allows (see `lua/move.lua`); answers the latest
+    /// time it may now go, or `None` (and takes it out).
     pub(super) fn move_to(&mut self, member: &str, now: i64, pace: Pace) -> Option<i64> {
         let old = *self.by_member.get(member)?;
         if now <= old {
             return Some(old);
         }
-        let end = now + us(pace.window);
-        let span = self
-            .by_time
-            .range((old, String::new())..)
-            .take_while(|(t, _)| *t < end)
-            .count();
-        if span <= pace.capacity as usize {
-            self.add(now, member.to_owned());
-            Some(now)
+        let capacity = pace.capacity as usize;
+        let span = |latest: i64| {
+            let end = latest + us(pace.window);
+            self.by_time
+                .range((old, String::new())..)
+                .take_while(|(t, _)| *t < end)
+                .count()
+        };
+        let mut latest = now + us(pace.slack.max(pace.room_slack));
+        if span(latest) * 2 >= capacity {
+            latest = now + us(pace.slack);
+        }
+        if span(latest) <= capacity {
+            self.add(latest, member.to_owned());
+            self.last = Some(self.last.map_or(now, |l| l.max(now)));
+            Some(latest)
         } else {
             self.by_member.remove(member);
             self.by_time.remove(&(old, member.to_owned()));
