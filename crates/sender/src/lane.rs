@@ -245,34 +245,42 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 self.ready.push_front(r);
             }
             self.update_rate().await;
-            if self.ready.len() < self.low_water()
-                && let Err(e) = self.refill().await
-            {
-                herald_core::warn_repeated!(
-                    CLAIMS,
-                    "claim failed; retrying",
-                    phone_number_id = %self.pnid,
-                    error = %e
-                );
-                pause(&shutdown, store_wait).await;
-                store_wait = (store_wait * 2).min(Duration::from_secs(5));
-                continue;
-            }
             if self.ready.is_empty() {
-                if idle_since.elapsed() > LANE_IDLE_EXIT && !self.has_campaigns {
-                    break;
+                let claimed = claim(self.shared.clone(), self.claim_request()).await;
+                if let Err(e) = self.refill(claimed).await {
+                    claim_failed(&self.pnid, &e);
+                    pause(&shutdown, store_wait).await;
+                    store_wait = (store_wait * 2).min(Duration::from_secs(5));
+                    continue;
                 }
-                pause(&shutdown, idle).await;
-                idle = (idle * 2).min(IDLE_MAX);
-                continue;
+                if self.ready.is_empty() {
+                    if idle_since.elapsed() > LANE_IDLE_EXIT && !self.has_campaigns {
+                        break;
+                    }
+                    pause(&shutdown, idle).await;
+                    idle = (idle * 2).min(IDLE_MAX);
+                    continue;
+                }
             }
             idle = IDLE_MIN;
             idle_since = Instant::now();
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = sleep_until(next_round) => {}
+            // A round, and beside it the next batch's claim when the ready queue runs low
+            // (the store's largest call: made in turn, it would hold the rounds up).
+            let claiming = claim(self.shared.clone(), self.claim_request());
+            let (claimed, round) = tokio::join!(claiming, async {
+                tokio::select! {
+                    () = shutdown.cancelled() => None,
+                    () = sleep_until(next_round) => Some(self.round(&shutdown).await),
+                }
+            });
+            let claimed = self.refill(claimed).await;
+            let Some(round) = round else { break };
+            if let Err(e) = claimed {
+                claim_failed(&self.pnid, &e);
+                pause(&shutdown, store_wait).await;
+                store_wait = (store_wait * 2).min(Duration::from_secs(5));
             }
-            match self.round(&shutdown).await {
+            match round {
                 Ok(next) => {
                     next_round = next;
                     if store_wait > Duration::from_millis(100) {
@@ -384,32 +392,38 @@ impl<S: Store, M: Messages> Lane<S, M> {
             .set(self.rate.current());
     }
 
-    /// Claims a batch and admits it: suppressed recipients and free-form messages outside an
-    /// open window are skipped; the rest wait for a slot.
-    async fn refill(&mut self) -> Result<(), StoreError> {
-        let cfg = &self.shared.cfg;
-        // While the settler is behind (the store slow to take settlements), claim no more:
-        // what this process holds stays bounded.
+    /// The next claim, when the lane should make one: its ready queue runs low, the settler
+    /// keeps up (while it is behind, the store slow to take settlements, what this process
+    /// holds stays bounded) and the messaging limit is not spent.
+    fn claim_request(&self) -> Option<ClaimRequest> {
         let max = self.claim_size().min(self.shared.ledger.room());
-        if max == 0 || self.limit_wait.is_some_and(|t| Instant::now() < t) {
-            return Ok(());
+        if self.ready.len() >= self.low_water()
+            || max == 0
+            || self.limit_wait.is_some_and(|t| Instant::now() < t)
+        {
+            return None;
         }
-        let jobs = self
-            .shared
-            .store
-            .claim(&ClaimRequest {
-                phone_number_id: Some(self.pnid.to_string()),
-                max,
-                lease: cfg.lease,
-                token: LeaseToken(rand::random()),
-            })
-            .await?;
+        Some(ClaimRequest {
+            phone_number_id: Some(self.pnid.to_string()),
+            max,
+            lease: self.shared.cfg.lease,
+            token: LeaseToken(rand::random()),
+        })
+    }
+
+    /// Admits a claimed batch (see [`claim`]): suppressed recipients and free-form messages
+    /// outside an open window are skipped; the rest wait for a slot.
+    async fn refill(
+        &mut self,
+        claimed: Option<Result<Vec<Held>, StoreError>>,
+    ) -> Result<(), StoreError> {
+        let jobs = match claimed {
+            None => return Ok(()),
+            Some(jobs) => jobs?,
+        };
         if jobs.is_empty() {
             return Ok(());
         }
-        // From here every job is settled on every path: a `Held` dropped by an early return
-        // is released.
-        let jobs = self.shared.ledger.hold(jobs);
         let mut infos: HashMap<CampaignId, Arc<CampaignInfo>> = HashMap::new();
         for h in &jobs {
             let j = h.job();
@@ -893,6 +907,31 @@ impl<S: Store, M: Messages> Lane<S, M> {
         tracing::info!(phone_number_id = %self.pnid, released, "lane stopped");
         abandoned
     }
+}
+
+/// Claims a batch, if asked to, and holds it: from here every job is settled on every path
+/// (a [`Held`] dropped is released).
+async fn claim<S: Store, M: Messages>(
+    shared: Arc<Shared<S, M>>,
+    request: Option<ClaimRequest>,
+) -> Option<Result<Vec<Held>, StoreError>> {
+    let request = request?;
+    Some(
+        shared
+            .store
+            .claim(&request)
+            .await
+            .map(|jobs| shared.ledger.hold(jobs)),
+    )
+}
+
+fn claim_failed(pnid: &str, e: &StoreError) {
+    herald_core::warn_repeated!(
+        CLAIMS,
+        "claim failed; retrying",
+        phone_number_id = %pnid,
+        error = %e
+    );
 }
 
 /// Why admission did not let a job go.
