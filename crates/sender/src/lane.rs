@@ -706,24 +706,28 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 }
             }
         }
-        let mut plan = plan?;
-        if let Some((at, until)) = plan
+        let plan = plan?;
+        // Per candidate, its place in the plan (its slot's index in the window's log) and its
+        // time and latest time, if it got them.
+        let mut slots: Vec<(usize, Option<(Timestamp, Timestamp)>)> = plan
             .at
             .iter()
             .zip(&plan.until)
-            .rev()
-            .find_map(|(a, u)| a.zip(*u))
-        {
+            .map(|(at, until)| at.zip(*until))
+            .enumerate()
+            .collect();
+        if let Some((at, until)) = slots.iter().rev().find_map(|(_, s)| *s) {
             self.roomy = until.duration_since(at).unsigned_abs() > pace.slack;
         }
         for &i in &dropped {
-            plan.at.remove(i);
+            slots.remove(i);
         }
         let look = look - dropped.len();
+        let granted = slots.iter().filter(|(_, s)| s.is_some()).count();
         self.clock.sample(asked, answered, plan.now);
         let clock = self.clock;
         let at = |store: Timestamp| clock.local(store);
-        if plan.granted() == 0 {
+        if granted == 0 {
             // Others hold the slots (or the campaigns wait for theirs): come back when asking
             // again can grant something, and never at once.
             let soonest = Instant::now() + Duration::from_millis(1);
@@ -732,12 +736,11 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 .map_or(Instant::now() + ROUND, |n| at(n).max(soonest)));
         }
         let candidates: Vec<Ready> = self.ready.drain(..look).collect();
-        let mut chosen = Vec::with_capacity(plan.granted());
+        let mut chosen = Vec::with_capacity(granted);
         let mut waiting = Vec::new();
-        let granted = plan.at.into_iter().zip(plan.until);
-        for (index, (mut r, times)) in candidates.into_iter().zip(granted).enumerate() {
-            match times {
-                (Some(at), Some(until)) => {
+        for (mut r, (index, slot)) in candidates.into_iter().zip(slots) {
+            match slot {
+                Some((at, until)) => {
                     let index = u32::try_from(index).unwrap_or(u32::MAX);
                     r.slot = Some(Slot {
                         at,
@@ -747,7 +750,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
                     });
                     chosen.push(r);
                 }
-                _ => waiting.push(r),
+                None => waiting.push(r),
             }
         }
         self.requeue(waiting);
