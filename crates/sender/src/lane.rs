@@ -3,11 +3,13 @@
 //! Pacing works in rounds of about [`ROUND`]. Each round takes permits for the requests it
 //! may start (the in-flight bound), then that many send times from the number's rolling
 //! window in the store (shared by every worker: at most `mps` in any second and
-//! `window_guard`), reserves pair spacing for the recipients that got one, marks them
-//! started and spawns one task per send that waits for its time. The next round begins
-//! [`LOOKAHEAD`] before the last time, so the schedule is continuous with no burst at round
-//! boundaries. Permits are taken before times so a send never waits for a permit after its
-//! time. A send that wakes late asks the store to move it to now, which it may while the
+//! `window_guard`), each with the latest time it may go; while it plans, it reserves pair
+//! spacing for its first jobs and marks them started ([`admit`]; with capped campaigns,
+//! after the plan, for those that got a time). It spawns one task per send that waits for
+//! its time. The next round begins [`LOOKAHEAD`] before the last time, so the schedule is
+//! continuous with no burst at round boundaries, and the next claim runs beside a round.
+//! Permits are taken before times so a send never waits for a permit after its time. A send
+//! that wakes after its latest time asks the store to move it to now, which it may while the
 //! window has room (so a late wake-up costs nothing); only when it has none does the send
 //! give its time up and wait for another.
 
@@ -970,6 +972,14 @@ async fn admit<S: Store, M: Messages>(
         shared.store.start(&refs)
     );
     let (pairs, started) = (pairs?, started?);
+    // One answer per job, or none: a short one would leave jobs started but unaccounted.
+    if pairs.len() != jobs.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} pair reservations for {} sends",
+            pairs.len(),
+            jobs.len()
+        )));
+    }
     Ok(pairs
         .into_iter()
         .zip(started.into_iter().chain(std::iter::repeat(false)))

@@ -1009,12 +1009,14 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
 /// `capacity`. A lead puts no time sooner; a late send moved has the slack again from now.
 pub async fn slack_is_counted_in_the_window<S: Store>(store: &S) {
     let ms = Duration::from_millis;
-    let pace = Pace {
-        capacity: 4,
+    // A window of 100 ms, a slack of 1 ms, and 20 ms while it has room.
+    let slacked = |capacity| Pace {
+        capacity,
         window: ms(100),
         slack: ms(1),
         room_slack: ms(20),
     };
+    let pace = slacked(4);
     let p = store
         .plan_sends("894", pace, &vec![None; 6], 6, ms(5)..ms(1000), 15)
         .await
@@ -1063,12 +1065,7 @@ pub async fn slack_is_counted_in_the_window<S: Store>(store: &S) {
 
     // A lone send, 30 ms late (past its 20 ms of room slack), moves to now with the room
     // slack from there.
-    let quiet = Pace {
-        capacity: 5,
-        window: ms(100),
-        slack: ms(1),
-        room_slack: ms(20),
-    };
+    let quiet = slacked(5);
     let p = store
         .plan_sends("896", quiet, &[None], 1, ms(0)..ms(100), 17)
         .await

@@ -53,9 +53,9 @@ impl Log {
         }
     }
 
-    /// Logs a send planned at `at`: it may go until `slack` after it, or the room slack while
-    /// the window is less than half full, and never before the latest of any logged send.
-    /// Answers its latest time.
+    /// Logs a send planned at `at` at its latest time: `slack` after it, or the room slack
+    /// while the window is less than half full, and no earlier than any logged send's latest
+    /// time. Answers that time.
     pub(super) fn plan(&mut self, at: i64, member: String, pace: Pace) -> i64 {
         let slack = if self.by_time.len() * 2 < pace.capacity as usize {
             pace.slack.max(pace.room_slack)
