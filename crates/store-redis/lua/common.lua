@@ -91,8 +91,11 @@ local function put_job(base, seq, r)
   redis.call('HSET', k, f, fmt(r))
 end
 
+-- The attempt counts a job usually has, one up, without formatting a number.
+local NEXT = { ['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5', ['5'] = '6',
+  ['6'] = '7', ['7'] = '8', ['8'] = '9', ['9'] = '10' }
 local function inc(att)
-  return int((tonumber(att) or 0) + 1)
+  return NEXT[att] or int((tonumber(att) or 0) + 1)
 end
 
 -- Counter changes accumulate here and are written once per call.

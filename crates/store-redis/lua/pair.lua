@@ -4,17 +4,21 @@
 -- ARGV[1] interval ms, ARGV[2] memory ms, ARGV[3..n+2] campaign ids
 -- Returns one string, comma-separated per key: 0 (reserved) or the store time (ms) before
 -- which it must not be sent.
+-- Each key is written as it is read (SET … GET: one command per send, where almost every
+-- send is to a recipient with no recent one); a reservation still standing is put back as
+-- it was, its memory renewed.
 local interval, memory = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local reserved = string.format('%.0f', now + interval) .. ':'
 local out = {}
 for i, key in ipairs(KEYS) do
-  local v = redis.call('GET', key)
+  local v = redis.call('SET', key, reserved .. ARGV[i + 2], 'PX', memory, 'GET')
   local nb = v and string.match(v, '^(%d+)')
   if nb and tonumber(nb) > now then
+    redis.call('SET', key, v, 'PX', memory)
     out[i] = nb
   else
-    redis.call('SET', key, string.format('%.0f', now + interval) .. ':' .. ARGV[i + 2], 'PX', memory)
     out[i] = '0'
   end
 end

@@ -11,6 +11,7 @@
 -- accepted with this message id already, by its own webhook) or '0' (stale).
 local meta, base = KEYS[1], ARGV[1]
 local now = now_ms()
+local now_s = int(now)
 local cancelled = is_cancelled(meta)
 local out, c, settled = {}, {}, {}
 for i = 2, #ARGV, 4 do
@@ -24,7 +25,7 @@ for i = 2, #ARGV, 4 do
     bump(c, 'in_flight', -1)
     local new
     if kind == 'A' then
-      new = record('a0', inc(att), ph, int(now), arg, fl, vars)
+      new = record('a0', inc(att), ph, now_s, arg, fl, vars)
       bump(c, 'accepted', 1)
     elseif kind == 'F' then
       new = record('f', inc(att), ph, '', arg, fl, vars)
@@ -46,7 +47,7 @@ for i = 2, #ARGV, 4 do
       bump(c, 'skipped_at_send', 1)
       bump(c, 'skip:' .. arg, 1)
     elseif kind == 'U' then
-      new = record('d', inc(att), ph, '', int(now), fl, vars)
+      new = record('d', inc(att), ph, '', now_s, fl, vars)
       redis.call('ZADD', base .. ':doubt', now, seq)
       bump(c, 'in_doubt', 1)
     end
@@ -54,7 +55,7 @@ for i = 2, #ARGV, 4 do
     out[#out + 1] = '1'
   elseif st and kind == 'A' and string.find('pcsd', string.sub(st, 1, 1), 1, true) then
     leave(base, c, parse(rec), seq)
-    redis.call('HSET', k, f, record('a0', inc(att), ph, int(now), arg, fl, vars))
+    redis.call('HSET', k, f, record('a0', inc(att), ph, now_s, arg, fl, vars))
     bump(c, 'accepted', 1)
     out[#out + 1] = '1'
   elseif st and kind == 'A' and string.sub(st, 1, 1) == 'a'

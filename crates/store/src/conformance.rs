@@ -444,6 +444,19 @@ pub async fn lease_expiry_and_reclaim<S: Store>(store: &S) {
         Reclaimed::default(),
         "a swept lease is gone"
     );
+    // The dead worker cannot start what it no longer holds: not while it waits, nor once
+    // another worker holds it.
+    assert_eq!(
+        store.start(&[JobRef::from(&jobs[1])]).await.unwrap(),
+        [false]
+    );
+    let again = store.claim(&claim_req(1, 9)).await.unwrap().remove(0);
+    assert_eq!(again.id, jobs[1].id);
+    assert_eq!(
+        store.start(&[JobRef::from(&jobs[1])]).await.unwrap(),
+        [false]
+    );
+    assert_eq!(store.start(&[JobRef::from(&again)]).await.unwrap(), [true]);
     // The dead worker's late settle is stale; its acceptance is still evidence.
     assert_eq!(
         settle_one(store, &jobs[1], Outcome::Failed { code: "2".into() }).await,
