@@ -12,7 +12,10 @@ use herald_store::{Result, StoreError};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, ScriptInvocation, Value};
+use redis::{
+    Arg, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, ScriptInvocation,
+    ToRedisArgs, Value,
+};
 use std::time::Duration;
 
 use crate::RedisStore;
@@ -109,7 +112,7 @@ impl<'s> Conn<'s> {
     pub(crate) async fn then_run<T: FromRedisValue>(
         &mut self,
         first: Vec<Cmd>,
-        inv: &ScriptInvocation<'_>,
+        inv: &Call<'_>,
         id: &CampaignId,
     ) -> Result<T> {
         if self.is_cluster() {
@@ -120,7 +123,7 @@ impl<'s> Conn<'s> {
         for c in first {
             pipe.add_command(c).ignore();
         }
-        pipe.invoke_script(inv);
+        pipe.add_command(inv.command());
         match pipe.query_async::<(T,)>(&mut self.inner).await {
             Ok((reply,)) => Ok(reply),
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
@@ -220,6 +223,63 @@ impl Run for Pipeline {
 impl Run for ScriptInvocation<'_> {
     async fn query<T: FromRedisValue>(&self, c: &mut Link) -> RedisResult<T> {
         self.invoke_async(c).await
+    }
+}
+
+/// A script call on the hot path (claim, a round's plan, pair spacing and moves, start,
+/// settle), written as one `EVALSHA` as it is built: keys and arguments go straight into two command buffers,
+/// where `ScriptInvocation` allocates each one and copies them twice. Keys come first, as
+/// with `ScriptInvocation`. Redis having lost its scripts (a restart), it loads the script
+/// and calls again.
+pub(crate) struct Call<'a> {
+    script: &'a Script,
+    keys: Cmd,
+    args: Cmd,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(script: &'a Script) -> Self {
+        Self {
+            script,
+            keys: Cmd::new(),
+            args: Cmd::new(),
+        }
+    }
+
+    pub(crate) fn key<T: ToRedisArgs>(&mut self, key: T) -> &mut Self {
+        self.keys.arg(key);
+        self
+    }
+
+    pub(crate) fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.args.arg(arg);
+        self
+    }
+
+    /// `EVALSHA <hash> <keys> <key>… <arg>…`.
+    fn command(&self) -> Cmd {
+        let keys = self.keys.args_iter().count();
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash()).arg(keys);
+        for a in self.keys.args_iter().chain(self.args.args_iter()) {
+            if let Arg::Simple(bytes) = a {
+                cmd.arg(bytes);
+            }
+        }
+        cmd
+    }
+}
+
+impl Run for Call<'_> {
+    async fn query<T: FromRedisValue>(&self, c: &mut Link) -> RedisResult<T> {
+        let cmd = self.command();
+        match cmd.query_async(c).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script.prepare_invoke().load_async(c).await?;
+                cmd.query_async(c).await
+            }
+            r => r,
+        }
     }
 }
 

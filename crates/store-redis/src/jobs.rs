@@ -12,7 +12,7 @@ use herald_store::{
     Result, RunningCampaign, Settle, SettleResult, Store, StoreError,
 };
 
-use crate::conn::Run;
+use crate::conn::{Call, Run};
 use crate::keys::DEDUPE_BUCKETS;
 use crate::{RedisStore, job_view};
 
@@ -55,13 +55,11 @@ impl RedisStore {
         req: &ClaimRequest,
     ) -> Result<(Vec<ClaimedJob>, bool)> {
         let mut conn = self.conn().await?;
-        let raw: Vec<redis::Value> = self
-            .scripts
-            .claim
+        let raw: Vec<redis::Value> = Call::new(&self.scripts.claim)
             .key(self.keys.declared(id))
             .arg(self.keys.base(id))
             .arg(max)
-            .arg(req.token.0.to_string())
+            .arg(req.token.0)
             .arg(millis(req.lease))
             .run_for(&mut conn, id)
             .await?;
@@ -173,11 +171,11 @@ pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<boo
     };
     let mut marked = Vec::new();
     for (campaign, group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
-        let mut inv = store.scripts.start.prepare_invoke();
+        let mut inv = Call::new(&store.scripts.start);
         inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign));
         for (_, seq, token) in &group {
-            inv.arg(*seq).arg(token.0.to_string());
+            inv.arg(*seq).arg(token.0);
         }
         let flags: String = inv.run_for(&mut conn, &campaign).await?;
         for ((i, _, _), f) in group.iter().zip(flags.bytes()) {
@@ -209,24 +207,21 @@ pub(crate) async fn settle(store: &RedisStore, settles: &[Settle]) -> Result<Vec
         .collect();
     let mut first = true;
     for (campaign, group) in by_campaign(settles.iter().map(|s| (&s.job.id, s))) {
-        let mut inv = store.scripts.settle.prepare_invoke();
+        let mut inv = Call::new(&store.scripts.settle);
         inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign));
         for (_, seq, s) in &group {
-            let (kind, arg) = match &s.outcome {
-                Outcome::Accepted { message_id } => ("A", message_id.to_string()),
-                Outcome::Failed { code } => ("F", code.clone()),
-                Outcome::Delayed { delay } => ("D", millis(*delay).to_string()),
-                Outcome::Deferred { delay } => ("W", millis(*delay).to_string()),
-                Outcome::AwaitWindow { delay } => ("H", millis(*delay).to_string()),
-                Outcome::Skipped { reason } => ("K", reason.as_str().to_owned()),
-                Outcome::InDoubt => ("U", String::new()),
-                Outcome::Released => ("R", String::new()),
+            inv.arg(*seq).arg(s.job.token.0);
+            match &s.outcome {
+                Outcome::Accepted { message_id } => inv.arg("A").arg(message_id.as_str()),
+                Outcome::Failed { code } => inv.arg("F").arg(code.as_str()),
+                Outcome::Delayed { delay } => inv.arg("D").arg(millis(*delay)),
+                Outcome::Deferred { delay } => inv.arg("W").arg(millis(*delay)),
+                Outcome::AwaitWindow { delay } => inv.arg("H").arg(millis(*delay)),
+                Outcome::Skipped { reason } => inv.arg("K").arg(reason.as_str()),
+                Outcome::InDoubt => inv.arg("U").arg(""),
+                Outcome::Released => inv.arg("R").arg(""),
             };
-            inv.arg(*seq)
-                .arg(s.job.token.0.to_string())
-                .arg(kind)
-                .arg(arg);
         }
         let first_cmds = if first {
             store.lookups(&lookups, false)

@@ -8,7 +8,7 @@ use herald_store::{PairReservation, Result, StoreError};
 use jiff::Timestamp;
 
 use crate::RedisStore;
-use crate::conn::Run;
+use crate::conn::{Call, Run};
 
 /// How long a pair key remembers the campaign, for reply attribution.
 const REPLY_MEMORY_MS: u64 = 72 * 3600 * 1000;
@@ -44,7 +44,7 @@ pub(crate) async fn plan_sends(
             },
         });
     }
-    let mut inv = store.scripts.plan.prepare_invoke();
+    let mut inv = Call::new(&store.scripts.plan);
     inv.key(store.keys.sends(phone_number_id))
         .key(store.keys.sends_last(phone_number_id));
     for (id, _) in &capped {
@@ -110,7 +110,7 @@ pub(crate) async fn move_slots(
     }
     let mut conn = store.conn().await?;
     let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    let mut inv = store.scripts.moved.prepare_invoke();
+    let mut inv = Call::new(&store.scripts.moved);
     inv.key(store.keys.sends(phone_number_id))
         .key(store.keys.sends_last(phone_number_id))
         .arg(pace.capacity)
@@ -150,7 +150,7 @@ pub(crate) async fn reserve_pairs(
         return Ok(Vec::new());
     }
     let mut conn = store.conn().await?;
-    let mut inv = store.scripts.pair.prepare_invoke();
+    let mut inv = Call::new(&store.scripts.pair);
     for (p, _) in sends {
         inv.key(store.keys.pair(phone_number_id, *p));
     }
