@@ -113,6 +113,32 @@ struct Signals {
     late: mpsc::UnboundedSender<Ready>,
     /// Late sends asking to be moved to now (see [`mover`]).
     moves: mpsc::UnboundedSender<MoveAsk>,
+    /// The metrics every send records, registered once.
+    meters: Meters,
+}
+
+/// Handles to the metrics every send records: registered once per lane, where the macros
+/// would look each one up (and build its labels) per send.
+struct Meters {
+    accepted: metrics::Counter,
+    in_flight: metrics::Gauge,
+    duration: metrics::Histogram,
+    token_wait: metrics::Histogram,
+}
+
+impl Meters {
+    fn new(pnid: &str) -> Self {
+        Self {
+            accepted: metrics::counter!(
+                m::SENDER_SENDS_TOTAL,
+                "phone_number_id" => pnid.to_owned(),
+                "result" => "accepted"
+            ),
+            in_flight: metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS),
+            duration: metrics::histogram!(m::SENDER_SEND_DURATION_SECONDS),
+            token_wait: metrics::histogram!(m::SENDER_TOKEN_WAIT_SECONDS),
+        }
+    }
 }
 
 /// A late send's request to be moved to now, and where the answer goes.
@@ -203,6 +229,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
         let pnid: Arc<str> = pnid.into();
         tokio::spawn(mover(shared.store.clone(), pnid.clone(), moves_rx));
         let portfolio = shared.cfg.messaging_limit.portfolio_of(&pnid).into();
+        let meters = Meters::new(&pnid);
         Self {
             shared,
             pnid,
@@ -218,6 +245,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 throttles: AtomicU64::new(0),
                 late: late_tx,
                 moves: moves_tx,
+                meters,
             }),
             late: late_rx,
             throttles_seen: 0,
@@ -784,7 +812,9 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 .slot
                 .map_or_else(|| (Instant::now(), None), |s| (at(s.at), Some(at(s.until))));
             last = last.max(when);
-            metrics::histogram!(m::SENDER_TOKEN_WAIT_SECONDS)
+            self.signals
+                .meters
+                .token_wait
                 .record(when.saturating_duration_since(r.since).as_secs_f64());
             let send = SendTask {
                 shared: self.shared.clone(),

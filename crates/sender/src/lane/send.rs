@@ -52,16 +52,16 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             return;
         }
         r.held.sending();
-        metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS).increment(1.0);
+        let meters = &self.signals.meters;
+        meters.in_flight.increment(1.0);
         self.shared.counts.requests.fetch_add(1, Ordering::Relaxed);
         self.signals.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         // Boxed: the HTTP future is large, and inline it would make every send task (moved
         // into its allocation at spawn) as large.
         let result = Box::pin(self.shared.client.send_raw(&self.pnid, body)).await;
-        metrics::histogram!(m::SENDER_SEND_DURATION_SECONDS)
-            .record(started.elapsed().as_secs_f64());
-        metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS).decrement(1.0);
+        meters.duration.record(started.elapsed().as_secs_f64());
+        meters.in_flight.decrement(1.0);
         // Boxed for the same reason: its store calls are large futures, rarely made.
         Box::pin(self.outcome(&mut r.held, &r.campaign, r.reach, result)).await;
         r.held.settle_decided();
@@ -122,7 +122,7 @@ impl<S: Store, M: Messages> SendTask<S, M> {
                 {
                     Some(message_id) => {
                         self.shared.counts.accepted.fetch_add(1, Ordering::Relaxed);
-                        count_send(&self.pnid, "accepted");
+                        self.signals.meters.accepted.increment(1);
                         Outcome::Accepted { message_id }
                     }
                     None => {
