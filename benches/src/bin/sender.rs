@@ -2,7 +2,8 @@
 //!
 //! - `unpaced`: throughput of one worker process with the rate limit out of the way, against
 //!   the same client sending the same bodies straight to the simulator with no store at all
-//!   (the baseline: what HTTP alone costs).
+//!   (the baseline: what HTTP alone costs); three pairs of runs, the median ratio, and the
+//!   CPU per send of the sender, Redis and the simulator.
 //! - `pace`: 30 s at 80 and at 1,000 MPS against a simulator enforcing exactly that rate over
 //!   a strict rolling second: the mean rate the simulator saw (error against the target), the
 //!   busiest 1 s and 100 ms windows, any 130429, the late sends moved or given up, and the
@@ -61,6 +62,9 @@ struct Outcome {
     duplicates: usize,
     /// CPU this process (the sender, not the simulator) spent per request.
     cpu_us_per_request: f64,
+    /// CPU per request of the Redis server and of the simulator over the same span.
+    redis_cpu_us_per_request: Option<f64>,
+    sim_cpu_us_per_request: f64,
     /// Sends that gave up their slot for waking late.
     late: u64,
     /// Sends that woke late and were moved to when they went.
@@ -255,7 +259,29 @@ fn cpu() -> f64 {
     herald_benches::cpu_of("self")
 }
 
+/// Pairs of runs, baseline then sender, each pair's ratio taken within it: a shared machine's
+/// speed drifts between runs seconds apart by more than the difference measured.
+const UNPACED_PAIRS: usize = 3;
+
 async fn unpaced() {
+    let mut ratios: Vec<f64> = (0..UNPACED_PAIRS).map(|_| 0.0).collect();
+    for ratio in &mut ratios {
+        *ratio = unpaced_pair().await;
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "unpaced: median {:.2}× the client alone over {UNPACED_PAIRS} pairs (each: {})",
+        ratios[UNPACED_PAIRS / 2],
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}×"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// One baseline run and one sender run; answers the sender's rate over the baseline's.
+async fn unpaced_pair() -> f64 {
     let n = 100_000;
     // Baseline: the same client, the same bodies, 256 in flight, no store.
     let sim = sim(&sim_config(10_000_000, 0, 0, 0.0));
@@ -268,6 +294,8 @@ async fn unpaced() {
     };
     let started = Instant::now();
     let c0 = cpu();
+    let sim_pid = sim.pid().to_string();
+    let s0 = herald_benches::cpu_of(&sim_pid);
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..256 {
@@ -287,11 +315,12 @@ async fn unpaced() {
     }
     let raw = n as f64 / started.elapsed().as_secs_f64();
     let raw_cpu_us = (cpu() - c0) * 1e6 / n as f64;
+    let raw_sim_us = (herald_benches::cpu_of(&sim_pid) - s0) * 1e6 / n as f64;
     let stats = sim.stats().await.expect("oracle");
     drop(sim);
     println!(
         "baseline, client alone (no store), 256 in flight: {raw:.0} sends/s ({} accepted, \
-         {raw_cpu_us:.1} µs CPU each)",
+         {raw_cpu_us:.1} µs CPU each, the simulator {raw_sim_us:.1} µs)",
         stats.accepted
     );
     let o = run(Scenario {
@@ -308,16 +337,20 @@ async fn unpaced() {
     let rate = o.accepted as f64 / o.elapsed.as_secs_f64();
     println!(
         "unpaced sender, one process, claims and settles in Redis: {rate:.0} sends/s \
-         ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each, {} woke late and moved, \
-         {} gave their time up); {:.2}× the client alone",
+         ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each, Redis {} µs, the simulator \
+         {:.1} µs, {} woke late and moved, {} gave their time up); {:.2}× the client alone",
         o.accepted,
         o.elapsed.as_secs_f64(),
         o.duplicates,
         o.cpu_us_per_request,
+        o.redis_cpu_us_per_request
+            .map_or_else(|| "?".to_owned(), |us| format!("{us:.1}")),
+        o.sim_cpu_us_per_request,
         o.moved,
         o.late,
         rate / raw
     );
+    rate / raw
 }
 
 /// The simulator in a child process (this program re-run), so that it shares no allocator,
@@ -353,7 +386,7 @@ async fn run(s: Scenario) -> Outcome {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("herald-bench-sender-{:016x}", rand::random::<u64>());
     let store = Arc::new(
-        RedisStore::connect(&RedisConfig::new(url, prefix))
+        RedisStore::connect(&RedisConfig::new(url.clone(), prefix))
             .await
             .expect("Redis (set REDIS_URL)"),
     );
@@ -415,6 +448,11 @@ async fn run(s: Scenario) -> Outcome {
         .transition(&id, CampaignAction::Start, None)
         .await
         .expect("start");
+    let sim_pid = sim.pid().to_string();
+    let (r0, s0) = (
+        herald_benches::redis_cpu(&url).await,
+        herald_benches::cpu_of(&sim_pid),
+    );
     let started = Instant::now();
     let c0 = cpu();
     let handle = tokio::spawn(sender.run(stop.clone()));
@@ -447,6 +485,11 @@ async fn run(s: Scenario) -> Outcome {
     }
     let elapsed = started.elapsed();
     let cpu_us = (cpu() - c0) * 1e6;
+    let redis_us = match (r0, herald_benches::redis_cpu(&url).await) {
+        (Some(a), Some(b)) => Some((b - a) * 1e6),
+        _ => None,
+    };
+    let sim_us = (herald_benches::cpu_of(&sim_pid) - s0) * 1e6;
     stop.cancel();
     let report = handle.await.unwrap_or_default();
     let stats = store.stats(&id).await.expect("stats");
@@ -469,6 +512,8 @@ async fn run(s: Scenario) -> Outcome {
         throttled: o.rejected.get("130429").copied().unwrap_or(0),
         duplicates: o.duplicate_callbacks.len(),
         cpu_us_per_request: cpu_us / n.requests.max(1) as f64,
+        redis_cpu_us_per_request: redis_us.map(|us| us / n.requests.max(1) as f64),
+        sim_cpu_us_per_request: sim_us / n.requests.max(1) as f64,
         late: report.late,
         moved: report.moved,
         accepted_99,

@@ -95,6 +95,11 @@ impl SimProcess {
         Ok(Self { child, url, http })
     }
 
+    /// The child's process id (to read what it costs, e.g. its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://host:port`.
     pub fn url(&self) -> &str {
         &self.url
