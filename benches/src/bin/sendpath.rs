@@ -27,8 +27,8 @@ const PHASES: [&str; 5] = ["claim", "plan", "pair", "start", "settle"];
 /// The yardstick's phase: a pipeline of ROUND `SET`s after every round.
 const SETS: usize = PHASES.len();
 
-/// CPU µs the Redis server has used (`INFO cpu`, user + system), less what asking costs
-/// (`overhead`, measured first).
+/// CPU µs the Redis server has used (`INFO cpu`, user + system). Each reading costs Redis
+/// some itself: `main` measures that first and takes it off every phase.
 async fn busy_us(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("cpu")
