@@ -9,7 +9,7 @@ use herald_core::{CampaignAction, CampaignId, CampaignStatus, PauseReason, milli
 use herald_store::{Campaign, NewCampaign, Result, RunningCampaign, Store, StoreError};
 use jiff::Timestamp;
 
-use crate::conn::{Conn, Run, invalid};
+use crate::conn::{Call, Conn, Run, invalid};
 use crate::{RedisStore, campaign_from_meta};
 
 /// How long the running-campaign list is cached.
@@ -80,9 +80,7 @@ impl RedisStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(invalid)?;
-        let answer: Vec<String> = self
-            .scripts
-            .transition
+        let answer: Vec<String> = Call::new(&self.scripts.transition)
             .key(self.keys.declared(id))
             .arg(from.as_str())
             .arg(to.as_str())
@@ -96,9 +94,7 @@ impl RedisStore {
     pub(crate) async fn cancel_unsent(&self, id: &CampaignId) -> Result<()> {
         let mut conn = self.conn().await?;
         loop {
-            let left: u64 = self
-                .scripts
-                .cancel
+            let left: u64 = Call::new(&self.scripts.cancel)
                 .key(self.keys.declared(id))
                 .arg(self.keys.base(id))
                 .arg(crate::jobs::SWEEP_CHUNK)
@@ -277,9 +273,7 @@ impl RedisStore {
         hold_ms: u64,
     ) -> Result<()> {
         let mut conn = self.conn().await?;
-        let _: u8 = self
-            .scripts
-            .upload
+        let _: u8 = Call::new(&self.scripts.upload)
             .key(self.keys.declared(id))
             .arg(self.keys.base(id))
             .arg(upload.to_string())
@@ -357,7 +351,7 @@ pub(crate) async fn update_spec(
     spec.validate().map_err(|e| invalid(e.to_string()))?;
     let json = serde_json::to_string(spec).map_err(|e| invalid(e.to_string()))?;
     let mut conn = store.conn().await?;
-    let mut inv = store.scripts.respec.prepare_invoke();
+    let mut inv = Call::new(&store.scripts.respec);
     inv.key(store.keys.declared(id)).arg(json);
     let _: i64 = inv.run_for(&mut conn, id).await?;
     Ok(())
@@ -535,9 +529,7 @@ pub(crate) async fn lead(
     ttl: Duration,
 ) -> Result<bool> {
     let mut conn = store.conn().await?;
-    let led: u8 = store
-        .scripts
-        .lead
+    let led: u8 = Call::new(&store.scripts.lead)
         .key(store.keys.lead(role))
         .arg(holder)
         .arg(millis(ttl).max(1))

@@ -1,5 +1,5 @@
 //! A connection that maps Redis errors the one way ([`RedisStore::fail_for`]), and [`Run`],
-//! which sends a command, a pipeline or a script through it: callers write
+//! which sends a command, a pipeline or a script ([`Call`]) through it: callers write
 //! `cmd.run(&mut conn).await?` and never handle a `RedisError`.
 //!
 //! The connection is a [`Link`]: to one Redis, or to a Cluster. A pipeline or a script must
@@ -13,8 +13,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{
-    Arg, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, ScriptInvocation,
-    ToRedisArgs, Value,
+    Arg, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, ToRedisArgs, Value,
 };
 use std::time::Duration;
 
@@ -220,17 +219,10 @@ impl Run for Pipeline {
     }
 }
 
-impl Run for ScriptInvocation<'_> {
-    async fn query<T: FromRedisValue>(&self, c: &mut Link) -> RedisResult<T> {
-        self.invoke_async(c).await
-    }
-}
-
-/// A script call on the hot path (claim, a round's plan, pair spacing and moves, start,
-/// settle), written as one `EVALSHA` as it is built: keys and arguments go straight into two command buffers,
-/// where `ScriptInvocation` allocates each one and copies them twice. Keys come first, as
-/// with `ScriptInvocation`. Redis having lost its scripts (a restart), it loads the script
-/// and calls again.
+/// A script call, written as one `EVALSHA` as it is built: keys and arguments go straight
+/// into two command buffers (redis's `ScriptInvocation` allocates each one and copies them
+/// twice, which showed on the send path). Keys come first. Redis having lost its scripts (a
+/// restart), it loads the script and calls again.
 pub(crate) struct Call<'a> {
     script: &'a Script,
     keys: Cmd,

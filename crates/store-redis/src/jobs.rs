@@ -111,7 +111,7 @@ pub(crate) async fn enqueue_batch(
     let mut conn = store.conn().await?;
     let mut out = Vec::with_capacity(recipients.len());
     for chunk in recipients.chunks(ENQUEUE_CHUNK) {
-        let mut inv = store.scripts.enqueue.prepare_invoke();
+        let mut inv = Call::new(&store.scripts.enqueue);
         inv.key(store.keys.declared(id))
             .arg(store.keys.base(id))
             .arg(DEDUPE_BUCKETS);
@@ -250,7 +250,7 @@ pub(crate) async fn renew(store: &RedisStore, jobs: &[JobRef], lease: Duration) 
     let lease_ms = millis(lease);
     let mut conn = store.conn().await?;
     for (campaign, group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
-        let mut inv = store.scripts.renew.prepare_invoke();
+        let mut inv = Call::new(&store.scripts.renew);
         inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign))
             .arg(lease_ms);
@@ -268,9 +268,7 @@ pub(crate) async fn reclaim_expired(store: &RedisStore) -> Result<Reclaimed> {
     for id in store.active_campaigns().await? {
         let mut conn = store.conn().await?;
         loop {
-            let (pending, doubt, more): (u64, u64, u8) = store
-                .scripts
-                .reclaim
+            let (pending, doubt, more): (u64, u64, u8) = Call::new(&store.scripts.reclaim)
                 .key(store.keys.declared(&id))
                 .arg(store.keys.base(&id))
                 .arg(RECLAIM_TOKENS)
@@ -313,18 +311,17 @@ pub(crate) async fn expire_in_doubt(
             Err(e) => return Err(e),
         };
         loop {
-            let (resent, failed, completed, more, waiting): (u64, u64, u8, u8, u64) = store
-                .scripts
-                .doubt
-                .key(store.keys.declared(&id))
-                .arg(store.keys.base(&id))
-                .arg(grace_ms)
-                .arg(policy)
-                .arg(SWEEP_CHUNK)
-                .arg(caught_up)
-                .arg(backlog)
-                .run(&mut conn)
-                .await?;
+            let (resent, failed, completed, more, waiting): (u64, u64, u8, u8, u64) =
+                Call::new(&store.scripts.doubt)
+                    .key(store.keys.declared(&id))
+                    .arg(store.keys.base(&id))
+                    .arg(grace_ms)
+                    .arg(policy)
+                    .arg(SWEEP_CHUNK)
+                    .arg(caught_up)
+                    .arg(backlog)
+                    .run(&mut conn)
+                    .await?;
             total.resent += resent;
             total.failed += failed;
             if more == 0 {

@@ -178,9 +178,7 @@ pub(crate) async fn release_pair(
     campaign: &CampaignId,
 ) -> Result<()> {
     let mut conn = store.conn().await?;
-    let _: i64 = store
-        .scripts
-        .unpair
+    let _: i64 = Call::new(&store.scripts.unpair)
         .key(store.keys.pair(phone_number_id, phone))
         .arg(campaign.as_str())
         .run(&mut conn)

@@ -9,7 +9,7 @@ use herald_store::{Reach, ReachUse, Result, StoreError};
 use jiff::Timestamp;
 
 use crate::RedisStore;
-use crate::conn::Run;
+use crate::conn::{Call, Run};
 
 fn at(ms: i64) -> Result<Timestamp> {
     Timestamp::from_millisecond(ms).map_err(|_| StoreError::Corrupt(format!("reach time {ms}")))
@@ -34,7 +34,7 @@ pub(crate) async fn reserve_reach(
     window: Duration,
     phones: &[PhoneE164],
 ) -> Result<(Vec<Reach>, ReachUse)> {
-    let mut inv = store.scripts.reach.prepare_invoke();
+    let mut inv = Call::new(&store.scripts.reach);
     inv.key(store.keys.reach(portfolio))
         .arg(millis(window))
         .arg(limit);
@@ -65,9 +65,7 @@ pub(crate) async fn release_reach(
     phone: PhoneE164,
     at: Timestamp,
 ) -> Result<()> {
-    let _: i64 = store
-        .scripts
-        .unreach
+    let _: i64 = Call::new(&store.scripts.unreach)
         .key(store.keys.reach(portfolio))
         .arg(phone.as_u64())
         .arg(at.as_millisecond())
@@ -82,9 +80,7 @@ pub(crate) async fn reach_use_of(
     window: Duration,
 ) -> Result<ReachUse> {
     // The same script with no users: it drops those out of the window and counts.
-    let reply: Vec<i64> = store
-        .scripts
-        .reach
+    let reply: Vec<i64> = Call::new(&store.scripts.reach)
         .key(store.keys.reach(portfolio))
         .arg(millis(window))
         .arg(0)

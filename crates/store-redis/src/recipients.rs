@@ -6,7 +6,7 @@ use herald_store::{Result, SuppressionScope};
 use jiff::Timestamp;
 
 use crate::RedisStore;
-use crate::conn::Run;
+use crate::conn::{Call, Run};
 
 pub(crate) async fn suppress(
     store: &RedisStore,
@@ -76,7 +76,7 @@ pub(crate) async fn link_users(
         return Ok(0);
     }
     let mut conn = store.conn().await?;
-    let mut inv = store.scripts.link.prepare_invoke();
+    let mut inv = Call::new(&store.scripts.link);
     inv.key(store.keys.users(phone_number_id))
         .key(store.keys.unlinked_opt_outs(phone_number_id))
         .key(store.keys.suppression(phone_number_id))

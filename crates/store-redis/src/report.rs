@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use herald_core::{CampaignId, JobId};
 use herald_store::{FailureRow, Result, StoreError};
 
-use crate::conn::{Run, invalid};
+use crate::conn::{Call, Run, invalid};
 use crate::keys::JOBS_PER_BUCKET;
 use crate::{RedisStore, job_view};
 
@@ -24,7 +24,7 @@ pub(crate) async fn add_rejects(
     let mut conn = store.conn().await?;
     let mut new = 0;
     for chunk in rejects.chunks(REJECTS_CHUNK) {
-        let mut inv = store.scripts.rejects.prepare_invoke();
+        let mut inv = Call::new(&store.scripts.rejects);
         inv.key(store.keys.declared(id))
             .arg(store.keys.base(id))
             .arg(keep)

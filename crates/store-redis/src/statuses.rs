@@ -7,7 +7,7 @@ use herald_core::cost::Charge;
 use herald_core::{CampaignId, DeliveryState, JobId, PhoneE164, Stats, WaMessageId, millis};
 use herald_store::{Applied, Pricing, Result, StatusUpdate, StoreError};
 
-use crate::conn::Run;
+use crate::conn::{Call, Run};
 use crate::keys::{DEDUPE_BUCKETS, MESSAGE_DAYS};
 use crate::{RedisStore, day_of};
 
@@ -142,7 +142,7 @@ pub(crate) async fn apply_status(
             .push((*i, job.seq));
     }
     for (campaign, group) in groups {
-        let mut inv = store.scripts.status.prepare_invoke();
+        let mut inv = Call::new(&store.scripts.status);
         inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign))
             .arg(millis(herald_store::BACKLOG_LAG));
@@ -214,9 +214,7 @@ pub(crate) async fn apply_status(
     // After the statuses (a crash in between only leaves the evidence behind, which delays
     // a resend and never causes one). Its own key, in the phone number's slot.
     for (pnid, (at, backlog)) in evidence {
-        let _: i64 = store
-            .scripts
-            .evidence
+        let _: i64 = Call::new(&store.scripts.evidence)
             .key(store.keys.evidence(&pnid))
             .key(store.keys.backlog(&pnid))
             .arg(at)
@@ -248,9 +246,7 @@ pub(crate) async fn count_reply(
     phone: PhoneE164,
 ) -> Result<bool> {
     let mut conn = store.conn().await?;
-    let n: u8 = store
-        .scripts
-        .reply
+    let n: u8 = Call::new(&store.scripts.reply)
         .key(store.keys.declared(id))
         .arg(store.keys.base(id))
         .arg(DEDUPE_BUCKETS)
