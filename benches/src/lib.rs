@@ -93,15 +93,32 @@ pub fn cpu_of(pid: &str) -> f64 {
 pub async fn redis_cpu(url: &str) -> Option<f64> {
     let client = redis::Client::open(url).ok()?;
     let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(&mut conn)
-        .await
-        .ok()?;
+    redis_cpu_on(&mut conn).await
+}
+
+/// The same, on an open connection.
+pub async fn redis_cpu_on(conn: &mut redis::aio::MultiplexedConnection) -> Option<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.ok()?;
     let field = |name: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
             .and_then(|v| v.trim().parse::<f64>().ok())
     };
     Some(field("used_cpu_sys")? + field("used_cpu_user")?)
+}
+
+/// The settlements of `jobs` accepted by Meta, each with a message id of its own.
+pub fn accepted(jobs: &[herald_store::ClaimedJob]) -> Vec<herald_store::Settle> {
+    jobs.iter()
+        .map(|j| herald_store::Settle {
+            job: j.into(),
+            outcome: herald_store::Outcome::Accepted {
+                message_id: herald_core::WaMessageId::new(&format!(
+                    "wamid.HBgLNDQ3NzAwMDAwMDAwFQIAERgS{:012}",
+                    j.id.seq
+                ))
+                .expect("id"),
+            },
+        })
+        .collect()
 }

@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use herald_benches::{PNID, new_campaign, recipients};
-use herald_core::{CampaignAction, WaMessageId};
-use herald_store::{ClaimRequest, JobRef, LeaseToken, Outcome, Pace, Settle, Store};
+use herald_core::CampaignAction;
+use herald_store::{ClaimRequest, JobRef, LeaseToken, Pace, Store};
 use herald_store_redis::{RedisConfig, RedisStore};
 
 #[global_allocator]
@@ -30,18 +30,8 @@ const SETS: usize = PHASES.len();
 /// CPU µs the Redis server has used (`INFO cpu`, user + system). Each reading costs Redis
 /// some itself: `main` measures that first and takes it off every phase.
 async fn busy_us(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .expect("info");
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    ((field("used_cpu_user") + field("used_cpu_sys")) * 1e6) as u64
+    let cpu = herald_benches::redis_cpu_on(conn).await.expect("INFO cpu");
+    (cpu * 1e6) as u64
 }
 
 /// Counts one call of a phase: the µs since `from` (one reading of the counter included);
@@ -134,19 +124,7 @@ async fn main() {
             let started = store.start(&refs).await.expect("start");
             assert!(started.iter().all(|s| *s), "every job started");
             t = lap(&mut spent[3], t, busy_us(&mut info).await);
-            let settles: Vec<Settle> = round
-                .iter()
-                .map(|j| Settle {
-                    job: j.into(),
-                    outcome: Outcome::Accepted {
-                        message_id: WaMessageId::new(&format!(
-                            "wamid.HBgLNDQ3NzAwMDAwMDAwFQIAERgS{:012}",
-                            j.id.seq
-                        ))
-                        .expect("id"),
-                    },
-                })
-                .collect();
+            let settles = herald_benches::accepted(round);
             store.settle(&settles).await.expect("settle");
             t = lap(&mut spent[4], t, busy_us(&mut info).await);
             let mut pipe = redis::pipe();

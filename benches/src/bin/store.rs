@@ -18,9 +18,9 @@
 use std::time::Instant;
 
 use herald_benches::{new_campaign, recipients};
+use herald_core::CampaignAction;
 use herald_core::Recipient;
-use herald_core::{CampaignAction, WaMessageId};
-use herald_store::{ClaimRequest, LeaseToken, MemoryStore, Outcome, Settle, Store};
+use herald_store::{ClaimRequest, LeaseToken, MemoryStore, Store};
 use herald_store_redis::testing::TestCluster;
 use herald_store_redis::{RedisConfig, RedisStore};
 
@@ -158,19 +158,7 @@ async fn phases<S: Store>(store: &S, all: &[Recipient], watch: Option<&Watch<'_>
             if claimed.is_empty() {
                 return done;
             }
-            let settles: Vec<Settle> = claimed
-                .iter()
-                .map(|j| Settle {
-                    job: j.into(),
-                    outcome: Outcome::Accepted {
-                        message_id: WaMessageId::new(&format!(
-                            "wamid.HBgLNDQ3NzAwMDAwMDAwFQIAERgS{:012}",
-                            j.id.seq
-                        ))
-                        .expect("id"),
-                    },
-                })
-                .collect();
+            let settles = herald_benches::accepted(&claimed);
             store.settle(&settles).await.expect("settle");
             done += claimed.len() as u64;
         }
