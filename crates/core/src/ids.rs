@@ -68,7 +68,7 @@ fn check_chars(
 /// A campaign's id: 1 to 32 characters of `[0-9a-z]`. Generated ids are 16 characters,
 /// sortable by creation time (10 characters of milliseconds, 6 of randomness).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CampaignId(Box<str>);
+pub struct CampaignId(std::sync::Arc<str>);
 
 impl utoipa::PartialSchema for CampaignId {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
