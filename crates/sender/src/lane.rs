@@ -661,8 +661,14 @@ impl<S: Store, M: Messages> Lane<S, M> {
         }
         let horizon = ROUND + LOOKAHEAD;
         // Enough of the queue that a capped campaign's sends, waiting for their own slots,
-        // do not hold the others up.
-        let look = self.ready.len().min(permits.len() * 4);
+        // do not hold the others up. Without caps a plan grants in order, so the first as
+        // many as there are permits are all it can grant: asking about more would only make
+        // the call and its answer longer.
+        let look = if self.caps.is_empty() {
+            self.ready.len().min(permits.len())
+        } else {
+            self.ready.len().min(permits.len() * 4)
+        };
         let wants: Vec<SendWant> = self
             .ready
             .iter()
