@@ -31,8 +31,34 @@ use herald_store::{NewCampaign, Store};
 use herald_store_redis::{RedisConfig, RedisStore};
 use tokio_util::sync::CancellationToken;
 
+#[cfg(not(feature = "count-allocs"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// With `--features count-allocs`: every allocation counted, on the system allocator (the
+/// count does not depend on the allocator; the rates of such a build are not comparable).
+#[cfg(feature = "count-allocs")]
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Allocations so far by this process, when they are counted.
+fn allocations() -> Option<usize> {
+    #[cfg(feature = "count-allocs")]
+    return Some(GLOBAL.stats().allocations);
+    #[cfg(not(feature = "count-allocs"))]
+    None
+}
+
+/// Allocations per send between two counts, as text (empty when they are not counted).
+fn allocs_each(from: Option<usize>, to: Option<usize>, sends: u64) -> String {
+    match (from, to) {
+        (Some(a), Some(b)) => format!(
+            ", {:.1} allocations each",
+            b.saturating_sub(a) as f64 / sends.max(1) as f64
+        ),
+        _ => String::new(),
+    }
+}
 
 const PNID: &str = "106540352242922";
 
@@ -62,6 +88,8 @@ struct Outcome {
     duplicates: usize,
     /// CPU this process (the sender, not the simulator) spent per request.
     cpu_us_per_request: f64,
+    /// Allocations this process made per request, as text (empty when not counted).
+    allocs_per_request: String,
     /// CPU per request of the Redis server and of the simulator over the same span.
     redis_cpu_us_per_request: Option<f64>,
     sim_cpu_us_per_request: f64,
@@ -294,6 +322,7 @@ async fn unpaced_pair() -> f64 {
     };
     let started = Instant::now();
     let c0 = cpu();
+    let a0 = allocations();
     let sim_pid = sim.pid().to_string();
     let s0 = herald_benches::cpu_of(&sim_pid);
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -315,12 +344,13 @@ async fn unpaced_pair() -> f64 {
     }
     let raw = n as f64 / started.elapsed().as_secs_f64();
     let raw_cpu_us = (cpu() - c0) * 1e6 / n as f64;
+    let raw_allocs = allocs_each(a0, allocations(), n);
     let raw_sim_us = (herald_benches::cpu_of(&sim_pid) - s0) * 1e6 / n as f64;
     let stats = sim.stats().await.expect("oracle");
     drop(sim);
     println!(
         "baseline, client alone (no store), 256 in flight: {raw:.0} sends/s ({} accepted, \
-         {raw_cpu_us:.1} µs CPU each, the simulator {raw_sim_us:.1} µs)",
+         {raw_cpu_us:.1} µs CPU each{raw_allocs}, the simulator {raw_sim_us:.1} µs)",
         stats.accepted
     );
     let o = run(Scenario {
@@ -337,12 +367,13 @@ async fn unpaced_pair() -> f64 {
     let rate = o.accepted as f64 / o.elapsed.as_secs_f64();
     println!(
         "unpaced sender, one process, claims and settles in Redis: {rate:.0} sends/s \
-         ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each, Redis {} µs, the simulator \
+         ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each{}, Redis {} µs, the simulator \
          {:.1} µs, {} woke late and moved, {} gave their time up); {:.2}× the client alone",
         o.accepted,
         o.elapsed.as_secs_f64(),
         o.duplicates,
         o.cpu_us_per_request,
+        o.allocs_per_request,
         o.redis_cpu_us_per_request
             .map_or_else(|| "?".to_owned(), |us| format!("{us:.1}")),
         o.sim_cpu_us_per_request,
@@ -455,6 +486,7 @@ async fn run(s: Scenario) -> Outcome {
     );
     let started = Instant::now();
     let c0 = cpu();
+    let a0 = allocations();
     let handle = tokio::spawn(sender.run(stop.clone()));
     // Once a second: how many requests the simulator has seen, and whether the queue still
     // holds at least a second of work (the steady state the rate is measured over).
@@ -485,6 +517,7 @@ async fn run(s: Scenario) -> Outcome {
     }
     let elapsed = started.elapsed();
     let cpu_us = (cpu() - c0) * 1e6;
+    let a1 = allocations();
     let redis_us = match (r0, herald_benches::redis_cpu(&url).await) {
         (Some(a), Some(b)) => Some((b - a) * 1e6),
         _ => None,
@@ -512,6 +545,7 @@ async fn run(s: Scenario) -> Outcome {
         throttled: o.rejected.get("130429").copied().unwrap_or(0),
         duplicates: o.duplicate_callbacks.len(),
         cpu_us_per_request: cpu_us / n.requests.max(1) as f64,
+        allocs_per_request: allocs_each(a0, a1, n.requests),
         redis_cpu_us_per_request: redis_us.map(|us| us / n.requests.max(1) as f64),
         sim_cpu_us_per_request: sim_us / n.requests.max(1) as f64,
         late: report.late,
