@@ -16,7 +16,9 @@
 //! a shared node). The simulator runs in a child process (this program re-run); the sender
 //! on the default runtime. `cargo run --release -p herald-benches --bin sender [--
 //! all|unpaced|pace|latency|faulted] [SECONDS] [--contend]` (REDIS_URL, default
-//! redis://127.0.0.1:6379; WINDOW_GUARD_MS overrides the sender's `window_guard`).
+//! redis://127.0.0.1:6379; WINDOW_GUARD_MS overrides the sender's `window_guard`). Built with
+//! `--features count-allocs`, `unpaced` also prints the allocations per send of the client
+//! alone and of the sender (counted on the system allocator: read rates from a plain build).
 
 #![allow(clippy::print_stdout)]
 
