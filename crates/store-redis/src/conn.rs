@@ -223,6 +223,18 @@ impl Run for Pipeline {
 /// into two command buffers (redis's `ScriptInvocation` allocates each one and copies them
 /// twice, which showed on the send path). Keys come first. Redis having lost its scripts (a
 /// restart), it loads the script and calls again.
+/// A command argument written as its `Display` shows it, straight into the command's buffer
+/// (where `.to_string()` first would allocate a `String` per argument).
+pub(crate) struct Shown<T>(pub(crate) T);
+
+impl<T: std::fmt::Display> redis::ToRedisArgs for Shown<T> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(&self.0);
+    }
+}
+
+impl<T: std::fmt::Display> redis::ToSingleRedisArg for Shown<T> {}
+
 pub(crate) struct Call<'a> {
     script: &'a Script,
     keys: Cmd,

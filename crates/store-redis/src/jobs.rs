@@ -198,10 +198,10 @@ pub(crate) async fn settle(store: &RedisStore, settles: &[Settle]) -> Result<Vec
     let mut conn = store.conn().await?;
     // Message id → job lookups go in the same round trip, ahead of the script: a status
     // webhook can arrive as soon as Meta answers.
-    let lookups: Vec<(&WaMessageId, String)> = settles
+    let lookups: Vec<(&WaMessageId, &JobId)> = settles
         .iter()
         .filter_map(|s| match &s.outcome {
-            Outcome::Accepted { message_id } => Some((message_id, s.job.id.to_string())),
+            Outcome::Accepted { message_id } => Some((message_id, &s.job.id)),
             _ => None,
         })
         .collect();

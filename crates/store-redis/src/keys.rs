@@ -144,9 +144,12 @@ impl Keys {
         format!("{}:quality", self.prefix)
     }
 
-    pub(crate) fn message_bucket(&self, day: i64, id: &WaMessageId) -> (String, u64) {
-        let b = fnv1a(id.as_str().as_bytes()) % MESSAGE_BUCKETS;
-        (format!("{}:m:{day}:{b}", self.prefix), b)
+    pub(crate) fn message_bucket(&self, day: i64, id: &WaMessageId) -> MessageBucket<'_> {
+        MessageBucket {
+            prefix: &self.prefix,
+            day,
+            bucket: fnv1a(id.as_str().as_bytes()) % MESSAGE_BUCKETS,
+        }
     }
 
     /// The base every key of a campaign starts with; scripts build their keys from it.
@@ -267,8 +270,49 @@ impl Keys {
         format!("{}:limits", self.prefix)
     }
 
-    pub(crate) fn pair(&self, pnid: &str, phone: PhoneE164) -> String {
-        format!("{}:pair:{{pn:{pnid}}}:{}", self.prefix, phone.as_u64())
+    /// A recipient's pair-spacing key (one per send: written where it goes, see
+    /// [`crate::conn::Shown`]).
+    pub(crate) fn pair<'a>(&'a self, pnid: &'a str, phone: PhoneE164) -> PairKey<'a> {
+        PairKey {
+            prefix: &self.prefix,
+            pnid,
+            phone,
+        }
+    }
+}
+
+/// A message-id lookup bucket's key: written where it goes, as a command's argument (see
+/// [`crate::conn::Shown`]); see [`Keys::message_bucket`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageBucket<'a> {
+    prefix: &'a str,
+    pub(crate) day: i64,
+    pub(crate) bucket: u64,
+}
+
+impl std::fmt::Display for MessageBucket<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:m:{}:{}", self.prefix, self.day, self.bucket)
+    }
+}
+
+/// A recipient's pair-spacing key (see [`Keys::pair`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PairKey<'a> {
+    prefix: &'a str,
+    pnid: &'a str,
+    phone: PhoneE164,
+}
+
+impl std::fmt::Display for PairKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:pair:{{pn:{}}}:{}",
+            self.prefix,
+            self.pnid,
+            self.phone.as_u64()
+        )
     }
 }
 
@@ -324,7 +368,7 @@ mod tests {
             k.window("1", p),
             k.sends("1"),
             k.sends_last("1"),
-            k.pair("1", p),
+            k.pair("1", p).to_string(),
         ] {
             assert!(key.contains("{pn:1}"), "{key}");
         }

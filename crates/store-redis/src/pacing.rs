@@ -8,7 +8,7 @@ use herald_store::{PairReservation, Result, StoreError};
 use jiff::Timestamp;
 
 use crate::RedisStore;
-use crate::conn::{Call, Run};
+use crate::conn::{Call, Run, Shown};
 
 /// How long a pair key remembers the campaign, for reply attribution.
 const REPLY_MEMORY_MS: u64 = 72 * 3600 * 1000;
@@ -152,7 +152,7 @@ pub(crate) async fn reserve_pairs(
     let mut conn = store.conn().await?;
     let mut inv = Call::new(&store.scripts.pair);
     for (p, _) in sends {
-        inv.key(store.keys.pair(phone_number_id, *p));
+        inv.key(Shown(store.keys.pair(phone_number_id, *p)));
     }
     inv.arg(interval_ms).arg(REPLY_MEMORY_MS.max(interval_ms));
     for (_, c) in sends {
@@ -179,7 +179,7 @@ pub(crate) async fn release_pair(
 ) -> Result<()> {
     let mut conn = store.conn().await?;
     let _: i64 = Call::new(&store.scripts.unpair)
-        .key(store.keys.pair(phone_number_id, phone))
+        .key(Shown(store.keys.pair(phone_number_id, phone)))
         .arg(campaign.as_str())
         .run(&mut conn)
         .await?;
@@ -192,7 +192,7 @@ pub(crate) async fn last_campaign(
     phone: PhoneE164,
 ) -> Result<Option<CampaignId>> {
     let mut conn = store.conn().await?;
-    let v: Option<String> = redis::Cmd::get(store.keys.pair(phone_number_id, phone))
+    let v: Option<String> = redis::Cmd::get(Shown(store.keys.pair(phone_number_id, phone)))
         .run(&mut conn)
         .await?;
     Ok(v.and_then(|s| s.split_once(':').and_then(|(_, c)| CampaignId::new(c).ok())))

@@ -7,7 +7,7 @@ use herald_core::cost::Charge;
 use herald_core::{CampaignId, DeliveryState, JobId, PhoneE164, Stats, WaMessageId, millis};
 use herald_store::{Applied, Pricing, Result, StatusUpdate, StoreError};
 
-use crate::conn::{Call, Run};
+use crate::conn::{Call, Run, Shown};
 use crate::keys::{DEDUPE_BUCKETS, MESSAGE_DAYS};
 use crate::{RedisStore, day_of};
 
@@ -17,29 +17,27 @@ impl RedisStore {
     /// hash slots: run them with [`crate::conn::Conn::each`].
     pub(crate) fn lookups(
         &self,
-        lookups: &[(&WaMessageId, String)],
+        lookups: &[(&WaMessageId, &JobId)],
         only_if_new: bool,
     ) -> Vec<redis::Cmd> {
         let day = day_of(herald_core::unix_ms());
         let expire_at = (day + 1 + MESSAGE_DAYS) * 86_400;
         let mut cmds = Vec::with_capacity(lookups.len());
-        let mut fresh = Vec::new();
+        let mut buckets = Vec::with_capacity(lookups.len());
         for (m, job) in lookups {
-            let (key, b) = self.keys.message_bucket(day, m);
-            cmds.push(if only_if_new {
-                redis::Cmd::hset_nx(&key, m.as_str(), job)
-            } else {
-                redis::Cmd::hset(&key, m.as_str(), job)
-            });
-            fresh.push(((day, b), key));
+            let key = self.keys.message_bucket(day, m);
+            let mut cmd = redis::cmd(if only_if_new { "HSETNX" } else { "HSET" });
+            cmd.arg(Shown(key)).arg(m.as_str()).arg(Shown(job));
+            cmds.push(cmd);
+            buckets.push(key);
         }
         if let Ok(mut seen) = self.expiring.lock() {
             if seen.len() > 4 * crate::keys::MESSAGE_BUCKETS as usize {
                 seen.retain(|(d, _)| *d == day);
             }
-            for (db, key) in fresh {
-                if seen.insert(db) {
-                    cmds.push(redis::Cmd::expire_at(key, expire_at));
+            for key in buckets {
+                if seen.insert((key.day, key.bucket)) {
+                    cmds.push(redis::Cmd::expire_at(Shown(key), expire_at));
                 }
             }
         }
@@ -62,7 +60,7 @@ impl RedisStore {
             for &i in &missing {
                 for day in days.clone().rev() {
                     cmds.push(redis::Cmd::hget(
-                        self.keys.message_bucket(day, ids[i]).0,
+                        Shown(self.keys.message_bucket(day, ids[i])),
                         ids[i].as_str(),
                     ));
                     asked.push(i);
@@ -193,7 +191,7 @@ pub(crate) async fn apply_status(
             .skip(4)
             .map(|v| redis::from_redis_value_ref::<u8>(v).map_err(|_| corrupt()))
             .collect::<Result<Vec<u8>>>()?;
-        let mut new_lookups: Vec<(&WaMessageId, String)> = Vec::new();
+        let mut new_lookups: Vec<(&WaMessageId, JobId)> = Vec::new();
         for ((i, seq), code) in group.iter().zip(codes) {
             out[*i] = match code {
                 1 => Applied::Changed,
@@ -206,9 +204,11 @@ pub(crate) async fn apply_status(
                 && updates[*i].job.is_some()
                 && let Some(m) = &updates[*i].message_id
             {
-                new_lookups.push((m, JobId::new(campaign.clone(), *seq).to_string()));
+                new_lookups.push((m, JobId::new(campaign.clone(), *seq)));
             }
         }
+        let new_lookups: Vec<(&WaMessageId, &JobId)> =
+            new_lookups.iter().map(|(m, job)| (*m, job)).collect();
         conn.each::<()>(store.lookups(&new_lookups, true)).await?;
     }
     // After the statuses (a crash in between only leaves the evidence behind, which delays
