@@ -12,6 +12,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use crate::class::{ErrorClass, TransportFailure};
+use crate::departure::{Departure, NotedBody};
 use crate::message::SendRequest;
 use crate::response::{
     DebugTokenResponse, ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TemplateInfo,
@@ -136,11 +137,33 @@ pub trait Messages: Send + Sync + 'static {
         phone_number_id: &str,
         body: Vec<u8>,
     ) -> impl std::future::Future<Output = Result<SendResponse, Error>> + Send;
+
+    /// The same, noting in `departure` when the request really left, where that can be told
+    /// (an HTTP client: when the connection took the body). Stand-ins that cannot tell note
+    /// nothing, and the caller takes the request to have left when it was made.
+    fn send_noted(
+        &self,
+        phone_number_id: &str,
+        body: Vec<u8>,
+        departure: &Departure,
+    ) -> impl std::future::Future<Output = Result<SendResponse, Error>> + Send {
+        let _ = departure;
+        self.send_raw(phone_number_id, body)
+    }
 }
 
 impl Messages for Client {
     async fn send_raw(&self, phone_number_id: &str, body: Vec<u8>) -> Result<SendResponse, Error> {
         Client::send_raw(self, phone_number_id, body).await
+    }
+
+    async fn send_noted(
+        &self,
+        phone_number_id: &str,
+        body: Vec<u8>,
+        departure: &Departure,
+    ) -> Result<SendResponse, Error> {
+        Client::send_noted(self, phone_number_id, body, departure).await
     }
 }
 
@@ -246,19 +269,35 @@ impl Client {
         phone_number_id: &str,
         body: impl Into<Bytes>,
     ) -> Result<SendResponse, Error> {
+        let request = self.messages_request(phone_number_id)?.body(body.into());
+        self.execute(request).await
+    }
+
+    /// The same, noting in `departure` when the request went to the connection (see
+    /// [`Departure`]): a paced sender learns whether it left later than it was let go.
+    pub async fn send_noted(
+        &self,
+        phone_number_id: &str,
+        body: impl Into<Bytes>,
+        departure: &Departure,
+    ) -> Result<SendResponse, Error> {
+        let body = reqwest::Body::wrap(NotedBody::new(body.into(), departure));
+        let request = self.messages_request(phone_number_id)?.body(body);
+        self.execute(request).await
+    }
+
+    fn messages_request(&self, phone_number_id: &str) -> Result<reqwest::RequestBuilder, Error> {
         let url = format!(
             "{}/{}/{}/messages",
             self.base,
             self.version,
             path_id(phone_number_id)?
         );
-        let request = self
+        Ok(self
             .http
             .post(url)
             .header(AUTHORIZATION, self.auth.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body.into());
-        self.execute(request).await
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json")))
     }
 
     /// `GET /{version}/{phone_number_id}?fields=…`: status, quality rating, throughput.

@@ -11,6 +11,7 @@
 
 pub mod class;
 pub mod client;
+pub mod departure;
 pub mod message;
 pub mod response;
 pub mod secret;
@@ -20,6 +21,7 @@ pub mod webhook;
 
 pub use class::{ErrorClass, TransportFailure, code_label, meaning};
 pub use client::{Client, ClientConfig, Error, Messages, http_builder};
+pub use departure::Departure;
 pub use message::{Message, SendMessage, SendRequest};
 pub use response::{ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TemplateInfo, TokenInfo};
 pub use secret::Secret;

@@ -83,6 +83,35 @@ async fn success_sends_the_body_with_bearer_auth() {
 }
 
 #[tokio::test]
+async fn a_noted_send_carries_the_same_request_and_notes_when_it_left() {
+    let server = MockServer::start().await;
+    let body = serde_json::to_vec(&request()).unwrap();
+    Mock::given(method("POST"))
+        .and(path("/v21.0/106540352242922/messages"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(header("content-type", "application/json"))
+        .and(header("content-length", body.len().to_string().as_str()))
+        .and(body_partial_json(
+            json!({"to": "447912345678", "biz_opaque_callback_data": "hrld:abc:1"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "messages": [{"id": "wamid.noted"}]})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let departure = herald_cloudapi::Departure::default();
+    let before = std::time::Instant::now();
+    let r = client(&server.uri(), 2_000)
+        .send_noted("106540352242922", body, &departure)
+        .await
+        .unwrap();
+    assert_eq!(r.message_id(), Some("wamid.noted"));
+    let left = departure.get().expect("the departure was noted");
+    assert!(left >= before && left <= std::time::Instant::now());
+}
+
+#[tokio::test]
 async fn one_error_per_class_is_classified_by_code_not_status() {
     let cases = [
         (131_000, 500, ErrorClass::Transient),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use herald_cloudapi::{ErrorClass, Messages, code_label};
+use herald_cloudapi::{Departure, ErrorClass, Messages, code_label};
 use herald_core::{
     CampaignId, PauseKind, PhoneE164, REACH_WINDOW, SkipReason, WaMessageId, metrics as m,
 };
@@ -53,6 +53,8 @@ const LEAD_DECAY: f64 = 0.9;
 /// A round limited by the in-flight bound waits up to BATCH_WAIT for this many permits.
 const MIN_BATCH: usize = 64;
 const BATCH_WAIT: Duration = Duration::from_millis(2);
+/// The most late sends one store call moves or logs.
+const STORE_BATCH: usize = 512;
 /// Repeating store failures of lanes, logged a few times however long they last.
 static CLAIMS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
 static ROUNDS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
@@ -113,6 +115,8 @@ struct Signals {
     late: mpsc::UnboundedSender<Ready>,
     /// Late sends asking to be moved to now (see [`mover`]).
     moves: mpsc::UnboundedSender<MoveAsk>,
+    /// Sends whose requests left after their latest time, and when (see [`recorder`]).
+    departed: mpsc::UnboundedSender<(SlotId, Timestamp)>,
     /// The metrics every send records, registered once.
     meters: Meters,
 }
@@ -156,16 +160,8 @@ async fn mover<S: Store>(
     pnid: Arc<str>,
     mut asks: mpsc::UnboundedReceiver<MoveAsk>,
 ) {
-    const MAX_BATCH: usize = 512;
     let mut batch: Vec<MoveAsk> = Vec::new();
-    while let Some(first) = asks.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match asks.try_recv() {
-                Ok(ask) => batch.push(ask),
-                Err(_) => break,
-            }
-        }
+    while asks.recv_many(&mut batch, STORE_BATCH).await > 0 {
         // Asks made at different paces (the rate changed meanwhile) go in separate calls.
         while !batch.is_empty() {
             let pace = batch[0].pace;
@@ -184,6 +180,25 @@ async fn mover<S: Store>(
                 }
             }
         }
+    }
+}
+
+/// Logs in the number's window when a lane's late requests really left, as many per store
+/// call as have come meanwhile (see [`Store::record_departures`]). A request that left a
+/// millisecond after its latest time would otherwise be one too many, in Meta's count, for
+/// the send a window after it; that one is planned about a window later, so these calls
+/// have most of a second to land. Ends when the lane and its sends are gone.
+async fn recorder<S: Store>(
+    store: Arc<S>,
+    pnid: Arc<str>,
+    mut departed: mpsc::UnboundedReceiver<(SlotId, Timestamp)>,
+) {
+    let mut batch = Vec::new();
+    while departed.recv_many(&mut batch, STORE_BATCH).await > 0 {
+        if let Err(e) = store.record_departures(&pnid, &batch).await {
+            tracing::debug!(error = %e, sends = batch.len(), "could not log late departures");
+        }
+        batch.clear();
     }
 }
 
@@ -226,8 +241,10 @@ impl<S: Store, M: Messages> Lane<S, M> {
         let mps = f64::from(shared.cfg.mps);
         let (late_tx, late_rx) = mpsc::unbounded_channel();
         let (moves_tx, moves_rx) = mpsc::unbounded_channel();
+        let (departed_tx, departed_rx) = mpsc::unbounded_channel();
         let pnid: Arc<str> = pnid.into();
         tokio::spawn(mover(shared.store.clone(), pnid.clone(), moves_rx));
+        tokio::spawn(recorder(shared.store.clone(), pnid.clone(), departed_rx));
         let portfolio = shared.cfg.messaging_limit.portfolio_of(&pnid).into();
         let meters = Meters::new(&pnid);
         Self {
@@ -245,6 +262,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 throttles: AtomicU64::new(0),
                 late: late_tx,
                 moves: moves_tx,
+                departed: departed_tx,
                 meters,
             }),
             late: late_rx,

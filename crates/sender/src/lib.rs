@@ -54,6 +54,9 @@ pub struct Report {
     pub late: u64,
     /// Sends woken late that the window moved to when they really went (they cost nothing).
     pub moved: u64,
+    /// Sends whose requests left after their latest time (the process stalled between
+    /// letting them go and writing them): logged in the window at when they left.
+    pub departed_late: u64,
     /// Jobs still held when the pool returned: settlements the store would not take before
     /// the deadline (their leases expire and they are reclaimed). 0 after a clean stop.
     pub held: u64,
@@ -165,6 +168,7 @@ impl<S: Store, M: Messages> Sender<S, M> {
             abandoned,
             late: shared.counts.late.load(Ordering::Relaxed),
             moved: shared.counts.moved.load(Ordering::Relaxed),
+            departed_late: shared.counts.departed_late.load(Ordering::Relaxed),
             held: shared.ledger.held() as u64,
         };
         tracing::info!(
@@ -173,6 +177,7 @@ impl<S: Store, M: Messages> Sender<S, M> {
             abandoned = report.abandoned,
             late = report.late,
             moved = report.moved,
+            departed_late = report.departed_late,
             "sender stopped"
         );
         report
@@ -200,6 +205,7 @@ struct Counts {
     accepted: AtomicU64,
     late: AtomicU64,
     moved: AtomicU64,
+    departed_late: AtomicU64,
 }
 
 /// What the sender needs to know about a campaign, read again after [`CAMPAIGN_INFO_TTL`]

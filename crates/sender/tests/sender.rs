@@ -715,6 +715,51 @@ async fn a_campaigns_own_cap_holds_beside_another_campaign() {
     rig.finish().await;
 }
 
+/// Requests that stall after the sender let them go (here every seventh, for 30 ms, ten
+/// times the window's guard; seven does not divide the rate, so the send a window after a
+/// stalled one is not stalled alike) reach Meta late; counted where they were planned, the send a
+/// window after such a one would make Meta's second one too many. Logged where they really
+/// left, no second of real departures holds more than the rate, and the rate is still used.
+#[tokio::test(start_paused = true)]
+async fn requests_that_leave_late_are_counted_when_they_left() {
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
+    let id = rig
+        .campaign(
+            template_spec("stalls", "order_update", None),
+            &recipients(0..400),
+            true,
+        )
+        .await;
+    let left = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = Stalling {
+        inner: rig.direct(),
+        every: 7,
+        stall: Duration::from_millis(30),
+        made: Default::default(),
+        left: left.clone(),
+    };
+    let (stop, sender) = rig.sender_with(sender_config(80), client);
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, 400);
+    stop.cancel();
+    let report = sender.await.unwrap();
+    let left = left.lock().unwrap().clone();
+    assert_eq!(left.len(), 400);
+    assert!(
+        report.departed_late >= 50,
+        "the stalled requests were not seen leaving late: {report:?}"
+    );
+    assert!(
+        busiest(&left, Duration::from_secs(1)) <= 80,
+        "a second of departures above the rate"
+    );
+    assert!(
+        busiest(&left, Duration::from_secs(1)) >= 75,
+        "the rate unused"
+    );
+    rig.finish().await;
+}
+
 /// The portfolio's messaging limit (`TIER_250`), shared by two numbers with a campaign each,
 /// 400 unique recipients in all: exactly 250 are messaged and the rest wait, Meta never has
 /// to refuse one (131048); recipients with an open window go through without using budget.

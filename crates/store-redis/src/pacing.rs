@@ -139,6 +139,27 @@ pub(crate) async fn move_slots(
         .collect()
 }
 
+/// One `ZADD … XX GT`: only sends still logged, only ever later.
+pub(crate) async fn record_departures(
+    store: &RedisStore,
+    phone_number_id: &str,
+    departures: &[(herald_store::SlotId, Timestamp)],
+) -> Result<()> {
+    if departures.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = redis::cmd("ZADD");
+    cmd.arg(store.keys.sends(phone_number_id))
+        .arg("XX")
+        .arg("GT");
+    for (slot, at) in departures {
+        cmd.arg(at.as_microsecond()).arg(slot.member());
+    }
+    let mut conn = store.conn().await?;
+    let _: i64 = cmd.run(&mut conn).await?;
+    Ok(())
+}
+
 pub(crate) async fn reserve_pairs(
     store: &RedisStore,
     phone_number_id: &str,

@@ -318,6 +318,14 @@ impl Store for RedisStore {
         pacing::move_slots(self, phone_number_id, pace, slots).await
     }
 
+    async fn record_departures(
+        &self,
+        phone_number_id: &str,
+        departures: &[(herald_store::SlotId, Timestamp)],
+    ) -> Result<()> {
+        pacing::record_departures(self, phone_number_id, departures).await
+    }
+
     async fn reserve_pairs(
         &self,
         phone_number_id: &str,

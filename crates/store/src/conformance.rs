@@ -1015,6 +1015,43 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     }
 }
 
+/// A send that left after its latest time is logged at when it left: the send a window
+/// later waits a window after that. A departure never lowers a logged time, and one of a
+/// send no longer logged is left out.
+pub async fn late_departures_push_the_window_on<S: Store>(store: &S) {
+    let s = Duration::from_secs;
+    // Windows of ten seconds: nothing here depends on how fast the calls are.
+    let pace = Pace::exact(2, s(10));
+    let p = store
+        .plan_sends("897", pace, &[None, None], 2, Duration::ZERO..s(20), 18)
+        .await
+        .unwrap();
+    let (first, second) = (p.until[0].unwrap(), p.until[1].unwrap());
+    assert_eq!(second.duration_since(first), s(5).try_into().unwrap());
+    let slot = |index| SlotId { token: 18, index };
+    let left = first + s(2);
+    let gone = SlotId {
+        token: 19,
+        index: 0,
+    };
+    store
+        .record_departures(
+            "897",
+            &[(slot(0), left), (slot(1), first), (gone, first + s(4))],
+        )
+        .await
+        .unwrap();
+    store.record_departures("897", &[]).await.unwrap();
+    // Had the second been lowered to the first's time, the next would go ten seconds after
+    // that (and its minimum spacing after the second); had the unknown one been logged, ten
+    // after it.
+    let next = store
+        .plan_sends("897", pace, &[None], 1, Duration::ZERO..s(60), 20)
+        .await
+        .unwrap();
+    assert_eq!(next.at[0], Some(left + s(10)), "{next:?}");
+}
+
 /// A send may go from its time until its latest: the window counts it at the latest, with
 /// the room slack while the window is less than half full and the slack after that (never
 /// before an earlier send's latest time). The send `capacity` after another waits a window
@@ -2456,7 +2493,7 @@ macro_rules! conformance_tests {
             business_scoped_users_are_linked_and_their_opt_outs_kept,
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
             campaign_caps_hold_beside_the_number_rate, the_window_holds_and_late_sends_move,
-            slack_is_counted_in_the_window,
+            slack_is_counted_in_the_window, late_departures_push_the_window_on,
             one_leader_at_a_time, the_messaging_limit_counts_each_user_once,
             declined_messages_are_not_failures,
             lattice_is_order_independent, charges_count_once_whatever_the_order,

@@ -450,6 +450,18 @@ impl<S: Store> Store for Faulty<S> {
         )
     }
 
+    async fn record_departures(
+        &self,
+        phone_number_id: &str,
+        departures: &[(SlotId, Timestamp)],
+    ) -> Result<()> {
+        call!(
+            self,
+            "record_departures",
+            self.inner.record_departures(phone_number_id, departures)
+        )
+    }
+
     async fn reserve_pairs(
         &self,
         phone_number_id: &str,

@@ -403,6 +403,17 @@ pub trait Store: Send + Sync + 'static {
         slots: &[SlotId],
     ) -> impl Future<Output = Result<Vec<Option<Timestamp>>>> + Send;
 
+    /// Planned sends that went out after their latest time (the process stalled between
+    /// letting a send go and its request leaving) are logged at when they really left, so
+    /// that the sends a window later are planned after it: each send's logged time is raised
+    /// to its departure, never lowered; one no longer logged (its window has passed, or it
+    /// gave its time up) is left out. Plans made afterwards count it there.
+    fn record_departures(
+        &self,
+        phone_number_id: &str,
+        departures: &[(SlotId, Timestamp)],
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Reserves the next send to each recipient, at least `interval` after the previous
     /// one, and remembers which campaign sent it (for reply attribution, 72 h).
     fn reserve_pairs(

@@ -35,21 +35,27 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         if at > Instant::now() {
             crate::wake::until(at).await;
         }
+        // The latest the send may go, by the store's clock and this process's.
+        let mut latest = until.zip(r.slot);
         // Timer wheels wake up to about a millisecond late as a matter of course: the plan
         // gave the send that and more (the window's slack) before it must be moved.
-        if let (Some(until), Some(slot)) = (until, r.slot)
+        if let Some((until, slot)) = latest
             && Instant::now() > until
-            && !self.move_to_now(slot, until).await
         {
-            // No room in the window now (or no answer): its time is lost; it goes back to
-            // its lane for another.
-            count_send(&self.pnid, "late");
-            self.shared.counts.late.fetch_add(1, Ordering::Relaxed);
-            drop(permit);
-            // Should the lane have ended (shutdown), the job comes back here and is dropped:
-            // released, never sent.
-            let _ = self.signals.late.send(r);
-            return;
+            match self.move_to_now(slot, until).await {
+                Some(moved) => latest = Some(moved),
+                None => {
+                    // No room in the window now (or no answer): its time is lost; it goes
+                    // back to its lane for another.
+                    count_send(&self.pnid, "late");
+                    self.shared.counts.late.fetch_add(1, Ordering::Relaxed);
+                    drop(permit);
+                    // Should the lane have ended (shutdown), the job comes back here and is
+                    // dropped: released, never sent.
+                    let _ = self.signals.late.send(r);
+                    return;
+                }
+            }
         }
         r.held.sending();
         let meters = &self.signals.meters;
@@ -59,7 +65,16 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         let started = Instant::now();
         // Boxed: the HTTP future is large, and inline it would make every send task (moved
         // into its allocation at spawn) as large.
-        let result = Box::pin(self.shared.client.send_raw(&self.pnid, body)).await;
+        let result = match latest {
+            Some(latest) => {
+                let departure = Departure::default();
+                let result =
+                    Box::pin(self.shared.client.send_noted(&self.pnid, body, &departure)).await;
+                self.departed(latest, &departure);
+                result
+            }
+            None => Box::pin(self.shared.client.send_raw(&self.pnid, body)).await,
+        };
         meters.duration.record(started.elapsed().as_secs_f64());
         meters.in_flight.decrement(1.0);
         // Boxed for the same reason: its store calls are large futures, rarely made.
@@ -75,7 +90,7 @@ impl<S: Store, M: Messages> SendTask<S, M> {
     /// then goes by its new latest time (the answer may itself come late on a busy
     /// machine), so it is asked again, once at most. The lane's mover asks for all its late
     /// sends at once. Answers whether the send may go now.
-    async fn move_to_now(&self, slot: Slot, until: Instant) -> bool {
+    async fn move_to_now(&self, slot: Slot, until: Instant) -> Option<(Instant, Slot)> {
         for _ in 0..2 {
             let (answer, moved) = tokio::sync::oneshot::channel();
             if self
@@ -88,19 +103,43 @@ impl<S: Store, M: Messages> SendTask<S, M> {
                 })
                 .is_err()
             {
-                return false;
+                return None;
             }
             let Ok(Some(moved)) = moved.await else {
-                return false;
+                return None;
             };
             // The new latest time on this process's clock: the old one, shifted as much.
             let shift = moved.duration_since(slot.until).unsigned_abs();
             if Instant::now() <= until + shift {
                 self.shared.counts.moved.fetch_add(1, Ordering::Relaxed);
-                return true;
+                return Some((
+                    until + shift,
+                    Slot {
+                        until: moved,
+                        ..slot
+                    },
+                ));
             }
         }
-        false
+        None
+    }
+
+    /// A request that left after its send's latest time (`until`, this process's clock) is
+    /// logged in the window at when it left, on the store's clock: the sends a window later
+    /// are planned after it then, so Meta never counts one too many in a second.
+    fn departed(&self, (until, slot): (Instant, Slot), departure: &Departure) {
+        let Some(left) = departure.get().map(Instant::from_std) else {
+            return;
+        };
+        if left <= until {
+            return;
+        }
+        let at = slot.until + left.duration_since(until);
+        self.shared
+            .counts
+            .departed_late
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = self.signals.departed.send((slot.id, at));
     }
 
     /// Decides the job's outcome from Meta's answer and acts on it. The outcome is recorded

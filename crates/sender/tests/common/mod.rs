@@ -442,6 +442,50 @@ impl<M: Messages> Messages for Recording<M> {
     }
 }
 
+/// A client whose every `every`-th request stalls for `stall` after the sender let it go and
+/// before it leaves (a process descheduled between the two), as a paced send's departure
+/// says; it records when each request left, then passes it on.
+pub struct Stalling<M> {
+    pub inner: M,
+    pub every: usize,
+    pub stall: Duration,
+    pub made: std::sync::atomic::AtomicUsize,
+    pub left: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl<M: Messages> Messages for Stalling<M> {
+    async fn send_raw(
+        &self,
+        phone_number_id: &str,
+        body: Vec<u8>,
+    ) -> Result<herald_cloudapi::SendResponse, herald_cloudapi::Error> {
+        self.send_noted(
+            phone_number_id,
+            body,
+            &herald_cloudapi::Departure::default(),
+        )
+        .await
+    }
+
+    async fn send_noted(
+        &self,
+        phone_number_id: &str,
+        body: Vec<u8>,
+        departure: &herald_cloudapi::Departure,
+    ) -> Result<herald_cloudapi::SendResponse, herald_cloudapi::Error> {
+        let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % self.every == self.every - 1 {
+            tokio::time::sleep(self.stall).await;
+        }
+        let now = tokio::time::Instant::now();
+        departure.mark_at(now.into_std());
+        if let Ok(mut l) = self.left.lock() {
+            l.push(now);
+        }
+        self.inner.send_raw(phone_number_id, body).await
+    }
+}
+
 /// The most of these instants that fall in any window of `span`.
 pub fn busiest(times: &[tokio::time::Instant], span: Duration) -> usize {
     let mut t = times.to_vec();

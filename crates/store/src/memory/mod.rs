@@ -1041,6 +1041,21 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn record_departures(
+        &self,
+        phone_number_id: &str,
+        departures: &[(crate::SlotId, Timestamp)],
+    ) -> Result<()> {
+        cooperate().await;
+        let mut s = self.lock();
+        if let Some(log) = s.rate.get_mut(phone_number_id) {
+            for (slot, at) in departures {
+                log.raise(&slot.member(), at.as_microsecond());
+            }
+        }
+        Ok(())
+    }
+
     async fn reserve_pairs(
         &self,
         phone_number_id: &str,

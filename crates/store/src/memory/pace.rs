@@ -76,6 +76,14 @@ impl Log {
         self.by_time.insert((t, member));
     }
 
+    /// Raises `member`'s time to `at` if it is logged at an earlier one (see
+    /// `Store::record_departures`).
+    pub(super) fn raise(&mut self, member: &str, at: i64) {
+        if self.by_member.get(member).is_some_and(|old| *old < at) {
+            self.add(at, member.to_owned());
+        }
+    }
+
     /// Moves `member` to `now` if the window allows (see `lua/move.lua`); answers the latest
     /// time it may now go, or `None` (and takes it out).
     pub(super) fn move_to(&mut self, member: &str, now: i64, pace: Pace) -> Option<i64> {
