@@ -48,7 +48,7 @@ pub const PLATFORM_ENV: &[(&str, &str, &str)] = &[
 const RENAMED: &[(&str, &str, &str)] = &[(
     "sender",
     "pace_margin",
-    "replaced by sender.window_guard_ms (a time, default 3): sends are now paced by a rolling \
+    "replaced by sender.window_guard_ms (a time, default 2): sends are now paced by a rolling \
      window; remove the key",
 )];
 
