@@ -816,15 +816,19 @@ impl<S: Store, M: Messages> Lane<S, M> {
         let (resumed, fresh): (Vec<Ready>, Vec<Ready>) =
             chosen.into_iter().partition(|r| r.started_at.is_some());
         let mut go = Vec::with_capacity(permits.len());
+        let mut expired = Vec::new();
         for r in resumed {
             // Its new slot is at most ROUND + LOOKAHEAD away. One whose reservation has run
-            // out is dropped here: released, never sent.
+            // out goes back, never sent.
             if r.started_at
                 .is_some_and(|t| t.elapsed() + ROUND + LOOKAHEAD < PAIR_SLACK)
             {
                 go.push(r);
+            } else {
+                expired.push(r);
             }
         }
+        self.give_back(expired);
         go.extend(self.admit_granted(fresh).await?);
         self.lead = asked
             .elapsed()
@@ -850,6 +854,27 @@ impl<S: Store, M: Messages> Lane<S, M> {
             self.sends.spawn(send.run(r, when, until, permit));
         }
         Ok(last.checked_sub(LOOKAHEAD).unwrap_or(last))
+    }
+
+    /// Jobs admitted but never sent go back to pending, and their pair reservations with
+    /// them first: the worker that takes one next (another, as often as not, where several
+    /// share a number) would otherwise find its recipient reserved and defer it for the
+    /// whole pair interval, holding up the campaign's end by seconds.
+    fn give_back(&self, jobs: Vec<Ready>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let (store, pnid) = (self.shared.store.clone(), self.pnid.clone());
+        tokio::spawn(async move {
+            for r in &jobs {
+                let job = r.held.job();
+                if let Err(e) = store.release_pair(&pnid, job.phone, &job.id.campaign).await {
+                    tracing::debug!(job = %job.id, error = %e, "could not give a pair reservation back");
+                }
+            }
+            // Released as they are dropped, once their reservations are back.
+            drop(jobs);
+        });
     }
 
     /// Admits granted jobs that were not admitted with the plan (see [`admit`]): answers

@@ -453,6 +453,53 @@ async fn two_pools_share_one_rate() {
     rig.finish().await;
 }
 
+/// Two workers share a number, and one of them plans slowly for a while (a busy machine):
+/// jobs it admitted (pair spacing reserved, marked started) wait past their reservation
+/// without a slot and go back unsent. Their reservations go back with them, so whichever
+/// worker takes them next sends them at once instead of deferring each for the pair
+/// interval: the campaign ends about when its rate says.
+#[tokio::test(start_paused = true)]
+async fn jobs_given_back_unsent_do_not_wait_out_their_pair_spacing() {
+    use herald_store::faulty::{Failure, Faulty};
+    let rig = Rig::in_process(sim_config(1000)).await;
+    let n = 1000;
+    let id = rig
+        .campaign(
+            template_spec("given-back", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let slow = Arc::new(Faulty::new(rig.store.clone()));
+    slow.fail(
+        "plan_sends",
+        Failure::Slow(Duration::from_millis(600)),
+        3,
+        Some(4),
+    );
+    let (stop_a, a) = rig.sender(sender_config(200));
+    let stop_b = CancellationToken::new();
+    let b = tokio::spawn(
+        Sender::new(slow.clone(), rig.direct(), sender_config(200))
+            .unwrap()
+            .run(stop_b.clone()),
+    );
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, n);
+    assert!(slow.failed("plan_sends") > 0, "no plan was slow");
+    let o = rig.oracle().await;
+    assert_clean(&o, &["130429", "131056"]);
+    let c = rig.store.campaign(&id).await.unwrap();
+    let took = c.finished_ms.unwrap() - c.started_ms.unwrap();
+    // 1,000 at 200/s: 5 s; the pair interval is 6 s.
+    assert!(took < 6_000, "the campaign took {took} ms");
+    stop_a.cancel();
+    stop_b.cancel();
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a.accepted + b.accepted, n);
+    rig.finish().await;
+}
+
 /// A proxy in front of Meta answers 502 with an HTML page after Meta took the message, and
 /// statuses arrive seconds later. Only a Graph error code proves a refusal: these sends are
 /// in doubt, their late webhooks settle them, and none goes out twice, although the grace
