@@ -14,22 +14,45 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 
 /// The moment one request's body was first polled, once it has been (shared between the
 /// caller and the body it gave the request).
 #[derive(Debug, Clone, Default)]
-pub struct Departure(Arc<OnceLock<Instant>>);
+pub struct Departure(Arc<Noted>);
+
+#[derive(Debug, Default)]
+struct Noted {
+    at: OnceLock<Instant>,
+    /// Whoever waits in [`Departure::noted`].
+    waiter: AtomicWaker,
+}
 
 impl Departure {
     /// Notes `at`, unless a moment was noted already (the first one counts).
     pub fn mark_at(&self, at: Instant) {
-        let _ = self.0.set(at);
+        if self.0.at.set(at).is_ok() {
+            self.0.waiter.wake();
+        }
     }
 
     /// The moment noted, if the request got that far.
     pub fn get(&self) -> Option<Instant> {
-        self.0.get().copied()
+        self.0.at.get().copied()
+    }
+
+    /// Waits until a moment is noted (for ever, if the request never gets that far: wait
+    /// for it beside the request, not instead). One waiter at a time.
+    pub async fn noted(&self) -> Instant {
+        std::future::poll_fn(|cx| {
+            self.0.waiter.register(cx.waker());
+            match self.get() {
+                Some(at) => Poll::Ready(at),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 
@@ -74,6 +97,9 @@ impl Body for NotedBody {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
 
     fn poll(body: &mut NotedBody) -> Option<Bytes> {
@@ -108,5 +134,29 @@ mod tests {
             Some(first),
             "a later poll moved the departure"
         );
+    }
+
+    #[test]
+    fn a_waiter_is_woken_when_the_departure_is_noted() {
+        let departure = Departure::default();
+        let flag = Arc::new(Flag::default());
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut waiting = Box::pin(departure.noted());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        assert!(!flag.0.load(Ordering::SeqCst));
+        let at = Instant::now();
+        departure.mark_at(at);
+        assert!(flag.0.load(Ordering::SeqCst), "not woken");
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(at));
+    }
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
     }
 }

@@ -67,10 +67,25 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         // into its allocation at spawn) as large.
         let result = match latest {
             Some(latest) => {
+                // The departure is looked at as soon as it is noted, not when the answer
+                // comes: Meta may take a second to answer, and the send a window later is
+                // planned within one.
                 let departure = Departure::default();
-                let result =
-                    Box::pin(self.shared.client.send_noted(&self.pnid, body, &departure)).await;
-                self.departed(latest, &departure);
+                let mut request =
+                    Box::pin(self.shared.client.send_noted(&self.pnid, body, &departure));
+                let mut seen = false;
+                let result = loop {
+                    tokio::select! {
+                        result = &mut request => break result,
+                        left = departure.noted(), if !seen => {
+                            seen = true;
+                            self.departed(latest, left);
+                        }
+                    }
+                };
+                if let (false, Some(left)) = (seen, departure.get()) {
+                    self.departed(latest, left);
+                }
                 result
             }
             None => Box::pin(self.shared.client.send_raw(&self.pnid, body)).await,
@@ -127,10 +142,8 @@ impl<S: Store, M: Messages> SendTask<S, M> {
     /// A request that left after its send's latest time (`until`, this process's clock) is
     /// logged in the window at when it left, on the store's clock: the sends a window later
     /// are planned after it then, so Meta never counts one too many in a second.
-    fn departed(&self, (until, slot): (Instant, Slot), departure: &Departure) {
-        let Some(left) = departure.get().map(Instant::from_std) else {
-            return;
-        };
+    fn departed(&self, (until, slot): (Instant, Slot), left: std::time::Instant) {
+        let left = Instant::from_std(left);
         if left <= until {
             return;
         }
