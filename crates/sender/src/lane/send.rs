@@ -104,7 +104,8 @@ impl<S: Store, M: Messages> SendTask<S, M> {
     /// has room, and the plans after it count it there. The move is good only if the send
     /// then goes by its new latest time (the answer may itself come late on a busy
     /// machine), so it is asked again, once at most. The lane's mover asks for all its late
-    /// sends at once. Answers whether the send may go now.
+    /// sends at once. Answers, when the send may go now, its new latest time on this
+    /// process's clock and its slot with the new one on the store's.
     async fn move_to_now(&self, slot: Slot, until: Instant) -> Option<(Instant, Slot)> {
         for _ in 0..2 {
             let (answer, moved) = tokio::sync::oneshot::channel();
