@@ -20,21 +20,18 @@ end
 local res, held, out, waited = { 0, '' }, {}, {}, 0
 local seqs = redis.call('LPOP', q, max)
 if seqs then
-  for _, seq in ipairs(seqs) do
-    local k, f = addr(base, seq)
-    local rec = redis.call('HGET', k, f)
+  each_job(base, seqs, 1, 1, function(_, seq, rec)
     -- Anything but a pending record is a stale queue entry (settled meanwhile): skip it.
     -- A pending record is "p|att|phone||aux|flags|vars" (or "pw|…") with an empty token, so
     -- the claimed record is the same with the state and the token swapped in.
-    if rec and string.byte(rec, 1) == PENDING then
-      local from = 2
-      if string.byte(rec, 2) == WINDOW then from, waited = 3, waited + 1 end
-      local at = string.match(rec, '^pw?|[^|]*|[^|]*|()')
-      redis.call('HSET', k, f, 'c' .. string.sub(rec, from, at - 1) .. token .. string.sub(rec, at))
-      out[#out + 1] = seq .. ' ' .. #rec .. ' ' .. rec
-      held[#held + 1] = seq
-    end
-  end
+    if not rec or string.byte(rec, 1) ~= PENDING then return nil end
+    local from = 2
+    if string.byte(rec, 2) == WINDOW then from, waited = 3, waited + 1 end
+    local at = string.match(rec, '^pw?|[^|]*|[^|]*|()')
+    out[#out + 1] = seq .. ' ' .. #rec .. ' ' .. rec
+    held[#held + 1] = seq
+    return 'c' .. string.sub(rec, from, at - 1) .. token .. string.sub(rec, at)
+  end)
 end
 local n = #held
 if n > 0 then

@@ -64,6 +64,37 @@ local function addr(base, seq)
   return k, string.sub(seq, n)
 end
 
+-- Visits the jobs named by list[from], list[from + step], … a bucket at a time: the jobs of
+-- one call are mostly consecutive seqs, ten to a bucket, so one HMGET and one HSET stand for
+-- up to ten HGETs and HSETs (each redis.call costs more than the hash work it does).
+-- visit(i, seq, rec) gets the record (false if there is none) and answers the new one, or
+-- nil to leave it; it may call Redis, but not read or write job records. A seq named twice
+-- starts a new bucket run, so its second visit sees what the first wrote.
+local function each_job(base, list, from, step, visit)
+  local n, i = #list, from
+  while i <= n do
+    local k = addr(base, list[i])
+    local at, fields, seen = {}, {}, {}
+    while i <= n do
+      local kj, f = addr(base, list[i])
+      if kj ~= k or seen[f] then break end
+      seen[f] = true
+      at[#at + 1], fields[#fields + 1] = i, f
+      i = i + step
+    end
+    local recs = redis.call('HMGET', k, unpack(fields))
+    local writes = {}
+    for r = 1, #at do
+      local new = visit(at[r], list[at[r]], recs[r])
+      if new then
+        writes[#writes + 1] = fields[r]
+        writes[#writes + 1] = new
+      end
+    end
+    if #writes > 0 then redis.call('HSET', k, unpack(writes)) end
+  end
+end
+
 local function parse(rec)
   local st, att, ph, tok, aux, fl, vars = string.match(rec, PATTERN)
   if not st then return nil end

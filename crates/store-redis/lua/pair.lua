@@ -7,7 +7,8 @@
 -- Each key is written as it is read (SET … GET: one command per send, where almost every
 -- send is to a recipient with no recent one); a reservation still standing is put back as
 -- it was, its memory renewed.
-local interval, memory = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- The memory is passed on as given: a Lua number would be formatted for each key.
+local interval, memory = tonumber(ARGV[1]), ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local reserved = string.format('%.0f', now + interval) .. ':'

@@ -91,6 +91,8 @@ end
 local first = 11 + m
 local at, latest, granted, waiting, visited = {}, {}, 0, {}, 0
 local number = next_time()
+-- The granted sends' scores and members, logged after (next_time reads granted_times).
+local logging = {}
 local function grant(i, k)
   at[i] = number
   if k > 0 then campaigns[k] = number + own[k] end
@@ -99,7 +101,8 @@ local function grant(i, k)
   top = math.max(number + allowed, top or 0)
   latest[i] = top
   granted_times[#granted_times + 1] = top
-  redis.call('ZADD', log, top, token .. '.' .. (i - first))
+  logging[#logging + 1] = top
+  logging[#logging + 1] = token .. '.' .. (i - first)
   last = number
   number = next_time()
   granted = granted + 1
@@ -140,6 +143,11 @@ if granted < #ARGV - first + 1 then
   for _, j in ipairs(waiting) do
     earliest(math.max(campaigns[tonumber(ARGV[j])], number - horizon))
   end
+end
+-- One ZADD per few hundred sends (each redis.call costs more than the insert it does; unpack
+-- is bounded by Lua's stack).
+for from = 1, #logging, 512 do
+  redis.call('ZADD', log, unpack(logging, from, math.min(from + 511, #logging)))
 end
 -- The log expires a window after its last send; each campaign key once its time is past.
 if granted > 0 then

@@ -14,56 +14,51 @@ local now = now_ms()
 local now_s = int(now)
 local cancelled = is_cancelled(meta)
 local out, c, settled = {}, {}, {}
-for i = 2, #ARGV, 4 do
-  local seq, tok, kind, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local k, f = addr(base, seq)
-  local rec = redis.call('HGET', k, f)
+each_job(base, ARGV, 2, 4, function(i, seq, rec)
+  local tok, kind, arg = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local st, att, ph, rtok, aux, fl, vars
   if rec then st, att, ph, rtok, aux, fl, vars = string.match(rec, PATTERN) end
   if st and (st == 'c' or st == 's') and rtok == tok then
     settled[tok] = (settled[tok] or 0) + 1
     bump(c, 'in_flight', -1)
-    local new
+    out[#out + 1] = '1'
     if kind == 'A' then
-      new = record('a0', inc(att), ph, now_s, arg, fl, vars)
       bump(c, 'accepted', 1)
+      return record('a0', inc(att), ph, now_s, arg, fl, vars)
     elseif kind == 'F' then
-      new = record('f', inc(att), ph, '', arg, fl, vars)
       bump(c, 'failed', 1)
       bump(c, 'failed_before_accept', 1)
       bump(c, 'err:' .. arg, 1)
-    elseif kind == 'D' or kind == 'W' or kind == 'H' or kind == 'R' then
-      -- Not sent (or refused): waits again, or is cancelled with its campaign.
-      if kind == 'D' then att = inc(att) end
-      local r = { st = st, att = att, ph = ph, tok = rtok, aux = aux, fl = fl, vars = vars }
-      back_to_wait(cancelled, base, c, r, seq, now, kind ~= 'R' and tonumber(arg) or nil)
-      if kind == 'H' and r.st == 'p' then
-        r.st = 'pw'
-        bump(c, 'window_wait', 1)
-      end
-      new = fmt(r)
+      return record('f', inc(att), ph, '', arg, fl, vars)
     elseif kind == 'K' then
-      new = record('k', att, ph, '', arg, fl, vars)
       bump(c, 'skipped_at_send', 1)
       bump(c, 'skip:' .. arg, 1)
+      return record('k', att, ph, '', arg, fl, vars)
     elseif kind == 'U' then
-      new = record('d', inc(att), ph, '', now_s, fl, vars)
       redis.call('ZADD', base .. ':doubt', now, seq)
       bump(c, 'in_doubt', 1)
+      return record('d', inc(att), ph, '', now_s, fl, vars)
     end
-    redis.call('HSET', k, f, new)
-    out[#out + 1] = '1'
+    -- D, W, H, R: not sent (or refused): waits again, or is cancelled with its campaign.
+    if kind == 'D' then att = inc(att) end
+    local r = { st = st, att = att, ph = ph, tok = rtok, aux = aux, fl = fl, vars = vars }
+    back_to_wait(cancelled, base, c, r, seq, now, kind ~= 'R' and tonumber(arg) or nil)
+    if kind == 'H' and r.st == 'p' then
+      r.st = 'pw'
+      bump(c, 'window_wait', 1)
+    end
+    return fmt(r)
   elseif st and kind == 'A' and string.find('pcsd', string.sub(st, 1, 1), 1, true) then
     leave(base, c, parse(rec), seq)
-    redis.call('HSET', k, f, record('a0', inc(att), ph, now_s, arg, fl, vars))
     bump(c, 'accepted', 1)
     out[#out + 1] = '1'
+    return record('a0', inc(att), ph, now_s, arg, fl, vars)
   elseif st and kind == 'A' and string.sub(st, 1, 1) == 'a'
       and (aux == '' or string.sub(aux, 1, 1) == ' ') then
     -- Its own webhook settled it first (by its callback data, with no message id yet): the
     -- answer completes it, and nothing is counted twice.
-    redis.call('HSET', k, f, record(st, inc(att), ph, rtok, arg .. aux, fl, vars))
     out[#out + 1] = '1'
+    return record(st, inc(att), ph, rtok, arg .. aux, fl, vars)
   elseif st and kind == 'A' and string.sub(st, 1, 1) == 'a'
       and string.sub(aux, 1, #arg) == arg
       and (#aux == #arg or string.sub(aux, #arg + 1, #arg + 1) == ' ') then
@@ -71,7 +66,8 @@ for i = 2, #ARGV, 4 do
   else
     out[#out + 1] = '0'
   end
-end
+  return nil
+end)
 for t, n in pairs(settled) do release_lease(base, t, n) end
 flush(base, c)
 local completed = maybe_complete(meta, base, now) == 1 and '1' or '0'

@@ -12,27 +12,24 @@ local meta, base = KEYS[1], ARGV[1]
 local status = redis.call('HGET', meta, 'status')
 local running, cancelled = status == 'running', status == 'cancelled'
 local out, c = {}, {}
-for i = 2, #ARGV, 2 do
-  local seq, tok = ARGV[i], ARGV[i + 1]
-  local k, f = addr(base, seq)
-  local rec = redis.call('HGET', k, f)
+each_job(base, ARGV, 2, 2, function(i, seq, rec)
+  local tok = ARGV[i + 1]
   -- Where the token field starts, if the job is claimed; held if that field is `tok`.
   local at = rec and string.byte(rec, 1) == CLAIMED and string.match(rec, '^c|[^|]*|[^|]*|()')
-  if at and string.find(rec, tok, at, true) == at and string.byte(rec, at + #tok) == BAR then
-    if running then
-      redis.call('HSET', k, f, 's' .. string.sub(rec, 2))
-      out[#out + 1] = '1'
-    else
-      local r = parse(rec)
-      release_lease(base, r.tok, 1)
-      bump(c, 'in_flight', -1)
-      back_to_wait(cancelled, base, c, r, seq, 0, nil)
-      redis.call('HSET', k, f, fmt(r))
-      out[#out + 1] = '0'
-    end
-  else
+  if not (at and string.find(rec, tok, at, true) == at and string.byte(rec, at + #tok) == BAR) then
     out[#out + 1] = '0'
+    return nil
   end
-end
+  if running then
+    out[#out + 1] = '1'
+    return 's' .. string.sub(rec, 2)
+  end
+  local r = parse(rec)
+  release_lease(base, r.tok, 1)
+  bump(c, 'in_flight', -1)
+  back_to_wait(cancelled, base, c, r, seq, 0, nil)
+  out[#out + 1] = '0'
+  return fmt(r)
+end)
 flush(base, c)
 return table.concat(out)

@@ -23,7 +23,9 @@ pub(crate) const SWEEP_CHUNK: usize = 1000;
 /// Expired lease tokens swept per reclaim call (each holds up to a claim's worth of jobs).
 const RECLAIM_TOKENS: usize = 16;
 
-/// Groups items by campaign, keeping each item's index for mapping answers back.
+/// Groups items by campaign, keeping each item's index for mapping answers back, each group
+/// in seq order (stable): the scripts read and write job records a bucket of ten seqs at a
+/// time, so jobs of one bucket go together (see `each_job` in lua/common.lua).
 fn by_campaign<'a, T>(
     items: impl Iterator<Item = (&'a JobId, T)>,
 ) -> BTreeMap<CampaignId, Vec<(usize, u32, T)>> {
@@ -33,6 +35,9 @@ fn by_campaign<'a, T>(
             .entry(id.campaign.clone())
             .or_default()
             .push((i, id.seq, t));
+    }
+    for group in groups.values_mut() {
+        group.sort_by_key(|&(_, seq, _)| seq);
     }
     groups
 }

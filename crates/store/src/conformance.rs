@@ -2472,6 +2472,64 @@ pub async fn lattice_matches_the_core_model<S: Store>(store: &S, sequences: Vec<
     }
 }
 
+/// One call may name its jobs in any order, several to a record bucket, and the same job
+/// twice: each is answered in its place, and the second naming sees what the first did.
+pub async fn jobs_in_any_order_and_named_twice<S: Store>(store: &S) {
+    let id = running(store, "order", 25).await;
+    let jobs = store.claim(&claim_req(25, 1)).await.unwrap();
+    assert_eq!(jobs.len(), 25);
+    // Backwards, with the job in the middle named again right after itself.
+    let mut refs: Vec<JobRef> = jobs.iter().rev().map(JobRef::from).collect();
+    refs.insert(13, (&jobs[12]).into());
+    let started = store.start(&refs).await.unwrap();
+    let mut want = vec![true; 26];
+    want[13] = false;
+    assert_eq!(started, want, "a job is started once");
+    // Settled in an order of their own, odd places first, then even; job 7 named again right
+    // after itself (failed: stale, its acceptance stands), job 20 again at the end with the
+    // same answer (known).
+    let accepted = |i: usize| Settle {
+        job: (&jobs[i]).into(),
+        outcome: Outcome::Accepted {
+            message_id: wamid(i as u64),
+        },
+    };
+    let mut settles = Vec::new();
+    let mut want = Vec::new();
+    for i in (0..25)
+        .filter(|i| i % 2 == 1)
+        .chain((0..25).filter(|i| i % 2 == 0))
+    {
+        settles.push(accepted(i));
+        want.push(SettleResult::Applied);
+        if i == 7 {
+            settles.push(Settle {
+                job: (&jobs[7]).into(),
+                outcome: Outcome::Failed {
+                    code: "131026".into(),
+                },
+            });
+            want.push(SettleResult::Stale);
+        }
+    }
+    settles.push(accepted(20));
+    want.push(SettleResult::Known);
+    assert_eq!(store.settle(&settles).await.unwrap(), want);
+    let s = invariant(store, &id).await;
+    assert_eq!(
+        (s.accepted, s.failed, s.in_flight, s.pending),
+        (25, 0, 0, 0)
+    );
+    for (i, job) in jobs.iter().enumerate() {
+        match store.job(&job.id).await.unwrap().unwrap().state {
+            JobState::Accepted { message_id, .. } => {
+                assert_eq!(message_id, Some(wamid(i as u64)), "job {i}");
+            }
+            other => panic!("job {i}: {other:?}"),
+        }
+    }
+}
+
 /// Generates `#[tokio::test]`s running the whole suite against a backend. `$make` is an
 /// async expression producing a fresh, empty store; `$teardown` an async function that takes
 /// the store afterwards and removes its data. With `paused:` first, each test runs on a
@@ -2486,7 +2544,8 @@ macro_rules! conformance_tests {
     };
     (@all $attr:tt $make:expr, $teardown:expr) => {
         $crate::conformance_tests!(@each $attr $make, $teardown;
-            lifecycle, idempotent_enqueue, claim_start_settle, fairness,
+            lifecycle, idempotent_enqueue, claim_start_settle, jobs_in_any_order_and_named_twice,
+            fairness,
             paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,
             lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,
             an_answer_after_its_own_webhook_completes_the_job,
