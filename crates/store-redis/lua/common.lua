@@ -7,7 +7,9 @@
 -- lease:<token>) cannot be declared before it runs, and share the same tag.
 --
 -- Leases are per claim: <base>:lease is a ZSET token -> expiry ms, <base>:lease:<token> the
--- LIST of seqs claimed under it, and <base>:lease_n a HASH token -> jobs still held. A token
+-- LIST of seqs claimed under it, <base>:lease_n a HASH token -> jobs still held,
+-- <base>:started:<token> the SET of its seqs started (their requests may have gone out) and
+-- <base>:gone:<token> the SET of its seqs settled (or settled by evidence) meanwhile. A token
 -- whose jobs are all settled is dropped at once; an expired one is swept by reclaim.
 --
 -- A job record is one string in a bucket hash of 10 jobs: seq "12345" lives in
@@ -18,7 +20,9 @@
 -- phone: the digits, then `:` and the number's region (two capitals; records written
 --        before regions were kept have none).
 -- state: p pending (queued or delayed), pw pending until its send window opens (counted in
---        window_wait), c claimed, s started, d in doubt,
+--        window_wait), c claimed (started too if its seq is in <base>:started:<token>, see
+--        start.lua), s started (records marked before the marks moved beside the lease),
+--        d in doubt,
 --        a0..a7 accepted with delivery-lattice bits (progress in bits 0-1: accepted, sent,
 --        delivered, read; failed in bit 2), f failed, k skipped, x cancelled.
 -- token: the lease token while claimed or started (c, s); once accepted (a), when Meta took
@@ -149,15 +153,21 @@ local function has_flag(r, f)
   return string.find(r.fl, f, 1, true) ~= nil
 end
 
+-- The most values one command is given from a Lua table (unpack is bounded by Lua's stack).
+local ARG_CHUNK = 500
+
+-- Deletes what a lease token leaves behind: its claim list, started and gone marks.
+local function drop_lease(base, tok)
+  redis.call('ZREM', base .. ':lease', tok)
+  redis.call('DEL', base .. ':lease:' .. tok, base .. ':started:' .. tok, base .. ':gone:' .. tok)
+  redis.call('HDEL', base .. ':lease_n', tok)
+end
+
 -- One fewer job held under a lease token; the lease goes when none is left.
 local function release_lease(base, tok, n)
   if tok == '' or n == 0 then return end
   local left = redis.call('HINCRBY', base .. ':lease_n', tok, -n)
-  if left <= 0 then
-    redis.call('ZREM', base .. ':lease', tok)
-    redis.call('DEL', base .. ':lease:' .. tok)
-    redis.call('HDEL', base .. ':lease_n', tok)
-  end
+  if left <= 0 then drop_lease(base, tok) end
 end
 
 -- Whether a campaign was cancelled (read once per script call).
@@ -193,6 +203,8 @@ local function leave(base, c, r, seq)
     redis.call('ZREM', base .. ':delay', seq)
   elseif s == 'c' or s == 's' then
     bump(c, 'in_flight', -1)
+    -- No longer held: a start under its old token must not send it.
+    redis.call('SADD', base .. ':gone:' .. r.tok, seq)
     release_lease(base, r.tok, 1)
   elseif s == 'd' then
     bump(c, 'in_doubt', -1)

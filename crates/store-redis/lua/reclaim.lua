@@ -11,14 +11,24 @@ local tokens = redis.call('ZRANGEBYSCORE', base .. ':lease', '-inf', now, 'LIMIT
 local c, pend, doubt = {}, 0, 0
 for _, tok in ipairs(tokens) do
   local seqs = redis.call('LRANGE', base .. ':lease:' .. tok, 0, -1)
-  for _, seq in ipairs(seqs) do
+  -- Which were started (start.lua keeps the marks beside the lease).
+  local started = {}
+  if redis.call('EXISTS', base .. ':started:' .. tok) == 1 then
+    for a = 1, #seqs, ARG_CHUNK do
+      local got = redis.call('SMISMEMBER', base .. ':started:' .. tok,
+        unpack(seqs, a, math.min(a + ARG_CHUNK - 1, #seqs)))
+      for k = 1, #got do started[a + k - 1] = got[k] == 1 end
+    end
+  end
+  for k, seq in ipairs(seqs) do
     local r = get_job(base, seq)
-    if r and r.tok == tok and r.st == 'c' then
+    local held = r and r.tok == tok and (r.st == 'c' or r.st == 's')
+    if held and r.st == 'c' and not started[k] then
       bump(c, 'in_flight', -1)
       back_to_wait(cancelled, base, c, r, seq, now, nil)
       pend = pend + 1
       put_job(base, seq, r)
-    elseif r and r.tok == tok and r.st == 's' then
+    elseif held then
       r.st, r.tok, r.aux = 'd', '', int(now)
       redis.call('ZADD', base .. ':doubt', now, seq)
       bump(c, 'in_flight', -1)
@@ -27,9 +37,7 @@ for _, tok in ipairs(tokens) do
       put_job(base, seq, r)
     end
   end
-  redis.call('ZREM', base .. ':lease', tok)
-  redis.call('DEL', base .. ':lease:' .. tok)
-  redis.call('HDEL', base .. ':lease_n', tok)
+  drop_lease(base, tok)
 end
 flush(base, c)
 return { pend, doubt, #tokens == max and 1 or 0 }

@@ -13,13 +13,24 @@ local meta, base = KEYS[1], ARGV[1]
 local now = now_ms()
 local now_s = int(now)
 local cancelled = is_cancelled(meta)
-local out, c, settled = {}, {}, {}
+-- Jobs settled per token, and those of them settled unsent (see below).
+local out, c, settled, unsent = {}, {}, {}, {}
+-- The outcomes of a request: a job settled so was started before (the request needed it).
+local SENT = { A = true, F = true, D = true, U = true }
 each_job(base, ARGV, 2, 4, function(i, seq, rec)
   local tok, kind, arg = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local st, att, ph, rtok, aux, fl, vars
   if rec then st, att, ph, rtok, aux, fl, vars = string.match(rec, PATTERN) end
   if st and (st == 'c' or st == 's') and rtok == tok then
     settled[tok] = (settled[tok] or 0) + 1
+    if not SENT[kind] then
+      local seqs = unsent[tok]
+      if not seqs then
+        seqs = {}
+        unsent[tok] = seqs
+      end
+      seqs[#seqs + 1] = seq
+    end
     bump(c, 'in_flight', -1)
     out[#out + 1] = '1'
     if kind == 'A' then
@@ -68,6 +79,15 @@ each_job(base, ARGV, 2, 4, function(i, seq, rec)
   end
   return nil
 end)
+-- Jobs settled unsent are no longer held: a start under their token must not send them
+-- (start.lua). Those settled as sent were started, and a start refuses them for that.
+-- Marked before the lease may go with its last job.
+for t, seqs in pairs(unsent) do
+  local key = base .. ':gone:' .. t
+  for a = 1, #seqs, ARG_CHUNK do
+    redis.call('SADD', key, unpack(seqs, a, math.min(a + ARG_CHUNK - 1, #seqs)))
+  end
+end
 for t, n in pairs(settled) do release_lease(base, t, n) end
 flush(base, c)
 local completed = maybe_complete(meta, base, now) == 1 and '1' or '0'

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use herald_core::{CampaignId, JobId, Recipient, WaMessageId, millis};
 use herald_store::{
-    ClaimRequest, ClaimedJob, InDoubtExpired, InDoubtPolicy, JobRef, JobView, Outcome, Reclaimed,
-    Result, RunningCampaign, Settle, SettleResult, Store, StoreError,
+    ClaimRequest, ClaimedJob, InDoubtExpired, InDoubtPolicy, JobRef, JobState, JobView, Outcome,
+    Reclaimed, Result, RunningCampaign, Settle, SettleResult, Store, StoreError,
 };
 
 use crate::conn::{Call, Run};
@@ -175,12 +175,17 @@ pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<boo
         None => store.conn().await?,
     };
     let mut marked = Vec::new();
-    for (campaign, group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
+    for (campaign, mut group) in by_campaign(jobs.iter().map(|j| (&j.id, j.token))) {
         let mut inv = Call::new(&store.scripts.start);
         inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign));
-        for (_, seq, token) in &group {
-            inv.arg(*seq).arg(token.0);
+        // Per token, its seqs (in seq order: the sort is stable).
+        group.sort_by_key(|&(_, _, token)| token.0);
+        for run in group.chunk_by(|a, b| a.2 == b.2) {
+            inv.arg(run[0].2.0).arg(run.len());
+            for (_, seq, _) in run {
+                inv.arg(*seq);
+            }
         }
         let flags: String = inv.run_for(&mut conn, &campaign).await?;
         for ((i, _, _), f) in group.iter().zip(flags.bytes()) {
@@ -348,5 +353,15 @@ pub(crate) async fn job(store: &RedisStore, id: &JobId) -> Result<Option<JobView
     let mut conn = store.conn().await?;
     let (bucket, field) = store.keys.job(&id.campaign, id.seq);
     let rec: Option<String> = redis::Cmd::hget(bucket, field).run(&mut conn).await?;
-    rec.map(|r| job_view(id.clone(), &r)).transpose()
+    let Some(rec) = rec else { return Ok(None) };
+    let mut view = job_view(id.clone(), &rec)?;
+    // A claimed job is started once its seq is among its lease's started marks (start.lua).
+    if let JobState::InFlight { started: false } = view.state
+        && let Some(token) = crate::parse_record(&rec).map(|r| r.token)
+    {
+        let key = format!("{}:started:{token}", store.keys.base(&id.campaign));
+        let started: bool = redis::Cmd::sismember(key, id.seq).run(&mut conn).await?;
+        view.state = JobState::InFlight { started };
+    }
+    Ok(Some(view))
 }

@@ -2472,6 +2472,57 @@ pub async fn lattice_matches_the_core_model<S: Store>(store: &S, sequences: Vec<
     }
 }
 
+/// A job is started once, and only while its worker holds it: not once it was settled
+/// unsent, nor once evidence of an earlier attempt settled it. Its view says whether it was
+/// started.
+pub async fn a_job_starts_once_and_only_while_held<S: Store>(store: &S) {
+    let id = running(store, "held", 3).await;
+    let jobs = store.claim(&claim_req(3, 1)).await.unwrap();
+    let in_flight = |started| JobState::InFlight { started };
+    let state = |i: usize| {
+        let job = jobs[i].id.clone();
+        async move { store.job(&job).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state(0).await, in_flight(false));
+    assert_eq!(store.start(&[(&jobs[0]).into()]).await.unwrap(), [true]);
+    assert_eq!(state(0).await, in_flight(true));
+    assert_eq!(
+        store.start(&[(&jobs[0]).into()]).await.unwrap(),
+        [false],
+        "started once"
+    );
+    // Settled unsent (its pair spacing not yet due): back to pending, not the worker's.
+    assert_eq!(
+        settle_one(
+            store,
+            &jobs[1],
+            Outcome::Deferred {
+                delay: Duration::from_secs(60)
+            }
+        )
+        .await,
+        SettleResult::Applied
+    );
+    assert_eq!(store.start(&[(&jobs[1]).into()]).await.unwrap(), [false]);
+    // Accepted by evidence (an earlier attempt's answer, under another token).
+    let evidence = Settle {
+        job: JobRef {
+            id: jobs[2].id.clone(),
+            token: token(99),
+        },
+        outcome: Outcome::Accepted {
+            message_id: wamid(2),
+        },
+    };
+    assert_eq!(
+        store.settle(&[evidence]).await.unwrap(),
+        [SettleResult::Applied]
+    );
+    assert_eq!(store.start(&[(&jobs[2]).into()]).await.unwrap(), [false]);
+    let s = invariant(store, &id).await;
+    assert_eq!((s.in_flight, s.pending, s.accepted), (1, 1, 1));
+}
+
 /// One call may name its jobs in any order, several to a record bucket, and the same job
 /// twice: each is answered in its place, and the second naming sees what the first did.
 pub async fn jobs_in_any_order_and_named_twice<S: Store>(store: &S) {
@@ -2545,6 +2596,7 @@ macro_rules! conformance_tests {
     (@all $attr:tt $make:expr, $teardown:expr) => {
         $crate::conformance_tests!(@each $attr $make, $teardown;
             lifecycle, idempotent_enqueue, claim_start_settle, jobs_in_any_order_and_named_twice,
+            a_job_starts_once_and_only_while_held,
             fairness,
             paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,
             lease_expiry_and_reclaim, in_doubt_resolved_by_callback_id,

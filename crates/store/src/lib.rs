@@ -164,7 +164,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks held jobs as started, just before their requests go out: from here a lost lease
     /// means "in doubt", not "pending". A job whose campaign stopped running is released and
-    /// answers `false`; so does a job no longer held.
+    /// answers `false`; so does a job already started or no longer held. Each job named must
+    /// have been claimed under its token, and one settled as sent (accepted, failed, delayed,
+    /// in doubt) must have been started first: the Redis backend keeps the started marks
+    /// beside the claim and takes both as given.
     fn start(&self, jobs: &[JobRef]) -> impl Future<Output = Result<Vec<bool>>> + Send;
 
     fn settle(&self, settles: &[Settle]) -> impl Future<Output = Result<Vec<SettleResult>>> + Send;
