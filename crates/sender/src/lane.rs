@@ -70,6 +70,9 @@ const LIMIT_RECHECK: Duration = Duration::from_secs(10);
 const MIX_EVERY: Duration = Duration::from_secs(1);
 const IDLE_MIN: Duration = Duration::from_millis(50);
 const IDLE_MAX: Duration = Duration::from_millis(500);
+/// At shutdown, how long the sends that came back late may take to give their pair
+/// reservations back (the deadline for sends in flight has passed by then).
+const LATE_GIVE_BACK: Duration = Duration::from_secs(1);
 
 /// Why a pacing round did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -866,12 +869,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
         }
         let (store, pnid) = (self.shared.store.clone(), self.pnid.clone());
         tokio::spawn(async move {
-            for r in &jobs {
-                let job = r.held.job();
-                if let Err(e) = store.release_pair(&pnid, job.phone, &job.id.campaign).await {
-                    tracing::debug!(job = %job.id, error = %e, "could not give a pair reservation back");
-                }
-            }
+            release_pairs(&*store, &pnid, &jobs).await;
             // Released as they are dropped, once their reservations are back.
             drop(jobs);
         });
@@ -952,9 +950,17 @@ impl<S: Store, M: Messages> Lane<S, M> {
     /// meanwhile. Sends still unanswered at the deadline are aborted, which settles them in
     /// doubt.
     async fn stop(mut self) -> u64 {
-        let mut released = self.ready.len();
-        self.ready.clear();
         let deadline = Instant::now() + self.shared.cfg.shutdown_deadline;
+        let ready: Vec<Ready> = self.ready.drain(..).collect();
+        let mut released = ready.len();
+        // Admitted ones give their pair reservations back first, as in `give_back`: the
+        // worker that takes them next would otherwise defer each for the pair interval.
+        let _ = tokio::time::timeout_at(
+            deadline,
+            release_pairs(&*self.shared.store, &self.pnid, &ready),
+        )
+        .await;
+        drop(ready);
         let mut abandoned = 0;
         loop {
             tokio::select! {
@@ -978,11 +984,19 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 }
             }
         }
-        // Sends that woke too late for their slot while the lane was stopping.
+        // Sends that woke too late for their slot while the lane was stopping (admitted:
+        // their reservations go back too, for a moment at most).
+        let mut late = Vec::new();
         while let Ok(r) = self.late.try_recv() {
-            released += 1;
-            drop(r);
+            late.push(r);
         }
+        released += late.len();
+        let _ = tokio::time::timeout(
+            LATE_GIVE_BACK,
+            release_pairs(&*self.shared.store, &self.pnid, &late),
+        )
+        .await;
+        drop(late);
         metrics::counter!(
             m::SENDER_SENDS_TOTAL,
             "phone_number_id" => self.pnid.to_string(),
@@ -991,6 +1005,18 @@ impl<S: Store, M: Messages> Lane<S, M> {
         .increment(released as u64);
         tracing::info!(phone_number_id = %self.pnid, released, "lane stopped");
         abandoned
+    }
+}
+
+/// Gives back the pair reservations of admitted jobs (those marked started) that go back
+/// unsent. Only each job's own campaign's reservation is given back (see
+/// [`Store::release_pair`]); a job not admitted has none.
+async fn release_pairs<S: Store>(store: &S, pnid: &str, jobs: &[Ready]) {
+    for r in jobs.iter().filter(|r| r.started_at.is_some()) {
+        let job = r.held.job();
+        if let Err(e) = store.release_pair(pnid, job.phone, &job.id.campaign).await {
+            tracing::debug!(job = %job.id, error = %e, "could not give a pair reservation back");
+        }
     }
 }
 
