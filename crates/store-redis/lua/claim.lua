@@ -23,20 +23,23 @@ if seqs then
   each_job(base, seqs, 1, 1, function(_, seq, rec)
     -- Anything but a pending record is a stale queue entry (settled meanwhile): skip it.
     -- A pending record is "p|att|phone||aux|flags|vars" (or "pw|…") with an empty token, so
-    -- the claimed record is the same with the state and the token swapped in.
+    -- the claimed record is the same with the state ('s', held: see common.lua) and the
+    -- token swapped in.
     if not rec or string.byte(rec, 1) ~= PENDING then return nil end
     local from = 2
     if string.byte(rec, 2) == WINDOW then from, waited = 3, waited + 1 end
     local at = string.match(rec, '^pw?|[^|]*|[^|]*|()')
     out[#out + 1] = seq .. ' ' .. #rec .. ' ' .. rec
     held[#held + 1] = seq
-    return 'c' .. string.sub(rec, from, at - 1) .. token .. string.sub(rec, at)
+    return 's' .. string.sub(rec, from, at - 1) .. token .. string.sub(rec, at)
   end)
 end
 local n = #held
 if n > 0 then
   redis.call('ZADD', base .. ':lease', now + lease, token)
   redis.call('RPUSH', base .. ':lease:' .. token, unpack(held))
+  -- Not started yet: start.lua takes each mark away as its request is about to go out.
+  redis.call('SADD', base .. ':fresh:' .. token, unpack(held))
   redis.call('HINCRBY', base .. ':lease_n', token, n)
   redis.call('HINCRBY', base .. ':stats', 'pending', -n)
   redis.call('HINCRBY', base .. ':stats', 'in_flight', n)

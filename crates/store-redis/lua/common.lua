@@ -7,10 +7,9 @@
 -- lease:<token>) cannot be declared before it runs, and share the same tag.
 --
 -- Leases are per claim: <base>:lease is a ZSET token -> expiry ms, <base>:lease:<token> the
--- LIST of seqs claimed under it, <base>:lease_n a HASH token -> jobs still held,
--- <base>:started:<token> the SET of its seqs started (their requests may have gone out) and
--- <base>:gone:<token> the SET of its seqs settled (or settled by evidence) meanwhile. A token
--- whose jobs are all settled is dropped at once; an expired one is swept by reclaim.
+-- LIST of seqs claimed under it, <base>:lease_n a HASH token -> jobs still held, and
+-- <base>:fresh:<token> the SET of its seqs not yet started (see start.lua). A token whose jobs
+-- are all settled is dropped at once; an expired one is swept by reclaim.
 --
 -- A job record is one string in a bucket hash of 10 jobs: seq "12345" lives in
 -- <base>:j:1234, field "5" (seqs below 10 in <base>:j:0). The split is textual, so no
@@ -20,9 +19,10 @@
 -- phone: the digits, then `:` and the number's region (two capitals; records written
 --        before regions were kept have none).
 -- state: p pending (queued or delayed), pw pending until its send window opens (counted in
---        window_wait), c claimed (started too if its seq is in <base>:started:<token>, see
---        start.lua), s started (records marked before the marks moved beside the lease),
---        d in doubt,
+--        window_wait), s held under a claim: started, unless its seq is still in
+--        <base>:fresh:<token> (claim.lua writes 's' and the fresh mark, start.lua takes
+--        the mark away), c claimed and not started (records of builds before the fresh
+--        marks, which wrote 'c' and marked a start in the record), d in doubt,
 --        a0..a7 accepted with delivery-lattice bits (progress in bits 0-1: accepted, sent,
 --        delivered, read; failed in bit 2), f failed, k skipped, x cancelled.
 -- token: the lease token while claimed or started (c, s); once accepted (a), when Meta took
@@ -156,10 +156,10 @@ end
 -- The most values one command is given from a Lua table (unpack is bounded by Lua's stack).
 local ARG_CHUNK = 500
 
--- Deletes what a lease token leaves behind: its claim list, started and gone marks.
+-- Deletes what a lease token leaves behind: its claim list and fresh marks.
 local function drop_lease(base, tok)
   redis.call('ZREM', base .. ':lease', tok)
-  redis.call('DEL', base .. ':lease:' .. tok, base .. ':started:' .. tok, base .. ':gone:' .. tok)
+  redis.call('DEL', base .. ':lease:' .. tok, base .. ':fresh:' .. tok)
   redis.call('HDEL', base .. ':lease_n', tok)
 end
 
@@ -204,7 +204,7 @@ local function leave(base, c, r, seq)
   elseif s == 'c' or s == 's' then
     bump(c, 'in_flight', -1)
     -- No longer held: a start under its old token must not send it.
-    redis.call('SADD', base .. ':gone:' .. r.tok, seq)
+    redis.call('SREM', base .. ':fresh:' .. r.tok, seq)
     release_lease(base, r.tok, 1)
   elseif s == 'd' then
     bump(c, 'in_doubt', -1)

@@ -11,19 +11,18 @@ local tokens = redis.call('ZRANGEBYSCORE', base .. ':lease', '-inf', now, 'LIMIT
 local c, pend, doubt = {}, 0, 0
 for _, tok in ipairs(tokens) do
   local seqs = redis.call('LRANGE', base .. ':lease:' .. tok, 0, -1)
-  -- Which were started (start.lua keeps the marks beside the lease).
-  local started = {}
-  if redis.call('EXISTS', base .. ':started:' .. tok) == 1 then
-    for a = 1, #seqs, ARG_CHUNK do
-      local got = redis.call('SMISMEMBER', base .. ':started:' .. tok,
-        unpack(seqs, a, math.min(a + ARG_CHUNK - 1, #seqs)))
-      for k = 1, #got do started[a + k - 1] = got[k] == 1 end
-    end
+  -- Which were never started (start.lua takes a job's fresh mark away).
+  local fresh = {}
+  for a = 1, #seqs, ARG_CHUNK do
+    local got = redis.call('SMISMEMBER', base .. ':fresh:' .. tok,
+      unpack(seqs, a, math.min(a + ARG_CHUNK - 1, #seqs)))
+    for k = 1, #got do fresh[a + k - 1] = got[k] == 1 end
   end
   for k, seq in ipairs(seqs) do
     local r = get_job(base, seq)
     local held = r and r.tok == tok and (r.st == 'c' or r.st == 's')
-    if held and r.st == 'c' and not started[k] then
+    -- 'c': claimed by an older build and not started (it marked starts in the record).
+    if held and (r.st == 'c' or fresh[k]) then
       bump(c, 'in_flight', -1)
       back_to_wait(cancelled, base, c, r, seq, now, nil)
       pend = pend + 1

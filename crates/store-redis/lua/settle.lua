@@ -79,13 +79,13 @@ each_job(base, ARGV, 2, 4, function(i, seq, rec)
   end
   return nil
 end)
--- Jobs settled unsent are no longer held: a start under their token must not send them
--- (start.lua). Those settled as sent were started, and a start refuses them for that.
--- Marked before the lease may go with its last job.
+-- Jobs settled unsent are no longer held: their fresh marks go, so that a start under their
+-- token does not send them (start.lua). Those settled as sent were started, which took the
+-- mark away already.
 for t, seqs in pairs(unsent) do
-  local key = base .. ':gone:' .. t
+  local key = base .. ':fresh:' .. t
   for a = 1, #seqs, ARG_CHUNK do
-    redis.call('SADD', key, unpack(seqs, a, math.min(a + ARG_CHUNK - 1, #seqs)))
+    redis.call('SREM', key, unpack(seqs, a, math.min(a + ARG_CHUNK - 1, #seqs)))
   end
 end
 for t, n in pairs(settled) do release_lease(base, t, n) end

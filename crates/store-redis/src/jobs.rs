@@ -355,13 +355,13 @@ pub(crate) async fn job(store: &RedisStore, id: &JobId) -> Result<Option<JobView
     let rec: Option<String> = redis::Cmd::hget(bucket, field).run(&mut conn).await?;
     let Some(rec) = rec else { return Ok(None) };
     let mut view = job_view(id.clone(), &rec)?;
-    // A claimed job is started once its seq is among its lease's started marks (start.lua).
-    if let JobState::InFlight { started: false } = view.state
+    // A held job is started once its claim's fresh mark is gone (start.lua).
+    if let JobState::InFlight { started: true } = view.state
         && let Some(token) = crate::parse_record(&rec).map(|r| r.token)
     {
-        let key = format!("{}:started:{token}", store.keys.base(&id.campaign));
-        let started: bool = redis::Cmd::sismember(key, id.seq).run(&mut conn).await?;
-        view.state = JobState::InFlight { started };
+        let key = format!("{}:fresh:{token}", store.keys.base(&id.campaign));
+        let fresh: bool = redis::Cmd::sismember(key, id.seq).run(&mut conn).await?;
+        view.state = JobState::InFlight { started: !fresh };
     }
     Ok(Some(view))
 }

@@ -24,9 +24,8 @@
 //! <p>:{c:ID}:lease          ZSET  claim token → lease expiry ms
 //! <p>:{c:ID}:lease:<token>  LIST  seqs claimed under the token
 //! <p>:{c:ID}:lease_n        HASH  token → jobs still held under it
-//! <p>:{c:ID}:started:<token> SET   seqs started under the token (their requests may
-//!                                 have gone out: reclaimed in doubt)
-//! <p>:{c:ID}:gone:<token>   SET   seqs of the token settled meanwhile (no longer held)
+//! <p>:{c:ID}:fresh:<token>  SET   seqs claimed under the token and not started yet (nor
+//!                                 settled): reclaimed to pending; the others in doubt
 //! <p>:{c:ID}:doubt          ZSET  seq → in doubt since ms
 //! <p>:{c:ID}:j:<n>          HASH  job records seq 10n … 10n+9 (field: seq's last digit)
 //! <p>:{c:ID}:d:<b>          HASH  phone → seq, b = phone mod DEDUPE_BUCKETS
@@ -162,10 +161,9 @@ impl Keys {
 
     /// The keys a campaign's scripts declare (`KEYS`), the meta first: every key of the
     /// campaign whose name is fixed. Keys named by data the script reads (a job's record
-    /// bucket `j:<n>`, a recipient's dedupe bucket `d:<b>`, a claim's `lease:<token>`,
-    /// `started:<token>` and `gone:<token>`) cannot
-    /// be declared before it runs; they are built from the same base (`ARGV[1]`) and share
-    /// its hash tag, so they are in the same Cluster slot.
+    /// bucket `j:<n>`, a recipient's dedupe bucket `d:<b>`, a claim's `lease:<token>` and
+    /// `fresh:<token>`) cannot be declared before it runs; they are built from the same base
+    /// (`ARGV[1]`) and share its hash tag, so they are in the same Cluster slot.
     pub(crate) fn declared(&self, id: &CampaignId) -> Vec<String> {
         let base = self.base(id);
         DECLARED.iter().map(|k| format!("{base}:{k}")).collect()
@@ -336,7 +334,7 @@ mod tests {
             for (i, _) in text.match_indices("base .. ':") {
                 let rest = &text[i + "base .. ':".len()..];
                 let name = &rest[..rest.find('\'').unwrap()];
-                // `lease:`, `started:`, `gone:`, `j:`, `d:`: named by data, built at run time.
+                // `lease:`, `fresh:`, `j:`, `d:`: named by data, built at run time.
                 if name.ends_with(':') {
                     continue;
                 }

@@ -543,6 +543,8 @@ pub(crate) fn job_view(id: JobId, rec: &str) -> Result<JobView, StoreError> {
     let phone = r.phone().ok_or_else(corrupt)?;
     let state = match r.state.as_bytes().first() {
         Some(b'p') => JobState::Pending,
+        // Held: 's' is started unless its claim's fresh mark says otherwise (`jobs::job`
+        // looks); 'c' is a claim of an older build, not started.
         Some(b'c') => JobState::InFlight { started: false },
         Some(b's') => JobState::InFlight { started: true },
         Some(b'd') => JobState::InDoubt,
