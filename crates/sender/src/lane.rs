@@ -73,6 +73,9 @@ const IDLE_MAX: Duration = Duration::from_millis(500);
 /// At shutdown, how long the sends that came back late may take to give their pair
 /// reservations back (the deadline for sends in flight has passed by then).
 const LATE_GIVE_BACK: Duration = Duration::from_secs(1);
+/// How long an admission that failed may take to give back the pair reservations it made
+/// (the store is failing then; the jobs go back to pending either way).
+const GIVE_BACK_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a pacing round did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -1012,10 +1015,22 @@ impl<S: Store, M: Messages> Lane<S, M> {
 /// unsent. Only each job's own campaign's reservation is given back (see
 /// [`Store::release_pair`]); a job not admitted has none.
 async fn release_pairs<S: Store>(store: &S, pnid: &str, jobs: &[Ready]) {
-    for r in jobs.iter().filter(|r| r.started_at.is_some()) {
+    let admitted = jobs.iter().filter(|r| r.started_at.is_some()).map(|r| {
         let job = r.held.job();
-        if let Err(e) = store.release_pair(pnid, job.phone, &job.id.campaign).await {
-            tracing::debug!(job = %job.id, error = %e, "could not give a pair reservation back");
+        (job.phone, &job.id.campaign)
+    });
+    release_recipients(store, pnid, admitted).await;
+}
+
+/// Gives back each recipient's pair reservation made for the campaign.
+async fn release_recipients<'a, S: Store>(
+    store: &S,
+    pnid: &str,
+    recipients: impl Iterator<Item = (PhoneE164, &'a CampaignId)>,
+) {
+    for (phone, campaign) in recipients {
+        if let Err(e) = store.release_pair(pnid, phone, campaign).await {
+            tracing::debug!(campaign = %campaign, error = %e, "could not give a pair reservation back");
         }
     }
 }
@@ -1077,6 +1092,31 @@ async fn admit<S: Store, M: Messages>(
         shared.store.reserve_pairs(pnid, &sends, pair_interval),
         shared.store.start(&refs)
     );
+    // A recipient reserved here for a job that will not go (the start failed, or the job is
+    // no longer ours) is given back: whoever sends it next would otherwise wait the whole
+    // pair interval for a send that never happened.
+    let reserved = |i: usize| {
+        matches!(
+            pairs.as_ref().map(|p| p.get(i)),
+            Ok(Some(PairReservation::Ok))
+        )
+    };
+    let unsent: Vec<usize> = match &started {
+        Err(_) => (0..jobs.len()).filter(|&i| reserved(i)).collect(),
+        Ok(started) => (0..jobs.len())
+            .filter(|&i| reserved(i) && !started.get(i).copied().unwrap_or(false))
+            .collect(),
+    };
+    if !unsent.is_empty() {
+        let given = unsent
+            .iter()
+            .map(|&i| (jobs[i].phone, &jobs[i].id.campaign));
+        let _ = tokio::time::timeout(
+            GIVE_BACK_WAIT,
+            release_recipients(&*shared.store, pnid, given),
+        )
+        .await;
+    }
     let (pairs, started) = (pairs?, started?);
     // One answer per job, or none: a short one would leave jobs started but unaccounted.
     if pairs.len() != jobs.len() {

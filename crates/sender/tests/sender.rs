@@ -547,6 +547,49 @@ async fn a_stopped_worker_gives_back_the_pair_spacing_of_jobs_it_never_sent() {
     rig.finish().await;
 }
 
+/// The store takes the pair reservations of a round but fails to mark its jobs started:
+/// none is sent, and the reservations are given back, so that the recipients do not wait
+/// out the pair interval for sends that never happened.
+#[tokio::test(start_paused = true)]
+async fn a_failed_admission_gives_back_the_pair_spacing_it_took() {
+    use herald_store::PairReservation;
+    use herald_store::faulty::{Failure, Faulty};
+    let rig = Rig::in_process(sim_config(1000)).await;
+    let n = 20;
+    let id = rig
+        .campaign(
+            template_spec("unstarted", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let faulty = Arc::new(Faulty::new(rig.store.clone()));
+    faulty.fail("start", Failure::Unavailable, 1, None);
+    let stop = CancellationToken::new();
+    let sender = tokio::spawn(
+        Sender::new(faulty.clone(), rig.direct(), sender_config(200))
+            .unwrap()
+            .run(stop.clone()),
+    );
+    while faulty.failed("start") < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    let report = sender.await.unwrap();
+    assert_eq!(report.requests, 0);
+    let s = rig.store.stats(&id).await.unwrap();
+    assert_eq!((s.pending, s.in_flight), (n, 0), "all released");
+    let sends: Vec<_> = (0..n).map(|i| (phone(i), id.clone())).collect();
+    let pairs = rig
+        .store
+        .reserve_pairs(PNID, &sends, Duration::from_secs(6))
+        .await
+        .unwrap();
+    let free = pairs.iter().filter(|p| **p == PairReservation::Ok).count();
+    assert_eq!(free, n as usize, "{pairs:?}");
+    rig.finish().await;
+}
+
 /// A proxy in front of Meta answers 502 with an HTML page after Meta took the message, and
 /// statuses arrive seconds later. Only a Graph error code proves a refusal: these sends are
 /// in doubt, their late webhooks settle them, and none goes out twice, although the grace
