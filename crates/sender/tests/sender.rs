@@ -506,45 +506,7 @@ async fn jobs_given_back_unsent_do_not_wait_out_their_pair_spacing() {
 /// free instead of deferring it for the pair interval.
 #[tokio::test(start_paused = true)]
 async fn a_stopped_worker_gives_back_the_pair_spacing_of_jobs_it_never_sent() {
-    use herald_store::PairReservation;
-    use herald_store::faulty::{Failure, Faulty};
-    let rig = Rig::in_process(sim_config(1000)).await;
-    let n = 20;
-    let id = rig
-        .campaign(
-            template_spec("stopped", "order_update", None),
-            &recipients(0..n),
-            true,
-        )
-        .await;
-    let faulty = Arc::new(Faulty::new(rig.store.clone()));
-    faulty.fail("plan_sends", Failure::Unavailable, 1, None);
-    let stop = CancellationToken::new();
-    let sender = tokio::spawn(
-        Sender::new(faulty.clone(), rig.direct(), sender_config(200))
-            .unwrap()
-            .run(stop.clone()),
-    );
-    while faulty.failed("plan_sends") < 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // Admitted while they were planned: started, and their recipients reserved.
-    let held = rig.store.stats(&id).await.unwrap();
-    assert_eq!(held.in_flight, n, "{held:?}");
-    stop.cancel();
-    let report = sender.await.unwrap();
-    assert_eq!(report.accepted, 0);
-    let s = rig.store.stats(&id).await.unwrap();
-    assert_eq!((s.pending, s.in_flight), (n, 0), "all released");
-    let sends: Vec<_> = (0..n).map(|i| (phone(i), id.clone())).collect();
-    let pairs = rig
-        .store
-        .reserve_pairs(PNID, &sends, Duration::from_secs(6))
-        .await
-        .unwrap();
-    let free = pairs.iter().filter(|p| **p == PairReservation::Ok).count();
-    assert_eq!(free, n as usize, "{pairs:?}");
-    rig.finish().await;
+    assert_eq!(free_after_failing("plan_sends", true).await, 20);
 }
 
 /// The store takes the pair reservations of a round but fails to mark its jobs started:
@@ -552,27 +514,39 @@ async fn a_stopped_worker_gives_back_the_pair_spacing_of_jobs_it_never_sent() {
 /// out the pair interval for sends that never happened.
 #[tokio::test(start_paused = true)]
 async fn a_failed_admission_gives_back_the_pair_spacing_it_took() {
+    assert_eq!(free_after_failing("start", false).await, 20);
+}
+
+/// Runs a worker on 20 recipients while every call of the store's `op` fails, and stops it
+/// after three failures: it sent nothing and released every job (with `admitted`, all were
+/// held, admitted while they were planned, when it stopped). Answers how many of the
+/// recipients no pair reservation holds afterwards.
+async fn free_after_failing(op: &'static str, admitted: bool) -> usize {
     use herald_store::PairReservation;
     use herald_store::faulty::{Failure, Faulty};
     let rig = Rig::in_process(sim_config(1000)).await;
     let n = 20;
     let id = rig
         .campaign(
-            template_spec("unstarted", "order_update", None),
+            template_spec(op, "order_update", None),
             &recipients(0..n),
             true,
         )
         .await;
     let faulty = Arc::new(Faulty::new(rig.store.clone()));
-    faulty.fail("start", Failure::Unavailable, 1, None);
+    faulty.fail(op, Failure::Unavailable, 1, None);
     let stop = CancellationToken::new();
     let sender = tokio::spawn(
         Sender::new(faulty.clone(), rig.direct(), sender_config(200))
             .unwrap()
             .run(stop.clone()),
     );
-    while faulty.failed("start") < 3 {
+    while faulty.failed(op) < 3 {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if admitted {
+        let held = rig.store.stats(&id).await.unwrap();
+        assert_eq!(held.in_flight, n, "{held:?}");
     }
     stop.cancel();
     let report = sender.await.unwrap();
@@ -585,9 +559,8 @@ async fn a_failed_admission_gives_back_the_pair_spacing_it_took() {
         .reserve_pairs(PNID, &sends, Duration::from_secs(6))
         .await
         .unwrap();
-    let free = pairs.iter().filter(|p| **p == PairReservation::Ok).count();
-    assert_eq!(free, n as usize, "{pairs:?}");
     rig.finish().await;
+    pairs.iter().filter(|p| **p == PairReservation::Ok).count()
 }
 
 /// A proxy in front of Meta answers 502 with an HTML page after Meta took the message, and
