@@ -1095,18 +1095,11 @@ async fn admit<S: Store, M: Messages>(
     // A recipient reserved here for a job that will not go (the start failed, or the job is
     // no longer ours) is given back: whoever sends it next would otherwise wait the whole
     // pair interval for a send that never happened.
-    let reserved = |i: usize| {
-        matches!(
-            pairs.as_ref().map(|p| p.get(i)),
-            Ok(Some(PairReservation::Ok))
-        )
-    };
-    let unsent: Vec<usize> = match &started {
-        Err(_) => (0..jobs.len()).filter(|&i| reserved(i)).collect(),
-        Ok(started) => (0..jobs.len())
-            .filter(|&i| reserved(i) && !started.get(i).copied().unwrap_or(false))
-            .collect(),
-    };
+    let reserved = |i: usize| matches!(&pairs, Ok(p) if p.get(i) == Some(&PairReservation::Ok));
+    let started_ok = |i: usize| matches!(&started, Ok(s) if s.get(i) == Some(&true));
+    let unsent: Vec<usize> = (0..jobs.len())
+        .filter(|&i| reserved(i) && !started_ok(i))
+        .collect();
     if !unsent.is_empty() {
         let given = unsent
             .iter()

@@ -522,7 +522,6 @@ async fn a_failed_admission_gives_back_the_pair_spacing_it_took() {
 /// held, admitted while they were planned, when it stopped). Answers how many of the
 /// recipients no pair reservation holds afterwards.
 async fn free_after_failing(op: &'static str, admitted: bool) -> usize {
-    use herald_store::PairReservation;
     use herald_store::faulty::{Failure, Faulty};
     let rig = Rig::in_process(sim_config(1000)).await;
     let n = 20;
@@ -553,14 +552,65 @@ async fn free_after_failing(op: &'static str, admitted: bool) -> usize {
     assert_eq!(report.requests, 0);
     let s = rig.store.stats(&id).await.unwrap();
     assert_eq!((s.pending, s.in_flight), (n, 0), "all released");
+    let free = free_recipients(&rig, &id, n).await;
+    rig.finish().await;
+    free
+}
+
+/// A round's jobs whose campaign was paused while they were admitted (their pair spacing
+/// reserved, the start refused: the store released them) are never sent, and the
+/// reservations are given back.
+#[tokio::test(start_paused = true)]
+async fn jobs_paused_during_their_admission_give_back_their_pair_spacing() {
+    use herald_core::CampaignAction;
+    use herald_store::faulty::{Failure, Faulty};
+    let rig = Rig::in_process(sim_config(1000)).await;
+    let n = 20;
+    let id = rig
+        .campaign(
+            template_spec("paused", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let faulty = Arc::new(Faulty::new(rig.store.clone()));
+    faulty.fail("start", Failure::Slow(Duration::from_secs(1)), 1, Some(1));
+    let stop = CancellationToken::new();
+    let sender = tokio::spawn(
+        Sender::new(faulty.clone(), rig.direct(), sender_config(200))
+            .unwrap()
+            .run(stop.clone()),
+    );
+    while faulty.failed("start") < 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    rig.store
+        .transition(&id, CampaignAction::Pause, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let report = sender.await.unwrap();
+    assert_eq!(report.requests, 0);
+    let s = rig.store.stats(&id).await.unwrap();
+    assert_eq!((s.pending, s.in_flight), (n, 0), "all released");
+    assert_eq!(free_recipients(&rig, &id, n).await, n as usize);
+    rig.finish().await;
+}
+
+/// How many of the campaign's first `n` recipients no pair reservation holds (each is
+/// reserved by asking).
+async fn free_recipients<S: Store>(rig: &Rig<S>, id: &herald_core::CampaignId, n: u64) -> usize {
     let sends: Vec<_> = (0..n).map(|i| (phone(i), id.clone())).collect();
     let pairs = rig
         .store
         .reserve_pairs(PNID, &sends, Duration::from_secs(6))
         .await
         .unwrap();
-    rig.finish().await;
-    pairs.iter().filter(|p| **p == PairReservation::Ok).count()
+    pairs
+        .iter()
+        .filter(|p| **p == herald_store::PairReservation::Ok)
+        .count()
 }
 
 /// A proxy in front of Meta answers 502 with an HTML page after Meta took the message, and
