@@ -35,6 +35,8 @@ metrics! {
         "Time from request to answer of a send.";
     SENDER_TOKEN_WAIT_SECONDS = "herald_sender_token_wait_seconds", Histogram,
         "Time a send waited for its rate-limit slot.";
+    SENDER_ROUND_STORE_SECONDS = "herald_sender_round_store_seconds", Histogram,
+        "Time each pacing round's store calls took (planning its sends' times, reserving their pair spacing, marking them started): a round starts 25 ms before the last one's sends, so above about that, rounds start late and the number's rate falls short.";
     /// Labels: `phone_number_id`.
     SENDER_EFFECTIVE_MPS = "herald_sender_effective_mps", Gauge,
         "The send rate currently allowed per phone number (lowered after 130429, recovering).";

@@ -386,6 +386,15 @@ async fn every_panel_and_alert_evaluates_on_a_real_prometheus() {
     // One process exports the campaign series.
     let q = format!(r#"count(herald_campaign_recipients{{campaign="{id}"}})"#);
     assert_eq!(prom.value(&q).await, Some(1.0));
+    // The send path's histograms hold the campaign's sends and rounds (a panel of a
+    // histogram nothing recorded still shows a series, of NaN).
+    for q in [
+        "sum(herald_sender_token_wait_seconds_count)",
+        "sum(herald_sender_round_store_seconds_count)",
+    ] {
+        let n = prom.value(q).await.unwrap_or(0.0);
+        assert!(n > 0.0, "{q}: {n}");
+    }
 
     println!("{}", report.join("\n"));
     for p in &mut procs {

@@ -135,6 +135,7 @@ struct Meters {
     in_flight: metrics::Gauge,
     duration: metrics::Histogram,
     token_wait: metrics::Histogram,
+    round_store: metrics::Histogram,
 }
 
 impl Meters {
@@ -148,6 +149,7 @@ impl Meters {
             in_flight: metrics::gauge!(m::SENDER_IN_FLIGHT_REQUESTS),
             duration: metrics::histogram!(m::SENDER_SEND_DURATION_SECONDS),
             token_wait: metrics::histogram!(m::SENDER_TOKEN_WAIT_SECONDS),
+            round_store: metrics::histogram!(m::SENDER_ROUND_STORE_SECONDS),
         }
     }
 }
@@ -836,10 +838,9 @@ impl<S: Store, M: Messages> Lane<S, M> {
         }
         self.give_back(expired);
         go.extend(self.admit_granted(fresh).await?);
-        self.lead = asked
-            .elapsed()
-            .max(self.lead.mul_f64(LEAD_DECAY))
-            .min(ROUND);
+        let took = asked.elapsed();
+        self.signals.meters.round_store.record(took.as_secs_f64());
+        self.lead = took.max(self.lead.mul_f64(LEAD_DECAY)).min(ROUND);
         go.sort_by_key(|r| r.slot.map(|s| s.at));
         let mut last = Instant::now();
         for (r, permit) in go.into_iter().zip(permits) {
