@@ -19,6 +19,7 @@ import sys
 import time
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -80,6 +81,12 @@ def run(d, a, seen):
             "const e = document.querySelector(arguments[0]); return e ? e.innerText : null", css)
         assert t is not None, f"no {css} on {d.current_url}"
         return t.strip()
+
+    def click(css):
+        """Clicks an element that may be in the live part: one found just before the part
+        is swapped is gone by the click (which then never happened), so it is found again."""
+        WebDriverWait(d, 90, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda drv: drv.find_element(By.CSS_SELECTOR, css).click() or True)
 
     def fetch(method, path, csrf=True):
         """A same-origin request from the page, with the session cookie."""
@@ -171,7 +178,7 @@ def run(d, a, seen):
     assert status == 403 and "X-Herald-CSRF" in body, (status, body)
 
     # Start it, with the confirmation, and watch it to the end.
-    d.find_element(By.CSS_SELECTOR, "button[data-action=start]").click()
+    click("button[data-action=start]")
     WebDriverWait(d, 10).until(EC.alert_is_present())
     d.switch_to.alert.accept()
     long_wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#live .badge"), "completed"))
