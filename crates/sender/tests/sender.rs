@@ -11,10 +11,11 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use common::*;
-use herald_core::{CampaignStatus, PauseKind, SkipReason};
+use herald_core::{CampaignId, CampaignStatus, PauseKind, SkipReason};
 use herald_sender::Sender;
 use herald_sim::Delivery;
-use herald_store::Store;
+use herald_store::faulty::{Failure, Faulty};
+use herald_store::{MemoryStore, Store};
 use tokio_util::sync::CancellationToken;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -460,7 +461,6 @@ async fn two_pools_share_one_rate() {
 /// interval: the campaign ends about when its rate says.
 #[tokio::test(start_paused = true)]
 async fn jobs_given_back_unsent_do_not_wait_out_their_pair_spacing() {
-    use herald_store::faulty::{Failure, Faulty};
     let rig = Rig::in_process(sim_config(1000)).await;
     let n = 1000;
     let id = rig
@@ -506,7 +506,19 @@ async fn jobs_given_back_unsent_do_not_wait_out_their_pair_spacing() {
 /// free instead of deferring it for the pair interval.
 #[tokio::test(start_paused = true)]
 async fn a_stopped_worker_gives_back_the_pair_spacing_of_jobs_it_never_sent() {
-    assert_eq!(free_after_failing("plan_sends", true).await, 20);
+    let free = free_after(
+        "plan_sends",
+        Failure::Unavailable,
+        None,
+        3,
+        async |rig, id| {
+            // Admitted while they were planned: started, and their recipients reserved.
+            let held = rig.store.stats(id).await.unwrap();
+            assert_eq!(held.in_flight, 20, "{held:?}");
+        },
+    )
+    .await;
+    assert_eq!(free, 20);
 }
 
 /// The store takes the pair reservations of a round but fails to mark its jobs started:
@@ -514,15 +526,38 @@ async fn a_stopped_worker_gives_back_the_pair_spacing_of_jobs_it_never_sent() {
 /// out the pair interval for sends that never happened.
 #[tokio::test(start_paused = true)]
 async fn a_failed_admission_gives_back_the_pair_spacing_it_took() {
-    assert_eq!(free_after_failing("start", false).await, 20);
+    let free = free_after("start", Failure::Unavailable, None, 3, async |_, _| {}).await;
+    assert_eq!(free, 20);
 }
 
-/// Runs a worker on 20 recipients while every call of the store's `op` fails, and stops it
-/// after three failures: it sent nothing and released every job (with `admitted`, all were
-/// held, admitted while they were planned, when it stopped). Answers how many of the
-/// recipients no pair reservation holds afterwards.
-async fn free_after_failing(op: &'static str, admitted: bool) -> usize {
-    use herald_store::faulty::{Failure, Faulty};
+/// A round's jobs whose campaign was paused while they were admitted (their pair spacing
+/// reserved, the start refused: the store released them) are never sent, and the
+/// reservations are given back.
+#[tokio::test(start_paused = true)]
+async fn jobs_paused_during_their_admission_give_back_their_pair_spacing() {
+    let slow = Failure::Slow(Duration::from_secs(1));
+    let free = free_after("start", slow, Some(1), 1, async |rig, id| {
+        rig.store
+            .transition(id, herald_core::CampaignAction::Pause, None)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
+    assert_eq!(free, 20);
+}
+
+/// Runs a worker on 20 recipients while the store's `op` fails as given (`times` calls, or
+/// every one), does `meanwhile` once it has failed `failures` times, and stops the worker:
+/// it sent nothing and released every job. Answers how many of the recipients no pair
+/// reservation holds afterwards.
+async fn free_after(
+    op: &'static str,
+    failure: Failure,
+    times: Option<u32>,
+    failures: u32,
+    meanwhile: impl AsyncFnOnce(&Rig<MemoryStore>, &CampaignId),
+) -> usize {
     let rig = Rig::in_process(sim_config(1000)).await;
     let n = 20;
     let id = rig
@@ -533,20 +568,17 @@ async fn free_after_failing(op: &'static str, admitted: bool) -> usize {
         )
         .await;
     let faulty = Arc::new(Faulty::new(rig.store.clone()));
-    faulty.fail(op, Failure::Unavailable, 1, None);
+    faulty.fail(op, failure, 1, times);
     let stop = CancellationToken::new();
     let sender = tokio::spawn(
         Sender::new(faulty.clone(), rig.direct(), sender_config(200))
             .unwrap()
             .run(stop.clone()),
     );
-    while faulty.failed(op) < 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    while faulty.failed(op) < failures {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    if admitted {
-        let held = rig.store.stats(&id).await.unwrap();
-        assert_eq!(held.in_flight, n, "{held:?}");
-    }
+    meanwhile(&rig, &id).await;
     stop.cancel();
     let report = sender.await.unwrap();
     assert_eq!(report.requests, 0);
@@ -557,50 +589,9 @@ async fn free_after_failing(op: &'static str, admitted: bool) -> usize {
     free
 }
 
-/// A round's jobs whose campaign was paused while they were admitted (their pair spacing
-/// reserved, the start refused: the store released them) are never sent, and the
-/// reservations are given back.
-#[tokio::test(start_paused = true)]
-async fn jobs_paused_during_their_admission_give_back_their_pair_spacing() {
-    use herald_core::CampaignAction;
-    use herald_store::faulty::{Failure, Faulty};
-    let rig = Rig::in_process(sim_config(1000)).await;
-    let n = 20;
-    let id = rig
-        .campaign(
-            template_spec("paused", "order_update", None),
-            &recipients(0..n),
-            true,
-        )
-        .await;
-    let faulty = Arc::new(Faulty::new(rig.store.clone()));
-    faulty.fail("start", Failure::Slow(Duration::from_secs(1)), 1, Some(1));
-    let stop = CancellationToken::new();
-    let sender = tokio::spawn(
-        Sender::new(faulty.clone(), rig.direct(), sender_config(200))
-            .unwrap()
-            .run(stop.clone()),
-    );
-    while faulty.failed("start") < 1 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    rig.store
-        .transition(&id, CampaignAction::Pause, None)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.cancel();
-    let report = sender.await.unwrap();
-    assert_eq!(report.requests, 0);
-    let s = rig.store.stats(&id).await.unwrap();
-    assert_eq!((s.pending, s.in_flight), (n, 0), "all released");
-    assert_eq!(free_recipients(&rig, &id, n).await, n as usize);
-    rig.finish().await;
-}
-
 /// How many of the campaign's first `n` recipients no pair reservation holds (each is
 /// reserved by asking).
-async fn free_recipients<S: Store>(rig: &Rig<S>, id: &herald_core::CampaignId, n: u64) -> usize {
+async fn free_recipients<S: Store>(rig: &Rig<S>, id: &CampaignId, n: u64) -> usize {
     let sends: Vec<_> = (0..n).map(|i| (phone(i), id.clone())).collect();
     let pairs = rig
         .store
@@ -708,7 +699,6 @@ async fn a_webhook_outage_turns_no_doubt_into_a_duplicate() {
 /// doubt, and after a shutdown the pool holds no job (no lease renewed forever).
 #[tokio::test(start_paused = true)]
 async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
-    use herald_store::faulty::{Failure, Faulty};
     let rig = Rig::in_process(sim_config(SIM_MPS)).await;
     let n = 2000;
     let id = rig
@@ -782,7 +772,6 @@ async fn every_claimed_job_is_accounted_for_when_the_store_fails() {
 /// a worker's claims (held longer than the lease, at 10 MPS) are never taken from it.
 #[tokio::test(start_paused = true)]
 async fn failed_renewals_are_tried_again_before_the_lease_ends() {
-    use herald_store::faulty::{Failure, Faulty};
     let rig = Rig::in_process(sim_config(SIM_MPS)).await;
     let n = 30;
     let id = rig
