@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use herald_core::{CampaignAction, WaMessageId};
+use herald_core::{CampaignAction, StatusEvent, WaMessageId};
 use herald_store::conformance::{campaign, claim_req, recipients};
-use herald_store::{JobRef, JobState, Outcome, Settle, Store};
+use herald_store::{Applied, JobRef, JobState, Outcome, Settle, StatusUpdate, Store};
 use herald_store_redis::testing::TestRedisServer;
 use herald_store_redis::{RedisConfig, RedisStore};
 
@@ -93,8 +93,10 @@ async fn a_redis_restart_loses_no_settled_job() {
         );
     }
 
-    // The run goes on after the restart, to completion, with nothing sent twice.
-    let mut rest = 0;
+    // The run goes on after the restart, to completion, with nothing sent twice. The first
+    // claim's jobs are accepted: Redis lost its scripts, and their message ids must still
+    // be findable (the lookups go ahead of the settle, whatever Redis has loaded).
+    let (mut rest, mut accepted_after) = (0, Vec::new());
     let req = claim_req(200, 2);
     loop {
         let jobs = until_ok(|| store.claim(&req)).await;
@@ -109,23 +111,55 @@ async fn a_redis_restart_loses_no_settled_job() {
             .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
             .await
             .unwrap();
+        let first = rest == 0;
         let settles: Vec<Settle> = jobs
             .iter()
             .map(|j| Settle {
                 job: j.into(),
-                outcome: Outcome::Failed {
-                    code: "131026".into(),
+                outcome: if first {
+                    Outcome::Accepted {
+                        message_id: WaMessageId::new(&format!("wamid.after{}", j.id.seq)).unwrap(),
+                    }
+                } else {
+                    Outcome::Failed {
+                        code: "131026".into(),
+                    }
                 },
             })
             .collect();
         store.settle(&settles).await.unwrap();
+        if first {
+            accepted_after = settles;
+        }
         rest += jobs.len();
     }
     assert_eq!(rest, 1000);
+    let after = accepted_after.len() as u64;
+    assert!(after > 0);
     let stats = store.stats(&id).await.unwrap();
     assert_eq!(
         (stats.accepted, stats.failed, stats.pending),
-        (1000, 1000, 0)
+        (1000 + after, 1000 - after, 0)
+    );
+    // A status naming only the message id finds each of them.
+    let updates: Vec<StatusUpdate> = accepted_after
+        .iter()
+        .map(|s| StatusUpdate {
+            job: None,
+            message_id: match &s.outcome {
+                Outcome::Accepted { message_id } => Some(message_id.clone()),
+                _ => None,
+            },
+            event: StatusEvent::Delivered,
+            timestamp: None,
+            error_code: None,
+            pricing: None,
+        })
+        .collect();
+    let applied = store.apply_status(&updates).await.unwrap();
+    assert!(
+        applied.iter().all(|a| *a == Applied::Changed),
+        "{applied:?}"
     );
     assert_eq!(
         store.campaign(&id).await.unwrap().status,
