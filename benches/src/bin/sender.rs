@@ -14,9 +14,11 @@
 //!   accepted, against the ideal `recipients / mps`.
 //!
 //! `--contend` runs a spinning thread beside it the whole time (one of two cores taken, as on
-//! a shared node). The simulator runs in a child process (this program re-run); the sender
+//! a shared node). `--memory` gives the sender the in-process store (the memory backend)
+//! instead of Redis: with `unpaced`, what the sender costs without Redis and the round trips
+//! to it. The simulator runs in a child process (this program re-run); the sender
 //! on the default runtime. `cargo run --release -p herald-benches --bin sender [--
-//! all|unpaced|pace|latency|faulted] [SECONDS] [--contend]` (REDIS_URL, default
+//! all|unpaced|pace|latency|faulted] [SECONDS] [--contend] [--memory]` (REDIS_URL, default
 //! redis://127.0.0.1:6379; WINDOW_GUARD_MS overrides the sender's `window_guard`). Built with
 //! `--features count-allocs`, `unpaced` also prints the allocations per send of the client
 //! alone and of the sender (counted on the system allocator: read rates from a plain build).
@@ -168,7 +170,9 @@ fn busiest(sorted: &[Instant], window: Duration) -> usize {
 fn main() {
     herald_sim::process::serve_if_asked();
     let contend = std::env::args().any(|a| a == "--contend");
-    let mut args = std::env::args().skip(1).filter(|a| a != "--contend");
+    let mut args = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--contend" && a != "--memory");
     let mode = args.next().unwrap_or_else(|| "all".into());
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
     // A busy thread the whole time: one of the machine's cores taken, as on a shared node.
@@ -398,16 +402,24 @@ async fn unpaced_pair() -> f64 {
     .await;
     let rate = o.accepted as f64 / o.elapsed.as_secs_f64();
     println!(
-        "unpaced sender, one process, claims and settles in Redis: {rate:.0} sends/s \
-         ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each{}, Redis {} µs, the simulator \
+        "unpaced sender, one process, claims and settles in {}: {rate:.0} sends/s \
+         ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each{}, {}, the simulator \
          {:.1} µs, {} woke late and moved, {} gave their time up); {:.2}× the client alone",
+        store_name(),
         o.accepted,
         o.elapsed.as_secs_f64(),
         o.duplicates,
         o.cpu_us_per_request,
         o.allocs_per_request,
-        o.redis_cpu_us_per_request
-            .map_or_else(|| "?".to_owned(), |us| format!("{us:.1}")),
+        o.redis_cpu_us_per_request.map_or_else(
+            || if in_memory() {
+                "no Redis"
+            } else {
+                "Redis ? µs"
+            }
+            .to_owned(),
+            |us| format!("Redis {us:.1} µs")
+        ),
         o.sim_cpu_us_per_request,
         o.moved,
         o.late,
@@ -445,7 +457,24 @@ fn client(url: &str) -> Client {
     .expect("client")
 }
 
+/// Whether the sender runs on the in-process store instead of Redis (`--memory`).
+fn in_memory() -> bool {
+    std::env::args().any(|a| a == "--memory")
+}
+
+/// Where the sender's store is, as the report names it.
+fn store_name() -> &'static str {
+    if in_memory() {
+        "the memory store"
+    } else {
+        "Redis"
+    }
+}
+
 async fn run(s: Scenario) -> Outcome {
+    if in_memory() {
+        return run_on(s, Arc::new(herald_store::memory::MemoryStore::new()), None).await;
+    }
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("herald-bench-sender-{:016x}", rand::random::<u64>());
     let store = Arc::new(
@@ -453,6 +482,13 @@ async fn run(s: Scenario) -> Outcome {
             .await
             .expect("Redis (set REDIS_URL)"),
     );
+    let outcome = run_on(s, store.clone(), Some(url)).await;
+    let _ = store.purge_namespace().await;
+    outcome
+}
+
+/// One scenario on `store`; `redis`, the URL of the Redis it is on (whose CPU is read).
+async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<String>) -> Outcome {
     let sim = sim(&sim_config(
         s.sim_mps,
         s.latency_ms,
@@ -512,10 +548,11 @@ async fn run(s: Scenario) -> Outcome {
         .await
         .expect("start");
     let sim_pid = sim.pid().to_string();
-    let (r0, s0) = (
-        herald_benches::redis_cpu(&url).await,
-        herald_benches::cpu_of(&sim_pid),
-    );
+    let redis_cpu = async || match &redis {
+        Some(url) => herald_benches::redis_cpu(url).await,
+        None => None,
+    };
+    let (r0, s0) = (redis_cpu().await, herald_benches::cpu_of(&sim_pid));
     let started = Instant::now();
     let c0 = cpu();
     let a0 = allocations();
@@ -550,7 +587,7 @@ async fn run(s: Scenario) -> Outcome {
     let elapsed = started.elapsed();
     let cpu_us = (cpu() - c0) * 1e6;
     let a1 = allocations();
-    let redis_us = match (r0, herald_benches::redis_cpu(&url).await) {
+    let redis_us = match (r0, redis_cpu().await) {
         (Some(a), Some(b)) => Some((b - a) * 1e6),
         _ => None,
     };
@@ -560,7 +597,6 @@ async fn run(s: Scenario) -> Outcome {
     let stats = store.stats(&id).await.expect("stats");
     let o = sim.stats().await.expect("oracle");
     drop(sim);
-    let _ = store.purge_namespace().await;
     let n = o.phone_numbers.get(PNID).cloned().unwrap_or_default();
     let steady_rate = match (samples.get(1), samples.last()) {
         (Some(a), Some(b)) if b.0 > a.0 => Some((b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64()),
