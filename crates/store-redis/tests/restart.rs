@@ -117,9 +117,9 @@ async fn a_redis_restart_loses_no_settled_job() {
             .map(|j| Settle {
                 job: j.into(),
                 outcome: if first {
-                    Outcome::Accepted {
-                        message_id: WaMessageId::new(&format!("wamid.after{}", j.id.seq)).unwrap(),
-                    }
+                    let message_id = WaMessageId::new(&format!("wamid.after{}", j.id.seq)).unwrap();
+                    accepted_after.push(message_id.clone());
+                    Outcome::Accepted { message_id }
                 } else {
                     Outcome::Failed {
                         code: "131026".into(),
@@ -128,9 +128,6 @@ async fn a_redis_restart_loses_no_settled_job() {
             })
             .collect();
         store.settle(&settles).await.unwrap();
-        if first {
-            accepted_after = settles;
-        }
         rest += jobs.len();
     }
     assert_eq!(rest, 1000);
@@ -144,12 +141,9 @@ async fn a_redis_restart_loses_no_settled_job() {
     // A status naming only the message id finds each of them.
     let updates: Vec<StatusUpdate> = accepted_after
         .iter()
-        .map(|s| StatusUpdate {
+        .map(|m| StatusUpdate {
             job: None,
-            message_id: match &s.outcome {
-                Outcome::Accepted { message_id } => Some(message_id.clone()),
-                _ => None,
-            },
+            message_id: Some(m.clone()),
             event: StatusEvent::Delivered,
             timestamp: None,
             error_code: None,
