@@ -404,7 +404,8 @@ async fn unpaced_pair() -> f64 {
     println!(
         "unpaced sender, one process, claims and settles in {}: {rate:.0} sends/s \
          ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each{}, {}, the simulator \
-         {:.1} µs, {} woke late and moved, {} gave their time up); {:.2}× the client alone",
+         {:.1} µs, {} woke late and moved, {} gave their time up; {} while the queue held \
+         a second's work, the requests spread over {:.2} s); {:.2}× the client alone",
         store_name(),
         o.accepted,
         o.elapsed.as_secs_f64(),
@@ -423,6 +424,9 @@ async fn unpaced_pair() -> f64 {
         o.sim_cpu_us_per_request,
         o.moved,
         o.late,
+        o.steady_rate
+            .map_or_else(|| "?".to_owned(), |r| format!("{r:.0}/s")),
+        o.span.as_secs_f64(),
         rate / raw
     );
     rate / raw
