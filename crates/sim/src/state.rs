@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::config::{Delivery, SimConfig, Template};
 use crate::oracle::{Oracle, SharedOracle};
-use crate::random::{chance, draw, mix};
+use crate::random::{chance, draw, mix, of_bytes};
 use crate::webhooks::{Item, Pricing, StatusOut, Webhooks};
 
 /// A tier's users; `u64::MAX` for unlimited (or a tier the configuration check let through).
@@ -558,13 +558,14 @@ impl SimState {
     }
 
     /// How long the answer to this request takes: the configured latency plus jitter drawn
-    /// from the body (the same body, the same delay).
+    /// from a hash of the whole body (the same body, the same delay; bodies that differ in
+    /// one digit, uniformly apart).
     pub(crate) fn latency(&self, body: &[u8]) -> Duration {
         let f = &self.cfg.faults;
         if f.latency_ms == 0 && f.jitter_ms == 0 {
             return Duration::ZERO;
         }
-        let n = body.len() as u64 ^ u64::from(body.first().copied().unwrap_or(0));
+        let n = of_bytes(body);
         let jitter = (draw(self.cfg.seed, 0x1a7e, n) * f.jitter_ms as f64) as u64;
         Duration::from_millis(f.latency_ms + jitter)
     }
@@ -810,5 +811,55 @@ mod tests {
         assert_eq!(draw(7, 1, 5), draw(7, 1, 5));
         assert_ne!(draw(7, 1, 5), draw(8, 1, 5));
         assert!(!chance(7, 1, 5, 0.0));
+    }
+
+    /// A campaign's bodies differ in a digit or two and share their length: their delays
+    /// still spread over the whole jitter, uniformly, and one body always gets the same.
+    #[tokio::test]
+    async fn latency_jitter_is_uniform_over_a_campaigns_bodies() {
+        let mut cfg = SimConfig::default();
+        cfg.faults.latency_ms = 150;
+        cfg.faults.jitter_ms = 200;
+        let oracle = SharedOracle::default();
+        let hooks = Webhooks::start(
+            &cfg,
+            None,
+            oracle.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let state = SimState::new(cfg, oracle, hooks);
+        let body = |i: u64| {
+            format!(
+                r#"{{"messaging_product":"whatsapp","to":"{}","biz_opaque_callback_data":"c:1/{i}"}}"#,
+                447_700_100_000u64 + i
+            )
+        };
+        let ms: Vec<u128> = (0..4000)
+            .map(|i| state.latency(body(i).as_bytes()).as_millis())
+            .collect();
+        assert!(
+            ms.iter().all(|m| (150..350).contains(m)),
+            "outside 150–350 ms"
+        );
+        let mean = ms.iter().sum::<u128>() as f64 / ms.len() as f64;
+        assert!(
+            (240.0..260.0).contains(&mean),
+            "mean {mean} ms, not about 250"
+        );
+        let distinct: std::collections::HashSet<&u128> = ms.iter().collect();
+        assert!(
+            distinct.len() > 190,
+            "only {} distinct delays",
+            distinct.len()
+        );
+        let quarter = ms.iter().filter(|&&m| m < 200).count();
+        assert!(
+            (900..1100).contains(&quarter),
+            "{quarter} of 4000 below 200 ms"
+        );
+        assert_eq!(
+            state.latency(body(7).as_bytes()),
+            state.latency(body(7).as_bytes())
+        );
     }
 }
