@@ -88,6 +88,32 @@ pub fn cpu_of(pid: &str) -> f64 {
     (field(11) + field(12)) / 100.0
 }
 
+/// The machine's CPU time so far, from `/proc/stat`: (idle, all), in clock ticks summed over
+/// its cores. Two readings give the share of the cores left idle between them.
+pub fn machine_ticks() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = s
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user's).
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (idle, ticks.iter().take(8).sum())
+}
+
+/// The share of the machine's cores left idle between two [`machine_ticks`] readings (0–1).
+pub fn idle_share(from: (u64, u64), to: (u64, u64)) -> f64 {
+    let all = to.1.saturating_sub(from.1);
+    if all == 0 {
+        return 0.0;
+    }
+    to.0.saturating_sub(from.0) as f64 / all as f64
+}
+
 /// CPU seconds (user + system) the Redis server at `url` has used (`INFO cpu`); `None` when
 /// it cannot be read (e.g. a server that hides it).
 pub async fn redis_cpu(url: &str) -> Option<f64> {

@@ -26,6 +26,7 @@
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_cloudapi::{Client, ClientConfig, Secret};
@@ -109,12 +110,49 @@ struct Outcome {
     max_departures_1s: usize,
     /// When 99% of the recipients had been accepted.
     accepted_99: Option<Duration>,
+    /// The share of the machine's cores left idle while it ran (0–1).
+    idle: f64,
+    /// The mean number of requests in flight as each was made.
+    in_flight: f64,
 }
 
-/// The client, noting when each request leaves the sender.
+/// The client, noting when each request leaves the sender and how many are in flight.
 struct Recording {
     inner: Client,
     departures: Arc<std::sync::Mutex<Vec<Instant>>>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Requests in flight, and their number as each request was made (summed): the mean says how
+/// much of the in-flight bound the requests themselves used.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicU64,
+    seen: AtomicU64,
+    made: AtomicU64,
+}
+
+impl InFlight {
+    fn enter(&self) -> Leaving<'_> {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.seen.fetch_add(now, Ordering::Relaxed);
+        self.made.fetch_add(1, Ordering::Relaxed);
+        Leaving(self)
+    }
+
+    /// The mean number of requests in flight as each was made (itself included).
+    fn mean(&self) -> f64 {
+        self.seen.load(Ordering::Relaxed) as f64 / self.made.load(Ordering::Relaxed).max(1) as f64
+    }
+}
+
+/// One request in flight, counted out when dropped (answered or abandoned).
+struct Leaving<'a>(&'a InFlight);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl herald_cloudapi::Messages for Recording {
@@ -124,6 +162,7 @@ impl herald_cloudapi::Messages for Recording {
         body: Vec<u8>,
     ) -> Result<herald_cloudapi::SendResponse, herald_cloudapi::Error> {
         let made = Instant::now();
+        let _request = self.in_flight.enter();
         let answer = self.inner.send_raw(phone_number_id, body).await;
         self.note(made);
         answer
@@ -138,6 +177,7 @@ impl herald_cloudapi::Messages for Recording {
         departure: &herald_cloudapi::Departure,
     ) -> Result<herald_cloudapi::SendResponse, herald_cloudapi::Error> {
         let made = Instant::now();
+        let _request = self.in_flight.enter();
         let answer = self
             .inner
             .send_noted(phone_number_id, body, departure)
@@ -359,18 +399,21 @@ async fn unpaced_pair() -> f64 {
     let started = Instant::now();
     let c0 = cpu();
     let a0 = allocations();
+    let m0 = herald_benches::machine_ticks();
     let sim_pid = sim.pid().to_string();
     let s0 = herald_benches::cpu_of(&sim_pid);
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let in_flight = Arc::new(InFlight::default());
     let mut tasks = Vec::new();
     for _ in 0..256 {
-        let (client, next) = (client.clone(), next.clone());
+        let (client, next, in_flight) = (client.clone(), next.clone(), in_flight.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
                     return;
                 }
+                let _request = in_flight.enter();
                 let _ = client.send_raw(PNID, body(i)).await;
             }
         }));
@@ -379,6 +422,7 @@ async fn unpaced_pair() -> f64 {
         let _ = t.await;
     }
     let raw = n as f64 / started.elapsed().as_secs_f64();
+    let raw_idle = herald_benches::idle_share(m0, herald_benches::machine_ticks());
     let raw_cpu_us = (cpu() - c0) * 1e6 / n as f64;
     let raw_allocs = allocs_each(a0, allocations(), n);
     let raw_sim_us = (herald_benches::cpu_of(&sim_pid) - s0) * 1e6 / n as f64;
@@ -386,8 +430,11 @@ async fn unpaced_pair() -> f64 {
     drop(sim);
     println!(
         "baseline, client alone (no store), 256 in flight: {raw:.0} sends/s ({} accepted, \
-         {raw_cpu_us:.1} µs CPU each{raw_allocs}, the simulator {raw_sim_us:.1} µs)",
-        stats.accepted
+         {raw_cpu_us:.1} µs CPU each{raw_allocs}, the simulator {raw_sim_us:.1} µs; {:.0} requests \
+         in flight on average, the cores {:.0}% idle)",
+        stats.accepted,
+        in_flight.mean(),
+        raw_idle * 100.0
     );
     let o = run(Scenario {
         name: "unpaced".into(),
@@ -405,7 +452,8 @@ async fn unpaced_pair() -> f64 {
         "unpaced sender, one process, claims and settles in {}: {rate:.0} sends/s \
          ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each{}, {}, the simulator \
          {:.1} µs, {} woke late and moved, {} gave their time up; {} while the queue held \
-         a second's work, the requests spread over {:.2} s); {:.2}× the client alone",
+         a second's work, the requests spread over {:.2} s; {:.0} requests in flight on \
+         average, the cores {:.0}% idle); {:.2}× the client alone",
         store_name(),
         o.accepted,
         o.elapsed.as_secs_f64(),
@@ -427,6 +475,8 @@ async fn unpaced_pair() -> f64 {
         o.steady_rate
             .map_or_else(|| "?".to_owned(), |r| format!("{r:.0}/s")),
         o.span.as_secs_f64(),
+        o.in_flight,
+        o.idle * 100.0,
         rate / raw
     );
     rate / raw
@@ -541,9 +591,11 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
         ..SenderConfig::default()
     };
     let departures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let in_flight = Arc::new(InFlight::default());
     let recording = Recording {
         inner: client(&api),
         departures: departures.clone(),
+        in_flight: in_flight.clone(),
     };
     let sender = Sender::new(store.clone(), recording, cfg).expect("config");
     let stop = CancellationToken::new();
@@ -560,6 +612,7 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
     let started = Instant::now();
     let c0 = cpu();
     let a0 = allocations();
+    let m0 = herald_benches::machine_ticks();
     let handle = tokio::spawn(sender.run(stop.clone()));
     // Once a second: how many requests the simulator has seen, and whether the queue still
     // holds at least a second of work (the steady state the rate is measured over).
@@ -589,6 +642,7 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
         }
     }
     let elapsed = started.elapsed();
+    let idle = herald_benches::idle_share(m0, herald_benches::machine_ticks());
     let cpu_us = (cpu() - c0) * 1e6;
     let a1 = allocations();
     let redis_us = match (r0, redis_cpu().await) {
@@ -629,5 +683,7 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
             d.sort();
             busiest(&d, Duration::from_secs(1))
         },
+        idle,
+        in_flight: in_flight.mean(),
     }
 }
