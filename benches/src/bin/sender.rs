@@ -9,7 +9,8 @@
 //!   busiest 1 s and 100 ms windows, any 130429, the late sends moved or given up, the
 //!   requests that left after their latest time, and the busiest second of the sender's own
 //!   departures (by its clock, as the requests went to their connections).
-//! - `latency`: 1,000 MPS with 250 ± 100 ms of simulated latency.
+//! - `latency`: 1,000 MPS with 250 ± 100 ms of simulated latency (150 ms and a uniform 0–200),
+//!   512 requests in flight unless `--in-flight=N` says otherwise.
 //! - `faulted`: 1,000 MPS with 5% transient 5xx: when 99% and all of the recipients were
 //!   accepted, against the ideal `recipients / mps`.
 //!
@@ -18,10 +19,11 @@
 //! instead of Redis: with `unpaced`, what the sender costs without Redis and the round trips
 //! to it. The simulator runs in a child process (this program re-run); the sender
 //! on the default runtime. `cargo run --release -p herald-benches --bin sender [--
-//! all|unpaced|pace|latency|faulted] [SECONDS] [--contend] [--memory]` (REDIS_URL, default
-//! redis://127.0.0.1:6379; WINDOW_GUARD_MS overrides the sender's `window_guard`). Built with
-//! `--features count-allocs`, `unpaced` also prints the allocations per send of the client
-//! alone and of the sender (counted on the system allocator: read rates from a plain build).
+//! all|unpaced|pace|latency|faulted] [SECONDS] [--contend] [--memory] [--in-flight=N]`
+//! (REDIS_URL, default redis://127.0.0.1:6379; WINDOW_GUARD_MS overrides the sender's
+//! `window_guard`). Built with `--features count-allocs`, `unpaced` also prints the
+//! allocations per send of the client alone and of the sender (counted on the system
+//! allocator: read rates from a plain build).
 
 #![allow(clippy::print_stdout)]
 
@@ -210,9 +212,14 @@ fn busiest(sorted: &[Instant], window: Duration) -> usize {
 fn main() {
     herald_sim::process::serve_if_asked();
     let contend = std::env::args().any(|a| a == "--contend");
+    // The latency scenario's in-flight bound: at 1,000 MPS and 250 ms, what `max_in_flight`
+    // has to be for the rate to hold.
+    let latency_in_flight = std::env::args()
+        .find_map(|a| a.strip_prefix("--in-flight=")?.parse::<usize>().ok())
+        .unwrap_or(512);
     let mut args = std::env::args()
         .skip(1)
-        .filter(|a| a != "--contend" && a != "--memory");
+        .filter(|a| a != "--contend" && a != "--memory" && !a.starts_with("--in-flight="));
     let mode = args.next().unwrap_or_else(|| "all".into());
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
     // A busy thread the whole time: one of the machine's cores taken, as on a shared node.
@@ -271,7 +278,7 @@ fn main() {
                 recipients: 1000 * secs,
                 latency_ms: 150,
                 jitter_ms: 200,
-                max_in_flight: 512,
+                max_in_flight: latency_in_flight,
                 error_5xx: 0.0,
             })
             .await;
@@ -279,8 +286,8 @@ fn main() {
                 .steady_rate
                 .unwrap_or(o.requests.saturating_sub(1) as f64 / o.span.as_secs_f64());
             println!(
-                "1000 MPS with 250 ± 100 ms latency for {secs} s: the simulator saw {rate:.2}/s \
-                 (error {:+.2}%), busiest 1 s window {}, 130429: {}, {} accepted in {:.2} s, \
+                "1000 MPS with 250 ± 100 ms latency for {secs} s, {latency_in_flight} in flight: the \
+                 simulator saw {rate:.2}/s (error {:+.2}%), busiest 1 s window {}, 130429: {}, {} accepted in {:.2} s, \
                  slots given up late: {}",
                 (rate / 1000.0 - 1.0) * 100.0,
                 o.max_1s,
