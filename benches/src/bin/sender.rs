@@ -286,9 +286,9 @@ fn main() {
                 .steady_rate
                 .unwrap_or(o.requests.saturating_sub(1) as f64 / o.span.as_secs_f64());
             println!(
-                "1000 MPS with 250 ± 100 ms latency for {secs} s, {latency_in_flight} in flight: the \
-                 simulator saw {rate:.2}/s (error {:+.2}%), busiest 1 s window {}, 130429: {}, {} accepted in {:.2} s, \
-                 slots given up late: {}",
+                "1000 MPS with 250 ± 100 ms latency for {secs} s, {latency_in_flight} in flight: \
+                 the simulator saw {rate:.2}/s (error {:+.2}%), busiest 1 s window {}, 130429: \
+                 {}, {} accepted in {:.2} s, slots given up late: {}",
                 (rate / 1000.0 - 1.0) * 100.0,
                 o.max_1s,
                 o.throttled,

@@ -9,21 +9,6 @@ pub(crate) fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// A hash of every byte of `bytes` (eight at a time, through [`mix`]): inputs that differ
-/// anywhere, in a single digit or only in length, draw apart.
-pub(crate) fn of_bytes(bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(8);
-    let mut h = mix(bytes.len() as u64);
-    for c in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        h = mix(h ^ u64::from_le_bytes(word));
-    }
-    let mut tail = [0u8; 8];
-    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    mix(h ^ u64::from_le_bytes(tail))
-}
-
 /// A uniform draw in [0, 1) for (seed, kind, n): deterministic, no shared RNG state.
 pub(crate) fn draw(seed: u64, kind: u64, n: u64) -> f64 {
     (mix(seed ^ mix(kind ^ mix(n))) >> 11) as f64 / (1u64 << 53) as f64

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::config::{Delivery, SimConfig, Template};
 use crate::oracle::{Oracle, SharedOracle};
-use crate::random::{chance, draw, mix, of_bytes};
+use crate::random::{chance, draw, mix};
 use crate::webhooks::{Item, Pricing, StatusOut, Webhooks};
 
 /// A tier's users; `u64::MAX` for unlimited (or a tier the configuration check let through).
@@ -565,7 +565,7 @@ impl SimState {
         if f.latency_ms == 0 && f.jitter_ms == 0 {
             return Duration::ZERO;
         }
-        let n = of_bytes(body);
+        let n = herald_core::fnv1a(body);
         let jitter = (draw(self.cfg.seed, 0x1a7e, n) * f.jitter_ms as f64) as u64;
         Duration::from_millis(f.latency_ms + jitter)
     }
