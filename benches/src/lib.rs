@@ -133,6 +133,30 @@ pub async fn redis_cpu_on(conn: &mut redis::aio::MultiplexedConnection) -> Optio
     Some(field("used_cpu_sys")? + field("used_cpu_user")?)
 }
 
+/// The bytes the Redis server at `url` has allocated (`INFO memory`'s `used_memory`), once
+/// its lazy frees (`UNLINK`) have run; `None` when it cannot be read.
+pub async fn redis_memory(url: &str) -> Option<u64> {
+    let client = redis::Client::open(url).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    for _ in 0..100 {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if field("lazyfree_pending_objects").unwrap_or(0) == 0 {
+            return field("used_memory");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    None
+}
+
 /// The settlements of `jobs` accepted by Meta, each with a message id of its own.
 pub fn accepted(jobs: &[herald_store::ClaimedJob]) -> Vec<herald_store::Settle> {
     jobs.iter()

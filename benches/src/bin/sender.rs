@@ -13,13 +13,16 @@
 //!   512 requests in flight unless `--in-flight=N` says otherwise.
 //! - `faulted`: 1,000 MPS with 5% transient 5xx: when 99% and all of the recipients were
 //!   accepted, against the ideal `recipients / mps`.
+//! - `memory [THOUSANDS]`: Redis's memory per recipient of one campaign (default 30,000
+//!   recipients; `memory 1000` for a million), sent unpaced: pending, sent, and after the
+//!   campaign is deleted. Not part of `all`.
 //!
 //! `--contend` runs a spinning thread beside it the whole time (one of two cores taken, as on
 //! a shared node). `--memory` gives the sender the in-process store (the memory backend)
 //! instead of Redis: with `unpaced`, what the sender costs without Redis and the round trips
 //! to it. The simulator runs in a child process (this program re-run); the sender
 //! on the default runtime. `cargo run --release -p herald-benches --bin sender [--
-//! all|unpaced|pace|latency|faulted] [SECONDS] [--contend] [--memory] [--in-flight=N]`
+//! all|unpaced|pace|latency|faulted|memory] [SECONDS] [--contend] [--memory] [--in-flight=N]`
 //! (REDIS_URL, default redis://127.0.0.1:6379; WINDOW_GUARD_MS overrides the sender's
 //! `window_guard`). Built with `--features count-allocs`, `unpaced` also prints the
 //! allocations per send of the client alone and of the sender (counted on the system
@@ -80,6 +83,8 @@ struct Scenario {
     max_in_flight: usize,
     /// The share of requests the simulator answers with a transient 500 (a Graph error).
     error_5xx: f64,
+    /// Delete the campaign once it completes (and measure Redis's memory after).
+    delete: bool,
 }
 
 struct Outcome {
@@ -116,6 +121,12 @@ struct Outcome {
     idle: f64,
     /// The mean number of requests in flight as each was made.
     in_flight: f64,
+    /// Redis's memory (bytes) before the campaign, with its jobs pending, once they were all
+    /// sent, after the campaign was deleted, and after its pair-spacing keys were too (when
+    /// it was deleted).
+    memory: [Option<u64>; 5],
+    /// How long deleting the campaign took (when it was deleted).
+    delete_took: Option<Duration>,
 }
 
 /// The client, noting when each request leaves the sender and how many are in flight.
@@ -247,6 +258,7 @@ fn main() {
                     jitter_ms: 0,
                     max_in_flight: 256,
                     error_5xx: 0.0,
+                    delete: false,
                 })
                 .await;
                 let overall = o.requests.saturating_sub(1) as f64 / o.span.as_secs_f64();
@@ -280,6 +292,7 @@ fn main() {
                 jitter_ms: 200,
                 max_in_flight: latency_in_flight,
                 error_5xx: 0.0,
+                delete: false,
             })
             .await;
             let rate = o
@@ -297,6 +310,9 @@ fn main() {
                 o.late
             );
         }
+        if mode == "memory" {
+            memory_per_recipient(secs).await;
+        }
         if mode == "all" || mode == "faulted" {
             let secs = secs.min(20);
             let n = 1000 * secs;
@@ -309,6 +325,7 @@ fn main() {
                 jitter_ms: 0,
                 max_in_flight: 256,
                 error_5xx: 0.05,
+                delete: false,
             })
             .await;
             let ideal = Duration::from_secs(secs);
@@ -327,6 +344,56 @@ fn main() {
             );
         }
     });
+}
+
+/// Redis's memory per recipient of one campaign (`thousands` × 1,000 recipients, sent
+/// unpaced): with its jobs pending, once all were sent, after the campaign was deleted (what
+/// stays: the message-id lookups, 31 days, and the pair-spacing keys, 72 h), and with the
+/// pair-spacing keys deleted as well (as they are 72 h on).
+async fn memory_per_recipient(thousands: u64) {
+    assert!(
+        !in_memory(),
+        "the memory mode measures Redis: drop --memory"
+    );
+    let n = thousands.max(1) * 1000;
+    let o = run(Scenario {
+        name: "memory".into(),
+        sim_mps: 10_000_000,
+        sender_mps: 1_000_000,
+        recipients: n,
+        latency_ms: 0,
+        jitter_ms: 0,
+        max_in_flight: 256,
+        error_5xx: 0.0,
+        delete: true,
+    })
+    .await;
+    let [
+        Some(before),
+        Some(pending),
+        Some(sent),
+        Some(deleted),
+        Some(lookups),
+    ] = o.memory
+    else {
+        println!("Redis memory could not be read (INFO memory)");
+        return;
+    };
+    let each = |bytes: u64| bytes.saturating_sub(before) as f64 / n as f64;
+    println!(
+        "Redis memory per recipient, one campaign of {n} sent unpaced ({} accepted), bytes \
+         (= MB per million): {:.0} with its jobs pending; {:.0} once all were sent (records \
+         with message ids, message-id lookups, pair-spacing keys); {:.0} after the campaign \
+         was deleted (the lookups, kept 31 days, and the pair-spacing keys, 72 h); {:.0} once \
+         the pair-spacing keys were gone too (the lookups alone); deleting the campaign took \
+         {:.2} s",
+        o.accepted,
+        each(pending),
+        each(sent),
+        each(deleted),
+        each(lookups),
+        o.delete_took.unwrap_or_default().as_secs_f64(),
+    );
 }
 
 /// A thread that spins until dropped.
@@ -452,6 +519,7 @@ async fn unpaced_pair() -> f64 {
         jitter_ms: 0,
         max_in_flight: 256,
         error_5xx: 0.0,
+        delete: false,
     })
     .await;
     let rate = o.accepted as f64 / o.elapsed.as_secs_f64();
@@ -537,15 +605,55 @@ async fn run(s: Scenario) -> Outcome {
         return run_on(s, Arc::new(herald_store::memory::MemoryStore::new()), None).await;
     }
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = format!("herald-bench-sender-{:016x}", rand::random::<u64>());
+    // As long as the default `herald`, so that key sizes (and the memory mode's figures) are
+    // those of a deployment: one of a million, enough to keep concurrent runs apart.
+    let prefix = format!("h{:05x}", rand::random::<u32>() & 0xf_ffff);
     let store = Arc::new(
-        RedisStore::connect(&RedisConfig::new(url.clone(), prefix))
+        RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
             .await
             .expect("Redis (set REDIS_URL)"),
     );
-    let outcome = run_on(s, store.clone(), Some(url)).await;
+    let delete = s.delete;
+    let mut outcome = run_on(s, store.clone(), Some(url.clone())).await;
+    if delete {
+        // The pair-spacing keys as they expire (72 h): what the message-id lookups hold alone.
+        unlink_matching(&url, &format!("{prefix}:pair:*")).await;
+        outcome.memory[4] = herald_benches::redis_memory(&url).await;
+    }
     let _ = store.purge_namespace().await;
     outcome
+}
+
+/// Deletes the keys matching `pattern` on the Redis at `url`.
+async fn unlink_matching(url: &str, pattern: &str) {
+    let client = redis::Client::open(url).expect("REDIS_URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+            .expect("scan");
+        if !keys.is_empty() {
+            let _: () = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .expect("unlink");
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
 }
 
 /// One scenario on `store`; `redis`, the URL of the Redis it is on (whose CPU is read).
@@ -563,6 +671,11 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
             "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{first_name}}"}]}]}}
     }))
     .expect("spec");
+    let memory = async || match &redis {
+        Some(url) => herald_benches::redis_memory(url).await,
+        None => None,
+    };
+    let mem_before = memory().await;
     let id = store
         .create_campaign(NewCampaign {
             spec,
@@ -586,6 +699,7 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
         store.enqueue_batch(&id, &batch).await.expect("enqueue");
         i = end;
     }
+    let mem_pending = memory().await;
     let cfg = SenderConfig {
         mps: s.sender_mps,
         max_in_flight: s.max_in_flight,
@@ -662,6 +776,17 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
     let stats = store.stats(&id).await.expect("stats");
     let o = sim.stats().await.expect("oracle");
     drop(sim);
+    let mem_sent = memory().await;
+    let (mem_deleted, delete_took) = if s.delete {
+        let t = Instant::now();
+        store
+            .delete_campaign(&id)
+            .await
+            .expect("delete the campaign");
+        (memory().await, Some(t.elapsed()))
+    } else {
+        (None, None)
+    };
     let n = o.phone_numbers.get(PNID).cloned().unwrap_or_default();
     let steady_rate = match (samples.get(1), samples.last()) {
         (Some(a), Some(b)) if b.0 > a.0 => Some((b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64()),
@@ -692,5 +817,7 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
         },
         idle,
         in_flight: in_flight.mean(),
+        memory: [mem_before, mem_pending, mem_sent, mem_deleted, None],
+        delete_took,
     }
 }

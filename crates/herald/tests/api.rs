@@ -389,6 +389,43 @@ async fn the_lifecycle_answers_409_to_illegal_moves() {
     api.cleanup().await;
 }
 
+/// An ended campaign can be deleted, with everything of it; one that can still send answers
+/// 409 and stays, an unknown one 404.
+#[tokio::test]
+async fn only_an_ended_campaign_is_deleted() {
+    let api = Api::new().await;
+    let id = api.create(template_spec("to delete")).await;
+    let (s, _) = api
+        .upload(&id, "phone,first_name\n+447912345678,A\n+447912345679,B\n")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let path = format!("/v1/campaigns/{id}");
+    let (s, v) = api.json("DELETE", &path, None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(message_of(&v).contains("cancel it first"), "{v}");
+    assert_eq!(api.json("GET", &path, None).await.0, StatusCode::OK);
+
+    let cancel = format!("/v1/campaigns/{id}/cancel");
+    assert_eq!(api.json("POST", &cancel, None).await.0, StatusCode::OK);
+    let (s, v) = api.json("DELETE", &path, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["id"].as_str(), v["deleted"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    assert_eq!(api.json("GET", &path, None).await.0, StatusCode::NOT_FOUND);
+    let (_, v) = api.json("GET", "/v1/campaigns", None).await;
+    assert_eq!(v["campaigns"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(
+        api.json("DELETE", &path, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Not an id at all: refused before the store is asked.
+    let (s, _) = api.json("DELETE", "/v1/campaigns/NOT-AN-ID", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    api.cleanup().await;
+}
+
 #[tokio::test]
 async fn operational_routes() {
     let api = Api::new().await;

@@ -178,6 +178,25 @@ nonsense,x
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("API key"));
 
+    // The ended campaign is deleted with everything of it; asking for it afterwards fails.
+    let out = herald(&["campaign", "delete", &id, "--server", &server], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("campaign {id} deleted")
+    );
+    let out = herald(&["campaign", "status", &id, "--server", &server], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let status = serve.terminate().expect("serve stops on SIGTERM");
     assert!(status.success(), "{status:?}");
     sim.terminate();

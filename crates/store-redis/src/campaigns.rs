@@ -381,6 +381,75 @@ pub(crate) async fn list_campaigns(store: &RedisStore) -> Result<Vec<Campaign>> 
         .collect()
 }
 
+/// Keys per `UNLINK` when a campaign is deleted: each call frees a bounded share of the
+/// campaign (well under a millisecond of Redis's time; 1,000 keys took 1.5–3.4 ms), so the
+/// other campaigns' sends are not held up behind it.
+const DELETE_CHUNK: usize = 250;
+
+/// Deletes an ended campaign (see [`Store::delete_campaign`]). Its keys are named, not
+/// scanned for: the job record buckets up to its last seq, every dedupe bucket, what its
+/// leases left, and its fixed keys. They go a chunk at a time, the meta (the campaign itself)
+/// after the rest and the index entries last: should this process die in between, the
+/// campaign is still there, and deleting it again finishes the work; an index entry left
+/// without a campaign is skipped by every reader, and deleting again removes it.
+pub(crate) async fn delete_campaign(store: &RedisStore, id: &CampaignId) -> Result<()> {
+    let status = match store.status_of(id).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => {
+            drop_index_entries(store, id).await?;
+            return Err(StoreError::NotFound(id.clone()));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut conn = store.conn().await?;
+    let (in_flight, in_doubt): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+        .arg(store.keys.stats(id))
+        .arg("in_flight")
+        .arg("in_doubt")
+        .run(&mut conn)
+        .await?;
+    herald_store::check_deletable(id, status, in_flight.unwrap_or(0), in_doubt.unwrap_or(0))?;
+    let next_seq: Option<u64> = redis::Cmd::hget(store.keys.meta(id), "next_seq")
+        .run(&mut conn)
+        .await?;
+    let base = store.keys.base(id);
+    let tokens: Vec<String> = redis::Cmd::zrange(format!("{base}:lease"), 0, -1)
+        .run(&mut conn)
+        .await?;
+    let buckets = next_seq.unwrap_or(0) / crate::keys::JOBS_PER_BUCKET + 1;
+    let mut keys: Vec<String> = (0..buckets)
+        .map(|b| store.keys.jobs_bucket(id, b))
+        .collect();
+    keys.extend((0..crate::keys::DEDUPE_BUCKETS).map(|b| format!("{base}:d:{b}")));
+    for t in &tokens {
+        keys.push(format!("{base}:lease:{t}"));
+        keys.push(format!("{base}:fresh:{t}"));
+    }
+    // The fixed keys, the meta (the first) last of all.
+    let mut fixed = store.keys.declared(id);
+    let meta = fixed.remove(0);
+    keys.extend(fixed);
+    for chunk in keys.chunks(DELETE_CHUNK) {
+        redis::cmd("UNLINK").arg(chunk).run::<()>(&mut conn).await?;
+    }
+    redis::Cmd::unlink(meta).run::<()>(&mut conn).await?;
+    drop_index_entries(store, id).await
+}
+
+/// Takes a campaign out of every index.
+async fn drop_index_entries(store: &RedisStore, id: &CampaignId) -> Result<()> {
+    let mut conn = store.conn().await?;
+    conn.each::<()>(vec![
+        redis::Cmd::zrem(store.keys.campaigns(), id.as_str()),
+        redis::Cmd::srem(store.keys.running(), id.as_str()),
+        redis::Cmd::srem(store.keys.active(), id.as_str()),
+        redis::Cmd::zrem(store.keys.scheduled(), id.as_str()),
+    ])
+    .await?;
+    store.invalidate_running();
+    Ok(())
+}
+
 pub(crate) async fn transition(
     store: &RedisStore,
     id: &CampaignId,

@@ -80,6 +80,10 @@ impl Store for RedisStore {
         campaigns::list_campaigns(self).await
     }
 
+    async fn delete_campaign(&self, id: &CampaignId) -> Result<()> {
+        campaigns::delete_campaign(self, id).await
+    }
+
     async fn transition(
         &self,
         id: &CampaignId,

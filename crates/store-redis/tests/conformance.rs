@@ -47,3 +47,110 @@ mod lattice {
         }
     }
 }
+
+/// Deleting a campaign leaves none of its keys: every key its scripts write (records, dedupe
+/// buckets, leases, rejects, upload holds, counters) is named by the deletion, and an index
+/// entry goes with it. Other campaigns' keys stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_campaign_leaves_none_of_its_keys() {
+    use herald_core::{CampaignAction, CampaignId, SkipReason, WaMessageId};
+    use herald_store::conformance::{campaign, claim_req, recipients, running};
+    use herald_store::{FailureRow, JobRef, Outcome, Settle, Store, UploadReject};
+
+    let prefix = format!("herald-test-{:016x}", rand::random::<u64>());
+    let store = RedisStore::connect(&RedisConfig::new(redis_url(), prefix.clone()))
+        .await
+        .expect("connect to Redis");
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let keys_of = async |raw: &mut redis::aio::MultiplexedConnection, id: &CampaignId| {
+        let pattern = format!("{prefix}:{{c:{id}}}*");
+        let mut found: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(raw)
+                .await
+                .unwrap();
+            found.extend(page);
+            if next == 0 {
+                return found;
+            }
+            cursor = next;
+        }
+    };
+
+    let kept = campaign(&store, "kept").await;
+    store.enqueue_batch(&kept, &recipients(0..2)).await.unwrap();
+    let id = running(&store, "deleted", 45).await;
+    let reject = UploadReject {
+        row: FailureRow {
+            line: Some(3),
+            phone: "12345".into(),
+            reason: "too_short".into(),
+            detail: "the number is too short".into(),
+        },
+        reason: SkipReason::Invalid,
+    };
+    store.add_rejects(&id, &[reject], 10).await.unwrap();
+    store
+        .hold_upload(&id, 7, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    store.release_upload(&id, 7).await.unwrap();
+    // Two claims: one sent and settled, one released unsent (its lease keys dropped).
+    let sent = store.claim(&claim_req(30, 1)).await.unwrap();
+    let refs: Vec<JobRef> = sent.iter().map(JobRef::from).collect();
+    store.start(&refs).await.unwrap();
+    let settles: Vec<Settle> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, j)| Settle {
+            job: j.into(),
+            outcome: Outcome::Accepted {
+                message_id: WaMessageId::new(&format!("wamid.del{i}")).unwrap(),
+            },
+        })
+        .collect();
+    store.settle(&settles).await.unwrap();
+    let unsent = store.claim(&claim_req(5, 2)).await.unwrap();
+    let released: Vec<Settle> = unsent
+        .iter()
+        .map(|j| Settle {
+            job: j.into(),
+            outcome: Outcome::Released,
+        })
+        .collect();
+    store.settle(&released).await.unwrap();
+    store
+        .transition(&id, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    let before = keys_of(&mut raw, &id).await;
+    assert!(
+        before.len() > 10,
+        "the campaign wrote keys to delete: {before:?}"
+    );
+    let kept_before = keys_of(&mut raw, &kept).await;
+
+    store.delete_campaign(&id).await.unwrap();
+    assert_eq!(keys_of(&mut raw, &id).await, Vec::<String>::new());
+    let in_index: Option<f64> = redis::cmd("ZSCORE")
+        .arg(format!("{prefix}:campaigns"))
+        .arg(id.as_str())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(in_index, None);
+    let mut kept_after = keys_of(&mut raw, &kept).await;
+    let mut kept_before = kept_before;
+    kept_after.sort();
+    kept_before.sort();
+    assert_eq!(kept_after, kept_before, "the other campaign is untouched");
+    purge(store).await;
+}

@@ -1590,6 +1590,99 @@ pub async fn cancellation<S: Store>(store: &S) {
     ));
 }
 
+/// An ended campaign is deleted with everything of it, and only then: not while it can still
+/// send, nor while a send of it is in flight. What Meta says of its messages afterwards
+/// changes nothing, and the other campaigns keep theirs.
+pub async fn an_ended_campaign_is_deleted_whole<S: Store>(store: &S) {
+    let kept = campaign(store, "kept").await;
+    store.enqueue_batch(&kept, &recipients(0..3)).await.unwrap();
+    let id = running(store, "deleted", 25).await;
+    let refused = store.delete_campaign(&id).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Invalid(m) if m.contains("is running")),
+        "{refused}"
+    );
+    // Only the running campaign has jobs to claim (the other is a draft).
+    let jobs = store.claim(&claim_req(25, 1)).await.unwrap();
+    assert_eq!(jobs.len(), 25);
+    let refs: Vec<JobRef> = jobs.iter().map(JobRef::from).collect();
+    assert!(store.start(&refs).await.unwrap().iter().all(|s| *s));
+    let settles: Vec<Settle> = (0u64..)
+        .zip(&jobs[..24])
+        .map(|(i, j)| Settle {
+            job: j.into(),
+            outcome: Outcome::Accepted {
+                message_id: wamid(i),
+            },
+        })
+        .collect();
+    store.settle(&settles).await.unwrap();
+    store
+        .transition(&id, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    let refused = store.delete_campaign(&id).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Invalid(m) if m.contains("1 sends in flight")),
+        "{refused}"
+    );
+    assert_eq!(
+        invariant(store, &id).await.accepted,
+        24,
+        "a refusal deletes nothing"
+    );
+    let last = Outcome::Accepted {
+        message_id: wamid(24),
+    };
+    settle_one(store, &jobs[24], last).await;
+
+    store.delete_campaign(&id).await.unwrap();
+    assert!(matches!(
+        store.campaign(&id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.stats(&id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(!matches!(store.job(&jobs[3].id).await, Ok(Some(_))));
+    let listed: Vec<CampaignId> = store
+        .list_campaigns()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed, vec![kept.clone()]);
+    assert!(matches!(
+        store.delete_campaign(&id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A late status of one of its messages, by callback id or by message id, finds no job.
+    let late = store
+        .apply_status(&[
+            status(Some(jobs[0].id.clone()), Some(wamid(0)), StatusEvent::Read),
+            status(None, Some(wamid(1)), StatusEvent::Delivered),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(late, vec![Applied::Unknown, Applied::Unknown]);
+    // A reply from one of its recipients is counted nowhere.
+    assert!(!store.count_reply(&id, jobs[2].phone).await.unwrap());
+    assert!(matches!(
+        store.campaign(&id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The other campaign is whole, and can be deleted once it has ended.
+    assert_eq!(invariant(store, &kept).await.recipients, 3);
+    store
+        .transition(&kept, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    store.delete_campaign(&kept).await.unwrap();
+    assert!(store.list_campaigns().await.unwrap().is_empty());
+}
+
 /// After a cancel, every job ends cancelled or in its real outcome, whatever state it was in:
 /// nothing comes back as pending, however the workers holding jobs settle them.
 pub async fn cancel_drains_every_state<S: Store>(store: &S) {
@@ -2609,7 +2702,7 @@ macro_rules! conformance_tests {
             declined_messages_are_not_failures,
             lattice_is_order_independent, charges_count_once_whatever_the_order,
             specs_change_until_the_campaign_ends, cancellation,
-            cancel_drains_every_state, send_window_waits_are_counted_until_they_end,
+            an_ended_campaign_is_deleted_whole, cancel_drains_every_state, send_window_waits_are_counted_until_they_end,
             completes_when_nothing_is_left,
             an_upload_in_progress_holds_completion,
             concurrent_claimers_claim_each_job_once, suppression_windows_rate_and_pairs,

@@ -176,6 +176,10 @@ impl<S: Store> Store for Faulty<S> {
         call!(self, "list_campaigns", self.inner.list_campaigns())
     }
 
+    async fn delete_campaign(&self, id: &CampaignId) -> Result<()> {
+        call!(self, "delete_campaign", self.inner.delete_campaign(id))
+    }
+
     async fn transition(
         &self,
         id: &CampaignId,

@@ -41,6 +41,33 @@ pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use types::*;
 
+/// Whether a campaign may be deleted now ([`Store::delete_campaign`]): it has ended, and none
+/// of its sends is in flight or in doubt (their answers and webhooks would find nothing to
+/// settle, and the counters would lose them). [`StoreError::Invalid`] names what stands in the
+/// way.
+pub fn check_deletable(
+    id: &CampaignId,
+    status: CampaignStatus,
+    in_flight: i64,
+    in_doubt: i64,
+) -> Result<()> {
+    if !status.is_final() {
+        return Err(StoreError::Invalid(format!(
+            "campaign {id} is {status}: only a completed or cancelled campaign can be deleted \
+             (cancel it first)"
+        )));
+    }
+    if in_flight > 0 || in_doubt > 0 {
+        return Err(StoreError::Invalid(format!(
+            "campaign {id} still has {} sends in flight and {} in doubt: delete it once they \
+             have settled",
+            in_flight.max(0),
+            in_doubt.max(0)
+        )));
+    }
+    Ok(())
+}
+
 /// The digits of a display phone number (`+1 555-010-0001` → `15550100001`), as webhooks
 /// write it.
 pub fn digits(display: &str) -> String {
@@ -112,6 +139,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// All campaigns, newest first.
     fn list_campaigns(&self) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
+
+    /// Deletes an ended campaign and everything of it: its jobs and their records, its
+    /// recipients, counters, upload rejects and indexes. Only a campaign that
+    /// [`check_deletable`] allows; [`StoreError::NotFound`] for one that does not exist (or
+    /// is deleted already). What Meta says of its messages afterwards (a late status, a reply)
+    /// finds no job and changes nothing; its message-id lookups and its recipients' pair
+    /// spacing expire on their own. Deleting again after a failure finishes the work.
+    fn delete_campaign(&self, id: &CampaignId) -> impl Future<Output = Result<()>> + Send;
 
     /// Applies a lifecycle action (illegal ones are [`StoreError::IllegalTransition`]).
     /// `Cancel` also cancels every unsent job.
@@ -240,7 +275,9 @@ pub trait Store: Send + Sync + 'static {
         count: usize,
     ) -> impl Future<Output = Result<(Vec<RecipientOutcome>, Option<u64>)>> + Send;
 
-    /// Counts a reply for the campaign that last messaged this user (once per recipient).
+    /// Counts a reply for the campaign that last messaged this user (once per recipient);
+    /// `false` when it was counted already, or the user is not a recipient of that campaign
+    /// (or the campaign has been deleted since).
     fn count_reply(
         &self,
         id: &CampaignId,

@@ -81,6 +81,9 @@ pub enum CampaignCommand {
     },
     /// Cancels a campaign: its unsent recipients are never sent.
     Cancel { id: String },
+    /// Deletes an ended campaign and everything kept of it (recipients, outcomes, stats):
+    /// export `failures` and `cost` first if they are wanted.
+    Delete { id: String },
     /// Stats of one campaign.
     Status {
         id: String,
@@ -171,6 +174,11 @@ pub async fn run(
             action(&api, &id, "resume", body.as_ref(), &mut out).await?;
         }
         CampaignCommand::Cancel { id } => action(&api, &id, "cancel", None, &mut out).await?,
+        CampaignCommand::Delete { id } => {
+            use std::io::Write as _;
+            client::delete(&api, &id).await?;
+            writeln!(out, "campaign {id} deleted")?;
+        }
         CampaignCommand::Status { id, watch, json } => {
             let c = if watch {
                 let stop = app::shutdown_on_signal();

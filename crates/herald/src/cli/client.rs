@@ -567,6 +567,13 @@ pub async fn suppressions_remove(
     .await
 }
 
+/// `herald campaign delete ID`: an ended campaign and everything kept of it.
+pub async fn delete(api: &ApiClient, id: &str) -> anyhow::Result<Value> {
+    herald_core::CampaignId::new(id).map_err(|e| anyhow::anyhow!("{id:?}: {e}"))?;
+    api.send(api.request(reqwest::Method::DELETE, &format!("/campaigns/{id}")))
+        .await
+}
+
 pub async fn failures(
     api: &ApiClient,
     id: &str,

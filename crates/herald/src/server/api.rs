@@ -17,7 +17,7 @@ use axum::routing::{MethodRouter, get, post};
 use futures::future::BoxFuture;
 use herald_core::{CampaignAction, CampaignId, CampaignSpec, CampaignStatus, PauseReason};
 use herald_reconciler::ReceiverConfig;
-use herald_store::{Campaign, NewCampaign, Store};
+use herald_store::{Campaign, NewCampaign, Store, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -190,7 +190,7 @@ fn v1_routes<S: Store>() -> Vec<(&'static str, MethodRouter<AppState<S>>)> {
         ("/campaigns", post(create::<S>).get(list::<S>)),
         ("/campaigns/validate", post(validate::<S>)),
         ("/templates", get(templates::<S>)),
-        ("/campaigns/{id}", get(show::<S>)),
+        ("/campaigns/{id}", get(show::<S>).delete(delete::<S>)),
         ("/campaigns/{id}/preview", post(preview::<S>)),
         ("/campaigns/{id}/follow-up", post(follow_up::<S>)),
         (
@@ -803,6 +803,45 @@ async fn show<S: Store>(
     let id = campaign_id(&id)?;
     let c = state.store.campaign(&id).await?;
     Ok(axum::Json(view(&state, &c).await?).into_response())
+}
+
+/// What `DELETE /v1/campaigns/{id}` answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignDeleted {
+    /// The campaign's id.
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// Deletes an ended campaign and everything Herald keeps of it: its recipients, their
+/// variables and outcomes, its stats and its upload rejects. Only a completed or cancelled
+/// campaign with nothing in flight or in doubt; export its failures and cost first if they
+/// are wanted. Statuses and replies Meta sends for its messages afterwards are ignored.
+#[utoipa::path(delete, path = "/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "Deleted", body = CampaignDeleted),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 409, description = "Not ended, or sends of it still in flight or in doubt", body = ErrorBody)))]
+async fn delete<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = campaign_id(&id)?;
+    match state.store.delete_campaign(&id).await {
+        Ok(()) => {}
+        // The campaign's state stands in the way: a conflict, not a bad request.
+        Err(StoreError::Invalid(why)) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "conflict", why));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(campaign = %id, "campaign deleted");
+    Ok(axum::Json(CampaignDeleted {
+        id: id.to_string(),
+        deleted: true,
+    })
+    .into_response())
 }
 
 /// Liveness: the process serves.

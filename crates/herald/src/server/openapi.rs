@@ -28,6 +28,7 @@ use crate::server::suppressions;
         api::templates,
         api::list,
         api::show,
+        api::delete,
         api::preview,
         api::follow_up,
         api::recipients,

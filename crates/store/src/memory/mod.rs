@@ -337,6 +337,23 @@ impl Store for MemoryStore {
         Ok(all.into_iter().map(|c| c.campaign.clone()).collect())
     }
 
+    async fn delete_campaign(&self, id: &CampaignId) -> Result<()> {
+        let mut s = self.lock();
+        let c = s.camp(id)?;
+        let stats = c.stats();
+        crate::check_deletable(
+            id,
+            c.campaign.status,
+            i64::try_from(stats.in_flight).unwrap_or(i64::MAX),
+            i64::try_from(stats.in_doubt).unwrap_or(i64::MAX),
+        )?;
+        s.campaigns.remove(id);
+        // Its lookups would find no job; in this store they go with it.
+        s.messages.retain(|_, (job, _)| job.campaign != *id);
+        s.campaign_rate.retain(|(_, c), _| c != id);
+        Ok(())
+    }
+
     async fn transition(
         &self,
         id: &CampaignId,
@@ -693,7 +710,12 @@ impl Store for MemoryStore {
     }
 
     async fn count_reply(&self, id: &CampaignId, phone: PhoneE164) -> Result<bool> {
-        Ok(self.lock().camp(id)?.count_reply(phone))
+        // A campaign deleted since it messaged the user counts nothing (as on Redis).
+        Ok(self
+            .lock()
+            .campaigns
+            .get_mut(id)
+            .is_some_and(|c| c.count_reply(phone)))
     }
 
     async fn pause_matching(
