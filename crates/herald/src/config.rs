@@ -130,6 +130,8 @@ pub struct StoreSection {
     pub replica_ack_timeout_ms: u64,
     /// What a start does when fewer acknowledge in time.
     pub replica_ack_policy: ReplicaAckPolicy,
+    /// Delete a completed or cancelled campaign this many days after it ended (0: never).
+    pub delete_ended_after_days: u64,
 }
 
 /// `store.replica_ack_policy`.
@@ -154,6 +156,7 @@ impl Default for StoreSection {
             replica_acks: 0,
             replica_ack_timeout_ms: 100,
             replica_ack_policy: ReplicaAckPolicy::Hold,
+            delete_ended_after_days: 0,
         }
     }
 }
@@ -687,6 +690,9 @@ impl Config {
             phone_number_ids,
             messaging_limit: self.messaging_limit.limit_config(),
             rate_card: self.cost.rate_card().ok().map(std::sync::Arc::new),
+            delete_ended_after: (self.store.delete_ended_after_days > 0).then(|| {
+                Duration::from_secs(self.store.delete_ended_after_days.saturating_mul(86_400))
+            }),
             ..SenderConfig::default()
         }
     }

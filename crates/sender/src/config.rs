@@ -83,6 +83,9 @@ pub struct SenderConfig {
     /// Meta's rates, to hold campaigns within their `max_cost` (`None`: caps are not
     /// enforced, and a capped campaign is paused rather than sent blind).
     pub rate_card: Option<std::sync::Arc<herald_core::cost::RateCard>>,
+    /// The sweeps delete a completed or cancelled campaign this long after it ended
+    /// (`store.delete_ended_after_days`; `None`: never).
+    pub delete_ended_after: Option<Duration>,
 }
 
 impl Default for SenderConfig {
@@ -106,6 +109,7 @@ impl Default for SenderConfig {
             maintenance_interval: Duration::from_secs(2),
             messaging_limit: LimitConfig::default(),
             rate_card: None,
+            delete_ended_after: None,
         }
     }
 }

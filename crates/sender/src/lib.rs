@@ -33,7 +33,7 @@ mod settler;
 mod wake;
 
 pub use config::{ConfigError, LimitConfig, MAX_MPS, SenderConfig};
-pub use maintenance::{Sweep, sweep};
+pub use maintenance::{Sweep, delete_ended, sweep};
 
 /// How long a lane with nothing to send keeps polling before it ends (the supervisor starts
 /// it again when its number has running campaigns).

@@ -5,6 +5,7 @@
 use herald_core::repeated::Repeated;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use herald_core::{CampaignAction, CampaignId, metrics as m};
 use herald_store::{InDoubtExpired, Reclaimed, Store, StoreError};
@@ -68,11 +69,59 @@ pub async fn sweep<S: Store>(
     })
 }
 
-/// Sweeps every `maintenance_interval` until shutdown, and keeps the queue-depth gauges of
-/// running campaigns current (a campaign that stops running has its gauge set to 0).
+/// How often the sweeps look for ended campaigns past `delete_ended_after` (each look lists
+/// every campaign).
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes the completed and cancelled campaigns that ended more than `after` before `now`.
+/// One with sends still in flight or in doubt waits for a later look; one another worker
+/// deleted first is no error. Answers those this call deleted.
+pub async fn delete_ended<S: Store>(
+    store: &S,
+    after: Duration,
+    now: jiff::Timestamp,
+) -> Result<Vec<CampaignId>, StoreError> {
+    let cutoff = now.as_millisecond() - i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+    let mut deleted = Vec::new();
+    for c in store.list_campaigns().await? {
+        if !c.status.is_final() || c.finished_ms.is_none_or(|at| at > cutoff) {
+            continue;
+        }
+        match store.delete_campaign(&c.id).await {
+            Ok(()) => {
+                tracing::info!(campaign = %c.id, name = %c.name, "ended campaign deleted (store.delete_ended_after_days)");
+                deleted.push(c.id);
+            }
+            Err(StoreError::Invalid(_) | StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
+/// Sweeps every `maintenance_interval` until shutdown, deletes ended campaigns past
+/// `delete_ended_after` every ten minutes, and keeps the queue-depth gauges of running
+/// campaigns current (a campaign that stops running has its gauge set to 0).
 pub(crate) async fn run<S: Store>(store: Arc<S>, cfg: SenderConfig, shutdown: CancellationToken) {
     let mut gauged: HashSet<CampaignId> = HashSet::new();
+    let mut retention_due = tokio::time::Instant::now();
     loop {
+        if let Some(after) = cfg.delete_ended_after
+            && tokio::time::Instant::now() >= retention_due
+        {
+            static RETENTION: Repeated = Repeated::new();
+            match delete_ended(&*store, after, jiff::Timestamp::now()).await {
+                Ok(_) => {
+                    herald_core::recovered!(RETENTION, "deleting ended campaigns works again");
+                    retention_due = tokio::time::Instant::now() + RETENTION_EVERY;
+                }
+                Err(e) => herald_core::warn_repeated!(
+                    RETENTION,
+                    "deleting ended campaigns failed; will retry",
+                    error = %e
+                ),
+            }
+        }
         static SWEEPS: Repeated = Repeated::new();
         match sweep(&*store, &cfg, jiff::Timestamp::now()).await {
             Ok(_) => herald_core::recovered!(SWEEPS, "maintenance sweeps work again"),

@@ -1615,3 +1615,50 @@ async fn sends_outside_the_send_window_wait_for_it() {
     sender.await.unwrap();
     rig.finish().await;
 }
+
+/// With `store.delete_ended_after_days`, the sweeps delete a completed or cancelled campaign
+/// once that long has passed since it ended, and nothing else: not one still running, not one
+/// ended more recently, not one with a send still in flight.
+#[tokio::test]
+async fn ended_campaigns_are_deleted_once_their_retention_passes() {
+    use herald_core::CampaignAction;
+    use herald_store::conformance::{campaign, claim_req, running};
+
+    let store = MemoryStore::new();
+    let ended = campaign(&store, "ended").await;
+    store
+        .transition(&ended, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    let still_running = running(&store, "running", 3).await;
+    let busy = running(&store, "busy", 1).await;
+    let held = store.claim(&claim_req(10, 1)).await.unwrap();
+    assert_eq!(held.len(), 4, "the running campaigns' jobs are in flight");
+    store
+        .transition(&busy, CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    let finished = store.campaign(&ended).await.unwrap().finished_ms.unwrap();
+    let after = Duration::from_secs(3 * 86_400);
+    let at = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap();
+
+    let too_soon = at(finished + 3 * 86_400_000 - 1000);
+    let deleted = herald_sender::delete_ended(&store, after, too_soon)
+        .await
+        .unwrap();
+    assert!(deleted.is_empty(), "{deleted:?}");
+    let due = at(finished + 3 * 86_400_000 + 1000);
+    let deleted = herald_sender::delete_ended(&store, after, due)
+        .await
+        .unwrap();
+    assert_eq!(deleted, vec![ended.clone()]);
+    assert!(store.campaign(&ended).await.is_err());
+    for kept in [&still_running, &busy] {
+        assert!(store.campaign(kept).await.is_ok(), "{kept} was deleted");
+    }
+    // Again: nothing left to delete, and no error for the campaign that is gone.
+    let deleted = herald_sender::delete_ended(&store, after, due)
+        .await
+        .unwrap();
+    assert!(deleted.is_empty(), "{deleted:?}");
+}
