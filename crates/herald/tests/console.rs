@@ -328,6 +328,8 @@ async fn a_whole_campaign_runs_from_the_browser() {
     assert_eq!(seen["errors_table"], failed > 0);
     // The follow-up made from the page holds at most those who got the message.
     assert_ne!(seen["follow_up"], seen["campaign"]);
+    assert_eq!(seen["follow_up_deleted"], true, "{seen}");
+    assert_eq!(seen["follow_up_status_after_delete"], 404, "{seen}");
     assert!(
         seen["follow_up_pending"].as_u64().unwrap() <= accepted,
         "{seen}"

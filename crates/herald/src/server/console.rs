@@ -551,6 +551,11 @@ fn campaign_live(v: &CampaignView) -> Markup {
                 @for (action, label) in &actions {
                     button type="button" data-action=(action) data-campaign=(c.id) class=[(*action == "cancel").then_some("danger")] { (label) }
                 }
+                // An ended campaign can be deleted (the API refuses, saying why, while sends
+                // of it are still in flight or in doubt).
+                @if c.status.is_final() {
+                    button type="button" data-delete=(c.id) class="danger" { "Delete" }
+                }
             }
         }
         (progress(s))

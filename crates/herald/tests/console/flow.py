@@ -206,6 +206,19 @@ def run(d, a, seen):
     seen["follow_up"] = d.current_url.rsplit("/", 1)[1]
     seen["follow_up_pending"] = int(text("#n-pending"))
     shot("follow-up")
+    # Not wanted after all: cancelled, then deleted, each with its confirmation.
+    click("button[data-action=cancel]")
+    WebDriverWait(d, 10).until(EC.alert_is_present())
+    d.switch_to.alert.accept()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#live .badge"), "cancelled"))
+    click("button[data-delete]")
+    WebDriverWait(d, 10).until(EC.alert_is_present())
+    d.switch_to.alert.accept()
+    wait.until(lambda drv: drv.current_url.rstrip("/") == a.url.rstrip("/"))
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "main")))
+    seen["follow_up_deleted"] = seen["follow_up"] not in text("main")
+    status, _ = fetch("GET", f"/v1/campaigns/{seen['follow_up']}")
+    seen["follow_up_status_after_delete"] = status
     d.get(f"{a.url}/campaigns/{campaign}")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#live .badge")))
 

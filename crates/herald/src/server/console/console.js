@@ -98,6 +98,23 @@ document.addEventListener("click", async (e) => {
   }
 });
 
+// ---- Deleting an ended campaign: everything kept of it goes; back to the list. ----
+document.addEventListener("click", async (e) => {
+  const b = e.target.closest("button[data-delete]");
+  if (!b) return;
+  if (!confirm("Delete this campaign and everything kept of it (its recipients, outcomes " +
+               "and stats)? Download its failures and cost first if you want them. This " +
+               "cannot be undone.")) return;
+  b.disabled = true;
+  try {
+    await api("DELETE", `/v1/campaigns/${b.dataset.delete}`);
+    location.assign("/");
+  } catch (err) {
+    alert(err.message);
+    b.disabled = false;
+  }
+});
+
 // ---- New campaign: checked as you type, by the API's own rules. ----
 function specFrom(form) {
   const v = (name) => form.elements[name].value.trim();
