@@ -783,7 +783,8 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
             .delete_campaign(&id)
             .await
             .expect("delete the campaign");
-        (memory().await, Some(t.elapsed()))
+        let took = t.elapsed();
+        (memory().await, Some(took))
     } else {
         (None, None)
     };
