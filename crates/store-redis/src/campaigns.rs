@@ -412,22 +412,20 @@ pub(crate) async fn delete_campaign(store: &RedisStore, id: &CampaignId) -> Resu
     let next_seq: Option<u64> = redis::Cmd::hget(store.keys.meta(id), "next_seq")
         .run(&mut conn)
         .await?;
-    let base = store.keys.base(id);
-    let tokens: Vec<String> = redis::Cmd::zrange(format!("{base}:lease"), 0, -1)
-        .run(&mut conn)
-        .await?;
+    // The fixed keys, the meta (the first) last of all.
+    let mut fixed = store.keys.declared(id);
+    let meta = fixed.remove(0);
+    let leases = format!("{}:lease", store.keys.base(id));
+    let tokens: Vec<String> = redis::Cmd::zrange(leases, 0, -1).run(&mut conn).await?;
     let buckets = next_seq.unwrap_or(0) / crate::keys::JOBS_PER_BUCKET + 1;
     let mut keys: Vec<String> = (0..buckets)
         .map(|b| store.keys.jobs_bucket(id, b))
         .collect();
-    keys.extend((0..crate::keys::DEDUPE_BUCKETS).map(|b| format!("{base}:d:{b}")));
+    keys.extend((0..crate::keys::DEDUPE_BUCKETS).map(|b| store.keys.dedupe_bucket(id, b)));
     for t in &tokens {
-        keys.push(format!("{base}:lease:{t}"));
-        keys.push(format!("{base}:fresh:{t}"));
+        let (held, fresh) = store.keys.claim(id, t);
+        keys.extend([held, fresh]);
     }
-    // The fixed keys, the meta (the first) last of all.
-    let mut fixed = store.keys.declared(id);
-    let meta = fixed.remove(0);
     keys.extend(fixed);
     for chunk in keys.chunks(DELETE_CHUNK) {
         redis::cmd("UNLINK").arg(chunk).run::<()>(&mut conn).await?;

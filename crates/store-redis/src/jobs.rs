@@ -359,8 +359,8 @@ pub(crate) async fn job(store: &RedisStore, id: &JobId) -> Result<Option<JobView
     if let JobState::InFlight { started: true } = view.state
         && let Some(token) = crate::parse_record(&rec).map(|r| r.token)
     {
-        let key = format!("{}:fresh:{token}", store.keys.base(&id.campaign));
-        let fresh: bool = redis::Cmd::sismember(key, id.seq).run(&mut conn).await?;
+        let (_, marks) = store.keys.claim(&id.campaign, token);
+        let fresh: bool = redis::Cmd::sismember(marks, id.seq).run(&mut conn).await?;
         view.state = JobState::InFlight { started: !fresh };
     }
     Ok(Some(view))

@@ -185,6 +185,21 @@ impl Keys {
         format!("{}:j:{n}", self.base(id))
     }
 
+    /// A recipient dedupe bucket (`b` below [`DEDUPE_BUCKETS`]; the scripts pick it).
+    pub(crate) fn dedupe_bucket(&self, id: &CampaignId, b: u64) -> String {
+        format!("{}:d:{b}", self.base(id))
+    }
+
+    /// The seqs a claim holds under `token`, and those of them not started yet (its fresh
+    /// marks; see `start.lua`).
+    pub(crate) fn claim(&self, id: &CampaignId, token: &str) -> (String, String) {
+        let base = self.base(id);
+        (
+            format!("{base}:lease:{token}"),
+            format!("{base}:fresh:{token}"),
+        )
+    }
+
     /// The bucket and field of a job record (see `common.lua`).
     pub(crate) fn job(&self, id: &CampaignId, seq: u32) -> (String, String) {
         (
