@@ -111,6 +111,17 @@ impl RedisStore {
         campaign_ids(&mut conn, &redis::Cmd::smembers(self.keys.active())).await
     }
 
+    /// A campaign's jobs in flight and in doubt (its counters).
+    async fn held(&self, conn: &mut Conn<'_>, id: &CampaignId) -> Result<(i64, i64)> {
+        let (in_flight, in_doubt): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(self.keys.stats(id))
+            .arg("in_flight")
+            .arg("in_doubt")
+            .run(conn)
+            .await?;
+        Ok((in_flight.unwrap_or(0), in_doubt.unwrap_or(0)))
+    }
+
     /// Drops a final campaign from the active index once nothing of it is in flight or in
     /// doubt.
     pub(crate) async fn retire_if_idle(&self, id: &CampaignId) -> Result<()> {
@@ -129,13 +140,8 @@ impl RedisStore {
             return Ok(());
         }
         let mut conn = self.conn().await?;
-        let (in_flight, in_doubt): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
-            .arg(self.keys.stats(id))
-            .arg("in_flight")
-            .arg("in_doubt")
-            .run(&mut conn)
-            .await?;
-        if in_flight.unwrap_or(0) <= 0 && in_doubt.unwrap_or(0) <= 0 {
+        let (in_flight, in_doubt) = self.held(&mut conn, id).await?;
+        if in_flight <= 0 && in_doubt <= 0 {
             let _: () = redis::Cmd::srem(self.keys.active(), id.as_str())
                 .run(&mut conn)
                 .await?;
@@ -402,13 +408,8 @@ pub(crate) async fn delete_campaign(store: &RedisStore, id: &CampaignId) -> Resu
         Err(e) => return Err(e),
     };
     let mut conn = store.conn().await?;
-    let (in_flight, in_doubt): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
-        .arg(store.keys.stats(id))
-        .arg("in_flight")
-        .arg("in_doubt")
-        .run(&mut conn)
-        .await?;
-    herald_store::check_deletable(id, status, in_flight.unwrap_or(0), in_doubt.unwrap_or(0))?;
+    let (in_flight, in_doubt) = store.held(&mut conn, id).await?;
+    herald_store::check_deletable(id, status, in_flight, in_doubt)?;
     let next_seq: Option<u64> = redis::Cmd::hget(store.keys.meta(id), "next_seq")
         .run(&mut conn)
         .await?;
