@@ -125,12 +125,14 @@ pub async fn redis_cpu(url: &str) -> Option<f64> {
 /// The same, on an open connection.
 pub async fn redis_cpu_on(conn: &mut redis::aio::MultiplexedConnection) -> Option<f64> {
     let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.ok()?;
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
-    Some(field("used_cpu_sys")? + field("used_cpu_user")?)
+    Some(info_field::<f64>(&info, "used_cpu_sys")? + info_field::<f64>(&info, "used_cpu_user")?)
+}
+
+/// A field of an `INFO` answer (`name:value` lines).
+fn info_field<T: std::str::FromStr>(info: &str, name: &str) -> Option<T> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The bytes the Redis server at `url` has allocated (`INFO memory`'s `used_memory`), once
@@ -144,13 +146,8 @@ pub async fn redis_memory(url: &str) -> Option<u64> {
             .query_async(&mut conn)
             .await
             .ok()?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        if field("lazyfree_pending_objects").unwrap_or(0) == 0 {
-            return field("used_memory");
+        if info_field::<u64>(&info, "lazyfree_pending_objects").unwrap_or(0) == 0 {
+            return info_field(&info, "used_memory");
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

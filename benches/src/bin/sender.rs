@@ -83,8 +83,25 @@ struct Scenario {
     max_in_flight: usize,
     /// The share of requests the simulator answers with a transient 500 (a Graph error).
     error_5xx: f64,
-    /// Delete the campaign once it completes (and measure Redis's memory after).
+    /// Delete the campaign once it completes, and read Redis's memory through its life.
     delete: bool,
+}
+
+impl Scenario {
+    /// `recipients` sent as fast as the sender goes: the rate limit out of the way.
+    fn unpaced(name: &str, recipients: u64) -> Self {
+        Self {
+            name: name.into(),
+            sim_mps: 10_000_000,
+            sender_mps: 1_000_000,
+            recipients,
+            latency_ms: 0,
+            jitter_ms: 0,
+            max_in_flight: 256,
+            error_5xx: 0.0,
+            delete: false,
+        }
+    }
 }
 
 struct Outcome {
@@ -121,9 +138,9 @@ struct Outcome {
     idle: f64,
     /// The mean number of requests in flight as each was made.
     in_flight: f64,
-    /// Redis's memory (bytes) before the campaign, with its jobs pending, once they were all
-    /// sent, after the campaign was deleted, and after its pair-spacing keys were too (when
-    /// it was deleted).
+    /// Redis's memory (bytes), read when the scenario deletes its campaign: before the
+    /// campaign, with its jobs pending, once they were all sent, after the campaign was
+    /// deleted, and after its pair-spacing keys were too.
     memory: [Option<u64>; 5],
     /// How long deleting the campaign took (when it was deleted).
     delete_took: Option<Duration>,
@@ -357,15 +374,8 @@ async fn memory_per_recipient(thousands: u64) {
     );
     let n = thousands.max(1) * 1000;
     let o = run(Scenario {
-        name: "memory".into(),
-        sim_mps: 10_000_000,
-        sender_mps: 1_000_000,
-        recipients: n,
-        latency_ms: 0,
-        jitter_ms: 0,
-        max_in_flight: 256,
-        error_5xx: 0.0,
         delete: true,
+        ..Scenario::unpaced("memory", n)
     })
     .await;
     let [
@@ -510,18 +520,7 @@ async fn unpaced_pair() -> f64 {
         in_flight.mean(),
         raw_idle * 100.0
     );
-    let o = run(Scenario {
-        name: "unpaced".into(),
-        sim_mps: 10_000_000,
-        sender_mps: 1_000_000,
-        recipients: n,
-        latency_ms: 0,
-        jitter_ms: 0,
-        max_in_flight: 256,
-        error_5xx: 0.0,
-        delete: false,
-    })
-    .await;
+    let o = run(Scenario::unpaced("unpaced", n)).await;
     let rate = o.accepted as f64 / o.elapsed.as_secs_f64();
     println!(
         "unpaced sender, one process, claims and settles in {}: {rate:.0} sends/s \
@@ -626,33 +625,18 @@ async fn run(s: Scenario) -> Outcome {
 
 /// Deletes the keys matching `pattern` on the Redis at `url`.
 async fn unlink_matching(url: &str, pattern: &str) {
+    let keys = herald_store_redis::testing::keys_matching(url, pattern).await;
     let client = redis::Client::open(url).expect("REDIS_URL");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(10_000)
+    for chunk in keys.chunks(10_000) {
+        let _: () = redis::cmd("UNLINK")
+            .arg(chunk)
             .query_async(&mut conn)
             .await
-            .expect("scan");
-        if !keys.is_empty() {
-            let _: () = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .expect("unlink");
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
+            .expect("unlink");
     }
 }
 
@@ -671,9 +655,10 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
             "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{first_name}}"}]}]}}
     }))
     .expect("spec");
-    let memory = async || match &redis {
-        Some(url) => herald_benches::redis_memory(url).await,
-        None => None,
+    // Redis's memory, read for the scenarios that delete their campaign (the memory mode).
+    let memory = async || match (&redis, s.delete) {
+        (Some(url), true) => herald_benches::redis_memory(url).await,
+        _ => None,
     };
     let mem_before = memory().await;
     let id = store

@@ -94,6 +94,30 @@ impl TestRedisServer {
     }
 }
 
+/// Every key on the Redis at `url` (one server, not a Cluster) matching `pattern`, by `SCAN`.
+pub async fn keys_matching(url: &str, pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut found = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        found.extend(page);
+        if next == 0 {
+            return found;
+        }
+        cursor = next;
+    }
+}
+
 /// Polls `INFO replication` on the server at `url` until `done` holds for it (a replica's
 /// `master_link_status:up`, a master's `connected_slaves:0`), for 20 s at most. A server that
 /// is still starting, or busy (a loaded machine), may refuse or drop the connection: that is

@@ -56,6 +56,7 @@ async fn deleting_a_campaign_leaves_none_of_its_keys() {
     use herald_core::{CampaignAction, CampaignId, SkipReason, WaMessageId};
     use herald_store::conformance::{campaign, claim_req, recipients, running};
     use herald_store::{FailureRow, JobRef, Outcome, Settle, Store, UploadReject};
+    use herald_store_redis::testing::keys_matching;
 
     let prefix = format!("herald-test-{:016x}", rand::random::<u64>());
     let store = RedisStore::connect(&RedisConfig::new(redis_url(), prefix.clone()))
@@ -63,26 +64,10 @@ async fn deleting_a_campaign_leaves_none_of_its_keys() {
         .expect("connect to Redis");
     let client = redis::Client::open(redis_url()).unwrap();
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let keys_of = async |raw: &mut redis::aio::MultiplexedConnection, id: &CampaignId| {
-        let pattern = format!("{prefix}:{{c:{id}}}*");
-        let mut found: Vec<String> = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(raw)
-                .await
-                .unwrap();
-            found.extend(page);
-            if next == 0 {
-                return found;
-            }
-            cursor = next;
-        }
+    let keys_of = async |id: &CampaignId| {
+        let mut keys = keys_matching(&redis_url(), &format!("{prefix}:{{c:{id}}}*")).await;
+        keys.sort();
+        keys
     };
 
     let kept = campaign(&store, "kept").await;
@@ -131,15 +116,15 @@ async fn deleting_a_campaign_leaves_none_of_its_keys() {
         .transition(&id, CampaignAction::Cancel, None)
         .await
         .unwrap();
-    let before = keys_of(&mut raw, &id).await;
+    let before = keys_of(&id).await;
     assert!(
         before.len() > 10,
         "the campaign wrote keys to delete: {before:?}"
     );
-    let kept_before = keys_of(&mut raw, &kept).await;
+    let kept_before = keys_of(&kept).await;
 
     store.delete_campaign(&id).await.unwrap();
-    assert_eq!(keys_of(&mut raw, &id).await, Vec::<String>::new());
+    assert_eq!(keys_of(&id).await, Vec::<String>::new());
     let in_index: Option<f64> = redis::cmd("ZSCORE")
         .arg(format!("{prefix}:campaigns"))
         .arg(id.as_str())
@@ -147,10 +132,10 @@ async fn deleting_a_campaign_leaves_none_of_its_keys() {
         .await
         .unwrap();
     assert_eq!(in_index, None);
-    let mut kept_after = keys_of(&mut raw, &kept).await;
-    let mut kept_before = kept_before;
-    kept_after.sort();
-    kept_before.sort();
-    assert_eq!(kept_after, kept_before, "the other campaign is untouched");
+    assert_eq!(
+        keys_of(&kept).await,
+        kept_before,
+        "the other campaign is untouched"
+    );
     purge(store).await;
 }
