@@ -92,7 +92,7 @@ pub async fn delete_ended<S: Store>(
                 tracing::info!(campaign = %c.id, name = %c.name, "ended campaign deleted (store.delete_ended_after_days)");
                 deleted.push(c.id);
             }
-            Err(StoreError::Invalid(_) | StoreError::NotFound(_)) => {}
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
     }

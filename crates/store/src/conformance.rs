@@ -1599,7 +1599,7 @@ pub async fn an_ended_campaign_is_deleted_whole<S: Store>(store: &S) {
     let id = running(store, "deleted", 25).await;
     let refused = store.delete_campaign(&id).await.unwrap_err();
     assert!(
-        matches!(&refused, StoreError::Invalid(m) if m.contains("is running")),
+        matches!(&refused, StoreError::Conflict(m) if m.contains("is running")),
         "{refused}"
     );
     // Only the running campaign has jobs to claim (the other is a draft).
@@ -1623,7 +1623,7 @@ pub async fn an_ended_campaign_is_deleted_whole<S: Store>(store: &S) {
         .unwrap();
     let refused = store.delete_campaign(&id).await.unwrap_err();
     assert!(
-        matches!(&refused, StoreError::Invalid(m) if m.contains("1 sends in flight")),
+        matches!(&refused, StoreError::Conflict(m) if m.contains("1 sends in flight")),
         "{refused}"
     );
     assert_eq!(

@@ -18,6 +18,10 @@ pub enum StoreError {
     Final(CampaignId, herald_core::CampaignStatus),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The campaign's state does not allow this now (it may later): e.g. deleting one that
+    /// has not ended, or whose sends are still in flight.
+    #[error("{0}")]
+    Conflict(String),
     /// Stored data Herald cannot read: a bug or tampering, never a user error.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -43,8 +43,8 @@ pub use types::*;
 
 /// Whether a campaign may be deleted now ([`Store::delete_campaign`]): it has ended, and none
 /// of its sends is in flight or in doubt (their answers and webhooks would find nothing to
-/// settle, and the counters would lose them). [`StoreError::Invalid`] names what stands in the
-/// way.
+/// settle, and the counters would lose them). [`StoreError::Conflict`] names what stands in
+/// the way.
 pub fn check_deletable(
     id: &CampaignId,
     status: CampaignStatus,
@@ -52,13 +52,13 @@ pub fn check_deletable(
     in_doubt: i64,
 ) -> Result<()> {
     if !status.is_final() {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Conflict(format!(
             "campaign {id} is {status}: only a completed or cancelled campaign can be deleted \
              (cancel it first)"
         )));
     }
     if in_flight > 0 || in_doubt > 0 {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Conflict(format!(
             "campaign {id} still has {} sends in flight and {} in doubt: delete it once they \
              have settled",
             in_flight.max(0),

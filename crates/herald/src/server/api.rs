@@ -17,7 +17,7 @@ use axum::routing::{MethodRouter, get, post};
 use futures::future::BoxFuture;
 use herald_core::{CampaignAction, CampaignId, CampaignSpec, CampaignStatus, PauseReason};
 use herald_reconciler::ReceiverConfig;
-use herald_store::{Campaign, NewCampaign, Store, StoreError};
+use herald_store::{Campaign, NewCampaign, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -828,14 +828,7 @@ async fn delete<S: Store>(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
-    match state.store.delete_campaign(&id).await {
-        Ok(()) => {}
-        // The campaign's state stands in the way: a conflict, not a bad request.
-        Err(StoreError::Invalid(why)) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "conflict", why));
-        }
-        Err(e) => return Err(e.into()),
-    }
+    state.store.delete_campaign(&id).await?;
     tracing::info!(campaign = %id, "campaign deleted");
     Ok(axum::Json(CampaignDeleted {
         id: id.to_string(),
