@@ -92,7 +92,7 @@ metrics! {
         "Age of the oldest webhook delivery applied in the last batch.";
     /// Labels: `kind` (see [`STORE_ERROR_KINDS`]).
     STORE_ERRORS_TOTAL = "herald_store_errors_total", Counter,
-        "Store calls that failed as unavailable (after the Redis Cluster client's own retries of MOVED, ASK and TRYAGAIN), by kind; the caller retries.";
+        "Store calls that failed as unavailable or full (after the Redis Cluster client's own retries of MOVED, ASK and TRYAGAIN), by kind; the caller retries.";
     /// Labels: `version`.
     BUILD_INFO = "herald_build_info", Gauge,
         "Always 1; the version label says which Herald this is.";
@@ -147,12 +147,22 @@ metrics! {
         "Pending recipients that wait for the portfolio's messaging limit to have room (0 while it has).";
 }
 
+metrics! {
+    /// What a deployment shares, exported once beside the per-campaign metrics (by the same
+    /// leading API process).
+    DEPLOYMENT;
+    STORE_MEMORY_USED_BYTES = "herald_store_memory_used_bytes", Gauge,
+        "Memory the store uses (Redis's used_memory; on a Cluster, of its fullest master).";
+    STORE_MEMORY_MAX_BYTES = "herald_store_memory_max_bytes", Gauge,
+        "The store's memory limit (Redis's maxmemory; 0: none). At the limit Redis refuses every write: sending, uploads and webhook intake wait until memory is freed.";
+}
+
 /// Values of `kind` on [`STORE_ERRORS_TOTAL`]: a slot that moved (`moved`, `ask`) or is being
 /// moved (`tryagain`), a cluster without a master for some slot (`clusterdown`), a failover
 /// in progress (`failover`: READONLY or MASTERDOWN), Redis loading its data (`loading`) or
-/// running a long script (`busy`), no answer in time (`timeout`), a connection refused or
-/// lost (`connection`), too few replicas acknowledging a start (`replica_ack`), anything else
-/// (`other`).
+/// running a long script (`busy`), out of memory and refusing writes (`oom`: `maxmemory`
+/// reached), no answer in time (`timeout`), a connection refused or lost (`connection`), too
+/// few replicas acknowledging a start (`replica_ack`), anything else (`other`).
 pub const STORE_ERROR_KINDS: &[&str] = &[
     "moved",
     "ask",
@@ -161,6 +171,7 @@ pub const STORE_ERROR_KINDS: &[&str] = &[
     "failover",
     "loading",
     "busy",
+    "oom",
     "timeout",
     "connection",
     "replica_ack",

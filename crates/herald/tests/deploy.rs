@@ -134,12 +134,14 @@ fn the_compose_file_follows_the_spec_and_runs_what_the_docs_say() {
     ] {
         assert!(services.get(s).is_some(), "no {s} service");
     }
-    // Redis keeps what it acknowledged: AOF every second, and never evicts a job.
+    // Redis keeps what it acknowledged: AOF every second, never evicts a job, and refuses
+    // writes at a limit instead of growing until it is killed.
     let redis = strings(&services["redis"]["command"]).join(" ");
     for setting in [
         "--appendonly yes",
         "--appendfsync everysec",
         "--maxmemory-policy noeviction",
+        "--maxmemory ",
     ] {
         assert!(
             redis.contains(setting),
@@ -368,12 +370,33 @@ fn the_kubernetes_manifests_agree_with_each_other_and_the_code() {
         "--appendonly yes",
         "--appendfsync everysec",
         "--maxmemory-policy noeviction",
+        "--maxmemory ",
     ] {
         assert!(
             args.contains(setting),
             "redis runs without {setting}: {args}"
         );
     }
+    // maxmemory leaves the container room for an AOF rewrite's fork: at most three quarters
+    // of its memory limit.
+    let container = &redis["spec"]["template"]["spec"]["containers"][0];
+    let maxmemory = args
+        .split_once("--maxmemory ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|v| v.strip_suffix("mb"))
+        .and_then(|mb| mb.parse::<u64>().ok())
+        .expect("--maxmemory in mb")
+        * 1_000_000;
+    let limit = container["resources"]["limits"]["memory"]
+        .as_str()
+        .and_then(|v| v.strip_suffix("Gi"))
+        .and_then(|gi| gi.parse::<u64>().ok())
+        .expect("a memory limit in Gi")
+        << 30;
+    assert!(
+        maxmemory * 4 <= limit * 3,
+        "maxmemory {maxmemory} B leaves too little of the {limit} B limit"
+    );
     assert!(
         redis["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
             .is_string()
@@ -514,6 +537,7 @@ fn deploy_files_name_only_exported_metrics() {
     let known: BTreeSet<&str> = herald_core::metrics::ALL
         .iter()
         .chain(herald_core::metrics::CAMPAIGN)
+        .chain(herald_core::metrics::DEPLOYMENT)
         .map(|(n, _, _)| *n)
         .collect();
     let mut used = BTreeSet::new();
@@ -532,7 +556,10 @@ fn deploy_files_name_only_exported_metrics() {
     }
     // The dashboard shows every campaign series.
     let dashboard = names_in(&read("grafana/herald-dashboard.json"));
-    for (name, _, _) in herald_core::metrics::CAMPAIGN {
+    for (name, _, _) in herald_core::metrics::CAMPAIGN
+        .iter()
+        .chain(herald_core::metrics::DEPLOYMENT)
+    {
         let shown = dashboard.contains(*name)
             || *name == herald_core::metrics::CAMPAIGN_START_TIMESTAMP_SECONDS;
         assert!(shown, "the dashboard does not show {name}");

@@ -48,7 +48,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [Test; 3] = [
+    let tests: [Test; 4] = [
         ("pacing_at_80_keeps_to_80", || {
             Box::pin(pacing_at_80_keeps_to_80())
         }),
@@ -57,6 +57,9 @@ fn main() {
         }),
         ("two_workers_share_one_rate", || {
             Box::pin(two_workers_share_one_rate())
+        }),
+        ("a_full_redis_pauses_sending_and_loses_nothing", || {
+            Box::pin(a_full_redis_pauses_sending_and_loses_nothing())
         }),
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -231,4 +234,71 @@ async fn two_workers_share_one_rate() {
     assert_eq!(o.unique_callbacks, n);
     assert_at_most_mps(&rig, &id, n, 200).await;
     rig.finish_and_purge().await;
+}
+
+/// Sets `maxmemory` on the Redis at `url` (0: no limit).
+async fn set_maxmemory(url: &str, bytes: u64) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(bytes)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Redis fills up (maxmemory, noeviction) in the middle of a campaign: it refuses every
+/// write, so no job is claimed or started and nothing more is sent, whatever the machine's
+/// speed (the simulator never sees more requests than the jobs the store holds as settled or
+/// in flight, and those stay as they were while Redis is full). Once memory is freed the
+/// campaign completes, every recipient messaged exactly once, and webhooks Redis refused
+/// meanwhile (answered 503) come again and are applied.
+async fn a_full_redis_pauses_sending_and_loses_nothing() {
+    let server = herald_store_redis::testing::TestRedisServer::start_with(&[
+        "--maxmemory-policy",
+        "noeviction",
+    ]);
+    let url = server.url();
+    let rig = Rig::child_sim_on(&url, sim_config(1000)).await;
+    let n = 2000;
+    let id = rig
+        .campaign(
+            template_spec("full", "order_update", None),
+            &recipients(0..n),
+            true,
+        )
+        .await;
+    let (stop, run) = rig.sender(sender_config(500));
+    let deadline = std::time::Instant::now() + LONG;
+    while rig.store.stats(&id).await.unwrap().accepted < 200 {
+        assert!(std::time::Instant::now() < deadline, "nothing was sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    set_maxmemory(&url, 1).await;
+    let frozen = rig.store.stats(&id).await.unwrap();
+    assert!(frozen.accepted < n, "{frozen:?}");
+    // Long enough for a sender that went on claiming to send far more than this bound.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = rig.store.stats(&id).await.unwrap();
+    assert_eq!(held, frozen, "the store changed while Redis was full");
+    let seen = rig.oracle().await.accepted;
+    assert!(
+        seen <= frozen.accepted + frozen.in_flight,
+        "{seen} requests while full, above the {} settled and {} held before",
+        frozen.accepted,
+        frozen.in_flight
+    );
+
+    set_maxmemory(&url, 0).await;
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    stop.cancel();
+    run.await.unwrap();
+    assert_eq!((stats.accepted, stats.in_doubt), (n, 0), "{stats:?}");
+    let o = rig.oracle().await;
+    assert_clean(&o, &[]);
+    assert_eq!((o.unique_callbacks, o.accepted), (n, n));
+    rig.finish().await;
 }

@@ -121,8 +121,28 @@ pub(crate) struct Scripts {
 
 const COMMON: &str = include_str!("../lua/common.lua");
 
+/// The first line of every script (Redis 7's script flags). A script that may write is
+/// refused whole, before it runs, while Redis is out of memory (`maxmemory` reached with
+/// `noeviction`): without the flags Redis checks only a script's first write, and a claim,
+/// whose first write (an `LPOP`) frees memory, would go on to claim jobs and let their sends
+/// go out with nowhere to record the answers.
+const REFUSED_WHEN_FULL: &str = "#!lua";
+/// The same for the two scripts that only keep what exists alive (a claim's lease, a role's
+/// lead) and grow nothing: they run on a full Redis, so that no held job falls in doubt and
+/// no role loses its holder while memory is freed.
+const RUNS_WHEN_FULL: &str = "#!lua flags=allow-oom";
+
+/// A script: its first line, then its parts.
+fn script(first_line: &str, parts: &[&str]) -> Script {
+    Script::new(&format!("{first_line}\n{}", parts.join("\n")))
+}
+
 fn with_common(body: &str) -> Script {
-    Script::new(&format!("{COMMON}\n{body}"))
+    script(REFUSED_WHEN_FULL, &[COMMON, body])
+}
+
+fn alone(body: &str) -> Script {
+    script(REFUSED_WHEN_FULL, &[body])
 }
 
 impl Scripts {
@@ -132,7 +152,7 @@ impl Scripts {
             claim: with_common(include_str!("../lua/claim.lua")),
             start: with_common(include_str!("../lua/start.lua")),
             settle: with_common(include_str!("../lua/settle.lua")),
-            renew: with_common(include_str!("../lua/renew.lua")),
+            renew: script(RUNS_WHEN_FULL, &[COMMON, include_str!("../lua/renew.lua")]),
             reclaim: with_common(include_str!("../lua/reclaim.lua")),
             doubt: with_common(include_str!("../lua/doubt.lua")),
             status: with_common(include_str!("../lua/status.lua")),
@@ -142,15 +162,15 @@ impl Scripts {
             upload: with_common(include_str!("../lua/upload.lua")),
             rejects: with_common(include_str!("../lua/rejects.lua")),
             evidence: with_common(include_str!("../lua/evidence.lua")),
-            lead: Script::new(include_str!("../lua/lead.lua")),
-            plan: Script::new(include_str!("../lua/plan.lua")),
-            moved: Script::new(include_str!("../lua/move.lua")),
-            pair: Script::new(include_str!("../lua/pair.lua")),
-            unpair: Script::new(include_str!("../lua/unpair.lua")),
-            link: Script::new(include_str!("../lua/link.lua")),
-            reach: Script::new(include_str!("../lua/reach.lua")),
-            unreach: Script::new(include_str!("../lua/unreach.lua")),
-            respec: Script::new(include_str!("../lua/respec.lua")),
+            lead: script(RUNS_WHEN_FULL, &[include_str!("../lua/lead.lua")]),
+            plan: alone(include_str!("../lua/plan.lua")),
+            moved: alone(include_str!("../lua/move.lua")),
+            pair: alone(include_str!("../lua/pair.lua")),
+            unpair: alone(include_str!("../lua/unpair.lua")),
+            link: alone(include_str!("../lua/link.lua")),
+            reach: alone(include_str!("../lua/reach.lua")),
+            unreach: alone(include_str!("../lua/unreach.lua")),
+            respec: alone(include_str!("../lua/respec.lua")),
         }
     }
 
@@ -228,6 +248,12 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// What a write refused for want of memory says: the cause and the remedy.
+const OUT_OF_MEMORY: &str = "Redis is out of memory (used memory above maxmemory) and refuses \
+     every write, so sending, uploads and webhook intake wait; nothing is lost, and they go on \
+     once there is room. Delete ended campaigns (`herald campaign delete ID`, or set \
+     store.delete_ended_after_days) or raise Redis's maxmemory";
+
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -264,6 +290,12 @@ pub(crate) fn map_err(e: RedisError, id: Option<&CampaignId>) -> StoreError {
         }
         _ => {}
     }
+    // Redis reached `maxmemory` (with `noeviction`, as Herald requires): it refuses every
+    // write until memory is freed, and a refused script wrote nothing (Redis checks before a
+    // script's first write). Retryable: what waits is applied once there is room.
+    if out_of_memory(&e) {
+        return StoreError::Full(OUT_OF_MEMORY.to_owned());
+    }
     if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
         return unavailable(e);
     }
@@ -271,6 +303,34 @@ pub(crate) fn map_err(e: RedisError, id: Option<&CampaignId>) -> StoreError {
         redis::ErrorKind::Server(_) => StoreError::Corrupt(e.to_string()),
         _ => unavailable(e),
     }
+}
+
+/// A field of an `INFO` answer (`name:value` lines).
+pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines().find_map(|line| {
+        line.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
+/// Whether a `redis_version` is 7.0 or later (Valkey, which answers the Redis version it is
+/// compatible with, included).
+fn supported_version(version: &str) -> bool {
+    version
+        .split('.')
+        .next()
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_none_or(|major| major >= 7)
+}
+
+/// Whether Redis refused a write for want of memory: the error itself, or any command of a
+/// pipeline (whose error carries no code of its own).
+fn out_of_memory(e: &RedisError) -> bool {
+    e.code() == Some("OOM")
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, s)| s.code() == "OOM"))
 }
 
 /// Which of [`herald_core::metrics::STORE_ERROR_KINDS`] an error is.
@@ -283,6 +343,7 @@ fn error_kind(e: &RedisError) -> &'static str {
         Some("READONLY" | "MASTERDOWN") => "failover",
         Some("LOADING") => "loading",
         Some("BUSY") => "busy",
+        _ if out_of_memory(e) => "oom",
         _ if e.is_timeout() => "timeout",
         _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
             "connection"
@@ -336,6 +397,7 @@ impl RedisStore {
             timeout: cfg.timeout,
             replica_ack: cfg.replica_ack,
         };
+        store.check_version().await?;
         let mut conn = store.conn().await?;
         for script in store.scripts.all() {
             conn.load(script).await?;
@@ -408,11 +470,72 @@ impl RedisStore {
         let err = map_err(e, id);
         if err.is_retryable() {
             count_error(kind);
-            if let Ok(mut hot) = self.hot.lock() {
+            // A full Redis answers on the same connections; any other failure may have
+            // broken them.
+            if kind != "oom"
+                && let Ok(mut hot) = self.hot.lock()
+            {
                 hot.clear();
             }
         }
         err
+    }
+
+    /// A section of `INFO` as each server answered it (every master of a Cluster). Empty when
+    /// `INFO` is not allowed (some managed Redis rename it): then nothing can be said.
+    pub(crate) async fn info(&self, section: &str) -> Vec<String> {
+        fn texts(v: redis::Value, out: &mut Vec<String>) {
+            match v {
+                redis::Value::BulkString(b) => out.push(String::from_utf8_lossy(&b).into_owned()),
+                redis::Value::SimpleString(s) => out.push(s),
+                redis::Value::VerbatimString { text, .. } => out.push(text),
+                redis::Value::Map(m) => m.into_iter().for_each(|(_, v)| texts(v, out)),
+                redis::Value::Array(a) => a.into_iter().for_each(|v| texts(v, out)),
+                _ => {}
+            }
+        }
+        let Ok(mut conn) = self.conn().await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Ok(v) = redis::cmd("INFO")
+            .arg(section)
+            .run::<redis::Value>(&mut conn)
+            .await
+        {
+            texts(v, &mut out);
+        }
+        out
+    }
+
+    /// Redis's memory and `maxmemory`, from `INFO memory` (a Cluster's fullest master).
+    pub(crate) async fn memory(&self) -> Option<herald_store::MemoryUse> {
+        self.info("memory")
+            .await
+            .iter()
+            .filter_map(|info| {
+                let field = |name| info_field(info, name)?.parse::<u64>().ok();
+                Some(herald_store::MemoryUse {
+                    used_bytes: field("used_memory")?,
+                    max_bytes: field("maxmemory").filter(|max| *max > 0),
+                })
+            })
+            .reduce(herald_store::MemoryUse::fuller)
+    }
+
+    /// Refuses a Redis older than 7.0, which cannot run Herald's scripts (their first line
+    /// declares Redis 7's script flags).
+    async fn check_version(&self) -> Result<(), StoreError> {
+        for info in self.info("server").await {
+            if let Some(version) = info_field(&info, "redis_version")
+                && !supported_version(version)
+            {
+                return Err(StoreError::Invalid(format!(
+                    "Redis {version} is too old: Herald needs Redis 7.0 or later"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Reasons Redis might lose Herald's data, read from its configuration. Empty when all is
@@ -434,6 +557,17 @@ impl RedisStore {
             out.push(format!(
                 "maxmemory-policy is {p}: Redis may evict Herald's keys under memory pressure; set it to noeviction"
             ));
+        }
+        if let Some(memory) = self.memory().await
+            && memory.max_bytes.is_none()
+        {
+            out.push(
+                "maxmemory is not set: Redis grows until its machine or container runs out and \
+                 is killed, losing what its AOF has not synced; set maxmemory to about two thirds \
+                 of the memory Redis may use, so that a full Redis refuses writes (Herald waits, \
+                 loses nothing) instead"
+                    .into(),
+            );
         }
         let aof: Result<Vec<String>, _> = redis::cmd("CONFIG")
             .arg("GET")
@@ -611,4 +745,31 @@ pub(crate) fn campaign_from_meta(
 /// Days since the Unix epoch (UTC) of a time in ms.
 pub(crate) fn day_of(ms: i64) -> i64 {
     ms.div_euclid(86_400_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_fields_are_read_by_name() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\nused_memory:914792\r\nused_memory_human:893.35K\r\n";
+        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
+        assert_eq!(info_field(info, "used_memory"), Some("914792"));
+        assert_eq!(info_field(info, "maxmemory"), None);
+    }
+
+    #[test]
+    fn redis_7_or_later_is_supported() {
+        for (version, supported) in [
+            ("6.2.14", false),
+            ("5.0.7", false),
+            ("7.0.0", true),
+            ("7.4.1", true),
+            ("8.0.2", true),
+            ("unknown", true),
+        ] {
+            assert_eq!(supported_version(version), supported, "{version}");
+        }
+    }
 }

@@ -8,8 +8,8 @@ use herald_core::{
 };
 use herald_store::{
     Applied, Campaign, ClaimRequest, ClaimedJob, FailureRow, InDoubtExpired, InDoubtPolicy, JobRef,
-    JobView, NewCampaign, PairReservation, Reach, ReachUse, Reclaimed, Result, RunningCampaign,
-    Settle, SettleResult, StatusUpdate, Store, SuppressionScope,
+    JobView, MemoryUse, NewCampaign, PairReservation, Reach, ReachUse, Reclaimed, Result,
+    RunningCampaign, Settle, SettleResult, StatusUpdate, Store, SuppressionScope,
 };
 use jiff::Timestamp;
 
@@ -421,5 +421,9 @@ impl Store for RedisStore {
     async fn ping(&self) -> Result<()> {
         let mut conn = self.conn().await?;
         redis::cmd("PING").run::<String>(&mut conn).await.map(drop)
+    }
+
+    async fn memory_use(&self) -> Result<Option<MemoryUse>> {
+        Ok(self.memory().await)
     }
 }

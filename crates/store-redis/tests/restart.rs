@@ -161,19 +161,20 @@ async fn a_redis_restart_loses_no_settled_job() {
     );
 }
 
-/// Herald checks the settings that decide what a Redis crash loses: no AOF at all, or an AOF
-/// the operating system flushes when it likes (`appendfsync no`), is reported; `everysec` and
-/// `always` are not.
+/// Herald checks the settings that decide what a Redis crash loses: no AOF at all, an AOF
+/// the operating system flushes when it likes (`appendfsync no`), or no `maxmemory` (Redis
+/// then grows until it is killed) is reported; `everysec` and `always` are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durability_settings_are_checked() {
-    let cases: [(&[&str], Option<&str>); 4] = [
+    let cases: [(&[&str], Option<&str>); 5] = [
         (&[], None),
         (&["--appendfsync", "everysec"], None),
         (&["--appendfsync", "no"], Some("appendfsync is no")),
         (&["--appendonly", "no"], Some("appendonly is off")),
+        (&["--maxmemory", "0"], Some("maxmemory is not set")),
     ];
     for (args, expected) in cases {
-        let server = TestRedisServer::start_with(args);
+        let server = TestRedisServer::start_with(&[&["--maxmemory", "256mb"], args].concat());
         let store = RedisStore::connect(&RedisConfig::new(server.url(), "herald"))
             .await
             .unwrap();

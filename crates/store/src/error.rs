@@ -9,6 +9,11 @@ pub enum StoreError {
     /// (every transition is one atomic script), and a retried settlement is a no-op.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The backend is out of memory and refuses writes (Redis at `maxmemory` with
+    /// `noeviction`). Retryable like [`Self::Unavailable`]: nothing was half-applied, and the
+    /// call goes through once memory is freed. The text says what to do.
+    #[error("the store is full: {0}")]
+    Full(String),
     #[error("campaign {0} does not exist")]
     NotFound(CampaignId),
     #[error(transparent)]
@@ -29,7 +34,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::Full(_))
     }
 }
 

@@ -120,6 +120,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store answers.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
 
+    /// The memory the store uses and the most it may use, where the backend can say (a
+    /// Redis Cluster: its fullest master). A Redis at its limit refuses every write, so this
+    /// is exported for operators to see it coming.
+    fn memory_use(&self) -> impl Future<Output = Result<Option<MemoryUse>>> + Send {
+        async { Ok(None) }
+    }
+
     // --- Campaigns -------------------------------------------------------------------
 
     fn create_campaign(

@@ -502,3 +502,30 @@ pub struct QualityRecord {
     pub current_limit: Option<String>,
     pub at_ms: i64,
 }
+
+/// A store's memory (see [`crate::Store::memory_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryUse {
+    pub used_bytes: u64,
+    /// The limit (Redis's `maxmemory`); `None` when there is none.
+    pub max_bytes: Option<u64>,
+}
+
+impl MemoryUse {
+    /// The share of the limit in use, when there is a limit.
+    pub fn share(&self) -> Option<f64> {
+        self.max_bytes
+            .map(|max| self.used_bytes as f64 / max as f64)
+    }
+
+    /// The fuller of two: by share of its limit, then (neither having one) by use.
+    pub fn fuller(self, other: Self) -> Self {
+        match (self.share(), other.share()) {
+            (Some(a), Some(b)) if b > a => other,
+            (Some(_), _) => self,
+            (None, Some(_)) => other,
+            (None, None) if other.used_bytes > self.used_bytes => other,
+            (None, None) => self,
+        }
+    }
+}

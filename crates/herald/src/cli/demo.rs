@@ -54,8 +54,8 @@ impl DemoRedis {
             };
             let spawned = tokio::process::Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                // Configured as Herald wants Redis in production (AOF, no eviction), in a
-                // temp dir.
+                // Configured as Herald wants Redis in production (AOF, a memory limit, no
+                // eviction), in a temp dir.
                 .args([
                     "--save",
                     "",
@@ -64,7 +64,7 @@ impl DemoRedis {
                     "--appendfsync",
                     "everysec",
                 ])
-                .args(["--maxmemory-policy", "noeviction"])
+                .args(["--maxmemory", "1gb", "--maxmemory-policy", "noeviction"])
                 .arg("--dir")
                 .arg(&dir)
                 .stdout(std::process::Stdio::null())

@@ -365,14 +365,44 @@ async fn store(cfg: &Config) -> Check {
     match crate::app::connect(cfg).await {
         Ok(s) => {
             let warnings = s.durability_warnings().await;
-            if warnings.is_empty() {
-                pass(NAME, "reachable; noeviction and AOF on")
-            } else {
-                fail(NAME, warnings.join("; "))
+            if !warnings.is_empty() {
+                return fail(NAME, warnings.join("; "));
+            }
+            let memory = s.memory_use().await.ok().flatten();
+            match memory.and_then(|m| Some((m.used_bytes, m.max_bytes?, m.share()?))) {
+                Some((used, max, share)) if share >= FULL_WARNING => fail(
+                    NAME,
+                    format!(
+                        "{} of its {} maxmemory in use ({:.0}%): at the limit Redis refuses every \
+                         write and sending stops; delete ended campaigns or raise maxmemory",
+                        mb(used),
+                        mb(max),
+                        share * 100.0
+                    ),
+                ),
+                Some((used, max, share)) => pass(
+                    NAME,
+                    format!(
+                        "reachable; noeviction and AOF on; {} of {} maxmemory in use ({:.0}%)",
+                        mb(used),
+                        mb(max),
+                        share * 100.0
+                    ),
+                ),
+                None => pass(NAME, "reachable; noeviction and AOF on"),
             }
         }
         Err(e) => fail(NAME, format!("{e:#}")),
     }
+}
+
+/// The share of Redis's `maxmemory` in use from which doctor fails (the alert
+/// `HeraldRedisMemoryHigh` fires at the same share).
+const FULL_WARNING: f64 = 0.85;
+
+/// Bytes in MB, for a person.
+fn mb(bytes: u64) -> String {
+    format!("{:.0} MB", bytes as f64 / 1e6)
 }
 
 fn explain(e: &Error) -> String {

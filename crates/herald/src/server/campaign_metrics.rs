@@ -190,7 +190,8 @@ fn exported(c: &Campaign, now: jiff::Timestamp, retention: Duration) -> bool {
     }
 }
 
-/// Renders the series of every exported campaign into Prometheus text.
+/// Renders the series of every exported campaign, and the store's memory, into Prometheus
+/// text.
 pub async fn render<S: Store>(
     store: &S,
     cfg: &ExportConfig,
@@ -199,11 +200,18 @@ pub async fn render<S: Store>(
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {
-        for (name, kind, help) in m::CAMPAIGN {
+        for (name, kind, help) in m::CAMPAIGN.iter().chain(m::DEPLOYMENT) {
             debug_assert_eq!(*kind, Kind::Gauge);
             metrics::describe_gauge!(*name, *help);
         }
     });
+    // Where the backend can say (not having it is no reason to drop the campaigns' series).
+    if let Ok(Some(memory)) = store.memory_use().await {
+        metrics::with_local_recorder(&recorder, || {
+            metrics::gauge!(m::STORE_MEMORY_USED_BYTES).set(memory.used_bytes as f64);
+            metrics::gauge!(m::STORE_MEMORY_MAX_BYTES).set(memory.max_bytes.unwrap_or(0) as f64);
+        });
+    }
     let campaigns = store.list_campaigns().await?;
     let live = campaigns
         .iter()

@@ -13,7 +13,8 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// `invalid`, `not_found`, `conflict`, `unauthorized`, `unavailable`, …
+    /// `invalid`, `not_found`, `conflict`, `unauthorized`, `unavailable`, `store_full` (Redis
+    /// is out of memory: the message says what to do), …
     pub code: String,
     /// What is wrong, naming the field, the column or the rule.
     pub message: String,
@@ -61,6 +62,12 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             StoreError::Invalid(_) => Self::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+            StoreError::Full(_) => {
+                static FULL: herald_core::repeated::Repeated =
+                    herald_core::repeated::Repeated::new();
+                herald_core::warn_repeated!(FULL, "store full", error = %e);
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_full", e.to_string())
+            }
             StoreError::Unavailable(_) => {
                 static UNAVAILABLE: herald_core::repeated::Repeated =
                     herald_core::repeated::Repeated::new();
@@ -80,5 +87,30 @@ impl From<StoreError> for ApiError {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full store says so, and what to do, where any other outage says only to try again
+    /// (its text may carry the store's internals).
+    #[test]
+    fn a_full_store_is_named_with_its_remedy() {
+        let full = ApiError::from(StoreError::Full("raise Redis's maxmemory".into()));
+        assert_eq!(
+            (full.status, full.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "store_full")
+        );
+        assert!(full.message.contains("maxmemory"), "{}", full.message);
+        let down = ApiError::from(StoreError::Unavailable(
+            "connection refused 10.0.0.7".into(),
+        ));
+        assert_eq!(
+            (down.status, down.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert!(!down.message.contains("10.0.0.7"), "{}", down.message);
     }
 }

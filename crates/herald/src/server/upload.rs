@@ -191,12 +191,16 @@ fn load_error(e: LoadError) -> ApiError {
                 );
             }
             tracing::warn!(error = %e, "upload stopped by the store");
+            let (code, why) = match source.downcast_ref::<StoreError>() {
+                Some(full @ StoreError::Full(_)) => ("store_full", full.to_string()),
+                _ => ("unavailable", "the store failed".to_owned()),
+            };
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                code,
                 format!(
-                    "the store failed after {} recipients were kept; send the file again \
-                     (nothing is added twice)",
+                    "{why}; {} recipients were kept before it (send the file again once it \
+                     answers: nothing is added twice)",
                     summary.accepted
                 ),
             )

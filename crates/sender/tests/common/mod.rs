@@ -224,10 +224,15 @@ impl Rig<RedisStore> {
     /// Real Redis (`REDIS_URL`, a random key prefix), the receiver on a loopback port, and
     /// the simulator in a child process: this test binary re-run, which must call
     /// `herald_sim::process::serve_if_asked()` first thing in `main`.
-    pub async fn child_sim(mut sim: SimConfig) -> Self {
+    pub async fn child_sim(sim: SimConfig) -> Self {
+        Self::child_sim_on(&redis_url(), sim).await
+    }
+
+    /// The same on the Redis at `url`.
+    pub async fn child_sim_on(url: &str, mut sim: SimConfig) -> Self {
         let prefix = format!("herald-snd-{:016x}", rand::random::<u64>());
         let store = Arc::new(
-            RedisStore::connect(&RedisConfig::new(redis_url(), prefix.clone()))
+            RedisStore::connect(&RedisConfig::new(url, prefix.clone()))
                 .await
                 .unwrap(),
         );
