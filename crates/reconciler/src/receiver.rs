@@ -124,14 +124,22 @@ async fn deliver<S: Store>(
             return StatusCode::UNAUTHORIZED.into_response();
         }
     }
+    // Meta retries a refused delivery, and sends others meanwhile: a store that stays down
+    // (or full) is logged in full once, then summarised every 30 s, not once a delivery.
+    static STORING: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
     let answer = match r.store.append_webhook(&body).await {
         Ok(()) => {
+            herald_core::recovered!(STORING, "webhook deliveries are stored again");
             outcome("stored");
             StatusCode::OK.into_response()
         }
         Err(e) => {
             outcome("store_unavailable");
-            tracing::error!(error = %e, "cannot store a webhook delivery; answering 503 so Meta retries");
+            herald_core::warn_repeated!(
+                STORING,
+                "cannot store a webhook delivery; answering 503 so Meta retries",
+                error = %e
+            );
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "5")],

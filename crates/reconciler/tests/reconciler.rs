@@ -249,6 +249,33 @@ async fn a_503_while_redis_is_down_then_recovery() {
     );
 }
 
+/// A full Redis (maxmemory, noeviction) takes no delivery: 503, so Meta keeps it and retries,
+/// and nothing half-stored; once memory is freed the retry is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_while_redis_is_full_then_the_retry_is_stored() {
+    let server = TestRedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
+    let store = Arc::new(
+        RedisStore::connect(&RedisConfig::new(server.url(), "herald"))
+            .await
+            .unwrap(),
+    );
+    let app = app(store.clone());
+    let body = whole("meta-openapi/text_message.json");
+    server.set_maxmemory(1).await;
+    assert_eq!(
+        post_signed(&app, &body).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never 200 for an event not stored"
+    );
+    server.set_maxmemory(0).await;
+    assert_eq!(post_signed(&app, &body).await, StatusCode::OK);
+    let stored = store
+        .read_webhooks("test", 10, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "the retry only");
+}
+
 // ---- The reconciler: every fixture, with its effect ---------------------------------------
 
 /// A campaign whose first two jobs are accepted under the message ids the fixtures use, and

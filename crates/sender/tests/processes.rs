@@ -236,19 +236,6 @@ async fn two_workers_share_one_rate() {
     rig.finish_and_purge().await;
 }
 
-/// Sets `maxmemory` on the Redis at `url` (0: no limit).
-async fn set_maxmemory(url: &str, bytes: u64) {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(bytes)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-}
-
 /// Redis fills up (maxmemory, noeviction) in the middle of a campaign: it refuses every
 /// write, so no job is claimed or started and nothing more is sent, whatever the machine's
 /// speed (the simulator never sees more requests than the jobs the store holds as settled or
@@ -277,7 +264,7 @@ async fn a_full_redis_pauses_sending_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    set_maxmemory(&url, 1).await;
+    server.set_maxmemory(1).await;
     let frozen = rig.store.stats(&id).await.unwrap();
     assert!(frozen.accepted < n, "{frozen:?}");
     // Long enough for a sender that went on claiming to send far more than this bound.
@@ -292,7 +279,7 @@ async fn a_full_redis_pauses_sending_and_loses_nothing() {
         frozen.in_flight
     );
 
-    set_maxmemory(&url, 0).await;
+    server.set_maxmemory(0).await;
     let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
     stop.cancel();
     run.await.unwrap();

@@ -92,6 +92,20 @@ impl TestRedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// Sets its `maxmemory` (0: no limit). With `--maxmemory-policy noeviction`, a limit
+    /// below what it holds makes it refuse every write, as a full Redis does.
+    pub async fn set_maxmemory(&self, bytes: u64) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
 }
 
 /// Every key on the Redis at `url` (one server, not a Cluster) matching `pattern`, by `SCAN`.

@@ -17,19 +17,6 @@ use herald_store::{JobRef, Outcome, Settle, SettleResult, Store, StoreError};
 use herald_store_redis::testing::TestRedisServer;
 use herald_store_redis::{RedisConfig, RedisStore};
 
-/// Sets Redis's `maxmemory` (0: no limit).
-async fn maxmemory(url: &str, bytes: u64) {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(bytes)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-}
-
 /// A call Redis refused for want of memory: retryable, and saying so.
 #[track_caller]
 fn out_of_memory<T: std::fmt::Debug>(what: &str, r: herald_store::Result<T>) {
@@ -49,8 +36,7 @@ fn out_of_memory<T: std::fmt::Debug>(what: &str, r: herald_store::Result<T>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_redis_delays_writes_and_loses_nothing() {
     let server = TestRedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
-    let url = server.url();
-    let store = RedisStore::connect(&RedisConfig::new(url.clone(), "herald"))
+    let store = RedisStore::connect(&RedisConfig::new(server.url(), "herald"))
         .await
         .unwrap();
     let id = campaign(&store, "full").await;
@@ -96,7 +82,7 @@ async fn a_full_redis_delays_writes_and_loses_nothing() {
     let before = store.stats(&id).await.unwrap();
     assert_eq!((before.pending, before.in_flight), (70, 30));
 
-    maxmemory(&url, 1).await;
+    server.set_maxmemory(1).await;
     let memory = store.memory_use().await.unwrap().unwrap();
     assert_eq!(memory.max_bytes, Some(1), "{memory:?}");
     assert!(memory.share().unwrap() > 1.0, "{memory:?}");
@@ -141,7 +127,7 @@ async fn a_full_redis_delays_writes_and_loses_nothing() {
     ));
 
     // Room again: the same calls go through, exactly once.
-    maxmemory(&url, 0).await;
+    server.set_maxmemory(0).await;
     assert_eq!(store.memory_use().await.unwrap().unwrap().max_bytes, None);
     assert!(store.start(&later_refs).await.unwrap().iter().all(|go| *go));
     let results = store.settle(&settles).await.unwrap();
