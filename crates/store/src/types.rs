@@ -529,3 +529,26 @@ impl MemoryUse {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Cluster is as full as its fullest master: by share of its limit, a master with a
+    /// limit before one without (only it can refuse writes), else by use.
+    #[test]
+    fn the_fuller_of_two_is_by_share_then_by_use() {
+        let m = |used, max| MemoryUse {
+            used_bytes: used,
+            max_bytes: max,
+        };
+        let (half, most) = (m(50, Some(100)), m(90, Some(1000)));
+        assert_eq!(half.fuller(most), half);
+        assert_eq!(most.fuller(half), half);
+        assert_eq!(m(900, None).fuller(most), most);
+        assert_eq!(most.fuller(m(900, None)), most);
+        assert_eq!(m(10, None).fuller(m(20, None)), m(20, None));
+        assert_eq!(half.share(), Some(0.5));
+        assert_eq!(m(1, None).share(), None);
+    }
+}
