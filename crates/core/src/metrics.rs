@@ -249,6 +249,7 @@ pub const WEBHOOK_OUTCOMES: &[&str] = &[
     "no_secret",
     "too_large",
     "store_unavailable",
+    "store_full",
     "verified",
     "verify_refused",
 ];

@@ -17,7 +17,7 @@ use axum::routing::get;
 use herald_cloudapi::Secret;
 use herald_cloudapi::signature::{self, SignatureError};
 use herald_core::metrics as m;
-use herald_store::Store;
+use herald_store::{Store, StoreError};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -78,6 +78,15 @@ fn outcome(name: &'static str) {
     metrics::counter!(m::WEBHOOK_REQUESTS_TOTAL, "outcome" => name).increment(1);
 }
 
+/// The outcome of a delivery the store could not take. A full Redis is told apart: it pages
+/// as such (HeraldRedisFull), not as refused webhooks too (HeraldWebhookRefused).
+fn refused(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Full(_) => "store_full",
+        _ => "store_unavailable",
+    }
+}
+
 async fn verify<S: Store>(
     State(r): State<Arc<Receiver<S>>>,
     Query(q): Query<Handshake>,
@@ -134,7 +143,7 @@ async fn deliver<S: Store>(
             StatusCode::OK.into_response()
         }
         Err(e) => {
-            outcome("store_unavailable");
+            outcome(refused(&e));
             herald_core::warn_repeated!(
                 STORING,
                 "cannot store a webhook delivery; answering 503 so Meta retries",
@@ -155,4 +164,21 @@ async fn deliver<S: Store>(
 fn log_bad_signature(e: SignatureError) {
     // Rate-limited by nature: a flood of forged requests logs at debug only.
     tracing::debug!(reason = e.as_str(), "webhook refused: bad signature");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_store_is_its_own_outcome() {
+        assert_eq!(refused(&StoreError::Full("maxmemory".into())), "store_full");
+        assert_eq!(
+            refused(&StoreError::Unavailable("refused".into())),
+            "store_unavailable"
+        );
+        for o in ["store_full", "store_unavailable"] {
+            assert!(m::WEBHOOK_OUTCOMES.contains(&o), "{o}");
+        }
+    }
 }
