@@ -402,7 +402,16 @@ impl RedisStore {
         for script in store.scripts.all() {
             conn.load(script).await?;
         }
-        store.ensure_group().await?;
+        match store.ensure_group().await {
+            Ok(()) => {}
+            // A full Redis refuses even this (MKSTREAM may write). Start all the same, so that
+            // reads and deletions (the remedy) are served: the first webhook read makes the
+            // group once there is room, if it does not exist yet.
+            Err(e @ StoreError::Full(_)) => {
+                tracing::warn!(error = %e, "connected to a full Redis");
+            }
+            Err(e) => return Err(e),
+        }
         for warning in store.durability_warnings().await {
             tracing::warn!(warning = %warning, "redis may lose data");
         }

@@ -119,8 +119,14 @@ async fn a_full_redis_delays_writes_and_loses_nothing() {
     );
     // Reads go on, and nothing was half-applied.
     assert_eq!(store.stats(&id).await.unwrap(), before);
+    // A process that starts now (a Pod rescheduled, the API restarted) connects, so that the
+    // remedy can be reached, and it reads.
+    let late = RedisStore::connect(&RedisConfig::new(server.url(), "herald"))
+        .await
+        .unwrap();
+    assert_eq!(late.stats(&id).await.unwrap(), before);
     // The remedy works on a full Redis.
-    store.delete_campaign(&ended).await.unwrap();
+    late.delete_campaign(&ended).await.unwrap();
     assert!(matches!(
         store.campaign(&ended).await,
         Err(StoreError::NotFound(_))
