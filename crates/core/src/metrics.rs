@@ -161,7 +161,8 @@ metrics! {
 /// moved (`tryagain`), a cluster without a master for some slot (`clusterdown`), a failover
 /// in progress (`failover`: READONLY or MASTERDOWN), Redis loading its data (`loading`) or
 /// running a long script (`busy`), out of memory and refusing writes (`oom`: `maxmemory`
-/// reached), no answer in time (`timeout`), a connection refused or lost (`connection`), too
+/// reached), unable to write to its disk and refusing writes (`disk`: `MISCONF`), no answer
+/// in time (`timeout`), a connection refused or lost (`connection`), too
 /// few replicas acknowledging a start (`replica_ack`), anything else (`other`).
 pub const STORE_ERROR_KINDS: &[&str] = &[
     "moved",
@@ -172,6 +173,7 @@ pub const STORE_ERROR_KINDS: &[&str] = &[
     "loading",
     "busy",
     "oom",
+    "disk",
     "timeout",
     "connection",
     "replica_ack",

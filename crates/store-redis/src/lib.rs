@@ -254,6 +254,11 @@ const OUT_OF_MEMORY: &str = "Redis is out of memory (used memory above maxmemory
      once there is room. Delete ended campaigns (`herald campaign delete ID`, or set \
      store.delete_ended_after_days) or raise Redis's maxmemory";
 
+/// What a write refused for a failing disk says (Redis's `MISCONF`).
+const DISK_FAILING: &str = "Redis cannot write to its disk (MISCONF: a snapshot or AOF write \
+     failed, e.g. its volume is full) and refuses every write, deletions included, until it can; \
+     nothing already stored is lost. Free or grow its volume (Redis's log says what failed)";
+
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -296,6 +301,11 @@ pub(crate) fn map_err(e: RedisError, id: Option<&CampaignId>) -> StoreError {
     if out_of_memory(&e) {
         return StoreError::Full(OUT_OF_MEMORY.to_owned());
     }
+    // Redis cannot write to its disk (a full volume, a failed snapshot or AOF write): it
+    // refuses every write, deletions included, until it can again.
+    if disk_failing(&e) {
+        return StoreError::Unavailable(DISK_FAILING.to_owned());
+    }
     if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
         return unavailable(e);
     }
@@ -324,13 +334,23 @@ fn supported_version(version: &str) -> bool {
         .is_none_or(|major| major >= 7)
 }
 
-/// Whether Redis refused a write for want of memory: the error itself, or any command of a
+/// Whether Redis answered with the error `code`: the error itself, or any command of a
 /// pipeline (whose error carries no code of its own).
-fn out_of_memory(e: &RedisError) -> bool {
-    e.code() == Some("OOM")
+fn answered(e: &RedisError, code: &str) -> bool {
+    e.code() == Some(code)
         || e.clone()
             .into_server_errors()
-            .is_some_and(|errors| errors.iter().any(|(_, s)| s.code() == "OOM"))
+            .is_some_and(|errors| errors.iter().any(|(_, s)| s.code() == code))
+}
+
+/// Whether Redis refused a write for want of memory.
+fn out_of_memory(e: &RedisError) -> bool {
+    answered(e, "OOM")
+}
+
+/// Whether Redis refused a write because it cannot write to its disk.
+fn disk_failing(e: &RedisError) -> bool {
+    answered(e, "MISCONF")
 }
 
 /// Which of [`herald_core::metrics::STORE_ERROR_KINDS`] an error is.
@@ -344,6 +364,7 @@ fn error_kind(e: &RedisError) -> &'static str {
         Some("LOADING") => "loading",
         Some("BUSY") => "busy",
         _ if out_of_memory(e) => "oom",
+        _ if disk_failing(e) => "disk",
         _ if e.is_timeout() => "timeout",
         _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
             "connection"

@@ -93,6 +93,42 @@ impl TestRedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Makes its disk fail: a directory stands where its snapshot goes (`dump.rdb`), and a
+    /// snapshot is asked for, which then fails. With save points configured (`--save "3600
+    /// 1"`, and `stop-writes-on-bgsave-error` at its default), Redis then refuses every write
+    /// (`MISCONF`) until a snapshot succeeds again ([`Self::mend_disk`]).
+    pub async fn break_disk(&self) {
+        std::fs::create_dir_all(self.dir.join("dump.rdb").join("in-the-way")).unwrap();
+        self.snapshot("err").await;
+    }
+
+    /// Clears the way and snapshots, so that it takes writes again.
+    pub async fn mend_disk(&self) {
+        std::fs::remove_dir_all(self.dir.join("dump.rdb")).unwrap();
+        self.snapshot("ok").await;
+    }
+
+    /// Asks for a snapshot and waits until the last one's status is `status`.
+    async fn snapshot(&self, status: &str) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: redis::Value = redis::cmd("BGSAVE").query_async(&mut conn).await.unwrap();
+        let want = format!("rdb_last_bgsave_status:{status}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if info.contains(&want) && info.contains("rdb_bgsave_in_progress:0") {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no snapshot: {info}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sets its `maxmemory` (0: no limit). With `--maxmemory-policy noeviction`, a limit
     /// below what it holds makes it refuse every write, as a full Redis does.
     pub async fn set_maxmemory(&self, bytes: u64) {
