@@ -14,12 +14,17 @@
 //! ```
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// One repeating failure's log state. Cheap; shareable (`static` or a field).
+/// One repeating failure's log state. Cheap; shareable (`static` or a field). A success while
+/// nothing fails is one atomic load (no lock, no clock): callers may report every success of
+/// a hot path, such as each webhook delivery stored.
 #[derive(Debug)]
 pub struct Repeated {
     state: Mutex<State>,
+    /// Whether a run of failures is open (`state.since` is set).
+    failing: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +71,7 @@ impl Repeated {
                 unlogged: 0,
                 total: 0,
             }),
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -76,6 +82,9 @@ impl Repeated {
 
     /// A success now: the recovery to log, once, if it ended a run of failures.
     pub fn succeeded(&self) -> Option<Recovery> {
+        if !self.failing.load(Ordering::Acquire) {
+            return None;
+        }
         self.succeeded_at(Instant::now())
     }
 
@@ -86,6 +95,7 @@ impl Repeated {
         let report = match (s.since, s.last_logged) {
             (None, _) | (_, None) => {
                 s.since.get_or_insert(now);
+                self.failing.store(true, Ordering::Release);
                 Report::First
             }
             (Some(_), Some(at)) if now.saturating_duration_since(at) >= Self::SUMMARY_EVERY => {
@@ -105,6 +115,7 @@ impl Repeated {
         let since = s.since?;
         let failures = s.total;
         *s = State::default();
+        self.failing.store(false, Ordering::Release);
         Some(Recovery {
             failures,
             lasted: now.saturating_duration_since(since),
@@ -186,5 +197,18 @@ mod tests {
         assert_eq!(r.succeeded_at(t0 + Duration::from_secs(61)), None, "once");
         // A new run starts over with a full line.
         assert_eq!(r.failed_at(t0 + Duration::from_secs(62)), Report::First);
+    }
+
+    /// `succeeded` skips the lock while nothing fails, and still reports each recovery once.
+    #[test]
+    fn the_quick_success_still_sees_every_recovery() {
+        let r = Repeated::new();
+        assert_eq!(r.succeeded(), None);
+        for _ in 0..2 {
+            assert_eq!(r.failed(), Report::First);
+            assert_eq!(r.failed(), Report::Quiet);
+            assert_eq!(r.succeeded().map(|back| back.failures), Some(2));
+            assert_eq!(r.succeeded(), None, "once");
+        }
     }
 }
