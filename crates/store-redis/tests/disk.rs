@@ -7,8 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use herald_core::CampaignAction;
-use herald_store::conformance::{campaign, claim_req, recipients};
+use herald_store::conformance::{claim_req, recipients, running};
 use herald_store::{Store, StoreError};
 use herald_store_redis::testing::TestRedisServer;
 use herald_store_redis::{RedisConfig, RedisStore};
@@ -19,12 +18,7 @@ async fn a_failing_disk_refuses_writes_and_loses_nothing() {
     let store = RedisStore::connect(&RedisConfig::new(server.url(), "herald"))
         .await
         .unwrap();
-    let id = campaign(&store, "disk").await;
-    store.enqueue_batch(&id, &recipients(0..10)).await.unwrap();
-    store
-        .transition(&id, CampaignAction::Start, None)
-        .await
-        .unwrap();
+    let id = running(&store, "disk", 10).await;
     let before = store.stats(&id).await.unwrap();
 
     server.break_disk().await;

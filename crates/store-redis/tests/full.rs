@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use herald_core::{CampaignAction, WaMessageId};
-use herald_store::conformance::{campaign, claim_req, recipients};
-use herald_store::{JobRef, Outcome, Settle, SettleResult, Store, StoreError};
+use herald_core::CampaignAction;
+use herald_store::conformance::{all_accepted, claim_req, recipients, running, running_with};
+use herald_store::{JobRef, Outcome, SettleResult, Store, StoreError};
 use herald_store_redis::testing::TestRedisServer;
 use herald_store_redis::{RedisConfig, RedisStore};
 
@@ -39,27 +39,14 @@ async fn a_full_redis_delays_writes_and_loses_nothing() {
     let store = RedisStore::connect(&RedisConfig::new(server.url(), "herald"))
         .await
         .unwrap();
-    let id = campaign(&store, "full").await;
-    store.enqueue_batch(&id, &recipients(0..100)).await.unwrap();
-    store
-        .transition(&id, CampaignAction::Start, None)
-        .await
-        .unwrap();
+    let id = running(&store, "full", 100).await;
     let jobs = store.claim(&claim_req(20, 1)).await.unwrap();
     assert_eq!(jobs.len(), 20);
     store
         .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
         .await
         .unwrap();
-    let settles: Vec<Settle> = jobs
-        .iter()
-        .map(|j| Settle {
-            job: j.into(),
-            outcome: Outcome::Accepted {
-                message_id: WaMessageId::new(&format!("wamid.full{}", j.id.seq)).unwrap(),
-            },
-        })
-        .collect();
+    let settles = all_accepted(&jobs, "full");
     // Claimed before Redis fills, started after.
     let later = store.claim(&claim_req(10, 2)).await.unwrap();
     let later_refs: Vec<JobRef> = later.iter().map(JobRef::from).collect();
@@ -70,11 +57,7 @@ async fn a_full_redis_delays_writes_and_loses_nothing() {
             .unwrap()
     );
     // An ended campaign, to delete while Redis is full.
-    let ended = campaign(&store, "ended").await;
-    store
-        .enqueue_batch(&ended, &recipients(1000..1500))
-        .await
-        .unwrap();
+    let ended = running_with(&store, "ended", &recipients(1000..1500)).await;
     store
         .transition(&ended, CampaignAction::Cancel, None)
         .await

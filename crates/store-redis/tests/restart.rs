@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use herald_core::{CampaignAction, StatusEvent, WaMessageId};
-use herald_store::conformance::{campaign, claim_req, recipients};
+use herald_store::conformance::{all_accepted, campaign, claim_req, recipients};
 use herald_store::{Applied, JobRef, JobState, Outcome, Settle, StatusUpdate, Store};
 use herald_store_redis::testing::TestRedisServer;
 use herald_store_redis::{RedisConfig, RedisStore};
@@ -60,16 +60,7 @@ async fn a_redis_restart_loses_no_settled_job() {
             .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
             .await
             .unwrap();
-        let settles: Vec<Settle> = jobs
-            .iter()
-            .map(|j| Settle {
-                job: j.into(),
-                outcome: Outcome::Accepted {
-                    message_id: WaMessageId::new(&format!("wamid.r{}", j.id.seq)).unwrap(),
-                },
-            })
-            .collect();
-        store.settle(&settles).await.unwrap();
+        store.settle(&all_accepted(&jobs, "r")).await.unwrap();
         settled.extend(jobs.into_iter().map(|j| j.id));
     }
 

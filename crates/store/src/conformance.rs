@@ -107,6 +107,19 @@ fn wamid(i: u64) -> WaMessageId {
     WaMessageId::new(&format!("wamid.test{i}")).unwrap()
 }
 
+/// Settlements of these jobs, each accepted under a message id of its own
+/// (`wamid.<tag><seq>`: a tag per batch keeps ids apart when jobs are sent again).
+pub fn all_accepted(jobs: &[ClaimedJob], tag: &str) -> Vec<Settle> {
+    jobs.iter()
+        .map(|j| Settle {
+            job: j.into(),
+            outcome: Outcome::Accepted {
+                message_id: WaMessageId::new(&format!("wamid.{tag}{}", j.id.seq)).unwrap(),
+            },
+        })
+        .collect()
+}
+
 async fn settle_one<S: Store>(store: &S, job: &ClaimedJob, outcome: Outcome) -> SettleResult {
     store
         .settle(&[Settle {
