@@ -368,28 +368,28 @@ async fn store(cfg: &Config) -> Check {
             if !warnings.is_empty() {
                 return fail(NAME, warnings.join("; "));
             }
+            const OK: &str = "reachable; noeviction and AOF on";
             let memory = s.memory_use().await.ok().flatten();
-            match memory.and_then(|m| Some((m.used_bytes, m.max_bytes?, m.share()?))) {
-                Some((used, max, share)) if share >= FULL_WARNING => fail(
+            let Some((m, max, share)) = memory.and_then(|m| Some((m, m.max_bytes?, m.share()?)))
+            else {
+                return pass(NAME, OK);
+            };
+            let in_use = format!(
+                "{} of {} maxmemory in use ({:.0}%)",
+                mb(m.used_bytes),
+                mb(max),
+                share * 100.0
+            );
+            if share >= FULL_WARNING {
+                fail(
                     NAME,
                     format!(
-                        "{} of its {} maxmemory in use ({:.0}%): at the limit Redis refuses every \
-                         write and sending stops; delete ended campaigns or raise maxmemory",
-                        mb(used),
-                        mb(max),
-                        share * 100.0
+                        "{in_use}: at the limit Redis refuses every write and sending stops; \
+                         delete ended campaigns or raise maxmemory"
                     ),
-                ),
-                Some((used, max, share)) => pass(
-                    NAME,
-                    format!(
-                        "reachable; noeviction and AOF on; {} of {} maxmemory in use ({:.0}%)",
-                        mb(used),
-                        mb(max),
-                        share * 100.0
-                    ),
-                ),
-                None => pass(NAME, "reachable; noeviction and AOF on"),
+                )
+            } else {
+                pass(NAME, format!("{OK}; {in_use}"))
             }
         }
         Err(e) => fail(NAME, format!("{e:#}")),
