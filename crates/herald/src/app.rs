@@ -107,6 +107,7 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
     rc.pool_size = cfg.store.pool_size;
     rc.timeout = Duration::from_millis(cfg.store.timeout_ms);
     rc.replica_ack = cfg.store.replica_ack();
+    rc.tls = cfg.redis_tls()?;
     let store = RedisStore::connect(&rc)
         .await
         .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;

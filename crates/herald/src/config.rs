@@ -132,6 +132,12 @@ pub struct StoreSection {
     pub replica_ack_policy: ReplicaAckPolicy,
     /// Delete a completed or cancelled campaign this many days after it ended (0: never).
     pub delete_ended_after_days: u64,
+    /// For `rediss://`: a PEM file of the CA certificates that may sign Redis's certificate,
+    /// instead of the system's trusted roots (empty).
+    pub tls_ca_file: String,
+    /// For a Redis that asks clients for a certificate: its PEM file, and its key's.
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
 }
 
 /// `store.replica_ack_policy`.
@@ -157,6 +163,9 @@ impl Default for StoreSection {
             replica_ack_timeout_ms: 100,
             replica_ack_policy: ReplicaAckPolicy::Hold,
             delete_ended_after_days: 0,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -548,6 +557,31 @@ impl Config {
                 ));
             }
         }
+        if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
+            let (set, unset) = if s.tls_cert_file.is_empty() {
+                ("store.tls_key_file", "store.tls_cert_file")
+            } else {
+                ("store.tls_cert_file", "store.tls_key_file")
+            };
+            return Err(bad(
+                unset,
+                format!("is empty while {set} is set: a client certificate needs its key"),
+            ));
+        }
+        let tls_file = [
+            ("store.tls_ca_file", &s.tls_ca_file),
+            ("store.tls_cert_file", &s.tls_cert_file),
+        ]
+        .into_iter()
+        .find(|(_, f)| !f.is_empty());
+        if let Some((key, _)) = tls_file
+            && s.redis_url.starts_with("redis://")
+        {
+            return Err(bad(
+                key,
+                "is set, but store.redis_url is redis://, which does not use TLS: write                  rediss:// (for a Cluster, for each node)",
+            ));
+        }
         if s.key_prefix.is_empty() || s.key_prefix.contains(['{', '}', ' ']) {
             return Err(bad(
                 "store.key_prefix",
@@ -743,6 +777,27 @@ impl Config {
             ));
         }
         Ok(&self.store.redis_url)
+    }
+
+    /// What a `rediss://` connection trusts and shows: the files `store.tls_*` name, read.
+    pub fn redis_tls(&self) -> Result<herald_store_redis::RedisTls, ConfigError> {
+        let read = |key: &str, path: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+            if path.is_empty() {
+                return Ok(None);
+            }
+            std::fs::read(path)
+                .map(Some)
+                .map_err(|e| bad(key, format!("{path}: cannot read: {e}")))
+        };
+        let s = &self.store;
+        let cert = read("store.tls_cert_file", &s.tls_cert_file)?;
+        let key = read("store.tls_key_file", &s.tls_key_file)?;
+        Ok(herald_store_redis::RedisTls {
+            ca_pem: read("store.tls_ca_file", &s.tls_ca_file)?,
+            client: cert
+                .zip(key)
+                .map(|(cert_pem, key_pem)| herald_store_redis::ClientCert { cert_pem, key_pem }),
+        })
     }
 
     /// The effective settings as TOML; secrets show only as `<redacted>` or `<empty>`
@@ -1107,6 +1162,37 @@ mod tests {
         let text = "[store]\nbackend = \"redis_cluster\"\nredis_url = \"redis://a:1,b:2\"\n";
         let e = Config::from_toml(text, &BTreeMap::new()).unwrap_err();
         assert_eq!(e.key, "store.redis_url", "{e}");
+    }
+
+    #[test]
+    fn redis_tls_files_are_checked_and_read() {
+        let load = |store: &str| Config::from_toml(&format!("[store]\n{store}"), &BTreeMap::new());
+        // A certificate without its key, or the other way round.
+        let e = load("redis_url = \"rediss://r:6380\"\ntls_cert_file = \"c.pem\"\n").unwrap_err();
+        assert_eq!(e.key, "store.tls_key_file", "{e}");
+        let e = load("redis_url = \"rediss://r:6380\"\ntls_key_file = \"k.pem\"\n").unwrap_err();
+        assert_eq!(e.key, "store.tls_cert_file", "{e}");
+        // Certificates for a connection without TLS.
+        let e = load("redis_url = \"redis://r:6379\"\ntls_ca_file = \"ca.pem\"\n").unwrap_err();
+        assert_eq!(e.key, "store.tls_ca_file", "{e}");
+        assert!(e.problem.contains("rediss://"), "{e}");
+        // Read when connecting: a missing file is named with its key.
+        let dir = std::env::temp_dir().join(format!("herald-cfg-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "PEM").unwrap();
+        let cfg = load(&format!(
+            "redis_url = \"rediss://r:6380\"\ntls_ca_file = \"{}\"\n",
+            ca.display()
+        ))
+        .unwrap();
+        let tls = cfg.redis_tls().unwrap();
+        assert_eq!(tls.ca_pem.as_deref(), Some(&b"PEM"[..]));
+        assert!(tls.client.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = cfg.redis_tls().unwrap_err();
+        assert_eq!(e.key, "store.tls_ca_file", "{e}");
+        assert!(e.problem.contains("ca.pem: cannot read"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use herald_store_redis::testing::TestCluster;
 use serde_json::Value;
 
 mod common;
-use common::{PNID, create_started, free_port, get_json, spawn, start_sim, wait_ok};
+use common::{SimRig, create_started, get_json, sim_rig, spawn, wait_ok};
 
 const RECIPIENTS: u64 = 1_500;
 
@@ -40,15 +40,13 @@ async fn a_campaign_survives_a_failover_and_a_killed_master() {
     let cluster = tokio::task::spawn_blocking(TestCluster::start)
         .await
         .unwrap();
-    let port = free_port();
-    let server = format!("http://127.0.0.1:{port}");
-    let (mut sim, sim_url) = start_sim(&[
-        "--mps",
-        "200",
-        "--webhook-url",
-        &format!("{server}/webhook"),
-    ]);
-    let env = vec![
+    let SimRig {
+        server,
+        mut sim,
+        sim_url,
+        mut env,
+    } = sim_rig("cluster");
+    env.extend([
         ("REDIS_URL", cluster.url()),
         ("HERALD_STORE__BACKEND", "redis_cluster".into()),
         // The started mark is on a replica before each request goes out.
@@ -60,15 +58,7 @@ async fn a_campaign_survives_a_failover_and_a_killed_master() {
         // once the statuses of later messages show the pipeline caught up. A short grace lets
         // that happen within the test (it is 30 minutes by default).
         ("HERALD_SENDER__IN_DOUBT_GRACE_SECS", "5".into()),
-        ("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
-        ("HERALD_WHATSAPP__API_BASE", sim_url.clone()),
-        ("HERALD_WHATSAPP__ALLOW_PLAIN_HTTP", "true".into()),
-        ("HERALD_SENDER__MPS", "200".into()),
-        ("WA_ACCESS_TOKEN", "sim-access-token".into()),
-        ("WA_APP_SECRET", "sim-app-secret".into()),
-        ("VERIFY_TOKEN", "cluster".into()),
-        ("WA_PHONE_NUMBER_ID", PNID.into()),
-    ];
+    ]);
     let mut serve = spawn(&["serve"], &env);
     wait_ok(&format!("{server}/readyz"), Duration::from_secs(30)).await;
 

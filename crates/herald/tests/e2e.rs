@@ -10,37 +10,25 @@ use serde_json::Value;
 
 mod common;
 use common::{
-    BIN, PNID, Proc, create_started, free_port, get_json, herald, reqwest_ok, root, start_sim,
+    BIN, PNID, Proc, SimRig, create_started, get_json, herald, reqwest_ok, root, sim_rig, start_sim,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_through_the_cli_matches_the_oracle() {
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("herald-test-e2e-{:016x}", rand::random::<u64>());
-    let port = free_port();
-    let server = format!("http://127.0.0.1:{port}");
-
-    // The simulator prints its URL on the first line of stdout.
-    let (mut sim, sim_url) = start_sim(&[
-        "--mps",
-        "200",
-        "--webhook-url",
-        &format!("{server}/webhook"),
-    ]);
+    let SimRig {
+        server,
+        mut sim,
+        sim_url,
+        mut env,
+    } = sim_rig("e2e");
     assert!(sim_url.starts_with("http://127.0.0.1:"), "{sim_url:?}");
-
-    let env = vec![
+    env.extend([
         ("REDIS_URL", redis.clone()),
         ("HERALD_STORE__KEY_PREFIX", prefix.clone()),
-        ("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
-        ("HERALD_WHATSAPP__API_BASE", sim_url.clone()),
-        ("HERALD_SENDER__MPS", "200".into()),
-        ("WA_ACCESS_TOKEN", "sim-access-token".into()),
-        ("WA_APP_SECRET", "sim-app-secret".into()),
-        ("VERIFY_TOKEN", "e2e".into()),
-        ("WA_PHONE_NUMBER_ID", PNID.into()),
         ("HERALD_API_KEY", "e2e-key".into()),
-    ];
+    ]);
     let mut serve = Proc(
         Command::new(BIN)
             .arg("serve")

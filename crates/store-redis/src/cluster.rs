@@ -13,6 +13,8 @@ use deadpool::managed::{Metrics, RecycleResult};
 use herald_store::StoreError;
 use redis::RedisError;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
+
+use crate::RedisTls;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
@@ -49,28 +51,33 @@ impl deadpool::managed::Manager for Manager {
 }
 
 /// The nodes of a comma-separated list of URLs.
-fn nodes(urls: &str) -> Vec<&str> {
+pub(crate) fn nodes(urls: &str) -> Vec<&str> {
     urls.split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .collect()
 }
 
-/// A pool of connections to the Cluster some of whose nodes `urls` names, answering within
-/// `answer` (the store's timeout, plus what a blocking command may take).
+/// A pool of connections to the Cluster some of whose nodes `urls` names (over TLS with `tls`
+/// for `rediss://`; the nodes found are reached the same way), answering within `answer` (the
+/// store's timeout, plus what a blocking command may take).
 pub(crate) fn pool(
-    urls: &str,
+    urls: &[&str],
+    tls: &RedisTls,
     connect: Duration,
     answer: Duration,
     cfg: deadpool::managed::PoolConfig,
 ) -> Result<Pool, StoreError> {
     let invalid =
         |e: &dyn std::fmt::Display| StoreError::Invalid(format!("redis cluster url: {e}"));
-    let nodes = nodes(urls);
-    if nodes.is_empty() {
+    if urls.is_empty() {
         return Err(invalid(&"names no node"));
     }
-    let client = ClusterClientBuilder::new(nodes)
+    let mut builder = ClusterClientBuilder::new(urls.to_vec());
+    if let Some(certs) = tls.certificates() {
+        builder = builder.certs(certs);
+    }
+    let client = builder
         .retries(RETRIES)
         .min_retry_wait(10)
         .max_retry_wait(1_000)

@@ -37,6 +37,9 @@ mod store;
 mod stream;
 #[cfg(feature = "testsuite")]
 pub mod testing;
+mod tls;
+
+pub use tls::{ClientCert, RedisTls};
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
@@ -56,6 +59,8 @@ pub struct RedisConfig {
     /// `None`: do not wait). A failover to a replica that never got the mark would forget
     /// that the request may be on the wire, and the job would be sent again.
     pub replica_ack: Option<ReplicaAck>,
+    /// For `rediss://`: the CA to trust instead of the system's, and a client certificate.
+    pub tls: RedisTls,
 }
 
 /// How many replicas must acknowledge a start, how long to wait, and what to do when fewer do.
@@ -88,6 +93,7 @@ impl RedisConfig {
             pool_size: 32,
             timeout: Duration::from_secs(5),
             replica_ack: None,
+            tls: RedisTls::default(),
         }
     }
 }
@@ -373,6 +379,25 @@ fn error_kind(e: &RedisError) -> &'static str {
     }
 }
 
+/// The pool of connections to one Redis at `url`, over TLS with `tls` for `rediss://`.
+fn one_pool(url: &str, tls: &RedisTls, pc: PoolConfig) -> Result<deadpool_redis::Pool, StoreError> {
+    use redis::IntoConnectionInfo;
+    let invalid = |e: &dyn std::fmt::Display| StoreError::Invalid(format!("redis url: {e}"));
+    let info = url.into_connection_info().map_err(|e| invalid(&e))?;
+    let client = match tls.certificates() {
+        Some(certs) => redis::Client::build_with_tls(info, certs),
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| invalid(&e))?;
+    let manager = deadpool_redis::Manager::new(client.get_connection_info().clone())
+        .map_err(|e| invalid(&e))?;
+    deadpool_redis::Pool::builder(manager)
+        .config(pc)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| invalid(&e))
+}
+
 /// Counts a store call that failed as unavailable.
 pub(crate) fn count_error(kind: &'static str) {
     metrics::counter!(herald_core::metrics::STORE_ERRORS_TOTAL, "kind" => kind).increment(1);
@@ -388,21 +413,22 @@ impl RedisStore {
             create: Some(cfg.timeout),
             recycle: Some(cfg.timeout),
         };
+        let urls = if cfg.cluster {
+            cluster::nodes(&cfg.url)
+        } else {
+            vec![cfg.url.as_str()]
+        };
+        let tls = tls::check(&urls, &cfg.tls)?;
         let pool = if cfg.cluster {
             let blocks =
                 cluster::MAX_BLOCK.max(cfg.replica_ack.map_or(Duration::ZERO, |r| r.timeout));
+            let pool = |answer| cluster::pool(&urls, &cfg.tls, cfg.timeout, answer, pc);
             Pool::Cluster {
-                shared: cluster::pool(&cfg.url, cfg.timeout, cfg.timeout, pc)?,
-                blocking: cluster::pool(&cfg.url, cfg.timeout, cfg.timeout + blocks, pc)?,
+                shared: pool(cfg.timeout)?,
+                blocking: pool(cfg.timeout + blocks)?,
             }
         } else {
-            let mut pool_cfg = deadpool_redis::Config::from_url(cfg.url.clone());
-            pool_cfg.pool = Some(pc);
-            Pool::One(
-                pool_cfg
-                    .create_pool(Some(Runtime::Tokio1))
-                    .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?,
-            )
+            Pool::One(one_pool(&cfg.url, &cfg.tls, pc)?)
         };
         let store = Self {
             pool,
@@ -418,8 +444,15 @@ impl RedisStore {
             timeout: cfg.timeout,
             replica_ack: cfg.replica_ack,
         };
+        // The first connection: where a TLS handshake fails, say what to set.
+        let mut conn = store.conn().await.map_err(|e| match (tls, e) {
+            (true, StoreError::Unavailable(msg)) => match tls::remedy(&msg) {
+                Some(remedy) => StoreError::Unavailable(format!("{msg} ({remedy})")),
+                None => StoreError::Unavailable(msg),
+            },
+            (_, e) => e,
+        })?;
         store.check_version().await?;
-        let mut conn = store.conn().await?;
         for script in store.scripts.all() {
             conn.load(script).await?;
         }

@@ -1,6 +1,6 @@
 //! Test support for Redis-backed tests (feature `testsuite`): a private `redis-server` that a
-//! test can kill and restart, and a private Redis Cluster whose nodes a test can fail over and
-//! kill.
+//! test can kill and restart, a private Redis Cluster whose nodes a test can fail over and
+//! kill, and certificates for either to speak TLS with.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,6 +19,7 @@ pub struct TestRedisServer {
     port: u16,
     dir: std::path::PathBuf,
     extra: Vec<String>,
+    tls: bool,
 }
 
 impl TestRedisServer {
@@ -28,6 +29,18 @@ impl TestRedisServer {
 
     /// The same, with extra `redis-server` arguments (`--appendfsync no`, …).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::launch(extra, false)
+    }
+
+    /// One that takes TLS connections only, on its port: `tls` are its `--tls-*` arguments
+    /// (its certificate and key, the CA for clients' certificates, `--tls-auth-clients`).
+    /// [`Self::url`] is then `rediss://127.0.0.1:<port>`; the helpers that talk to it
+    /// themselves (`set_maxmemory`, `break_disk`) do not work on it.
+    pub fn start_tls(tls: &[&str]) -> Self {
+        Self::launch(tls, true)
+    }
+
+    fn launch(extra: &[&str], tls: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("herald-redis-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -35,13 +48,19 @@ impl TestRedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let child = Self::spawn(&dir, port, &extra);
+        let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        if tls {
+            // The plain port off, the TLS one on the chosen port (later arguments win).
+            args.extend(["--port", "0", "--tls-port"].map(String::from));
+            args.push(port.to_string());
+        }
+        let child = Self::spawn(&dir, port, &args);
         Self {
             child,
             port,
             dir,
-            extra,
+            extra: args,
+            tls,
         }
     }
 
@@ -90,7 +109,8 @@ impl TestRedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Makes its disk fail: a directory stands where its snapshot goes (`dump.rdb`), and a
@@ -214,10 +234,24 @@ pub async fn until_replication(url: &str, done: impl Fn(&str) -> bool) {
 pub struct TestCluster {
     nodes: Vec<TestRedisServer>,
     killed: Vec<u16>,
+    /// The CA file of a cluster that speaks TLS only.
+    ca: Option<std::path::PathBuf>,
 }
 
 impl TestCluster {
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// One whose nodes take TLS connections only, among themselves too (`tls-cluster`,
+    /// `tls-replication`): `tls` are their `--tls-*` arguments, which must name `ca` (a CA
+    /// file) as `--tls-ca-cert-file` and not ask clients for certificates. [`Self::url`] is
+    /// then a list of `rediss://` URLs.
+    pub fn start_tls(tls: &[&str], ca: &std::path::Path) -> Self {
+        Self::launch(Some((tls, ca)))
+    }
+
+    fn launch(tls: Option<(&[&str], &std::path::Path)>) -> Self {
         let mut nodes: Vec<TestRedisServer> = Vec::new();
         while nodes.len() < 6 {
             // The cluster bus listens on port + 10000: both must be free, and both below
@@ -243,15 +277,28 @@ impl TestCluster {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
+            let mut extra = extra;
+            if let Some((args, _)) = tls {
+                extra.extend(args.iter().map(|s| (*s).to_owned()));
+                extra
+                    .extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
+                extra.extend(["--port", "0", "--tls-port"].map(String::from));
+                extra.push(port.to_string());
+            }
             let child = TestRedisServer::spawn(&dir, port, &extra);
             nodes.push(TestRedisServer {
                 child,
                 port,
                 dir,
                 extra,
+                tls: tls.is_some(),
             });
         }
-        let out = std::process::Command::new(redis_cli())
+        let mut create = std::process::Command::new(redis_cli());
+        if let Some((_, ca)) = tls {
+            create.args(["--tls", "--cacert", ca.to_str().unwrap()]);
+        }
+        let out = create
             .args(["--cluster", "create"])
             .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
             .args(["--cluster-replicas", "1", "--cluster-yes"])
@@ -266,6 +313,7 @@ impl TestCluster {
         let cluster = Self {
             nodes,
             killed: Vec::new(),
+            ca: tls.map(|(_, ca)| ca.to_owned()),
         };
         cluster.until_healthy();
         cluster.until_replicated();
@@ -279,7 +327,8 @@ impl TestCluster {
             let replicas = self.nodes_that_are(false);
             !replicas.is_empty()
                 && replicas.iter().all(|&p| {
-                    Self::ask(p, &["INFO", "replication"]).contains("master_link_status:up")
+                    self.query(p, &["INFO", "replication"])
+                        .contains("master_link_status:up")
                 })
         });
     }
@@ -296,7 +345,22 @@ impl TestCluster {
     /// Asks the node on `port` (a blocking client: call from a test's own thread or
     /// `spawn_blocking`).
     pub fn ask(port: u16, args: &[&str]) -> String {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        Self::ask_with(None, port, args)
+    }
+
+    /// [`Self::ask`], over TLS trusting the CA file `ca` when given.
+    fn ask_with(ca: Option<&std::path::Path>, port: u16, args: &[&str]) -> String {
+        let client = match ca {
+            None => redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap(),
+            Some(ca) => redis::Client::build_with_tls(
+                format!("rediss://127.0.0.1:{port}"),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca).unwrap()),
+                },
+            )
+            .unwrap(),
+        };
         let mut conn = client
             .get_connection_with_timeout(Duration::from_secs(2))
             .unwrap();
@@ -313,11 +377,16 @@ impl TestCluster {
         }
     }
 
+    /// [`Self::ask`] in the way this cluster speaks (TLS or not).
+    fn query(&self, port: u16, args: &[&str]) -> String {
+        Self::ask_with(self.ca.as_deref(), port, args)
+    }
+
     /// The live nodes' ports that are masters (`true`) or replicas (`false`).
     pub fn nodes_that_are(&self, masters: bool) -> Vec<u16> {
         let role = if masters { "role:master" } else { "role:slave" };
         self.live()
-            .filter(|&p| Self::ask(p, &["INFO", "replication"]).contains(role))
+            .filter(|&p| self.query(p, &["INFO", "replication"]).contains(role))
             .collect()
     }
 
@@ -331,11 +400,12 @@ impl TestCluster {
     /// The port of the live master serving the slot of `key`, if one does.
     pub fn master_of(&self, key: &str) -> Option<u16> {
         let masters = self.nodes_that_are(true);
-        let slot: u32 = Self::ask(masters[0], &["CLUSTER", "KEYSLOT", key])
+        let slot: u32 = self
+            .query(masters[0], &["CLUSTER", "KEYSLOT", key])
             .parse()
             .unwrap();
         let serves = |port: u16| {
-            let nodes = Self::ask(port, &["CLUSTER", "NODES"]);
+            let nodes = self.query(port, &["CLUSTER", "NODES"]);
             let me = nodes
                 .lines()
                 .find(|l| l.contains("myself"))
@@ -355,24 +425,27 @@ impl TestCluster {
         let of = format!("master_port:{master}\r");
         self.nodes_that_are(false)
             .into_iter()
-            .find(|&r| Self::ask(r, &["INFO", "replication"]).contains(&of))
+            .find(|&r| self.query(r, &["INFO", "replication"]).contains(&of))
             .expect("every master has a replica")
     }
 
     /// Promotes the replica on `port` in an orderly way (`CLUSTER FAILOVER`: its master stops
     /// taking writes until the replica has caught up), and waits until it is a master.
     pub fn promote(&self, port: u16) {
-        let info = Self::ask(port, &["INFO", "replication"]);
+        let info = self.query(port, &["INFO", "replication"]);
         let old: u16 = info
             .lines()
             .find_map(|l| l.strip_prefix("master_port:"))
             .and_then(|p| p.trim().parse().ok())
             .expect("a replica names its master");
-        assert_eq!(Self::ask(port, &["CLUSTER", "FAILOVER"]), "OK");
+        assert_eq!(self.query(port, &["CLUSTER", "FAILOVER"]), "OK");
         // Done when both sides know it: the replica leads, its old master follows it.
         self.until(|| {
-            Self::ask(port, &["INFO", "replication"]).contains("role:master")
-                && Self::ask(old, &["INFO", "replication"]).contains("role:slave")
+            self.query(port, &["INFO", "replication"])
+                .contains("role:master")
+                && self
+                    .query(old, &["INFO", "replication"])
+                    .contains("role:slave")
         });
         self.until_healthy();
     }
@@ -392,15 +465,15 @@ impl TestCluster {
     pub fn move_slot(&self, key: &str, to: u16, mut between: impl FnMut(usize)) {
         let from = self.master_of(key).expect("a master serves the slot");
         assert_ne!(from, to, "the slot is already there");
-        let slot = Self::ask(from, &["CLUSTER", "KEYSLOT", key]);
-        let id = |p: u16| Self::ask(p, &["CLUSTER", "MYID"]);
+        let slot = self.query(from, &["CLUSTER", "KEYSLOT", key]);
+        let id = |p: u16| self.query(p, &["CLUSTER", "MYID"]);
         let (from_id, to_id) = (id(from), id(to));
         assert_eq!(
-            Self::ask(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]),
+            self.query(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]),
             "OK"
         );
         assert_eq!(
-            Self::ask(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]),
+            self.query(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]),
             "OK"
         );
         let client = redis::Client::open(format!("redis://127.0.0.1:{from}")).unwrap();
@@ -429,7 +502,7 @@ impl TestCluster {
         }
         for p in self.nodes_that_are(true) {
             assert_eq!(
-                Self::ask(p, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]),
+                self.query(p, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]),
                 "OK"
             );
         }
@@ -446,8 +519,10 @@ impl TestCluster {
     /// Waits until every live node says the cluster is `ok` (every slot served).
     pub fn until_healthy(&self) {
         self.until(|| {
-            self.live()
-                .all(|p| Self::ask(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            self.live().all(|p| {
+                self.query(p, &["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            })
         });
     }
 
@@ -479,6 +554,121 @@ impl Drop for TestRedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private CA in a temporary directory, with a certificate it signed for a TLS
+/// `redis-server` on 127.0.0.1 (`ca.pem`, `server.pem`, `server.key`; the certificate also
+/// serves a Cluster's nodes as clients of each other) and a client certificate
+/// ([`Self::client`]). `other_ca` is a CA that signed neither.
+pub struct TestPki {
+    pub dir: std::path::PathBuf,
+    pub ca: String,
+    pub other_ca: String,
+    pub client: crate::ClientCert,
+}
+
+impl std::fmt::Debug for TestPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPki")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose as Usage, KeyPair};
+        let dir = std::env::temp_dir().join(format!("herald-tls-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = Self::ca("Herald test CA");
+        let leaf = |san: &str, usages: &[Usage]| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec![san.to_owned()]).unwrap();
+            params.distinguished_name.push(DnType::CommonName, san);
+            params.extended_key_usages = usages.to_vec();
+            let cert = params.signed_by(&key, &ca).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf("127.0.0.1", &[Usage::ServerAuth, Usage::ClientAuth]);
+        let (client_cert, client_key) = leaf("herald", &[Usage::ClientAuth]);
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("server.pem"), server_cert).unwrap();
+        std::fs::write(dir.join("server.key"), server_key).unwrap();
+        Self {
+            dir,
+            ca: ca.pem(),
+            other_ca: Self::ca("Another CA").pem(),
+            client: crate::ClientCert {
+                cert_pem: client_cert.into_bytes(),
+                key_pem: client_key.into_bytes(),
+            },
+        }
+    }
+
+    fn ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// The CA file's path.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// `redis-server`'s TLS arguments; `clients` asks clients for a certificate.
+    pub fn server_args(&self, clients: bool) -> Vec<String> {
+        let file = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
+        vec![
+            "--tls-cert-file".into(),
+            file("server.pem"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.pem"),
+            "--tls-auth-clients".into(),
+            if clients { "yes" } else { "no" }.into(),
+        ]
+    }
+
+    /// A TLS-only `redis-server` with these certificates.
+    pub fn server(&self, clients: bool) -> TestRedisServer {
+        let args = self.server_args(clients);
+        TestRedisServer::start_tls(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// A TLS-only Redis Cluster with these certificates (blocking: call from a test's own
+    /// thread or `spawn_blocking`).
+    pub fn cluster(&self) -> TestCluster {
+        let args = self.server_args(false);
+        TestCluster::start_tls(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &self.ca_file(),
+        )
+    }
+
+    /// What a store trusting `ca` (PEM) takes.
+    pub fn trusting(ca: &str) -> crate::RedisTls {
+        crate::RedisTls {
+            ca_pem: Some(ca.as_bytes().to_vec()),
+            client: None,
+        }
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

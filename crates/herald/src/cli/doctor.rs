@@ -368,11 +368,16 @@ async fn store(cfg: &Config) -> Check {
             if !warnings.is_empty() {
                 return fail(NAME, warnings.join("; "));
             }
-            const OK: &str = "reachable; noeviction and AOF on";
+            let tls = if cfg.store.redis_url.starts_with("rediss://") {
+                " over TLS"
+            } else {
+                ""
+            };
+            let ok = format!("reachable{tls}; noeviction and AOF on");
             let memory = s.memory_use().await.ok().flatten();
             let Some((m, max, share)) = memory.and_then(|m| Some((m, m.max_bytes?, m.share()?)))
             else {
-                return pass(NAME, OK);
+                return pass(NAME, ok);
             };
             let in_use = format!(
                 "{} of {} maxmemory in use ({:.0}%)",
@@ -389,7 +394,7 @@ async fn store(cfg: &Config) -> Check {
                     ),
                 )
             } else {
-                pass(NAME, format!("{OK}; {in_use}"))
+                pass(NAME, format!("{ok}; {in_use}"))
             }
         }
         Err(e) => fail(NAME, format!("{e:#}")),

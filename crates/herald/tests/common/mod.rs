@@ -131,6 +131,44 @@ pub fn start_sim(extra: &[&str]) -> (Proc, String) {
     (sim, line.trim().to_owned())
 }
 
+/// A simulator at 200 MPS whose status webhooks go to a Herald on a free port, and the
+/// environment that Herald sends through it with (the store's settings are the caller's).
+pub struct SimRig {
+    /// Herald's base URL, `http://127.0.0.1:<port>`.
+    pub server: String,
+    pub sim: Proc,
+    pub sim_url: String,
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// Starts the simulator of a [`SimRig`], for a Herald verifying webhooks with `verify`.
+pub fn sim_rig(verify: &str) -> SimRig {
+    let port = free_port();
+    let server = format!("http://127.0.0.1:{port}");
+    let (sim, sim_url) = start_sim(&[
+        "--mps",
+        "200",
+        "--webhook-url",
+        &format!("{server}/webhook"),
+    ]);
+    let env = vec![
+        ("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
+        ("HERALD_WHATSAPP__API_BASE", sim_url.clone()),
+        ("HERALD_WHATSAPP__ALLOW_PLAIN_HTTP", "true".into()),
+        ("HERALD_SENDER__MPS", "200".into()),
+        ("WA_ACCESS_TOKEN", "sim-access-token".into()),
+        ("WA_APP_SECRET", "sim-app-secret".into()),
+        ("VERIFY_TOKEN", verify.into()),
+        ("WA_PHONE_NUMBER_ID", PNID.into()),
+    ];
+    SimRig {
+        server,
+        sim,
+        sim_url,
+        env,
+    }
+}
+
 fn http() -> reqwest::Client {
     herald_cloudapi::http_builder()
         .build()

@@ -1,0 +1,94 @@
+//! Herald on a Redis that speaks TLS only and asks for a client certificate, configured as an
+//! operator would for a managed Redis: `REDIS_URL=rediss://…` and the `store.tls_*` files by
+//! environment. A campaign runs to completion, every recipient sent once by the simulator's
+//! oracle, and `herald doctor` reports the store reached over TLS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use herald_store_redis::testing::{TestPki, TestRedisServer};
+
+mod common;
+use common::{BIN, SimRig, create_started, get_json, sim_rig, spawn, wait_ok};
+
+const RECIPIENTS: u64 = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_runs_on_redis_over_mutual_tls() {
+    let pki = TestPki::new();
+    // Sized as doctor wants it.
+    let mut args = pki.server_args(true);
+    args.extend(["--maxmemory", "100mb", "--maxmemory-policy", "noeviction"].map(String::from));
+    let redis = TestRedisServer::start_tls(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (cert, key) = (pki.dir.join("client.pem"), pki.dir.join("client.key"));
+    std::fs::write(&cert, &pki.client.cert_pem).unwrap();
+    std::fs::write(&key, &pki.client.key_pem).unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+
+    let SimRig {
+        server,
+        mut sim,
+        sim_url,
+        mut env,
+    } = sim_rig("tls");
+    env.extend([
+        ("REDIS_URL", redis.url()),
+        ("HERALD_STORE__TLS_CA_FILE", path(&pki.ca_file())),
+        ("HERALD_STORE__TLS_CERT_FILE", path(&cert)),
+        ("HERALD_STORE__TLS_KEY_FILE", path(&key)),
+    ]);
+    assert!(redis.url().starts_with("rediss://"), "{}", redis.url());
+    let mut serve = spawn(&["serve"], &env);
+    wait_ok(&format!("{server}/readyz"), Duration::from_secs(30)).await;
+
+    let csv = pki.dir.join("r.csv");
+    let mut f = std::fs::File::create(&csv).unwrap();
+    writeln!(f, "phone,first_name").unwrap();
+    for i in 0..RECIPIENTS {
+        writeln!(f, "+44 7912 4{i:05},Name{i}").unwrap();
+    }
+    drop(f);
+    let (id, _) = create_started(&server, "tls", &csv, &[], &env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let campaign = loop {
+        let c = get_json(&format!("{server}/v1/campaigns/{id}")).await;
+        if let Some(c) = c.filter(|c| c["status"] == "completed") {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the campaign never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let oracle = get_json(&format!("{sim_url}/_sim/stats"))
+        .await
+        .expect("oracle");
+    assert_eq!(campaign["stats"]["accepted"], RECIPIENTS, "{campaign}");
+    assert_eq!(oracle["accepted"], RECIPIENTS, "{oracle}");
+    assert_eq!(
+        oracle["duplicate_callbacks"],
+        serde_json::json!([]),
+        "{oracle}"
+    );
+
+    // doctor's store line (the other checks fail: no real token here).
+    let doctor = Command::new(BIN)
+        .arg("doctor")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("store (Redis)"))
+        .unwrap_or_else(|| panic!("no store line in: {text}"));
+    assert!(
+        line.starts_with("pass") && line.contains("reachable over TLS"),
+        "{line}"
+    );
+
+    let status = serve.terminate().expect("serve stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    sim.terminate();
+}
