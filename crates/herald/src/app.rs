@@ -87,7 +87,9 @@ pub enum Opened {
 /// loudly that nothing in it survives).
 pub async fn open(cfg: &Config) -> anyhow::Result<Opened> {
     Ok(match cfg.store.backend {
-        Backend::Redis | Backend::RedisCluster => Opened::Redis(connect(cfg).await?),
+        Backend::Redis | Backend::RedisCluster | Backend::RedisSentinel => {
+            Opened::Redis(connect(cfg).await?)
+        }
         Backend::Memory => {
             tracing::warn!(
                 "store.backend is memory: campaigns, jobs and stats live in this process only; \
@@ -104,6 +106,9 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
     let url = cfg.redis_url()?;
     let mut rc = RedisConfig::new(url, cfg.store.key_prefix.clone());
     rc.cluster = cfg.store.backend == Backend::RedisCluster;
+    if cfg.store.backend == Backend::RedisSentinel {
+        rc.sentinel_master = Some(cfg.store.sentinel_master.clone());
+    }
     rc.pool_size = cfg.store.pool_size;
     rc.timeout = Duration::from_millis(cfg.store.timeout_ms);
     rc.replica_ack = cfg.store.replica_ack();

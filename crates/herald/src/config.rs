@@ -109,6 +109,10 @@ pub enum Backend {
     /// A Redis Cluster: `redis_url` names one or more of its nodes, comma separated; the
     /// client finds the rest and follows the slots as they move.
     RedisCluster,
+    /// Redis with replicas watched by Sentinel: `redis_url` names the Sentinels, comma
+    /// separated, and `sentinel_master` the master they watch; the client connects to the
+    /// master they name and follows it through a failover.
+    RedisSentinel,
     /// This process's memory: nothing survives a restart and no other process can share it.
     /// For the demo and trying Herald out; `herald serve` only.
     Memory,
@@ -132,6 +136,8 @@ pub struct StoreSection {
     pub replica_ack_policy: ReplicaAckPolicy,
     /// Delete a completed or cancelled campaign this many days after it ended (0: never).
     pub delete_ended_after_days: u64,
+    /// With `backend = "redis_sentinel"`: the name of the master the Sentinels watch.
+    pub sentinel_master: String,
     /// For `rediss://`: a PEM file of the CA certificates that may sign Redis's certificate,
     /// instead of the system's trusted roots (empty).
     pub tls_ca_file: String,
@@ -163,6 +169,7 @@ impl Default for StoreSection {
             replica_ack_timeout_ms: 100,
             replica_ack_policy: ReplicaAckPolicy::Hold,
             delete_ended_after_days: 0,
+            sentinel_master: String::new(),
             tls_ca_file: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
@@ -549,13 +556,22 @@ impl Config {
                      comma-separated list)",
                 ));
             }
-            if nodes.len() > 1 && s.backend != Backend::RedisCluster {
+            if nodes.len() > 1
+                && !matches!(s.backend, Backend::RedisCluster | Backend::RedisSentinel)
+            {
                 return Err(bad(
                     "store.redis_url",
                     "names several nodes: set store.backend = \"redis_cluster\" for a Redis \
-                     Cluster",
+                     Cluster, or \"redis_sentinel\" for Sentinels",
                 ));
             }
+        }
+        if s.backend == Backend::RedisSentinel && s.sentinel_master.is_empty() {
+            return Err(bad(
+                "store.sentinel_master",
+                "is empty: with store.backend = \"redis_sentinel\", name the master the \
+                 Sentinels watch (their `sentinel monitor <name>`; \"mymaster\" in most charts)",
+            ));
         }
         if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
             let (set, unset) = if s.tls_cert_file.is_empty() {
@@ -827,7 +843,9 @@ impl Config {
             w.push("whatsapp.verify_token is empty: Meta's webhook handshake will fail".into());
         }
         match self.store.backend {
-            Backend::Redis | Backend::RedisCluster if self.store.redis_url.is_empty() => {
+            Backend::Redis | Backend::RedisCluster | Backend::RedisSentinel
+                if self.store.redis_url.is_empty() =>
+            {
                 w.push("store.redis_url is empty: set REDIS_URL".into());
             }
             Backend::Memory => w.push(
@@ -835,7 +853,12 @@ impl Config {
                  (every role in one process) can use it"
                     .into(),
             ),
-            Backend::Redis | Backend::RedisCluster => {}
+            Backend::RedisSentinel if self.store.replica_acks == 0 => w.push(
+                "store.replica_acks is 0 behind Sentinel: a failover can lose the mark that a \
+                 request may be on the wire, and send that message twice; set 1"
+                    .into(),
+            ),
+            Backend::Redis | Backend::RedisCluster | Backend::RedisSentinel => {}
         }
         let key = self.server.api_key.expose();
         if key.is_empty() {
@@ -1162,6 +1185,23 @@ mod tests {
         let text = "[store]\nbackend = \"redis_cluster\"\nredis_url = \"redis://a:1,b:2\"\n";
         let e = Config::from_toml(text, &BTreeMap::new()).unwrap_err();
         assert_eq!(e.key, "store.redis_url", "{e}");
+    }
+
+    #[test]
+    fn sentinels_need_the_master_name() {
+        let sentinels = "redis://:pw@s0:26379,redis://:pw@s1:26379";
+        let text = format!("[store]\nbackend = \"redis_sentinel\"\nredis_url = \"{sentinels}\"\n");
+        let e = Config::from_toml(&text, &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.key, "store.sentinel_master", "{e}");
+        let text = format!("{text}sentinel_master = \"mymaster\"\n");
+        let cfg = Config::from_toml(&text, &BTreeMap::new()).expect("valid");
+        assert_eq!(cfg.store.backend, Backend::RedisSentinel);
+        assert_eq!(cfg.store.sentinel_master, "mymaster");
+        let advice = |cfg: &Config| cfg.warnings().iter().any(|w| w.contains("replica_acks"));
+        assert!(advice(&cfg), "{:?}", cfg.warnings());
+        let text = format!("{text}replica_acks = 1\n");
+        let cfg = Config::from_toml(&text, &BTreeMap::new()).expect("valid");
+        assert!(!advice(&cfg), "{:?}", cfg.warnings());
     }
 
     #[test]

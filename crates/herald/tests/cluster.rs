@@ -5,35 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald_store_redis::testing::TestCluster;
 use serde_json::Value;
 
 mod common;
-use common::{SimRig, create_started, get_json, sim_rig, spawn, wait_ok};
+use common::{
+    SimRig, completes_once, create_started, recipients_csv, sim_rig, spawn, until_campaign, wait_ok,
+};
 
 const RECIPIENTS: u64 = 1_500;
-
-/// Polls the campaign until `done` holds for it, for `limit` at most.
-async fn until(server: &str, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + limit;
-    let mut last = None;
-    loop {
-        if let Some(c) = get_json(&format!("{server}/v1/campaigns/{id}")).await {
-            if done(&c) {
-                return c;
-            }
-            last = Some(c);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the campaign never got there: {last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_survives_a_failover_and_a_killed_master() {
@@ -64,19 +46,13 @@ async fn a_campaign_survives_a_failover_and_a_killed_master() {
 
     let dir = std::env::temp_dir().join(format!("herald-cluster-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let csv = dir.join("r.csv");
-    let mut f = std::fs::File::create(&csv).unwrap();
-    writeln!(f, "phone,first_name").unwrap();
-    for i in 0..RECIPIENTS {
-        writeln!(f, "+44 7912 3{i:05},Name{i}").unwrap();
-    }
-    drop(f);
+    let csv = recipients_csv(&dir, RECIPIENTS, 3);
     let (id, _) = create_started(&server, "cluster", &csv, &[], &env);
     let meta = format!("herald:{{c:{id}}}:meta");
 
     // A quarter in: the replica of the campaign's master takes over in an orderly way.
     let sent = |n: u64| move |c: &Value| c["stats"]["accepted"].as_u64().unwrap_or(0) >= n;
-    until(&server, &id, Duration::from_secs(60), sent(RECIPIENTS / 4)).await;
+    until_campaign(&server, &id, Duration::from_secs(60), sent(RECIPIENTS / 4)).await;
     let promoted = tokio::task::spawn_blocking(move || {
         let replica = cluster.replica_of(cluster.master_of(&meta).unwrap());
         cluster.promote(replica);
@@ -93,7 +69,7 @@ async fn a_campaign_survives_a_failover_and_a_killed_master() {
     // once the others notice (cluster-node-timeout). That shard has no replica left, so
     // sends hold (store.replica_ack_policy = "hold") until the dead node is back, as a
     // replica.
-    until(&server, &id, Duration::from_secs(60), sent(RECIPIENTS / 2)).await;
+    until_campaign(&server, &id, Duration::from_secs(60), sent(RECIPIENTS / 2)).await;
     cluster.kill(promoted);
     // Kept until the end: dropping it stops the cluster.
     let _cluster = tokio::task::spawn_blocking(move || {
@@ -106,23 +82,8 @@ async fn a_campaign_survives_a_failover_and_a_killed_master() {
     .await
     .unwrap();
 
-    let campaign = until(&server, &id, Duration::from_secs(120), |c| {
-        c["status"] == "completed" && c["stats"]["sent"] == c["stats"]["accepted"]
-    })
-    .await;
-    let stats = &campaign["stats"];
-    let oracle = get_json(&format!("{sim_url}/_sim/stats"))
-        .await
-        .expect("oracle");
     // Nobody lost, nobody messaged twice.
-    assert_eq!(stats["recipients"], RECIPIENTS, "{stats}");
-    assert_eq!(stats["accepted"], RECIPIENTS, "{stats}");
-    assert_eq!(oracle["accepted"], RECIPIENTS, "{oracle}");
-    assert_eq!(
-        oracle["duplicate_callbacks"],
-        serde_json::json!([]),
-        "{oracle}"
-    );
+    completes_once(&server, &id, &sim_url, RECIPIENTS, Duration::from_secs(120)).await;
 
     let status = serve.terminate().expect("serve stops on SIGTERM");
     assert!(status.success(), "{status:?}");

@@ -32,6 +32,7 @@ mod reach;
 mod recipients;
 mod replicas;
 mod report;
+mod sentinel;
 mod statuses;
 mod store;
 mod stream;
@@ -49,6 +50,11 @@ pub struct RedisConfig {
     pub url: String,
     /// The URL names nodes of a Redis Cluster.
     pub cluster: bool,
+    /// The URL names Sentinels (comma separated), and this is the name of the master they
+    /// watch (`sentinel monitor <name> …`): the store connects to whichever node they say is
+    /// the master, and follows it through a failover. The master is reached with the first
+    /// URL's user, password and database.
+    pub sentinel_master: Option<String>,
     /// Every key starts with this (tests use a random one).
     pub key_prefix: String,
     /// Connections in the pool.
@@ -89,6 +95,7 @@ impl RedisConfig {
         Self {
             url: url.into(),
             cluster: false,
+            sentinel_master: None,
             key_prefix: key_prefix.into(),
             pool_size: 32,
             timeout: Duration::from_secs(5),
@@ -212,6 +219,8 @@ impl Scripts {
 /// Where connections come from.
 pub(crate) enum Pool {
     One(deadpool_redis::Pool),
+    /// The master that Sentinels name, followed through a failover.
+    Sentinel(sentinel::Pool, sentinel::Watch),
     /// Connections for shared use, and for commands that block (which may answer later).
     Cluster {
         shared: cluster::Pool,
@@ -242,6 +251,8 @@ pub struct RedisStore {
     pub(crate) timeout: Duration,
     pub(crate) replica_ack: Option<ReplicaAck>,
     pub(crate) hot_next: AtomicUsize,
+    /// With Sentinels, the master generation the shared connections were made in.
+    pub(crate) hot_generation: std::sync::atomic::AtomicU64,
     /// Campaign id → phone number id (which never changes).
     pub(crate) pnids: Mutex<HashMap<CampaignId, String>>,
 }
@@ -413,22 +424,32 @@ impl RedisStore {
             create: Some(cfg.timeout),
             recycle: Some(cfg.timeout),
         };
-        let urls = if cfg.cluster {
+        let urls = if cfg.cluster || cfg.sentinel_master.is_some() {
             cluster::nodes(&cfg.url)
         } else {
             vec![cfg.url.as_str()]
         };
         let tls = tls::check(&urls, &cfg.tls)?;
-        let pool = if cfg.cluster {
-            let blocks =
-                cluster::MAX_BLOCK.max(cfg.replica_ack.map_or(Duration::ZERO, |r| r.timeout));
-            let pool = |answer| cluster::pool(&urls, &cfg.tls, cfg.timeout, answer, pc);
-            Pool::Cluster {
-                shared: pool(cfg.timeout)?,
-                blocking: pool(cfg.timeout + blocks)?,
+        let pool = match (cfg.cluster, &cfg.sentinel_master) {
+            (true, Some(_)) => {
+                return Err(StoreError::Invalid(
+                    "a Redis Cluster has no Sentinels: give either".into(),
+                ));
             }
-        } else {
-            Pool::One(one_pool(&cfg.url, &cfg.tls, pc)?)
+            (true, None) => {
+                let blocks =
+                    cluster::MAX_BLOCK.max(cfg.replica_ack.map_or(Duration::ZERO, |r| r.timeout));
+                let pool = |answer| cluster::pool(&urls, &cfg.tls, cfg.timeout, answer, pc);
+                Pool::Cluster {
+                    shared: pool(cfg.timeout)?,
+                    blocking: pool(cfg.timeout + blocks)?,
+                }
+            }
+            (false, Some(master)) => {
+                let (pool, watch) = sentinel::pool(&urls, master, &cfg.tls, pc)?;
+                Pool::Sentinel(pool, watch)
+            }
+            (false, None) => Pool::One(one_pool(&cfg.url, &cfg.tls, pc)?),
         };
         let store = Self {
             pool,
@@ -440,6 +461,7 @@ impl RedisStore {
             expiring: Mutex::new(std::collections::HashSet::new()),
             hot: Mutex::new(Vec::new()),
             hot_next: AtomicUsize::new(0),
+            hot_generation: std::sync::atomic::AtomicU64::new(0),
             pnids: Mutex::new(HashMap::new()),
             timeout: cfg.timeout,
             replica_ack: cfg.replica_ack,
@@ -480,10 +502,17 @@ impl RedisStore {
         Ok(match (&self.pool, blocks) {
             (Pool::One(p), _) => {
                 let pooled = p.get().await.map_err(unavailable)?;
-                let mut c: redis::aio::MultiplexedConnection = (*pooled).clone();
-                c.set_response_timeout(self.timeout + blocks.unwrap_or_default());
+                let c = self.answering((*pooled).clone(), blocks);
                 if blocks.is_none() {
                     let _kept = deadpool_redis::Connection::take(pooled);
+                }
+                Link::One(c)
+            }
+            (Pool::Sentinel(p, _), _) => {
+                let pooled = p.get().await.map_err(unavailable)?;
+                let c = self.answering(pooled.conn.clone(), blocks);
+                if blocks.is_none() {
+                    let _kept = deadpool::managed::Object::take(pooled);
                 }
                 Link::One(c)
             }
@@ -499,6 +528,26 @@ impl RedisStore {
         })
     }
 
+    /// Behind Sentinels, how many times they have named a new master since the store
+    /// connected (each time the store moved to it); `None` without Sentinels.
+    pub fn masters_followed(&self) -> Option<u64> {
+        match &self.pool {
+            Pool::Sentinel(_, watch) => Some(watch.generation()),
+            _ => None,
+        }
+    }
+
+    /// A connection to one Redis, answering within the store's timeout (and what a command
+    /// on it may block for).
+    fn answering(
+        &self,
+        mut c: redis::aio::MultiplexedConnection,
+        blocks: Option<Duration>,
+    ) -> redis::aio::MultiplexedConnection {
+        c.set_response_timeout(self.timeout + blocks.unwrap_or_default());
+        c
+    }
+
     /// A connection of its own from the pool, not one of the shared ones: for a command
     /// that blocks its connection (`WAIT`, a blocking read) for up to `blocks`, so no other
     /// call queues behind it.
@@ -508,6 +557,19 @@ impl RedisStore {
 
     pub(crate) async fn conn(&self) -> Result<Conn<'_>, StoreError> {
         const HOT: usize = 4;
+        if let Ok(mut hot) = self.hot.lock() {
+            // The Sentinels named another master: the shared connections go to the old one.
+            if let Pool::Sentinel(_, watch) = &self.pool {
+                let now = watch.generation();
+                if self
+                    .hot_generation
+                    .swap(now, std::sync::atomic::Ordering::AcqRel)
+                    != now
+                {
+                    hot.clear();
+                }
+            }
+        }
         if let Ok(hot) = self.hot.lock()
             && hot.len() >= HOT
         {

@@ -43,11 +43,7 @@ impl TestRedisServer {
     fn launch(extra: &[&str], tls: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("herald-redis-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         if tls {
             // The plain port off, the TLS one on the chosen port (later arguments win).
@@ -161,6 +157,157 @@ impl TestRedisServer {
             .query_async(&mut conn)
             .await
             .unwrap();
+    }
+}
+
+/// A private Redis Sentinel watching the master on `127.0.0.1:<master>` as `mymaster` (a
+/// quorum of one, the master down after 1 s of silence), on a free port in a temporary
+/// directory. A test asks it to fail over ([`Self::failover`]).
+#[derive(Debug)]
+pub struct TestSentinel {
+    server: TestRedisServer,
+}
+
+impl TestSentinel {
+    /// The name of the master it watches.
+    pub const MASTER: &'static str = "mymaster";
+
+    /// Starts it, and waits until it knows the master's replicas (`replicas` of them).
+    pub async fn start(master: u16, replicas: usize) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("herald-sentinel-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let conf = dir.join("sentinel.conf");
+        let name = Self::MASTER;
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = std::process::Command::new(&bin)
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} --sentinel: {e}"));
+        let sentinel = Self {
+            server: TestRedisServer {
+                child,
+                port,
+                dir,
+                extra: Vec::new(),
+                tls: false,
+            },
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let known = sentinel.ask(&["SENTINEL", "REPLICAS", name]).await;
+            if matches!(&known, Ok(redis::Value::Array(r)) if r.len() >= replicas) {
+                return sentinel;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the Sentinel never found the replicas: {known:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its URL, for `store.redis_url`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// The port of the master it names now.
+    pub async fn master_port(&self) -> Option<u16> {
+        let Ok(redis::Value::Array(addr)) = self
+            .ask(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", Self::MASTER])
+            .await
+        else {
+            return None;
+        };
+        match addr.get(1) {
+            Some(redis::Value::BulkString(p)) => std::str::from_utf8(p).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Promotes a replica (`SENTINEL FAILOVER`), and waits until it names another master.
+    pub async fn failover(&self) {
+        let before = self.master_port().await;
+        self.ask(&["SENTINEL", "FAILOVER", Self::MASTER])
+            .await
+            .expect("SENTINEL FAILOVER");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.master_port().await == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the failover never happened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn ask(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        Self::command(args).query_async(&mut conn).await
+    }
+
+    fn command(args: &[&str]) -> redis::Cmd {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd
+    }
+}
+
+/// A free port on loopback (free when asked).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A master, its replica (both `noeviction`, the replica in sync) and a [`TestSentinel`]
+/// watching them.
+#[derive(Debug)]
+pub struct SentinelRig {
+    pub master: TestRedisServer,
+    pub replica: TestRedisServer,
+    pub sentinel: TestSentinel,
+}
+
+impl SentinelRig {
+    pub async fn start() -> Self {
+        let master = TestRedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
+        let replica = TestRedisServer::start_with(&[
+            "--maxmemory-policy",
+            "noeviction",
+            "--replicaof",
+            "127.0.0.1",
+            &master.port().to_string(),
+        ]);
+        until_replication(&replica.url(), |i| i.contains("master_link_status:up")).await;
+        let sentinel = TestSentinel::start(master.port(), 1).await;
+        assert_eq!(sentinel.master_port().await, Some(master.port()));
+        Self {
+            master,
+            replica,
+            sentinel,
+        }
     }
 }
 

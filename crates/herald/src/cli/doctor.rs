@@ -149,15 +149,15 @@ async fn messaging_limit(cfg: &Config, client: &Client) -> Check {
         .effective(Some(limit))
         .map_or("none".to_owned(), |n| n.to_string());
     let used = match cfg.store.backend {
-        crate::config::Backend::Redis | crate::config::Backend::RedisCluster => {
-            match crate::app::connect(cfg).await {
-                Ok(s) => match s.reach_use(portfolio, herald_core::REACH_WINDOW).await {
-                    Ok(u) => format!("{} users counted in the last 24 h", u.used),
-                    Err(e) => format!("today's use unknown ({e})"),
-                },
-                Err(_) => "today's use unknown (no store)".to_owned(),
-            }
-        }
+        crate::config::Backend::Redis
+        | crate::config::Backend::RedisCluster
+        | crate::config::Backend::RedisSentinel => match crate::app::connect(cfg).await {
+            Ok(s) => match s.reach_use(portfolio, herald_core::REACH_WINDOW).await {
+                Ok(u) => format!("{} users counted in the last 24 h", u.used),
+                Err(e) => format!("today's use unknown ({e})"),
+            },
+            Err(_) => "today's use unknown (no store)".to_owned(),
+        },
         crate::config::Backend::Memory => "today's use is kept in memory only".to_owned(),
     };
     pass(

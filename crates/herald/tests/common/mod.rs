@@ -61,6 +61,65 @@ pub fn herald(args: &[&str], env: &[(&str, String)]) -> Output {
         .expect("run herald")
 }
 
+/// Writes `dir/r.csv`, `n` recipients `+44 7912 <block><i, five digits>` with a first name
+/// each, and answers its path.
+pub fn recipients_csv(dir: &std::path::Path, n: u64, block: u8) -> PathBuf {
+    use std::fmt::Write as _;
+    let mut text = String::from("phone,first_name\n");
+    for i in 0..n {
+        writeln!(text, "+44 7912 {block}{i:05},Name{i}").unwrap();
+    }
+    let csv = dir.join("r.csv");
+    std::fs::write(&csv, text).unwrap();
+    csv
+}
+
+/// Polls campaign `id` on `server` until `done` holds for it, for `limit` at most; answers it.
+pub async fn until_campaign(
+    server: &str,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    loop {
+        if let Some(c) = get_json(&format!("{server}/v1/campaigns/{id}")).await {
+            if done(&c) {
+                return c;
+            }
+            last = Some(c);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the campaign never got there: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (for `limit` at most) until campaign `id` on `server` has completed with every one of
+/// its `n` recipients accepted and sent, and asserts that the simulator at `sim_url` accepted
+/// each of them once: nobody lost, nobody messaged twice.
+pub async fn completes_once(server: &str, id: &str, sim_url: &str, n: u64, limit: Duration) {
+    let campaign = until_campaign(server, id, limit, |c| {
+        c["status"] == "completed" && c["stats"]["sent"] == c["stats"]["accepted"]
+    })
+    .await;
+    let stats = &campaign["stats"];
+    let oracle = get_json(&format!("{sim_url}/_sim/stats"))
+        .await
+        .expect("oracle");
+    assert_eq!(stats["recipients"], n, "{stats}");
+    assert_eq!(stats["accepted"], n, "{stats}");
+    assert_eq!(oracle["accepted"], n, "{oracle}");
+    assert_eq!(
+        oracle["duplicate_callbacks"],
+        serde_json::json!([]),
+        "{oracle}"
+    );
+}
+
 /// `herald campaign create --start` of the sample message to the recipients in `csv`, with
 /// `extra` arguments; asserts it succeeded and answers the campaign id and what it printed.
 pub fn create_started(

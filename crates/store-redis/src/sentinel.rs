@@ -1,0 +1,171 @@
+//! Redis behind Sentinel (ARCHITECTURE §3): a pool of connections to the master the Sentinels
+//! name, which follows it through a failover.
+//!
+//! Each new connection asks the Sentinels (in turn, the first that answers) for the master of
+//! the service and checks with `ROLE` that the node it reaches is one. A failover leaves the
+//! connections to the old master behind, and the old master goes on taking writes until the
+//! Sentinels demote it, which they do only when they next look at it (up to ~10 s later):
+//! writes it takes meanwhile are lost when it turns replica. So a [`Watch`] asks the Sentinels
+//! for the master every [`WATCH_EVERY`]; when they name another, every connection made before
+//! is dropped (the store's shared ones at their next use, the pool's idle ones when they are
+//! recycled) and the next one made goes to the new master. A write the old master refuses
+//! (`READONLY`, or a dropped connection) is `Unavailable` like any outage, which drops the
+//! shared connections too, and the caller retries.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use deadpool::managed::{Metrics, RecycleError, RecycleResult};
+use herald_store::StoreError;
+use redis::aio::MultiplexedConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisError, TlsMode};
+
+use crate::RedisTls;
+
+pub(crate) type Pool = deadpool::managed::Pool<Manager>;
+
+/// How often a [`Watch`] asks the Sentinels which node is the master.
+pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// Counts the masters the Sentinels have named since the store connected: a connection made
+/// under an earlier count goes to a node that is no longer the master.
+#[derive(Clone, Default)]
+pub(crate) struct Watch(Arc<AtomicU64>);
+
+impl Watch {
+    pub(crate) fn generation(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A connection to the master, and the [`Watch`] generation it was made in.
+pub(crate) struct Tagged {
+    pub(crate) conn: MultiplexedConnection,
+    generation: u64,
+}
+
+/// Makes connections to the current master for the pool.
+pub(crate) struct Manager {
+    client: tokio::sync::Mutex<SentinelClient>,
+    watch: Watch,
+}
+
+impl deadpool::managed::Manager for Manager {
+    type Type = Tagged;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<Tagged, RedisError> {
+        let generation = self.watch.generation();
+        let conn = self.client.lock().await.get_async_connection().await?;
+        Ok(Tagged { conn, generation })
+    }
+
+    async fn recycle(&self, conn: &mut Tagged, _: &Metrics) -> RecycleResult<RedisError> {
+        if conn.generation != self.watch.generation() {
+            return Err(RecycleError::message("made for an earlier master"));
+        }
+        // ROLE answers ["master", offset, replicas] on a master.
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn.conn).await?;
+        match role.first() {
+            Some(redis::Value::BulkString(r)) if r == b"master" => Ok(()),
+            _ => Err(RecycleError::message("no longer the master")),
+        }
+    }
+}
+
+/// Asks the Sentinels for the master every [`WATCH_EVERY`], counting each change in `watch`,
+/// until the store that holds it is gone. Sentinels that do not answer change nothing: the
+/// connections carry on as they are.
+async fn watch(mut client: SentinelClient, watch: Weak<AtomicU64>) {
+    let mut master: Option<String> = None;
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some(generation) = watch.upgrade() else {
+            return;
+        };
+        let Ok(now) = client.async_get_client().await else {
+            continue;
+        };
+        let now = now.get_connection_info().addr().to_string();
+        if master.as_ref().is_some_and(|m| *m != now) {
+            generation.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(master = %now, "the Sentinels name a new Redis master; moving to it");
+        }
+        master = Some(now);
+    }
+}
+
+/// A pool of connections to the master that the Sentinels `urls` name for `master` (the
+/// service name of their `sentinel monitor`), and the [`Watch`] that follows it. The master is
+/// reached with the first URL's user, password and database (Sentinels and Redis sharing them,
+/// as most deployments set them up), over TLS with `tls` for `rediss://` (the Sentinels too).
+pub(crate) fn pool(
+    urls: &[&str],
+    master: &str,
+    tls: &RedisTls,
+    cfg: deadpool::managed::PoolConfig,
+) -> Result<(Pool, Watch), StoreError> {
+    let invalid =
+        |e: &dyn std::fmt::Display| StoreError::Invalid(format!("redis sentinel url: {e}"));
+    let watched = Watch::default();
+    tokio::spawn(self::watch(
+        client(urls, master, tls)?,
+        Arc::downgrade(&watched.0),
+    ));
+    let pool = Pool::builder(Manager {
+        client: tokio::sync::Mutex::new(client(urls, master, tls)?),
+        watch: watched.clone(),
+    })
+    .config(cfg)
+    .runtime(deadpool::Runtime::Tokio1)
+    .build()
+    .map_err(|e| invalid(&e))?;
+    Ok((pool, watched))
+}
+
+/// A client of the Sentinels `urls` for the master they call `master` (see [`pool`]).
+fn client(urls: &[&str], master: &str, tls: &RedisTls) -> Result<SentinelClient, StoreError> {
+    let invalid =
+        |e: &dyn std::fmt::Display| StoreError::Invalid(format!("redis sentinel url: {e}"));
+    if master.is_empty() {
+        return Err(invalid(&"names no master (store.sentinel_master)"));
+    }
+    let mut sentinels = Vec::with_capacity(urls.len());
+    let mut first = None;
+    for url in urls {
+        let info = url.into_connection_info().map_err(|e| invalid(&e))?;
+        sentinels.push(info.addr().clone());
+        first.get_or_insert(info);
+    }
+    let Some(first) = first else {
+        return Err(invalid(&"names no Sentinel"));
+    };
+    let on_tls = matches!(first.addr(), ConnectionAddr::TcpTls { .. });
+    let auth = first.redis_settings();
+    let mut builder = SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)
+        .map_err(|e| invalid(&e))?
+        .set_client_to_redis_db(auth.db());
+    if let Some(user) = auth.username() {
+        builder = builder
+            .set_client_to_redis_username(user)
+            .set_client_to_sentinel_username(user);
+    }
+    if let Some(password) = auth.password() {
+        builder = builder
+            .set_client_to_redis_password(password)
+            .set_client_to_sentinel_password(password);
+    }
+    if on_tls {
+        builder = builder
+            .set_client_to_redis_tls_mode(TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+        if let Some(certs) = tls.certificates() {
+            builder = builder
+                .set_client_to_redis_certificates(certs.clone())
+                .set_client_to_sentinel_certificates(certs);
+        }
+    }
+    builder.build().map_err(|e| invalid(&e))
+}

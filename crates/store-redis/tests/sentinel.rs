@@ -1,0 +1,135 @@
+//! Redis behind Sentinel, as Helm charts run it: the store finds the master through the
+//! Sentinel, runs the conformance walk there, and when the Sentinel fails over mid-campaign it
+//! follows the new master as soon as the Sentinel names it (not only once the old master is
+//! demoted, which is when writes to it would be lost): none is applied twice, none lost, and
+//! the campaign ends with every count exact, on the new master.
+//!
+//! The test starts its own master, replica and Sentinel (`REDIS_SERVER_BIN`, else
+//! `redis-server` on the PATH).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use herald_store::conformance::{self, all_accepted, claim_req, running};
+use herald_store::{ClaimedJob, JobRef, Store, StoreError};
+use herald_store_redis::testing::{SentinelRig, TestSentinel, keys_matching, until_replication};
+use herald_store_redis::{RedisConfig, RedisStore};
+
+/// Runs `call` until it is not refused as retryable, for 30 s at most; answers its result
+/// and how many times it was refused.
+async fn through<T, F, Fut>(mut call: F) -> (T, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refused = 0;
+    loop {
+        match call().await {
+            Ok(v) => return (v, refused),
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("after {refused} refusals: {e}"),
+        }
+    }
+}
+
+/// Claims, starts and settles as accepted `n` jobs, each call retried while refused.
+async fn send(store: &RedisStore, n: usize, token: u64) -> (Vec<ClaimedJob>, u32) {
+    let req = claim_req(n, token);
+    let (jobs, a) = through(|| store.claim(&req)).await;
+    assert_eq!(jobs.len(), n);
+    let refs: Vec<JobRef> = jobs.iter().map(JobRef::from).collect();
+    let (_, b) = through(|| store.start(&refs)).await;
+    let settles = all_accepted(&jobs, "sentinel");
+    let (results, c) = through(|| store.settle(&settles)).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| *r == herald_store::SettleResult::Applied),
+        "{results:?}"
+    );
+    (jobs, a + b + c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_follows_the_master_through_a_sentinel_failover() {
+    let SentinelRig {
+        master,
+        replica,
+        sentinel,
+    } = SentinelRig::start().await;
+
+    let mut cfg = RedisConfig::new(sentinel.url(), "herald");
+    cfg.sentinel_master = Some(TestSentinel::MASTER.into());
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    conformance::lifecycle(&store).await;
+
+    let id = running(&store, "failover", 200).await;
+    send(&store, 100, 1).await;
+    // Everything is on the replica before it takes over (an orderly failover loses nothing;
+    // store.replica_acks covers the writes a sudden one could).
+    until_replication(&master.url(), |i| {
+        let offset = |name: &str| {
+            i.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split(',').find_map(|f| f.strip_prefix("offset=")))
+                .map(str::to_owned)
+        };
+        let mine = i
+            .lines()
+            .find_map(|l| l.strip_prefix("master_repl_offset:"))
+            .map(str::to_owned);
+        mine.is_some() && offset("slave0:") == mine
+    })
+    .await;
+
+    assert_eq!(store.masters_followed(), Some(0));
+    sentinel.failover().await;
+    assert_eq!(sentinel.master_port().await, Some(replica.port()));
+    // The store hears of the new master from the Sentinels, likely before they demote the old
+    // one (they do when they next look at it, up to ~10 s on): what it writes from now on goes
+    // to the new master, not to the old one, where it would be lost at the demotion.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.masters_followed() != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the store never heard of the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, refused) = send(&store, 100, 2).await;
+    // Once the old master has turned replica and taken the new master's data, what the store
+    // wrote is all there: had any of it gone to the old master, it would be gone now.
+    until_replication(&master.url(), |i| {
+        i.contains("role:slave") && i.contains("master_link_status:up")
+    })
+    .await;
+
+    let stats = conformance::invariant(&store, &id).await;
+    assert_eq!(
+        (stats.accepted, stats.pending, stats.in_flight),
+        (200, 0, 0),
+        "{stats:?}"
+    );
+    let campaign = store.campaign(&id).await.unwrap();
+    assert_eq!(campaign.status, herald_core::CampaignStatus::Completed);
+    // The second half was written on the new master (the old one only replicates it).
+    assert!(!keys_matching(&replica.url(), "herald:*").await.is_empty());
+    eprintln!("calls refused while the store moved to the new master: {refused}");
+}
+
+#[tokio::test]
+async fn sentinel_settings_that_cannot_work_are_refused() {
+    let mut cfg = RedisConfig::new("redis://127.0.0.1:1", "herald");
+    cfg.sentinel_master = Some(String::new());
+    let e = RedisStore::connect(&cfg).await.unwrap_err();
+    assert!(e.to_string().contains("store.sentinel_master"), "{e}");
+    cfg.sentinel_master = Some("mymaster".into());
+    cfg.cluster = true;
+    let e = RedisStore::connect(&cfg).await.unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+}
