@@ -93,6 +93,8 @@ metrics! {
     /// Labels: `kind` (see [`STORE_ERROR_KINDS`]).
     STORE_ERRORS_TOTAL = "herald_store_errors_total", Counter,
         "Store calls that failed as unavailable or full (after the Redis Cluster client's own retries of MOVED, ASK and TRYAGAIN), by kind; the caller retries.";
+    STORE_MASTER_CHANGES_TOTAL = "herald_store_master_changes_total", Counter,
+        "Times the Sentinels named a new Redis master and this process moved to it (store.backend = \"redis_sentinel\").";
     /// Labels: `version`.
     BUILD_INFO = "herald_build_info", Gauge,
         "Always 1; the version label says which Herald this is.";

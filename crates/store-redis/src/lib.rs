@@ -557,31 +557,30 @@ impl RedisStore {
 
     pub(crate) async fn conn(&self) -> Result<Conn<'_>, StoreError> {
         const HOT: usize = 4;
+        let generation = self.masters_followed();
         if let Ok(mut hot) = self.hot.lock() {
             // The Sentinels named another master: the shared connections go to the old one.
-            if let Pool::Sentinel(_, watch) = &self.pool {
-                let now = watch.generation();
-                if self
+            if let Some(now) = generation
+                && self
                     .hot_generation
                     .swap(now, std::sync::atomic::Ordering::AcqRel)
                     != now
-                {
-                    hot.clear();
-                }
+            {
+                hot.clear();
+            }
+            if hot.len() >= HOT {
+                let i = self
+                    .hot_next
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % hot.len();
+                return Ok(Conn::new(self, hot[i].clone()));
             }
         }
-        if let Ok(hot) = self.hot.lock()
-            && hot.len() >= HOT
-        {
-            let i = self
-                .hot_next
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                % hot.len();
-            return Ok(Conn::new(self, hot[i].clone()));
-        }
         let c = self.pooled(None).await?;
+        // Shared only if no new master was named while it was being made.
         if let Ok(mut hot) = self.hot.lock()
             && hot.len() < HOT
+            && self.masters_followed() == generation
         {
             hot.push(c.clone());
         }

@@ -91,6 +91,7 @@ async fn watch(mut client: SentinelClient, watch: Weak<AtomicU64>) {
         let now = now.get_connection_info().addr().to_string();
         if master.as_ref().is_some_and(|m| *m != now) {
             generation.fetch_add(1, Ordering::AcqRel);
+            metrics::counter!(herald_core::metrics::STORE_MASTER_CHANGES_TOTAL).increment(1);
             tracing::warn!(master = %now, "the Sentinels name a new Redis master; moving to it");
         }
         master = Some(now);
