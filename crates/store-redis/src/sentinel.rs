@@ -75,27 +75,63 @@ impl deadpool::managed::Manager for Manager {
     }
 }
 
-/// Asks the Sentinels for the master every [`WATCH_EVERY`], counting each change in `watch`,
-/// until the store that holds it is gone. Sentinels that do not answer change nothing: the
-/// connections carry on as they are.
-async fn watch(mut client: SentinelClient, watch: Weak<AtomicU64>) {
-    let mut master: Option<String> = None;
+/// Asks the Sentinels for the master every [`WATCH_EVERY`] (`SENTINEL
+/// GET-MASTER-ADDR-BY-NAME`, on one connection kept between asks, to the next Sentinel when
+/// one fails), counting each change in `watch`, until the store that holds it is gone. Only the
+/// Sentinels are asked: the master sees no connection from it. Sentinels that do not answer
+/// change nothing: the connections carry on as they are.
+async fn watch(sentinels: Vec<redis::Client>, master: String, watch: Weak<AtomicU64>) {
+    let mut conn = None;
+    let mut next = 0;
+    let mut named: Option<(String, u16)> = None;
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(generation) = watch.upgrade() else {
             return;
         };
-        let Ok(now) = client.async_get_client().await else {
+        let Some(now) = ask(&sentinels, &mut conn, &mut next, &master).await else {
             continue;
         };
-        let now = now.get_connection_info().addr().to_string();
-        if master.as_ref().is_some_and(|m| *m != now) {
+        if named.as_ref().is_some_and(|n| *n != now) {
             generation.fetch_add(1, Ordering::AcqRel);
             metrics::counter!(herald_core::metrics::STORE_MASTER_CHANGES_TOTAL).increment(1);
-            tracing::warn!(master = %now, "the Sentinels name a new Redis master; moving to it");
+            tracing::warn!(master = %format!("{}:{}", now.0, now.1), "the Sentinels name a new Redis master; moving to it");
         }
-        master = Some(now);
+        named = Some(now);
     }
+}
+
+/// The master's address, from the first Sentinel that answers (starting at `next`, on `conn`
+/// while it works).
+async fn ask(
+    sentinels: &[redis::Client],
+    conn: &mut Option<MultiplexedConnection>,
+    next: &mut usize,
+    master: &str,
+) -> Option<(String, u16)> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(WATCH_EVERY))
+        .set_response_timeout(Some(WATCH_EVERY));
+    for _ in 0..sentinels.len() {
+        if conn.is_none() {
+            *conn = sentinels[*next]
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .ok();
+        }
+        if let Some(c) = conn.as_mut()
+            && let Ok(Some(addr)) = redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(master)
+                .query_async::<Option<(String, u16)>>(c)
+                .await
+        {
+            return Some(addr);
+        }
+        *conn = None;
+        *next = (*next + 1) % sentinels.len();
+    }
+    None
 }
 
 /// A pool of connections to the master that the Sentinels `urls` name for `master` (the
@@ -111,10 +147,16 @@ pub(crate) fn pool(
     let invalid =
         |e: &dyn std::fmt::Display| StoreError::Invalid(format!("redis sentinel url: {e}"));
     let watched = Watch::default();
-    tokio::spawn(self::watch(
-        client(urls, master, tls)?,
-        Arc::downgrade(&watched.0),
-    ));
+    let sentinels = urls
+        .iter()
+        .map(|url| match tls.certificates() {
+            Some(certs) if url.starts_with("rediss://") => {
+                redis::Client::build_with_tls(*url, certs)
+            }
+            _ => redis::Client::open(*url),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(&e))?;
     let pool = Pool::builder(Manager {
         client: tokio::sync::Mutex::new(client(urls, master, tls)?),
         watch: watched.clone(),
@@ -123,9 +165,13 @@ pub(crate) fn pool(
     .runtime(deadpool::Runtime::Tokio1)
     .build()
     .map_err(|e| invalid(&e))?;
+    tokio::spawn(self::watch(
+        sentinels,
+        master.to_owned(),
+        Arc::downgrade(&watched.0),
+    ));
     Ok((pool, watched))
 }
-
 /// A client of the Sentinels `urls` for the master they call `master` (see [`pool`]).
 fn client(urls: &[&str], master: &str, tls: &RedisTls) -> Result<SentinelClient, StoreError> {
     let invalid =

@@ -260,16 +260,17 @@ impl TestSentinel {
     async fn ask(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
         let client = redis::Client::open(self.url())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
-        Self::command(args).query_async(&mut conn).await
+        command(args).query_async(&mut conn).await
     }
+}
 
-    fn command(args: &[&str]) -> redis::Cmd {
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd
+/// The command `args` spell (its name first).
+fn command(args: &[&str]) -> redis::Cmd {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
     }
+    cmd
 }
 
 /// A free port on loopback (free when asked).
@@ -511,11 +512,7 @@ impl TestCluster {
         let mut conn = client
             .get_connection_with_timeout(Duration::from_secs(2))
             .unwrap();
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        match cmd.query::<redis::Value>(&mut conn).unwrap() {
+        match command(args).query::<redis::Value>(&mut conn).unwrap() {
             redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
             redis::Value::SimpleString(s) | redis::Value::VerbatimString { text: s, .. } => s,
             redis::Value::Int(i) => i.to_string(),
