@@ -595,7 +595,8 @@ impl Config {
         {
             return Err(bad(
                 key,
-                "is set, but store.redis_url is redis://, which does not use TLS: write                  rediss:// (for a Cluster, for each node)",
+                "is set, but store.redis_url is redis://, which does not use TLS: write rediss:// \
+                 (for a Cluster, for each node)",
             ));
         }
         if s.key_prefix.is_empty() || s.key_prefix.contains(['{', '}', ' ']) {
