@@ -16,6 +16,11 @@ use crate::Shared;
 
 /// Settlements per store call.
 const BATCH: usize = 512;
+/// A batch smaller than this waits up to FILL_WAIT for more: a settle call costs the store
+/// about as much for a few jobs as for a hundred (at a high rate the answers come a few
+/// dozen per millisecond), and a settlement waiting a moment holds nothing up.
+const FILL: usize = 128;
+const FILL_WAIT: Duration = Duration::from_millis(3);
 
 pub(crate) async fn run<S: Store, M: Messages>(
     shared: Arc<Shared<S, M>>,
@@ -35,10 +40,15 @@ pub(crate) async fn run<S: Store, M: Messages>(
         };
         let Some(first) = first else { return };
         batch.push(first);
+        let until = tokio::time::Instant::now() + FILL_WAIT;
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(s) => batch.push(s),
-                Err(_) => break,
+                Err(_) if batch.len() >= FILL => break,
+                Err(_) => match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(s)) => batch.push(s),
+                    _ => break,
+                },
             }
         }
         settle(&*shared, &batch).await;

@@ -49,6 +49,7 @@ pub struct Faulty<S> {
     rules: Mutex<HashMap<&'static str, Vec<Rule>>>,
     poison: Mutex<HashSet<String>>,
     failed: Mutex<HashMap<&'static str, u32>>,
+    calls: Mutex<HashMap<&'static str, u32>>,
 }
 
 impl<S> Faulty<S> {
@@ -59,6 +60,7 @@ impl<S> Faulty<S> {
             rules: Mutex::new(HashMap::new()),
             poison: Mutex::new(HashSet::new()),
             failed: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
         }
     }
 
@@ -101,7 +103,19 @@ impl<S> Faulty<S> {
             .unwrap_or(0)
     }
 
+    /// How many calls of `op` were made, failed or not.
+    pub fn calls(&self, op: &str) -> u32 {
+        self.calls
+            .lock()
+            .ok()
+            .and_then(|c| c.get(op).copied())
+            .unwrap_or(0)
+    }
+
     fn rule(&self, op: &'static str) -> Option<Failure> {
+        if let Ok(mut c) = self.calls.lock() {
+            *c.entry(op).or_default() += 1;
+        }
         let mut rules = self.rules.lock().ok()?;
         let mut chosen = None;
         for rule in rules.get_mut(op)? {
