@@ -7,8 +7,8 @@
 //! spacing for its first jobs and marks them started ([`admit`]; with capped campaigns,
 //! after the plan, for those that got a time). It spawns one task per send that waits for
 //! its time. The next round begins [`LOOKAHEAD`] before the last time, so the schedule is
-//! continuous with no burst at round boundaries, and the next claim runs beside a round.
-//! Permits are taken before times so a send never waits for a permit after its time. A send
+//! continuous with no burst at round boundaries. The next batch's claim and admission run
+//! beside the rounds, as a task of their own (`refill`). Permits are taken before times so a send never waits for a permit after its time. A send
 //! that wakes after its latest time asks the store to move it to now, which it may while the
 //! window has room (so a late wake-up costs nothing); only when it has none does the send
 //! give its time up and wait for another. A request that leaves after its latest time all
@@ -29,15 +29,17 @@ use herald_store::{
 };
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+mod refill;
 mod send;
 
 use crate::held::Held;
 use crate::policy::{AdaptiveRate, Decision, capped_retry, decide};
 use crate::{CampaignInfo, LANE_IDLE_EXIT, Shared, unit};
+use refill::{LimitSeen, Refill, Refilled};
 use send::SendTask;
 
 /// The span of send slots one round asks for. Its sends are marked started before their
@@ -296,47 +298,53 @@ impl<S: Store, M: Messages> Lane<S, M> {
         let mut idle_since = Instant::now();
         let mut next_round = Instant::now();
         let mut store_wait = Duration::from_millis(100);
+        // The next batch's claim and admission, running beside the rounds.
+        let mut refilling: Option<JoinHandle<Result<Refilled, StoreError>>> = None;
         while !shutdown.is_cancelled() {
             while self.sends.try_join_next().is_some() {}
             while let Ok(r) = self.late.try_recv() {
                 self.ready.push_front(r);
             }
             self.update_rate().await;
-            if self.ready.is_empty() {
-                let claimed = claim(self.shared.clone(), self.claim_request()).await;
-                if let Err(e) = self.refill(claimed).await {
-                    claim_failed(&self.pnid, &e);
-                    pause(&shutdown, store_wait).await;
-                    store_wait = (store_wait * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-                if self.ready.is_empty() {
-                    if idle_since.elapsed() > LANE_IDLE_EXIT && !self.has_campaigns {
-                        break;
-                    }
-                    pause(&shutdown, idle).await;
-                    idle = (idle * 2).min(IDLE_MAX);
-                    continue;
-                }
-            }
-            idle = IDLE_MIN;
-            idle_since = Instant::now();
-            // A round, and beside it the next batch's claim when the ready queue runs low
-            // (the store's largest call: made in turn, it would hold the rounds up).
-            let claiming = claim(self.shared.clone(), self.claim_request());
-            let (claimed, round) = tokio::join!(claiming, async {
-                tokio::select! {
-                    () = shutdown.cancelled() => None,
-                    () = sleep_until(next_round) => Some(self.round(&shutdown).await),
-                }
-            });
-            let claimed = self.refill(claimed).await;
-            let Some(round) = round else { break };
-            if let Err(e) = claimed {
+            // With nothing ready, the refill under way is waited for, or one made now.
+            let wait_for = if self.ready.is_empty() {
+                refilling.take().or_else(|| {
+                    let request = self.claim_request()?;
+                    Some(tokio::spawn(self.refiller().run(request)))
+                })
+            } else {
+                refilling.take_if(|h| h.is_finished())
+            };
+            if let Some(handle) = wait_for
+                && let Err(e) = self.refilled(handle.await)
+            {
                 claim_failed(&self.pnid, &e);
                 pause(&shutdown, store_wait).await;
                 store_wait = (store_wait * 2).min(Duration::from_secs(5));
+                continue;
             }
+            if self.ready.is_empty() {
+                if idle_since.elapsed() > LANE_IDLE_EXIT && !self.has_campaigns {
+                    break;
+                }
+                pause(&shutdown, idle).await;
+                idle = (idle * 2).min(IDLE_MAX);
+                continue;
+            }
+            idle = IDLE_MIN;
+            idle_since = Instant::now();
+            // The next batch is claimed beside the rounds when the ready queue runs low (the
+            // store's largest call, and its admission a few more: made in turn, they would
+            // hold the rounds up).
+            if refilling.is_none()
+                && let Some(request) = self.claim_request()
+            {
+                refilling = Some(tokio::spawn(self.refiller().run(request)));
+            }
+            let round = tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = sleep_until(next_round) => self.round(&shutdown).await,
+            };
             match round {
                 Ok(next) => {
                     next_round = next;
@@ -357,6 +365,12 @@ impl<S: Store, M: Messages> Lane<S, M> {
                     store_wait = (store_wait * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+        // A refill under way at the end: its jobs are released with the others.
+        if let Some(handle) = refilling
+            && let Err(e) = self.refilled(handle.await)
+        {
+            tracing::debug!(error = %e, "the last claim failed");
         }
         self.stop().await
     }
@@ -468,188 +482,34 @@ impl<S: Store, M: Messages> Lane<S, M> {
         })
     }
 
-    /// Admits a claimed batch (see [`claim`]): suppressed recipients and free-form messages
-    /// outside an open window are skipped; the rest wait for a slot.
-    async fn refill(
-        &mut self,
-        claimed: Option<Result<Vec<Held>, StoreError>>,
-    ) -> Result<(), StoreError> {
-        let jobs = match claimed {
-            None => return Ok(()),
-            Some(jobs) => jobs?,
-        };
-        if jobs.is_empty() {
-            return Ok(());
+    /// What a refill spawned now needs from the lane.
+    fn refiller(&self) -> Refill<S, M> {
+        Refill {
+            shared: self.shared.clone(),
+            pnid: self.pnid.clone(),
+            portfolio: self.portfolio.clone(),
+            limit: self.limit,
+            clock: self.clock,
         }
-        let mut infos: HashMap<CampaignId, Arc<CampaignInfo>> = HashMap::new();
-        for h in &jobs {
-            let j = h.job();
-            if infos.contains_key(&j.id.campaign) {
-                continue;
-            }
-            match self.shared.campaign(&j.id.campaign).await {
-                Ok(c) => {
-                    infos.insert(j.id.campaign.clone(), c);
-                }
-                Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => {
-                    let reason = Shared::<S, M>::pause_reason(
-                        PauseKind::CampaignFatal,
-                        None,
-                        format!("the campaign cannot be sent: {e}"),
-                    );
-                    self.shared.pause_campaign(&j.id.campaign, reason).await;
-                }
-            }
-        }
-        // Outside its send window in the recipient's time zone, a job waits for it to open.
-        let jobs = if infos.values().any(|c| c.window.is_some()) {
-            self.outside_windows(jobs, &infos)
-        } else {
-            jobs
-        };
-        let claimed: Vec<&herald_store::ClaimedJob> = jobs.iter().map(Held::job).collect();
-        let over_budget = self.shared.over_budget(&infos, &claimed).await?;
-        drop(claimed);
-        let jobs: Vec<Held> = jobs
-            .into_iter()
-            .zip(over_budget)
-            .filter_map(|(held, over)| match over {
-                Some(outcome) => {
-                    count_send(&self.pnid, "budget_wait");
-                    held.settle(outcome);
-                    None
-                }
-                None => Some(held),
-            })
-            .collect();
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let phones: Vec<PhoneE164> = jobs.iter().map(|h| h.job().phone).collect();
-        // Marketing templates also skip the numbers that stopped marketing (131050, a stop);
-        // utility and service messages still reach them.
-        let scopes = self.shared.store.suppressions(&self.pnid, &phones).await?;
-        let suppressed: Vec<bool> = scopes
-            .iter()
-            .zip(&jobs)
-            .map(|(scope, h)| match scope {
-                Some(SuppressionScope::All) => true,
-                Some(SuppressionScope::Marketing) => {
-                    infos.get(&h.job().id.campaign).is_some_and(|c| c.marketing)
-                }
-                None => false,
-            })
-            .collect();
-        let free_form: Vec<bool> = jobs
-            .iter()
-            .map(|h| infos.get(&h.job().id.campaign).is_some_and(|c| c.free_form))
-            .collect();
-        // Whose window is open: free-form messages need one; with a messaging limit, a
-        // template to someone with an open window costs no budget.
-        let ask: Vec<usize> = (0..jobs.len())
-            .filter(|&i| self.limit.is_some() || free_form[i])
-            .collect();
-        let mut window_open: Vec<Option<bool>> = vec![None; jobs.len()];
-        if !ask.is_empty() {
-            let asked: Vec<PhoneE164> = ask.iter().map(|&i| jobs[i].job().phone).collect();
-            let open = self.shared.store.windows_open(&self.pnid, &asked).await?;
-            for (&i, o) in ask.iter().zip(open) {
-                window_open[i] = Some(o);
-            }
-        }
-        let mut reach: Vec<Option<Reach>> = vec![None; jobs.len()];
-        if let Some(limit) = self.limit {
-            let count: Vec<usize> = (0..jobs.len())
-                .filter(|&i| {
-                    !free_form[i]
-                        && window_open[i] == Some(false)
-                        && !suppressed.get(i).copied().unwrap_or(false)
-                })
-                .collect();
-            if !count.is_empty() {
-                let phones: Vec<PhoneE164> = count.iter().map(|&i| jobs[i].job().phone).collect();
-                let (answers, used) = self
-                    .shared
-                    .store
-                    .reserve_reach(&self.portfolio, limit, REACH_WINDOW, &phones)
-                    .await?;
-                for (&i, a) in count.iter().zip(answers) {
-                    reach[i] = Some(a);
-                }
-                metrics::gauge!(m::SENDER_MESSAGING_LIMIT_USED, "portfolio" => self.portfolio.to_string())
-                    .set(used.used as f64);
-                if reach.contains(&Some(Reach::Full)) {
-                    self.limit_spent(used.frees_at);
-                } else if std::mem::take(&mut self.limit_spent) {
-                    tracing::info!(phone_number_id = %self.pnid, portfolio = %self.portfolio, "the messaging limit has room again");
-                }
-            }
-        }
-        let now = Instant::now();
-        let wait = self.limit_wait.map(|t| t.saturating_duration_since(now));
-        for (i, held) in jobs.into_iter().enumerate() {
-            let skip = if suppressed.get(i).copied().unwrap_or(false) {
-                Some(SkipReason::Suppressed)
-            } else if free_form[i] && window_open[i] == Some(false) {
-                Some(SkipReason::WindowClosed)
-            } else {
-                None
-            };
-            if let Some(reason) = skip {
-                count_send(&self.pnid, "skipped");
-                held.settle(Outcome::Skipped { reason });
-                continue;
-            }
-            if reach[i] == Some(Reach::Full) {
-                count_send(&self.pnid, "limit_wait");
-                held.settle(Outcome::Deferred {
-                    delay: wait
-                        .unwrap_or(LIMIT_RECHECK)
-                        .max(Duration::from_millis(100)),
-                });
-                continue;
-            }
-            // A campaign that could not be loaded was paused above: the job is released.
-            if let Some(c) = infos.get(&held.job().id.campaign) {
-                self.ready.push_back(Ready {
-                    campaign: c.clone(),
-                    held,
-                    since: now,
-                    started_at: None,
-                    reach: match reach[i] {
-                        Some(Reach::Reserved(at)) => Some(at),
-                        _ => None,
-                    },
-                    slot: None,
-                });
-            }
-        }
-        Ok(())
     }
 
-    /// Settles the jobs outside their campaign's send window (`AwaitWindow`, until it
-    /// opens in the recipient's zone) and answers the others.
-    fn outside_windows(
-        &self,
-        jobs: Vec<Held>,
-        infos: &HashMap<CampaignId, Arc<CampaignInfo>>,
-    ) -> Vec<Held> {
-        let now = jiff::Timestamp::now();
-        jobs.into_iter()
-            .filter_map(|held| {
-                let j = held.job();
-                let window = infos.get(&j.id.campaign).and_then(|c| c.window.as_ref());
-                match window.and_then(|w| w.wait(j.region, now)) {
-                    Some(delay) => {
-                        count_send(&self.pnid, "window_wait");
-                        held.settle(Outcome::AwaitWindow { delay });
-                        None
-                    }
-                    None => Some(held),
-                }
-            })
-            .collect()
+    /// Takes in a refill's jobs (at the back of the ready queue) and what it learnt of the
+    /// messaging limit.
+    fn refilled(
+        &mut self,
+        joined: Result<Result<Refilled, StoreError>, tokio::task::JoinError>,
+    ) -> Result<(), StoreError> {
+        let refilled = joined
+            .map_err(|e| StoreError::Unavailable(format!("the claim task failed: {e}")))??;
+        match refilled.limit {
+            Some(LimitSeen::Spent(frees_at)) => self.limit_spent(frees_at),
+            Some(LimitSeen::Room) if std::mem::take(&mut self.limit_spent) => {
+                tracing::info!(phone_number_id = %self.pnid, portfolio = %self.portfolio, "the messaging limit has room again");
+            }
+            Some(LimitSeen::Room) | None => {}
+        }
+        self.ready.extend(refilled.ready);
+        Ok(())
     }
 
     /// One pacing round. Returns when the next one should start.
@@ -924,12 +784,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
     /// The messaging-limit budget is spent until `frees_at` (the store's clock): claim
     /// nothing until then, or for [`LIMIT_RECHECK`] at most (the limit may rise meanwhile).
     fn limit_spent(&mut self, frees_at: Option<Timestamp>) {
-        let until = frees_at.map_or(LIMIT_RECHECK, |t| {
-            self.clock
-                .local(t)
-                .saturating_duration_since(Instant::now())
-        });
-        let wait = until.clamp(Duration::from_millis(100), LIMIT_RECHECK);
+        let wait = refill::limit_wait(&self.clock, frees_at);
         if !std::mem::replace(&mut self.limit_spent, true) {
             tracing::warn!(
                 phone_number_id = %self.pnid,
@@ -1034,22 +889,6 @@ async fn release_recipients<'a, S: Store>(
             tracing::debug!(campaign = %campaign, error = %e, "could not give a pair reservation back");
         }
     }
-}
-
-/// Claims a batch, if asked to, and holds it: from here every job is settled on every path
-/// (a [`Held`] dropped is released).
-async fn claim<S: Store, M: Messages>(
-    shared: Arc<Shared<S, M>>,
-    request: Option<ClaimRequest>,
-) -> Option<Result<Vec<Held>, StoreError>> {
-    let request = request?;
-    Some(
-        shared
-            .store
-            .claim(&request)
-            .await
-            .map(|jobs| shared.ledger.hold(jobs)),
-    )
 }
 
 fn claim_failed(pnid: &str, e: &StoreError) {

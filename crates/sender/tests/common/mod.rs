@@ -218,6 +218,18 @@ impl Rig<MemoryStore> {
     pub fn sender(&self, cfg: SenderConfig) -> (CancellationToken, JoinHandle<Report>) {
         self.sender_with(cfg, self.direct())
     }
+
+    /// A worker on another view of the rig's store (a `Faulty` around it), with the
+    /// rig's simulator.
+    pub fn sender_on<T: Store>(
+        &self,
+        store: Arc<T>,
+        cfg: SenderConfig,
+    ) -> (CancellationToken, JoinHandle<Report>) {
+        let stop = CancellationToken::new();
+        let sender = Sender::new(store, self.direct(), cfg).unwrap();
+        (stop.clone(), tokio::spawn(sender.run(stop)))
+    }
 }
 
 impl Rig<RedisStore> {
