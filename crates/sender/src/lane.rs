@@ -8,11 +8,12 @@
 //! after the plan, for those that got a time). It spawns one task per send that waits for
 //! its time. The next round begins [`LOOKAHEAD`] before the last time, so the schedule is
 //! continuous with no burst at round boundaries. The next batch's claim and admission run
-//! beside the rounds, as a task of their own (`refill`). Permits are taken before times so a send never waits for a permit after its time. A send
-//! that wakes after its latest time asks the store to move it to now, which it may while the
-//! window has room (so a late wake-up costs nothing); only when it has none does the send
-//! give its time up and wait for another. A request that leaves after its latest time all
-//! the same (the process stalled after the check) is logged in the window when it left.
+//! beside the rounds, as a task of their own (`refill`). Permits are taken before times so
+//! a send never waits for a permit after its time. A send that wakes after its latest time
+//! asks the store to move it to now, which it may while the window has room (so a late
+//! wake-up costs nothing); only when it has none does the send give its time up and wait
+//! for another. A request that leaves after its latest time all the same (the process
+//! stalled after the check) is logged in the window when it left.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
