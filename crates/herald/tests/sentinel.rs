@@ -13,7 +13,8 @@ use serde_json::Value;
 
 mod common;
 use common::{
-    SimRig, completes_once, create_started, recipients_csv, sim_rig, spawn, until_campaign, wait_ok,
+    SimRig, completes_once, create_started, get_text, recipients_csv, sim_rig, spawn,
+    until_campaign, wait_ok,
 };
 
 /// 15 s at 200 MPS. The failover comes a fifth of the way in, so that messages go on for
@@ -57,6 +58,9 @@ async fn a_campaign_survives_a_sentinel_failover() {
     let (id, _) = create_started(&server, "sentinel", &csv, &[], &env);
     let sent = |n: u64| move |c: &Value| c["stats"]["accepted"].as_u64().unwrap_or(0) >= n;
     until_campaign(&server, &id, Duration::from_secs(60), sent(RECIPIENTS / 5)).await;
+    // The moves to a new master are counted from zero, so that the alert HeraldRedisFailover
+    // sees the first as an increase.
+    assert_eq!(master_changes(&server).await, Some(0));
     sentinel.failover().await;
     assert_eq!(sentinel.master_port().await, Some(replica.port()));
 
@@ -64,9 +68,19 @@ async fn a_campaign_survives_a_sentinel_failover() {
     completes_once(&server, &id, &sim_url, RECIPIENTS, Duration::from_secs(120)).await;
     // It ended on the new master: the old one follows it.
     until_replication(&master.url(), |i| i.contains("role:slave")).await;
+    assert_eq!(master_changes(&server).await, Some(1));
 
     let status = serve.terminate().expect("serve stops on SIGTERM");
     assert!(status.success(), "{status:?}");
     sim.terminate();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `herald_store_master_changes_total` as the process exports it.
+async fn master_changes(server: &str) -> Option<u64> {
+    let metrics = get_text(&format!("{server}/metrics")).await?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_store_master_changes_total "))
+        .and_then(|v| v.trim().parse().ok())
 }

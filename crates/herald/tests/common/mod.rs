@@ -242,6 +242,14 @@ pub async fn get_json(url: &str) -> Option<Value> {
     serde_json::from_slice(&r.bytes().await.ok()?).ok()
 }
 
+pub async fn get_text(url: &str) -> Option<String> {
+    let r = http().get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
+}
+
 pub async fn reqwest_ok(url: &str) -> Option<()> {
     http()
         .get(url)
