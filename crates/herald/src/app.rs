@@ -108,6 +108,9 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
     rc.cluster = cfg.store.backend == Backend::RedisCluster;
     if cfg.store.backend == Backend::RedisSentinel {
         rc.sentinel_master = Some(cfg.store.sentinel_master.clone());
+        let password = cfg.store.sentinel_master_password.expose();
+        rc.sentinel_master_password =
+            (!password.is_empty()).then(|| herald_store_redis::Password::new(password));
     }
     rc.pool_size = cfg.store.pool_size;
     rc.timeout = Duration::from_millis(cfg.store.timeout_ms);

@@ -138,6 +138,10 @@ pub struct StoreSection {
     pub delete_ended_after_days: u64,
     /// With `backend = "redis_sentinel"`: the name of the master the Sentinels watch.
     pub sentinel_master: String,
+    /// With `backend = "redis_sentinel"`: the master's password when the Sentinels do not
+    /// share it (the password in `redis_url` is then the Sentinels' alone; empty: the
+    /// master's is the URL's too).
+    pub sentinel_master_password: Secret,
     /// For `rediss://`: a PEM file of the CA certificates that may sign Redis's certificate,
     /// instead of the system's trusted roots (empty).
     pub tls_ca_file: String,
@@ -170,6 +174,7 @@ impl Default for StoreSection {
             replica_ack_policy: ReplicaAckPolicy::Hold,
             delete_ended_after_days: 0,
             sentinel_master: String::new(),
+            sentinel_master_password: Secret::default(),
             tls_ca_file: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
@@ -571,6 +576,13 @@ impl Config {
                 "store.sentinel_master",
                 "is empty: with store.backend = \"redis_sentinel\", name the master the \
                  Sentinels watch (their `sentinel monitor <name>`; \"mymaster\" in most charts)",
+            ));
+        }
+        if s.backend != Backend::RedisSentinel && !s.sentinel_master_password.is_empty() {
+            return Err(bad(
+                "store.sentinel_master_password",
+                "is set, but store.backend is not \"redis_sentinel\": without Sentinels the \
+                 password goes in store.redis_url (REDIS_URL)",
             ));
         }
         if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
@@ -1203,6 +1215,26 @@ mod tests {
         let text = format!("{text}replica_acks = 1\n");
         let cfg = Config::from_toml(&text, &BTreeMap::new()).expect("valid");
         assert!(!advice(&cfg), "{:?}", cfg.warnings());
+    }
+
+    #[test]
+    fn the_masters_own_password_is_a_secret_and_only_behind_sentinels() {
+        let text = "[store]\nbackend = \"redis_sentinel\"\nredis_url = \"redis://s0:26379\"\n\
+                    sentinel_master = \"mymaster\"\n";
+        let pw = env(&[("HERALD_STORE__SENTINEL_MASTER_PASSWORD", "m4ster")]);
+        let cfg = Config::from_toml(text, &pw).expect("valid");
+        assert_eq!(cfg.store.sentinel_master_password.expose(), "m4ster");
+        let shown = cfg.redacted_toml();
+        assert!(!shown.contains("m4ster"), "{shown}");
+        assert!(
+            shown.contains("sentinel_master_password = \"<redacted>\""),
+            "{shown}"
+        );
+        assert!(!format!("{cfg:?}").contains("m4ster"));
+        // Without Sentinels, the password belongs in the URL.
+        let e = Config::from_toml("[store]\nredis_url = \"redis://r:6379\"\n", &pw).unwrap_err();
+        assert_eq!(e.key, "store.sentinel_master_password", "{e}");
+        assert!(e.problem.contains("redis_url"), "{e}");
     }
 
     #[test]

@@ -53,8 +53,11 @@ pub struct RedisConfig {
     /// The URL names Sentinels (comma separated), and this is the name of the master they
     /// watch (`sentinel monitor <name> …`): the store connects to whichever node they say is
     /// the master, and follows it through a failover. The master is reached with the first
-    /// URL's user, password and database.
+    /// URL's user, password and database, unless it has a password of its own.
     pub sentinel_master: Option<String>,
+    /// Behind Sentinel, the master's password when it is not the Sentinels' (the password in
+    /// the URL, if any, is then the Sentinels' alone).
+    pub sentinel_master_password: Option<Password>,
     /// Every key starts with this (tests use a random one).
     pub key_prefix: String,
     /// Connections in the pool.
@@ -67,6 +70,26 @@ pub struct RedisConfig {
     pub replica_ack: Option<ReplicaAck>,
     /// For `rediss://`: the CA to trust instead of the system's, and a client certificate.
     pub tls: RedisTls,
+}
+
+/// A password, never shown in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// How many replicas must acknowledge a start, how long to wait, and what to do when fewer do.
@@ -96,6 +119,7 @@ impl RedisConfig {
             url: url.into(),
             cluster: false,
             sentinel_master: None,
+            sentinel_master_password: None,
             key_prefix: key_prefix.into(),
             pool_size: 32,
             timeout: Duration::from_secs(5),
@@ -446,7 +470,8 @@ impl RedisStore {
                 }
             }
             (false, Some(master)) => {
-                let (pool, watch) = sentinel::pool(&urls, master, &cfg.tls, pc)?;
+                let password = cfg.sentinel_master_password.as_ref().map(Password::expose);
+                let (pool, watch) = sentinel::pool(&urls, master, password, &cfg.tls, pc)?;
                 Pool::Sentinel(pool, watch)
             }
             (false, None) => Pool::One(one_pool(&cfg.url, &cfg.tls, pc)?),
@@ -467,12 +492,18 @@ impl RedisStore {
             replica_ack: cfg.replica_ack,
         };
         // The first connection: where a TLS handshake fails, say what to set.
-        let mut conn = store.conn().await.map_err(|e| match (tls, e) {
-            (true, StoreError::Unavailable(msg)) => match tls::remedy(&msg) {
-                Some(remedy) => StoreError::Unavailable(format!("{msg} ({remedy})")),
-                None => StoreError::Unavailable(msg),
-            },
-            (_, e) => e,
+        // The first connection: where a TLS handshake or the Sentinels' password fails, say
+        // what to set.
+        let sentinels = cfg.sentinel_master.is_some();
+        let mut conn = store.conn().await.map_err(|e| match e {
+            StoreError::Unavailable(msg) => {
+                let remedy = if tls { tls::remedy(&msg) } else { None };
+                match remedy.or_else(|| sentinels.then(|| sentinel::remedy(&msg)).flatten()) {
+                    Some(remedy) => StoreError::Unavailable(format!("{msg} ({remedy})")),
+                    None => StoreError::Unavailable(msg),
+                }
+            }
+            e => e,
         })?;
         store.check_version().await?;
         for script in store.scripts.all() {

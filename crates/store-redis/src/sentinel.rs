@@ -137,10 +137,13 @@ async fn ask(
 /// A pool of connections to the master that the Sentinels `urls` name for `master` (the
 /// service name of their `sentinel monitor`), and the [`Watch`] that follows it. The master is
 /// reached with the first URL's user, password and database (Sentinels and Redis sharing them,
-/// as most deployments set them up), over TLS with `tls` for `rediss://` (the Sentinels too).
+/// as most deployments set them up), or with `password` where it has one of its own (the
+/// URL's password, if any, is then the Sentinels' alone), over TLS with `tls` for `rediss://`
+/// (the Sentinels too).
 pub(crate) fn pool(
     urls: &[&str],
     master: &str,
+    password: Option<&str>,
     tls: &RedisTls,
     cfg: deadpool::managed::PoolConfig,
 ) -> Result<(Pool, Watch), StoreError> {
@@ -158,7 +161,7 @@ pub(crate) fn pool(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(&e))?;
     let pool = Pool::builder(Manager {
-        client: tokio::sync::Mutex::new(client(urls, master, tls)?),
+        client: tokio::sync::Mutex::new(client(urls, master, password, tls)?),
         watch: watched.clone(),
     })
     .config(cfg)
@@ -173,7 +176,12 @@ pub(crate) fn pool(
     Ok((pool, watched))
 }
 /// A client of the Sentinels `urls` for the master they call `master` (see [`pool`]).
-fn client(urls: &[&str], master: &str, tls: &RedisTls) -> Result<SentinelClient, StoreError> {
+fn client(
+    urls: &[&str],
+    master: &str,
+    password: Option<&str>,
+    tls: &RedisTls,
+) -> Result<SentinelClient, StoreError> {
     let invalid =
         |e: &dyn std::fmt::Display| StoreError::Invalid(format!("redis sentinel url: {e}"));
     if master.is_empty() {
@@ -200,9 +208,10 @@ fn client(urls: &[&str], master: &str, tls: &RedisTls) -> Result<SentinelClient,
             .set_client_to_sentinel_username(user);
     }
     if let Some(password) = auth.password() {
-        builder = builder
-            .set_client_to_redis_password(password)
-            .set_client_to_sentinel_password(password);
+        builder = builder.set_client_to_sentinel_password(password);
+    }
+    if let Some(password) = password.or(auth.password()) {
+        builder = builder.set_client_to_redis_password(password);
     }
     if on_tls {
         builder = builder
@@ -215,4 +224,24 @@ fn client(urls: &[&str], master: &str, tls: &RedisTls) -> Result<SentinelClient,
         }
     }
     builder.build().map_err(|e| invalid(&e))
+}
+
+/// What to set when the first connection through the Sentinels fails on a password, by the
+/// error's text. The client reports a missing password, a wrong one and one given to a server
+/// that takes none alike, so the remedy covers the three.
+pub(crate) fn remedy(error: &str) -> Option<&'static str> {
+    let e = error.to_ascii_lowercase();
+    let auth = [
+        "authenticationfailed",
+        "authentication failed",
+        "noauth",
+        "authentication required",
+        "wrongpass",
+        "without any password configured",
+    ];
+    auth.iter().any(|a| e.contains(a)).then_some(
+        "a password was missing or refused: REDIS_URL's password is given to the Sentinels and \
+         to the master; when the master has one of its own, or the Sentinels take none, put the \
+         master's in store.sentinel_master_password (and in REDIS_URL only the Sentinels')",
+    )
 }

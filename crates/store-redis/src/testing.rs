@@ -174,6 +174,12 @@ impl TestSentinel {
 
     /// Starts it, and waits until it knows the master's replicas (`replicas` of them).
     pub async fn start(master: u16, replicas: usize) -> Self {
+        Self::start_for(master, replicas, None).await
+    }
+
+    /// The same for a master (and replicas) that ask for `password` (`sentinel auth-pass`);
+    /// the Sentinel itself asks for none.
+    pub async fn start_for(master: u16, replicas: usize, password: Option<&str>) -> Self {
         let dir =
             std::env::temp_dir().join(format!("herald-sentinel-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -186,8 +192,11 @@ impl TestSentinel {
                 "port {port}\nbind 127.0.0.1\ndir {}\n\
                  sentinel monitor {name} 127.0.0.1 {master} 1\n\
                  sentinel down-after-milliseconds {name} 1000\n\
-                 sentinel failover-timeout {name} 5000\n",
-                dir.display()
+                 sentinel failover-timeout {name} 5000\n{}",
+                dir.display(),
+                password.map_or(String::new(), |p| format!(
+                    "sentinel auth-pass {name} {p}\n"
+                )),
             ),
         )
         .unwrap();
@@ -293,16 +302,28 @@ pub struct SentinelRig {
 
 impl SentinelRig {
     pub async fn start() -> Self {
-        let master = TestRedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
-        let replica = TestRedisServer::start_with(&[
-            "--maxmemory-policy",
-            "noeviction",
-            "--replicaof",
-            "127.0.0.1",
-            &master.port().to_string(),
-        ]);
-        until_replication(&replica.url(), |i| i.contains("master_link_status:up")).await;
-        let sentinel = TestSentinel::start(master.port(), 1).await;
+        Self::start_for(None).await
+    }
+
+    /// The same with a master and replica that ask for `password` (`requirepass`, and
+    /// `masterauth` for the replica's link), and a Sentinel that asks for none (the Bitnami
+    /// chart with `auth.sentinel=false`). Their `url()`s carry no password.
+    pub async fn start_for(password: Option<&str>) -> Self {
+        let mut auth: Vec<&str> = vec!["--maxmemory-policy", "noeviction"];
+        if let Some(p) = password {
+            auth.extend(["--requirepass", p, "--masterauth", p]);
+        }
+        let master = TestRedisServer::start_with(&auth);
+        let port = master.port().to_string();
+        let mut replica_args = auth.clone();
+        replica_args.extend(["--replicaof", "127.0.0.1", &port]);
+        let replica = TestRedisServer::start_with(&replica_args);
+        let replica_url = match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", replica.port()),
+            None => replica.url(),
+        };
+        until_replication(&replica_url, |i| i.contains("master_link_status:up")).await;
+        let sentinel = TestSentinel::start_for(master.port(), 1, password).await;
         assert_eq!(sentinel.master_port().await, Some(master.port()));
         Self {
             master,

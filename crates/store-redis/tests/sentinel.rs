@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use herald_store::conformance::{self, all_accepted, claim_req, running};
 use herald_store::{ClaimedJob, JobRef, Store, StoreError};
 use herald_store_redis::testing::{SentinelRig, TestSentinel, keys_matching, until_replication};
-use herald_store_redis::{RedisConfig, RedisStore};
+use herald_store_redis::{Password, RedisConfig, RedisStore};
 
 /// Runs `call` until it is not refused as retryable, for 30 s at most; answers its result
 /// and how many times it was refused.
@@ -132,4 +132,36 @@ async fn sentinel_settings_that_cannot_work_are_refused() {
     cfg.cluster = true;
     let e = RedisStore::connect(&cfg).await.unwrap_err();
     assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+}
+
+/// A master that asks for a password behind Sentinels that ask for none (the Bitnami chart
+/// with `auth.sentinel=false`): the password goes in `sentinel_master_password`, the URL has
+/// none. Without it the master refuses the store; with the password in the URL the Sentinel
+/// does (it takes none); each refusal says what to set.
+#[tokio::test]
+async fn a_master_with_a_password_the_sentinels_do_not_have() {
+    let rig = SentinelRig::start_for(Some("master-secret")).await;
+    let mut cfg = RedisConfig::new(rig.sentinel.url(), "herald");
+    cfg.sentinel_master = Some(TestSentinel::MASTER.into());
+    cfg.timeout = Duration::from_secs(2);
+
+    let e = RedisStore::connect(&cfg).await.unwrap_err().to_string();
+    assert!(e.contains("store.sentinel_master_password"), "{e}");
+    let in_url = rig
+        .sentinel
+        .url()
+        .replace("redis://", "redis://:master-secret@");
+    let mut wrong = cfg.clone();
+    wrong.url = in_url;
+    let e = RedisStore::connect(&wrong).await.unwrap_err().to_string();
+    assert!(e.contains("store.sentinel_master_password"), "{e}");
+
+    cfg.sentinel_master_password = Some(Password::new("master-secret"));
+    assert!(!format!("{cfg:?}").contains("master-secret"));
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    conformance::lifecycle(&store).await;
+    let id = running(&store, "master-password", 20).await;
+    send(&store, 20, 1).await;
+    assert_eq!(store.stats(&id).await.unwrap().accepted, 20);
+    let _ = store.purge_namespace().await;
 }
