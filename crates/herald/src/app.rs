@@ -176,10 +176,6 @@ pub async fn run_on<S: Store>(
 ) -> anyhow::Result<()> {
     let metrics = crate::telemetry::metrics();
     crate::telemetry::init_series(roles.sender, roles.webhook, roles.reconciler);
-    if cfg.store.backend == crate::config::Backend::RedisSentinel {
-        // At zero from the start: the first failover is then an increase an alert sees.
-        metrics::counter!(herald_core::metrics::STORE_MASTER_CHANGES_TOTAL).increment(0);
-    }
     let tasks = TaskTracker::new();
 
     let campaign_metrics = roles

@@ -181,6 +181,8 @@ pub fn init_series(sender: bool, webhook: bool, reconciler: bool) {
     }
     if sender || webhook || reconciler {
         zero(m::STORE_ERRORS_TOTAL, "kind", m::STORE_ERROR_KINDS);
+        // Only Sentinels move it; at zero, its first increase is one an alert sees.
+        metrics::counter!(m::STORE_MASTER_CHANGES_TOTAL).increment(0);
     }
     if sender {
         metrics::counter!(m::SENDER_RECLAIMED_JOBS_TOTAL).increment(0);

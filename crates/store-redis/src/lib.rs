@@ -491,7 +491,6 @@ impl RedisStore {
             timeout: cfg.timeout,
             replica_ack: cfg.replica_ack,
         };
-        // The first connection: where a TLS handshake fails, say what to set.
         // The first connection: where a TLS handshake or the Sentinels' password fails, say
         // what to set.
         let sentinels = cfg.sentinel_master.is_some();
