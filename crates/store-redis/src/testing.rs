@@ -166,6 +166,8 @@ impl TestRedisServer {
 #[derive(Debug)]
 pub struct TestSentinel {
     server: TestRedisServer,
+    /// Over TLS: the certificates its own helpers connect with.
+    tls: Option<crate::RedisTls>,
 }
 
 impl TestSentinel {
@@ -180,16 +182,44 @@ impl TestSentinel {
     /// The same for a master (and replicas) that ask for `password` (`sentinel auth-pass`);
     /// the Sentinel itself asks for none.
     pub async fn start_for(master: u16, replicas: usize, password: Option<&str>) -> Self {
+        Self::launch(master, replicas, password, None).await
+    }
+
+    /// One that takes TLS connections only, with `pki`'s certificates, and reaches the master
+    /// and replicas (TLS-only too) over TLS. [`Self::url`] is then `rediss://…`.
+    pub async fn start_tls(master: u16, replicas: usize, pki: &TestPki) -> Self {
+        Self::launch(master, replicas, None, Some(pki)).await
+    }
+
+    async fn launch(
+        master: u16,
+        replicas: usize,
+        password: Option<&str>,
+        pki: Option<&TestPki>,
+    ) -> Self {
         let dir =
             std::env::temp_dir().join(format!("herald-sentinel-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
         let conf = dir.join("sentinel.conf");
         let name = Self::MASTER;
+        // Over TLS: the plain port off, the TLS one on the chosen port, and TLS to the
+        // servers it watches (the server arguments without their dashes).
+        let tls = pki.map_or(String::new(), |pki| {
+            let args = pki.server_args(false);
+            let lines: Vec<String> = args
+                .chunks(2)
+                .map(|kv| format!("{} {}", kv[0].trim_start_matches('-'), kv[1]))
+                .collect();
+            format!(
+                "port 0\ntls-port {port}\ntls-replication yes\n{}\n",
+                lines.join("\n")
+            )
+        });
         std::fs::write(
             &conf,
             format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                "port {port}\nbind 127.0.0.1\ndir {}\n{tls}\
                  sentinel monitor {name} 127.0.0.1 {master} 1\n\
                  sentinel down-after-milliseconds {name} 1000\n\
                  sentinel failover-timeout {name} 5000\n{}",
@@ -214,8 +244,9 @@ impl TestSentinel {
                 port,
                 dir,
                 extra: Vec::new(),
-                tls: false,
+                tls: pki.is_some(),
             },
+            tls: pki.map(|pki| TestPki::trusting(&pki.ca)),
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -267,7 +298,10 @@ impl TestSentinel {
     }
 
     async fn ask(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
-        let client = redis::Client::open(self.url())?;
+        let client = match self.tls.as_ref().and_then(crate::RedisTls::certificates) {
+            Some(certs) => redis::Client::build_with_tls(self.url(), certs)?,
+            None => redis::Client::open(self.url())?,
+        };
         let mut conn = client.get_multiplexed_async_connection().await?;
         command(args).query_async(&mut conn).await
     }
