@@ -147,8 +147,6 @@ pub(crate) fn pool(
     tls: &RedisTls,
     cfg: deadpool::managed::PoolConfig,
 ) -> Result<(Pool, Watch), StoreError> {
-    let invalid =
-        |e: &dyn std::fmt::Display| StoreError::Invalid(format!("redis sentinel url: {e}"));
     let watched = Watch::default();
     let sentinels = urls
         .iter()
@@ -175,6 +173,11 @@ pub(crate) fn pool(
     ));
     Ok((pool, watched))
 }
+/// A Sentinel setting that cannot work.
+fn invalid(e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Invalid(format!("redis sentinel url: {e}"))
+}
+
 /// A client of the Sentinels `urls` for the master they call `master` (see [`pool`]).
 fn client(
     urls: &[&str],
@@ -182,8 +185,6 @@ fn client(
     password: Option<&str>,
     tls: &RedisTls,
 ) -> Result<SentinelClient, StoreError> {
-    let invalid =
-        |e: &dyn std::fmt::Display| StoreError::Invalid(format!("redis sentinel url: {e}"));
     if master.is_empty() {
         return Err(invalid(&"names no master (store.sentinel_master)"));
     }

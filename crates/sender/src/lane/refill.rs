@@ -52,7 +52,7 @@ impl<S: Store, M: Messages> Refill<S, M> {
     /// Admits a claimed batch: suppressed recipients and free-form messages outside an open
     /// window are skipped, jobs outside their campaign's send window or over its cost cap
     /// wait; the rest are ready for a slot.
-    pub(super) async fn admit(&self, jobs: Vec<Held>) -> Result<Refilled, StoreError> {
+    async fn admit(&self, jobs: Vec<Held>) -> Result<Refilled, StoreError> {
         let mut out = Refilled {
             ready: Vec::new(),
             limit: None,
