@@ -26,7 +26,7 @@ use herald_core::{
 };
 use herald_store::{
     ClaimRequest, ClaimedJob, JobRef, LeaseToken, Outcome, Pace, PairReservation, Reach, SendWant,
-    SlotId, Store, StoreError, SuppressionScope,
+    SlotId, Store, StoreClock, StoreError, SuppressionScope,
 };
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -237,7 +237,7 @@ pub(crate) struct Lane<S: Store, M: Messages> {
     mix_at: Option<Instant>,
     has_campaigns: bool,
     sends: JoinSet<()>,
-    clock: Clock,
+    clock: StoreClock,
     /// How long a round's store calls took, as a decaying maximum: while the window is
     /// full (a late send has little slack), its plan gives no time sooner, so that a send
     /// does not wake late for its own round's calls and ask to be moved.
@@ -284,7 +284,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
             mix_at: None,
             has_campaigns: true,
             sends: JoinSet::new(),
-            clock: Clock::default(),
+            clock: StoreClock::default(),
             lead: Duration::ZERO,
             roomy: false,
             caps: HashMap::new(),
@@ -971,48 +971,6 @@ async fn admit<S: Store, M: Messages>(
         .collect())
 }
 
-/// Maps the store's clock onto ours. Each reading of the store's clock is known only to
-/// within half the round trip it came with; the mapping keeps the reading with the smallest
-/// uncertainty (aged, so that it is refreshed now and then) instead of re-anchoring every
-/// round: rounds mapped with different errors would put slots of consecutive rounds closer
-/// together than the limiter spaced them.
-#[derive(Debug, Clone, Copy, Default)]
-struct Clock {
-    anchor: Option<(Instant, Timestamp, Duration)>,
-}
-
-impl Clock {
-    /// Uncertainty added to the kept reading per second of age.
-    const AGING_PER_SEC: Duration = Duration::from_micros(50);
-
-    fn sample(&mut self, asked: Instant, answered: Instant, store: Timestamp) {
-        let half = (answered - asked) / 2;
-        let mid = asked + half;
-        let keep = self.anchor.is_some_and(|(at, _, err)| {
-            let age = mid.saturating_duration_since(at).as_secs_f64();
-            err + Self::AGING_PER_SEC.mul_f64(age) < half
-        });
-        if !keep {
-            self.anchor = Some((mid, store, half));
-        }
-    }
-
-    /// The local instant of a store time.
-    fn local(&self, store: Timestamp) -> Instant {
-        match self.anchor {
-            Some((at, anchor, _)) => {
-                let d = store.duration_since(anchor);
-                if d.is_negative() {
-                    at.checked_sub(d.unsigned_abs()).unwrap_or(at)
-                } else {
-                    at + d.unsigned_abs()
-                }
-            }
-            None => Instant::now(),
-        }
-    }
-}
-
 /// The time between sends at `mps` (a campaign's own cap), rounded up to the microsecond
 /// (never narrower than the rate allows).
 fn interval(mps: f64) -> Duration {
@@ -1048,27 +1006,5 @@ mod tests {
         assert_eq!(interval(1000.0), us(1000));
         assert_eq!(interval(3.0), us(333_334));
         assert_eq!(interval(1e9), us(1), "never zero");
-    }
-
-    #[test]
-    fn the_clock_keeps_its_most_precise_reading() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let store = |ms: i64| Timestamp::from_millisecond(ms).unwrap();
-        let mut c = Clock::default();
-        // Store time 1,000 ms read in a 10 ms round trip: anchored at its middle.
-        c.sample(t0, t0 + ms(10), store(1000));
-        assert_eq!(c.local(store(1000)), t0 + ms(5));
-        // A sloppier reading (40 ms) that disagrees by 15 ms changes nothing.
-        c.sample(t0 + ms(100), t0 + ms(140), store(1100));
-        assert_eq!(c.local(store(1200)), t0 + ms(205));
-        // A sharper one (2 ms) replaces it.
-        c.sample(t0 + ms(300), t0 + ms(302), store(1300));
-        assert_eq!(c.local(store(1300)), t0 + ms(301));
-        assert_eq!(
-            c.local(store(1299)),
-            t0 + ms(300),
-            "times before the anchor"
-        );
     }
 }

@@ -1,5 +1,8 @@
 -- Pair spacing: at most one send per ARGV[1] ms to each recipient from one phone number.
 -- Each key also remembers the campaign that sent, for 72 h, to attribute replies.
+-- Most reservations are native `SET … NX PX … GET`s (src/pacing.rs `reserve_pairs`); this
+-- script takes those whose key holds a reservation that has run out, and every one while
+-- the process does not yet know the store's time.
 -- KEYS[1..n] pair keys (hash tag of the phone number id)
 -- ARGV[1] interval ms, ARGV[2] memory ms, ARGV[3..n+2] campaign ids
 -- Returns one string, comma-separated per key: 0 (reserved) or the store time (ms) before

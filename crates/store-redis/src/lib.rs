@@ -279,6 +279,9 @@ pub struct RedisStore {
     pub(crate) hot_generation: std::sync::atomic::AtomicU64,
     /// Campaign id → phone number id (which never changes).
     pub(crate) pnids: Mutex<HashMap<CampaignId, String>>,
+    /// Per phone number id, the clock of the Redis that holds its limiters, as its plans read
+    /// it: pair reservations are written with it (`pacing::reserve_pairs`).
+    pub(crate) clocks: Mutex<HashMap<String, herald_store::StoreClock>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -488,6 +491,7 @@ impl RedisStore {
             hot_next: AtomicUsize::new(0),
             hot_generation: std::sync::atomic::AtomicU64::new(0),
             pnids: Mutex::new(HashMap::new()),
+            clocks: Mutex::new(HashMap::new()),
             timeout: cfg.timeout,
             replica_ack: cfg.replica_ack,
         };

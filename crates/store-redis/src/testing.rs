@@ -871,3 +871,17 @@ impl Drop for TestPki {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Gives `store` a reading of its Redis's clock for `phone_number_id`, `now` read in a round
+/// trip of no time, as a plan's answer would: lets a test reserve pair spacing without having
+/// planned (see `pacing::reserve_pairs`).
+pub fn learn_store_time(store: &crate::RedisStore, phone_number_id: &str, now: jiff::Timestamp) {
+    let at = tokio::time::Instant::now();
+    store
+        .clocks
+        .lock()
+        .unwrap()
+        .entry(phone_number_id.to_owned())
+        .or_default()
+        .sample(at, at, now);
+}

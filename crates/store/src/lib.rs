@@ -26,6 +26,7 @@ use herald_core::{
 };
 use jiff::Timestamp;
 
+pub mod clock;
 mod counters;
 mod error;
 pub mod memory;
@@ -36,6 +37,7 @@ pub mod conformance;
 #[cfg(feature = "testsuite")]
 pub mod faulty;
 
+pub use clock::StoreClock;
 pub use counters::{charged_counter, stats_from_counters, unix_day};
 pub use error::{Result, StoreError};
 pub use memory::MemoryStore;

@@ -15,7 +15,7 @@ pub(super) struct Refill<S, M> {
     /// The messaging-limit budget to enforce; `None`: none.
     pub(super) limit: Option<u64>,
     /// The lane's clock, for when a spent limit frees.
-    pub(super) clock: Clock,
+    pub(super) clock: StoreClock,
 }
 
 /// A refill's outcome: the jobs admitted, ready for slots, and what was learnt of the
@@ -34,7 +34,7 @@ pub(super) enum LimitSeen {
 }
 
 /// How long a lane whose messaging limit is spent waits before claiming again.
-pub(super) fn limit_wait(clock: &Clock, frees_at: Option<Timestamp>) -> Duration {
+pub(super) fn limit_wait(clock: &StoreClock, frees_at: Option<Timestamp>) -> Duration {
     let until = frees_at.map_or(LIMIT_RECHECK, |t| {
         clock.local(t).saturating_duration_since(Instant::now())
     });

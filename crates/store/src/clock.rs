@@ -1,0 +1,116 @@
+//! The store's clock seen from a process: every limiter runs on the store's time, and a
+//! process maps it onto its own from the readings its calls bring back.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::time::Instant;
+
+/// Maps the store's clock onto this process's. Each reading of the store's clock is known only
+/// to within half the round trip it came with; the mapping keeps the reading with the smallest
+/// uncertainty (aged, so that it is refreshed now and then) instead of re-anchoring on every
+/// reading: readings mapped with different errors would put the slots of consecutive rounds
+/// closer together than the limiter spaced them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreClock {
+    anchor: Option<(Instant, Timestamp, Duration)>,
+}
+
+impl StoreClock {
+    /// Uncertainty added to the kept reading per second of age.
+    const AGING_PER_SEC: Duration = Duration::from_micros(50);
+
+    /// Takes in a reading of the store's clock made by a call sent at `asked` and answered at
+    /// `answered`.
+    pub fn sample(&mut self, asked: Instant, answered: Instant, store: Timestamp) {
+        let half = answered.saturating_duration_since(asked) / 2;
+        let mid = asked + half;
+        let keep = self
+            .anchor
+            .is_some_and(|(at, _, err)| Self::aged(at, err, mid) < half);
+        if !keep {
+            self.anchor = Some((mid, store, half));
+        }
+    }
+
+    /// The local instant of a store time (now, before any reading).
+    pub fn local(&self, store: Timestamp) -> Instant {
+        match self.anchor {
+            Some((at, anchor, _)) => {
+                let d = store.duration_since(anchor);
+                if d.is_negative() {
+                    at.checked_sub(d.unsigned_abs()).unwrap_or(at)
+                } else {
+                    at + d.unsigned_abs()
+                }
+            }
+            None => Instant::now(),
+        }
+    }
+
+    /// The store's time now, when the kept reading knows it to within `within`.
+    pub fn now_within(&self, within: Duration) -> Option<Timestamp> {
+        let (at, anchor, err) = self.anchor?;
+        let now = Instant::now();
+        if Self::aged(at, err, now) > within {
+            return None;
+        }
+        let elapsed = jiff::SignedDuration::try_from(now.saturating_duration_since(at)).ok()?;
+        anchor.checked_add(elapsed).ok()
+    }
+
+    /// A reading's uncertainty at `now`.
+    fn aged(at: Instant, err: Duration, now: Instant) -> Duration {
+        let age = now.saturating_duration_since(at).as_secs_f64();
+        err + Self::AGING_PER_SEC.mul_f64(age)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn store(ms: i64) -> Timestamp {
+        Timestamp::from_millisecond(ms).unwrap()
+    }
+
+    #[test]
+    fn the_clock_keeps_its_most_precise_reading() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = StoreClock::default();
+        // Store time 1,000 ms read in a 10 ms round trip: anchored at its middle.
+        c.sample(t0, t0 + ms(10), store(1000));
+        assert_eq!(c.local(store(1000)), t0 + ms(5));
+        // A sloppier reading (40 ms) that disagrees by 15 ms changes nothing.
+        c.sample(t0 + ms(100), t0 + ms(140), store(1100));
+        assert_eq!(c.local(store(1200)), t0 + ms(205));
+        // A sharper one (2 ms) replaces it.
+        c.sample(t0 + ms(300), t0 + ms(302), store(1300));
+        assert_eq!(c.local(store(1300)), t0 + ms(301));
+        assert_eq!(
+            c.local(store(1299)),
+            t0 + ms(300),
+            "times before the anchor"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_store_time_now_is_known_while_the_reading_is_precise_enough() {
+        let ms = Duration::from_millis;
+        let mut c = StoreClock::default();
+        assert_eq!(c.now_within(ms(100)), None, "no reading yet");
+        let t0 = Instant::now();
+        tokio::time::advance(ms(4)).await;
+        // Read in a 4 ms round trip: 2 ms uncertain, anchored 2 ms after t0.
+        c.sample(t0, Instant::now(), store(10_000));
+        assert_eq!(c.now_within(ms(100)), Some(store(10_002)));
+        assert_eq!(c.now_within(ms(1)), None, "not that precise");
+        // 50 µs of uncertainty a second: after 1,000 s, 52 ms.
+        tokio::time::advance(Duration::from_secs(1000)).await;
+        assert_eq!(c.now_within(ms(100)), Some(store(1_010_002)));
+        assert_eq!(c.now_within(ms(50)), None, "aged past 50 ms");
+    }
+}
