@@ -175,7 +175,7 @@ pub async fn run_on<S: Store>(
     store: Arc<S>,
 ) -> anyhow::Result<()> {
     let metrics = crate::telemetry::metrics();
-    crate::telemetry::init_series(roles.sender, roles.webhook, roles.reconciler);
+    crate::telemetry::init_series(roles.api, roles.sender, roles.webhook, roles.reconciler);
     let tasks = TaskTracker::new();
 
     let campaign_metrics = roles

@@ -170,7 +170,7 @@ pub fn metrics() -> PrometheusHandle {
 /// Puts the counters of these roles in the output at zero, with every label value from their
 /// closed lists: a rate, an `increase()` or an alert over a counter that never moved then
 /// reads 0 instead of nothing (and a dashboard panel shows a flat line, not "no data").
-pub fn init_series(sender: bool, webhook: bool, reconciler: bool) {
+pub fn init_series(api: bool, sender: bool, webhook: bool, reconciler: bool) {
     let zero = |name: &'static str, label: &'static str, values: &[&'static str]| {
         for v in values {
             metrics::counter!(name, label => *v).increment(0);
@@ -179,7 +179,8 @@ pub fn init_series(sender: bool, webhook: bool, reconciler: bool) {
     if sender || reconciler {
         zero(m::SENDER_PAUSES_TOTAL, "kind", m::PAUSE_KINDS);
     }
-    if sender || webhook || reconciler {
+    // Every role calls the store, an api-only process as much as the others.
+    if api || sender || webhook || reconciler {
         zero(m::STORE_ERRORS_TOTAL, "kind", m::STORE_ERROR_KINDS);
         // Only Sentinels move it; at zero, its first increase is one an alert sees.
         metrics::counter!(m::STORE_MASTER_CHANGES_TOTAL).increment(0);
@@ -215,6 +216,19 @@ pub fn init_series(sender: bool, webhook: bool, reconciler: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_api_only_process_exports_the_store_series_at_zero() {
+        let handle = metrics();
+        init_series(true, false, false, false);
+        let text = handle.render();
+        for series in [
+            "herald_store_master_changes_total 0",
+            "herald_store_errors_total{kind=\"timeout\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series} in:\n{text}");
+        }
+    }
 
     #[test]
     fn the_redis_client_is_quiet_unless_named() {
