@@ -124,6 +124,54 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
 
 pub use crate::config::redact_url;
 
+static TLS_FILES: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
+
+/// Reads the Redis TLS files again every `store.tls_reload_secs`, and gives the store those
+/// that changed (cert-manager renews a mounted Secret's files in place): the connections made
+/// after that use them. Files that cannot be read, or do not connect, are reported and the
+/// store keeps the ones it has; they are tried again at the next reading.
+async fn renew_tls(cfg: Config, store: Arc<RedisStore>, shutdown: CancellationToken) {
+    let s = &cfg.store;
+    let files = [&s.tls_ca_file, &s.tls_cert_file, &s.tls_key_file];
+    if s.tls_reload_secs == 0 || files.iter().all(|f| f.is_empty()) {
+        return;
+    }
+    let every = Duration::from_secs(s.tls_reload_secs);
+    let mut in_use = cfg.redis_tls().ok();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let read = match cfg.redis_tls() {
+            Ok(read) => read,
+            Err(e) => {
+                herald_core::warn_repeated!(
+                    TLS_FILES,
+                    "cannot read the Redis TLS files again; the store keeps the ones it has",
+                    error = %e
+                );
+                continue;
+            }
+        };
+        if in_use.as_ref() == Some(&read) {
+            continue;
+        }
+        match store.renew_tls(read.clone()).await {
+            Ok(()) => {
+                herald_core::recovered!(TLS_FILES, "the Redis TLS files can be used again");
+                tracing::info!("renewed Redis TLS files taken: new connections use them");
+                in_use = Some(read);
+            }
+            Err(e) => herald_core::warn_repeated!(
+                TLS_FILES,
+                "the renewed Redis TLS files do not connect; the store keeps the ones it has",
+                error = %e
+            ),
+        }
+    }
+}
+
 /// Binds the server address. Without an API key the campaign API must not be reachable
 /// from the network, so a non-loopback address is narrowed to loopback (and said so).
 pub async fn bind(cfg: &Config, roles: Roles) -> anyhow::Result<TcpListener> {
@@ -161,7 +209,12 @@ pub async fn run(
         .into());
     }
     match open(cfg).await? {
-        Opened::Redis(store) => run_on(cfg, roles, listener, shutdown, store).await,
+        Opened::Redis(store) => {
+            let renewals = tokio::spawn(renew_tls(cfg.clone(), store.clone(), shutdown.clone()));
+            let ran = run_on(cfg, roles, listener, shutdown, store).await;
+            renewals.abort();
+            ran
+        }
         Opened::Memory(store) => run_on(cfg, roles, listener, shutdown, store).await,
     }
 }

@@ -148,6 +148,9 @@ pub struct StoreSection {
     /// For a Redis that asks clients for a certificate: its PEM file, and its key's.
     pub tls_cert_file: String,
     pub tls_key_file: String,
+    /// How often the `tls_*` files are read again: a changed file (renewed by cert-manager,
+    /// or by hand) is taken for the connections made after it (0: only at start).
+    pub tls_reload_secs: u64,
 }
 
 /// `store.replica_ack_policy`.
@@ -178,6 +181,7 @@ impl Default for StoreSection {
             tls_ca_file: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
+            tls_reload_secs: 60,
         }
     }
 }

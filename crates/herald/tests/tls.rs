@@ -1,7 +1,9 @@
 //! Herald on a Redis that speaks TLS only and asks for a client certificate, configured as an
 //! operator would for a managed Redis: `REDIS_URL=rediss://…` and the `store.tls_*` files by
 //! environment. A campaign runs to completion, every recipient sent once by the simulator's
-//! oracle, and `herald doctor` reports the store reached over TLS.
+//! oracle, and `herald doctor` reports the store reached over TLS. Then the certificates are
+//! renewed under it (a new CA, Redis's and the client's), and a second campaign completes
+//! without a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,7 +14,8 @@ use herald_store_redis::testing::{TestPki, TestRedisServer};
 
 mod common;
 use common::{
-    BIN, SimRig, completes_once, create_started, recipients_csv, sim_rig, spawn, wait_ok,
+    BIN, SimRig, completes_once, create_started, get_json, recipients_csv, sim_rig, spawn,
+    until_campaign, wait_ok,
 };
 
 const RECIPIENTS: u64 = 300;
@@ -40,6 +43,7 @@ async fn a_campaign_runs_on_redis_over_mutual_tls() {
         ("HERALD_STORE__TLS_CA_FILE", path(&pki.ca_file())),
         ("HERALD_STORE__TLS_CERT_FILE", path(&cert)),
         ("HERALD_STORE__TLS_KEY_FILE", path(&key)),
+        ("HERALD_STORE__TLS_RELOAD_SECS", "1".into()),
     ]);
     assert!(redis.url().starts_with("rediss://"), "{}", redis.url());
     let mut serve = spawn(&["serve"], &env);
@@ -63,6 +67,62 @@ async fn a_campaign_runs_on_redis_over_mutual_tls() {
     assert!(
         line.starts_with("pass") && line.contains("reachable over TLS"),
         "{line}"
+    );
+
+    // Certificates renewed while it runs (cert-manager rewriting the mounted files): a new
+    // CA, with Redis's certificate and the client's. The files change first (a connection
+    // with them cannot answer yet, and the ones in use stay); then Redis takes its new ones
+    // and drops every connection made before. Herald reads the files again every second
+    // here, and a second campaign completes, every recipient sent once.
+    let renewed = TestPki::new();
+    let admin = redis::Client::build_with_tls(
+        redis.url(),
+        redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: pki.client.cert_pem.clone(),
+                client_key: pki.client.key_pem.clone(),
+            }),
+            root_cert: Some(pki.ca.as_bytes().to_vec()),
+        },
+    )
+    .unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    std::fs::write(pki.ca_file(), &renewed.ca).unwrap();
+    std::fs::write(&cert, &renewed.client.cert_pem).unwrap();
+    std::fs::write(&key, &renewed.client.key_pem).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let file = |name: &str| path(&renewed.dir.join(name));
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("tls-cert-file")
+        .arg(file("server.pem"))
+        .arg("tls-key-file")
+        .arg(file("server.key"))
+        .arg("tls-ca-cert-file")
+        .arg(file("ca.pem"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // Ready again only once a store call answers: over a connection with the new files.
+    wait_ok(&format!("{server}/readyz"), Duration::from_secs(30)).await;
+    let csv = recipients_csv(&renewed.dir, RECIPIENTS, 5);
+    let (id, _) = create_started(&server, "tls renewed", &csv, &[], &env);
+    let campaign = until_campaign(&server, &id, Duration::from_secs(60), |c| {
+        c["status"] == "completed" && c["stats"]["sent"] == c["stats"]["accepted"]
+    })
+    .await;
+    assert_eq!(campaign["stats"]["accepted"], RECIPIENTS, "{campaign}");
+    let oracle = get_json(&format!("{sim_url}/_sim/stats")).await.unwrap();
+    assert_eq!(oracle["accepted"], 2 * RECIPIENTS, "{oracle}");
+    assert_eq!(
+        oracle["duplicate_callbacks"],
+        serde_json::json!([]),
+        "{oracle}"
     );
 
     let status = serve.terminate().expect("serve stops on SIGTERM");

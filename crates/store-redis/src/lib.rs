@@ -6,8 +6,8 @@
 //! The `Store` methods live in one module per concern; `store.rs` forwards to them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::{PoolConfig, Runtime, Timeouts};
@@ -254,7 +254,10 @@ pub(crate) enum Pool {
 
 /// Herald's store on Redis. Cheap to share behind an `Arc`.
 pub struct RedisStore {
-    pub(crate) pool: Pool,
+    /// Replaced whole when the TLS certificates are renewed ([`RedisStore::renew_tls`]).
+    pub(crate) pool: std::sync::RwLock<Arc<Pool>>,
+    /// How it was connected: what a renewal builds the new pool from.
+    settings: Mutex<RedisConfig>,
     pub(crate) keys: Keys,
     pub(crate) scripts: Scripts,
     /// The running campaigns, cached for a moment: claim asks for them on every call.
@@ -445,42 +448,11 @@ impl RedisStore {
     /// Connects, checks that Redis answers, loads the scripts, and warns (in the log) when
     /// Redis may lose data: an eviction policy other than `noeviction`, or no AOF.
     pub async fn connect(cfg: &RedisConfig) -> Result<Self, StoreError> {
-        let mut pc = PoolConfig::new(cfg.pool_size.max(1));
-        pc.timeouts = Timeouts {
-            wait: Some(cfg.timeout),
-            create: Some(cfg.timeout),
-            recycle: Some(cfg.timeout),
-        };
-        let urls = if cfg.cluster || cfg.sentinel_master.is_some() {
-            cluster::nodes(&cfg.url)
-        } else {
-            vec![cfg.url.as_str()]
-        };
-        let tls = tls::check(&urls, &cfg.tls)?;
-        let pool = match (cfg.cluster, &cfg.sentinel_master) {
-            (true, Some(_)) => {
-                return Err(StoreError::Invalid(
-                    "a Redis Cluster has no Sentinels: give either".into(),
-                ));
-            }
-            (true, None) => {
-                let blocks =
-                    cluster::MAX_BLOCK.max(cfg.replica_ack.map_or(Duration::ZERO, |r| r.timeout));
-                let pool = |answer| cluster::pool(&urls, &cfg.tls, cfg.timeout, answer, pc);
-                Pool::Cluster {
-                    shared: pool(cfg.timeout)?,
-                    blocking: pool(cfg.timeout + blocks)?,
-                }
-            }
-            (false, Some(master)) => {
-                let password = cfg.sentinel_master_password.as_ref().map(Password::expose);
-                let (pool, watch) = sentinel::pool(&urls, master, password, &cfg.tls, pc)?;
-                Pool::Sentinel(pool, watch)
-            }
-            (false, None) => Pool::One(one_pool(&cfg.url, &cfg.tls, pc)?),
-        };
+        let tls = tls::check(&Self::urls(cfg), &cfg.tls)?;
+        let pool = Self::build_pool(cfg)?;
         let store = Self {
-            pool,
+            pool: std::sync::RwLock::new(Arc::new(pool)),
+            settings: Mutex::new(cfg.clone()),
             keys: Keys::new(&cfg.key_prefix),
             scripts: Scripts::new(),
             running_cache: Mutex::new(None),
@@ -528,12 +500,109 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// The URLs the settings name: a Cluster's nodes or the Sentinels, or the one Redis.
+    fn urls(cfg: &RedisConfig) -> Vec<&str> {
+        if cfg.cluster || cfg.sentinel_master.is_some() {
+            cluster::nodes(&cfg.url)
+        } else {
+            vec![cfg.url.as_str()]
+        }
+    }
+
+    /// The connections the settings describe (none is made yet).
+    fn build_pool(cfg: &RedisConfig) -> Result<Pool, StoreError> {
+        let mut pc = PoolConfig::new(cfg.pool_size.max(1));
+        pc.timeouts = Timeouts {
+            wait: Some(cfg.timeout),
+            create: Some(cfg.timeout),
+            recycle: Some(cfg.timeout),
+        };
+        let urls = Self::urls(cfg);
+        Ok(match (cfg.cluster, &cfg.sentinel_master) {
+            (true, Some(_)) => {
+                return Err(StoreError::Invalid(
+                    "a Redis Cluster has no Sentinels: give either".into(),
+                ));
+            }
+            (true, None) => {
+                let blocks =
+                    cluster::MAX_BLOCK.max(cfg.replica_ack.map_or(Duration::ZERO, |r| r.timeout));
+                let pool = |answer| cluster::pool(&urls, &cfg.tls, cfg.timeout, answer, pc);
+                Pool::Cluster {
+                    shared: pool(cfg.timeout)?,
+                    blocking: pool(cfg.timeout + blocks)?,
+                }
+            }
+            (false, Some(master)) => {
+                let password = cfg.sentinel_master_password.as_ref().map(Password::expose);
+                let (pool, watch) = sentinel::pool(&urls, master, password, &cfg.tls, pc)?;
+                Pool::Sentinel(pool, watch)
+            }
+            (false, None) => Pool::One(one_pool(&cfg.url, &cfg.tls, pc)?),
+        })
+    }
+
+    /// Takes renewed TLS certificates (a CA, or a client certificate, renewed by
+    /// cert-manager or by hand): connections made from now on use them, and those open go on
+    /// with the ones they were made with. A connection is made and answers with the new ones
+    /// before any call depends on them; if none can be, the store goes on as it was and the
+    /// error says why (as at start: which file to look at).
+    pub async fn renew_tls(&self, tls: RedisTls) -> Result<(), StoreError> {
+        let mut cfg = self
+            .settings
+            .lock()
+            .map_err(|_| StoreError::Invalid("the store's settings are poisoned".into()))?
+            .clone();
+        cfg.tls = tls;
+        tls::check(&Self::urls(&cfg), &cfg.tls)?;
+        let pool = Arc::new(Self::build_pool(&cfg)?);
+        let link = self
+            .pooled_in(&pool, Some(Duration::ZERO))
+            .await
+            .map_err(|e| match e {
+                StoreError::Unavailable(msg) => match tls::remedy(&msg) {
+                    Some(remedy) => StoreError::Unavailable(format!("{msg} ({remedy})")),
+                    None => StoreError::Unavailable(msg),
+                },
+                e => e,
+            })?;
+        let _: String = redis::cmd("PING").run(&mut Conn::new(self, link)).await?;
+        let generation = Self::generation(&pool);
+        if let Ok(mut current) = self.pool.write() {
+            *current = pool;
+        }
+        if let Ok(mut hot) = self.hot.lock() {
+            hot.clear();
+            self.hot_generation.store(
+                generation.unwrap_or_default(),
+                std::sync::atomic::Ordering::Release,
+            );
+        }
+        if let Ok(mut settings) = self.settings.lock() {
+            *settings = cfg;
+        }
+        Ok(())
+    }
+
+    /// The pool in use.
+    fn pool(&self) -> Arc<Pool> {
+        match self.pool.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// A connection from the pool. With `blocks` (how long a command on it may block), a
     /// connection of its own: it goes back to the pool at once, whose remaining connections
     /// are never the shared ones, so what blocks on it (a `WAIT`, a blocking read) holds up no
     /// shared call. Without, it is taken out of the pool for good, to be shared.
     async fn pooled(&self, blocks: Option<Duration>) -> Result<Link, StoreError> {
-        Ok(match (&self.pool, blocks) {
+        self.pooled_in(&self.pool(), blocks).await
+    }
+
+    /// [`Self::pooled`], from `pool`.
+    async fn pooled_in(&self, pool: &Pool, blocks: Option<Duration>) -> Result<Link, StoreError> {
+        Ok(match (pool, blocks) {
             (Pool::One(p), _) => {
                 let pooled = p.get().await.map_err(unavailable)?;
                 let c = self.answering((*pooled).clone(), blocks);
@@ -563,9 +632,15 @@ impl RedisStore {
     }
 
     /// Behind Sentinels, how many times they have named a new master since the store
-    /// connected (each time the store moved to it); `None` without Sentinels.
+    /// connected, or last took renewed TLS files (each time the store moved to it); `None`
+    /// without Sentinels.
     pub fn masters_followed(&self) -> Option<u64> {
-        match &self.pool {
+        Self::generation(&self.pool())
+    }
+
+    /// How many new masters a pool's Sentinels have named (since it was made).
+    fn generation(pool: &Pool) -> Option<u64> {
+        match pool {
             Pool::Sentinel(_, watch) => Some(watch.generation()),
             _ => None,
         }

@@ -141,6 +141,10 @@ pub(crate) fn remedy(error: &str) -> Option<&'static str> {
             "Redis's certificate is not signed by a CA this process trusts: set \
              store.tls_ca_file to the CA that signed it",
         )
+    } else if e.contains("badsignature") || e.contains("bad signature") {
+        Some(
+            "Redis's certificate names a CA this process trusts, but that CA did not sign it              (a CA renewed under the same name?): set store.tls_ca_file to the CA that signed it",
+        )
     } else if e.contains("notvalidforname") || e.contains("not valid for name") {
         Some(
             "Redis's certificate does not name the host in the URL: connect by a name \
@@ -203,6 +207,7 @@ mod tests {
                 "invalid peer certificate: UnknownIssuer",
                 "store.tls_ca_file",
             ),
+            ("invalid peer certificate: BadSignature", "did not sign it"),
             (
                 "invalid peer certificate: NotValidForName",
                 "does not name the host",

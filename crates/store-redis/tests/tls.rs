@@ -74,6 +74,14 @@ async fn a_campaign_runs_on_a_redis_cluster_over_tls() {
     // Every master answers (INFO memory goes to each). The nodes have no plain port, so the
     // masters the client found beyond the first were reached over TLS too.
     assert!(store.memory_use().await.unwrap().is_some());
+    // Files read again: a Cluster's pools are made anew and proven before they are used;
+    // one that cannot connect (another CA) is refused, and the store goes on.
+    store
+        .renew_tls(TestPki::trusting(&pki.other_ca))
+        .await
+        .unwrap_err();
+    store.renew_tls(TestPki::trusting(&pki.ca)).await.unwrap();
+    conformance::claim_start_settle(&store).await;
     refused(
         connect(&url, RedisTls::default()).await,
         "store.tls_ca_file",
@@ -203,5 +211,75 @@ async fn redis_behind_sentinel_over_tls() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     conformance::claim_start_settle(&store).await;
+    // Files read again: the Sentinels' pool is made anew, finds the master, and is used.
+    store
+        .renew_tls(TestPki::trusting(&pki.other_ca))
+        .await
+        .unwrap_err();
+    store.renew_tls(TestPki::trusting(&pki.ca)).await.unwrap();
+    assert_eq!(
+        store.masters_followed(),
+        Some(0),
+        "counted from the renewal"
+    );
+    conformance::claim_start_settle(&store).await;
     let _ = store.purge_namespace().await;
+}
+
+/// Certificates renewed while the store runs (cert-manager renewing a Secret, or a CA
+/// rotated): connections made after a renewal use the new ones, without a restart; a renewal
+/// that cannot connect is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificates_take_effect_without_a_restart() {
+    let (old, new) = (TestPki::new(), TestPki::new());
+    let server = old.server(false);
+    let store = connect(&server.url(), TestPki::trusting(&old.ca))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+
+    // Redis moves to a certificate of another CA (its handshakes from now on), and drops
+    // every connection made before.
+    let admin = redis::Client::build_with_tls(
+        server.url(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(old.ca.as_bytes().to_vec()),
+        },
+    )
+    .unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let file = |name: &str| new.dir.join(name).to_str().unwrap().to_owned();
+    // In one command: a certificate and a key that do not match are refused.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("tls-cert-file")
+        .arg(file("server.pem"))
+        .arg("tls-key-file")
+        .arg(file("server.key"))
+        .arg("tls-ca-cert-file")
+        .arg(file("ca.pem"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // Trusting the old CA only, the store cannot connect again.
+    assert!(store.ping().await.is_err(), "the old connection is gone");
+    let e = store.ping().await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+
+    // A renewal it cannot connect with (the old CA again) is refused, saying why.
+    let e = store
+        .renew_tls(TestPki::trusting(&old.ca))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("store.tls_ca_file"), "{e}");
+    // The new CA: the store connects, and runs a campaign.
+    store.renew_tls(TestPki::trusting(&new.ca)).await.unwrap();
+    store.ping().await.unwrap();
+    conformance::claim_start_settle(&store).await;
 }
