@@ -439,6 +439,21 @@ fn one_pool(url: &str, tls: &RedisTls, pc: PoolConfig) -> Result<deadpool_redis:
         .map_err(|e| invalid(&e))
 }
 
+/// An unavailable store's error, with the remedy its text names where it names one: a TLS
+/// handshake's (with `tls`), or a password the Sentinels or their master refused.
+fn with_remedy(e: StoreError, tls: bool, sentinels: bool) -> StoreError {
+    match e {
+        StoreError::Unavailable(msg) => {
+            let remedy = if tls { tls::remedy(&msg) } else { None };
+            match remedy.or_else(|| sentinels.then(|| sentinel::remedy(&msg)).flatten()) {
+                Some(remedy) => StoreError::Unavailable(format!("{msg} ({remedy})")),
+                None => StoreError::Unavailable(msg),
+            }
+        }
+        e => e,
+    }
+}
+
 /// Counts a store call that failed as unavailable.
 pub(crate) fn count_error(kind: &'static str) {
     metrics::counter!(herald_core::metrics::STORE_ERRORS_TOTAL, "kind" => kind).increment(1);
@@ -470,16 +485,10 @@ impl RedisStore {
         // The first connection: where a TLS handshake or the Sentinels' password fails, say
         // what to set.
         let sentinels = cfg.sentinel_master.is_some();
-        let mut conn = store.conn().await.map_err(|e| match e {
-            StoreError::Unavailable(msg) => {
-                let remedy = if tls { tls::remedy(&msg) } else { None };
-                match remedy.or_else(|| sentinels.then(|| sentinel::remedy(&msg)).flatten()) {
-                    Some(remedy) => StoreError::Unavailable(format!("{msg} ({remedy})")),
-                    None => StoreError::Unavailable(msg),
-                }
-            }
-            e => e,
-        })?;
+        let mut conn = store
+            .conn()
+            .await
+            .map_err(|e| with_remedy(e, tls, sentinels))?;
         store.check_version().await?;
         for script in store.scripts.all() {
             conn.load(script).await?;
@@ -554,19 +563,20 @@ impl RedisStore {
             .map_err(|_| StoreError::Invalid("the store's settings are poisoned".into()))?
             .clone();
         cfg.tls = tls;
-        tls::check(&Self::urls(&cfg), &cfg.tls)?;
+        let over_tls = tls::check(&Self::urls(&cfg), &cfg.tls)?;
         let pool = Arc::new(Self::build_pool(&cfg)?);
-        let link = self
-            .pooled_in(&pool, Some(Duration::ZERO))
+        // On a bare connection: a refused renewal is not the store failing (no error is
+        // counted, and the shared connections stay).
+        let probe = async {
+            let mut link = self.pooled_in(&pool, Some(Duration::ZERO)).await?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut link)
+                .await
+                .map_err(unavailable)
+        };
+        probe
             .await
-            .map_err(|e| match e {
-                StoreError::Unavailable(msg) => match tls::remedy(&msg) {
-                    Some(remedy) => StoreError::Unavailable(format!("{msg} ({remedy})")),
-                    None => StoreError::Unavailable(msg),
-                },
-                e => e,
-            })?;
-        let _: String = redis::cmd("PING").run(&mut Conn::new(self, link)).await?;
+            .map_err(|e| with_remedy(e, over_tls, cfg.sentinel_master.is_some()))?;
         let generation = Self::generation(&pool);
         if let Ok(mut current) = self.pool.write() {
             *current = pool;
