@@ -75,39 +75,15 @@ async fn a_campaign_runs_on_redis_over_mutual_tls() {
     // and drops every connection made before. Herald reads the files again every second
     // here, and a second campaign completes, every recipient sent once.
     let renewed = TestPki::new();
-    let admin = redis::Client::build_with_tls(
-        redis.url(),
-        redis::TlsCertificates {
-            client_tls: Some(redis::ClientTlsConfig {
-                client_cert: pki.client.cert_pem.clone(),
-                client_key: pki.client.key_pem.clone(),
-            }),
-            root_cert: Some(pki.ca.as_bytes().to_vec()),
-        },
-    )
-    .unwrap();
-    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
     std::fs::write(pki.ca_file(), &renewed.ca).unwrap();
     std::fs::write(&cert, &renewed.client.cert_pem).unwrap();
     std::fs::write(&key, &renewed.client.key_pem).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let file = |name: &str| path(&renewed.dir.join(name));
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("tls-cert-file")
-        .arg(file("server.pem"))
-        .arg("tls-key-file")
-        .arg(file("server.key"))
-        .arg("tls-ca-cert-file")
-        .arg(file("ca.pem"))
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let now = herald_store_redis::RedisTls {
+        ca_pem: Some(pki.ca.as_bytes().to_vec()),
+        client: Some(pki.client.clone()),
+    };
+    renewed.take_over(&redis.url(), &now).await;
     // Ready again only once a store call answers: over a connection with the new files.
     wait_ok(&format!("{server}/readyz"), Duration::from_secs(30)).await;
     let csv = recipients_csv(&renewed.dir, RECIPIENTS, 5);

@@ -851,6 +851,35 @@ impl TestPki {
         )
     }
 
+    /// Makes the TLS Redis at `url` present this CA's certificate and ask clients for ones
+    /// it signed from now on (a renewal, as the server sees it), and drops every client
+    /// connection made before. `admin` is what reaches it now.
+    pub async fn take_over(&self, url: &str, admin: &crate::RedisTls) {
+        let certs = admin
+            .certificates()
+            .expect("the certificates that reach it now");
+        let client = redis::Client::build_with_tls(url, certs).unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        let file = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
+        // In one command: a certificate and a key that do not match are refused.
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("tls-cert-file")
+            .arg(file("server.pem"))
+            .arg("tls-key-file")
+            .arg(file("server.key"))
+            .arg("tls-ca-cert-file")
+            .arg(file("ca.pem"))
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let _: i64 = redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    }
+
     /// What a store trusting `ca` (PEM) takes.
     pub fn trusting(ca: &str) -> crate::RedisTls {
         crate::RedisTls {

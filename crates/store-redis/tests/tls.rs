@@ -240,33 +240,8 @@ async fn renewed_certificates_take_effect_without_a_restart() {
 
     // Redis moves to a certificate of another CA (its handshakes from now on), and drops
     // every connection made before.
-    let admin = redis::Client::build_with_tls(
-        server.url(),
-        redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(old.ca.as_bytes().to_vec()),
-        },
-    )
-    .unwrap();
-    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
-    let file = |name: &str| new.dir.join(name).to_str().unwrap().to_owned();
-    // In one command: a certificate and a key that do not match are refused.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("tls-cert-file")
-        .arg(file("server.pem"))
-        .arg("tls-key-file")
-        .arg(file("server.key"))
-        .arg("tls-ca-cert-file")
-        .arg(file("ca.pem"))
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    new.take_over(&server.url(), &TestPki::trusting(&old.ca))
+        .await;
     // Trusting the old CA only, the store cannot connect again.
     assert!(store.ping().await.is_err(), "the old connection is gone");
     let e = store.ping().await.unwrap_err();
