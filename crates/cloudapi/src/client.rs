@@ -4,7 +4,9 @@
 //! a silent retry here could deliver a message twice. Errors never carry the request URL (the
 //! token-debug call puts a token in the query string) and never print a token.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -198,7 +200,15 @@ pub struct Client {
     version: String,
     token: Secret,
     auth: HeaderValue,
+    /// Each phone number's messages URL, parsed once: parsing one (host, IDNA and path
+    /// rules) cost more of a send's CPU than anything else of the request's making.
+    messages_urls: Arc<RwLock<HashMap<Box<str>, url::Url>>>,
 }
+
+/// The most phone numbers whose messages URL is kept parsed; beyond them each send parses
+/// its own (a deployment has a few numbers, and the map's memory stays bounded whatever a
+/// caller passes).
+const MESSAGES_URLS_KEPT: usize = 1024;
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -249,6 +259,7 @@ impl Client {
             version: cfg.api_version.clone(),
             token: cfg.access_token.clone(),
             auth,
+            messages_urls: Arc::default(),
         })
     }
 
@@ -287,17 +298,37 @@ impl Client {
     }
 
     fn messages_request(&self, phone_number_id: &str) -> Result<reqwest::RequestBuilder, Error> {
-        let url = format!(
-            "{}/{}/{}/messages",
-            self.base,
-            self.version,
-            path_id(phone_number_id)?
-        );
+        let url = self.messages_url(phone_number_id)?;
         Ok(self
             .http
             .post(url)
             .header(AUTHORIZATION, self.auth.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json")))
+    }
+
+    /// `{base}/{version}/{phone_number_id}/messages`, parsed once per number.
+    fn messages_url(&self, phone_number_id: &str) -> Result<url::Url, Error> {
+        if let Some(url) = self
+            .messages_urls
+            .read()
+            .ok()
+            .and_then(|kept| kept.get(phone_number_id).cloned())
+        {
+            return Ok(url);
+        }
+        let url = url::Url::parse(&format!(
+            "{}/{}/{}/messages",
+            self.base,
+            self.version,
+            path_id(phone_number_id)?
+        ))
+        .map_err(|e| Error::Config(e.to_string()))?;
+        if let Ok(mut kept) = self.messages_urls.write()
+            && kept.len() < MESSAGES_URLS_KEPT
+        {
+            kept.insert(phone_number_id.into(), url.clone());
+        }
+        Ok(url)
     }
 
     /// `GET /{version}/{phone_number_id}?fields=…`: status, quality rating, throughput.

@@ -111,6 +111,44 @@ async fn a_noted_send_carries_the_same_request_and_notes_when_it_left() {
     assert!(left >= before && left <= std::time::Instant::now());
 }
 
+/// Each number's messages URL is made once and kept: sends to several numbers, in turns,
+/// each reach their own number's path, under a base that has a path of its own.
+#[tokio::test]
+async fn sends_to_several_numbers_each_reach_their_own_path() {
+    let server = MockServer::start().await;
+    let numbers = ["106540352242922", "106540352242923", "7"];
+    for (i, number) in numbers.iter().enumerate() {
+        Mock::given(method("POST"))
+            .and(path(format!("/graph/v21.0/{number}/messages")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "messaging_product": "whatsapp",
+                "messages": [{"id": format!("wamid.{i}")}]})))
+            .expect(3)
+            .mount(&server)
+            .await;
+    }
+    let client = client(&format!("{}/graph/", server.uri()), 2_000);
+    for _ in 0..3 {
+        for (i, number) in numbers.iter().enumerate() {
+            let body = serde_json::to_vec(&request()).unwrap();
+            let r = if i % 2 == 0 {
+                client.send_raw(number, body).await
+            } else {
+                let departure = herald_cloudapi::Departure::default();
+                client.send_noted(number, body, &departure).await
+            };
+            assert_eq!(r.unwrap().message_id(), Some(format!("wamid.{i}").as_str()));
+        }
+    }
+    // A malformed id is refused before any request, cached numbers or not.
+    assert!(matches!(
+        client
+            .send_raw("106540352242922/../x", b"{}".to_vec())
+            .await,
+        Err(Error::Config(_))
+    ));
+}
+
 #[tokio::test]
 async fn one_error_per_class_is_classified_by_code_not_status() {
     let cases = [
