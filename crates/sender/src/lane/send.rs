@@ -92,8 +92,13 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         };
         meters.duration.record(started.elapsed().as_secs_f64());
         meters.in_flight.decrement(1.0);
-        // Boxed for the same reason: its store calls are large futures, rarely made.
-        Box::pin(self.outcome(&mut r.held, &r.campaign, r.reach, result)).await;
+        match result {
+            Ok(answer) => self.answered(&mut r.held, &answer),
+            // Boxed for the same reason: its store calls are large futures, rarely made
+            // (moving one into its box costs a copy of the whole, which an acceptance, the
+            // usual answer, does without).
+            Err(e) => Box::pin(self.refused(&mut r.held, &r.campaign, r.reach, e)).await,
+        }
         r.held.settle_decided();
         drop(permit);
     }
@@ -156,40 +161,39 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         let _ = self.signals.departed.send((slot.id, at));
     }
 
-    /// Decides the job's outcome from Meta's answer and acts on it. The outcome is recorded
-    /// in `held` before any store call that follows, so an abort there cannot turn a known
+    /// Decides the job's outcome from a success answer: accepted, given a message id, or in
+    /// doubt without one.
+    fn answered(&self, held: &mut Held, answer: &herald_cloudapi::SendResponse) {
+        let outcome = match answer
+            .messages
+            .first()
+            .and_then(|msg| WaMessageId::new(&msg.id).ok())
+        {
+            Some(message_id) => {
+                self.shared.counts.accepted.fetch_add(1, Ordering::Relaxed);
+                self.signals.meters.accepted.increment(1);
+                Outcome::Accepted { message_id }
+            }
+            None => {
+                // A success without a usable id: Meta may well have taken it.
+                tracing::warn!(job = %held.job().id, "a send answer had no message id; in doubt");
+                count_send(&self.pnid, "in_doubt");
+                Outcome::InDoubt
+            }
+        };
+        held.decided(outcome);
+    }
+
+    /// Decides the job's outcome from an error and acts on it. The outcome is recorded in
+    /// `held` before any store call that follows, so an abort there cannot turn a known
     /// answer into a doubt.
-    async fn outcome(
+    async fn refused(
         &self,
         held: &mut Held,
         campaign_info: &CampaignInfo,
         reach: Option<Timestamp>,
-        result: Result<herald_cloudapi::SendResponse, herald_cloudapi::Error>,
+        e: herald_cloudapi::Error,
     ) {
-        let e = match result {
-            Ok(resp) => {
-                let outcome = match resp
-                    .messages
-                    .first()
-                    .and_then(|msg| WaMessageId::new(&msg.id).ok())
-                {
-                    Some(message_id) => {
-                        self.shared.counts.accepted.fetch_add(1, Ordering::Relaxed);
-                        self.signals.meters.accepted.increment(1);
-                        Outcome::Accepted { message_id }
-                    }
-                    None => {
-                        // A success without a usable id: Meta may well have taken it.
-                        tracing::warn!(job = %held.job().id, "a send answer had no message id; in doubt");
-                        count_send(&self.pnid, "in_doubt");
-                        Outcome::InDoubt
-                    }
-                };
-                held.decided(outcome);
-                return;
-            }
-            Err(e) => e,
-        };
         let job = held.job();
         let (phone, attempts) = (job.phone, job.attempts);
         let campaign = job.id.campaign.clone();
