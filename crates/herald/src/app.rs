@@ -111,6 +111,8 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
         let password = cfg.store.sentinel_master_password.expose();
         rc.sentinel_master_password =
             (!password.is_empty()).then(|| herald_store_redis::Password::new(password));
+        let username = &cfg.store.sentinel_master_username;
+        rc.sentinel_master_username = (!username.is_empty()).then(|| username.clone());
     }
     rc.pool_size = cfg.store.pool_size;
     rc.timeout = Duration::from_millis(cfg.store.timeout_ms);

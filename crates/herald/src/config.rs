@@ -142,6 +142,10 @@ pub struct StoreSection {
     /// share it (the password in `redis_url` is then the Sentinels' alone; empty: the
     /// master's is the URL's too).
     pub sentinel_master_password: Secret,
+    /// With `backend = "redis_sentinel"`: the master's ACL user when the Sentinels do not
+    /// share it (the user in `redis_url` is then the Sentinels' alone; empty: the master's is
+    /// the URL's too).
+    pub sentinel_master_username: String,
     /// For `rediss://`: a PEM file of the CA certificates that may sign Redis's certificate,
     /// instead of the system's trusted roots (empty).
     pub tls_ca_file: String,
@@ -178,6 +182,7 @@ impl Default for StoreSection {
             delete_ended_after_days: 0,
             sentinel_master: String::new(),
             sentinel_master_password: Secret::default(),
+            sentinel_master_username: String::new(),
             tls_ca_file: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
@@ -587,6 +592,19 @@ impl Config {
                 "store.sentinel_master_password",
                 "is set, but store.backend is not \"redis_sentinel\": without Sentinels the \
                  password goes in store.redis_url (REDIS_URL)",
+            ));
+        }
+        if s.backend != Backend::RedisSentinel && !s.sentinel_master_username.is_empty() {
+            return Err(bad(
+                "store.sentinel_master_username",
+                "is set, but store.backend is not \"redis_sentinel\": without Sentinels the \
+                 user goes in store.redis_url (REDIS_URL), as redis://user:password@host",
+            ));
+        }
+        if s.sentinel_master_username.contains(char::is_whitespace) {
+            return Err(bad(
+                "store.sentinel_master_username",
+                "has a space in it: an ACL user name has none",
             ));
         }
         if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
@@ -1238,6 +1256,24 @@ mod tests {
         // Without Sentinels, the password belongs in the URL.
         let e = Config::from_toml("[store]\nredis_url = \"redis://r:6379\"\n", &pw).unwrap_err();
         assert_eq!(e.key, "store.sentinel_master_password", "{e}");
+        assert!(e.problem.contains("redis_url"), "{e}");
+    }
+
+    #[test]
+    fn the_masters_own_user_is_only_behind_sentinels() {
+        let text = "[store]\nbackend = \"redis_sentinel\"\nredis_url = \"redis://s0:26379\"\n\
+                    sentinel_master = \"mymaster\"\nsentinel_master_username = \"herald\"\n";
+        let cfg = Config::from_toml(text, &BTreeMap::new()).expect("valid");
+        assert_eq!(cfg.store.sentinel_master_username, "herald");
+        let e = Config::from_toml(&text.replace("\"herald\"", "\"her ald\""), &BTreeMap::new())
+            .unwrap_err();
+        assert_eq!(e.key, "store.sentinel_master_username", "{e}");
+        let e = Config::from_toml(
+            "[store]\nredis_url = \"redis://r:6379\"\nsentinel_master_username = \"herald\"\n",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "store.sentinel_master_username", "{e}");
         assert!(e.problem.contains("redis_url"), "{e}");
     }
 

@@ -58,6 +58,9 @@ pub struct RedisConfig {
     /// Behind Sentinel, the master's password when it is not the Sentinels' (the password in
     /// the URL, if any, is then the Sentinels' alone).
     pub sentinel_master_password: Option<Password>,
+    /// Behind Sentinel, the master's ACL user when it is not the Sentinels' (the user in the
+    /// URL, if any, is then the Sentinels' alone).
+    pub sentinel_master_username: Option<String>,
     /// Every key starts with this (tests use a random one).
     pub key_prefix: String,
     /// Connections in the pool.
@@ -120,6 +123,7 @@ impl RedisConfig {
             cluster: false,
             sentinel_master: None,
             sentinel_master_password: None,
+            sentinel_master_username: None,
             key_prefix: key_prefix.into(),
             pool_size: 32,
             timeout: Duration::from_secs(5),
@@ -543,8 +547,11 @@ impl RedisStore {
                 }
             }
             (false, Some(master)) => {
-                let password = cfg.sentinel_master_password.as_ref().map(Password::expose);
-                let (pool, watch) = sentinel::pool(&urls, master, password, &cfg.tls, pc)?;
+                let own = sentinel::MasterAuth {
+                    username: cfg.sentinel_master_username.as_deref(),
+                    password: cfg.sentinel_master_password.as_ref().map(Password::expose),
+                };
+                let (pool, watch) = sentinel::pool(&urls, master, own, &cfg.tls, pc)?;
                 Pool::Sentinel(pool, watch)
             }
             (false, None) => Pool::One(one_pool(&cfg.url, &cfg.tls, pc)?),

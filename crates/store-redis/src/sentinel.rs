@@ -134,16 +134,24 @@ async fn ask(
     None
 }
 
+/// The master's own credentials, where they are not the Sentinels' (`store.sentinel_master_*`):
+/// each one given replaces the first URL's for the master, which then goes to the Sentinels
+/// alone.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct MasterAuth<'a> {
+    pub(crate) username: Option<&'a str>,
+    pub(crate) password: Option<&'a str>,
+}
+
 /// A pool of connections to the master that the Sentinels `urls` name for `master` (the
 /// service name of their `sentinel monitor`), and the [`Watch`] that follows it. The master is
 /// reached with the first URL's user, password and database (Sentinels and Redis sharing them,
-/// as most deployments set them up), or with `password` where it has one of its own (the
-/// URL's password, if any, is then the Sentinels' alone), over TLS with `tls` for `rediss://`
-/// (the Sentinels too).
+/// as most deployments set them up), or with its `own` user or password where it has them,
+/// over TLS with `tls` for `rediss://` (the Sentinels too).
 pub(crate) fn pool(
     urls: &[&str],
     master: &str,
-    password: Option<&str>,
+    own: MasterAuth<'_>,
     tls: &RedisTls,
     cfg: deadpool::managed::PoolConfig,
 ) -> Result<(Pool, Watch), StoreError> {
@@ -159,7 +167,7 @@ pub(crate) fn pool(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(&e))?;
     let pool = Pool::builder(Manager {
-        client: tokio::sync::Mutex::new(client(urls, master, password, tls)?),
+        client: tokio::sync::Mutex::new(client(urls, master, own, tls)?),
         watch: watched.clone(),
     })
     .config(cfg)
@@ -182,7 +190,7 @@ fn invalid(e: &dyn std::fmt::Display) -> StoreError {
 fn client(
     urls: &[&str],
     master: &str,
-    password: Option<&str>,
+    own: MasterAuth<'_>,
     tls: &RedisTls,
 ) -> Result<SentinelClient, StoreError> {
     if master.is_empty() {
@@ -204,14 +212,15 @@ fn client(
         .map_err(|e| invalid(&e))?
         .set_client_to_redis_db(auth.db());
     if let Some(user) = auth.username() {
-        builder = builder
-            .set_client_to_redis_username(user)
-            .set_client_to_sentinel_username(user);
+        builder = builder.set_client_to_sentinel_username(user);
+    }
+    if let Some(user) = own.username.or(auth.username()) {
+        builder = builder.set_client_to_redis_username(user);
     }
     if let Some(password) = auth.password() {
         builder = builder.set_client_to_sentinel_password(password);
     }
-    if let Some(password) = password.or(auth.password()) {
+    if let Some(password) = own.password.or(auth.password()) {
         builder = builder.set_client_to_redis_password(password);
     }
     if on_tls {
@@ -241,8 +250,9 @@ pub(crate) fn remedy(error: &str) -> Option<&'static str> {
         "without any password configured",
     ];
     auth.iter().any(|a| e.contains(a)).then_some(
-        "a password was missing or refused: REDIS_URL's password is given to the Sentinels and \
-         to the master; when the master has one of its own, or the Sentinels take none, put the \
-         master's in store.sentinel_master_password (and in REDIS_URL only the Sentinels')",
+        "a password was missing or refused: REDIS_URL's user and password are given to the \
+         Sentinels and to the master; when the master has its own, or the Sentinels take none, \
+         put the master's in store.sentinel_master_password (and its ACL user, if not \
+         default, in store.sentinel_master_username), and in REDIS_URL only the Sentinels'",
     )
 }

@@ -165,3 +165,64 @@ async fn a_master_with_a_password_the_sentinels_do_not_have() {
     assert_eq!(store.stats(&id).await.unwrap().accepted, 20);
     let _ = store.purge_namespace().await;
 }
+
+/// A master with an ACL user for Herald behind Sentinels that have none (nor a password):
+/// the user goes in `sentinel_master_username`, its password in `sentinel_master_password`.
+/// Without the user, the master refuses the password (it is not the default user's), and the
+/// refusal names the setting; given in the URL, user and password go to the Sentinel too,
+/// which refuses them.
+#[tokio::test]
+async fn a_master_with_an_acl_user_the_sentinels_do_not_have() {
+    let rig = SentinelRig::start_for(Some("master-secret")).await;
+    let admin = rig
+        .master
+        .url()
+        .replace("redis://", "redis://:master-secret@");
+    let mut conn = redis::Client::open(admin.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "herald",
+            "on",
+            ">herald-secret",
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut cfg = RedisConfig::new(rig.sentinel.url(), "herald");
+    cfg.sentinel_master = Some(TestSentinel::MASTER.into());
+    cfg.timeout = Duration::from_secs(2);
+    cfg.sentinel_master_password = Some(Password::new("herald-secret"));
+
+    let e = RedisStore::connect(&cfg).await.unwrap_err().to_string();
+    assert!(e.contains("store.sentinel_master_username"), "{e}");
+    let mut in_url = cfg.clone();
+    in_url.url = rig
+        .sentinel
+        .url()
+        .replace("redis://", "redis://herald:herald-secret@");
+    in_url.sentinel_master_password = None;
+    let e = RedisStore::connect(&in_url).await.unwrap_err().to_string();
+    assert!(e.contains("store.sentinel_master_username"), "{e}");
+
+    cfg.sentinel_master_username = Some("herald".into());
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    let id = running(&store, "master-user", 20).await;
+    send(&store, 20, 1).await;
+    assert_eq!(store.stats(&id).await.unwrap().accepted, 20);
+    // The store's connections are the ACL user's.
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(clients.contains("user=herald"), "{clients}");
+    let _ = store.purge_namespace().await;
+}
