@@ -67,6 +67,7 @@ pub(crate) async fn plan_sends(
         inv.arg(i);
     }
     let mut conn = store.conn().await?;
+    let generation = store.masters_followed();
     let asked = tokio::time::Instant::now();
     let reply: Vec<i64> = inv.run(&mut conn).await?;
     let answered = tokio::time::Instant::now();
@@ -94,12 +95,7 @@ pub(crate) async fn plan_sends(
     let slots: Vec<Option<(Timestamp, Timestamp)>> =
         times.chunks(2).map(slot).collect::<Result<_>>()?;
     let now = at(now)?;
-    if let Ok(mut clocks) = store.clocks.lock() {
-        clocks
-            .entry(phone_number_id.to_owned())
-            .or_default()
-            .sample(asked, answered, now);
-    }
+    store.keep_clock(phone_number_id, generation, asked, answered, now);
     Ok(herald_store::Plan {
         at: slots.iter().map(|s| s.map(|(from, _)| from)).collect(),
         until: slots.iter().map(|s| s.map(|(_, until)| until)).collect(),
@@ -189,11 +185,9 @@ pub(crate) async fn reserve_pairs(
     }
     let interval_ms = millis(interval);
     let memory_ms = REPLY_MEMORY_MS.max(interval_ms);
-    let now = store.clocks.lock().ok().and_then(|clocks| {
-        clocks
-            .get(phone_number_id)
-            .and_then(|c| c.now_within(CLOCK_PRECISION))
-    });
+    // Behind Sentinels, only a reading of the current master: after a failover, the script
+    // until a plan has read the new one.
+    let now = store.store_time(phone_number_id, CLOCK_PRECISION);
     let mut conn = store.conn().await?;
     let Some(now) = now else {
         return reserve_by_script(store, &mut conn, phone_number_id, sends, interval_ms).await;
@@ -250,7 +244,7 @@ pub(crate) async fn reserve_pairs(
 
 /// How precisely the store's time must be known to write pair reservations without the
 /// script: a small part of a pair interval of seconds (and of its slack).
-const CLOCK_PRECISION: Duration = Duration::from_millis(100);
+pub(crate) const CLOCK_PRECISION: Duration = Duration::from_millis(100);
 
 fn not_before_at(ms: i64) -> Result<Timestamp> {
     Timestamp::from_millisecond(ms).map_err(|_| StoreError::Corrupt(format!("pair time {ms}")))

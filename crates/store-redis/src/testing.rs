@@ -906,11 +906,13 @@ impl Drop for TestPki {
 /// planned (see `pacing::reserve_pairs`).
 pub fn learn_store_time(store: &crate::RedisStore, phone_number_id: &str, now: jiff::Timestamp) {
     let at = tokio::time::Instant::now();
+    store.keep_clock(phone_number_id, store.masters_followed(), at, at, now);
+}
+
+/// Whether `store` would reserve pair spacing for `phone_number_id` with its own commands
+/// (it knows its Redis's time precisely enough), rather than by script.
+pub fn knows_store_time(store: &crate::RedisStore, phone_number_id: &str) -> bool {
     store
-        .clocks
-        .lock()
-        .unwrap()
-        .entry(phone_number_id.to_owned())
-        .or_default()
-        .sample(at, at, now);
+        .store_time(phone_number_id, crate::pacing::CLOCK_PRECISION)
+        .is_some()
 }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use herald_store::conformance::{self, all_accepted, claim_req, running};
 use herald_store::{ClaimedJob, JobRef, Store, StoreError};
-use herald_store_redis::testing::{SentinelRig, TestSentinel, keys_matching, until_replication};
+use herald_store_redis::testing::{
+    self, SentinelRig, TestSentinel, keys_matching, until_replication,
+};
 use herald_store_redis::{Password, RedisConfig, RedisStore};
 
 /// Runs `call` until it is not refused as retryable, for 30 s at most; answers its result
@@ -88,6 +90,10 @@ async fn the_store_follows_the_master_through_a_sentinel_failover() {
     .await;
 
     assert_eq!(store.masters_followed(), Some(0));
+    // A reading of the old master's clock, as its plans keep: good for pair reservations
+    // until the store follows another master.
+    testing::learn_store_time(&store, conformance::PNID, jiff::Timestamp::now());
+    assert!(testing::knows_store_time(&store, conformance::PNID));
     sentinel.failover().await;
     assert_eq!(sentinel.master_port().await, Some(replica.port()));
     // The store hears of the new master from the Sentinels, likely before they demote the old
@@ -101,6 +107,22 @@ async fn the_store_follows_the_master_through_a_sentinel_failover() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The old master's clock says nothing of the new one's: pair reservations go by script
+    // until a plan reads the new master's.
+    assert!(!testing::knows_store_time(&store, conformance::PNID));
+    let pace = herald_store::Pace::per_second(80.0, Duration::from_millis(3));
+    through(|| {
+        store.plan_sends(
+            conformance::PNID,
+            pace,
+            &[None],
+            1,
+            Duration::ZERO..Duration::from_millis(100),
+            7,
+        )
+    })
+    .await;
+    assert!(testing::knows_store_time(&store, conformance::PNID));
     let (_, refused) = send(&store, 100, 2).await;
     // Once the old master has turned replica and taken the new master's data, what the store
     // wrote is all there: had any of it gone to the old master, it would be gone now.
