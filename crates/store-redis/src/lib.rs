@@ -289,6 +289,10 @@ pub struct RedisStore {
     /// Per phone number id, the clock of the Redis that holds its limiters, as its plans read
     /// it: pair reservations are written with it (`pacing::reserve_pairs`).
     pub(crate) clocks: Mutex<HashMap<String, KeptClock>>,
+    /// Per phone number id, how many more pair reservations go straight to the script: a
+    /// follow-up campaign's recipients hold reservations that have run out, which the native
+    /// path would only find and hand to the script (`pacing::reserve_pairs`).
+    pub(crate) pairs_by_script: Mutex<HashMap<String, u32>>,
 }
 
 /// A phone number's store clock as its plans read it, and behind Sentinels the master
@@ -492,6 +496,7 @@ impl RedisStore {
             hot_generation: std::sync::atomic::AtomicU64::new(0),
             pnids: Mutex::new(HashMap::new()),
             clocks: Mutex::new(HashMap::new()),
+            pairs_by_script: Mutex::new(HashMap::new()),
             timeout: cfg.timeout,
             replica_ack: cfg.replica_ack,
         };

@@ -173,7 +173,10 @@ pub(crate) async fn record_departures(
 /// for reply attribution, or one given back) goes through the script, which replaces it
 /// atomically. The reservation's time is the store's, from the clock this process keeps of
 /// the Redis that plans this number's sends (its plans read it); until a plan has read it
-/// precisely enough, every reservation goes through the script.
+/// precisely enough, every reservation goes through the script. So do the next
+/// [`SCRIPT_CALLS`] calls for the number after one that found most of its recipients' keys
+/// holding reservations that have run out (a follow-up campaign's, whose recipients were
+/// messaged days before): the native commands would only hand them on to the script.
 pub(crate) async fn reserve_pairs(
     store: &RedisStore,
     phone_number_id: &str,
@@ -187,7 +190,9 @@ pub(crate) async fn reserve_pairs(
     let memory_ms = REPLY_MEMORY_MS.max(interval_ms);
     // Behind Sentinels, only a reading of the current master: after a failover, the script
     // until a plan has read the new one.
-    let now = store.store_time(phone_number_id, CLOCK_PRECISION);
+    let now = store
+        .store_time(phone_number_id, CLOCK_PRECISION)
+        .filter(|_| !by_script(store, phone_number_id));
     let mut conn = store.conn().await?;
     let Some(now) = now else {
         return reserve_by_script(store, &mut conn, phone_number_id, sends, interval_ms).await;
@@ -230,6 +235,11 @@ pub(crate) async fn reserve_pairs(
             }
         });
     }
+    if lapsed.len() * 2 > sends.len()
+        && let Ok(mut left) = store.pairs_by_script.lock()
+    {
+        left.insert(phone_number_id.to_owned(), SCRIPT_CALLS);
+    }
     if !lapsed.is_empty() {
         let again: Vec<(PhoneE164, CampaignId)> =
             lapsed.iter().map(|&i| sends[i].clone()).collect();
@@ -240,6 +250,24 @@ pub(crate) async fn reserve_pairs(
         }
     }
     Ok(out)
+}
+
+/// Calls that go straight to the script after one whose recipients mostly held reservations
+/// that had run out; the next is native again, to see whether they still do.
+pub(crate) const SCRIPT_CALLS: u32 = 16;
+
+/// Whether this call for `phone_number_id` goes straight to the script (counted).
+fn by_script(store: &RedisStore, phone_number_id: &str) -> bool {
+    let Ok(mut left) = store.pairs_by_script.lock() else {
+        return false;
+    };
+    match left.get_mut(phone_number_id) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// How precisely the store's time must be known to write pair reservations without the

@@ -909,6 +909,10 @@ pub fn learn_store_time(store: &crate::RedisStore, phone_number_id: &str, now: j
     store.keep_clock(phone_number_id, store.masters_followed(), at, at, now);
 }
 
+/// How many pair reservation calls for a number go straight to the script after one that
+/// found most of its recipients' reservations run out.
+pub const PAIR_SCRIPT_CALLS: u32 = crate::pacing::SCRIPT_CALLS;
+
 /// Whether `store` would reserve pair spacing for `phone_number_id` with its own commands
 /// (it knows its Redis's time precisely enough), rather than by script.
 pub fn knows_store_time(store: &crate::RedisStore, phone_number_id: &str) -> bool {

@@ -139,3 +139,92 @@ async fn pair_reservations_need_no_script_once_the_clock_is_known() {
     drop(limited);
     admin.purge_namespace().await.unwrap();
 }
+
+/// Calls of `SET` and of scripts a private Redis has run since it last counted.
+async fn calls(conn: &mut redis::aio::MultiplexedConnection) -> (u64, u64) {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["RESETSTAT"])
+        .query_async(conn)
+        .await
+        .unwrap();
+    let of = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+            .and_then(|v| v.split(',').next())
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    (of("set"), of("evalsha") + of("eval"))
+}
+
+/// A follow-up campaign's recipients hold reservations that have run out (the earlier
+/// campaign's, remembered for replies): once a call finds most of its recipients so, the next
+/// calls go straight to the script instead of trying the native commands first, and after
+/// `PAIR_SCRIPT_CALLS` of them the native commands are tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_campaigns_reservations_go_straight_to_the_script() {
+    let server = testing::TestRedisServer::start();
+    let url = server.url();
+    let store = RedisStore::connect(&RedisConfig::new(url.clone(), "herald"))
+        .await
+        .unwrap();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // The clock as a plan reads it: to within half its round trip, and the native path is
+    // taken only within CLOCK_PRECISION (100 ms), so 150 ms makes a 1 ms reservation lapse
+    // by the store's time and by the one this process keeps alike.
+    let pace = Pace::exact(1000, Duration::from_secs(1));
+    store
+        .plan_sends(PNID, pace, &[], 0, Duration::ZERO..Duration::ZERO, 1)
+        .await
+        .unwrap();
+    let c = CampaignId::new("followup").unwrap();
+    let first: Vec<(PhoneE164, CampaignId)> = (0..10).map(|n| (phone(n), c.clone())).collect();
+    let tick = Duration::from_millis(1);
+    let lapse = || tokio::time::sleep(Duration::from_millis(150));
+    let reserve = |sends: Vec<(PhoneE164, CampaignId)>| {
+        let store = &store;
+        async move {
+            let r = store.reserve_pairs(PNID, &sends, tick).await.unwrap();
+            assert!(r.iter().all(|r| *r == PairReservation::Ok), "{r:?}");
+        }
+    };
+    calls(&mut conn).await;
+
+    // New recipients: native commands only.
+    reserve(first.clone()).await;
+    assert_eq!(calls(&mut conn).await, (10, 0));
+    // Their reservations run out: the native commands find them so, and the script replaces
+    // them (its SETs count too).
+    lapse().await;
+    reserve(first.clone()).await;
+    assert_eq!(calls(&mut conn).await, (20, 1));
+    // The next calls take the script alone, for lapsed and new recipients alike.
+    lapse().await;
+    reserve(first.clone()).await;
+    assert_eq!(calls(&mut conn).await, (10, 1));
+    for k in 1..testing::PAIR_SCRIPT_CALLS {
+        let fresh = (0..10).map(|n| (phone(100 * u64::from(k) + n), c.clone()));
+        reserve(fresh.collect()).await;
+    }
+    assert_eq!(
+        calls(&mut conn).await,
+        (
+            10 * u64::from(testing::PAIR_SCRIPT_CALLS - 1),
+            u64::from(testing::PAIR_SCRIPT_CALLS - 1)
+        )
+    );
+    // Then the native commands again: these recipients are new, so they stay native.
+    for k in 0..2 {
+        let fresh = (0..10).map(|n| (phone(5000 + 100 * k + n), c.clone()));
+        reserve(fresh.collect()).await;
+    }
+    assert_eq!(calls(&mut conn).await, (20, 0));
+}
