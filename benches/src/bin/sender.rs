@@ -3,7 +3,9 @@
 //! - `unpaced`: throughput of one worker process with the rate limit out of the way, against
 //!   the same client sending the same bodies straight to the simulator with no store at all
 //!   (the baseline: what HTTP alone costs); three pairs of runs, the median ratio, and the
-//!   CPU per send of the sender, Redis and the simulator.
+//!   CPU per send of the sender, Redis and the simulator; then the same comparison by CPU
+//!   per send (the client's and the simulator's over the sender's, Redis's and the
+//!   simulator's), which leaves out the cores either run left idle.
 //! - `pace`: 30 s at 80 and at 1,000 MPS against a simulator enforcing exactly that rate over
 //!   a strict rolling second: the mean rate the simulator saw (error against the target), the
 //!   busiest 1 s and 100 ms windows, any 130429, the late sends moved or given up, the
@@ -452,24 +454,40 @@ fn cpu() -> f64 {
 const UNPACED_PAIRS: usize = 3;
 
 async fn unpaced() {
-    let mut ratios: Vec<f64> = (0..UNPACED_PAIRS).map(|_| 0.0).collect();
-    for ratio in &mut ratios {
-        *ratio = unpaced_pair().await;
+    let mut ratios = Vec::with_capacity(UNPACED_PAIRS);
+    let mut costs = Vec::with_capacity(UNPACED_PAIRS);
+    for _ in 0..UNPACED_PAIRS {
+        let (rate, cost) = unpaced_pair().await;
+        ratios.push(rate);
+        costs.extend(cost);
     }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "unpaced: median {:.2}× the client alone over {UNPACED_PAIRS} pairs (each: {})",
-        ratios[UNPACED_PAIRS / 2],
-        ratios
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let each = v
             .iter()
             .map(|r| format!("{r:.2}×"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        (v.get(v.len() / 2).copied(), each)
+    };
+    let (rate, each) = median(&mut ratios);
+    println!(
+        "unpaced: median {:.2}× the client alone over {UNPACED_PAIRS} pairs (each: {each})",
+        rate.unwrap_or(0.0)
     );
+    if let (Some(cost), each) = median(&mut costs) {
+        println!(
+            "unpaced, by CPU per send (the client and the simulator over the sender, Redis and \
+             the simulator; idle cores left out): median {cost:.2}× (each: {each})"
+        );
+    }
 }
 
-/// One baseline run and one sender run; answers the sender's rate over the baseline's.
-async fn unpaced_pair() -> f64 {
+/// One baseline run and one sender run; answers the sender's rate over the baseline's, and
+/// (where Redis's CPU was read) the CPU a send costs the client and the simulator over what
+/// it costs the sender, Redis and the simulator: the same comparison without the cores
+/// either run left idle.
+async fn unpaced_pair() -> (f64, Option<f64>) {
     let n = 100_000;
     // Baseline: the same client, the same bodies, 256 in flight, no store.
     let sim = sim(&sim_config(10_000_000, 0, 0, 0.0));
@@ -522,6 +540,9 @@ async fn unpaced_pair() -> f64 {
     );
     let o = run(Scenario::unpaced("unpaced", n)).await;
     let rate = o.accepted as f64 / o.elapsed.as_secs_f64();
+    let cost = o.redis_cpu_us_per_request.map(|redis| {
+        (raw_cpu_us + raw_sim_us) / (o.cpu_us_per_request + redis + o.sim_cpu_us_per_request)
+    });
     println!(
         "unpaced sender, one process, claims and settles in {}: {rate:.0} sends/s \
          ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each{}, {}, the simulator \
@@ -553,7 +574,7 @@ async fn unpaced_pair() -> f64 {
         o.idle * 100.0,
         rate / raw
     );
-    rate / raw
+    (rate / raw, cost)
 }
 
 /// The simulator in a child process (this program re-run), so that it shares no allocator,
