@@ -2,7 +2,8 @@
 //!
 //! - `unpaced`: throughput of one worker process with the rate limit out of the way, against
 //!   the same client sending the same bodies straight to the simulator with no store at all
-//!   (the baseline: what HTTP alone costs); three pairs of runs, the median ratio, and the
+//!   (the baseline: what HTTP alone costs); three sender runs, each between two baseline
+//!   runs and taken against their mean, the median ratio, and the
 //!   CPU per send of the sender, Redis and the simulator; then the same comparison by CPU
 //!   per send (the client's and the simulator's over the sender's, Redis's and the
 //!   simulator's), which leaves out the cores either run left idle.
@@ -449,8 +450,9 @@ fn cpu() -> f64 {
     herald_benches::cpu_of("self")
 }
 
-/// Pairs of runs, baseline then sender, each pair's ratio taken within it: a shared machine's
-/// speed drifts between runs seconds apart by more than the difference measured.
+/// Sender runs, each between two baseline runs and its ratio taken against their mean: a
+/// shared machine's speed drifts between runs seconds apart by more than the difference
+/// measured.
 const UNPACED_PAIRS: usize = 3;
 
 async fn unpaced() {
@@ -483,13 +485,15 @@ async fn unpaced() {
     }
 }
 
-/// One baseline run and one sender run; answers the sender's rate over the baseline's, and
-/// (where Redis's CPU was read) the CPU a send costs the client and the simulator over what
-/// it costs the sender, Redis and the simulator: the same comparison without the cores
-/// either run left idle.
-async fn unpaced_pair() -> (f64, Option<f64>) {
-    let n = 100_000;
-    // Baseline: the same client, the same bodies, 256 in flight, no store.
+/// What the bare client did in one baseline run.
+struct Baseline {
+    rate: f64,
+    cpu_us: f64,
+    sim_us: f64,
+}
+
+/// The client alone: the same client, the same bodies, 256 in flight, no store.
+async fn baseline(n: u64) -> Baseline {
     let sim = sim(&sim_config(10_000_000, 0, 0, 0.0));
     let client = client(sim.url());
     let body = |i: u64| {
@@ -538,17 +542,36 @@ async fn unpaced_pair() -> (f64, Option<f64>) {
         in_flight.mean(),
         raw_idle * 100.0
     );
+    Baseline {
+        rate: raw,
+        cpu_us: raw_cpu_us,
+        sim_us: raw_sim_us,
+    }
+}
+
+/// One sender run between two baseline runs; answers the sender's rate over the baselines'
+/// mean (a machine whose speed drifts during the pair moves both baselines, one each way),
+/// and (where Redis's CPU was read) the CPU a send costs the client and the simulator over
+/// what it costs the sender, Redis and the simulator: the same comparison without the cores
+/// either run left idle.
+async fn unpaced_pair() -> (f64, Option<f64>) {
+    let n = 100_000;
+    let before = baseline(n).await;
     let o = run(Scenario::unpaced("unpaced", n)).await;
+    let after = baseline(n).await;
+    let raw = f64::midpoint(before.rate, after.rate);
+    let raw_us = f64::midpoint(before.cpu_us + before.sim_us, after.cpu_us + after.sim_us);
     let rate = o.accepted as f64 / o.elapsed.as_secs_f64();
-    let cost = o.redis_cpu_us_per_request.map(|redis| {
-        (raw_cpu_us + raw_sim_us) / (o.cpu_us_per_request + redis + o.sim_cpu_us_per_request)
-    });
+    let cost = o
+        .redis_cpu_us_per_request
+        .map(|redis| raw_us / (o.cpu_us_per_request + redis + o.sim_cpu_us_per_request));
     println!(
         "unpaced sender, one process, claims and settles in {}: {rate:.0} sends/s \
          ({} accepted in {:.2} s, duplicates {}, {:.1} µs CPU each{}, {}, the simulator \
          {:.1} µs, {} woke late and moved, {} gave their time up; {} while the queue held \
          a second's work, the requests spread over {:.2} s; {:.0} requests in flight on \
-         average, the cores {:.0}% idle); {:.2}× the client alone",
+         average, the cores {:.0}% idle); {:.2}× the client alone (the mean of the runs \
+         before and after)",
         store_name(),
         o.accepted,
         o.elapsed.as_secs_f64(),
