@@ -143,7 +143,8 @@ pub(crate) fn remedy(error: &str) -> Option<&'static str> {
         )
     } else if e.contains("badsignature") || e.contains("bad signature") {
         Some(
-            "Redis's certificate names a CA this process trusts, but that CA did not sign it              (a CA renewed under the same name?): set store.tls_ca_file to the CA that signed it",
+            "Redis's certificate names a CA this process trusts, but that CA did not sign it \
+             (a CA renewed under the same name?): set store.tls_ca_file to the CA that signed it",
         )
     } else if e.contains("notvalidforname") || e.contains("not valid for name") {
         Some(
@@ -221,6 +222,9 @@ mod tests {
         for (error, says) in cases {
             let remedy = remedy(error).unwrap_or_default();
             assert!(remedy.contains(says), "{error}: {remedy}");
+            // One sentence, as it reads in a log line (a string broken without `\` keeps
+            // its indentation).
+            assert!(!remedy.contains("  "), "{error}: {remedy:?}");
         }
         assert_eq!(remedy("Connection refused (os error 111)"), None);
     }
