@@ -286,22 +286,8 @@ pub struct RedisStore {
     pub(crate) hot_generation: std::sync::atomic::AtomicU64,
     /// Campaign id → phone number id (which never changes).
     pub(crate) pnids: Mutex<HashMap<CampaignId, String>>,
-    /// Per phone number id, the clock of the Redis that holds its limiters, as its plans read
-    /// it: pair reservations are written with it (`pacing::reserve_pairs`).
-    pub(crate) clocks: Mutex<HashMap<String, KeptClock>>,
-    /// Per phone number id, how many more pair reservations go straight to the script: a
-    /// follow-up campaign's recipients hold reservations that have run out, which the native
-    /// path would only find and hand to the script (`pacing::reserve_pairs`).
-    pub(crate) pairs_by_script: Mutex<HashMap<String, u32>>,
-}
-
-/// A phone number's store clock as its plans read it, and behind Sentinels the master
-/// generation they read it in: a reading of the master before a failover says nothing of the
-/// new master's clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct KeptClock {
-    clock: herald_store::StoreClock,
-    generation: Option<u64>,
+    /// Per phone number id, how its pair reservations are made (`pacing::reserve_pairs`).
+    pub(crate) pairs: Mutex<HashMap<String, pacing::PairPath>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -495,8 +481,7 @@ impl RedisStore {
             hot_next: AtomicUsize::new(0),
             hot_generation: std::sync::atomic::AtomicU64::new(0),
             pnids: Mutex::new(HashMap::new()),
-            clocks: Mutex::new(HashMap::new()),
-            pairs_by_script: Mutex::new(HashMap::new()),
+            pairs: Mutex::new(HashMap::new()),
             timeout: cfg.timeout,
             replica_ack: cfg.replica_ack,
         };
@@ -612,6 +597,11 @@ impl RedisStore {
         if let Ok(mut settings) = self.settings.lock() {
             *settings = cfg;
         }
+        // The new pool counts its masters from 0: what was read through the old one is not
+        // the new one's to vouch for.
+        if let Ok(mut pairs) = self.pairs.lock() {
+            pairs.clear();
+        }
         Ok(())
     }
 
@@ -667,49 +657,6 @@ impl RedisStore {
     /// without Sentinels.
     pub fn masters_followed(&self) -> Option<u64> {
         Self::generation(&self.pool())
-    }
-
-    /// Keeps a reading of the store's clock for `phone_number_id`, made by a call sent at
-    /// `asked` in master `generation` (read before it) and answered at `answered`. A reading
-    /// of a master that the Sentinels replaced meanwhile is not kept, and one of a new master
-    /// replaces what was kept of the old one.
-    pub(crate) fn keep_clock(
-        &self,
-        phone_number_id: &str,
-        generation: Option<u64>,
-        asked: tokio::time::Instant,
-        answered: tokio::time::Instant,
-        now: jiff::Timestamp,
-    ) {
-        if self.masters_followed() != generation {
-            return;
-        }
-        if let Ok(mut clocks) = self.clocks.lock() {
-            let kept = clocks.entry(phone_number_id.to_owned()).or_default();
-            if kept.generation != generation {
-                *kept = KeptClock {
-                    generation,
-                    ..KeptClock::default()
-                };
-            }
-            kept.clock.sample(asked, answered, now);
-        }
-    }
-
-    /// The store's time now for `phone_number_id`, when a reading of the current master kept
-    /// by [`Self::keep_clock`] knows it to within `within`.
-    pub(crate) fn store_time(
-        &self,
-        phone_number_id: &str,
-        within: Duration,
-    ) -> Option<jiff::Timestamp> {
-        let generation = self.masters_followed();
-        let clocks = self.clocks.lock().ok()?;
-        let kept = clocks.get(phone_number_id)?;
-        if kept.generation != generation {
-            return None;
-        }
-        kept.clock.now_within(within)
     }
 
     /// How many new masters a pool's Sentinels have named (since it was made).

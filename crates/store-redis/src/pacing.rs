@@ -13,6 +13,62 @@ use crate::conn::{Call, Run, Shown};
 /// How long a pair key remembers the campaign, for reply attribution.
 const REPLY_MEMORY_MS: u64 = 72 * 3600 * 1000;
 
+/// How a phone number's pair reservations are made: the store's clock as its plans read it
+/// (native reservations are written with it), behind Sentinels the master generation it was
+/// read in (a reading of the master before a failover says nothing of the new master's
+/// clock), and how many more calls go straight to the script (see [`reserve_pairs`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PairPath {
+    clock: herald_store::StoreClock,
+    generation: Option<u64>,
+    by_script: u32,
+}
+
+impl RedisStore {
+    /// Keeps a reading of the store's clock for `phone_number_id`, made by a call sent at
+    /// `asked` in master `generation` (read before it) and answered at `answered`. A reading
+    /// of a master that the Sentinels replaced meanwhile is not kept, and one of a new master
+    /// replaces what was kept of the old one.
+    pub(crate) fn keep_clock(
+        &self,
+        phone_number_id: &str,
+        generation: Option<u64>,
+        asked: tokio::time::Instant,
+        answered: tokio::time::Instant,
+        now: Timestamp,
+    ) {
+        if self.masters_followed() != generation {
+            return;
+        }
+        if let Ok(mut pairs) = self.pairs.lock() {
+            let path = pairs.entry(phone_number_id.to_owned()).or_default();
+            if path.generation != generation {
+                path.clock = herald_store::StoreClock::default();
+                path.generation = generation;
+            }
+            path.clock.sample(asked, answered, now);
+        }
+    }
+
+    /// The store's time now for `phone_number_id`, when a kept reading of the current master
+    /// knows it to within [`CLOCK_PRECISION`]; with `take_turn`, only if this call is not one
+    /// of those that go straight to the script (which it then counts).
+    pub(crate) fn pair_time(&self, phone_number_id: &str, take_turn: bool) -> Option<Timestamp> {
+        let generation = self.masters_followed();
+        let mut pairs = self.pairs.lock().ok()?;
+        let path = pairs.get_mut(phone_number_id)?;
+        if path.generation != generation {
+            return None;
+        }
+        let now = path.clock.now_within(CLOCK_PRECISION)?;
+        if take_turn && path.by_script > 0 {
+            path.by_script -= 1;
+            return None;
+        }
+        Some(now)
+    }
+}
+
 pub(crate) async fn plan_sends(
     store: &RedisStore,
     phone_number_id: &str,
@@ -190,9 +246,7 @@ pub(crate) async fn reserve_pairs(
     let memory_ms = REPLY_MEMORY_MS.max(interval_ms);
     // Behind Sentinels, only a reading of the current master: after a failover, the script
     // until a plan has read the new one.
-    let now = store
-        .store_time(phone_number_id, CLOCK_PRECISION)
-        .filter(|_| !by_script(store, phone_number_id));
+    let now = store.pair_time(phone_number_id, true);
     let mut conn = store.conn().await?;
     let Some(now) = now else {
         return reserve_by_script(store, &mut conn, phone_number_id, sends, interval_ms).await;
@@ -236,9 +290,10 @@ pub(crate) async fn reserve_pairs(
         });
     }
     if lapsed.len() * 2 > sends.len()
-        && let Ok(mut left) = store.pairs_by_script.lock()
+        && let Ok(mut pairs) = store.pairs.lock()
+        && let Some(path) = pairs.get_mut(phone_number_id)
     {
-        left.insert(phone_number_id.to_owned(), SCRIPT_CALLS);
+        path.by_script = SCRIPT_CALLS;
     }
     if !lapsed.is_empty() {
         let again: Vec<(PhoneE164, CampaignId)> =
@@ -256,23 +311,9 @@ pub(crate) async fn reserve_pairs(
 /// that had run out; the next is native again, to see whether they still do.
 pub(crate) const SCRIPT_CALLS: u32 = 16;
 
-/// Whether this call for `phone_number_id` goes straight to the script (counted).
-fn by_script(store: &RedisStore, phone_number_id: &str) -> bool {
-    let Ok(mut left) = store.pairs_by_script.lock() else {
-        return false;
-    };
-    match left.get_mut(phone_number_id) {
-        Some(n) if *n > 0 => {
-            *n -= 1;
-            true
-        }
-        _ => false,
-    }
-}
-
 /// How precisely the store's time must be known to write pair reservations without the
 /// script: a small part of a pair interval of seconds (and of its slack).
-pub(crate) const CLOCK_PRECISION: Duration = Duration::from_millis(100);
+const CLOCK_PRECISION: Duration = Duration::from_millis(100);
 
 fn not_before_at(ms: i64) -> Result<Timestamp> {
     Timestamp::from_millisecond(ms).map_err(|_| StoreError::Corrupt(format!("pair time {ms}")))

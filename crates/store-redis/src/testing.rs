@@ -916,7 +916,5 @@ pub const PAIR_SCRIPT_CALLS: u32 = crate::pacing::SCRIPT_CALLS;
 /// Whether `store` would reserve pair spacing for `phone_number_id` with its own commands
 /// (it knows its Redis's time precisely enough), rather than by script.
 pub fn knows_store_time(store: &crate::RedisStore, phone_number_id: &str) -> bool {
-    store
-        .store_time(phone_number_id, crate::pacing::CLOCK_PRECISION)
-        .is_some()
+    store.pair_time(phone_number_id, false).is_some()
 }
