@@ -2,11 +2,12 @@
 //!
 //! - `unpaced`: throughput of one worker process with the rate limit out of the way, against
 //!   the same client sending the same bodies straight to the simulator with no store at all
-//!   (the baseline: what HTTP alone costs); three sender runs, each between two baseline
-//!   runs and taken against their mean, the median ratio, and the
-//!   CPU per send of the sender, Redis and the simulator; then the same comparison by CPU
-//!   per send (the client's and the simulator's over the sender's, Redis's and the
-//!   simulator's), which leaves out the cores either run left idle.
+//!   (the baseline: what HTTP alone costs); three sender runs (`--pairs=N`), each between
+//!   two baseline runs and taken against their mean; the ratios' median, their mean with its
+//!   95% confidence interval, and the CPU per send of the sender, Redis and the simulator;
+//!   then the same comparison by CPU per send (the client's and the simulator's over the
+//!   sender's, Redis's and the simulator's), which leaves out the cores either run left
+//!   idle.
 //! - `pace`: 30 s at 80 and at 1,000 MPS against a simulator enforcing exactly that rate over
 //!   a strict rolling second: the mean rate the simulator saw (error against the target), the
 //!   busiest 1 s and 100 ms windows, any 130429, the late sends moved or given up, the
@@ -25,7 +26,8 @@
 //! instead of Redis: with `unpaced`, what the sender costs without Redis and the round trips
 //! to it. The simulator runs in a child process (this program re-run); the sender
 //! on the default runtime. `cargo run --release -p herald-benches --bin sender [--
-//! all|unpaced|pace|latency|faulted|memory] [SECONDS] [--contend] [--memory] [--in-flight=N]`
+//! all|unpaced|pace|latency|faulted|memory] [SECONDS] [--contend] [--memory] [--in-flight=N]
+//! [--pairs=N]`
 //! (REDIS_URL, default redis://127.0.0.1:6379; WINDOW_GUARD_MS overrides the sender's
 //! `window_guard`). Built with `--features count-allocs`, `unpaced` also prints the
 //! allocations per send of the client alone and of the sender (counted on the system
@@ -248,9 +250,16 @@ fn main() {
     let latency_in_flight = std::env::args()
         .find_map(|a| a.strip_prefix("--in-flight=")?.parse::<usize>().ok())
         .unwrap_or(512);
-    let mut args = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--contend" && a != "--memory" && !a.starts_with("--in-flight="));
+    let pairs = std::env::args()
+        .find_map(|a| a.strip_prefix("--pairs=")?.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(UNPACED_PAIRS);
+    let mut args = std::env::args().skip(1).filter(|a| {
+        a != "--contend"
+            && a != "--memory"
+            && !a.starts_with("--in-flight=")
+            && !a.starts_with("--pairs=")
+    });
     let mode = args.next().unwrap_or_else(|| "all".into());
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
     // A busy thread the whole time: one of the machine's cores taken, as on a shared node.
@@ -265,7 +274,7 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         if mode == "all" || mode == "unpaced" {
-            unpaced().await;
+            unpaced(pairs).await;
         }
         if mode == "all" || mode == "pace" {
             for mps in [80, 1000] {
@@ -450,39 +459,58 @@ fn cpu() -> f64 {
     herald_benches::cpu_of("self")
 }
 
-/// Sender runs, each between two baseline runs and its ratio taken against their mean: a
-/// shared machine's speed drifts between runs seconds apart by more than the difference
-/// measured.
+/// Sender runs (unless `--pairs=N` says otherwise), each between two baseline runs and its
+/// ratio taken against their mean: a shared machine's speed drifts between runs seconds
+/// apart by more than the difference measured.
 const UNPACED_PAIRS: usize = 3;
 
-async fn unpaced() {
-    let mut ratios = Vec::with_capacity(UNPACED_PAIRS);
-    let mut costs = Vec::with_capacity(UNPACED_PAIRS);
-    for _ in 0..UNPACED_PAIRS {
+async fn unpaced(pairs: usize) {
+    let mut ratios = Vec::with_capacity(pairs);
+    let mut costs = Vec::with_capacity(pairs);
+    for _ in 0..pairs {
         let (rate, cost) = unpaced_pair().await;
         ratios.push(rate);
         costs.extend(cost);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let each = v
-            .iter()
-            .map(|r| format!("{r:.2}×"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        (v.get(v.len() / 2).copied(), each)
-    };
-    let (rate, each) = median(&mut ratios);
     println!(
-        "unpaced: median {:.2}× the client alone over {UNPACED_PAIRS} pairs (each: {each})",
-        rate.unwrap_or(0.0)
+        "unpaced, against the client alone over {pairs} pairs: {}",
+        summary(&mut ratios)
     );
-    if let (Some(cost), each) = median(&mut costs) {
+    if !costs.is_empty() {
         println!(
             "unpaced, by CPU per send (the client and the simulator over the sender, Redis and \
-             the simulator; idle cores left out): median {cost:.2}× (each: {each})"
+             the simulator; idle cores left out): {}",
+            summary(&mut costs)
         );
     }
+}
+
+/// The median of some ratios, their mean with its 95% confidence interval (Student's t), and
+/// each one.
+fn summary(v: &mut [f64]) -> String {
+    v.sort_by(f64::total_cmp);
+    let each = v
+        .iter()
+        .map(|r| format!("{r:.2}×"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = v.len();
+    let median = v.get(n / 2).copied().unwrap_or(0.0);
+    let mean = v.iter().sum::<f64>() / n.max(1) as f64;
+    let spread = if n > 1 {
+        let var = v.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        // Two-sided 95% quantiles of Student's t for 1..=30 degrees of freedom.
+        const T95: [f64; 30] = [
+            12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+            2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+            2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        ];
+        let t = T95.get(n - 2).copied().unwrap_or(1.96);
+        format!(" ± {:.2}", t * (var / n as f64).sqrt())
+    } else {
+        String::new()
+    };
+    format!("median {median:.2}×, mean {mean:.2}×{spread} (95% interval of the mean; each: {each})")
 }
 
 /// What the bare client did in one baseline run.
