@@ -494,23 +494,43 @@ fn summary(v: &mut [f64]) -> String {
         .map(|r| format!("{r:.2}×"))
         .collect::<Vec<_>>()
         .join(", ");
+    let (mean, half) = mean_interval(v);
+    let spread = half.map_or_else(String::new, |h| {
+        format!(" ± {h:.2} (95% interval of the mean)")
+    });
+    format!(
+        "median {:.2}×, mean {mean:.2}×{spread}; each: {each}",
+        median(v)
+    )
+}
+
+/// The median of sorted values (the mean of the middle two of an even count).
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => f64::midpoint(sorted[n / 2 - 1], sorted[n / 2]),
+    }
+}
+
+/// The mean of some values and the half-width of its two-sided 95% confidence interval by
+/// Student's t (none for fewer than two values).
+fn mean_interval(v: &[f64]) -> (f64, Option<f64>) {
+    /// Two-sided 95% quantiles of Student's t for 1..=30 degrees of freedom (beyond: 1.96).
+    const T95: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
     let n = v.len();
-    let median = v.get(n / 2).copied().unwrap_or(0.0);
     let mean = v.iter().sum::<f64>() / n.max(1) as f64;
-    let spread = if n > 1 {
-        let var = v.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        // Two-sided 95% quantiles of Student's t for 1..=30 degrees of freedom.
-        const T95: [f64; 30] = [
-            12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-            2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-            2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-        ];
-        let t = T95.get(n - 2).copied().unwrap_or(1.96);
-        format!(" ± {:.2}", t * (var / n as f64).sqrt())
-    } else {
-        String::new()
-    };
-    format!("median {median:.2}×, mean {mean:.2}×{spread} (95% interval of the mean; each: {each})")
+    if n < 2 {
+        return (mean, None);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let t = T95.get(n - 2).copied().unwrap_or(1.96);
+    (mean, Some(t * (var / n as f64).sqrt()))
 }
 
 /// What the bare client did in one baseline run.
@@ -877,5 +897,27 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
         in_flight: in_flight.mean(),
         memory: [mem_before, mem_pending, mem_sent, mem_deleted, None],
         delete_took,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_is_students_for_small_samples() {
+        // Mean 0.6, sample standard deviation 0.1, three values: t(2) = 4.303.
+        let (mean, half) = mean_interval(&[0.5, 0.6, 0.7]);
+        assert!((mean - 0.6).abs() < 1e-12);
+        let half = half.expect("an interval for three values");
+        assert!((half - 4.303 * 0.1 / 3f64.sqrt()).abs() < 1e-9, "{half}");
+        assert_eq!(mean_interval(&[0.6]).1, None);
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_between_the_middle_two() {
+        assert!((median(&[0.4, 0.5, 0.7, 0.9]) - 0.6).abs() < 1e-12);
+        assert!((median(&[0.4, 0.5, 0.7]) - 0.5).abs() < 1e-12);
+        assert_eq!(median(&[]), 0.0);
     }
 }
