@@ -10,7 +10,11 @@ use tokio::time::Instant;
 /// to within half the round trip it came with; the mapping keeps the reading with the smallest
 /// uncertainty (aged, so that it is refreshed now and then) instead of re-anchoring on every
 /// reading: readings mapped with different errors would put the slots of consecutive rounds
-/// closer together than the limiter spaced them.
+/// closer together than the limiter spaced them. A reading the kept one contradicts (they
+/// differ by more than both uncertainties together) replaces it at once, however sloppy: the
+/// store's clock moved (a failover to a master with another clock, a clock stepped), and the
+/// kept reading would otherwise go on mapping the old one until it aged past the new ones'
+/// uncertainty, which on a busy machine takes minutes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreClock {
     anchor: Option<(Instant, Timestamp, Duration)>,
@@ -25,12 +29,27 @@ impl StoreClock {
     pub fn sample(&mut self, asked: Instant, answered: Instant, store: Timestamp) {
         let half = answered.saturating_duration_since(asked) / 2;
         let mid = asked + half;
-        let keep = self
-            .anchor
-            .is_some_and(|(at, _, err)| Self::aged(at, err, mid) < half);
+        let keep = self.anchor.is_some_and(|(at, anchor, err)| {
+            let aged = Self::aged(at, err, mid);
+            aged < half && Self::apart(at, anchor, mid, store) <= aged + half
+        });
         if !keep {
             self.anchor = Some((mid, store, half));
         }
+    }
+
+    /// How far apart the kept reading (`anchor` at `at`) and a new one (`store` at `mid`)
+    /// put the store's clock.
+    fn apart(at: Instant, anchor: Timestamp, mid: Instant, store: Timestamp) -> Duration {
+        // Both sides as signed durations: the store's time between the readings against this
+        // process's (a new reading can be anchored before the kept one).
+        let local = if mid >= at {
+            mid.duration_since(at).as_secs_f64()
+        } else {
+            -at.duration_since(mid).as_secs_f64()
+        };
+        let store = store.duration_since(anchor).as_secs_f64();
+        Duration::try_from_secs_f64((store - local).abs()).unwrap_or(Duration::MAX)
     }
 
     /// The local instant of a store time (now, before any reading).
@@ -95,6 +114,34 @@ mod tests {
             t0 + ms(300),
             "times before the anchor"
         );
+    }
+
+    #[test]
+    fn a_reading_the_kept_one_contradicts_replaces_it() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = StoreClock::default();
+        c.sample(t0, t0 + ms(10), store(1000));
+        // A sloppier reading (40 ms) 15 ms off agrees within both uncertainties (5 + 20 ms):
+        // kept, as above. One 26 ms off cannot be right if the kept one is.
+        c.sample(t0 + ms(100), t0 + ms(140), store(1100));
+        assert_eq!(c.local(store(1000)), t0 + ms(5));
+        c.sample(t0 + ms(100), t0 + ms(140), store(1141));
+        assert_eq!(
+            c.local(store(1141)),
+            t0 + ms(120),
+            "the clock moved: the new reading is the anchor"
+        );
+        // A master whose clock is 300 ms behind: the first reading of it takes over.
+        let mut c = StoreClock::default();
+        c.sample(t0, t0 + ms(1), store(50_000));
+        c.sample(t0 + ms(1000), t0 + ms(1008), store(50_700));
+        assert_eq!(c.local(store(50_700)), t0 + ms(1004));
+        // Read before the kept one's anchor (an answer that came late), and contradicting it.
+        let mut c = StoreClock::default();
+        c.sample(t0 + ms(500), t0 + ms(502), store(10_000));
+        c.sample(t0 + ms(100), t0 + ms(110), store(10_000));
+        assert_eq!(c.local(store(10_000)), t0 + ms(105));
     }
 
     #[tokio::test(start_paused = true)]
