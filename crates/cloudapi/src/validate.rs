@@ -133,30 +133,26 @@ pub fn check_field(path: &str, value: &str) -> Result<(), String> {
         return Ok(());
     };
     match rule {
-        Rule::Chars { min, max } => {
-            let n = value.chars().count();
-            if n < min {
-                return Err(if min == 1 {
-                    "must not be empty".to_owned()
-                } else {
-                    format!("must be at least {min} characters")
-                });
-            }
-            if n > max {
-                return Err(format!("is {n} characters long; the limit is {max}"));
-            }
-            Ok(())
-        }
+        Rule::Chars { min, max } => check_field_chars(value, min, max),
         Rule::MediaLink => check_media_link(value),
         Rule::TemplateName => check_template_name(value),
+        Rule::TemplateText => {
+            check_field_chars(value, 1, TEMPLATE_TEXT_PARAMETER_MAX)?;
+            check_template_text(value)
+        }
     }
 }
 
 #[derive(Clone, Copy)]
 enum Rule {
-    Chars { min: usize, max: usize },
+    Chars {
+        min: usize,
+        max: usize,
+    },
     MediaLink,
     TemplateName,
+    /// A template's text parameter: its length, and no line break, tab or long run of spaces.
+    TemplateText,
 }
 
 fn rule_for(path: &str) -> Option<Rule> {
@@ -177,7 +173,7 @@ fn rule_for(path: &str) -> Option<Rule> {
         "interactive.action.parameters.flow_cta" => chars(1, FLOW_CTA_MAX),
         "template.name" => Some(Rule::TemplateName),
         "template.language.code" => chars(1, usize::MAX),
-        "template.components.parameters.text" => chars(1, TEMPLATE_TEXT_PARAMETER_MAX),
+        "template.components.parameters.text" => Some(Rule::TemplateText),
         "template.components.parameters.payload" => chars(1, BUTTON_ID_MAX),
         "reaction.message_id" | "context.message_id" => chars(1, 512),
         "biz_opaque_callback_data" => chars(0, CALLBACK_DATA_MAX),
@@ -199,6 +195,45 @@ fn strip_indices(path: &str) -> String {
         }
     }
     out
+}
+
+fn check_field_chars(value: &str, min: usize, max: usize) -> Result<(), String> {
+    let n = value.chars().count();
+    if n < min {
+        return Err(if min == 1 {
+            "must not be empty".to_owned()
+        } else {
+            format!("must be at least {min} characters")
+        });
+    }
+    if n > max {
+        return Err(format!("is {n} characters long; the limit is {max}"));
+    }
+    Ok(())
+}
+
+/// The most spaces in a row a template's text parameter may hold.
+pub const TEMPLATE_TEXT_SPACES_MAX: usize = 4;
+
+/// Meta refuses a template's text parameter that holds a line break, a tab or more than four
+/// spaces in a row ("Param text cannot have new-line/tab characters or more than 4
+/// consecutive spaces", error 100), and the refusal is one the whole campaign stops for.
+/// (A template's own text may have line breaks; the values put into it may not.)
+fn check_template_text(value: &str) -> Result<(), String> {
+    const RULE: &str = "Meta refuses a line break, a tab or more than four spaces in a row \
+                        in a template's parameter";
+    if let Some(c) = value.chars().find(|c| matches!(c, '\n' | '\r' | '\t')) {
+        let what = if c == '\t' { "a tab" } else { "a line break" };
+        return Err(format!("holds {what}: {RULE}"));
+    }
+    let mut run = 0;
+    for c in value.chars() {
+        run = if c == ' ' { run + 1 } else { 0 };
+        if run > TEMPLATE_TEXT_SPACES_MAX {
+            return Err(format!("holds more than four spaces in a row: {RULE}"));
+        }
+    }
+    Ok(())
 }
 
 fn check_media_link(link: &str) -> Result<(), String> {
@@ -984,6 +1019,34 @@ mod tests {
         assert!(check_field("interactive.action.buttons[2].reply.title", &"x".repeat(21)).is_err());
         assert!(check_field("image.link", "http://a.test/x").is_err());
         assert!(check_field("some.unknown.field", "anything").is_ok());
+    }
+
+    #[test]
+    fn a_template_text_parameter_holds_no_line_break_tab_or_long_run_of_spaces() {
+        let path = "template.components[1].parameters[0].text";
+        assert!(check_field(path, "12 Main St, Flat 4    (side door)").is_ok());
+        for (value, says) in [
+            ("12 Main St\nFlat 4", "a line break"),
+            ("12 Main St\r\nFlat 4", "a line break"),
+            ("12 Main St\tFlat 4", "a tab"),
+            ("12 Main St     Flat 4", "more than four spaces"),
+        ] {
+            let problem = check_field(path, value).expect_err(value);
+            assert!(problem.contains(says), "{value:?}: {problem}");
+        }
+        assert!(check_field(path, "").is_err(), "empty");
+        // Free text keeps its line breaks, and so does a template's own text.
+        assert!(check_field("text.body", "Hello\n\nWorld").is_ok());
+        assert!(check_field("interactive.body.text", "a\tb     c").is_ok());
+        // The same rule holds for a fixed value in a whole message.
+        assert_eq!(
+            field_of(
+                json!({"type": "template", "template": {"name": "order_update",
+                "language": {"code": "en_US"},
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": "a\nb"}]}]}})
+            ),
+            "template.components[0].parameters[0].text"
+        );
     }
 
     #[test]

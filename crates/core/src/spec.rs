@@ -275,6 +275,14 @@ enum FieldPart {
 }
 
 impl TemplateField {
+    /// The placeholders it holds (indices into [`MessageTemplate::placeholders`]), in order.
+    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            FieldPart::Slot(i) => Some(*i),
+            FieldPart::Text(_) => None,
+        })
+    }
+
     /// The field's text for one recipient (plain, not JSON-escaped).
     pub fn render<V: Values + ?Sized>(&self, vars: &V) -> String {
         let mut out = String::new();

@@ -167,6 +167,13 @@ async fn bad_campaign_bodies_name_their_problem() {
             "message.image.link",
         ),
         (
+            json!({"name": "t", "message": {"type": "template", "template": {"name": "order_update",
+                "language": {"code": "en_US"}, "components": [{"type": "body",
+                "parameters": [{"type": "text", "text": "Dear\ncustomer"}]}]}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "message.template.components[0].parameters[0].text: holds a line break",
+        ),
+        (
             json!({"name": "t", "message": {"type": "text", "text": {"body": "hi"}}, "colour": "red"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "colour",
@@ -319,6 +326,43 @@ async fn row_values_must_make_a_valid_message() {
         reject["detail"].as_str().unwrap().contains("image.link"),
         "{v}"
     );
+    api.cleanup().await;
+}
+
+/// Meta refuses a template parameter holding a line break, a tab or a long run of spaces, and
+/// the refusal stops the whole campaign: such a row is rejected at upload, naming its column.
+/// A quote the file leaves open is how a value usually comes to hold a line break.
+#[tokio::test]
+async fn a_template_parameter_with_a_line_break_is_rejected_at_upload() {
+    let api = Api::new().await;
+    let id = api.create(template_spec("line-breaks")).await;
+    let csv = "phone,first_name\n+447912345678,Ann\n+447912345679,\"Bob\n+447912345680,Cy\"\n\
+               +447912345681,Dee\tDee\n+447912345682,Eve      Eve\n+447912345683,\"Fay\"\n";
+    let (status, v) = api.upload(&id, csv).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"].as_u64(), Some(2), "Ann and Fay: {v}");
+    let rejects = v["rejects"].as_array().unwrap();
+    let found: Vec<(u64, &str, &str)> = rejects
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap(),
+                r["detail"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 3, "{v}");
+    for ((line, reason, detail), (want_line, says)) in
+        found
+            .iter()
+            .zip([(3, "a line break"), (5, "a tab"), (6, "spaces in a row")])
+    {
+        assert_eq!((*line, *reason), (want_line, "invalid_value"), "{v}");
+        assert!(detail.contains(says), "{detail}");
+        assert!(detail.contains("column \"first_name\""), "{detail}");
+    }
+    assert!(found[0].2.contains("a quote left open"), "{}", found[0].2);
     api.cleanup().await;
 }
 

@@ -410,10 +410,27 @@ pub(crate) fn row_check(
         detail: e.to_string(),
     })?;
     for field in template.fields() {
-        herald_cloudapi::check_field(&field.path, &field.render(vars)).map_err(|problem| {
+        let value = field.render(vars);
+        herald_cloudapi::check_field(&field.path, &value).map_err(|problem| {
+            let mut columns: Vec<String> = field
+                .slots()
+                .filter_map(|i| template.placeholders().get(i))
+                .map(|p| format!("{:?}", p.name))
+                .collect();
+            columns.dedup();
+            // A quote the file leaves open takes the lines after it into this value.
+            let hint = if value.contains('\n') {
+                "; a quote left open in the CSV joins the lines after it to its row"
+            } else {
+                ""
+            };
             RowProblem {
                 reason: RejectReason::InvalidValue,
-                detail: format!("{}: {problem}", field.path),
+                detail: format!(
+                    "{}: {problem} (from column {}{hint})",
+                    field.path,
+                    columns.join(", ")
+                ),
             }
         })?;
     }
