@@ -32,6 +32,7 @@ const FIRST_REJECTS: usize = 20;
 struct RawChunk {
     lines: Vec<u64>,
     overflow: Vec<bool>,
+    unclosed: Vec<bool>,
     data: Vec<u8>,
     /// Field ends into `data`.
     ends: Vec<usize>,
@@ -47,6 +48,7 @@ impl RawChunk {
         self.row_ends.push(self.ends.len());
         self.lines.push(rec.line);
         self.overflow.push(rec.overflow);
+        self.unclosed.push(rec.unclosed);
     }
 
     fn len(&self) -> usize {
@@ -114,7 +116,7 @@ impl Validate<'_> {
         normalizer: &Normalizer,
         row: u32,
         line: u64,
-        overflow: bool,
+        (overflow, unclosed): (bool, bool),
         fields: &RowFields<'_>,
     ) -> Outcome {
         let c = self.columns;
@@ -132,6 +134,15 @@ impl Validate<'_> {
                 first_line: None,
             })
         };
+        if unclosed {
+            return reject(
+                RejectReason::UnclosedQuote,
+                "a quote opened in this row is never closed, so every line after it was read \
+                 into this row: close the quote and upload the file again (rows already \
+                 accepted are not added twice)"
+                    .to_owned(),
+            );
+        }
         if overflow {
             return reject(
                 RejectReason::FieldTooLong,
@@ -209,7 +220,7 @@ impl Validate<'_> {
                     normalizer,
                     row,
                     chunk.lines[r],
-                    chunk.overflow[r],
+                    (chunk.overflow[r], chunk.unclosed[r]),
                     &chunk.row(r),
                 )
             })

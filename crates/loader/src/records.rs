@@ -22,6 +22,9 @@ pub(crate) struct Record {
     pub(crate) ends: Vec<usize>,
     /// The record exceeded the size or field-count cap; its fields are incomplete.
     pub(crate) overflow: bool,
+    /// The file ended inside a quoted field of this record: every line after the quote was
+    /// read into it.
+    pub(crate) unclosed: bool,
 }
 
 impl Record {
@@ -39,6 +42,7 @@ impl Record {
         self.data.clear();
         self.ends.clear();
         self.overflow = false;
+        self.unclosed = false;
     }
 }
 
@@ -151,11 +155,25 @@ impl<R: Read> Records<R> {
         rec.ends
             .resize(rec.ends.capacity().max(16).min(self.max_fields.max(1)), 0);
         let (mut outlen, mut endlen) = (0usize, 0usize);
+        // Whether this record has taken any input, and whether the line break that ends a
+        // file inside a record has been given to it (see below).
+        let (mut begun, mut ended) = (false, false);
         loop {
             if self.start == self.end && !self.eof {
                 self.fill()?;
             }
-            let input = &self.buf[self.start..self.end];
+            // The file ends inside this record. A line break ends the record as the end of
+            // the file would (the parser cannot be asked whether it stands in a quoted
+            // field), unless a quoted field is still open: that takes the line break in as
+            // its own, and the record is marked (it is rejected whole, so the byte it
+            // gained does not matter).
+            let at_end = begun && !ended && self.eof && self.start == self.end;
+            let input = if at_end {
+                &b"\n"[..]
+            } else {
+                &self.buf[self.start..self.end]
+            };
+            begun |= !input.is_empty();
             let (res, nin, nout, nend) = if rec.overflow {
                 self.core
                     .read_record(input, &mut self.scratch, &mut self.scratch_ends)
@@ -163,7 +181,12 @@ impl<R: Read> Records<R> {
                 self.core
                     .read_record(input, &mut rec.data[outlen..], &mut rec.ends[endlen..])
             };
-            self.start += nin;
+            if at_end {
+                ended = nin > 0;
+                rec.unclosed = ended && matches!(res, R::InputEmpty);
+            } else {
+                self.start += nin;
+            }
             if !rec.overflow {
                 outlen += nout;
                 endlen += nend;
@@ -293,6 +316,50 @@ mod tests {
         let (_, recs) = all(b"a\n1,2,3,4,5,6,7,8,9,10\n2\n");
         assert!(recs[1].2);
         assert_eq!(recs[2].1, ["2"]);
+    }
+
+    /// Whether each record was left with a quote open at the end of the file.
+    fn unclosed(input: &[u8]) -> Vec<bool> {
+        let mut r = Records::new(input, 64, 8).unwrap();
+        let mut rec = Record::default();
+        let mut out = Vec::new();
+        while r.read(&mut rec).unwrap() {
+            out.push(rec.unclosed);
+        }
+        out
+    }
+
+    #[test]
+    fn a_quote_left_open_at_the_end_of_the_file_is_told() {
+        assert_eq!(
+            unclosed(b"phone,name\n+1,\"Bob\n+2,Cy\n"),
+            [false, true],
+            "the open quote took the last line"
+        );
+        assert_eq!(unclosed(b"phone,name\n+1,\"Bob"), [false, true]);
+        assert_eq!(unclosed(b"phone,name\n+1,\"a \"\"b\"\" c"), [false, true]);
+        // Closed quotes, with or without a last line break, and a stray quote mid-field.
+        for whole in [
+            &b"phone,name\n+1,\"Bob\n Jr\"\n"[..],
+            b"phone,name\n+1,\"Bob\"",
+            b"phone,name\n+1,O\"Brien\n",
+            b"phone,name\n+1,O\"Brien",
+            b"phone,name\n+1,Bob",
+            b"phone,name\r\n+1,\"Bob\"\r\n",
+        ] {
+            assert_eq!(
+                unclosed(whole),
+                [false, false],
+                "{}",
+                String::from_utf8_lossy(whole)
+            );
+        }
+        // Past the size cap the record is read on to its end all the same.
+        let long = "x".repeat(500);
+        assert_eq!(
+            unclosed(format!("phone\n\"{long}\n+2\n").as_bytes()),
+            [false, true]
+        );
     }
 
     #[test]

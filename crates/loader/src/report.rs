@@ -20,6 +20,8 @@ pub enum RejectReason {
     NotUtf8,
     /// A field, or the whole row, is over the size limit (often an unclosed quote).
     FieldTooLong,
+    /// A quote opened in the row is never closed: the file's last lines were read into it.
+    UnclosedQuote,
     /// A value the message needs is empty (a template parameter, say).
     EmptyValue,
     /// A value makes the message break a Cloud API limit (a link that is not https, a
@@ -39,6 +41,7 @@ impl RejectReason {
                 Self::WrongFieldCount,
                 Self::NotUtf8,
                 Self::FieldTooLong,
+                Self::UnclosedQuote,
                 Self::EmptyValue,
                 Self::InvalidValue,
             ])
@@ -56,9 +59,13 @@ impl RejectReason {
             Self::FieldTooLong => {
                 "a field, or the whole row, is over the size limit (often an unclosed quote)"
             }
+            Self::UnclosedQuote => {
+                "a quote opened in the row is never closed, so the lines after it were read into it"
+            }
             Self::EmptyValue => "a value the message needs is empty (a template parameter, say)",
             Self::InvalidValue => {
-                "a value would break a Cloud API limit (an http:// link, a button title over 20 characters, …)"
+                "a value would break a Cloud API limit (an http:// link, a button title over 20 \
+                 characters, a line break in a template parameter, …)"
             }
         }
     }
@@ -71,6 +78,7 @@ impl RejectReason {
             Self::WrongFieldCount => "wrong_field_count",
             Self::NotUtf8 => "not_utf8",
             Self::FieldTooLong => "field_too_long",
+            Self::UnclosedQuote => "unclosed_quote",
             Self::EmptyValue => "empty_value",
             Self::InvalidValue => "invalid_value",
         }
@@ -94,6 +102,7 @@ impl RejectReason {
             "wrong_field_count",
             "not_utf8",
             "field_too_long",
+            "unclosed_quote",
             "empty_value",
             "invalid_value",
         ]);

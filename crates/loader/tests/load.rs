@@ -175,8 +175,29 @@ fn an_unclosed_quote_costs_the_rest_of_the_file_as_one_reject_not_a_crash() {
     };
     let (report, sink) = run(&input, &o);
     assert_eq!(phones(&sink), ["+447912345678"]);
-    assert_eq!(reasons(&sink), [(3, "field_too_long")]);
+    assert_eq!(reasons(&sink), [(3, "unclosed_quote")]);
     assert_eq!(report.summary.rows, 2);
+}
+
+/// A quote left open near the end of the file takes only a few lines, well under the size
+/// cap: without a word, they would be lost inside the row's value.
+#[test]
+fn a_quote_left_open_is_a_reject_however_short_what_it_took() {
+    let input = b"phone,name\n+447912345678,Ann\n+447912345679,\"Bob\n+447912345680,Cy\n";
+    let (report, sink) = run(input, &opts());
+    assert_eq!(phones(&sink), ["+447912345678"]);
+    assert_eq!(reasons(&sink), [(3, "unclosed_quote")]);
+    assert!(
+        sink.rejects[0].detail.contains("never closed"),
+        "{:?}",
+        sink.rejects[0]
+    );
+    assert_eq!(report.summary.rows, 2);
+    // Quoted line breaks that are closed are values like any other.
+    let input = b"phone,name\n+447912345679,\"Bob\nJr\"\n+447912345680,Cy";
+    let (_, sink) = run(input, &opts());
+    assert_eq!(phones(&sink), ["+447912345679", "+447912345680"]);
+    assert!(sink.rejects.is_empty());
 }
 
 #[test]
