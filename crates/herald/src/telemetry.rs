@@ -2,7 +2,7 @@
 //! phone numbers masked by the crates that log them) and one Prometheus recorder with every
 //! metric of `herald_core::metrics` described up front.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -26,8 +26,13 @@ pub fn init_tracing(cfg: &Log) {
         })
         .unwrap_or_else(|| "info".into());
     let filter = tracing_subscriber::EnvFilter::new(quiet_redis_client(&chosen));
+    let no_color = std::env::var_os("NO_COLOR");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours(
+            std::io::stderr().is_terminal(),
+            no_color.as_deref(),
+        ))
         .with_writer(LogOut);
     // A second initialisation (tests, the demo) keeps the first.
     let _ = if cfg.format == crate::config::LogFormat::Json {
@@ -35,6 +40,12 @@ pub fn init_tracing(cfg: &Log) {
     } else {
         builder.compact().try_init()
     };
+}
+
+/// Whether text logs are coloured: only on a terminal (a file, `kubectl logs` or a log
+/// collector would get the escape codes as text), and not when `NO_COLOR` is set to anything.
+fn colours(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 /// The log filter `chosen`, with the Redis client's own lines at `error` unless it names
@@ -216,6 +227,21 @@ pub fn init_series(api: bool, sender: bool, webhook: bool, reconciler: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colours(true, None));
+        assert!(
+            colours(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!colours(true, Some(OsStr::new("1"))));
+        assert!(
+            !colours(false, None),
+            "a file or a pipe gets no escape codes"
+        );
+    }
 
     #[test]
     fn an_api_only_process_exports_the_store_series_at_zero() {
