@@ -354,7 +354,7 @@ impl Client {
         let mut url = self.templates_url(waba_id)?;
         url.query_pairs_mut()
             .append_pair("name", name)
-            .append_pair("fields", "name,language,status,category")
+            .append_pair("fields", "name,language,status,category,components")
             .append_pair("limit", "100");
         let list: TemplateList = self
             .execute(self.http.get(url).header(AUTHORIZATION, self.auth.clone()))

@@ -1006,6 +1006,26 @@ async fn campaigns_are_checked_against_metas_template_list() {
         "{v}"
     );
 
+    // A body given more parameters than the template takes would be refused at every send
+    // (132000), and the campaign would pause at its first: refused now, with the count.
+    let mut two = template_spec("two-parameters");
+    two["message"]["template"]["components"][0]["parameters"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "text", "text": "{{last_name}}"}));
+    let (status, v) = api.json("POST", "/v1/campaigns", Some(two)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        message_of(&v)
+            .contains("order_update (en_US) takes 1 parameter at Meta; the message gives 2"),
+        "{v}"
+    );
+    let mut none = template_spec("no-parameters");
+    none["message"]["template"]["name"] = json!("hello_world");
+    let (status, v) = api.json("POST", "/v1/campaigns", Some(none)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message_of(&v).contains("takes 0 parameters"), "{v}");
+
     let mut missing = template_spec("missing");
     missing["message"]["template"]["language"]["code"] = json!("fr");
     let (status, v) = api.json("POST", "/v1/campaigns", Some(missing)).await;

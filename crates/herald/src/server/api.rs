@@ -90,14 +90,33 @@ impl Templates {
         }
     }
 
-    /// Checks that the campaign's template (`name:language`) is approved at Meta, and
-    /// answers its category; `Ok(None)` when Meta could not be asked (said in the log).
-    async fn check(&self, key: &str) -> Result<Option<String>, ApiError> {
+    /// Checks that the campaign's template (`name:language`) is approved at Meta and that
+    /// `message` gives its body as many parameters as it takes, and answers its category;
+    /// `Ok(None)` when Meta could not be asked (said in the log).
+    async fn check(
+        &self,
+        key: &str,
+        message: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<String>, ApiError> {
         let Some((name, language)) = key.split_once(':') else {
             return Ok(None);
         };
         match self.client.template(&self.waba_id, name, language).await {
             Ok(Some(t)) if t.status.eq_ignore_ascii_case("APPROVED") => {
+                // Meta refuses every send whose count is wrong (132000), and the campaign
+                // pauses at its first: say so now. (A body Meta lists without its text is
+                // not counted.)
+                let has_text = (t.components.iter())
+                    .any(|c| c.kind.eq_ignore_ascii_case("BODY") && c.text.is_some());
+                let (want, got) = (t.body_parameters(), body_parameters(message));
+                if has_text && want != got {
+                    return Err(ApiError::invalid(format!(
+                        "message.template.components: the body of {name} ({language}) takes \
+                         {want} parameter{} at Meta; the message gives {got} (Meta would \
+                         refuse every send with error 132000)",
+                        if want == 1 { "" } else { "s" }
+                    )));
+                }
                 let category = t.category.to_ascii_uppercase();
                 Ok(herald_core::spec::TEMPLATE_CATEGORIES
                     .contains(&category.as_str())
@@ -119,6 +138,23 @@ impl Templates {
             }
         }
     }
+}
+
+/// How many parameters a template message gives its body.
+fn body_parameters(message: &serde_json::Map<String, serde_json::Value>) -> usize {
+    (message.get("template"))
+        .and_then(|t| t.get("components"))
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c.get("type")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|k| k.eq_ignore_ascii_case("body"))
+        })
+        .filter_map(|c| c.get("parameters").and_then(serde_json::Value::as_array))
+        .map(Vec::len)
+        .sum()
 }
 
 impl<S: Store> ApiState<S> {
@@ -482,7 +518,7 @@ async fn store_new<S: Store>(
     mut new: NewCampaign,
 ) -> Result<Campaign, ApiError> {
     if let (Some(t), Some(key)) = (&state.templates, &new.template) {
-        new.spec.template_category = t.check(key).await?;
+        new.spec.template_category = t.check(key, &new.spec.message).await?;
     }
     // What the campaign is first priced at: a later re-categorisation shows as drift.
     new.spec.priced_category = new.spec.template_category.clone();
@@ -656,7 +692,7 @@ async fn validate<S: Store>(
     require_type(&headers, "application/json")?;
     let new = prepare(&body, &state.default_phone_number_id)?;
     let template_category = match (&state.templates, &new.template) {
-        (Some(t), Some(key)) => t.check(key).await?,
+        (Some(t), Some(key)) => t.check(key, &new.spec.message).await?,
         _ => None,
     };
     let columns = new
@@ -914,7 +950,7 @@ async fn action<S: Store>(
         if let Some(key) = &c.template {
             // A template Meta paused or disabled since creation: the campaign cannot start.
             let now = t
-                .check(key)
+                .check(key, &c.spec.message)
                 .await
                 .map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e.message))?;
             if let (Some(then), Some(now)) = (&c.spec.template_category, &now)
