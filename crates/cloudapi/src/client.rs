@@ -192,6 +192,30 @@ pub fn http_builder() -> reqwest::ClientBuilder {
         .tcp_nodelay(true)
 }
 
+/// The same, for requests to `target` (a URL). A target on this machine (the simulator, a
+/// local Herald) is always reached directly: a proxy the environment names (`HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY`, which Herald honours for Meta's API) could not reach it, and
+/// would see its traffic.
+pub fn http_builder_for(target: &str) -> reqwest::ClientBuilder {
+    let builder = http_builder();
+    if is_loopback_url(target) {
+        builder.no_proxy()
+    } else {
+        builder
+    }
+}
+
+/// Whether `url`'s host is this machine: `localhost`, `127.0.0.0/8` or `::1`. (Not names
+/// under `localhost`: a resolver may send those to DNS.) Not a URL: no.
+pub fn is_loopback_url(url: &str) -> bool {
+    match url::Url::parse(url).ok().as_ref().and_then(url::Url::host) {
+        Some(url::Host::Domain(d)) => d.trim_end_matches('.') == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// A Cloud API client. Cheap to clone; clones share the connection pool.
 #[derive(Clone)]
 pub struct Client {
@@ -241,7 +265,7 @@ impl Client {
                 Error::Config("the access token has characters a header cannot carry".into())
             })?;
         auth.set_sensitive(true);
-        let http = http_builder()
+        let http = http_builder_for(&base)
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.connect_timeout.min(cfg.request_timeout))
             .pool_max_idle_per_host(cfg.max_idle_per_host)

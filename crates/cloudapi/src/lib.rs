@@ -20,7 +20,9 @@ pub mod validate;
 pub mod webhook;
 
 pub use class::{ErrorClass, TransportFailure, code_label, meaning};
-pub use client::{Client, ClientConfig, Error, Messages, http_builder};
+pub use client::{
+    Client, ClientConfig, Error, Messages, http_builder, http_builder_for, is_loopback_url,
+};
 pub use departure::Departure;
 pub use message::{Message, SendMessage, SendRequest};
 pub use response::{ErrorBody, GraphError, PhoneNumberInfo, SendResponse, TemplateInfo, TokenInfo};

@@ -344,3 +344,30 @@ fn bad_configuration_is_refused() {
     let err = rt.block_on(c.send("../../evil", &request())).unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
 }
+
+#[test]
+fn loopback_urls_are_told_from_the_rest() {
+    use herald_cloudapi::is_loopback_url;
+    for near in [
+        "http://127.0.0.1:7000",
+        "http://127.3.2.1/x",
+        "http://localhost:8080/v1",
+        "http://LocalHost./",
+        "http://[::1]:7000",
+        "https://user:pw@127.0.0.1",
+    ] {
+        assert!(is_loopback_url(near), "{near}");
+    }
+    for far in [
+        "https://graph.facebook.com",
+        "http://10.0.0.1:7000",
+        "http://localhost.example.com",
+        "http://sim.localhost:7000",
+        "http://[::2]:7000",
+        "http://127.0.0.1.nip.io",
+        "not a url",
+        "",
+    ] {
+        assert!(!is_loopback_url(far), "{far}");
+    }
+}

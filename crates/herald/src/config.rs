@@ -520,7 +520,10 @@ impl Config {
         self.cost.rate_card()?;
         let w = &self.whatsapp;
         let base = url_like(&w.api_base).map_err(|p| bad("whatsapp.api_base", p))?;
-        if base.starts_with("http://") && !is_loopback_url(&w.api_base) && !w.allow_plain_http {
+        if base.starts_with("http://")
+            && !herald_cloudapi::is_loopback_url(&w.api_base)
+            && !w.allow_plain_http
+        {
             return Err(bad(
                 "whatsapp.api_base",
                 "plain http is only allowed to a loopback address (the simulator), or with \
@@ -951,16 +954,6 @@ fn url_host(s: &str) -> String {
         host.split(':').next().unwrap_or("")
     };
     host.trim_end_matches('.').to_ascii_lowercase()
-}
-
-fn is_loopback_url(s: &str) -> bool {
-    let rest = s.trim_start_matches("http://");
-    let host = rest.split(['/', ':']).next().unwrap_or("");
-    host == "localhost"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
-        || rest.starts_with("[::1]")
 }
 
 /// Writes the environment's overrides into the table.

@@ -283,6 +283,11 @@ fn doctor_passes_and_fails_with_the_fix() {
             ("WA_APP_SECRET", "s".to_owned()),
             ("VERIFY_TOKEN", "v".to_owned()),
             ("REDIS_URL", String::new()),
+            // A proxy for Meta's API (a closed port): the simulator on loopback is reached
+            // directly all the same.
+            ("HTTPS_PROXY", "http://127.0.0.1:9".to_owned()),
+            ("HTTP_PROXY", "http://127.0.0.1:9".to_owned()),
+            ("ALL_PROXY", "http://127.0.0.1:9".to_owned()),
         ]
     };
     let out = herald(&["doctor"], &env("sim-access-token"));

@@ -89,7 +89,7 @@ impl SimProcess {
                 "the simulator child did not start (it said {url:?})"
             )));
         }
-        let http = herald_cloudapi::http_builder()
+        let http = herald_cloudapi::http_builder_for(&url)
             .build()
             .map_err(std::io::Error::other)?;
         Ok(Self { child, url, http })

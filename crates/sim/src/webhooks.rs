@@ -160,7 +160,7 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let wh = &cfg.webhooks;
-    let http = match herald_cloudapi::http_builder()
+    let http = match herald_cloudapi::http_builder_for(&wh.url)
         .timeout(Duration::from_millis(wh.timeout_ms))
         .build()
     {

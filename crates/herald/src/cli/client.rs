@@ -18,7 +18,7 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(base: &str, key: Option<String>) -> anyhow::Result<Self> {
-        let http = herald_cloudapi::http_builder()
+        let http = herald_cloudapi::http_builder_for(base)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;

@@ -249,7 +249,7 @@ async fn phone_number(client: &Client, id: &str) -> Vec<Check> {
 /// `GET /{version}/{path}` on the configured API with the token: (success, body).
 async fn graph_get(cfg: &Config, path: &str) -> Result<(bool, Value), String> {
     let w = &cfg.whatsapp;
-    let http = herald_cloudapi::http_builder()
+    let http = herald_cloudapi::http_builder_for(&w.api_base)
         .timeout(Duration::from_millis(w.request_timeout_ms))
         .build()
         .map_err(|e| e.to_string())?;
