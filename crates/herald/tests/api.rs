@@ -308,6 +308,74 @@ async fn uploads_check_columns_then_rows() {
     api.cleanup().await;
 }
 
+/// A big file may come compressed: gzip is inflated as it is read, and what it inflates to
+/// is bounded like the bytes that arrive; other encodings and damaged data are named.
+#[tokio::test]
+async fn a_gzip_upload_is_read_as_its_csv_and_bounded_inflated() {
+    use std::io::Write as _;
+    let gzip = |text: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(text).unwrap();
+        e.finish().unwrap()
+    };
+    let send = |id: &str, body: Vec<u8>, encoding: &str, path: &str| {
+        Request::post(format!("/v1/campaigns/{id}/{path}"))
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+            .header(header::CONTENT_TYPE, "text/csv")
+            .header(header::CONTENT_ENCODING, encoding)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let api = Api::new().await;
+    let id = api.create(template_spec("gzip")).await;
+    // Two gzip members back to back (as `cat a.gz b.gz` makes) are one file.
+    let mut body = gzip(b"phone,first_name\n+447912345678,Ann\n");
+    body.extend(gzip(b"+447912345679,Bob\n+447912345680,Cy\n"));
+    let (status, text) = api.call(send(&id, body.clone(), "gzip", "preview")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("\"rows\":3"), "{text}");
+    let (status, text) = api.call(send(&id, body, "gzip", "recipients")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("\"accepted\":3"), "{text}");
+
+    let (status, text) = api
+        .call(send(&id, b"phone\n".to_vec(), "br", "recipients"))
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
+    assert!(
+        text.contains("\\\"br\\\" is not taken") && text.contains("gzip"),
+        "{text}"
+    );
+
+    // Damage shows at the end, where the checksum is: the rows before it are kept.
+    let mut damaged = gzip(b"phone,first_name\n+447912345681,Dee\n");
+    let n = damaged.len();
+    damaged[n - 8] ^= 0xff;
+    let (status, text) = api.call(send(&id, damaged, "gzip", "recipients")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("gzip data is damaged"), "{text}");
+    assert!(text.contains("1 rows were read"), "{text}");
+    let cut = gzip(b"phone,first_name\n+447912345682,Eve\n")[..20].to_vec();
+    let (status, text) = api.call(send(&id, cut, "gzip", "recipients")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("cut short"), "{text}");
+
+    // Two MiB of rows squeeze into a few KiB, past the 1 MiB this server takes.
+    let mut big = b"phone,first_name\n".to_vec();
+    while big.len() < 2 << 20 {
+        big.extend_from_slice(b"+447912345678,Ann\n");
+    }
+    let small = gzip(&big);
+    assert!(small.len() < 64 << 10, "{}", small.len());
+    let (status, text) = api.call(send(&id, small, "gzip", "recipients")).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(
+        text.contains("inflates to more than server.max_upload_bytes"),
+        "{text}"
+    );
+    api.cleanup().await;
+}
+
 #[tokio::test]
 async fn row_values_must_make_a_valid_message() {
     let api = Api::new().await;

@@ -717,8 +717,8 @@ async fn validate<S: Store>(
         (status = 200, description = "How Herald reads the rows", body = crate::server::upload::UploadPreview),
         (status = 404, description = "No such campaign", body = ErrorBody),
         (status = 413, description = "Over server.max_body_bytes", content_type = "text/plain", body = String),
-        (status = 415, description = "Not sent as text/csv", body = ErrorBody),
-        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing)", body = ErrorBody)))]
+        (status = 415, description = "Not sent as text/csv, or a Content-Encoding other than gzip", body = ErrorBody),
+        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing, damaged gzip data)", body = ErrorBody)))]
 async fn preview<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -728,9 +728,23 @@ async fn preview<S: Store>(
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
     require_type(&headers, "text/csv")?;
+    let encoding = content_encoding(&headers)?;
     let campaign = state.store.campaign(&id).await?;
-    let preview = upload::preview(&campaign, params.phone_column, body).await?;
+    let decoded = (body, encoding, state.max_body_bytes);
+    let preview = upload::preview(&campaign, params.phone_column, decoded).await?;
     Ok(axum::Json(preview).into_response())
+}
+
+/// How a CSV body is encoded: as it is, or gzip (415 for anything else).
+fn content_encoding(headers: &HeaderMap) -> Result<upload::Encoding, ApiError> {
+    let named = (headers.get(header::CONTENT_ENCODING)).map(|v| v.to_str().unwrap_or("?"));
+    upload::Encoding::of(named).map_err(|m| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            m,
+        )
+    })
 }
 
 /// The body must be declared as `expected`: a web form cannot send that type cross-site
@@ -1000,6 +1014,7 @@ struct UploadParams {
 /// Add recipients from a CSV file, streamed: numbers are checked (E.164, `default_region`
 /// for national ones), deduplicated and checked against the suppression list; each row's
 /// values must fill the message's placeholders. Sending the same file again adds nothing.
+/// The file may come compressed (`Content-Encoding: gzip`).
 #[utoipa::path(post, path = "/v1/campaigns/{id}/recipients", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id"), UploadParams),
     request_body(content = String, content_type = "text/csv"),
@@ -1009,8 +1024,8 @@ struct UploadParams {
         (status = 408, description = "The body stopped arriving; what was read is kept", body = ErrorBody),
         (status = 409, description = "The campaign has ended", body = ErrorBody),
         (status = 413, description = "Over server.max_upload_bytes or max_upload_recipients", body = ErrorBody),
-        (status = 415, description = "Not sent as text/csv", body = ErrorBody),
-        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing)", body = ErrorBody)))]
+        (status = 415, description = "Not sent as text/csv, or a Content-Encoding other than gzip", body = ErrorBody),
+        (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing, damaged gzip data)", body = ErrorBody)))]
 async fn recipients<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -1020,6 +1035,7 @@ async fn recipients<S: Store>(
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
     require_type(&headers, "text/csv")?;
+    let encoding = content_encoding(&headers)?;
     let campaign = state.store.campaign(&id).await?;
     if matches!(
         campaign.status,
@@ -1038,7 +1054,7 @@ async fn recipients<S: Store>(
         state.store.clone(),
         campaign,
         params.phone_column,
-        body,
+        (body, encoding),
         upload::Limits {
             max_bytes: state.max_upload_bytes,
             max_recipients: state.max_upload_recipients,

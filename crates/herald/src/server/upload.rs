@@ -52,12 +52,57 @@ pub struct Limits {
     pub idle: Duration,
 }
 
+/// How the body is encoded (`Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As it is.
+    Identity,
+    /// gzip: decompressed as it is read, `max_bytes` holding for what it inflates to as well.
+    Gzip,
+}
+
+impl Encoding {
+    /// The encoding a `Content-Encoding` header names; `Err` with the message for an
+    /// encoding Herald does not take.
+    pub fn of(header: Option<&str>) -> Result<Self, String> {
+        match header.map(str::trim) {
+            None | Some("") => Ok(Self::Identity),
+            Some(e) if e.eq_ignore_ascii_case("identity") => Ok(Self::Identity),
+            Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => {
+                Ok(Self::Gzip)
+            }
+            Some(e) => Err(format!(
+                "Content-Encoding {e:?} is not taken: send the CSV as it is, or compressed \
+                 with gzip (Content-Encoding: gzip)"
+            )),
+        }
+    }
+
+    /// The body's bytes as the CSV they encode; what gzip inflates to fails past `max` bytes
+    /// (the setting named `setting`). Gzip reads its header at once: call it where `body`
+    /// may block.
+    fn decode<'a, R: io::Read + Send + 'a>(
+        self,
+        body: R,
+        (max, setting): (u64, &'static str),
+    ) -> Box<dyn io::Read + Send + 'a> {
+        match self {
+            Self::Identity => Box::new(body),
+            Self::Gzip => Box::new(AtMost {
+                inner: flate2::read::MultiGzDecoder::new(body),
+                left: max,
+                setting,
+            }),
+        }
+    }
+}
+
 /// Streams a CSV body into the campaign and answers with the load summary.
 pub async fn load<S: Store>(
     store: Arc<S>,
     campaign: Campaign,
     phone_column: Option<String>,
-    body: Body,
+    (body, encoding): (Body, Encoding),
     limits: Limits,
 ) -> Result<UploadSummary, ApiError> {
     let template = campaign
@@ -108,7 +153,9 @@ pub async fn load<S: Store>(
             rt: handle.clone(),
             keep_rejects: limits.max_stored_rejects,
         };
-        let r = herald_loader::load(reader, &opts, &mut sink);
+        // On this thread: a gzip decoder reads the stream's header as it is made.
+        let max = (limits.max_bytes, "server.max_upload_bytes");
+        let r = herald_loader::load(encoding.decode(reader, max), &opts, &mut sink);
         // Let the campaign complete once its last job settles (should this fail, the hold
         // lapses by itself).
         if let Err(e) = handle.block_on(store.release_upload(&id, upload)) {
@@ -152,11 +199,17 @@ fn load_error(e: LoadError) -> ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 format!(
-                    "the upload is larger than server.max_upload_bytes; the first {} rows \
-                     were read and {} recipients kept",
+                    "{source}; the first {} rows were read and {} recipients kept",
                     summary.rows, summary.accepted
                 ),
             )
+        }
+        LoadError::Io { source, summary } if source.kind() == io::ErrorKind::InvalidData => {
+            ApiError::invalid(format!(
+                "{source}; the first {} rows were read and {} recipients kept (send the file \
+                 again whole: nothing is added twice)",
+                summary.rows, summary.accepted
+            ))
         }
         LoadError::Io { source, summary } if source.kind() == io::ErrorKind::TimedOut => {
             ApiError::new(
@@ -301,7 +354,7 @@ const PREVIEW_RECIPIENTS: usize = 5;
 pub async fn preview(
     campaign: &Campaign,
     phone_column: Option<String>,
-    body: Bytes,
+    (body, encoding, max_bytes): (Bytes, Encoding, usize),
 ) -> Result<UploadPreview, ApiError> {
     let template = campaign
         .spec
@@ -323,7 +376,9 @@ pub async fn preview(
             ..LoadOptions::default()
         };
         let mut sink = PreviewSink(Vec::new());
-        let report = herald_loader::load(body.as_ref(), &opts, &mut sink).map_err(load_error)?;
+        let max = (max_bytes as u64, "server.max_body_bytes");
+        let input = encoding.decode(body.as_ref(), max);
+        let report = herald_loader::load(input, &opts, &mut sink).map_err(load_error)?;
         let recipients = (sink.0.iter())
             .map(|r| {
                 let mut message: serde_json::Value =
@@ -547,6 +602,40 @@ impl Stream for Limited {
             }
             other => other,
         }
+    }
+}
+
+/// A reader that fails, rather than ending, past `left` bytes: what a compressed upload
+/// inflates to is bounded like the bytes that arrive.
+struct AtMost<R> {
+    inner: R,
+    left: u64,
+    /// The setting that bounds it.
+    setting: &'static str,
+}
+
+impl<R: io::Read> io::Read for AtMost<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the gzip data is damaged ({e})"),
+            ),
+            io::ErrorKind::UnexpectedEof => io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the gzip data ends before its end: the file was cut short",
+            ),
+            _ => e,
+        })?;
+        if n as u64 > self.left {
+            self.left = 0;
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("the upload inflates to more than {}", self.setting),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
