@@ -174,6 +174,17 @@ async fn bad_campaign_bodies_name_their_problem() {
             "message.template.components[0].parameters[0].text: holds a line break",
         ),
         (
+            json!({"name": "t", "message": {"type": "text", "text": {"body": "hi"}},
+                "schedule_at": "2020-12-01T09:00:00Z"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schedule_at: 2020-12-01T09:00:00Z is in the past",
+        ),
+        (
+            json!({"name": "spring\nsale", "message": {"type": "text", "text": {"body": "hi"}}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name: must not hold control characters",
+        ),
+        (
             json!({"name": "t", "message": {"type": "text", "text": {"body": "hi"}}, "colour": "red"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "colour",

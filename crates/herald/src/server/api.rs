@@ -505,7 +505,7 @@ async fn create<S: Store>(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_type(&headers, "application/json")?;
-    let new = prepare(&body, &state.default_phone_number_id)?;
+    let new = prepare(&body, &state.default_phone_number_id, (state.clock)())?;
     let campaign = store_new(&state, new).await?;
     let campaign = schedule_if_asked(&state, campaign).await?;
     let v = view(&state, &campaign).await?;
@@ -571,11 +571,15 @@ async fn follow_up<S: Store>(
     require_type(&headers, "application/json")?;
     let source = state.store.campaign(&campaign_id(&id)?).await?;
     let body: follow_up::FollowUpBody = parse_json(&body)?;
-    let new =
-        prepare(body.campaign.get().as_bytes(), &source.phone_number_id).map_err(|e| ApiError {
-            message: format!("campaign.{}", e.message),
-            ..e
-        })?;
+    let new = prepare(
+        body.campaign.get().as_bytes(),
+        &source.phone_number_id,
+        (state.clock)(),
+    )
+    .map_err(|e| ApiError {
+        message: format!("campaign.{}", e.message),
+        ..e
+    })?;
     let template = new
         .spec
         .compile()
@@ -624,6 +628,9 @@ pub struct TemplateListView {
 
 /// Pages of Meta's template list read at most (100 templates each).
 const TEMPLATE_PAGES: usize = 20;
+/// How far in the past a campaign's `schedule_at` may be (the caller's clock, a form filled in
+/// a moment ago): it then starts at once.
+const SCHEDULE_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// The account's approved templates (`whatsapp.waba_id`), as Meta lists them now.
 #[utoipa::path(get, path = "/v1/templates", tag = "campaigns",
@@ -690,7 +697,7 @@ async fn validate<S: Store>(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require_type(&headers, "application/json")?;
-    let new = prepare(&body, &state.default_phone_number_id)?;
+    let new = prepare(&body, &state.default_phone_number_id, (state.clock)())?;
     let template_category = match (&state.templates, &new.template) {
         (Some(t), Some(key)) => t.check(key, &new.spec.message).await?,
         _ => None,
@@ -768,10 +775,24 @@ pub(crate) fn require_type(headers: &HeaderMap, expected: &str) -> Result<(), Ap
 
 /// Parses and checks a campaign definition: the spec's own fields, then the message body
 /// against the Cloud API's documented limits (placeholders allowed), then compiles it.
-pub fn prepare(body: &[u8], default_phone_number_id: &str) -> Result<NewCampaign, ApiError> {
+pub fn prepare(
+    body: &[u8],
+    default_phone_number_id: &str,
+    now: jiff::Timestamp,
+) -> Result<NewCampaign, ApiError> {
     let spec: CampaignSpec = parse_json(body)?;
     spec.validate()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    // A time already past would start the campaign at once, likely before its recipients
+    // are in: a mistaken year or zone, not a wish (a minute's grace for the caller's clock).
+    if let Some(at) = spec.schedule_at
+        && at < now - SCHEDULE_GRACE
+    {
+        return Err(ApiError::invalid(format!(
+            "schedule_at: {at} is in the past (it is {now} here); leave it out to start the \
+             campaign by hand"
+        )));
+    }
     let message: herald_cloudapi::Message =
         serde_json::from_value(Value::Object(spec.message.clone()))
             .map_err(|e| ApiError::invalid(format!("message: {e}")))?;
