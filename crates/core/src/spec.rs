@@ -110,13 +110,6 @@ impl CampaignSpec {
         if name.is_empty() {
             return Err(SpecError::new("name", "must not be empty"));
         }
-        if self.name.chars().any(char::is_control) {
-            // It goes into logs, CSV exports and page titles as it is.
-            return Err(SpecError::new(
-                "name",
-                "must not hold control characters (a line break, a tab, …)",
-            ));
-        }
         if self.name.chars().count() > NAME_MAX {
             return Err(SpecError::new(
                 "name",

@@ -783,6 +783,13 @@ pub fn prepare(
     let spec: CampaignSpec = parse_json(body)?;
     spec.validate()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    // A name goes into logs, exports and page titles as it is. (Checked for new campaigns
+    // only: one stored before this rule still compiles and sends.)
+    if spec.name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name: must not hold control characters (a line break, a tab, …)",
+        ));
+    }
     // A time already past would start the campaign at once, likely before its recipients
     // are in: a mistaken year or zone, not a wish (a minute's grace for the caller's clock).
     if let Some(at) = spec.schedule_at
