@@ -180,6 +180,12 @@ async fn bad_campaign_bodies_name_their_problem() {
             "schedule_at: 2020-12-01T09:00:00Z is in the past",
         ),
         (
+            json!({"name": "t", "message": {"type": "text", "text": {"body": "hi"}},
+                "default_region": "XX"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "default_region: \"XX\" is not a region code",
+        ),
+        (
             json!({"name": "spring\nsale", "message": {"type": "text", "text": {"body": "hi"}}}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "name: must not hold control characters",

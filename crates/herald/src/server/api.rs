@@ -790,6 +790,13 @@ pub fn prepare(
             "name: must not hold control characters (a line break, a tab, …)",
         ));
     }
+    // A region libphonenumber does not know would refuse every upload: say so now.
+    if let Err(e) = herald_loader::Normalizer::new(spec.default_region.as_deref()) {
+        return Err(ApiError::invalid(format!(
+            "default_region: {:?} is not a region code libphonenumber knows",
+            e.0
+        )));
+    }
     // A time already past would start the campaign at once, likely before its recipients
     // are in: a mistaken year or zone, not a wish (a minute's grace for the caller's clock).
     if let Some(at) = spec.schedule_at
