@@ -141,8 +141,16 @@ fn list(names: &[String]) -> String {
 pub enum LoadError {
     #[error("the file is empty: a header row naming the columns is required")]
     Empty,
-    #[error("the header row is not valid UTF-8")]
+    #[error(
+        "the header row is not valid UTF-8: save the file as \"CSV UTF-8\" (Excel's \"CSV \
+         (Comma delimited)\" uses the computer's own encoding)"
+    )]
     HeaderNotUtf8,
+    #[error(
+        "the file is UTF-16 (as Excel's \"Unicode Text\" saves it): save it as \"CSV UTF-8\" \
+         and upload that"
+    )]
+    Utf16,
     #[error("the header row is too long or has too many columns")]
     HeaderTooLong,
     #[error(
@@ -228,7 +236,15 @@ where
         .map(|i| {
             std::str::from_utf8(header.field(i).unwrap_or_default())
                 .map(str::to_owned)
-                .map_err(|_| LoadError::HeaderNotUtf8)
+                .map_err(|_| {
+                    // A UTF-16 byte order mark (little or big endian) before the first name.
+                    let first = header.field(0).unwrap_or_default();
+                    if first.starts_with(b"\xFF\xFE") || first.starts_with(b"\xFE\xFF") {
+                        LoadError::Utf16
+                    } else {
+                        LoadError::HeaderNotUtf8
+                    }
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let columns = header::resolve(

@@ -165,7 +165,10 @@ impl Validate<'_> {
         let Ok(phone_text) = std::str::from_utf8(phone_cell) else {
             return reject(
                 RejectReason::NotUtf8,
-                format!("column {:?} is not valid UTF-8", c.phone_name),
+                format!(
+                    "column {:?} is not valid UTF-8 (save the file as \"CSV UTF-8\")",
+                    c.phone_name
+                ),
             );
         };
         let phone = match normalizer.normalize(phone_text) {
@@ -192,7 +195,10 @@ impl Validate<'_> {
                 Err(_) => {
                     return reject(
                         RejectReason::NotUtf8,
-                        format!("column {:?} is not valid UTF-8", c.var_names[k]),
+                        format!(
+                            "column {:?} is not valid UTF-8 (save the file as \"CSV UTF-8\")",
+                            c.var_names[k]
+                        ),
                     );
                 }
             }

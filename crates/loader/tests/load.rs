@@ -85,6 +85,50 @@ fn a_header_row_is_required() {
     assert!(matches!(err, LoadError::NoPhoneColumn { .. }), "{err}");
 }
 
+/// Files Excel saved in another encoding are refused with how to save them, not as "not
+/// valid UTF-8" alone: UTF-16 ("Unicode Text", little or big endian) and Windows-1252.
+#[test]
+fn a_file_in_another_encoding_is_named_with_the_fix() {
+    let utf16 = |big: bool| {
+        let mut out = if big {
+            vec![0xFE, 0xFF]
+        } else {
+            vec![0xFF, 0xFE]
+        };
+        for u in "phone\tname\r\n+447912345678\tAnn\r\n".encode_utf16() {
+            let b = if big {
+                u.to_be_bytes()
+            } else {
+                u.to_le_bytes()
+            };
+            out.extend_from_slice(&b);
+        }
+        out
+    };
+    for big in [false, true] {
+        let mut sink = MemorySink::default();
+        let err = load(&utf16(big)[..], &opts(), &mut sink).unwrap_err();
+        assert!(matches!(err, LoadError::Utf16), "{err}");
+        assert!(err.to_string().contains("CSV UTF-8"), "{err}");
+        assert!(sink.recipients.is_empty());
+    }
+    let mut sink = MemorySink::default();
+    let err = load(&b"t\xe9l\xe9phone,name\n"[..], &opts(), &mut sink).unwrap_err();
+    assert!(matches!(err, LoadError::HeaderNotUtf8), "{err}");
+    assert!(err.to_string().contains("CSV UTF-8"), "{err}");
+    // A Windows-1252 name in a UTF-8 header's file: that row only, with the fix.
+    let (_, sink) = run(
+        b"phone,name\n+447912345678,Jos\xe9\n+447912345679,Ann\n",
+        &opts(),
+    );
+    assert_eq!(phones(&sink), ["+447912345679"]);
+    assert!(
+        sink.rejects[0].detail.contains("CSV UTF-8"),
+        "{:?}",
+        sink.rejects[0]
+    );
+}
+
 /// A sink that fails the test if it is ever called.
 struct Untouchable;
 impl RecipientSink for Untouchable {
