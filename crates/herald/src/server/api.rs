@@ -791,10 +791,11 @@ pub fn prepare(
         ));
     }
     // A region libphonenumber does not know would refuse every upload: say so now.
-    if let Err(e) = herald_loader::Normalizer::new(spec.default_region.as_deref()) {
+    if let Some(region) = &spec.default_region
+        && herald_loader::Normalizer::new(Some(region)).is_err()
+    {
         return Err(ApiError::invalid(format!(
-            "default_region: {:?} is not a region code libphonenumber knows",
-            e.0
+            "default_region: {region:?} is not a region code libphonenumber knows"
         )));
     }
     // A time already past would start the campaign at once, likely before its recipients

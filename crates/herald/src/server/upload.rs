@@ -467,12 +467,13 @@ pub(crate) fn row_check(
     for field in template.fields() {
         let value = field.render(vars);
         herald_cloudapi::check_field(&field.path, &value).map_err(|problem| {
-            let mut columns: Vec<String> = field
-                .slots()
-                .filter_map(|i| template.placeholders().get(i))
-                .map(|p| format!("{:?}", p.name))
-                .collect();
-            columns.dedup();
+            let mut columns: Vec<String> = Vec::new();
+            for p in field.slots().filter_map(|i| template.placeholders().get(i)) {
+                let name = format!("{:?}", p.name);
+                if !columns.contains(&name) {
+                    columns.push(name);
+                }
+            }
             // A quote the file leaves open takes the lines after it into this value.
             let hint = if value.contains('\n') {
                 "; a quote left open in the CSV joins the lines after it to its row"
