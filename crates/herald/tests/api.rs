@@ -393,6 +393,68 @@ async fn a_gzip_upload_is_read_as_its_csv_and_bounded_inflated() {
     api.cleanup().await;
 }
 
+/// A spreadsheet's own character set, named in the Content-Type (`charset`), is read as such;
+/// UTF-16 is told by its byte order mark; UTF-8 stays checked field by field.
+#[tokio::test]
+async fn a_csv_in_a_spreadsheets_charset_is_read_as_such() {
+    let send = |id: &str, body: Vec<u8>, content_type: &str, path: &str| {
+        Request::post(format!("/v1/campaigns/{id}/{path}"))
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let api = Api::new().await;
+    let id = api.create(template_spec("charsets")).await;
+    // "José" and "Zoë" as Excel's "CSV (Comma delimited)" saves them in Western Europe.
+    let cp1252 = b"phone,first_name\n+447912345678,Jos\xe9\n+447912345679,Zo\xeb\n".to_vec();
+    let (status, text) = api
+        .call(send(
+            &id,
+            cp1252.clone(),
+            "text/csv; charset=windows-1252",
+            "preview",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("José") && text.contains("Zoë"), "{text}");
+    let (status, text) = api
+        .call(send(
+            &id,
+            cp1252.clone(),
+            "text/csv;charset=\"ISO-8859-1\"",
+            "recipients",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("\"accepted\":2"), "{text}");
+    // Without the charset, those bytes are not UTF-8: each such row is a reject of its own.
+    let (status, text) = api.call(send(&id, cp1252, "text/csv", "preview")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("not_utf8"), "{text}");
+
+    // UTF-16 with its byte order mark (Excel's "Unicode Text": tab separated).
+    let mut utf16 = vec![0xFF, 0xFE];
+    for u in "phone\tfirst_name\r\n+447912345680\tÅsa\r\n".encode_utf16() {
+        utf16.extend_from_slice(&u.to_le_bytes());
+    }
+    let (status, text) = api.call(send(&id, utf16, "text/csv", "recipients")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("\"accepted\":1"), "{text}");
+
+    let (status, text) = api
+        .call(send(
+            &id,
+            b"phone\n".to_vec(),
+            "text/csv; charset=klingon",
+            "recipients",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
+    assert!(text.contains("klingon"), "{text}");
+    api.cleanup().await;
+}
+
 #[tokio::test]
 async fn row_values_must_make_a_valid_message() {
     let api = Api::new().await;

@@ -32,6 +32,10 @@ pub enum CampaignCommand {
         message: PathBuf,
         #[arg(long, value_name = "CSV_FILE")]
         csv: PathBuf,
+        /// The file's character set when it is not UTF-8, e.g. windows-1252 (what Excel's
+        /// "CSV (Comma delimited)" uses in much of the world). UTF-16 is told by itself.
+        #[arg(long, value_name = "CHARSET")]
+        charset: Option<String>,
         /// Region for numbers in national form (ISO 3166, e.g. US).
         #[arg(long)]
         default_region: Option<String>,
@@ -136,6 +140,7 @@ pub async fn run(
             name,
             message,
             csv,
+            charset,
             default_region,
             phone_number_id,
             mps,
@@ -152,6 +157,7 @@ pub async fn run(
                     name: &name,
                     message: &message,
                     csv: &csv,
+                    charset: charset.as_deref(),
                     default_region: default_region.as_deref(),
                     phone_number_id: phone_number_id.as_deref(),
                     mps,

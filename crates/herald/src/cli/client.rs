@@ -70,8 +70,14 @@ impl ApiClient {
     }
 
     /// Streams a CSV file to the campaign, with a progress bar of bytes and rows. A file
-    /// named `*.gz` goes as it is, gzip-compressed (`Content-Encoding: gzip`).
-    pub async fn upload(&self, id: &str, csv: &Path, quiet: bool) -> anyhow::Result<Value> {
+    /// named `*.gz` goes as it is, gzip-compressed (`Content-Encoding: gzip`); `charset`
+    /// names its character set when it is not UTF-8.
+    pub async fn upload(
+        &self,
+        id: &str,
+        (csv, charset): (&Path, Option<&str>),
+        quiet: bool,
+    ) -> anyhow::Result<Value> {
         let gzip = csv
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
@@ -110,7 +116,13 @@ impl ApiClient {
                 reqwest::Method::POST,
                 &format!("/campaigns/{id}/recipients"),
             )
-            .header("content-type", "text/csv");
+            .header(
+                "content-type",
+                charset.map_or_else(
+                    || "text/csv".to_owned(),
+                    |c| format!("text/csv; charset={c}"),
+                ),
+            );
         if gzip {
             r = r.header("content-encoding", "gzip");
         }
@@ -127,6 +139,8 @@ pub struct Create<'a> {
     pub name: &'a str,
     pub message: &'a Path,
     pub csv: &'a Path,
+    /// The file's character set, when it is not UTF-8.
+    pub charset: Option<&'a str>,
     pub default_region: Option<&'a str>,
     pub phone_number_id: Option<&'a str>,
     pub mps: Option<u32>,
@@ -194,7 +208,7 @@ pub async fn create(
         .context("the server answered without a campaign id")?
         .to_owned();
     writeln!(out, "campaign {id} created ({})", c.name)?;
-    let summary = api.upload(&id, c.csv, c.quiet).await?;
+    let summary = api.upload(&id, (c.csv, c.charset), c.quiet).await?;
     print_summary(&summary, out)?;
     if c.start {
         let v = api.post(&format!("/campaigns/{id}/start"), None).await?;

@@ -306,6 +306,7 @@ async fn campaign(
             name: "herald-demo",
             message: &message,
             csv: &csv,
+            charset: None,
             default_region: Some("GB"),
             phone_number_id: None,
             mps: None,

@@ -735,17 +735,22 @@ async fn preview<S: Store>(
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
     require_type(&headers, "text/csv")?;
-    let encoding = content_encoding(&headers)?;
+    let decoding = decoding(&headers)?;
     let campaign = state.store.campaign(&id).await?;
-    let decoded = (body, encoding, state.max_body_bytes);
+    let decoded = (body, decoding, state.max_body_bytes);
     let preview = upload::preview(&campaign, params.phone_column, decoded).await?;
     Ok(axum::Json(preview).into_response())
 }
 
-/// How a CSV body is encoded: as it is, or gzip (415 for anything else).
-fn content_encoding(headers: &HeaderMap) -> Result<upload::Encoding, ApiError> {
-    let named = (headers.get(header::CONTENT_ENCODING)).map(|v| v.to_str().unwrap_or("?"));
-    upload::Encoding::of(named).map_err(|m| {
+/// How a CSV body is encoded: compressed or not, and its character set (415 for what Herald
+/// does not read).
+fn decoding(headers: &HeaderMap) -> Result<upload::Decoding, ApiError> {
+    let text = |name| (headers.get(name)).map(|v: &HeaderValue| v.to_str().unwrap_or("?"));
+    upload::Decoding::of(
+        text(header::CONTENT_TYPE).unwrap_or_default(),
+        text(header::CONTENT_ENCODING),
+    )
+    .map_err(|m| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -1071,7 +1076,7 @@ async fn recipients<S: Store>(
 ) -> Result<Response, ApiError> {
     let id = campaign_id(&id)?;
     require_type(&headers, "text/csv")?;
-    let encoding = content_encoding(&headers)?;
+    let decoding = decoding(&headers)?;
     let campaign = state.store.campaign(&id).await?;
     if matches!(
         campaign.status,
@@ -1090,7 +1095,7 @@ async fn recipients<S: Store>(
         state.store.clone(),
         campaign,
         params.phone_column,
-        (body, encoding),
+        (body, decoding),
         upload::Limits {
             max_bytes: state.max_upload_bytes,
             max_recipients: state.max_upload_recipients,

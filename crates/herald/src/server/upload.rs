@@ -52,48 +52,82 @@ pub struct Limits {
     pub idle: Duration,
 }
 
-/// How the body is encoded (`Content-Encoding`).
+/// How a CSV body's bytes make its text: compressed or not (`Content-Encoding`), and in which
+/// character set (`Content-Type`'s `charset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// As it is.
-    Identity,
-    /// gzip: decompressed as it is read, `max_bytes` holding for what it inflates to as well.
-    Gzip,
+pub struct Decoding {
+    /// gzip: inflated as it is read, the byte limit holding for what it inflates to as well.
+    pub gzip: bool,
+    /// A character set other than UTF-8 (a spreadsheet's own, such as windows-1252), turned
+    /// into UTF-8 as the file is read. `None`: UTF-8 (each field checked), or UTF-16 told by
+    /// its byte order mark.
+    pub charset: Option<&'static encoding_rs::Encoding>,
 }
 
-impl Encoding {
-    /// The encoding a `Content-Encoding` header names; `Err` with the message for an
-    /// encoding Herald does not take.
-    pub fn of(header: Option<&str>) -> Result<Self, String> {
-        match header.map(str::trim) {
-            None | Some("") => Ok(Self::Identity),
-            Some(e) if e.eq_ignore_ascii_case("identity") => Ok(Self::Identity),
-            Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => {
-                Ok(Self::Gzip)
+impl Decoding {
+    /// What the request's headers say; `Err` with the message for an encoding or a
+    /// character set Herald does not read.
+    pub fn of(content_type: &str, content_encoding: Option<&str>) -> Result<Self, String> {
+        let gzip = match content_encoding.map(str::trim) {
+            None | Some("") => false,
+            Some(e) if e.eq_ignore_ascii_case("identity") => false,
+            Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => true,
+            Some(e) => {
+                return Err(format!(
+                    "Content-Encoding {e:?} is not taken: send the CSV as it is, or \
+                     compressed with gzip (Content-Encoding: gzip)"
+                ));
             }
-            Some(e) => Err(format!(
-                "Content-Encoding {e:?} is not taken: send the CSV as it is, or compressed \
-                 with gzip (Content-Encoding: gzip)"
-            )),
-        }
+        };
+        let label = content_type.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("charset")
+                .then(|| v.trim().trim_matches('"'))
+        });
+        let charset = match label {
+            None => None,
+            Some(l) => match encoding_rs::Encoding::for_label(l.as_bytes()) {
+                Some(e) if e == encoding_rs::UTF_8 => None,
+                Some(e) => Some(e),
+                None => {
+                    return Err(format!(
+                        "charset {l:?} is not one Herald reads: use utf-8, or the file's own \
+                         (windows-1252, iso-8859-15, utf-16, …)"
+                    ));
+                }
+            },
+        };
+        Ok(Self { gzip, charset })
     }
 
-    /// The body's bytes as the CSV they encode; what gzip inflates to fails past `max` bytes
-    /// (the setting named `setting`). Gzip reads its header at once: call it where `body`
-    /// may block.
+    /// The body's bytes as the CSV text they encode, in UTF-8; what gzip inflates to fails
+    /// past `max` bytes (the setting named `setting`). Gzip reads its header at once: call it
+    /// where `body` may block.
     fn decode<'a, R: io::Read + Send + 'a>(
         self,
         body: R,
         (max, setting): (u64, &'static str),
     ) -> Box<dyn io::Read + Send + 'a> {
-        match self {
-            Self::Identity => Box::new(body),
-            Self::Gzip => Box::new(AtMost {
+        let inflated: Box<dyn io::Read + Send + 'a> = if self.gzip {
+            Box::new(AtMost {
                 inner: flate2::read::MultiGzDecoder::new(body),
                 left: max,
                 setting,
-            }),
-        }
+            })
+        } else {
+            Box::new(body)
+        };
+        // The charset given, unless a byte order mark says otherwise; without one, UTF-16 by
+        // its mark; UTF-8 goes through as it is (its fields are checked one by one, so a bad
+        // one costs its row, not a replacement character in a message).
+        Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(self.charset)
+                .bom_override(true)
+                .utf8_passthru(true)
+                .build(inflated),
+        )
     }
 }
 
@@ -102,7 +136,7 @@ pub async fn load<S: Store>(
     store: Arc<S>,
     campaign: Campaign,
     phone_column: Option<String>,
-    (body, encoding): (Body, Encoding),
+    (body, decoding): (Body, Decoding),
     limits: Limits,
 ) -> Result<UploadSummary, ApiError> {
     let template = campaign
@@ -155,7 +189,7 @@ pub async fn load<S: Store>(
         };
         // On this thread: a gzip decoder reads the stream's header as it is made.
         let max = (limits.max_bytes, "server.max_upload_bytes");
-        let r = herald_loader::load(encoding.decode(reader, max), &opts, &mut sink);
+        let r = herald_loader::load(decoding.decode(reader, max), &opts, &mut sink);
         // Let the campaign complete once its last job settles (should this fail, the hold
         // lapses by itself).
         if let Err(e) = handle.block_on(store.release_upload(&id, upload)) {
@@ -354,7 +388,7 @@ const PREVIEW_RECIPIENTS: usize = 5;
 pub async fn preview(
     campaign: &Campaign,
     phone_column: Option<String>,
-    (body, encoding, max_bytes): (Bytes, Encoding, usize),
+    (body, decoding, max_bytes): (Bytes, Decoding, usize),
 ) -> Result<UploadPreview, ApiError> {
     let template = campaign
         .spec
@@ -377,7 +411,7 @@ pub async fn preview(
         };
         let mut sink = PreviewSink(Vec::new());
         let max = (max_bytes as u64, "server.max_body_bytes");
-        let input = encoding.decode(body.as_ref(), max);
+        let input = decoding.decode(body.as_ref(), max);
         let report = herald_loader::load(input, &opts, &mut sink).map_err(load_error)?;
         let recipients = (sink.0.iter())
             .map(|r| {
