@@ -142,8 +142,8 @@ pub enum LoadError {
     #[error("the file is empty: a header row naming the columns is required")]
     Empty,
     #[error(
-        "the header row is not valid UTF-8: save the file as \"CSV UTF-8\" (Excel's \"CSV \
-         (Comma delimited)\" uses the computer's own encoding)"
+        "the header row is not valid UTF-8: save the file as \"CSV UTF-8\", or name its \
+         character set (Excel's \"CSV (Comma delimited)\" uses the computer's own)"
     )]
     HeaderNotUtf8,
     #[error(

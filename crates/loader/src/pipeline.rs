@@ -163,13 +163,7 @@ impl Validate<'_> {
             );
         }
         let Ok(phone_text) = std::str::from_utf8(phone_cell) else {
-            return reject(
-                RejectReason::NotUtf8,
-                format!(
-                    "column {:?} is not valid UTF-8 (save the file as \"CSV UTF-8\")",
-                    c.phone_name
-                ),
-            );
+            return reject(RejectReason::NotUtf8, not_utf8(&c.phone_name));
         };
         let phone = match normalizer.normalize(phone_text) {
             Ok(p) => p,
@@ -193,13 +187,7 @@ impl Validate<'_> {
             match std::str::from_utf8(bytes) {
                 Ok(s) => vars.push(s),
                 Err(_) => {
-                    return reject(
-                        RejectReason::NotUtf8,
-                        format!(
-                            "column {:?} is not valid UTF-8 (save the file as \"CSV UTF-8\")",
-                            c.var_names[k]
-                        ),
-                    );
+                    return reject(RejectReason::NotUtf8, not_utf8(&c.var_names[k]));
                 }
             }
         }
@@ -232,6 +220,14 @@ impl Validate<'_> {
             })
             .collect()
     }
+}
+
+/// A reject's detail for a column that is not UTF-8, with the two ways to fix the file.
+fn not_utf8(column: &str) -> String {
+    format!(
+        "column {column:?} is not valid UTF-8 (save the file as \"CSV UTF-8\", or name its \
+         character set)"
+    )
 }
 
 /// A number seen earlier in this file, and the line it was on.
