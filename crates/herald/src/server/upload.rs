@@ -678,6 +678,38 @@ impl<R: io::Read> io::Read for AtMost<R> {
 mod tests {
     use super::*;
 
+    fn decoded(bytes: &[u8], decoding: Decoding) -> Vec<u8> {
+        let mut out = Vec::new();
+        io::Read::read_to_end(&mut decoding.decode(bytes, (1 << 20, "max")), &mut out).unwrap();
+        out
+    }
+
+    /// UTF-8, with its mark or without, goes through byte for byte, a bad byte included (the
+    /// loader rejects that row; a replacement character would go out in a message).
+    #[test]
+    fn utf8_goes_through_untouched_and_a_named_charset_is_turned_into_it() {
+        let plain = Decoding::of("text/csv", None).unwrap();
+        assert_eq!(
+            plain,
+            Decoding {
+                gzip: false,
+                charset: None
+            }
+        );
+        for bytes in [&b"phone\n+1,Jos\xe9\n"[..], b"\xEF\xBB\xBFphone\n+1,\xff\n"] {
+            assert_eq!(decoded(bytes, plain), bytes);
+        }
+        let cp1252 = Decoding::of("text/csv; Charset=\"windows-1252\"", Some("identity")).unwrap();
+        assert_eq!(decoded(b"Jos\xe9 \x80", cp1252), "José €".as_bytes());
+        assert_eq!(
+            Decoding::of("text/csv; charset=UTF-8", None).unwrap(),
+            plain,
+            "UTF-8 named is UTF-8 checked, not decoded"
+        );
+        assert!(Decoding::of("text/csv", Some("br")).is_err());
+        assert!(Decoding::of("text/csv; charset=nope", None).is_err());
+    }
+
     /// However long an upload pauses (here five minutes, five times the hold), its heartbeat
     /// keeps the running campaign from completing; once it ends, the campaign completes.
     #[tokio::test(start_paused = true)]
