@@ -314,6 +314,7 @@ pub struct UploadSummary {
     pub variables: Vec<String>,
     /// The delimiter found on the header line.
     pub delimiter: String,
+    /// Bytes of CSV text read: after a gzip body was inflated, and in UTF-8.
     pub bytes: u64,
     /// The first rejects in file order; `GET /v1/campaigns/{id}/failures` has them all.
     pub rejects: Vec<RejectView>,
