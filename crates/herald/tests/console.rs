@@ -236,14 +236,15 @@ async fn a_whole_campaign_runs_from_the_browser() {
     let url = format!("http://127.0.0.1:{port}");
     wait_ok(&format!("{url}/readyz"), std::time::Duration::from_secs(30)).await;
 
-    // 120 good rows, a duplicate, a bad number and a row missing its placeholder's value.
-    let mut csv = String::from("phone,first_name\n");
-    for i in 0..120 {
+    // 120 good rows, a duplicate, a bad number and a row missing its placeholder's value, in
+    // Windows-1252 (the browser names the character set).
+    let mut csv = String::from("phone,first_name\n+14155550000,Zoë\n");
+    for i in 1..120 {
         csv.push_str(&format!("+1415555{i:04},Name{i}\n"));
     }
     csv.push_str("+14155550000,Again\nnot-a-number,Bad\n+14155559999,\n");
     let csv_path = dir.join("recipients.csv");
-    std::fs::write(&csv_path, csv).unwrap();
+    std::fs::write(&csv_path, encoding_rs::WINDOWS_1252.encode(&csv).0).unwrap();
 
     let out = tokio::task::spawn_blocking({
         let (url, shots, csv_path) = (url.clone(), shots.clone(), csv_path.clone());

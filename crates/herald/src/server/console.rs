@@ -447,6 +447,15 @@ async fn campaign<S: Store>(
                     "Drop a CSV file here, or " span.link { "choose one" } "."
                     input #csv type="file" accept=".csv,text/csv";
                 }
+                label for="charset" { "Character set " }
+                select #charset name="charset" {
+                    option value="" selected { "UTF-8 (or UTF-16 with its mark)" }
+                    option value="windows-1252" { "Windows-1252: Western Europe, the Americas (Excel's CSV)" }
+                    option value="windows-1250" { "Windows-1250: Central Europe" }
+                    option value="windows-1251" { "Windows-1251: Cyrillic" }
+                    option value="windows-1254" { "Windows-1254: Turkish" }
+                    option value="windows-1256" { "Windows-1256: Arabic" }
+                }
                 div #preview {}
                 div.row { button #upload-go type="button" hidden { "Upload" } progress #upload-progress max="100" value="0" hidden {} }
                 div #upload-result role="status" aria-live="polite" {}

@@ -23,7 +23,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 
 def main():
@@ -162,11 +162,14 @@ def run(d, a, seen):
     campaign = d.current_url.rsplit("/", 1)[1]
     seen["campaign"] = campaign
 
-    # The upload: a preview of how Herald reads the file, then the file with progress.
+    # The upload: a preview of how Herald reads the file, then the file with progress. The
+    # file is Windows-1252, as Excel's CSV is in much of the world: its character set is named.
+    Select(d.find_element(By.ID, "charset")).select_by_value("windows-1252")
     d.find_element(By.ID, "csv").send_keys(a.csv)
     wait.until(EC.text_to_be_present_in_element((By.ID, "preview"), "Phone column"))
     preview = text("#preview")
     assert "First recipients" in preview and "+1" in preview, preview
+    assert "Zoë" in preview, preview
     seen["preview_rejects"] = "would be rejected" in preview
     shot("preview")
     d.find_element(By.ID, "upload-go").click()

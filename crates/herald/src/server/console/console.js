@@ -192,10 +192,14 @@ async function loadTemplates(form) {
 // ---- Upload: a preview of the first rows, then the whole file with progress. ----
 const PREVIEW_BYTES = 64 * 1024;
 
+// The file's first rows as bytes: the server decodes them in the file's own character set
+// (decoded here as UTF-8, a Windows-1252 file's accents would be lost before it could).
 async function firstRows(file) {
-  let text = await file.slice(0, PREVIEW_BYTES).text();
-  if (file.size > PREVIEW_BYTES) text = text.slice(0, text.lastIndexOf("\n") + 1);
-  return text;
+  const bytes = new Uint8Array(await file.slice(0, PREVIEW_BYTES).arrayBuffer());
+  if (file.size <= PREVIEW_BYTES) return bytes;
+  // Whole rows only: up to the last line break (in UTF-16LE, its second byte too).
+  const utf16le = bytes[0] === 0xff && bytes[1] === 0xfe ? 1 : 0;
+  return bytes.slice(0, bytes.lastIndexOf(10) + 1 + utf16le);
 }
 
 function renderPreview(p) {
@@ -232,12 +236,15 @@ function setupUpload() {
   const go = document.getElementById("upload-go");
   const bar = document.getElementById("upload-progress");
   const result = document.getElementById("upload-result");
+  const charset = document.getElementById("charset");
+  // The file's character set, when the operator named one (Excel's CSV is not UTF-8).
+  const csvType = () => (charset.value ? `text/csv; charset=${charset.value}` : "text/csv");
   let file = null;
   const choose = async (f) => {
     file = f;
     result.textContent = "";
     try {
-      renderPreview(await api("POST", `/v1/campaigns/${id}/preview`, await firstRows(f), "text/csv"));
+      renderPreview(await api("POST", `/v1/campaigns/${id}/preview`, await firstRows(f), csvType()));
       go.hidden = false;
       go.textContent = `Upload ${f.name} (${(f.size / 1024).toFixed(0)} KiB)`;
     } catch (err) {
@@ -246,6 +253,7 @@ function setupUpload() {
     }
   };
   input.addEventListener("change", () => input.files[0] && choose(input.files[0]));
+  charset.addEventListener("change", () => file && choose(file));
   const drop = section.querySelector(".drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -260,7 +268,7 @@ function setupUpload() {
     bar.hidden = false;
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/v1/campaigns/${id}/recipients`);
-    xhr.setRequestHeader("Content-Type", "text/csv");
+    xhr.setRequestHeader("Content-Type", csvType());
     xhr.setRequestHeader("X-Herald-CSRF", csrf());
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
     xhr.onload = () => {
