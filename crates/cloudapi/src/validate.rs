@@ -222,16 +222,22 @@ pub const TEMPLATE_TEXT_SPACES_MAX: usize = 4;
 fn check_template_text(value: &str) -> Result<(), String> {
     const RULE: &str = "Meta refuses a line break, a tab or more than four spaces in a row \
                         in a template's parameter";
-    if let Some(c) = value.chars().find(|c| matches!(c, '\n' | '\r' | '\t')) {
-        let what = if c == '\t' { "a tab" } else { "a line break" };
-        return Err(format!("holds {what}: {RULE}"));
-    }
-    let mut run = 0;
+    let mut spaces = 0;
     for c in value.chars() {
-        run = if c == ' ' { run + 1 } else { 0 };
-        if run > TEMPLATE_TEXT_SPACES_MAX {
-            return Err(format!("holds more than four spaces in a row: {RULE}"));
-        }
+        let what = match c {
+            '\n' | '\r' => "a line break",
+            '\t' => "a tab",
+            ' ' if spaces == TEMPLATE_TEXT_SPACES_MAX => "more than four spaces in a row",
+            ' ' => {
+                spaces += 1;
+                continue;
+            }
+            _ => {
+                spaces = 0;
+                continue;
+            }
+        };
+        return Err(format!("holds {what}: {RULE}"));
     }
     Ok(())
 }
