@@ -72,16 +72,33 @@ impl Api {
     }
 
     async fn upload(&self, id: &str, csv: &str) -> (StatusCode, Value) {
-        let req = Request::post(format!("/v1/campaigns/{id}/recipients"))
-            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
-            .header(header::CONTENT_TYPE, "text/csv")
-            .body(Body::from(csv.to_owned()))
-            .expect("request");
-        let (status, text) = self.call(req).await;
+        let csv = csv.as_bytes().to_vec();
+        let (status, text) = self
+            .post_csv(id, "recipients", csv, ("text/csv", None))
+            .await;
         (
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// POSTs `body` to one of a campaign's CSV routes (`recipients`, `preview`) with this
+    /// Content-Type and Content-Encoding.
+    async fn post_csv(
+        &self,
+        id: &str,
+        route: &str,
+        body: Vec<u8>,
+        (content_type, encoding): (&str, Option<&str>),
+    ) -> (StatusCode, String) {
+        let mut req = Request::post(format!("/v1/campaigns/{id}/{route}"))
+            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+            .header(header::CONTENT_TYPE, content_type);
+        if let Some(e) = encoding {
+            req = req.header(header::CONTENT_ENCODING, e);
+        }
+        self.call(req.body(Body::from(body)).expect("request"))
+            .await
     }
 
     async fn create(&self, spec: Value) -> String {
@@ -335,28 +352,29 @@ async fn a_gzip_upload_is_read_as_its_csv_and_bounded_inflated() {
         e.write_all(text).unwrap();
         e.finish().unwrap()
     };
-    let send = |id: &str, body: Vec<u8>, encoding: &str, path: &str| {
-        Request::post(format!("/v1/campaigns/{id}/{path}"))
-            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
-            .header(header::CONTENT_TYPE, "text/csv")
-            .header(header::CONTENT_ENCODING, encoding)
-            .body(Body::from(body))
-            .unwrap()
-    };
     let api = Api::new().await;
     let id = api.create(template_spec("gzip")).await;
     // Two gzip members back to back (as `cat a.gz b.gz` makes) are one file.
     let mut body = gzip(b"phone,first_name\n+447912345678,Ann\n");
     body.extend(gzip(b"+447912345679,Bob\n+447912345680,Cy\n"));
-    let (status, text) = api.call(send(&id, body.clone(), "gzip", "preview")).await;
+    let (status, text) = api
+        .post_csv(&id, "preview", body.clone(), ("text/csv", Some("gzip")))
+        .await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("\"rows\":3"), "{text}");
-    let (status, text) = api.call(send(&id, body, "gzip", "recipients")).await;
+    let (status, text) = api
+        .post_csv(&id, "recipients", body, ("text/csv", Some("gzip")))
+        .await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("\"accepted\":3"), "{text}");
 
     let (status, text) = api
-        .call(send(&id, b"phone\n".to_vec(), "br", "recipients"))
+        .post_csv(
+            &id,
+            "recipients",
+            b"phone\n".to_vec(),
+            ("text/csv", Some("br")),
+        )
         .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
     assert!(
@@ -368,12 +386,16 @@ async fn a_gzip_upload_is_read_as_its_csv_and_bounded_inflated() {
     let mut damaged = gzip(b"phone,first_name\n+447912345681,Dee\n");
     let n = damaged.len();
     damaged[n - 8] ^= 0xff;
-    let (status, text) = api.call(send(&id, damaged, "gzip", "recipients")).await;
+    let (status, text) = api
+        .post_csv(&id, "recipients", damaged, ("text/csv", Some("gzip")))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
     assert!(text.contains("gzip data is damaged"), "{text}");
     assert!(text.contains("1 rows were read"), "{text}");
     let cut = gzip(b"phone,first_name\n+447912345682,Eve\n")[..20].to_vec();
-    let (status, text) = api.call(send(&id, cut, "gzip", "recipients")).await;
+    let (status, text) = api
+        .post_csv(&id, "recipients", cut, ("text/csv", Some("gzip")))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
     assert!(text.contains("cut short"), "{text}");
 
@@ -384,7 +406,9 @@ async fn a_gzip_upload_is_read_as_its_csv_and_bounded_inflated() {
     }
     let small = gzip(&big);
     assert!(small.len() < 64 << 10, "{}", small.len());
-    let (status, text) = api.call(send(&id, small, "gzip", "recipients")).await;
+    let (status, text) = api
+        .post_csv(&id, "recipients", small, ("text/csv", Some("gzip")))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(
         text.contains("inflates to more than server.max_upload_bytes"),
@@ -397,39 +421,34 @@ async fn a_gzip_upload_is_read_as_its_csv_and_bounded_inflated() {
 /// UTF-16 is told by its byte order mark; UTF-8 stays checked field by field.
 #[tokio::test]
 async fn a_csv_in_a_spreadsheets_charset_is_read_as_such() {
-    let send = |id: &str, body: Vec<u8>, content_type: &str, path: &str| {
-        Request::post(format!("/v1/campaigns/{id}/{path}"))
-            .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
-            .header(header::CONTENT_TYPE, content_type)
-            .body(Body::from(body))
-            .unwrap()
-    };
     let api = Api::new().await;
     let id = api.create(template_spec("charsets")).await;
     // "José" and "Zoë" as Excel's "CSV (Comma delimited)" saves them in Western Europe.
     let cp1252 = b"phone,first_name\n+447912345678,Jos\xe9\n+447912345679,Zo\xeb\n".to_vec();
     let (status, text) = api
-        .call(send(
+        .post_csv(
             &id,
-            cp1252.clone(),
-            "text/csv; charset=windows-1252",
             "preview",
-        ))
+            cp1252.clone(),
+            ("text/csv; charset=windows-1252", None),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("José") && text.contains("Zoë"), "{text}");
     let (status, text) = api
-        .call(send(
+        .post_csv(
             &id,
-            cp1252.clone(),
-            "text/csv;charset=\"ISO-8859-1\"",
             "recipients",
-        ))
+            cp1252.clone(),
+            ("text/csv;charset=\"ISO-8859-1\"", None),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("\"accepted\":2"), "{text}");
     // Without the charset, those bytes are not UTF-8: each such row is a reject of its own.
-    let (status, text) = api.call(send(&id, cp1252, "text/csv", "preview")).await;
+    let (status, text) = api
+        .post_csv(&id, "preview", cp1252, ("text/csv", None))
+        .await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("not_utf8"), "{text}");
 
@@ -438,17 +457,19 @@ async fn a_csv_in_a_spreadsheets_charset_is_read_as_such() {
     for u in "phone\tfirst_name\r\n+447912345680\tÅsa\r\n".encode_utf16() {
         utf16.extend_from_slice(&u.to_le_bytes());
     }
-    let (status, text) = api.call(send(&id, utf16, "text/csv", "recipients")).await;
+    let (status, text) = api
+        .post_csv(&id, "recipients", utf16, ("text/csv", None))
+        .await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("\"accepted\":1"), "{text}");
 
     let (status, text) = api
-        .call(send(
+        .post_csv(
             &id,
-            b"phone\n".to_vec(),
-            "text/csv; charset=klingon",
             "recipients",
-        ))
+            b"phone\n".to_vec(),
+            ("text/csv; charset=klingon", None),
+        )
         .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
     assert!(text.contains("klingon"), "{text}");
