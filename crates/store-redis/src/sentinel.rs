@@ -2,7 +2,8 @@
 //! name, which follows it through a failover.
 //!
 //! Each new connection asks the Sentinels (in turn, the first that answers) for the master of
-//! the service and checks with `ROLE` that the node it reaches is one. A failover leaves the
+//! the service (`SENTINEL GET-MASTER-ADDR-BY-NAME`, as the [`Watch`] does) and checks with
+//! `ROLE` that the node it reaches is one. A failover leaves the
 //! connections to the old master behind, and the old master goes on taking writes until the
 //! Sentinels demote it, which they do only when they next look at it (up to ~10 s later):
 //! writes it takes meanwhile are lost when it turns replica. So a [`Watch`] asks the Sentinels
@@ -19,8 +20,9 @@ use std::time::Duration;
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 use herald_store::StoreError;
 use redis::aio::MultiplexedConnection;
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisError, TlsMode};
+use redis::{
+    ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError, TlsCertificates,
+};
 
 use crate::RedisTls;
 
@@ -48,7 +50,10 @@ pub(crate) struct Tagged {
 
 /// Makes connections to the current master for the pool.
 pub(crate) struct Manager {
-    client: tokio::sync::Mutex<SentinelClient>,
+    sentinels: tokio::sync::Mutex<Sentinels>,
+    /// The master's settings (user, password, database, TLS or not), its address aside.
+    node: ConnectionInfo,
+    certs: Option<TlsCertificates>,
     watch: Watch,
 }
 
@@ -56,9 +61,38 @@ impl deadpool::managed::Manager for Manager {
     type Type = Tagged;
     type Error = RedisError;
 
+    /// A connection to the node the Sentinels name now, checked to be a master.
+    ///
+    /// The address comes from `SENTINEL GET-MASTER-ADDR-BY-NAME`, as the [`Watch`]'s does, so
+    /// a connection tagged with a generation goes to the master of that generation or a later
+    /// one. (`SENTINEL MASTERS`, which other clients read, goes on naming the old master for a
+    /// moment after a failover names the new one, while the old one still answers as a master:
+    /// a connection made from it then was tagged new, and wrote to the old master until the
+    /// Sentinels demoted it, losing what it wrote.)
     async fn create(&self) -> Result<Tagged, RedisError> {
         let generation = self.watch.generation();
-        let conn = self.client.lock().await.get_async_connection().await?;
+        let (host, port) = self.sentinels.lock().await.master().await?;
+        let addr = match self.node.addr() {
+            ConnectionAddr::TcpTls { .. } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let info = self.node.clone().set_addr(addr);
+        let client = match &self.certs {
+            Some(certs) => redis::Client::build_with_tls(info, certs.clone())?,
+            None => redis::Client::open(info)?,
+        };
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        if !is_master(&mut conn).await? {
+            return Err(RedisError::from((
+                ErrorKind::MasterNameNotFoundBySentinel,
+                "the node the Sentinels name as the master is not one (yet)",
+            )));
+        }
         Ok(Tagged { conn, generation })
     }
 
@@ -66,30 +100,32 @@ impl deadpool::managed::Manager for Manager {
         if conn.generation != self.watch.generation() {
             return Err(RecycleError::message("made for an earlier master"));
         }
-        // ROLE answers ["master", offset, replicas] on a master.
-        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn.conn).await?;
-        match role.first() {
-            Some(redis::Value::BulkString(r)) if r == b"master" => Ok(()),
-            _ => Err(RecycleError::message("no longer the master")),
+        if is_master(&mut conn.conn).await? {
+            Ok(())
+        } else {
+            Err(RecycleError::message("no longer the master"))
         }
     }
 }
 
-/// Asks the Sentinels for the master every [`WATCH_EVERY`] (`SENTINEL
-/// GET-MASTER-ADDR-BY-NAME`, on one connection kept between asks, to the next Sentinel when
-/// one fails), counting each change in `watch`, until the store that holds it is gone. Only the
-/// Sentinels are asked: the master sees no connection from it. Sentinels that do not answer
-/// change nothing: the connections carry on as they are.
-async fn watch(sentinels: Vec<redis::Client>, master: String, watch: Weak<AtomicU64>) {
-    let mut conn = None;
-    let mut next = 0;
+/// Whether the node on `conn` is a master (`ROLE` answers `["master", offset, replicas]`).
+async fn is_master(conn: &mut MultiplexedConnection) -> Result<bool, RedisError> {
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(conn).await?;
+    Ok(matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master"))
+}
+
+/// Asks the Sentinels for the master every [`WATCH_EVERY`], counting each change in `watch`,
+/// until the store that holds it is gone. Only the Sentinels are asked: the master sees no
+/// connection from it. Sentinels that do not answer change nothing: the connections carry on
+/// as they are.
+async fn watch(mut sentinels: Sentinels, watch: Weak<AtomicU64>) {
     let mut named: Option<(String, u16)> = None;
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(generation) = watch.upgrade() else {
             return;
         };
-        let Some(now) = ask(&sentinels, &mut conn, &mut next, &master).await else {
+        let Ok(now) = sentinels.master().await else {
             continue;
         };
         if named.as_ref().is_some_and(|n| *n != now) {
@@ -101,37 +137,82 @@ async fn watch(sentinels: Vec<redis::Client>, master: String, watch: Weak<Atomic
     }
 }
 
-/// The master's address, from the first Sentinel that answers (starting at `next`, on `conn`
-/// while it works).
-async fn ask(
-    sentinels: &[redis::Client],
-    conn: &mut Option<MultiplexedConnection>,
-    next: &mut usize,
-    master: &str,
-) -> Option<(String, u16)> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(WATCH_EVERY))
-        .set_response_timeout(Some(WATCH_EVERY));
-    for _ in 0..sentinels.len() {
-        if conn.is_none() {
-            *conn = sentinels[*next]
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .ok();
-        }
-        if let Some(c) = conn.as_mut()
-            && let Ok(Some(addr)) = redis::cmd("SENTINEL")
-                .arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(master)
-                .query_async::<Option<(String, u16)>>(c)
-                .await
-        {
-            return Some(addr);
-        }
-        *conn = None;
-        *next = (*next + 1) % sentinels.len();
+/// The Sentinels of one master, asked in turn for its address, on one connection kept
+/// between asks (to the next Sentinel when one fails).
+struct Sentinels {
+    clients: Vec<redis::Client>,
+    master: String,
+    conn: Option<MultiplexedConnection>,
+    next: usize,
+}
+
+impl Sentinels {
+    /// The Sentinels at `infos` (each with its user and password, over TLS with `tls` for
+    /// `rediss://`; a Sentinel has no database to select), of the master they call `master`.
+    fn new(infos: &[ConnectionInfo], master: &str, tls: &RedisTls) -> Result<Self, RedisError> {
+        let clients = infos
+            .iter()
+            .map(|info| {
+                let info = info
+                    .clone()
+                    .set_redis_settings(info.redis_settings().clone().set_db(0));
+                match tls.certificates() {
+                    Some(certs) if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) => {
+                        redis::Client::build_with_tls(info, certs)
+                    }
+                    _ => redis::Client::open(info),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            clients,
+            master: master.to_owned(),
+            conn: None,
+            next: 0,
+        })
     }
-    None
+
+    /// The master's address, as the first Sentinel that answers names it (`SENTINEL
+    /// GET-MASTER-ADDR-BY-NAME`, which names the promoted replica as soon as a failover has
+    /// promoted it), or the last Sentinel's error.
+    async fn master(&mut self) -> Result<(String, u16), RedisError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(WATCH_EVERY))
+            .set_response_timeout(Some(WATCH_EVERY));
+        let mut error = RedisError::from((ErrorKind::EmptySentinelList, "no Sentinel is given"));
+        for _ in 0..self.clients.len() {
+            if self.conn.is_none() {
+                match self.clients[self.next]
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                {
+                    Ok(c) => self.conn = Some(c),
+                    Err(e) => error = e,
+                }
+            }
+            if let Some(c) = self.conn.as_mut() {
+                match redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(&self.master)
+                    .query_async::<Option<(String, u16)>>(c)
+                    .await
+                {
+                    Ok(Some(addr)) => return Ok(addr),
+                    Ok(None) => {
+                        error = RedisError::from((
+                            ErrorKind::MasterNameNotFoundBySentinel,
+                            "the Sentinel monitors no master by the name",
+                            self.master.clone(),
+                        ));
+                    }
+                    Err(e) => error = e,
+                }
+            }
+            self.conn = None;
+            self.next = (self.next + 1) % self.clients.len();
+        }
+        Err(error)
+    }
 }
 
 /// The master's own credentials, where they are not the Sentinels' (`store.sentinel_master_*`):
@@ -155,85 +236,44 @@ pub(crate) fn pool(
     tls: &RedisTls,
     cfg: deadpool::managed::PoolConfig,
 ) -> Result<(Pool, Watch), StoreError> {
-    let watched = Watch::default();
-    let sentinels = urls
+    if master.is_empty() {
+        return Err(invalid(&"names no master (store.sentinel_master)"));
+    }
+    let infos = urls
         .iter()
-        .map(|url| match tls.certificates() {
-            Some(certs) if url.starts_with("rediss://") => {
-                redis::Client::build_with_tls(*url, certs)
-            }
-            _ => redis::Client::open(*url),
-        })
+        .map(|url| url.into_connection_info())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(&e))?;
+    let Some(first) = infos.first() else {
+        return Err(invalid(&"names no Sentinel"));
+    };
+    let mut settings = first.redis_settings().clone();
+    if let Some(user) = own.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = own.password {
+        settings = settings.set_password(password);
+    }
+    let on_tls = matches!(first.addr(), ConnectionAddr::TcpTls { .. });
+    let sentinels = || Sentinels::new(&infos, master, tls).map_err(|e| invalid(&e));
+    let watched = Watch::default();
     let pool = Pool::builder(Manager {
-        client: tokio::sync::Mutex::new(client(urls, master, own, tls)?),
+        sentinels: tokio::sync::Mutex::new(sentinels()?),
+        node: first.clone().set_redis_settings(settings),
+        certs: tls.certificates().filter(|_| on_tls),
         watch: watched.clone(),
     })
     .config(cfg)
     .runtime(deadpool::Runtime::Tokio1)
     .build()
     .map_err(|e| invalid(&e))?;
-    tokio::spawn(self::watch(
-        sentinels,
-        master.to_owned(),
-        Arc::downgrade(&watched.0),
-    ));
+    tokio::spawn(self::watch(sentinels()?, Arc::downgrade(&watched.0)));
     Ok((pool, watched))
 }
+
 /// A Sentinel setting that cannot work.
 fn invalid(e: &dyn std::fmt::Display) -> StoreError {
     StoreError::Invalid(format!("redis sentinel url: {e}"))
-}
-
-/// A client of the Sentinels `urls` for the master they call `master` (see [`pool`]).
-fn client(
-    urls: &[&str],
-    master: &str,
-    own: MasterAuth<'_>,
-    tls: &RedisTls,
-) -> Result<SentinelClient, StoreError> {
-    if master.is_empty() {
-        return Err(invalid(&"names no master (store.sentinel_master)"));
-    }
-    let mut sentinels = Vec::with_capacity(urls.len());
-    let mut first = None;
-    for url in urls {
-        let info = url.into_connection_info().map_err(|e| invalid(&e))?;
-        sentinels.push(info.addr().clone());
-        first.get_or_insert(info);
-    }
-    let Some(first) = first else {
-        return Err(invalid(&"names no Sentinel"));
-    };
-    let on_tls = matches!(first.addr(), ConnectionAddr::TcpTls { .. });
-    let auth = first.redis_settings();
-    let mut builder = SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)
-        .map_err(|e| invalid(&e))?
-        .set_client_to_redis_db(auth.db());
-    if let Some(user) = auth.username() {
-        builder = builder.set_client_to_sentinel_username(user);
-    }
-    if let Some(user) = own.username.or(auth.username()) {
-        builder = builder.set_client_to_redis_username(user);
-    }
-    if let Some(password) = auth.password() {
-        builder = builder.set_client_to_sentinel_password(password);
-    }
-    if let Some(password) = own.password.or(auth.password()) {
-        builder = builder.set_client_to_redis_password(password);
-    }
-    if on_tls {
-        builder = builder
-            .set_client_to_redis_tls_mode(TlsMode::Secure)
-            .set_client_to_sentinel_tls_mode(TlsMode::Secure);
-        if let Some(certs) = tls.certificates() {
-            builder = builder
-                .set_client_to_redis_certificates(certs.clone())
-                .set_client_to_sentinel_certificates(certs);
-        }
-    }
-    builder.build().map_err(|e| invalid(&e))
 }
 
 /// What to set when the first connection through the Sentinels fails on a password, by the

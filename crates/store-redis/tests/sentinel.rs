@@ -254,3 +254,86 @@ async fn a_master_with_an_acl_user_the_sentinels_do_not_have() {
     assert!(clients.contains("user=herald"), "{clients}");
     let _ = store.purge_namespace().await;
 }
+
+/// A stand-in for a Sentinel caught in the moment after a failover promoted a replica:
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME` names the promoted node (`named`), while `SENTINEL
+/// MASTERS` still lists the old one (`listed`), which answers as a master until the Sentinels
+/// demote it. `ROLE` answers as a Sentinel's; anything else is answered `+OK`. Answers its URL.
+async fn sentinel_mid_failover(named: u16, listed: u16) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut read = BufReader::new(read);
+                let mut line = String::new();
+                // A command comes as an array of bulk strings: `*N`, then `$len` and the
+                // argument, N times.
+                while read.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let n: usize = line.trim().trim_start_matches('*').parse().unwrap_or(0);
+                    let mut args = Vec::new();
+                    for _ in 0..2 * n {
+                        line.clear();
+                        read.read_line(&mut line).await.unwrap();
+                        args.push(line.trim().to_ascii_uppercase());
+                    }
+                    line.clear();
+                    let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+                    let reply = match args.get(3).map(String::as_str) {
+                        None if args.get(1).is_some_and(|a| a == "ROLE") => {
+                            format!("*2\r\n{}*1\r\n{}", bulk("sentinel"), bulk("herald"))
+                        }
+                        Some("GET-MASTER-ADDR-BY-NAME") => {
+                            format!("*2\r\n{}{}", bulk("127.0.0.1"), bulk(&named.to_string()))
+                        }
+                        Some("MASTERS") => {
+                            let fields = [
+                                "name",
+                                TestSentinel::MASTER,
+                                "ip",
+                                "127.0.0.1",
+                                "port",
+                                &listed.to_string(),
+                                "flags",
+                                "master",
+                            ];
+                            let fields: String = fields.iter().map(|f| bulk(f)).collect();
+                            format!("*1\r\n*{}\r\n{fields}", 8)
+                        }
+                        _ => "+OK\r\n".into(),
+                    };
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Right after a failover, the Sentinels' `GET-MASTER-ADDR-BY-NAME` (what the store watches)
+/// names the new master while `SENTINEL MASTERS` still lists the old one, which still takes
+/// writes. The store's connections must go where its watch says: had they gone to the old
+/// master, what the store wrote would be lost when the Sentinels demote it.
+#[tokio::test]
+async fn connections_go_to_the_master_the_watch_follows() {
+    let (old, new) = (
+        testing::TestRedisServer::start(),
+        testing::TestRedisServer::start(),
+    );
+    let url = sentinel_mid_failover(new.port(), old.port()).await;
+    let mut cfg = RedisConfig::new(url, "herald");
+    cfg.sentinel_master = Some(TestSentinel::MASTER.into());
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    let id = running(&store, "mid-failover", 4).await;
+    assert_eq!(store.claim(&claim_req(4, 1)).await.unwrap().len(), 4);
+    assert!(!keys_matching(&new.url(), "herald:*").await.is_empty());
+    assert_eq!(
+        keys_matching(&old.url(), "herald:*").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(store.stats(&id).await.unwrap().in_flight, 4);
+}
