@@ -108,10 +108,32 @@ impl deadpool::managed::Manager for Manager {
     }
 }
 
-/// Whether the node on `conn` is a master (`ROLE` answers `["master", offset, replicas]`).
+/// Whether the node on `conn` is a master: by `ROLE` (`["master", offset, replicas]` on
+/// one), or where that is refused (an ACL without it, a managed Redis that renames it) by
+/// the `role:` of `INFO replication`. Where both are refused nothing can be told, and the
+/// Sentinels are taken at their word: a replica would refuse the writes (`READONLY`), which
+/// the store retries as an outage.
 async fn is_master(conn: &mut MultiplexedConnection) -> Result<bool, RedisError> {
-    let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(conn).await?;
-    Ok(matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master"))
+    let refused = |e: &RedisError| matches!(e.code(), Some("NOPERM" | "ERR"));
+    match redis::cmd("ROLE")
+        .query_async::<Vec<redis::Value>>(conn)
+        .await
+    {
+        Ok(role) => {
+            return Ok(matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master"));
+        }
+        Err(e) if !refused(&e) => return Err(e),
+        Err(_) => {}
+    }
+    match redis::cmd("INFO")
+        .arg("replication")
+        .query_async::<String>(conn)
+        .await
+    {
+        Ok(info) => Ok(info.lines().any(|l| l.trim_end() == "role:master")),
+        Err(e) if refused(&e) => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// Asks the Sentinels for the master every [`WATCH_EVERY`], counting each change in `watch`,

@@ -337,3 +337,46 @@ async fn connections_go_to_the_master_the_watch_follows() {
     );
     assert_eq!(store.stats(&id).await.unwrap().in_flight, 4);
 }
+
+/// The node the Sentinels name is checked to be a master before the store uses it: a
+/// replica is refused. Where an ACL refuses `ROLE`, `INFO replication` tells; where it
+/// refuses both, the Sentinels are taken at their word.
+#[tokio::test]
+async fn the_node_the_sentinels_name_is_checked_to_be_a_master() {
+    let master = testing::TestRedisServer::start();
+    let port = master.port().to_string();
+    let replica = testing::TestRedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let connect = async |named: u16, user: Option<&str>| {
+        let mut cfg = RedisConfig::new(sentinel_mid_failover(named, named).await, "herald");
+        cfg.sentinel_master = Some(TestSentinel::MASTER.into());
+        cfg.timeout = Duration::from_secs(2);
+        if let Some(user) = user {
+            cfg.sentinel_master_username = Some(user.into());
+            cfg.sentinel_master_password = Some(Password::new("herald-secret"));
+        }
+        RedisStore::connect(&cfg).await
+    };
+    let e = connect(replica.port(), None).await.unwrap_err().to_string();
+    assert!(e.contains("is not one"), "{e}");
+
+    let mut admin = redis::Client::open(master.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for (user, without) in [
+        ("no-role", &["-role"][..]),
+        ("neither", &["-role", "-info"]),
+    ] {
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", user, "on", ">herald-secret", "~*", "&*", "+@all"])
+            .arg(without)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let store = connect(master.port(), Some(user)).await.unwrap();
+        let id = running(&store, user, 2).await;
+        assert_eq!(store.claim(&claim_req(2, 1)).await.unwrap().len(), 2);
+        assert_eq!(store.stats(&id).await.unwrap().in_flight, 2, "{user}");
+    }
+}
