@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_store::conformance::{self, all_accepted, claim_req, running};
@@ -256,16 +258,24 @@ async fn a_master_with_an_acl_user_the_sentinels_do_not_have() {
 }
 
 /// A stand-in for a Sentinel caught in the moment after a failover promoted a replica:
-/// `SENTINEL GET-MASTER-ADDR-BY-NAME` names the promoted node (`named`), while `SENTINEL
-/// MASTERS` still lists the old one (`listed`), which answers as a master until the Sentinels
-/// demote it. `ROLE` answers as a Sentinel's; anything else is answered `+OK`. Answers its URL.
-async fn sentinel_mid_failover(named: u16, listed: u16) -> String {
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME` names the promoted node (the port in `named`, which the
+/// test may change), while `SENTINEL MASTERS` still lists the old one (`listed`), which
+/// answers as a master until the Sentinels demote it. `ROLE` answers as a Sentinel's, `SELECT`
+/// is refused as a Sentinel refuses it (it has no databases), anything else is answered
+/// `+OK`. Answers its URL, and counts in `askers` the connections that asked for the master.
+async fn sentinel_mid_failover(
+    named: Arc<AtomicU16>,
+    listed: u16,
+    askers: Arc<AtomicUsize>,
+) -> String {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("redis://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
+            let (named, askers) = (named.clone(), askers.clone());
             tokio::spawn(async move {
+                let mut asked = false;
                 let (read, mut write) = socket.into_split();
                 let mut read = BufReader::new(read);
                 let mut line = String::new();
@@ -285,8 +295,17 @@ async fn sentinel_mid_failover(named: u16, listed: u16) -> String {
                         None if args.get(1).is_some_and(|a| a == "ROLE") => {
                             format!("*2\r\n{}*1\r\n{}", bulk("sentinel"), bulk("herald"))
                         }
+                        _ if args.get(1).is_some_and(|a| a == "SELECT") => {
+                            "-ERR unknown command 'select'\r\n".into()
+                        }
                         Some("GET-MASTER-ADDR-BY-NAME") => {
-                            format!("*2\r\n{}{}", bulk("127.0.0.1"), bulk(&named.to_string()))
+                            // Read before the ask is counted: a test that saw the count
+                            // changes the answer only after this one.
+                            let port = named.load(Ordering::SeqCst).to_string();
+                            if !std::mem::replace(&mut asked, true) {
+                                askers.fetch_add(1, Ordering::SeqCst);
+                            }
+                            format!("*2\r\n{}{}", bulk("127.0.0.1"), bulk(&port))
                         }
                         Some("MASTERS") => {
                             let fields = [
@@ -324,7 +343,12 @@ async fn connections_go_to_the_master_the_watch_follows() {
         testing::TestRedisServer::start(),
         testing::TestRedisServer::start(),
     );
-    let url = sentinel_mid_failover(new.port(), old.port()).await;
+    let url = sentinel_mid_failover(
+        Arc::new(AtomicU16::new(new.port())),
+        old.port(),
+        Arc::default(),
+    )
+    .await;
     let mut cfg = RedisConfig::new(url, "herald");
     cfg.sentinel_master = Some(TestSentinel::MASTER.into());
     let store = RedisStore::connect(&cfg).await.unwrap();
@@ -347,7 +371,9 @@ async fn the_node_the_sentinels_name_is_checked_to_be_a_master() {
     let port = master.port().to_string();
     let replica = testing::TestRedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
     let connect = async |named: u16, user: Option<&str>| {
-        let mut cfg = RedisConfig::new(sentinel_mid_failover(named, named).await, "herald");
+        let url =
+            sentinel_mid_failover(Arc::new(AtomicU16::new(named)), named, Arc::default()).await;
+        let mut cfg = RedisConfig::new(url, "herald");
         cfg.sentinel_master = Some(TestSentinel::MASTER.into());
         cfg.timeout = Duration::from_secs(2);
         if let Some(user) = user {
@@ -379,4 +405,54 @@ async fn the_node_the_sentinels_name_is_checked_to_be_a_master() {
         assert_eq!(store.claim(&claim_req(2, 1)).await.unwrap().len(), 2);
         assert_eq!(store.stats(&id).await.unwrap().in_flight, 2, "{user}");
     }
+}
+
+/// With a database in the URL (`redis://sentinel:26379/3`): the database is the master's, and
+/// the Sentinels, which have none (they refuse `SELECT`), are asked without it, by the pool
+/// and by the watch, which then follows the master they name next.
+#[tokio::test]
+async fn a_database_in_the_url_is_the_masters() {
+    let (first, second) = (
+        testing::TestRedisServer::start(),
+        testing::TestRedisServer::start(),
+    );
+    let named = Arc::new(AtomicU16::new(first.port()));
+    let askers = Arc::new(AtomicUsize::new(0));
+    let url = sentinel_mid_failover(named.clone(), first.port(), askers.clone()).await;
+    let mut cfg = RedisConfig::new(format!("{url}/3"), "herald");
+    cfg.sentinel_master = Some(TestSentinel::MASTER.into());
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    running(&store, "database", 2).await;
+    assert!(
+        !keys_matching(&format!("{}/3", first.url()), "herald:*")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        keys_matching(&first.url(), "herald:*").await,
+        Vec::<String>::new()
+    );
+
+    // Until the watch has asked too (on a connection of its own, beside the pool's): it
+    // counts the changes from its first answer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while askers.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the watch never asked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    named.store(second.port(), Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.masters_followed() != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the watch never followed the master"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running(&store, "after", 2).await;
+    assert!(
+        !keys_matching(&format!("{}/3", second.url()), "herald:*")
+            .await
+            .is_empty()
+    );
 }
