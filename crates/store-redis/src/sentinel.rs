@@ -28,6 +28,9 @@ use crate::RedisTls;
 
 pub(crate) type Pool = deadpool::managed::Pool<Manager>;
 
+/// The watch's Sentinels not answering, logged a few times however long it lasts.
+static UNANSWERED: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
+
 /// How often a [`Watch`] asks the Sentinels which node is the master.
 pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -139,7 +142,7 @@ async fn is_master(conn: &mut MultiplexedConnection) -> Result<bool, RedisError>
 /// Asks the Sentinels for the master every [`WATCH_EVERY`], counting each change in `watch`,
 /// until the store that holds it is gone. Only the Sentinels are asked: the master sees no
 /// connection from it. Sentinels that do not answer change nothing: the connections carry on
-/// as they are.
+/// as they are, and the log says so (a few lines however long it lasts).
 async fn watch(mut sentinels: Sentinels, watch: Weak<AtomicU64>) {
     let mut named: Option<(String, u16)> = None;
     loop {
@@ -147,9 +150,19 @@ async fn watch(mut sentinels: Sentinels, watch: Weak<AtomicU64>) {
         let Some(generation) = watch.upgrade() else {
             return;
         };
-        let Ok(now) = sentinels.master().await else {
-            continue;
+        let now = match sentinels.master().await {
+            Ok(now) => now,
+            Err(e) => {
+                herald_core::warn_repeated!(
+                    UNANSWERED,
+                    "no Sentinel says which node is the Redis master; a failover is not \
+                     followed until one does",
+                    error = %e
+                );
+                continue;
+            }
         };
+        herald_core::recovered!(UNANSWERED, "a Sentinel says which node is the master again");
         if named.as_ref().is_some_and(|n| *n != now) {
             generation.fetch_add(1, Ordering::AcqRel);
             metrics::counter!(herald_core::metrics::STORE_MASTER_CHANGES_TOTAL).increment(1);
