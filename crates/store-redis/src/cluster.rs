@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use deadpool::managed::{Metrics, RecycleResult};
 use herald_store::StoreError;
-use redis::RedisError;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::{IntoConnectionInfo, RedisError};
 
 use crate::RedisTls;
 use redis::cluster_async::ClusterConnection;
@@ -73,6 +73,20 @@ pub(crate) fn pool(
     if urls.is_empty() {
         return Err(invalid(&"names no node"));
     }
+    for url in urls {
+        let db = url
+            .into_connection_info()
+            .map_err(|e| invalid(&e))?
+            .redis_settings()
+            .db();
+        if db != 0 {
+            // Each node would refuse the SELECT, and the store every call.
+            return Err(invalid(&format!(
+                "names database {db}, but a Redis Cluster has only database 0: take the \
+                 /{db} off the URL (store.key_prefix keeps deployments apart)"
+            )));
+        }
+    }
     let mut builder = ClusterClientBuilder::new(urls.to_vec());
     if let Some(certs) = tls.certificates() {
         builder = builder.certs(certs);
@@ -131,6 +145,27 @@ pub(crate) fn at(host: &str, port: u16) -> RoutingInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_database_other_than_0_is_refused() {
+        let cfg = || deadpool::managed::PoolConfig::new(1);
+        let tls = RedisTls::default();
+        let pool = |urls: &[&str]| {
+            pool(
+                urls,
+                &tls,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+                cfg(),
+            )
+        };
+        let e = pool(&["redis://127.0.0.1:7000", "redis://127.0.0.1:7001/3"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("database 3") && e.contains("/3"), "{e}");
+        assert!(pool(&["redis://127.0.0.1:7000/0", "redis://127.0.0.1:7001"]).is_ok());
+    }
 
     #[test]
     fn masters_are_the_nodes_serving_slots() {
