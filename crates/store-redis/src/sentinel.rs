@@ -60,21 +60,9 @@ pub(crate) struct Manager {
     watch: Watch,
 }
 
-impl deadpool::managed::Manager for Manager {
-    type Type = Tagged;
-    type Error = RedisError;
-
-    /// A connection to the node the Sentinels name now, checked to be a master.
-    ///
-    /// The address comes from `SENTINEL GET-MASTER-ADDR-BY-NAME`, as the [`Watch`]'s does, so
-    /// a connection tagged with a generation goes to the master of that generation or a later
-    /// one. (`SENTINEL MASTERS`, which other clients read, goes on naming the old master for a
-    /// moment after a failover names the new one, while the old one still answers as a master:
-    /// a connection made from it then was tagged new, and wrote to the old master until the
-    /// Sentinels demoted it, losing what it wrote.)
-    async fn create(&self) -> Result<Tagged, RedisError> {
-        let generation = self.watch.generation();
-        let (host, port) = self.sentinels.lock().await.master().await?;
+impl Manager {
+    /// A connection to the master at `host`:`port`, checked to be one.
+    async fn connect(&self, host: String, port: u16) -> Result<MultiplexedConnection, RedisError> {
         let addr = match self.node.addr() {
             ConnectionAddr::TcpTls { .. } => ConnectionAddr::TcpTls {
                 host,
@@ -96,7 +84,40 @@ impl deadpool::managed::Manager for Manager {
                 "the node the Sentinels name as the master is not one (yet)",
             )));
         }
-        Ok(Tagged { conn, generation })
+        Ok(conn)
+    }
+}
+
+impl deadpool::managed::Manager for Manager {
+    type Type = Tagged;
+    type Error = RedisError;
+
+    /// A connection to the node the Sentinels name now, checked to be a master.
+    ///
+    /// The address comes from `SENTINEL GET-MASTER-ADDR-BY-NAME`, as the [`Watch`]'s does, so
+    /// a connection tagged with a generation goes to the master of that generation or a later
+    /// one. (`SENTINEL MASTERS`, which other clients read, goes on naming the old master for a
+    /// moment after a failover names the new one, while the old one still answers as a master:
+    /// a connection made from it then was tagged new, and wrote to the old master until the
+    /// Sentinels demoted it, losing what it wrote.)
+    ///
+    /// Where the node named cannot be reached or is not a master (a Sentinel cut off from the
+    /// others names a master they have replaced), the next Sentinel is asked, each once.
+    async fn create(&self) -> Result<Tagged, RedisError> {
+        let generation = self.watch.generation();
+        let mut sentinels = self.sentinels.lock().await;
+        let mut tries = sentinels.clients.len();
+        loop {
+            let (host, port) = sentinels.master().await?;
+            match self.connect(host, port).await {
+                Ok(conn) => return Ok(Tagged { conn, generation }),
+                Err(e) if tries <= 1 => return Err(e),
+                Err(_) => {
+                    tries -= 1;
+                    sentinels.pass_over();
+                }
+            }
+        }
     }
 
     async fn recycle(&self, conn: &mut Tagged, _: &Metrics) -> RecycleResult<RedisError> {
@@ -243,10 +264,15 @@ impl Sentinels {
                     Err(e) => error = e,
                 }
             }
-            self.conn = None;
-            self.next = (self.next + 1) % self.clients.len();
+            self.pass_over();
         }
         Err(error)
+    }
+
+    /// The next ask goes to the next Sentinel.
+    fn pass_over(&mut self) {
+        self.conn = None;
+        self.next = (self.next + 1) % self.clients.len();
     }
 }
 

@@ -456,3 +456,23 @@ async fn a_database_in_the_url_is_the_masters() {
             .is_empty()
     );
 }
+
+/// A Sentinel cut off from the others goes on naming a master they have replaced (now a
+/// replica): the store passes it over and takes the next Sentinel's word.
+#[tokio::test]
+async fn a_sentinel_that_names_a_replica_is_passed_over() {
+    let master = testing::TestRedisServer::start();
+    let port = master.port().to_string();
+    let replica = testing::TestRedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let fake = async |named: u16| {
+        sentinel_mid_failover(Arc::new(AtomicU16::new(named)), named, Arc::default()).await
+    };
+    let (stale, current) = (fake(replica.port()).await, fake(master.port()).await);
+    let mut cfg = RedisConfig::new(format!("{stale},{current}"), "herald");
+    cfg.sentinel_master = Some(TestSentinel::MASTER.into());
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    let id = running(&store, "stale", 2).await;
+    assert_eq!(store.claim(&claim_req(2, 1)).await.unwrap().len(), 2);
+    assert_eq!(store.stats(&id).await.unwrap().in_flight, 2);
+    assert!(!keys_matching(&master.url(), "herald:*").await.is_empty());
+}
