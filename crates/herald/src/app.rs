@@ -104,7 +104,7 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Opened> {
 /// data).
 pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
     let url = cfg.redis_url()?;
-    let mut rc = RedisConfig::new(url, cfg.store.key_prefix.clone());
+    let mut rc = RedisConfig::new(url.as_str(), cfg.store.key_prefix.clone());
     rc.cluster = cfg.store.backend == Backend::RedisCluster;
     if cfg.store.backend == Backend::RedisSentinel {
         rc.sentinel_master = Some(cfg.store.sentinel_master.clone());
@@ -120,7 +120,7 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Arc<RedisStore>> {
     rc.tls = cfg.redis_tls()?;
     let store = RedisStore::connect(&rc)
         .await
-        .with_context(|| format!("connecting to Redis at {}", redact_url(url)))?;
+        .with_context(|| format!("connecting to Redis at {}", redact_url(&url)))?;
     Ok(Arc::new(store))
 }
 
@@ -600,6 +600,27 @@ mod tests {
         stop.cancel();
         server.await.unwrap().unwrap();
         assert_eq!(Roles::of(&[]), Roles::SERVE);
+    }
+
+    /// A password with every character a URL must encode, given as it is in REDIS_PASSWORD:
+    /// Herald reaches the Redis that asks for it, and the error when it is wrong shows
+    /// neither it nor its encoding.
+    #[tokio::test]
+    async fn a_redis_password_is_taken_as_it_is() {
+        let pw = "a/b#c?d@e%f:g+h=";
+        let redis =
+            herald_store_redis::testing::TestRedisServer::start_with(&["--requirepass", pw]);
+        let url = redis.url();
+        let cfg = |pw: &str| {
+            let env = [("REDIS_URL", url.as_str()), ("REDIS_PASSWORD", pw)]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()));
+            Config::from_toml("", &env.into_iter().collect()).unwrap()
+        };
+        let store = connect(&cfg(pw)).await.unwrap();
+        store.ping().await.unwrap();
+        let e = format!("{:#}", connect(&cfg("a/b#wrong")).await.err().unwrap());
+        assert!(e.contains("redis://***@127.0.0.1"), "{e}");
+        assert!(!e.contains("wrong") && !e.contains("%23"), "{e}");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub const PLATFORM_ENV: &[(&str, &str, &str)] = &[
     ("WA_APP_SECRET", "whatsapp", "app_secret"),
     ("VERIFY_TOKEN", "whatsapp", "verify_token"),
     ("REDIS_URL", "store", "redis_url"),
+    ("REDIS_PASSWORD", "store", "redis_password"),
     ("HERALD_API_KEY", "server", "api_key"),
 ];
 
@@ -125,6 +126,11 @@ pub struct StoreSection {
     /// Shown without its password wherever the configuration is printed.
     #[serde(serialize_with = "serialize_redacted_url")]
     pub redis_url: String,
+    /// Redis's password, when it is not in `redis_url`: as it is, any characters, nothing
+    /// percent-encoded (`REDIS_PASSWORD`, from the Secret that holds it). It goes to every
+    /// URL: each node of a Cluster, and the Sentinels and their master (unless
+    /// `sentinel_master_password` gives the master its own).
+    pub redis_password: Secret,
     pub key_prefix: String,
     pub pool_size: usize,
     pub timeout_ms: u64,
@@ -173,6 +179,7 @@ impl Default for StoreSection {
         Self {
             backend: Backend::Redis,
             redis_url: String::new(),
+            redis_password: Secret::default(),
             key_prefix: "herald".into(),
             pool_size: 32,
             timeout_ms: 5000,
@@ -573,6 +580,16 @@ impl Config {
                      comma-separated list)",
                 ));
             }
+            for (i, node) in nodes.iter().enumerate() {
+                check_redis_url(node, &s.redis_password).map_err(|problem| {
+                    let which = if nodes.len() > 1 {
+                        format!("names, as its node {}, {}, which ", i + 1, redact_url(node))
+                    } else {
+                        String::new()
+                    };
+                    bad("store.redis_url", format!("{which}{problem}"))
+                })?;
+            }
             if nodes.len() > 1
                 && !matches!(s.backend, Backend::RedisCluster | Backend::RedisSentinel)
             {
@@ -594,7 +611,7 @@ impl Config {
             return Err(bad(
                 "store.sentinel_master_password",
                 "is set, but store.backend is not \"redis_sentinel\": without Sentinels the \
-                 password goes in store.redis_url (REDIS_URL)",
+                 password goes in store.redis_password (REDIS_PASSWORD) or store.redis_url",
             ));
         }
         if s.backend != Backend::RedisSentinel && !s.sentinel_master_username.is_empty() {
@@ -820,8 +837,9 @@ impl Config {
         }
     }
 
-    /// The Redis URL, or why there is none.
-    pub fn redis_url(&self) -> Result<&str, ConfigError> {
+    /// The Redis URL (its nodes, comma separated) with `store.redis_password` in each, or why
+    /// there is none.
+    pub fn redis_url(&self) -> Result<String, ConfigError> {
         if self.store.redis_url.is_empty() {
             return Err(bad(
                 "store.redis_url",
@@ -830,7 +848,19 @@ impl Config {
                  survives a restart)",
             ));
         }
-        Ok(&self.store.redis_url)
+        let password = self.store.redis_password.expose();
+        if password.is_empty() {
+            return Ok(self.store.redis_url.clone());
+        }
+        let mut nodes = Vec::new();
+        for node in self.store.redis_url.split(',').map(str::trim) {
+            let mut url = url::Url::parse(node)
+                .map_err(|e| bad("store.redis_url", format!("does not parse: {e}")))?;
+            url.set_password(Some(password))
+                .map_err(|()| bad("store.redis_url", "names no host to give the password for"))?;
+            nodes.push(url.to_string());
+        }
+        Ok(nodes.join(","))
     }
 
     /// What a `rediss://` connection trusts and shows: the files `store.tls_*` name, read.
@@ -927,6 +957,49 @@ pub fn redact_url(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Why a Redis URL (one node) would not reach the Redis meant, if it would not: it does not
+/// parse, or its database or a `#` shows a password with a character the URL must
+/// percent-encode; or its password is not `password`, when that is given.
+fn check_redis_url(node: &str, password: &Secret) -> Result<(), String> {
+    const ENCODE: &str = "a password holding @ / # ? % : or a space must percent-encode them \
+                          in the URL (@ %40, / %2F, # %23, ? %3F, % %25, : %3A, space %20), \
+                          or leave the URL without it and give it in store.redis_password \
+                          (REDIS_PASSWORD), as it is";
+    let url =
+        url::Url::parse(node).map_err(|e| format!("does not parse as a URL ({e}): {ENCODE}"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("names no host: {ENCODE}"));
+    }
+    // redis-rs reads `#insecure` (no certificate check), which the store refuses by name.
+    if url.fragment().is_some_and(|f| f != "insecure") {
+        return Err(format!(
+            "holds a #, so the rest of it is not read (the host it names is {}): {ENCODE}",
+            url.host_str().unwrap_or_default()
+        ));
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(format!(
+            "names a database that is not a number ({}): {ENCODE}",
+            redact_url(db)
+        ));
+    }
+    let given = password.expose();
+    if !given.is_empty()
+        && let Some(in_url) = url.password()
+    {
+        let in_url = percent_encoding::percent_decode_str(in_url).decode_utf8_lossy();
+        if in_url != given {
+            return Err(
+                "holds a password, and store.redis_password (REDIS_PASSWORD) another: \
+                        give it in one place"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -1197,6 +1270,66 @@ mod tests {
         assert!(e.problem.contains("window_guard_ms"), "{e}");
         let e = Config::from_toml("[sender\n", &BTreeMap::new()).unwrap_err();
         assert!(e.key.starts_with("line"), "{e}");
+    }
+
+    /// A password with characters a URL must percent-encode, written into it as it is, would
+    /// reach another host or database, or not parse: refused, saying how to write it; given in
+    /// store.redis_password (REDIS_PASSWORD) as it is, it goes into every node, encoded.
+    #[test]
+    fn a_redis_password_need_not_be_percent_encoded() {
+        let url = |u: &str| Config::from_toml("", &env(&[("REDIS_URL", u)]));
+        for (written, says) in [
+            ("redis://:ab/cd@127.0.0.1:6379", "does not parse"),
+            ("redis://:p@ss#1@127.0.0.1:6379", "holds a #"),
+            ("redis://:a?b@10.0.0.5:6379", "does not parse"),
+            ("redis://10.0.0.5:6379/x/y@z", "not a number"),
+        ] {
+            let e = url(written).unwrap_err();
+            assert_eq!(e.key, "store.redis_url", "{written}: {e}");
+            assert!(e.problem.contains(says), "{written}: {e}");
+            assert!(
+                e.problem.contains("%2F") && e.problem.contains("REDIS_PASSWORD"),
+                "{e}"
+            );
+            assert!(
+                !e.to_string().contains("cd@") && !e.to_string().contains("ss#1"),
+                "{e}"
+            );
+        }
+        // Encoded, or with characters a URL takes as they are, they pass.
+        for fine in [
+            "redis://:ab%2Fcd@127.0.0.1:6379/0",
+            "redis://:p%40ss%231@127.0.0.1:6379",
+            "redis://:a+b=c@127.0.0.1:6379",
+            "rediss://10.0.0.5:6380/#insecure",
+        ] {
+            assert!(url(fine).is_ok(), "{fine}");
+        }
+        let nodes = "redis://10.0.0.1:7000,redis://u@10.0.0.2:7000/0";
+        let pw = "a/b#c?d@e%f: g+h=";
+        let cfg = Config::from_toml(
+            "[store]\nbackend = \"redis_cluster\"\n",
+            &env(&[("REDIS_URL", nodes), ("REDIS_PASSWORD", pw)]),
+        )
+        .expect("valid");
+        let urls = cfg.redis_url().unwrap();
+        assert!(!format!("{cfg:?}").contains("g+h") && !cfg.redacted_toml().contains("g+h"));
+        let parsed: Vec<url::Url> = urls.split(',').map(|u| u.parse().unwrap()).collect();
+        assert_eq!(parsed.len(), 2, "{urls}");
+        for u in &parsed {
+            let decoded = percent_encoding::percent_decode_str(u.password().unwrap());
+            assert_eq!(decoded.decode_utf8().unwrap(), pw, "{u}");
+        }
+        assert_eq!(
+            (parsed[0].host_str(), parsed[1].username(), parsed[1].path()),
+            (Some("10.0.0.1"), "u", "/0")
+        );
+        // The same password in both places is fine (a Secret that holds both); two are not.
+        let both =
+            |u: &str| Config::from_toml("", &env(&[("REDIS_URL", u), ("REDIS_PASSWORD", pw)]));
+        assert!(both("redis://:a%2Fb%23c%3Fd%40e%25f%3A%20g+h=@10.0.0.5:6379").is_ok());
+        let e = both("redis://:other@10.0.0.5:6379").unwrap_err();
+        assert!(e.problem.contains("give it in one place"), "{e}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::config::Config;
 const SAMPLE_CSV: &str = include_str!("../../../../config/sample-recipients.csv");
 const SAMPLE_MESSAGE: &str = include_str!("../../../../config/sample-message.json");
 
-/// The demo's store: `REDIS_URL`, else a throwaway `redis-server` stopped on drop, else
+/// The demo's store: `REDIS_URL` (with `REDIS_PASSWORD`, if set), else a throwaway `redis-server` stopped on drop, else
 /// (no Redis installed) the in-memory store, so the demo needs nothing but the toolchain.
 struct DemoRedis {
     /// Empty for the in-memory store.
@@ -188,6 +188,12 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
         cfg.store.backend = crate::config::Backend::Memory;
     } else {
         cfg.store.redis_url = redis.url.clone();
+        // With REDIS_URL, its password may be beside it, as for `herald serve`.
+        if redis.child.is_none() {
+            cfg.store.redis_password = std::env::var("REDIS_PASSWORD")
+                .unwrap_or_default()
+                .into();
+        }
     }
     cfg.store.key_prefix = format!("herald-demo-{:08x}", rand::random::<u32>());
     cfg.sender.mps = opts.mps;
