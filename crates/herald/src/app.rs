@@ -210,7 +210,15 @@ pub async fn run(
         }
         .into());
     }
-    match open(cfg).await? {
+    let (opened, listener) = match cfg.store.backend {
+        Backend::Memory => (open(cfg).await?, listener),
+        _ => match wait_for_store(cfg, listener, &shutdown).await? {
+            Some((store, listener)) => (Opened::Redis(store), listener),
+            // Stopped while it waited: nothing ran, nothing to drain.
+            None => return Ok(()),
+        },
+    };
+    match opened {
         Opened::Redis(store) => {
             let renewals = tokio::spawn(renew_tls(cfg.clone(), store.clone(), shutdown.clone()));
             let ran = run_on(cfg, roles, listener, shutdown, store).await;
@@ -219,6 +227,89 @@ pub async fn run(
         }
         Opened::Memory(store) => run_on(cfg, roles, listener, shutdown, store).await,
     }
+}
+
+static STORE_WAIT: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
+
+/// Connects to Redis. While it does not answer (it starts after Herald, or is restarting,
+/// as in a cluster's cold start), tries again, less often as it goes (up to every 5 s), for
+/// `store.start_wait_secs`; meanwhile the listener answers `/healthz` (alive) and everything
+/// else 503 with `Retry-After` (`/readyz` too: not ready), so a Kubernetes Pod waits,
+/// unready, instead of exiting into a crash loop whose back-off outlasts the outage. A
+/// setting that cannot work fails at once. Answers the store and the listener, or `None`
+/// when `shutdown` came first.
+async fn wait_for_store(
+    cfg: &Config,
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(Arc<RedisStore>, TcpListener)>> {
+    let waits = |e: &anyhow::Error| {
+        e.downcast_ref::<herald_store::StoreError>()
+            .is_some_and(herald_store::StoreError::is_retryable)
+    };
+    let mut last = match connect(cfg).await {
+        Ok(store) => return Ok(Some((store, listener))),
+        Err(e) if cfg.store.start_wait_secs == 0 || !waits(&e) => return Err(e),
+        Err(e) => e,
+    };
+    // The waiting answers on a second handle of the same socket, given up once connected.
+    let listener = listener.into_std()?;
+    let waiting_on = TcpListener::from_std(listener.try_clone()?)?;
+    let listener = TcpListener::from_std(listener)?;
+    let waited = CancellationToken::new();
+    let answers = tokio::spawn(crate::server::listen::serve(
+        waiting_on,
+        waiting_routes(),
+        cfg.listen_limits(),
+        waited.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(cfg.store.start_wait_secs);
+    let mut pause = Duration::from_millis(250);
+    let outcome = loop {
+        herald_core::warn_repeated!(
+            STORE_WAIT,
+            "the store does not answer; waiting for it (not ready meanwhile)",
+            error = format!("{last:#}"),
+            wait_secs = cfg.store.start_wait_secs
+        );
+        if tokio::time::Instant::now() + pause > deadline {
+            break Err(last.context(format!(
+                "the store did not answer within store.start_wait_secs ({} s)",
+                cfg.store.start_wait_secs
+            )));
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break Ok(None),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+        match connect(cfg).await {
+            Ok(store) => {
+                herald_core::recovered!(STORE_WAIT, "the store answers; starting");
+                break Ok(Some(store));
+            }
+            Err(e) if waits(&e) => last = e,
+            Err(e) => break Err(e),
+        }
+    };
+    waited.cancel();
+    let _ = answers.await;
+    Ok(outcome?.map(|store| (store, listener)))
+}
+
+/// What a process waiting for its store answers: alive, not ready, come back later.
+fn waiting_routes() -> axum::Router {
+    use axum::http::{StatusCode, header};
+    let later = || async {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "Herald is starting: the store does not answer yet\n",
+        )
+    };
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .fallback(later)
 }
 
 /// Runs the roles on this store until `shutdown` is cancelled, then drains.

@@ -134,6 +134,9 @@ pub struct StoreSection {
     pub key_prefix: String,
     pub pool_size: usize,
     pub timeout_ms: u64,
+    /// At start, how long a long-running role waits for a store that does not answer (not
+    /// ready meanwhile) before it exits (0: exits at once).
+    pub start_wait_secs: u64,
     /// Replicas that must hold a job's "started" mark before its request goes out (0: none).
     pub replica_acks: u32,
     /// How long a start waits for them.
@@ -183,6 +186,7 @@ impl Default for StoreSection {
             key_prefix: "herald".into(),
             pool_size: 32,
             timeout_ms: 5000,
+            start_wait_secs: 120,
             replica_acks: 0,
             replica_ack_timeout_ms: 100,
             replica_ack_policy: ReplicaAckPolicy::Hold,

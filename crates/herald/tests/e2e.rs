@@ -10,7 +10,8 @@ use serde_json::Value;
 
 mod common;
 use common::{
-    BIN, PNID, Proc, SimRig, create_started, get_json, herald, reqwest_ok, root, sim_rig, start_sim,
+    BIN, PNID, Proc, SimRig, create_started, get_json, herald, reqwest_ok, root, sim_rig, spawn,
+    start_sim, status_of, wait_ok,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,4 +408,43 @@ fn an_interrupted_demo_cleans_up_and_says_so() {
             );
         }
     }
+}
+
+/// Redis not up yet when Herald starts (a cluster's cold start, Redis rescheduled): `herald
+/// serve` waits for it, alive (`/healthz` 200) and not ready (`/readyz` and the API 503 with
+/// `Retry-After`), and serves once it answers, without a restart. A store that does not answer
+/// within `store.start_wait_secs` makes it exit 1, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_a_store_that_starts_after_it() {
+    let mut redis = herald_store_redis::testing::TestRedisServer::start();
+    redis.kill();
+    let SimRig {
+        server,
+        mut sim,
+        mut env,
+        ..
+    } = sim_rig("v");
+    env.push(("REDIS_URL", redis.url()));
+    let mut serve = spawn(&["serve"], &env);
+    wait_ok(&format!("{server}/healthz"), Duration::from_secs(60)).await;
+    for path in ["/readyz", "/v1/campaigns", "/webhook"] {
+        assert_eq!(
+            status_of(&format!("{server}{path}")).await,
+            Some((503, Some("5".to_owned()))),
+            "{path}"
+        );
+    }
+    redis.restart();
+    wait_ok(&format!("{server}/readyz"), Duration::from_secs(60)).await;
+    let campaigns = get_json(&format!("{server}/v1/campaigns")).await;
+    assert!(campaigns.is_some_and(|c| c["campaigns"].is_array()));
+    assert!(serve.terminate().is_some_and(|s| s.success()));
+
+    redis.kill();
+    env.push(("HERALD_STORE__START_WAIT_SECS", "1".into()));
+    let out = herald(&["serve"], &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("store.start_wait_secs"), "{stderr}");
+    sim.terminate();
 }

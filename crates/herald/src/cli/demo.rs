@@ -190,9 +190,7 @@ pub async fn run(opts: &DemoOptions, stop: CancellationToken) -> anyhow::Result<
         cfg.store.redis_url = redis.url.clone();
         // With REDIS_URL, its password may be beside it, as for `herald serve`.
         if redis.child.is_none() {
-            cfg.store.redis_password = std::env::var("REDIS_PASSWORD")
-                .unwrap_or_default()
-                .into();
+            cfg.store.redis_password = std::env::var("REDIS_PASSWORD").unwrap_or_default().into();
         }
     }
     cfg.store.key_prefix = format!("herald-demo-{:08x}", rand::random::<u32>());

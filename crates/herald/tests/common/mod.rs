@@ -250,6 +250,17 @@ pub async fn get_text(url: &str) -> Option<String> {
     r.text().await.ok()
 }
 
+/// The status and `Retry-After` of a GET of `url`, if it answers.
+pub async fn status_of(url: &str) -> Option<(u16, Option<String>)> {
+    let r = http().get(url).send().await.ok()?;
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Some((r.status().as_u16(), retry))
+}
+
 pub async fn reqwest_ok(url: &str) -> Option<()> {
     http()
         .get(url)
