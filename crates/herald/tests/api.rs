@@ -1363,3 +1363,81 @@ async fn the_template_list_needs_an_account() {
     assert!(message_of(&v).contains("whatsapp.waba_id"), "{v}");
     api.cleanup().await;
 }
+
+/// The list comes a page at a time, newest first: `next` asks for the page after, with the
+/// same status filter, until there is none; bad parameters are refused naming them, and a
+/// cursor whose campaign was deleted says to list from the newest again.
+#[tokio::test]
+async fn campaigns_are_listed_a_page_at_a_time() {
+    let api = Api::new().await;
+    let mut made = Vec::new();
+    for i in 0..5 {
+        made.push(api.create(template_spec(&format!("c{i}"))).await);
+    }
+    made.reverse();
+    let cancelled = [&made[1], &made[3]];
+    for id in cancelled {
+        let (status, v) = api
+            .json("POST", &format!("/v1/campaigns/{id}/cancel"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let walk = async |query: &str| {
+        let (mut seen, mut pages, mut next) = (Vec::new(), 0, None::<String>);
+        loop {
+            let before = next.map(|n| format!("&before={n}")).unwrap_or_default();
+            let (status, v) = api
+                .json(
+                    "GET",
+                    &format!("/v1/campaigns?limit=2{query}{before}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            assert!(ids(&v).len() <= 2, "{v}");
+            seen.extend(ids(&v));
+            pages += 1;
+            next = v["next"].as_str().map(str::to_owned);
+            if next.is_none() {
+                return (seen, pages);
+            }
+        }
+    };
+    assert_eq!(walk("").await, (made.clone(), 3));
+    let (drafts, _) = walk("&status=draft").await;
+    assert_eq!(drafts, [made[0].as_str(), &made[2], &made[4]]);
+    let (status, v) = api.json("GET", "/v1/campaigns", None).await;
+    assert_eq!((status, ids(&v)), (StatusCode::OK, made.clone()));
+    assert!(v.get("next").is_none(), "{v}");
+
+    for (query, names) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("status=sent", "status"),
+        ("before=not-an-id", "before"),
+    ] {
+        let (status, v) = api
+            .json("GET", &format!("/v1/campaigns?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {v}");
+        assert!(message_of(&v).starts_with(names), "{query}: {v}");
+    }
+    let (status, v) = api
+        .json("DELETE", &format!("/v1/campaigns/{}", made[1]), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = api
+        .json("GET", &format!("/v1/campaigns?before={}", made[1]), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(message_of(&v).contains("from the newest"), "{v}");
+    api.cleanup().await;
+}

@@ -156,6 +156,49 @@ async fn signing_in_exchanges_the_key_for_a_locked_down_session() {
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
+/// The campaign list is a page of the newest, with a link to the older ones that keeps the
+/// filter and the page size.
+#[tokio::test]
+async fn the_campaign_list_pages_on_to_older_campaigns() {
+    let app = console_app("");
+    let local = |path: &str| {
+        Request::get(path)
+            .header(header::HOST, "127.0.0.1:8080")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let spec = serde_json::json!({"name": "", "message": {"type": "text", "text": {"body": "hi"}}});
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let mut spec = spec.clone();
+        spec["name"] = format!("listed-{i}").into();
+        let req = Request::post("/v1/campaigns")
+            .header(header::HOST, "127.0.0.1:8080")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(spec.to_string()))
+            .unwrap();
+        let (status, _, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        made.push(id);
+    }
+    let (status, _, page) = call(&app, local("/?status=draft&limit=2")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("listed-2") && page.contains("listed-1") && !page.contains("listed-0"));
+    let older = format!("/?before={}&amp;status=draft&amp;limit=2", made[1]);
+    assert!(page.contains(&older), "{page}");
+    let (status, _, page) = call(&app, local(&older.replace("&amp;", "&"))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("listed-0") && !page.contains("listed-1"),
+        "{page}"
+    );
+    assert!(!page.contains("Older campaigns"), "{page}");
+}
+
 #[tokio::test]
 async fn keyless_mode_serves_the_console_to_local_programs_only() {
     let app = console_app("");

@@ -370,6 +370,46 @@ pub(crate) async fn list_campaigns(store: &RedisStore) -> Result<Vec<Campaign>> 
         &redis::Cmd::zrevrange(store.keys.campaigns(), 0, -1),
     )
     .await?;
+    campaigns_of(store, &mut conn, &ids).await
+}
+
+/// See [`herald_store::Store::list_campaigns_page`]: the index's ranks from the one after
+/// `before`'s (newest first).
+pub(crate) async fn list_campaigns_page(
+    store: &RedisStore,
+    before: Option<&CampaignId>,
+    limit: usize,
+) -> Result<Vec<Campaign>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.conn().await?;
+    let from = match before {
+        None => 0,
+        Some(id) => {
+            let rank: Option<isize> = redis::cmd("ZREVRANK")
+                .arg(store.keys.campaigns())
+                .arg(id.as_str())
+                .run(&mut conn)
+                .await?;
+            rank.ok_or_else(|| herald_store::no_page_from(id))? + 1
+        }
+    };
+    let to = from.saturating_add(isize::try_from(limit).unwrap_or(isize::MAX) - 1);
+    let ids = campaign_ids(
+        &mut conn,
+        &redis::Cmd::zrevrange(store.keys.campaigns(), from, to),
+    )
+    .await?;
+    campaigns_of(store, &mut conn, &ids).await
+}
+
+/// The campaigns `ids` name, in that order (those deleted meanwhile left out).
+async fn campaigns_of(
+    store: &RedisStore,
+    conn: &mut Conn<'_>,
+    ids: &[CampaignId],
+) -> Result<Vec<Campaign>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }

@@ -80,6 +80,14 @@ impl Store for RedisStore {
         campaigns::list_campaigns(self).await
     }
 
+    async fn list_campaigns_page(
+        &self,
+        before: Option<&CampaignId>,
+        limit: usize,
+    ) -> Result<Vec<Campaign>> {
+        campaigns::list_campaigns_page(self, before, limit).await
+    }
+
     async fn delete_campaign(&self, id: &CampaignId) -> Result<()> {
         campaigns::delete_campaign(self, id).await
     }

@@ -256,6 +256,40 @@ pub async fn lifecycle<S: Store>(store: &S) {
     assert_eq!(all[0].id, sid, "newest first");
 }
 
+/// A long list read a page at a time: each page newest first, the pages one after another
+/// with nothing missed or repeated (a campaign deleted between pages included), and a page
+/// after a campaign that no longer exists refused.
+pub async fn campaigns_are_listed_a_page_at_a_time<S: Store>(store: &S) {
+    let mut made = Vec::new();
+    for i in 0..7 {
+        made.push(campaign(store, &format!("page{i}")).await);
+    }
+    made.reverse();
+    let ids = |page: &[Campaign]| page.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+    let first = store.list_campaigns_page(None, 3).await.unwrap();
+    assert_eq!(ids(&first), made[..3]);
+    // One further on is deleted between the pages: the next page goes on past it.
+    store
+        .transition(&made[4], CampaignAction::Cancel, None)
+        .await
+        .unwrap();
+    store.delete_campaign(&made[4]).await.unwrap();
+    let second = store.list_campaigns_page(Some(&made[2]), 3).await.unwrap();
+    assert_eq!(
+        ids(&second),
+        [made[3].clone(), made[5].clone(), made[6].clone()]
+    );
+    let end = store.list_campaigns_page(Some(&made[6]), 3).await.unwrap();
+    assert!(end.is_empty());
+    assert!(store.list_campaigns_page(None, 0).await.unwrap().is_empty());
+    assert_eq!(store.list_campaigns_page(None, 100).await.unwrap().len(), 6);
+    let e = store
+        .list_campaigns_page(Some(&made[4]), 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+}
+
 pub async fn idempotent_enqueue<S: Store>(store: &S) {
     let id = campaign(store, "enqueue").await;
     let first = store
@@ -2701,7 +2735,8 @@ macro_rules! conformance_tests {
     };
     (@all $attr:tt $make:expr, $teardown:expr) => {
         $crate::conformance_tests!(@each $attr $make, $teardown;
-            lifecycle, idempotent_enqueue, claim_start_settle, jobs_in_any_order_and_named_twice,
+            lifecycle, campaigns_are_listed_a_page_at_a_time, idempotent_enqueue,
+            claim_start_settle, jobs_in_any_order_and_named_twice,
             a_job_starts_once_and_only_while_held,
             fairness,
             paused_and_cancelled_are_not_claimed, pause_between_claim_and_start_releases,

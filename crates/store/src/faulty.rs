@@ -190,6 +190,18 @@ impl<S: Store> Store for Faulty<S> {
         call!(self, "list_campaigns", self.inner.list_campaigns())
     }
 
+    async fn list_campaigns_page(
+        &self,
+        before: Option<&CampaignId>,
+        limit: usize,
+    ) -> Result<Vec<Campaign>> {
+        call!(
+            self,
+            "list_campaigns_page",
+            self.inner.list_campaigns_page(before, limit)
+        )
+    }
+
     async fn delete_campaign(&self, id: &CampaignId) -> Result<()> {
         call!(self, "delete_campaign", self.inner.delete_campaign(id))
     }

@@ -43,6 +43,13 @@ pub use error::{Result, StoreError};
 pub use memory::MemoryStore;
 pub use types::*;
 
+/// A page asked to begin after a campaign that does not exist ([`Store::list_campaigns_page`]).
+pub fn no_page_from(id: &CampaignId) -> StoreError {
+    StoreError::Invalid(format!(
+        "no campaign {id} to list on from (deleted since?): list from the newest again"
+    ))
+}
+
 /// Whether a campaign may be deleted now ([`Store::delete_campaign`]): it has ended, and none
 /// of its sends is in flight or in doubt (their answers and webhooks would find nothing to
 /// settle, and the counters would lose them). [`StoreError::Conflict`] names what stands in
@@ -148,6 +155,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// All campaigns, newest first.
     fn list_campaigns(&self) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
+
+    /// Up to `limit` campaigns, newest first: the newest, or those created before the campaign
+    /// `before` (a page of a list too long to read at once). A `before` that does not exist
+    /// (deleted since) is [`StoreError::Invalid`].
+    fn list_campaigns_page(
+        &self,
+        before: Option<&CampaignId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
 
     /// Deletes an ended campaign and everything of it: its jobs and their records, its
     /// recipients, counters, upload rejects and indexes. Only a campaign that

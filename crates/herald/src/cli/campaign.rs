@@ -98,8 +98,13 @@ pub enum CampaignCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Every campaign, newest first.
-    List,
+    /// Every campaign, newest first (read from the API a page at a time).
+    List {
+        /// Only those with this status (draft, scheduled, running, paused, completed,
+        /// cancelled).
+        #[arg(long)]
+        status: Option<String>,
+    },
     /// CSV of failed and skipped recipients with reasons.
     Failures { id: String },
     /// CSV of the campaign's cost: the estimate by market, the actual by market and category.
@@ -199,7 +204,9 @@ pub async fn run(
                 client::print_campaign(&c, &mut out)?;
             }
         }
-        CampaignCommand::List => client::print_list(&api.get("/campaigns").await?, &mut out)?,
+        CampaignCommand::List { status } => {
+            client::list(&api, status.as_deref(), &mut out).await?;
+        }
         CampaignCommand::Failures { id } => client::failures(&api, &id, &mut out).await?,
         CampaignCommand::Cost { id } => client::cost(&api, &id, &mut out).await?,
         CampaignCommand::FollowUp {

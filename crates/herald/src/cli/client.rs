@@ -521,12 +521,38 @@ pub async fn watch(
 }
 
 /// `campaign list`.
-pub fn print_list(v: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+/// `campaign list`: every campaign (with `status`, only those), newest first, a page of the
+/// API's list at a time, each printed as it comes.
+pub async fn list(
+    api: &ApiClient,
+    status: Option<&str>,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
     writeln!(
         out,
         "{:<28} {:<10} {:>10} {:>10} {:>10} {:>8}  name",
         "id", "status", "recipients", "accepted", "delivered", "failed"
     )?;
+    let mut next: Option<String> = None;
+    loop {
+        let mut path = "/campaigns?limit=1000".to_owned();
+        if let Some(s) = status {
+            let s = percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC);
+            path.push_str(&format!("&status={s}"));
+        }
+        if let Some(before) = &next {
+            path.push_str(&format!("&before={before}"));
+        }
+        let page = api.get(&path).await?;
+        print_rows(&page, out)?;
+        next = page["next"].as_str().map(str::to_owned);
+        if next.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+fn print_rows(v: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     for c in v["campaigns"].as_array().into_iter().flatten() {
         let s = &c["stats"];
         writeln!(

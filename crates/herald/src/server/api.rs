@@ -467,6 +467,75 @@ pub enum WaitingFor {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CampaignList {
     pub campaigns: Vec<CampaignView>,
+    /// More may follow: the next page is `?before=` this (with the same `status` and `limit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// A page of the campaign list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// Only campaigns with this status (`draft`, `scheduled`, `running`, `paused`,
+    /// `completed`, `cancelled`).
+    pub status: Option<String>,
+    /// At most this many (1–1000; 100 when not given).
+    pub limit: Option<usize>,
+    /// Those created before this campaign: the `next` of the page before.
+    pub before: Option<String>,
+}
+
+/// Campaigns per page when a list does not say.
+pub(crate) const LIST_PAGE: usize = 100;
+/// The most campaigns one page may ask for.
+pub(crate) const LIST_PAGE_MAX: usize = 1000;
+
+/// A page of campaigns, newest first, with the status `params` ask for, and the cursor of the
+/// next page when there may be one. The store is read a page at a time, so a list of any
+/// length costs a page's memory.
+pub(crate) async fn campaign_page<S: Store>(
+    store: &S,
+    params: &ListParams,
+) -> Result<(Vec<Campaign>, Option<CampaignId>), ApiError> {
+    let limit = params.limit.unwrap_or(LIST_PAGE);
+    if !(1..=LIST_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit: {limit} is not between 1 and {LIST_PAGE_MAX}"
+        )));
+    }
+    let status = match params.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(CampaignStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "status: {s:?} is none of {}",
+                CampaignStatus::ALL.map(|s| s.to_string()).join(", ")
+            ))
+        })?),
+    };
+    let mut cursor = match params.before.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            CampaignId::new(raw).map_err(|e| ApiError::invalid(format!("before: {raw:?}: {e}")))?,
+        ),
+    };
+    let mut found = Vec::new();
+    loop {
+        let page = store.list_campaigns_page(cursor.as_ref(), limit).await?;
+        let last = page.len() < limit;
+        for c in page {
+            cursor = Some(c.id.clone());
+            if status.is_none_or(|s| c.status == s) {
+                found.push(c);
+                if found.len() == limit {
+                    return Ok((found, cursor));
+                }
+            }
+        }
+        if last {
+            return Ok((found, None));
+        }
+    }
 }
 
 /// A campaign with its stats and its place in the messaging limit, as the API shows it.
@@ -869,16 +938,28 @@ fn template_key(message: &serde_json::Map<String, Value>) -> Option<String> {
     Some(herald_core::spec::template_key(name, lang))
 }
 
-/// Every campaign, with its stats.
+/// The campaigns with their stats, newest first, a page at a time (100 unless `limit` says):
+/// `next`, when present, asks for the page after.
 #[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns",
-    responses((status = 200, description = "The campaigns", body = CampaignList)))]
-async fn list<S: Store>(State(state): State<AppState<S>>) -> Result<Response, ApiError> {
-    let campaigns = state.store.list_campaigns().await?;
+    params(ListParams),
+    responses(
+        (status = 200, description = "The campaigns", body = CampaignList),
+        (status = 400, description = "The campaign `before` names was deleted since: list from the newest again", body = ErrorBody),
+        (status = 422, description = "A limit, status or cursor that cannot be used", body = ErrorBody)))]
+async fn list<S: Store>(
+    State(state): State<AppState<S>>,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    let (campaigns, next) = campaign_page(&*state.store, &params).await?;
     let mut out = Vec::with_capacity(campaigns.len());
     for c in &campaigns {
         out.push(view(&state, c).await?);
     }
-    Ok(axum::Json(CampaignList { campaigns: out }).into_response())
+    Ok(axum::Json(CampaignList {
+        campaigns: out,
+        next: next.map(|id| id.to_string()),
+    })
+    .into_response())
 }
 
 /// One campaign with its stats, its cost and its place in the messaging limit.

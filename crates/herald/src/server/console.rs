@@ -23,7 +23,9 @@ use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::server::api::{ApiError, AppState, CampaignView, keyless_guard, unix_now, view};
+use crate::server::api::{
+    ApiError, AppState, CampaignView, ListParams, campaign_page, keyless_guard, unix_now, view,
+};
 use crate::server::session::{Session, clear_cookie};
 
 const CSS: &str = include_str!("console/console.css");
@@ -243,36 +245,38 @@ async fn sign_out<S: Store>(
     r
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    status: Option<String>,
-}
-
 async fn list<S: Store>(
     State(state): State<AppState<S>>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<ListParams>,
 ) -> Response {
     let viewer = match viewer(&state, &headers) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
     let filter = q.status.as_deref().and_then(CampaignStatus::parse);
-    let campaigns = match state.store.list_campaigns().await {
-        Ok(c) => c,
-        Err(e) => return ApiError::from(e).into_response(),
+    let (campaigns, next) = match campaign_page(&*state.store, &q).await {
+        Ok(page) => page,
+        Err(e) => return e.into_response(),
     };
     let mut views = Vec::new();
-    for c in campaigns
-        .iter()
-        .filter(|c| filter.is_none_or(|f| c.status == f))
-    {
+    for c in &campaigns {
         match view(&state, c).await {
             Ok(v) => views.push(v),
             Err(e) => return e.into_response(),
         }
     }
-    views.sort_by_key(|v| std::cmp::Reverse(v.campaign.created_ms));
+    // The page after this one, with the same filter and size.
+    let older = next.map(|id| {
+        let mut href = format!("/?before={id}");
+        if let Some(f) = filter {
+            href.push_str(&format!("&status={f}"));
+        }
+        if let Some(n) = q.limit {
+            href.push_str(&format!("&limit={n}"));
+        }
+        href
+    });
     let main = html! {
         h1 { "Campaigns" }
         nav.filters aria-label="Filter by status" {
@@ -297,6 +301,9 @@ async fn list<S: Store>(
                         }
                     }
                 }
+            }
+            @if let Some(older) = &older {
+                p { a href=(older) rel="next" { "Older campaigns →" } }
             }
         }
     };

@@ -337,6 +337,29 @@ impl Store for MemoryStore {
         Ok(all.into_iter().map(|c| c.campaign.clone()).collect())
     }
 
+    async fn list_campaigns_page(
+        &self,
+        before: Option<&CampaignId>,
+        limit: usize,
+    ) -> Result<Vec<Campaign>> {
+        let s = self.lock();
+        let below = match before {
+            None => u64::MAX,
+            Some(id) => s
+                .campaigns
+                .get(id)
+                .map(|c| c.created)
+                .ok_or_else(|| crate::no_page_from(id))?,
+        };
+        let mut older: Vec<&Camp> = s.campaigns.values().filter(|c| c.created < below).collect();
+        older.sort_by_key(|c| std::cmp::Reverse(c.created));
+        Ok(older
+            .into_iter()
+            .take(limit)
+            .map(|c| c.campaign.clone())
+            .collect())
+    }
+
     async fn delete_campaign(&self, id: &CampaignId) -> Result<()> {
         let mut s = self.lock();
         let c = s.camp(id)?;
