@@ -197,6 +197,17 @@ async fn the_campaign_list_pages_on_to_older_campaigns() {
         "{page}"
     );
     assert!(!page.contains("Older campaigns"), "{page}");
+    // A link that cannot be used as it is still shows a list: an unknown status or size is
+    // left out, and a page after a deleted campaign goes back to the newest.
+    let (status, _, page) = call(&app, local("/?status=sent&limit=lots&utm=x")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("listed-0") && page.contains("listed-2"),
+        "{page}"
+    );
+    let (status, headers, _) = call(&app, local("/?status=draft&before=01m9zzzzzzzzzzzz")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/?status=draft");
 }
 
 #[tokio::test]

@@ -24,7 +24,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::server::api::{
-    ApiError, AppState, CampaignView, ListParams, campaign_page, keyless_guard, unix_now, view,
+    ApiError, AppState, CampaignView, LIST_PAGE_MAX, ListParams, campaign_page, keyless_guard,
+    unix_now, view,
 };
 use crate::server::session::{Session, clear_cookie};
 
@@ -245,18 +246,40 @@ async fn sign_out<S: Store>(
     r
 }
 
+/// The list page's query, read leniently (a hand-edited or old link shows a list, not an
+/// error): a status or size it cannot use is left out.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
 async fn list<S: Store>(
     State(state): State<AppState<S>>,
     headers: HeaderMap,
-    Query(q): Query<ListParams>,
+    Query(q): Query<ListQuery>,
 ) -> Response {
     let viewer = match viewer(&state, &headers) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
     let filter = q.status.as_deref().and_then(CampaignStatus::parse);
+    let q = ListParams {
+        status: filter.map(|f| f.to_string()),
+        limit: q
+            .limit
+            .and_then(|n| n.parse().ok())
+            .filter(|n| (1..=LIST_PAGE_MAX).contains(n)),
+        before: q.before,
+    };
     let (campaigns, next) = match campaign_page(&*state.store, &q).await {
         Ok(page) => page,
+        // A page after a campaign deleted since: the list from the newest.
+        Err(_) if q.before.is_some() => {
+            let first = filter.map_or("/".to_owned(), |f| format!("/?status={f}"));
+            return axum::response::Redirect::to(&first).into_response();
+        }
         Err(e) => return e.into_response(),
     };
     let mut views = Vec::new();
