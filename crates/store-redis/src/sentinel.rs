@@ -351,9 +351,10 @@ pub(crate) fn remedy(error: &str) -> Option<&'static str> {
         "without any password configured",
     ];
     auth.iter().any(|a| e.contains(a)).then_some(
-        "a password was missing or refused: REDIS_URL's user and password are given to the \
-         Sentinels and to the master; when the master has its own, or the Sentinels take none, \
-         put the master's in store.sentinel_master_password (and its ACL user, if not \
-         default, in store.sentinel_master_username), and in REDIS_URL only the Sentinels'",
+        "a password was missing or refused: REDIS_URL's user and password (or REDIS_PASSWORD) \
+         are given to the Sentinels and to the master; when the master has its own, or the \
+         Sentinels take none, put the master's in store.sentinel_master_password (and its ACL \
+         user, if not default, in store.sentinel_master_username), and in REDIS_URL or \
+         REDIS_PASSWORD only the Sentinels'",
     )
 }
