@@ -457,6 +457,23 @@ fn with_remedy(e: StoreError, tls: bool, sentinels: bool) -> StoreError {
     }
 }
 
+/// A first write refused by a replica (`READONLY`) of the one Redis `REDIS_URL` names (`one`),
+/// with what to do: it reaches the wrong node.
+fn on_replica(e: StoreError, one: bool) -> StoreError {
+    match e {
+        StoreError::Unavailable(msg)
+            if one && msg.to_ascii_lowercase().contains("read only replica") =>
+        {
+            StoreError::Unavailable(format!(
+                "{msg} (REDIS_URL reaches a replica, which takes no writes: point it at the \
+                 master; with Sentinel, set store.backend = \"redis_sentinel\" and REDIS_URL \
+                 to the Sentinels)"
+            ))
+        }
+        e => e,
+    }
+}
+
 /// Counts a store call that failed as unavailable.
 pub(crate) fn count_error(kind: &'static str) {
     metrics::counter!(herald_core::metrics::STORE_ERRORS_TOTAL, "kind" => kind).increment(1);
@@ -488,13 +505,14 @@ impl RedisStore {
         // The first connection: where a TLS handshake or the Sentinels' password fails, say
         // what to set.
         let sentinels = cfg.sentinel_master.is_some();
+        let one = !sentinels && !cfg.cluster;
         let mut conn = store
             .conn()
             .await
             .map_err(|e| with_remedy(e, tls, sentinels))?;
         store.check_version().await?;
         for script in store.scripts.all() {
-            conn.load(script).await?;
+            conn.load(script).await.map_err(|e| on_replica(e, one))?;
         }
         match store.ensure_group().await {
             Ok(()) => {}
@@ -504,7 +522,7 @@ impl RedisStore {
             Err(e @ StoreError::Full(_)) => {
                 tracing::warn!(error = %e, "connected to a full Redis");
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(on_replica(e, one)),
         }
         for warning in store.durability_warnings().await {
             tracing::warn!(warning = %warning, "redis may lose data");

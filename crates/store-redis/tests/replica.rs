@@ -157,3 +157,28 @@ async fn on_a_cluster_a_shard_without_its_replica_holds_only_its_own_sends() {
     }
     store.purge_namespace().await.unwrap();
 }
+
+/// `REDIS_URL` pointed at a replica (a Service that reaches every node, the wrong one of two):
+/// the store refuses to start, saying so and what to point it at, rather than failing every
+/// write as a failover.
+#[tokio::test]
+async fn a_replica_is_refused_at_start_saying_so() {
+    let master = TestRedisServer::start();
+    let port = master.port().to_string();
+    let replica = TestRedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let e = RedisStore::connect(&RedisConfig::new(replica.url(), "herald"))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.is_retryable(), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("reaches a replica") && e.contains("redis_sentinel"),
+        "{e}"
+    );
+    assert!(
+        RedisStore::connect(&RedisConfig::new(master.url(), "herald"))
+            .await
+            .is_ok()
+    );
+}
