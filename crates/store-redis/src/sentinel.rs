@@ -28,9 +28,6 @@ use crate::RedisTls;
 
 pub(crate) type Pool = deadpool::managed::Pool<Manager>;
 
-/// The watch's Sentinels not answering, logged a few times however long it lasts.
-static UNANSWERED: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
-
 /// How often a [`Watch`] asks the Sentinels which node is the master.
 pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -166,6 +163,8 @@ async fn is_master(conn: &mut MultiplexedConnection) -> Result<bool, RedisError>
 /// as they are, and the log says so (a few lines however long it lasts).
 async fn watch(mut sentinels: Sentinels, watch: Weak<AtomicU64>) {
     let mut named: Option<(String, u16)> = None;
+    // This store's Sentinels not answering, logged a few times however long it lasts.
+    let unanswered = herald_core::repeated::Repeated::new();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(generation) = watch.upgrade() else {
@@ -175,7 +174,7 @@ async fn watch(mut sentinels: Sentinels, watch: Weak<AtomicU64>) {
             Ok(now) => now,
             Err(e) => {
                 herald_core::warn_repeated!(
-                    UNANSWERED,
+                    unanswered,
                     "no Sentinel says which node is the Redis master; a failover is not \
                      followed until one does",
                     error = %e
@@ -183,7 +182,7 @@ async fn watch(mut sentinels: Sentinels, watch: Weak<AtomicU64>) {
                 continue;
             }
         };
-        herald_core::recovered!(UNANSWERED, "a Sentinel says which node is the master again");
+        herald_core::recovered!(unanswered, "a Sentinel says which node is the master again");
         if named.as_ref().is_some_and(|n| *n != now) {
             generation.fetch_add(1, Ordering::AcqRel);
             metrics::counter!(herald_core::metrics::STORE_MASTER_CHANGES_TOTAL).increment(1);

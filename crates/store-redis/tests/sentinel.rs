@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_store::conformance::{self, all_accepted, claim_req, running};
@@ -257,23 +257,41 @@ async fn a_master_with_an_acl_user_the_sentinels_do_not_have() {
     let _ = store.purge_namespace().await;
 }
 
-/// A stand-in for a Sentinel caught in the moment after a failover promoted a replica:
-/// `SENTINEL GET-MASTER-ADDR-BY-NAME` names the promoted node (the port in `named`, which the
-/// test may change), while `SENTINEL MASTERS` still lists the old one (`listed`), which
-/// answers as a master until the Sentinels demote it. `ROLE` answers as a Sentinel's, `SELECT`
-/// is refused as a Sentinel refuses it (it has no databases), anything else is answered
-/// `+OK`. Answers its URL, and counts in `askers` the connections that asked for the master.
-async fn sentinel_mid_failover(
+/// What a stand-in Sentinel answers, changeable while it runs.
+#[derive(Clone, Default)]
+struct Answers {
+    /// The port `SENTINEL GET-MASTER-ADDR-BY-NAME` names.
     named: Arc<AtomicU16>,
-    listed: u16,
+    /// The connections that asked for the master.
     askers: Arc<AtomicUsize>,
-) -> String {
+    /// Asks for the master are answered with an error (a Sentinel failing).
+    failing: Arc<AtomicBool>,
+}
+
+impl Answers {
+    fn naming(port: u16) -> Self {
+        let answers = Self::default();
+        answers.named.store(port, Ordering::SeqCst);
+        answers
+    }
+}
+
+/// A stand-in for a Sentinel caught in the moment after a failover promoted a replica:
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME` names the promoted node (`answers.named`), while
+/// `SENTINEL MASTERS` still lists the old one (`listed`), which answers as a master until the
+/// Sentinels demote it. `ROLE` answers as a Sentinel's, `SELECT` is refused as a Sentinel
+/// refuses it (it has no databases), anything else is answered `+OK`. Answers its URL.
+async fn sentinel_mid_failover(answers: Answers, listed: u16) -> String {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("redis://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            let (named, askers) = (named.clone(), askers.clone());
+            let Answers {
+                named,
+                askers,
+                failing,
+            } = answers.clone();
             tokio::spawn(async move {
                 let mut asked = false;
                 let (read, mut write) = socket.into_split();
@@ -305,7 +323,12 @@ async fn sentinel_mid_failover(
                             if !std::mem::replace(&mut asked, true) {
                                 askers.fetch_add(1, Ordering::SeqCst);
                             }
-                            format!("*2\r\n{}{}", bulk("127.0.0.1"), bulk(&port))
+                            if failing.load(Ordering::SeqCst) {
+                                // Refused: the asker moves on to a new connection.
+                                "-ERR failing\r\n".into()
+                            } else {
+                                format!("*2\r\n{}{}", bulk("127.0.0.1"), bulk(&port))
+                            }
                         }
                         Some("MASTERS") => {
                             let fields = [
@@ -343,12 +366,7 @@ async fn connections_go_to_the_master_the_watch_follows() {
         testing::TestRedisServer::start(),
         testing::TestRedisServer::start(),
     );
-    let url = sentinel_mid_failover(
-        Arc::new(AtomicU16::new(new.port())),
-        old.port(),
-        Arc::default(),
-    )
-    .await;
+    let url = sentinel_mid_failover(Answers::naming(new.port()), old.port()).await;
     let mut cfg = RedisConfig::new(url, "herald");
     cfg.sentinel_master = Some(TestSentinel::MASTER.into());
     let store = RedisStore::connect(&cfg).await.unwrap();
@@ -371,8 +389,7 @@ async fn the_node_the_sentinels_name_is_checked_to_be_a_master() {
     let port = master.port().to_string();
     let replica = testing::TestRedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
     let connect = async |named: u16, user: Option<&str>| {
-        let url =
-            sentinel_mid_failover(Arc::new(AtomicU16::new(named)), named, Arc::default()).await;
+        let url = sentinel_mid_failover(Answers::naming(named), named).await;
         let mut cfg = RedisConfig::new(url, "herald");
         cfg.sentinel_master = Some(TestSentinel::MASTER.into());
         cfg.timeout = Duration::from_secs(2);
@@ -416,9 +433,8 @@ async fn a_database_in_the_url_is_the_masters() {
         testing::TestRedisServer::start(),
         testing::TestRedisServer::start(),
     );
-    let named = Arc::new(AtomicU16::new(first.port()));
-    let askers = Arc::new(AtomicUsize::new(0));
-    let url = sentinel_mid_failover(named.clone(), first.port(), askers.clone()).await;
+    let answers = Answers::naming(first.port());
+    let url = sentinel_mid_failover(answers.clone(), first.port()).await;
     let mut cfg = RedisConfig::new(format!("{url}/3"), "herald");
     cfg.sentinel_master = Some(TestSentinel::MASTER.into());
     let store = RedisStore::connect(&cfg).await.unwrap();
@@ -436,11 +452,11 @@ async fn a_database_in_the_url_is_the_masters() {
     // Until the watch has asked too (on a connection of its own, beside the pool's): it
     // counts the changes from its first answer.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while askers.load(Ordering::SeqCst) < 2 {
+    while answers.askers.load(Ordering::SeqCst) < 2 {
         assert!(Instant::now() < deadline, "the watch never asked");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    named.store(second.port(), Ordering::SeqCst);
+    answers.named.store(second.port(), Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(30);
     while store.masters_followed() != Some(1) {
         assert!(
@@ -464,9 +480,7 @@ async fn a_sentinel_that_names_a_replica_is_passed_over() {
     let master = testing::TestRedisServer::start();
     let port = master.port().to_string();
     let replica = testing::TestRedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
-    let fake = async |named: u16| {
-        sentinel_mid_failover(Arc::new(AtomicU16::new(named)), named, Arc::default()).await
-    };
+    let fake = async |named: u16| sentinel_mid_failover(Answers::naming(named), named).await;
     let (stale, current) = (fake(replica.port()).await, fake(master.port()).await);
     let mut cfg = RedisConfig::new(format!("{stale},{current}"), "herald");
     cfg.sentinel_master = Some(TestSentinel::MASTER.into());
@@ -475,4 +489,79 @@ async fn a_sentinel_that_names_a_replica_is_passed_over() {
     assert_eq!(store.claim(&claim_req(2, 1)).await.unwrap().len(), 2);
     assert_eq!(store.stats(&id).await.unwrap().in_flight, 2);
     assert!(!keys_matching(&master.url(), "herald:*").await.is_empty());
+}
+
+/// The log, as lines written to it.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+/// While no Sentinel answers, a failover would not be followed: the watch says so in the
+/// log, once however long it lasts (within a minute), and says when one answers again.
+#[tokio::test]
+async fn the_watch_says_when_no_sentinel_answers() {
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    // On this test's one thread, where the watch runs too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let master = testing::TestRedisServer::start();
+    let answers = Answers::naming(master.port());
+    let url = sentinel_mid_failover(answers.clone(), master.port()).await;
+    let mut cfg = RedisConfig::new(url, "herald");
+    cfg.sentinel_master = Some(TestSentinel::MASTER.into());
+    let _store = RedisStore::connect(&cfg).await.unwrap();
+
+    let until = async |what: &str, count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while logs.text().matches(what).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{what:?} never logged:\n{}",
+                logs.text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    answers.failing.store(true, Ordering::SeqCst);
+    until("no Sentinel says which node", 1).await;
+    // Several more asks fail (each on a new connection); none is logged again.
+    let asked = answers.askers.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answers.askers.load(Ordering::SeqCst) < asked + 3 {
+        assert!(Instant::now() < deadline, "the watch stopped asking");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    answers.failing.store(false, Ordering::SeqCst);
+    until("a Sentinel says which node is the master again", 1).await;
+    assert_eq!(
+        logs.text().matches("no Sentinel says which node").count(),
+        1,
+        "{}",
+        logs.text()
+    );
 }
