@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -18,39 +17,13 @@ use tokio_util::sync::CancellationToken;
 /// How long the campaign may take once the store is back (virtual time).
 const LONG: Duration = Duration::from_secs(60);
 
-/// What the subscriber writes, kept for the test to read.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
-
 /// Every claim fails for a minute (the store is down): the lane retries throughout, yet logs
 /// the failure a few times at most; once the store is back it says so once, and the campaign
 /// completes.
 #[tokio::test(start_paused = true)]
 async fn a_store_outage_is_a_few_lines() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = herald_store::logs::CapturedLog::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
 
     let rig = Rig::in_process(sim_config(1000)).await;
     let n = 200;
@@ -75,7 +48,7 @@ async fn a_store_outage_is_a_few_lines() {
     run.await.unwrap();
     rig.finish().await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let failed_lines = text.matches("claim failed").count();
     assert!(
         failures >= 10,

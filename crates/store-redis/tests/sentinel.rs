@@ -491,44 +491,13 @@ async fn a_sentinel_that_names_a_replica_is_passed_over() {
     assert!(!keys_matching(&master.url(), "herald:*").await.is_empty());
 }
 
-/// The log, as lines written to it.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-    fn make_writer(&'a self) -> Self {
-        self.clone()
-    }
-}
-
 /// While no Sentinel answers, a failover would not be followed: the watch says so in the
 /// log, once however long it lasts (within a minute), and says when one answers again.
 #[tokio::test]
 async fn the_watch_says_when_no_sentinel_answers() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
+    let logs = herald_store::logs::CapturedLog::default();
     // On this test's one thread, where the watch runs too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
     let master = testing::TestRedisServer::start();
     let answers = Answers::naming(master.port());
     let url = sentinel_mid_failover(answers.clone(), master.port()).await;

@@ -36,6 +36,8 @@ mod types;
 pub mod conformance;
 #[cfg(feature = "testsuite")]
 pub mod faulty;
+#[cfg(feature = "testsuite")]
+pub mod logs;
 
 pub use clock::StoreClock;
 pub use counters::{charged_counter, stats_from_counters, unix_day};
