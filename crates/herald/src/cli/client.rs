@@ -520,7 +520,6 @@ pub async fn watch(
     }
 }
 
-/// `campaign list`.
 /// `campaign list`: every campaign (with `status`, only those), newest first, a page of the
 /// API's list at a time, each printed as it comes.
 pub async fn list(
