@@ -21,7 +21,7 @@ use herald_core::{
     DEFAULT_PORTFOLIO, JobId, MessagingLimit, PauseKind, PauseReason, PhoneE164, StatusEvent,
     WaMessageId, business_user_id,
 };
-use herald_store::{Applied, Pricing, StatusUpdate, Store, StoreError, Why};
+use herald_store::{Applied, CampaignWalk, Pricing, StatusUpdate, Store, StoreError, Why};
 
 /// Inbound message types Meta documents; anything else is kept as a dead letter (and still
 /// counts as the user writing).
@@ -150,19 +150,22 @@ impl<S: Store> Reconciler<S> {
         // estimate shows the difference from the category it was first priced at).
         let to = to.to_ascii_uppercase();
         if herald_core::spec::TEMPLATE_CATEGORIES.contains(&to.as_str()) {
-            for c in self.store.list_campaigns().await? {
-                if c.status.is_final()
-                    || c.template.as_deref() != Some(template.as_str())
-                    || c.spec.template_category.as_deref() == Some(to.as_str())
-                {
-                    continue;
-                }
-                let mut spec = c.spec;
-                spec.template_category = Some(to.clone());
-                match self.store.update_spec(&c.id, &spec).await {
-                    // Ended meanwhile: nothing left to price.
-                    Ok(()) | Err(StoreError::Final(..)) => {}
-                    Err(e) => return Err(e),
+            let mut walk = CampaignWalk::new();
+            while let Some(page) = walk.next(&*self.store).await? {
+                for c in page {
+                    if c.status.is_final()
+                        || c.template.as_deref() != Some(template.as_str())
+                        || c.spec.template_category.as_deref() == Some(to.as_str())
+                    {
+                        continue;
+                    }
+                    let mut spec = c.spec;
+                    spec.template_category = Some(to.clone());
+                    match self.store.update_spec(&c.id, &spec).await {
+                        // Ended or deleted meanwhile: nothing left to price.
+                        Ok(()) | Err(StoreError::Final(..) | StoreError::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }

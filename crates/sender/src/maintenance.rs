@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::{CampaignAction, CampaignId, metrics as m};
-use herald_store::{InDoubtExpired, Reclaimed, Store, StoreError};
+use herald_store::{CampaignWalk, InDoubtExpired, Reclaimed, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::SenderConfig;
@@ -69,8 +69,8 @@ pub async fn sweep<S: Store>(
     })
 }
 
-/// How often the sweeps look for ended campaigns past `delete_ended_after` (each look lists
-/// every campaign).
+/// How often the sweeps look for ended campaigns past `delete_ended_after` (each look reads
+/// every campaign, a page at a time).
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
 /// Deletes the completed and cancelled campaigns that ended more than `after` before `now`.
@@ -83,17 +83,20 @@ pub async fn delete_ended<S: Store>(
 ) -> Result<Vec<CampaignId>, StoreError> {
     let cutoff = now.as_millisecond() - i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
     let mut deleted = Vec::new();
-    for c in store.list_campaigns().await? {
-        if !c.status.is_final() || c.finished_ms.is_none_or(|at| at > cutoff) {
-            continue;
-        }
-        match store.delete_campaign(&c.id).await {
-            Ok(()) => {
-                tracing::info!(campaign = %c.id, name = %c.name, "ended campaign deleted (store.delete_ended_after_days)");
-                deleted.push(c.id);
+    let mut walk = CampaignWalk::new();
+    while let Some(page) = walk.next(store).await? {
+        for c in page {
+            if !c.status.is_final() || c.finished_ms.is_none_or(|at| at > cutoff) {
+                continue;
             }
-            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
-            Err(e) => return Err(e),
+            match store.delete_campaign(&c.id).await {
+                Ok(()) => {
+                    tracing::info!(campaign = %c.id, name = %c.name, "ended campaign deleted (store.delete_ended_after_days)");
+                    deleted.push(c.id);
+                }
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(deleted)

@@ -1717,3 +1717,34 @@ async fn ended_campaigns_are_deleted_once_their_retention_passes() {
         .unwrap();
     assert!(deleted.is_empty(), "{deleted:?}");
 }
+
+/// The retention sweep reads the campaigns a page at a time and deletes as it goes: every
+/// ended campaign of a list many pages long goes in one sweep (the campaign a page's cursor
+/// came from included), and the running one among them stays.
+#[tokio::test]
+async fn the_retention_sweep_deletes_across_pages() {
+    use herald_core::CampaignAction;
+    use herald_store::conformance::{all_campaigns, campaign, running};
+
+    let store = MemoryStore::new();
+    let kept = running(&store, "running", 1).await;
+    let n = 2 * herald_store::WALK_PAGE + 50;
+    for i in 0..n {
+        let id = campaign(&store, &format!("ended{i}")).await;
+        store
+            .transition(&id, CampaignAction::Cancel, None)
+            .await
+            .unwrap();
+    }
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
+    let deleted = herald_sender::delete_ended(&store, Duration::from_secs(3600), later)
+        .await
+        .unwrap();
+    assert_eq!(deleted.len(), n);
+    let left: Vec<_> = all_campaigns(&store)
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(left, [kept]);
+}

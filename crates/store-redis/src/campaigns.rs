@@ -1,12 +1,14 @@
 //! Campaigns on Redis: creation, status transitions, and the indexes (`campaigns`, `running`,
 //! `scheduled`, `active`) that follow a campaign's status and are repaired from it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use herald_core::{CampaignAction, CampaignId, CampaignStatus, PauseReason, millis};
-use herald_store::{Campaign, NewCampaign, Result, RunningCampaign, Store, StoreError};
+use herald_store::{
+    Campaign, CampaignCursor, CampaignPage, NewCampaign, Result, RunningCampaign, Store, StoreError,
+};
 use jiff::Timestamp;
 
 use crate::conn::{Call, Conn, Run, invalid};
@@ -18,6 +20,9 @@ const RUNNING_CACHE: Duration = Duration::from_millis(500);
 const REPAIR_EVERY_MS: i64 = 30_000;
 
 /// The campaign ids an index holds (what `cmd` answers), skipping any that do not parse.
+/// Campaigns per page of [`RedisStore::repair_indexes`].
+const REPAIR_PAGE: usize = 500;
+
 async fn campaign_ids(conn: &mut Conn<'_>, cmd: &redis::Cmd) -> Result<Vec<CampaignId>> {
     let ids: Vec<String> = cmd.run(conn).await?;
     Ok(ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect())
@@ -149,6 +154,50 @@ impl RedisStore {
         Ok(())
     }
 
+    /// About `limit` campaign ids below `from` in the index, newest first, and the cursor of
+    /// the next page ([`campaigns_from`]).
+    async fn index_from(
+        &self,
+        conn: &mut Conn<'_>,
+        from: Option<CampaignCursor>,
+        limit: usize,
+    ) -> Result<(Vec<CampaignId>, Option<CampaignCursor>)> {
+        let limit = limit.max(1);
+        let by_score = |max: &str, min: &str| {
+            let mut c = redis::cmd("ZRANGE");
+            c.arg(self.keys.campaigns())
+                .arg(max)
+                .arg(min)
+                .arg("BYSCORE")
+                .arg("REV");
+            c
+        };
+        let below = from.map_or_else(|| "+inf".to_owned(), |c| format!("({}", c.0));
+        let mut page: Vec<(String, f64)> = by_score(&below, "-inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .arg("WITHSCORES")
+            .run(conn)
+            .await?;
+        // Scores are whole numbers below 2^53, exact as doubles.
+        let next = match page.last() {
+            Some(&(_, last)) if page.len() >= limit => Some(last),
+            _ => None,
+        };
+        if let Some(last) = next {
+            let at = format!("{last:.0}");
+            let ties: Vec<(String, f64)> = by_score(&at, &at).arg("WITHSCORES").run(conn).await?;
+            page.retain(|&(_, s)| s != last);
+            page.extend(ties);
+        }
+        let ids = page
+            .iter()
+            .filter_map(|(id, _)| CampaignId::new(id).ok())
+            .collect();
+        Ok((ids, next.map(|s| CampaignCursor(s as u64))))
+    }
+
     /// Brings every index in line with the campaigns' own records, which are the truth: a
     /// transition writes the campaign's status first and its indexes after (they live in other
     /// hash slots, so no script can do both), and a crash in between leaves an index behind.
@@ -158,13 +207,71 @@ impl RedisStore {
     /// [`Store::running_campaigns`]); safe on any number of processes at once.
     pub async fn repair_indexes(&self) -> Result<()> {
         let mut conn = self.conn().await?;
-        let ids =
-            campaign_ids(&mut conn, &redis::Cmd::zrange(self.keys.campaigns(), 0, -1)).await?;
+        // A page of the campaigns at a time (each two reads), so that its work is bounded
+        // however many campaigns are kept.
+        let mut running = HashSet::new();
+        let mut cancelled_with_pending = Vec::new();
+        let mut from = None;
+        loop {
+            let (ids, next) = self.index_from(&mut conn, from, REPAIR_PAGE).await?;
+            self.repair_page(&mut conn, &ids, &mut running, &mut cancelled_with_pending)
+                .await?;
+            match next {
+                Some(_) => from = next,
+                None => break,
+            }
+        }
+        // The running index gets what is running and loses what is not; each is one command
+        // on its key (the indexes are in different slots: no transaction spans them). A
+        // campaign started while the pages were read is running by now: what looks stale is
+        // read again before it goes.
+        let listed = campaign_ids(&mut conn, &redis::Cmd::smembers(self.keys.running())).await?;
+        let unseen: Vec<CampaignId> = listed
+            .into_iter()
+            .filter(|id| !running.contains(id))
+            .collect();
+        let mut fix = Vec::new();
+        if !unseen.is_empty() {
+            let now: Vec<Vec<Option<String>>> =
+                conn.each(self.meta_fields(&unseen, &["status"])).await?;
+            let stale: Vec<&str> = unseen
+                .iter()
+                .zip(&now)
+                .filter(|(_, st)| st.first().cloned().flatten().as_deref() != Some("running"))
+                .map(|(id, _)| id.as_str())
+                .collect();
+            if !stale.is_empty() {
+                fix.push(redis::Cmd::srem(self.keys.running(), &stale));
+            }
+        }
+        if !running.is_empty() {
+            let ids: Vec<&str> = running.iter().map(CampaignId::as_str).collect();
+            fix.push(redis::Cmd::sadd(self.keys.running(), &ids));
+        }
+        conn.each::<()>(fix).await?;
+        self.invalidate_running();
+        for id in cancelled_with_pending {
+            tracing::warn!(campaign = %id, "finishing a cancel that was cut short");
+            self.cancel_unsent(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::repair_indexes`] for the campaigns `ids`: mends their `scheduled` and
+    /// `active` entries, and adds those running to `running` and those cancelled with
+    /// pending jobs to `cancelled_with_pending`.
+    async fn repair_page(
+        &self,
+        conn: &mut Conn<'_>,
+        ids: &[CampaignId],
+        running: &mut HashSet<CampaignId>,
+        cancelled_with_pending: &mut Vec<CampaignId>,
+    ) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut cmds = Vec::with_capacity(2 * ids.len());
-        for id in &ids {
+        for id in ids {
             let mut meta = redis::cmd("HMGET");
             meta.arg(self.keys.meta(id))
                 .arg("status")
@@ -178,9 +285,7 @@ impl RedisStore {
             cmds.extend([meta, stats]);
         }
         let rows: Vec<Vec<Option<String>>> = conn.each(cmds).await?;
-        let mut running = Vec::new();
         let mut fix = Vec::new();
-        let mut cancelled_with_pending = Vec::new();
         for (id, pair) in ids.iter().zip(rows.chunks(2)) {
             let (Some(meta), Some(counts)) = (pair.first(), pair.get(1)) else {
                 continue;
@@ -201,7 +306,9 @@ impl RedisStore {
             };
             let (pending, held) = (count(0), count(1) + count(2));
             match status {
-                CampaignStatus::Running => running.push(id.as_str()),
+                CampaignStatus::Running => {
+                    running.insert(id.clone());
+                }
                 CampaignStatus::Scheduled => {
                     let at = match meta.get(1).cloned().flatten() {
                         Some(ms) => ms.parse::<i64>().unwrap_or(0),
@@ -230,26 +337,7 @@ impl RedisStore {
                 fix.push(redis::Cmd::sadd(self.keys.active(), id.as_str()));
             }
         }
-        // The running index gets what is running and loses what is not; each is one command
-        // on its key (the indexes are in different slots: no transaction spans them).
-        let listed = campaign_ids(&mut conn, &redis::Cmd::smembers(self.keys.running())).await?;
-        let stale: Vec<&str> = listed
-            .iter()
-            .map(CampaignId::as_str)
-            .filter(|id| !running.contains(id))
-            .collect();
-        if !running.is_empty() {
-            fix.push(redis::Cmd::sadd(self.keys.running(), &running));
-        }
-        if !stale.is_empty() {
-            fix.push(redis::Cmd::srem(self.keys.running(), &stale));
-        }
         conn.each::<()>(fix).await?;
-        self.invalidate_running();
-        for id in cancelled_with_pending {
-            tracing::warn!(campaign = %id, "finishing a cancel that was cut short");
-            self.cancel_unsent(&id).await?;
-        }
         Ok(())
     }
 
@@ -363,14 +451,21 @@ pub(crate) async fn update_spec(
     Ok(())
 }
 
-pub(crate) async fn list_campaigns(store: &RedisStore) -> Result<Vec<Campaign>> {
+/// See [`herald_store::Store::campaigns_from`]: the cursor is a score of the index (the
+/// creation ms · 1024 + a sequence number). A full page takes in every campaign sharing its
+/// last score, so that the next, read from below that score, misses none (a tie needs 1,024
+/// campaigns created within one millisecond, or a clock set back).
+pub(crate) async fn campaigns_from(
+    store: &RedisStore,
+    from: Option<CampaignCursor>,
+    limit: usize,
+) -> Result<CampaignPage> {
     let mut conn = store.conn().await?;
-    let ids = campaign_ids(
-        &mut conn,
-        &redis::Cmd::zrevrange(store.keys.campaigns(), 0, -1),
-    )
-    .await?;
-    campaigns_of(store, &mut conn, &ids).await
+    let (ids, next) = store.index_from(&mut conn, from, limit).await?;
+    Ok(CampaignPage {
+        campaigns: campaigns_of(store, &mut conn, &ids).await?,
+        next,
+    })
 }
 
 /// See [`herald_store::Store::list_campaigns_page`]: the index's ranks from the one after

@@ -7,9 +7,10 @@ use herald_core::{
     Recipient, Stats, WaMessageId, millis,
 };
 use herald_store::{
-    Applied, Campaign, ClaimRequest, ClaimedJob, FailureRow, InDoubtExpired, InDoubtPolicy, JobRef,
-    JobView, MemoryUse, NewCampaign, PairReservation, Reach, ReachUse, Reclaimed, Result,
-    RunningCampaign, Settle, SettleResult, StatusUpdate, Store, SuppressionScope,
+    Applied, Campaign, CampaignCursor, CampaignPage, ClaimRequest, ClaimedJob, FailureRow,
+    InDoubtExpired, InDoubtPolicy, JobRef, JobView, MemoryUse, NewCampaign, PairReservation, Reach,
+    ReachUse, Reclaimed, Result, RunningCampaign, Settle, SettleResult, StatusUpdate, Store,
+    SuppressionScope,
 };
 use jiff::Timestamp;
 
@@ -76,8 +77,12 @@ impl Store for RedisStore {
         campaigns::update_spec(self, id, spec).await
     }
 
-    async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
-        campaigns::list_campaigns(self).await
+    async fn campaigns_from(
+        &self,
+        from: Option<CampaignCursor>,
+        limit: usize,
+    ) -> Result<CampaignPage> {
+        campaigns::campaigns_from(self, from, limit).await
     }
 
     async fn list_campaigns_page(

@@ -139,3 +139,59 @@ async fn deleting_a_campaign_leaves_none_of_its_keys() {
     );
     purge(store).await;
 }
+
+/// Campaigns sharing a place in the index (created within one millisecond 1,024 apart, or
+/// under a clock set back) are walked as one: a page takes them all in, and none is given
+/// twice or missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_gives_campaigns_sharing_a_place_once() {
+    use herald_store::conformance::{all_campaigns, campaign};
+    use herald_store::{CampaignPage, Store};
+
+    let store = fresh().await;
+    let mut made = Vec::new();
+    for i in 0..6 {
+        made.push(campaign(&store, &format!("tie{i}")).await);
+    }
+    let mut raw = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // The middle four share one score.
+    let index = format!("{}:campaigns", store.prefix());
+    let at: f64 = redis::cmd("ZSCORE")
+        .arg(&index)
+        .arg(made[1].as_str())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    for id in &made[2..5] {
+        let _: () = redis::cmd("ZADD")
+            .arg(&index)
+            .arg("XX")
+            .arg(at)
+            .arg(id.as_str())
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut from = None;
+    loop {
+        let CampaignPage { campaigns, next } = store.campaigns_from(from, 2).await.unwrap();
+        seen.extend(campaigns.into_iter().map(|c| c.id));
+        match next {
+            Some(_) => from = next,
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "given twice: {seen:?}");
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert_eq!(seen[0], made[5], "the newest first");
+    assert_eq!(all_campaigns(&store).await.len(), 6);
+    purge(store).await;
+}

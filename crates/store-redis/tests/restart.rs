@@ -251,3 +251,42 @@ async fn index_repair_covers_every_index() {
     assert!(active.contains(&running.to_string()), "{active:?}");
     store.purge_namespace().await.unwrap();
 }
+
+/// The repair reads the campaigns a page at a time: a running campaign far down a long list
+/// is put back in the running index, an entry for one that is not running goes, and so does
+/// one for a campaign deleted behind the index's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_repair_reads_a_long_list_by_pages() {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh sets it)");
+    let prefix = format!("herald-repair-{:016x}", rand::random::<u64>());
+    let store = RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
+        .await
+        .unwrap();
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // The oldest runs; over a thousand newer drafts put it past the first pages.
+    let oldest = herald_store::conformance::running(&store, "oldest", 2).await;
+    let mut drafts = Vec::new();
+    for i in 0..1_100 {
+        drafts.push(campaign(&store, &format!("draft{i}")).await);
+    }
+    let _: () = redis::pipe()
+        .srem(format!("{prefix}:running"), oldest.as_str())
+        .sadd(format!("{prefix}:running"), drafts[7].as_str())
+        .sadd(format!("{prefix}:running"), "ghostcampaign1")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    store.repair_indexes().await.unwrap();
+    let listed: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:running"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(listed, [oldest.to_string()]);
+    assert_eq!(store.claim(&claim_req(5, 1)).await.unwrap().len(), 2);
+    store.purge_namespace().await.unwrap();
+}

@@ -251,9 +251,76 @@ pub async fn lifecycle<S: Store>(store: &S) {
             .unwrap()
             .contains(&sid)
     );
-    let all = store.list_campaigns().await.unwrap();
+    let all = all_campaigns(store).await;
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].id, sid, "newest first");
+}
+
+/// Every campaign, newest first, by a [`CampaignWalk`].
+pub async fn all_campaigns<S: Store>(store: &S) -> Vec<Campaign> {
+    let mut walk = CampaignWalk::new();
+    let mut all = Vec::new();
+    while let Some(page) = walk.next(store).await.unwrap() {
+        all.extend(page);
+    }
+    all
+}
+
+/// A walk over every campaign goes on whatever is deleted as it goes (the campaign its
+/// cursor came from included): each campaign is given once, newest first, except those
+/// deleted before their page was read; one created during the walk is not given.
+pub async fn a_campaign_walk_holds_through_deletions<S: Store>(store: &S) {
+    let mut made = Vec::new();
+    for i in 0..8 {
+        made.push(campaign(store, &format!("walk{i}")).await);
+    }
+    made.reverse();
+    let delete = |id: CampaignId| async move {
+        store
+            .transition(&id, CampaignAction::Cancel, None)
+            .await
+            .unwrap();
+        store.delete_campaign(&id).await.unwrap();
+    };
+    let first = store.campaigns_from(None, 3).await.unwrap();
+    let ids = |page: &CampaignPage| {
+        page.campaigns
+            .iter()
+            .map(|c| c.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&first), made[..3]);
+    // The page's last campaign (its cursor's) and one of the next page are deleted, and
+    // one is created: the walk goes on below the cursor.
+    delete(made[2].clone()).await;
+    delete(made[4].clone()).await;
+    campaign(store, "walk-late").await;
+    let second = store.campaigns_from(first.next, 3).await.unwrap();
+    assert_eq!(
+        ids(&second),
+        [made[3].clone(), made[5].clone(), made[6].clone()]
+    );
+    let third = store.campaigns_from(second.next, 3).await.unwrap();
+    assert_eq!(ids(&third), [made[7].clone()]);
+    assert_eq!(third.next, None, "a short page is the last");
+    // A walk from the start sees what is left, the late one first.
+    let names: Vec<String> = all_campaigns(store)
+        .await
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "walk-late",
+            "walk7",
+            "walk6",
+            "walk4",
+            "walk2",
+            "walk1",
+            "walk0"
+        ]
+    );
 }
 
 /// A long list read a page at a time: each page newest first, the pages one after another
@@ -1693,10 +1760,8 @@ pub async fn an_ended_campaign_is_deleted_whole<S: Store>(store: &S) {
         Err(StoreError::NotFound(_))
     ));
     assert!(!matches!(store.job(&jobs[3].id).await, Ok(Some(_))));
-    let listed: Vec<CampaignId> = store
-        .list_campaigns()
+    let listed: Vec<CampaignId> = all_campaigns(store)
         .await
-        .unwrap()
         .into_iter()
         .map(|c| c.id)
         .collect();
@@ -1727,7 +1792,7 @@ pub async fn an_ended_campaign_is_deleted_whole<S: Store>(store: &S) {
         .await
         .unwrap();
     store.delete_campaign(&kept).await.unwrap();
-    assert!(store.list_campaigns().await.unwrap().is_empty());
+    assert!(all_campaigns(store).await.is_empty());
 }
 
 /// After a cancel, every job ends cancelled or in its real outcome, whatever state it was in:
@@ -2735,7 +2800,7 @@ macro_rules! conformance_tests {
     };
     (@all $attr:tt $make:expr, $teardown:expr) => {
         $crate::conformance_tests!(@each $attr $make, $teardown;
-            lifecycle, campaigns_are_listed_a_page_at_a_time, idempotent_enqueue,
+            lifecycle, campaigns_are_listed_a_page_at_a_time, a_campaign_walk_holds_through_deletions, idempotent_enqueue,
             claim_start_settle, jobs_in_any_order_and_named_twice,
             a_job_starts_once_and_only_while_held,
             fairness,

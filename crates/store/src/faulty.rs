@@ -186,8 +186,16 @@ impl<S: Store> Store for Faulty<S> {
         call!(self, "update_spec", self.inner.update_spec(id, spec))
     }
 
-    async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
-        call!(self, "list_campaigns", self.inner.list_campaigns())
+    async fn campaigns_from(
+        &self,
+        from: Option<CampaignCursor>,
+        limit: usize,
+    ) -> Result<CampaignPage> {
+        call!(
+            self,
+            "campaigns_from",
+            self.inner.campaigns_from(from, limit)
+        )
     }
 
     async fn list_campaigns_page(

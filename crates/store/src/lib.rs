@@ -52,6 +52,37 @@ pub fn no_page_from(id: &CampaignId) -> StoreError {
     ))
 }
 
+/// Campaigns per page of a [`CampaignWalk`]: one page's records in memory at a time, and
+/// one round trip per page.
+pub const WALK_PAGE: usize = 200;
+
+/// Every campaign, newest first, a page at a time ([`Store::campaigns_from`]): the sweeps'
+/// way to visit them all in bounded memory, deleting some as they go. A campaign created
+/// during the walk is not visited; one deleted before its page is read is not either.
+#[derive(Debug, Default)]
+pub struct CampaignWalk {
+    from: Option<CampaignCursor>,
+    done: bool,
+}
+
+impl CampaignWalk {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next page (possibly empty, where all of it was deleted meanwhile), or `None` once
+    /// every campaign has been given.
+    pub async fn next<S: Store>(&mut self, store: &S) -> Result<Option<Vec<Campaign>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = store.campaigns_from(self.from, WALK_PAGE).await?;
+        self.from = page.next;
+        self.done = page.next.is_none();
+        Ok(Some(page.campaigns))
+    }
+}
+
 /// Whether a campaign may be deleted now ([`Store::delete_campaign`]): it has ended, and none
 /// of its sends is in flight or in doubt (their answers and webhooks would find nothing to
 /// settle, and the counters would lose them). [`StoreError::Conflict`] names what stands in
@@ -155,8 +186,16 @@ pub trait Store: Send + Sync + 'static {
         spec: &herald_core::CampaignSpec,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// All campaigns, newest first.
-    fn list_campaigns(&self) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
+    /// About `limit` campaigns, newest first, created before `from` (the newest when `None`),
+    /// and the cursor of the next page: a walk over every campaign that holds whatever is
+    /// deleted meanwhile ([`CampaignWalk`] walks it). A page may hold more than `limit` where
+    /// campaigns share a place (a backend's ties), or fewer where some were deleted as it was
+    /// read; `next` is `None` only after the last.
+    fn campaigns_from(
+        &self,
+        from: Option<CampaignCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<CampaignPage>> + Send;
 
     /// Up to `limit` campaigns, newest first: the newest, or those created before the campaign
     /// `before` (a page of a list too long to read at once). A `before` that does not exist

@@ -39,6 +39,20 @@ pub struct Campaign {
     pub finished_ms: Option<i64>,
 }
 
+/// A place in the campaigns' creation order, where a walk over every campaign goes on from
+/// ([`Store::campaigns_from`](crate::Store::campaigns_from)). It names a position, not a
+/// campaign, so it stays good whatever is deleted meanwhile (a sweep deleting what it walks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CampaignCursor(pub u64);
+
+/// One page of a walk over every campaign: newest first, and where the next page begins
+/// (`None`: this was the last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignPage {
+    pub campaigns: Vec<Campaign>,
+    pub next: Option<CampaignCursor>,
+}
+
 /// A running campaign, as the sender needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningCampaign {

@@ -21,8 +21,8 @@ use std::time::Duration;
 use herald_cloudapi::code_label;
 use herald_core::metrics::{self as m, CAMPAIGN_STATES, Kind, PRICING_CATEGORIES};
 use herald_core::{CampaignStatus, SkipReason, Stats};
-use herald_store::{Campaign, Store, StoreError};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use herald_store::{Campaign, CampaignWalk, Store, StoreError};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -212,42 +212,60 @@ pub async fn render<S: Store>(
             metrics::gauge!(m::STORE_MEMORY_MAX_BYTES).set(memory.max_bytes.unwrap_or(0) as f64);
         });
     }
-    let campaigns = store.list_campaigns().await?;
-    let live = campaigns
-        .iter()
-        .filter(|c| exported(c, now, cfg.retention))
-        .take(cfg.max_campaigns);
-    for c in live {
-        let stats = match store.stats(&c.id).await {
-            Ok(s) => s,
-            // Deleted since it was listed.
-            Err(StoreError::NotFound(_)) => continue,
-            Err(e) => return Err(e),
-        };
-        // Every template campaign has the series (0 unless it waits), so a dashboard query
-        // of it never comes back empty.
-        let waiting = match (&c.template, c.status) {
-            (None, _) => None,
-            (Some(_), herald_core::CampaignStatus::Running) => Some(
-                crate::server::limit::view(store, &cfg.messaging_limit, c, stats.pending)
-                    .await?
-                    .map_or(0, |l| l.waiting),
-            ),
-            (Some(_), _) => Some(0),
-        };
-        let cost = cfg.cost.as_ref().map(|p| p.view(&c.spec, &stats));
-        metrics::with_local_recorder(&recorder, || {
-            record(c, &stats);
-            if let Some(cost) = &cost {
-                record_cost(&c.id, cost);
-            }
-            if let Some(w) = waiting {
-                metrics::gauge!(m::CAMPAIGN_LIMIT_WAITING_MESSAGES, "campaign" => c.id.to_string())
-                    .set(w as f64);
-            }
-        });
+    // A page of campaigns at a time, until `max_campaigns` are exported.
+    let mut walk = CampaignWalk::new();
+    let mut left = cfg.max_campaigns;
+    while left > 0
+        && let Some(page) = walk.next(store).await?
+    {
+        let live: Vec<Campaign> = page
+            .into_iter()
+            .filter(|c| exported(c, now, cfg.retention))
+            .take(left)
+            .collect();
+        left -= live.len();
+        for c in &live {
+            render_campaign(store, cfg, &recorder, c).await?;
+        }
     }
     Ok(handle.render())
+}
+
+/// Sets one campaign's series on `recorder` (none where it was deleted since it was listed).
+async fn render_campaign<S: Store>(
+    store: &S,
+    cfg: &ExportConfig,
+    recorder: &PrometheusRecorder,
+    c: &Campaign,
+) -> Result<(), StoreError> {
+    let stats = match store.stats(&c.id).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // Every template campaign has the series (0 unless it waits), so a dashboard query
+    // of it never comes back empty.
+    let waiting = match (&c.template, c.status) {
+        (None, _) => None,
+        (Some(_), herald_core::CampaignStatus::Running) => Some(
+            crate::server::limit::view(store, &cfg.messaging_limit, c, stats.pending)
+                .await?
+                .map_or(0, |l| l.waiting),
+        ),
+        (Some(_), _) => Some(0),
+    };
+    let cost = cfg.cost.as_ref().map(|p| p.view(&c.spec, &stats));
+    metrics::with_local_recorder(recorder, || {
+        record(c, &stats);
+        if let Some(cost) = &cost {
+            record_cost(&c.id, cost);
+        }
+        if let Some(w) = waiting {
+            metrics::gauge!(m::CAMPAIGN_LIMIT_WAITING_MESSAGES, "campaign" => c.id.to_string())
+                .set(w as f64);
+        }
+    });
+    Ok(())
 }
 
 /// Sets one campaign's cost gauges: the actual cost by category, the estimate's range and the
@@ -650,6 +668,39 @@ mod tests {
             )
             .is_some()
         );
+    }
+
+    /// The campaigns are read a page at a time: the cap counts exported campaigns only, so
+    /// one page of ended campaigns past their retention does not use it up.
+    #[tokio::test(start_paused = true)]
+    async fn the_cap_is_filled_across_pages() {
+        let store = MemoryStore::new();
+        let mut running = Vec::new();
+        for i in 0..40 {
+            running.push(conformance::campaign(&store, &format!("r{i}")).await);
+            store
+                .transition(&running[i], CampaignAction::Start, None)
+                .await
+                .unwrap();
+        }
+        for i in 0..herald_store::WALK_PAGE + 10 {
+            let id = conformance::campaign(&store, &format!("ended{i}")).await;
+            store
+                .transition(&id, CampaignAction::Cancel, None)
+                .await
+                .unwrap();
+        }
+        let cfg = ExportConfig {
+            max_campaigns: 30,
+            ..ExportConfig::default()
+        };
+        let later = store.now() + cfg.retention + Duration::from_secs(1);
+        let text = render(&store, &cfg, later).await.unwrap();
+        for (i, id) in running.iter().enumerate() {
+            let series = format!(r#"herald_campaign_recipients{{campaign="{id}"}}"#);
+            let want = (i >= 10).then_some(0.0);
+            assert_eq!(value(&text, &series), want, "campaign r{i}");
+        }
     }
 
     /// A running template campaign whose portfolio's budget is spent exports how many of its

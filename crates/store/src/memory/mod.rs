@@ -22,10 +22,11 @@ use jiff::Timestamp;
 use tokio::sync::Notify;
 
 use crate::{
-    Applied, Campaign, ClaimRequest, ClaimedJob, DeadLetter, FailureRow, InDoubtExpired,
-    InDoubtPolicy, JobRef, JobView, LINKED_OPT_OUT, NewCampaign, Outcome, PairReservation,
-    QualityRecord, Reach, ReachUse, RecipientOutcome, Reclaimed, Result, RunningCampaign, Settle,
-    SettleResult, StatusUpdate, Store, StoreError, SuppressionScope, WebhookEntry, Why,
+    Applied, Campaign, CampaignCursor, CampaignPage, ClaimRequest, ClaimedJob, DeadLetter,
+    FailureRow, InDoubtExpired, InDoubtPolicy, JobRef, JobView, LINKED_OPT_OUT, NewCampaign,
+    Outcome, PairReservation, QualityRecord, Reach, ReachUse, RecipientOutcome, Reclaimed, Result,
+    RunningCampaign, Settle, SettleResult, StatusUpdate, Store, StoreError, SuppressionScope,
+    WebhookEntry, Why,
 };
 
 mod campaign;
@@ -153,6 +154,18 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Up to `limit` campaigns created before the place `below`, newest first.
+    fn newest_before(&self, below: u64, limit: usize) -> Vec<&Camp> {
+        let mut older: Vec<&Camp> = self
+            .campaigns
+            .values()
+            .filter(|c| c.created < below)
+            .collect();
+        older.sort_by_key(|c| std::cmp::Reverse(c.created));
+        older.truncate(limit);
+        older
+    }
+
     fn camp(&mut self, id: &CampaignId) -> Result<&mut Camp> {
         self.campaigns
             .get_mut(id)
@@ -330,11 +343,23 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn list_campaigns(&self) -> Result<Vec<Campaign>> {
+    /// The cursor is a campaign's place in creation order (unique here).
+    async fn campaigns_from(
+        &self,
+        from: Option<CampaignCursor>,
+        limit: usize,
+    ) -> Result<CampaignPage> {
+        let limit = limit.max(1);
         let s = self.lock();
-        let mut all: Vec<&Camp> = s.campaigns.values().collect();
-        all.sort_by_key(|c| std::cmp::Reverse(c.created));
-        Ok(all.into_iter().map(|c| c.campaign.clone()).collect())
+        let older = s.newest_before(from.map_or(u64::MAX, |c| c.0), limit);
+        let next = match older.last() {
+            Some(last) if older.len() == limit => Some(CampaignCursor(last.created)),
+            _ => None,
+        };
+        Ok(CampaignPage {
+            campaigns: older.into_iter().map(|c| c.campaign.clone()).collect(),
+            next,
+        })
     }
 
     async fn list_campaigns_page(
@@ -351,11 +376,8 @@ impl Store for MemoryStore {
                 .map(|c| c.created)
                 .ok_or_else(|| crate::no_page_from(id))?,
         };
-        let mut older: Vec<&Camp> = s.campaigns.values().filter(|c| c.created < below).collect();
-        older.sort_by_key(|c| std::cmp::Reverse(c.created));
-        Ok(older
+        Ok(s.newest_before(below, limit)
             .into_iter()
-            .take(limit)
             .map(|c| c.campaign.clone())
             .collect())
     }
