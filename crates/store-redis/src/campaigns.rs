@@ -202,7 +202,8 @@ impl RedisStore {
     /// transition writes the campaign's status first and its indexes after (they live in other
     /// hash slots, so no script can do both), and a crash in between leaves an index behind.
     /// Rebuilds `running`, puts scheduled campaigns (back) in `scheduled` at their time, puts
-    /// campaigns that may hold jobs (back) in `active`, and finishes the draining of a
+    /// running and paused campaigns, and ended ones still holding jobs, (back) in `active`
+    /// (drafts and scheduled campaigns hold none), and finishes the draining of a
     /// cancelled campaign that a failed cancel left with pending jobs. Runs every 30 s (from
     /// [`Store::running_campaigns`]); safe on any number of processes at once.
     pub async fn repair_indexes(&self) -> Result<()> {
@@ -333,7 +334,7 @@ impl RedisStore {
             if status != CampaignStatus::Scheduled {
                 fix.push(redis::Cmd::zrem(self.keys.scheduled(), id.as_str()));
             }
-            if !status.is_final() || held > 0 {
+            if matches!(status, CampaignStatus::Running | CampaignStatus::Paused) || held > 0 {
                 fix.push(redis::Cmd::sadd(self.keys.active(), id.as_str()));
             }
         }
@@ -412,13 +413,12 @@ pub(crate) async fn create_campaign(store: &RedisStore, c: NewCampaign) -> Resul
         .run(&mut conn)
         .await?;
     let score = now * 1024 + seq.rem_euclid(1024);
-    // The indexes first: should this process die in between, an index entry without a
+    // The index first: should this process die in between, an index entry without a
     // campaign is skipped by every reader; a campaign missing from its index would not be.
-    conn.each::<()>(vec![
-        redis::Cmd::zadd(store.keys.campaigns(), id.as_str(), score),
-        redis::Cmd::sadd(store.keys.active(), id.as_str()),
-    ])
-    .await?;
+    // (It joins the active index when it first runs: a draft holds nothing to sweep.)
+    redis::Cmd::zadd(store.keys.campaigns(), id.as_str(), score)
+        .run::<()>(&mut conn)
+        .await?;
     redis::Cmd::hset_multiple(store.keys.meta(&id), &fields)
         .run::<()>(&mut conn)
         .await?;
@@ -603,6 +603,14 @@ pub(crate) async fn transition(
             (CampaignStatus::Paused, None) => Some(PauseReason::operator()),
             (_, r) => r.clone(),
         };
+        if to == CampaignStatus::Running {
+            // The active index before the status, as at creation: from its first run the
+            // campaign's leases and in-doubt jobs are swept (a draft has none).
+            let mut conn = store.conn().await?;
+            redis::Cmd::sadd(store.keys.active(), id.as_str())
+                .run::<()>(&mut conn)
+                .await?;
+        }
         if !store.cas(id, from, to, reason.as_ref()).await? {
             continue;
         }

@@ -6,7 +6,8 @@
 //! <p>:campaigns             ZSET  campaign id → created ms · 1024 + seq mod 1024 (the list)
 //! <p>:campaign_seq          STR   creation counter (orders campaigns created in one ms)
 //! <p>:running               SET   running campaign ids (an index; repaired from metas)
-//! <p>:active                SET   campaigns that may hold leases or in-doubt jobs
+//! <p>:active                SET   campaigns that may hold leases or in-doubt jobs (from
+//!                                 their first run until they end with nothing held)
 //! <p>:scheduled             ZSET  campaign id → schedule_at ms
 //! <p>:m:<day>:<b>           HASH  message id → "<campaign>:<seq>" for messages accepted that
 //!                                 UTC day (days since the epoch), b = fnv1a(id) mod 16384;
