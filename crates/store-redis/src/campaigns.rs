@@ -232,18 +232,15 @@ impl RedisStore {
             .filter(|id| !running.contains(id))
             .collect();
         let mut fix = Vec::new();
-        if !unseen.is_empty() {
-            let now: Vec<Vec<Option<String>>> =
-                conn.each(self.meta_fields(&unseen, &["status"])).await?;
-            let stale: Vec<&str> = unseen
-                .iter()
-                .zip(&now)
-                .filter(|(_, st)| st.first().cloned().flatten().as_deref() != Some("running"))
-                .map(|(id, _)| id.as_str())
-                .collect();
-            if !stale.is_empty() {
-                fix.push(redis::Cmd::srem(self.keys.running(), &stale));
-            }
+        let now = self.statuses_now(&mut conn, &unseen).await?;
+        let stale: Vec<&str> = unseen
+            .iter()
+            .zip(&now)
+            .filter(|(_, st)| **st != Some(CampaignStatus::Running))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !stale.is_empty() {
+            fix.push(redis::Cmd::srem(self.keys.running(), &stale));
         }
         if !running.is_empty() {
             let ids: Vec<&str> = running.iter().map(CampaignId::as_str).collect();
@@ -259,7 +256,7 @@ impl RedisStore {
     }
 
     /// [`Self::repair_indexes`] for the campaigns `ids`: mends their `scheduled` and
-    /// `active` entries, and adds those running to `running` and those cancelled with
+    /// `active` entries (a draft or scheduled campaign leaves `active`), and adds those running to `running` and those cancelled with
     /// pending jobs to `cancelled_with_pending`.
     async fn repair_page(
         &self,
@@ -287,6 +284,7 @@ impl RedisStore {
         }
         let rows: Vec<Vec<Option<String>>> = conn.each(cmds).await?;
         let mut fix = Vec::new();
+        let mut unstarted = Vec::new();
         for (id, pair) in ids.iter().zip(rows.chunks(2)) {
             let (Some(meta), Some(counts)) = (pair.first(), pair.get(1)) else {
                 continue;
@@ -336,10 +334,63 @@ impl RedisStore {
             }
             if matches!(status, CampaignStatus::Running | CampaignStatus::Paused) || held > 0 {
                 fix.push(redis::Cmd::sadd(self.keys.active(), id.as_str()));
+            } else if matches!(status, CampaignStatus::Draft | CampaignStatus::Scheduled) {
+                unstarted.push(id);
             }
         }
         conn.each::<()>(fix).await?;
+        // A draft or scheduled campaign holds nothing to sweep: one in the active index (an
+        // older build put every campaign there at creation) leaves it, its status read again
+        // first (it may have started meanwhile).
+        let members: Vec<bool> = if unstarted.is_empty() {
+            Vec::new()
+        } else {
+            redis::cmd("SMISMEMBER")
+                .arg(self.keys.active())
+                .arg(unstarted.iter().map(|id| id.as_str()).collect::<Vec<_>>())
+                .run(conn)
+                .await?
+        };
+        let listed: Vec<CampaignId> = unstarted
+            .into_iter()
+            .zip(members)
+            .filter(|(_, m)| *m)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let now = self.statuses_now(conn, &listed).await?;
+        let idle: Vec<&str> = listed
+            .iter()
+            .zip(&now)
+            .filter(|(_, st)| matches!(st, Some(CampaignStatus::Draft | CampaignStatus::Scheduled)))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !idle.is_empty() {
+            redis::Cmd::srem(self.keys.active(), &idle)
+                .run::<()>(conn)
+                .await?;
+        }
         Ok(())
+    }
+
+    /// The campaigns' statuses as they are now (`None` for one that is gone).
+    async fn statuses_now(
+        &self,
+        conn: &mut Conn<'_>,
+        ids: &[CampaignId],
+    ) -> Result<Vec<Option<CampaignStatus>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Vec<Option<String>>> = conn.each(self.meta_fields(ids, &["status"])).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .next()
+                    .flatten()
+                    .and_then(|s| CampaignStatus::parse(&s))
+            })
+            .collect())
     }
 
     /// A campaign's phone number id (it never changes, so it is cached).

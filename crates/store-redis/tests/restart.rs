@@ -293,7 +293,8 @@ async fn index_repair_reads_a_long_list_by_pages() {
 
 /// Only a campaign that has run is swept for leases and in-doubt jobs: a draft or a scheduled
 /// campaign holds none, so thousands of them kept cost the workers' sweeps nothing (they used
-/// to cost each sweep a few commands apiece). The repair keeps it so.
+/// to cost each sweep a few commands apiece). The repair keeps it so, and takes out those an
+/// older build put in the index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drafts_are_not_swept() {
     let url = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh sets it)");
@@ -333,6 +334,19 @@ async fn drafts_are_not_swept() {
         .unwrap();
     let running = herald_store::conformance::running(&store, "running", 2).await;
     assert_eq!(active().await, [running.to_string()]);
+    // An older build put them there at creation: the repair takes them out.
+    let mut old = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg(format!("{prefix}:active"))
+        .arg(draft.as_str())
+        .arg(scheduled.as_str())
+        .query_async(&mut old)
+        .await
+        .unwrap();
     store.repair_indexes().await.unwrap();
     assert_eq!(active().await, [running.to_string()]);
     // Paused, it may still hold leases; started, a draft joins.
