@@ -1,0 +1,137 @@
+//! What kept campaigns cost an idle deployment: `herald serve` (every role) on Redis with no
+//! campaign, then with `N` kept (half of them drafts, half cancelled), nothing sending, for
+//! `SECONDS` each. Reported per run: the process's CPU seconds, its peak resident memory, and
+//! Redis's CPU seconds over the same time; then the kept run against the empty one.
+//!
+//! Everything a process does on a timer shows here: the workers' sweeps (leases, in-doubt
+//! jobs, scheduled starts; every 2 s), the index repair (every 30 s), the campaign-metrics
+//! exporter (every 5 s), the retention sweep (every 10 minutes, when set).
+//!
+//! `cargo build --release -p herald && cargo run --release -p herald-benches --bin kept [--
+//! N [SECONDS]]` (defaults: 20000 60). It runs the `herald` binary beside its own
+//! (`target/release/herald`; `HERALD_BIN` names another, e.g. an older build to compare).
+//! REDIS_URL (default redis://127.0.0.1:6379); everything is written under a random prefix
+//! and deleted after.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use herald_benches::{cpu_of, new_campaign, redis_cpu};
+use herald_core::CampaignAction;
+use herald_store::Store;
+use herald_store_redis::{RedisConfig, RedisStore};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// One idle run's costs.
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    cpu_s: f64,
+    peak_rss_mib: f64,
+    redis_cpu_s: f64,
+}
+
+fn herald_bin() -> PathBuf {
+    if let Some(b) = std::env::var_os("HERALD_BIN") {
+        return PathBuf::from(b);
+    }
+    let exe = std::env::current_exe().expect("own path");
+    exe.with_file_name("herald")
+}
+
+/// Runs `herald serve` under `prefix` for `secs` and reads its costs.
+async fn idle(url: &str, prefix: &str, secs: u64) -> Idle {
+    let bin = herald_bin();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let redis_before = redis_cpu(url).await.unwrap_or(0.0);
+    let mut child = Command::new(&bin)
+        .arg("serve")
+        .env("REDIS_URL", url)
+        .env("HERALD_STORE__KEY_PREFIX", prefix)
+        .env("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WA_ACCESS_TOKEN", "sim-access-token")
+        .env("WA_PHONE_NUMBER_ID", herald_benches::PNID)
+        .env("HERALD_WHATSAPP__API_BASE", "http://127.0.0.1:9")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} did not start ({e}): build it with `cargo build --release -p herald`",
+                bin.display()
+            )
+        });
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let pid = child.id().to_string();
+    let cpu_s = cpu_of(&pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    let redis_cpu_s = redis_cpu(url).await.unwrap_or(0.0) - redis_before;
+    let exited = child.try_wait().ok().flatten();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        exited.is_none(),
+        "herald serve exited early ({exited:?}); run it by hand to see why"
+    );
+    Idle {
+        cpu_s,
+        peak_rss_mib: peak_kib / 1024.0,
+        redis_cpu_s,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let secs: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("herald-kept-{:016x}", rand::random::<u64>());
+    let store = RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
+        .await
+        .expect("connect to Redis");
+    println!(
+        "herald serve, idle, {secs} s a run ({}):",
+        herald_bin().display()
+    );
+    let empty = idle(&url, &prefix, secs).await;
+    for i in 0..n {
+        let id = new_campaign(&store, &format!("kept{i}")).await;
+        if i % 2 == 0 {
+            store
+                .transition(&id, CampaignAction::Cancel, None)
+                .await
+                .expect("cancel");
+        }
+    }
+    let kept = idle(&url, &prefix, secs).await;
+    store.purge_namespace().await.expect("clean up");
+    for (what, r) in [("no campaign", empty), (&format!("{n} kept") as &str, kept)] {
+        println!(
+            "  {what:>12}: herald {:.2} s CPU ({:.1}% of a core), peak {:.0} MiB; Redis {:.2} s CPU",
+            r.cpu_s,
+            100.0 * r.cpu_s / secs as f64,
+            r.peak_rss_mib,
+            r.redis_cpu_s
+        );
+    }
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    println!(
+        "  kept / none: herald CPU {:.2}×, peak memory {:.2}×, Redis CPU {:.2}×",
+        ratio(kept.cpu_s, empty.cpu_s),
+        ratio(kept.peak_rss_mib, empty.peak_rss_mib),
+        ratio(kept.redis_cpu_s, empty.redis_cpu_s)
+    );
+}
