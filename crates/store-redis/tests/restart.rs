@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use herald_core::{CampaignAction, StatusEvent, WaMessageId};
-use herald_store::conformance::{all_accepted, campaign, claim_req, recipients};
+use herald_store::conformance::{all_accepted, campaign, claim_req, recipients, scheduled};
 use herald_store::{Applied, JobRef, JobState, Outcome, Settle, StatusUpdate, Store};
 use herald_store_redis::testing::TestRedisServer;
 use herald_store_redis::{RedisConfig, RedisStore};
@@ -180,37 +180,41 @@ async fn durability_settings_are_checked() {
     }
 }
 
+/// A store under a fresh prefix, the prefix, and a connection of its own to the same Redis
+/// (to do what a crash or an older build would have done).
+async fn rig() -> (RedisStore, String, redis::aio::MultiplexedConnection) {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh sets it)");
+    let prefix = format!("herald-repair-{:016x}", rand::random::<u64>());
+    let store = RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
+        .await
+        .unwrap();
+    let raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    (store, prefix, raw)
+}
+
+/// A set's members, sorted.
+async fn members(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
+    let mut ids: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(key)
+        .query_async(raw)
+        .await
+        .unwrap();
+    ids.sort();
+    ids
+}
+
 /// A crash between a campaign's status change and its index writes (they live in other hash
 /// slots, so no script does both) leaves an index behind; the periodic repair puts every
 /// index back from the campaigns' own records: a scheduled campaign starts, a running one is
 /// claimed from, and a campaign whose creator died before writing it is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_repair_covers_every_index() {
-    let url = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh sets it)");
-    let prefix = format!("herald-repair-{:016x}", rand::random::<u64>());
-    let store = RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
-        .await
-        .unwrap();
-    let mut raw = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let mut spec = herald_store::conformance::spec("scheduled");
-    spec.schedule_at = Some("2020-01-01T00:00:00Z".parse().unwrap());
-    let scheduled = store
-        .create_campaign(herald_store::NewCampaign {
-            spec,
-            phone_number_id: herald_store::conformance::PNID.into(),
-            template: None,
-        })
-        .await
-        .unwrap()
-        .id;
-    store
-        .transition(&scheduled, CampaignAction::Schedule, None)
-        .await
-        .unwrap();
+    let (store, prefix, mut raw) = rig().await;
+    let scheduled = scheduled(&store, "scheduled", "2020-01-01T00:00:00Z").await;
     let running = herald_store::conformance::running(&store, "running", 2).await;
     // The crash: the index writes never happened.
     let _: () = redis::pipe()
@@ -242,11 +246,7 @@ async fn index_repair_covers_every_index() {
         )
         .await
         .unwrap();
-    let active: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{prefix}:active"))
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let active = members(&mut raw, &format!("{prefix}:active")).await;
     assert!(!active.contains(&"ghostcampaign1".to_owned()), "{active:?}");
     assert!(active.contains(&running.to_string()), "{active:?}");
     store.purge_namespace().await.unwrap();
@@ -254,19 +254,10 @@ async fn index_repair_covers_every_index() {
 
 /// The repair reads the campaigns a page at a time: a running campaign far down a long list
 /// is put back in the running index, an entry for one that is not running goes, and so does
-/// one for a campaign deleted behind the index's back.
+/// one for a campaign that does not exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_repair_reads_a_long_list_by_pages() {
-    let url = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh sets it)");
-    let prefix = format!("herald-repair-{:016x}", rand::random::<u64>());
-    let store = RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
-        .await
-        .unwrap();
-    let mut raw = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (store, prefix, mut raw) = rig().await;
     // The oldest runs; over a thousand newer drafts put it past the first pages.
     let oldest = herald_store::conformance::running(&store, "oldest", 2).await;
     let mut drafts = Vec::new();
@@ -281,11 +272,7 @@ async fn index_repair_reads_a_long_list_by_pages() {
         .await
         .unwrap();
     store.repair_indexes().await.unwrap();
-    let listed: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{prefix}:running"))
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let listed = members(&mut raw, &format!("{prefix}:running")).await;
     assert_eq!(listed, [oldest.to_string()]);
     assert_eq!(store.claim(&claim_req(5, 1)).await.unwrap().len(), 2);
     store.purge_namespace().await.unwrap();
@@ -297,58 +284,22 @@ async fn index_repair_reads_a_long_list_by_pages() {
 /// older build put in the index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drafts_are_not_swept() {
-    let url = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh sets it)");
-    let prefix = format!("herald-active-{:016x}", rand::random::<u64>());
-    let store = RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
-        .await
-        .unwrap();
-    let mut raw = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let mut active = async || {
-        let mut ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(format!("{prefix}:active"))
-            .query_async(&mut raw)
-            .await
-            .unwrap();
-        ids.sort();
-        ids
-    };
+    let (store, prefix, mut raw) = rig().await;
+    let key = format!("{prefix}:active");
     let draft = campaign(&store, "draft").await;
-    let mut spec = herald_store::conformance::spec("scheduled");
-    spec.schedule_at = Some("2099-01-01T00:00:00Z".parse().unwrap());
-    let scheduled = store
-        .create_campaign(herald_store::NewCampaign {
-            spec,
-            phone_number_id: herald_store::conformance::PNID.into(),
-            template: None,
-        })
-        .await
-        .unwrap()
-        .id;
-    store
-        .transition(&scheduled, CampaignAction::Schedule, None)
-        .await
-        .unwrap();
+    let scheduled = scheduled(&store, "scheduled", "2099-01-01T00:00:00Z").await;
     let running = herald_store::conformance::running(&store, "running", 2).await;
-    assert_eq!(active().await, [running.to_string()]);
+    assert_eq!(members(&mut raw, &key).await, [running.to_string()]);
     // An older build put them there at creation: the repair takes them out.
-    let mut old = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     let _: () = redis::cmd("SADD")
-        .arg(format!("{prefix}:active"))
+        .arg(&key)
         .arg(draft.as_str())
         .arg(scheduled.as_str())
-        .query_async(&mut old)
+        .query_async(&mut raw)
         .await
         .unwrap();
     store.repair_indexes().await.unwrap();
-    assert_eq!(active().await, [running.to_string()]);
+    assert_eq!(members(&mut raw, &key).await, [running.to_string()]);
     // Paused, it may still hold leases; started, a draft joins.
     store
         .transition(&running, CampaignAction::Pause, None)
@@ -360,8 +311,8 @@ async fn drafts_are_not_swept() {
         .unwrap();
     let mut want = vec![running.to_string(), draft.to_string()];
     want.sort();
-    assert_eq!(active().await, want);
+    assert_eq!(members(&mut raw, &key).await, want);
     store.repair_indexes().await.unwrap();
-    assert_eq!(active().await, want);
+    assert_eq!(members(&mut raw, &key).await, want);
     store.purge_namespace().await.unwrap();
 }

@@ -65,6 +65,26 @@ pub async fn campaign<S: Store>(store: &S, name: &str) -> CampaignId {
         .id
 }
 
+/// A campaign scheduled for `at` (RFC 3339), without a template.
+pub async fn scheduled<S: Store>(store: &S, name: &str, at: &str) -> CampaignId {
+    let mut s = spec(name);
+    s.schedule_at = Some(at.parse().unwrap());
+    let id = store
+        .create_campaign(NewCampaign {
+            spec: s,
+            phone_number_id: PNID.into(),
+            template: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    store
+        .transition(&id, CampaignAction::Schedule, None)
+        .await
+        .unwrap();
+    id
+}
+
 /// A running campaign with `n` pending jobs.
 pub async fn running<S: Store>(store: &S, name: &str, n: u64) -> CampaignId {
     running_with(store, name, &recipients(0..n)).await
@@ -223,21 +243,7 @@ pub async fn lifecycle<S: Store>(store: &S) {
         Err(StoreError::NotFound(_))
     ));
     // Scheduling: a due scheduled campaign is listed until it starts.
-    let mut s = spec("scheduled");
-    s.schedule_at = Some("2020-01-01T00:00:00Z".parse().unwrap());
-    let sid = store
-        .create_campaign(NewCampaign {
-            spec: s,
-            phone_number_id: PNID.into(),
-            template: None,
-        })
-        .await
-        .unwrap()
-        .id;
-    store
-        .transition(&sid, CampaignAction::Schedule, None)
-        .await
-        .unwrap();
+    let sid = scheduled(store, "scheduled", "2020-01-01T00:00:00Z").await;
     let due = store.due_scheduled(jiff::Timestamp::now()).await.unwrap();
     assert!(due.contains(&sid));
     store
