@@ -19,10 +19,10 @@ const RUNNING_CACHE: Duration = Duration::from_millis(500);
 /// How often the running index is checked against the campaigns themselves.
 const REPAIR_EVERY_MS: i64 = 30_000;
 
-/// The campaign ids an index holds (what `cmd` answers), skipping any that do not parse.
 /// Campaigns per page of [`RedisStore::repair_indexes`].
 const REPAIR_PAGE: usize = 500;
 
+/// The campaign ids an index holds (what `cmd` answers), skipping any that do not parse.
 async fn campaign_ids(conn: &mut Conn<'_>, cmd: &redis::Cmd) -> Result<Vec<CampaignId>> {
     let ids: Vec<String> = cmd.run(conn).await?;
     Ok(ids.iter().filter_map(|s| CampaignId::new(s).ok()).collect())
@@ -255,9 +255,9 @@ impl RedisStore {
         Ok(())
     }
 
-    /// [`Self::repair_indexes`] for the campaigns `ids`: mends their `scheduled` and
-    /// `active` entries (a draft or scheduled campaign leaves `active`), and adds those running to `running` and those cancelled with
-    /// pending jobs to `cancelled_with_pending`.
+    /// [`Self::repair_indexes`] for the campaigns `ids`: mends their `scheduled` and `active`
+    /// entries (a draft or scheduled campaign leaves `active`), and adds those running to
+    /// `running` and those cancelled with pending jobs to `cancelled_with_pending`.
     async fn repair_page(
         &self,
         conn: &mut Conn<'_>,
