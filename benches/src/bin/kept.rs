@@ -1,14 +1,16 @@
 //! What kept campaigns cost an idle deployment: `herald serve` (every role) on Redis with no
 //! campaign, then with `N` kept (half of them drafts, half cancelled), nothing sending, for
-//! `SECONDS` each. Reported per run: the process's CPU seconds, its peak resident memory, and
-//! Redis's CPU seconds over the same time; then the kept run against the empty one.
+//! `SECONDS` each. With `--waiting`, the `N` are running instead, one recipient each, waiting
+//! for a send window that opens in six hours. Reported per run: the process's CPU seconds,
+//! its peak resident memory, and Redis's CPU seconds over the same time; then the kept run
+//! against the empty one.
 //!
 //! Everything a process does on a timer shows here: the workers' sweeps (leases, in-doubt
 //! jobs, scheduled starts; every 2 s), the index repair (every 30 s), the campaign-metrics
 //! exporter (every 5 s), the retention sweep (every 10 minutes, when set).
 //!
 //! `cargo build --release -p herald && cargo run --release -p herald-benches --bin kept [--
-//! N [SECONDS]]` (defaults: 20000 60). It runs the `herald` binary beside its own
+//! N [SECONDS] [--waiting]]` (defaults: 20000 60). It runs the `herald` binary beside its own
 //! (`target/release/herald`; `HERALD_BIN` names another, e.g. an older build to compare).
 //! REDIS_URL (default redis://127.0.0.1:6379); everything is written under a random prefix
 //! and deleted after.
@@ -92,9 +94,41 @@ async fn idle(url: &str, prefix: &str, secs: u64) -> Idle {
     }
 }
 
+/// A running campaign of one recipient whose send window (in UTC) opens in six hours.
+async fn waiting_campaign(store: &RedisStore, i: usize) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let hour = (now / 3600 + 6) % 24;
+    let spec: herald_core::CampaignSpec = serde_json::from_value(serde_json::json!({
+        "name": format!("waiting{i}"),
+        "message": {"type": "text", "text": {"body": "hello"}},
+        "send_window": {"start": format!("{hour:02}:00"), "end": format!("{:02}:00", (hour + 1) % 24), "time_zone": "UTC"}
+    }))
+    .expect("spec");
+    let id = store
+        .create_campaign(herald_store::NewCampaign {
+            spec,
+            phone_number_id: herald_benches::PNID.into(),
+            template: None,
+        })
+        .await
+        .expect("create")
+        .id;
+    let one = herald_benches::recipients(i as u64..i as u64 + 1);
+    store.enqueue_batch(&id, &one).await.expect("enqueue");
+    store
+        .transition(&id, CampaignAction::Start, None)
+        .await
+        .expect("start");
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let waiting = args.iter().any(|a| a == "--waiting");
+    let args: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let secs: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
@@ -108,6 +142,10 @@ async fn main() {
     );
     let empty = idle(&url, &prefix, secs).await;
     for i in 0..n {
+        if waiting {
+            waiting_campaign(&store, i).await;
+            continue;
+        }
         let id = new_campaign(&store, &format!("kept{i}")).await;
         if i % 2 == 0 {
             store
@@ -118,7 +156,11 @@ async fn main() {
     }
     let kept = idle(&url, &prefix, secs).await;
     store.purge_namespace().await.expect("clean up");
-    for (what, r) in [("no campaign", empty), (&format!("{n} kept") as &str, kept)] {
+    let what = if waiting { "waiting" } else { "kept" };
+    for (what, r) in [
+        ("no campaign", empty),
+        (&format!("{n} {what}") as &str, kept),
+    ] {
         println!(
             "  {what:>12}: herald {:.2} s CPU ({:.1}% of a core), peak {:.0} MiB; Redis {:.2} s CPU",
             r.cpu_s,

@@ -19,8 +19,20 @@ const RUNNING_CACHE: Duration = Duration::from_millis(500);
 /// How often the running index is checked against the campaigns themselves.
 const REPAIR_EVERY_MS: i64 = 30_000;
 
-/// Campaigns per page of [`RedisStore::repair_indexes`].
+/// Campaigns per page of [`RedisStore::repair_indexes`] and [`RedisStore::active_held`].
 const REPAIR_PAGE: usize = 500;
+
+/// An active campaign as the sweeps see it ([`RedisStore::active_held`]).
+#[derive(Debug)]
+pub(crate) struct ActiveHeld {
+    pub(crate) id: CampaignId,
+    /// It holds claims (whether or not their leases have run out).
+    pub(crate) leases: bool,
+    /// It holds in-doubt jobs.
+    pub(crate) in_doubt: bool,
+    /// Its status (`None`: it does not exist, or no longer).
+    pub(crate) status: Option<CampaignStatus>,
+}
 
 /// The campaign ids an index holds (what `cmd` answers), skipping any that do not parse.
 async fn campaign_ids(conn: &mut Conn<'_>, cmd: &redis::Cmd) -> Result<Vec<CampaignId>> {
@@ -114,6 +126,38 @@ impl RedisStore {
     pub(crate) async fn active_campaigns(&self) -> Result<Vec<CampaignId>> {
         let mut conn = self.conn().await?;
         campaign_ids(&mut conn, &redis::Cmd::smembers(self.keys.active())).await
+    }
+
+    /// The active campaigns, each with what the sweeps look at (read in pipelines, a page of
+    /// campaigns at a time): only one holding leases is given the reclaim script, and only
+    /// one holding in-doubt jobs the in-doubt one. A running campaign waiting for its send
+    /// window or the messaging limit holds neither, and costs a sweep three reads.
+    pub(crate) async fn active_held(&self) -> Result<Vec<ActiveHeld>> {
+        let ids = self.active_campaigns().await?;
+        let mut conn = self.conn().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for page in ids.chunks(REPAIR_PAGE) {
+            let cards: Vec<u64> = conn
+                .each(
+                    page.iter()
+                        .flat_map(|id| {
+                            let (leases, doubts) = self.keys.held(id);
+                            [redis::Cmd::zcard(leases), redis::Cmd::zcard(doubts)]
+                        })
+                        .collect(),
+                )
+                .await?;
+            let statuses = self.statuses_now(&mut conn, page).await?;
+            for ((id, held), status) in page.iter().zip(cards.chunks(2)).zip(statuses) {
+                out.push(ActiveHeld {
+                    id: id.clone(),
+                    leases: held.first().is_some_and(|n| *n > 0),
+                    in_doubt: held.get(1).is_some_and(|n| *n > 0),
+                    status,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// A campaign's jobs in flight and in doubt (its counters).

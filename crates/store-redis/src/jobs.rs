@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use herald_core::{CampaignId, JobId, Recipient, WaMessageId, millis};
+use herald_core::{CampaignId, CampaignStatus, JobId, Recipient, WaMessageId, millis};
 use herald_store::{
     ClaimRequest, ClaimedJob, InDoubtExpired, InDoubtPolicy, JobRef, JobState, JobView, Outcome,
     Reclaimed, Result, RunningCampaign, Settle, SettleResult, Store, StoreError,
@@ -275,7 +275,11 @@ pub(crate) async fn renew(store: &RedisStore, jobs: &[JobRef], lease: Duration) 
 
 pub(crate) async fn reclaim_expired(store: &RedisStore) -> Result<Reclaimed> {
     let mut total = Reclaimed::default();
-    for id in store.active_campaigns().await? {
+    for a in store.active_held().await? {
+        if !a.leases {
+            continue;
+        }
+        let id = a.id;
         let mut conn = store.conn().await?;
         loop {
             let (pending, doubt, more): (u64, u64, u8) = Call::new(&store.scripts.reclaim)
@@ -308,7 +312,16 @@ pub(crate) async fn expire_in_doubt(
         InDoubtPolicy::Resend => "resend",
         InDoubtPolicy::Fail => "fail",
     };
-    for id in store.active_campaigns().await? {
+    for a in store.active_held().await? {
+        let id = a.id;
+        // An ended campaign leaves the index once nothing of it is held.
+        let ended = a.status.is_none_or(CampaignStatus::is_final);
+        if !a.in_doubt {
+            if ended {
+                store.retire_if_idle(&id).await?;
+            }
+            continue;
+        }
         let mut conn = store.conn().await?;
         // The evidence is read before the script runs: it only ever rises, so the script
         // never acts on more than was shown.

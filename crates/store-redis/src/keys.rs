@@ -191,6 +191,13 @@ impl Keys {
         format!("{}:d:{b}", self.base(id))
     }
 
+    /// The claims' tokens by lease expiry (`lease`), and the in-doubt jobs by when they went
+    /// in doubt (`doubt`).
+    pub(crate) fn held(&self, id: &CampaignId) -> (String, String) {
+        let base = self.base(id);
+        (format!("{base}:lease"), format!("{base}:doubt"))
+    }
+
     /// The seqs a claim holds under `token`, and those of them not started yet (its fresh
     /// marks; see `start.lua`).
     pub(crate) fn claim(&self, id: &CampaignId, token: &str) -> (String, String) {
