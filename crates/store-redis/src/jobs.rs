@@ -133,11 +133,35 @@ pub(crate) async fn enqueue_batch(
 
 pub(crate) async fn claim(store: &RedisStore, req: &ClaimRequest) -> Result<Vec<ClaimedJob>> {
     let mut campaigns: Vec<RunningCampaign> = store.running_campaigns().await?;
+    if let Ok(mut idle) = store.idle.lock()
+        && !idle.is_empty()
+    {
+        let running: std::collections::HashSet<&CampaignId> =
+            campaigns.iter().map(|c| &c.id).collect();
+        idle.retain(|id| running.contains(id));
+    }
     if let Some(pnid) = &req.phone_number_id {
         campaigns.retain(|c| &c.phone_number_id == pnid);
     }
     if campaigns.is_empty() || req.max == 0 {
         return Ok(Vec::new());
+    }
+    // A campaign whose last claim found nothing is asked cheaply first (waiting campaigns
+    // would otherwise cost a script each, every claim).
+    let idle: Vec<CampaignId> = match store.idle.lock() {
+        Ok(idle) => campaigns
+            .iter()
+            .filter(|c| idle.contains(&c.id))
+            .map(|c| c.id.clone())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if !idle.is_empty() {
+        let waiting = nothing_to_claim(store, &idle).await?;
+        campaigns.retain(|c| !waiting.contains(&c.id));
+        if campaigns.is_empty() {
+            return Ok(Vec::new());
+        }
     }
     // Start at a different campaign each call; give each an equal share, then hand what
     // one could not use to the others.
@@ -157,6 +181,13 @@ pub(crate) async fn claim(store: &RedisStore, req: &ClaimRequest) -> Result<Vec<
             if completed {
                 store.on_completed(&c.id).await?;
             }
+            if let Ok(mut idle) = store.idle.lock() {
+                if got.is_empty() {
+                    idle.insert(c.id.clone());
+                } else {
+                    idle.remove(&c.id);
+                }
+            }
             if got.len() == want {
                 still.push(c);
             }
@@ -165,6 +196,46 @@ pub(crate) async fn claim(store: &RedisStore, req: &ClaimRequest) -> Result<Vec<
         hungry = still;
     }
     Ok(jobs)
+}
+
+/// How far ahead of this process's clock a retry counts as due when asking whether a campaign
+/// has anything to claim: the store's clock decides (in the claim script), and a process
+/// whose clock is behind it by less than this loses nothing by asking.
+const DUE_AHEAD_MS: i64 = 1_000;
+
+/// Of the campaigns `ids`, those with nothing to claim and nothing to complete: an empty
+/// queue, no retry due, and jobs still pending (waiting for a later retry or their send
+/// window; a campaign with none pending is left to the claim script, which may complete it).
+/// Three reads each, in one pipeline.
+async fn nothing_to_claim(
+    store: &RedisStore,
+    ids: &[CampaignId],
+) -> Result<std::collections::HashSet<CampaignId>> {
+    let due = herald_core::unix_ms() + DUE_AHEAD_MS;
+    let mut conn = store.conn().await?;
+    let cmds = ids
+        .iter()
+        .flat_map(|id| {
+            let (queue, delayed) = store.keys.queue(id);
+            let mut pending = redis::cmd("HGET");
+            pending.arg(store.keys.stats(id)).arg("pending");
+            [
+                redis::Cmd::llen(queue),
+                redis::Cmd::zcount(delayed, "-inf", due),
+                pending,
+            ]
+        })
+        .collect();
+    let rows: Vec<Option<i64>> = conn.each(cmds).await?;
+    Ok(ids
+        .iter()
+        .zip(rows.chunks(3))
+        .filter(|(_, r)| {
+            let n = |i: usize| r.get(i).copied().flatten().unwrap_or(0);
+            n(0) == 0 && n(1) == 0 && n(2) > 0
+        })
+        .map(|(id, _)| id.clone())
+        .collect())
 }
 
 pub(crate) async fn start(store: &RedisStore, jobs: &[JobRef]) -> Result<Vec<bool>> {

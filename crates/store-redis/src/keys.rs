@@ -191,6 +191,12 @@ impl Keys {
         format!("{}:d:{b}", self.base(id))
     }
 
+    /// The pending jobs' queue (`q`) and the retries by when they are due (`delay`).
+    pub(crate) fn queue(&self, id: &CampaignId) -> (String, String) {
+        let base = self.base(id);
+        (format!("{base}:q"), format!("{base}:delay"))
+    }
+
     /// The claims' tokens by lease expiry (`lease`), and the in-doubt jobs by when they went
     /// in doubt (`doubt`).
     pub(crate) fn held(&self, id: &CampaignId) -> (String, String) {

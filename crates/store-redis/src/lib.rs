@@ -270,6 +270,9 @@ pub struct RedisStore {
     pub(crate) repaired_ms: AtomicI64,
     /// Rotates the campaign claim starts with, for fairness.
     pub(crate) rotation: AtomicUsize,
+    /// Running campaigns whose last claim here found nothing: the next claim first asks, in
+    /// one pipeline for all of them, whether each has anything to claim (`jobs::claim`).
+    pub(crate) idle: Mutex<std::collections::HashSet<CampaignId>>,
     /// Message-lookup buckets this process has already given an expiry: (day, bucket).
     pub(crate) expiring: Mutex<std::collections::HashSet<(i64, u64)>>,
     /// A few connections from the pool, shared round-robin: redis-rs multiplexes concurrent
@@ -491,6 +494,7 @@ impl RedisStore {
             keys: Keys::new(&cfg.key_prefix),
             scripts: Scripts::new(),
             running_cache: Mutex::new(None),
+            idle: Mutex::new(std::collections::HashSet::new()),
             repaired_ms: AtomicI64::new(0),
             rotation: AtomicUsize::new(0),
             expiring: Mutex::new(std::collections::HashSet::new()),

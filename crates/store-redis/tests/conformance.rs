@@ -195,3 +195,39 @@ async fn a_walk_gives_campaigns_sharing_a_place_once() {
     assert_eq!(all_campaigns(&store).await.len(), 6);
     purge(store).await;
 }
+
+/// A campaign whose last claim found nothing is asked cheaply on the next one (three reads
+/// instead of its claim script), and skipped while it has nothing to claim: what appears
+/// meanwhile is still claimed at once (new recipients), and a retry once it is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_that_had_nothing_is_claimed_from_again() {
+    use herald_store::conformance::{claim_req, recipients, running};
+    use herald_store::{Outcome, Settle, Store};
+    use std::time::Duration;
+
+    let store = fresh().await;
+    let id = running(&store, "idle", 1).await;
+    let jobs = store.claim(&claim_req(5, 1)).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    // Its one job waits for a retry three seconds off: pending, in the delay set.
+    store
+        .settle(&[Settle {
+            job: (&jobs[0]).into(),
+            outcome: Outcome::Delayed {
+                delay: Duration::from_secs(3),
+            },
+        }])
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(store.claim(&claim_req(5, 2)).await.unwrap().is_empty());
+    }
+    store.enqueue_batch(&id, &recipients(10..12)).await.unwrap();
+    assert_eq!(store.claim(&claim_req(5, 3)).await.unwrap().len(), 2);
+    assert!(store.claim(&claim_req(5, 4)).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let retried = store.claim(&claim_req(5, 5)).await.unwrap();
+    assert_eq!(retried.len(), 1, "the retry, once due");
+    assert_eq!(retried[0].id, jobs[0].id);
+    purge(store).await;
+}
