@@ -264,7 +264,52 @@ async fn bad_campaign_bodies_name_their_problem() {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(vec![b' '; 100 * 1024]))
         .unwrap();
-    assert_eq!(api.call(req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, body) = api.call(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(v["error"]["code"], "too_large", "{v}");
+    assert!(
+        message_of(&v).contains("server.max_body_bytes (65536 bytes)"),
+        "{v}"
+    );
+    // An array is not a campaign: said so, not as a complaint about its first element.
+    let (status, v) = api.json("POST", "/v1/campaigns", Some(json!([1, 2]))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message_of(&v).contains("a JSON object"), "{v}");
+    assert!(message_of(&v).contains("not an array"), "{v}");
+    api.cleanup().await;
+}
+
+/// What axum itself refuses (a query string or path that does not parse, a method a path does
+/// not take) is answered in the API's error format too, naming the problem.
+#[tokio::test]
+async fn refusals_before_a_handler_are_json_errors() {
+    let api = Api::new().await;
+    let (status, v) = api.json("GET", "/v1/campaigns?limit=abc", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "invalid", "{v}");
+    assert!(message_of(&v).contains("limit"), "{v}");
+    let (status, v) = api.json("GET", "/v1/campaigns/%FF", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(message_of(&v).contains("UTF-8"), "{v}");
+    let req = Request::delete("/v1/campaigns")
+        .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .body(Body::empty())
+        .unwrap();
+    let r = api.app.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = r.headers().get(header::ALLOW).cloned();
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    let v: Value = serde_json::from_slice(&body).expect("a JSON error");
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
+    assert!(message_of(&v).contains("DELETE"), "{v}");
+    let allow = allow.expect("the Allow header is kept");
+    let allow = allow.to_str().unwrap();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    // A handler's own answers are left as they are.
+    let (status, v) = api.json("GET", "/v1/campaigns?status=bogus", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message_of(&v).contains("bogus"), "{v}");
     api.cleanup().await;
 }
 

@@ -292,7 +292,11 @@ pub fn router<S: Store>(state: ApiState<S>, routes: Routes) -> Router {
         .fold(Router::new(), |r, (path, method)| r.route(path, method))
         .layer(DefaultBodyLimit::max(body_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::<S>))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") });
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::map_response_with_state(
+            body_limit,
+            crate::server::error::json_rejections,
+        ));
     let mut app: Router = operational_routes::<S>(doc)
         .into_iter()
         .fold(Router::new(), |r, (path, method)| r.route(path, method))
@@ -792,7 +796,7 @@ async fn validate<S: Store>(
     responses(
         (status = 200, description = "How Herald reads the rows", body = crate::server::upload::UploadPreview),
         (status = 404, description = "No such campaign", body = ErrorBody),
-        (status = 413, description = "Over server.max_body_bytes", content_type = "text/plain", body = String),
+        (status = 413, description = "Over server.max_body_bytes", body = ErrorBody),
         (status = 415, description = "Not sent as text/csv, or a Content-Encoding other than gzip", body = ErrorBody),
         (status = 422, description = "The file cannot be used (no phone column, a placeholder's column missing, damaged gzip data)", body = ErrorBody)))]
 async fn preview<S: Store>(
@@ -912,6 +916,14 @@ pub fn prepare(
 /// A JSON body as `T`; an error names the field (`mps: invalid type…`), or says the body is
 /// not JSON at all.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // serde would take a struct from an array too, and name its first element's type as the
+    // problem; every body of the API is an object.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if let Some(kind) = first.and_then(|b| json_kind(*b)) {
+        return Err(ApiError::invalid(format!(
+            "the body must be a JSON object ({{ … }}), not {kind}"
+        )));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -928,6 +940,19 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
             ApiError::invalid(format!("{path}: {inner}"))
         }
     })
+}
+
+/// What a JSON value that is not an object is, by its first byte (`None` for an object, or
+/// for what is not JSON at all: the parser names that).
+fn json_kind(first: u8) -> Option<&'static str> {
+    match first {
+        b'[' => Some("an array"),
+        b'"' => Some("a string"),
+        b'-' | b'0'..=b'9' => Some("a number"),
+        b't' | b'f' => Some("a boolean"),
+        b'n' => Some("null"),
+        _ => None,
+    }
 }
 
 /// `name:language` of a template message (how template status webhooks find campaigns).

@@ -54,6 +54,62 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The longest text of one of axum's own rejections read back (they are a line).
+const REJECTION_TEXT_BYTES: usize = 4096;
+
+/// Answers axum's own refusals under `/v1` in the API's error format, as every handler does:
+/// a query string or path that does not parse (400), a body over `server.max_body_bytes`
+/// (413), a method the path does not take (405, with its `Allow` header). axum writes those as
+/// plain text, or nothing; a client reading `error.message` would find none. `max_body_bytes`
+/// names the limit.
+pub(crate) async fn json_rejections(
+    axum::extract::State(max_body_bytes): axum::extract::State<usize>,
+    method: axum::http::Method,
+    response: Response,
+) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REJECTION_TEXT_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "too_large",
+            format!("the request body is over server.max_body_bytes ({max_body_bytes} bytes)"),
+        ),
+        // The router adds `Allow` after this layer has seen the answer.
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            status,
+            "method_not_allowed",
+            format!("this path does not take {method}: its Allow header lists what it takes"),
+        ),
+        _ if text.is_empty() => ApiError::new(status, "invalid", "the request was refused"),
+        _ => ApiError::new(status, "invalid", text),
+    };
+    let mut answer = error.into_response();
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    // Whatever headers the refusal carried (a header named once stands for the values after
+    // it).
+    let mut name = None;
+    for (next, value) in parts.headers.drain() {
+        name = next.or(name);
+        if let Some(name) = &name {
+            answer.headers_mut().append(name.clone(), value);
+        }
+    }
+    answer
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
