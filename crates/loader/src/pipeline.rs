@@ -156,8 +156,8 @@ impl Validate<'_> {
             return reject(
                 RejectReason::WrongFieldCount,
                 format!(
-                    "the row has {} fields; the header has {}",
-                    fields.len(),
+                    "the row has {}; the header has {}",
+                    fields_of(fields.len()),
                     c.count
                 ),
             );
@@ -219,6 +219,15 @@ impl Validate<'_> {
                 )
             })
             .collect()
+    }
+}
+
+/// "1 field", "3 fields".
+fn fields_of(n: usize) -> String {
+    if n == 1 {
+        "1 field".to_owned()
+    } else {
+        format!("{n} fields")
     }
 }
 

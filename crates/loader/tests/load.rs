@@ -205,6 +205,8 @@ fn non_utf8_rows_wrong_field_counts_and_long_fields_are_row_rejects() {
     assert_eq!(report.summary.invalid, 3);
     let detail = &sink.rejects.iter().find(|r| r.line == 5).unwrap().detail;
     assert!(detail.contains("\"name\""), "the column is named: {detail}");
+    let detail = &sink.rejects.iter().find(|r| r.line == 4).unwrap().detail;
+    assert_eq!(detail, "the row has 1 field; the header has 2");
 }
 
 #[test]
