@@ -9,9 +9,12 @@
 //! <p>:active                SET   campaigns that may hold leases or in-doubt jobs (from
 //!                                 their first run until they end with nothing held)
 //! <p>:scheduled             ZSET  campaign id → schedule_at ms
-//! <p>:m:<day>:<b>           HASH  message id → "<campaign>:<seq>" for messages accepted that
-//!                                 UTC day (days since the epoch), b = fnv1a(id) mod 16384;
+//! <p>:mh:<day>:<b>          HASH  message id → "<campaign>:<seq>" for messages accepted that
+//!                                 UTC day (days since the epoch): the field is the high 8
+//!                                 bytes of the id's xxh3-128, b its low 64 bits mod 16384;
 //!                                 each bucket expires 31 days after its day
+//! <p>:m:<day>:<b>           HASH  the same, as builds before 2026-12-07 wrote it (field the
+//!                                 id itself, b = fnv1a(id) mod 16384): read, not written
 //! <p>:webhooks             STREAM verified webhook bodies (field b), consumer group
 //!                                 "reconciler"; entries are deleted once applied
 //! <p>:dead                  STREAM webhook content kept for inspection (newest 10,000)
@@ -67,6 +70,12 @@ pub(crate) const JOBS_PER_BUCKET: u64 = 10;
 /// Message-id lookup buckets per day: a million messages a day keep each bucket a compact
 /// listpack (about 60 entries).
 pub(crate) const MESSAGE_BUCKETS: u64 = 16_384;
+/// The bytes of a message id's hash that stand for it in its lookup bucket. An id is 50–70
+/// characters; stored whole, it made a lookup 90 bytes of Redis's memory and longer to insert
+/// into its bucket (40 bytes hashed: docs/BENCHMARKS.md). 64 bits within a bucket of a day
+/// leave two ids of one bucket a chance of 1 in 10^14 of sharing a field at ten million
+/// messages a day.
+pub(crate) type MessageField = [u8; 8];
 /// Days a message-id lookup is kept: Meta's 30-day delivery horizon, plus one.
 pub(crate) const MESSAGE_DAYS: i64 = 31;
 
@@ -147,11 +156,30 @@ impl Keys {
         format!("{}:quality", self.prefix)
     }
 
-    pub(crate) fn message_bucket(&self, day: i64, id: &WaMessageId) -> MessageBucket<'_> {
+    /// Where a message id's lookup of `day` lives: its bucket, and its field there.
+    pub(crate) fn message_lookup(
+        &self,
+        day: i64,
+        id: &WaMessageId,
+    ) -> (MessageBucket<'_>, MessageField) {
+        let h = xxhash_rust::xxh3::xxh3_128(id.as_str().as_bytes());
+        let bucket = MessageBucket {
+            prefix: &self.prefix,
+            day,
+            bucket: (h as u64) % MESSAGE_BUCKETS,
+            hashed: true,
+        };
+        (bucket, ((h >> 64) as u64).to_be_bytes())
+    }
+
+    /// Where a build before the hashed lookups wrote a message id's lookup of `day` (its
+    /// field the id itself). They expire within 31 days of the upgrade.
+    pub(crate) fn message_lookup_whole(&self, day: i64, id: &WaMessageId) -> MessageBucket<'_> {
         MessageBucket {
             prefix: &self.prefix,
             day,
             bucket: fnv1a(id.as_str().as_bytes()) % MESSAGE_BUCKETS,
+            hashed: false,
         }
     }
 
@@ -319,11 +347,14 @@ pub(crate) struct MessageBucket<'a> {
     prefix: &'a str,
     pub(crate) day: i64,
     pub(crate) bucket: u64,
+    /// Fields are ids' hashes (`mh`), not the ids (`m`, older builds).
+    hashed: bool,
 }
 
 impl std::fmt::Display for MessageBucket<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:m:{}:{}", self.prefix, self.day, self.bucket)
+        let family = if self.hashed { "mh" } else { "m" };
+        write!(f, "{}:{family}:{}:{}", self.prefix, self.day, self.bucket)
     }
 }
 

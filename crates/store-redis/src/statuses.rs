@@ -25,9 +25,9 @@ impl RedisStore {
         let mut cmds = Vec::with_capacity(lookups.len());
         let mut buckets = Vec::with_capacity(lookups.len());
         for (m, job) in lookups {
-            let key = self.keys.message_bucket(day, m);
+            let (key, field) = self.keys.message_lookup(day, m);
             let mut cmd = redis::cmd(if only_if_new { "HSETNX" } else { "HSET" });
-            cmd.arg(Shown(key)).arg(m.as_str()).arg(Shown(job));
+            cmd.arg(Shown(key)).arg(&field[..]).arg(Shown(job));
             cmds.push(cmd);
             buckets.push(key);
         }
@@ -45,12 +45,28 @@ impl RedisStore {
     }
 
     /// Finds the jobs of message ids: today's and yesterday's buckets first (where nearly all
-    /// statuses land), then the rest of the horizon for those not found.
+    /// statuses land), then the rest of the horizon for those not found; then, for any still
+    /// not found, the same in the buckets older builds wrote.
     pub(crate) async fn find_lookups(&self, ids: &[&WaMessageId]) -> Result<Vec<Option<JobId>>> {
         let mut found: Vec<Option<JobId>> = vec![None; ids.len()];
         let today = day_of(herald_core::unix_ms());
         let mut conn = self.conn().await?;
-        for days in [today - 1..=today, today - MESSAGE_DAYS..=today - 2] {
+        let ask = |hashed: bool, day: i64, id: &WaMessageId| {
+            if hashed {
+                let (key, field) = self.keys.message_lookup(day, id);
+                redis::Cmd::hget(Shown(key), &field[..])
+            } else {
+                redis::Cmd::hget(Shown(self.keys.message_lookup_whole(day, id)), id.as_str())
+            }
+        };
+        let recent = today - 1..=today;
+        let rest = today - MESSAGE_DAYS..=today - 2;
+        for (hashed, days) in [
+            (true, recent.clone()),
+            (true, rest.clone()),
+            (false, recent),
+            (false, rest),
+        ] {
             let missing: Vec<usize> = (0..ids.len()).filter(|&i| found[i].is_none()).collect();
             if missing.is_empty() {
                 break;
@@ -59,10 +75,7 @@ impl RedisStore {
             let mut asked = Vec::new();
             for &i in &missing {
                 for day in days.clone().rev() {
-                    cmds.push(redis::Cmd::hget(
-                        Shown(self.keys.message_bucket(day, ids[i])),
-                        ids[i].as_str(),
-                    ));
+                    cmds.push(ask(hashed, day, ids[i]));
                     asked.push(i);
                 }
             }

@@ -316,3 +316,56 @@ async fn drafts_are_not_swept() {
     assert_eq!(members(&mut raw, &key).await, want);
     store.purge_namespace().await.unwrap();
 }
+
+/// A message id's lookup is kept as 8 bytes of its hash, not the id (half the memory); one an
+/// older build wrote, with the id itself as the field, is still found for its 31 days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_lookups_are_hashed_and_older_ones_still_found() {
+    let (store, prefix, mut raw) = rig().await;
+    herald_store::conformance::running(&store, "lookups", 2).await;
+    let jobs = store.claim(&claim_req(2, 1)).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    let refs: Vec<JobRef> = jobs.iter().map(JobRef::from).collect();
+    store.start(&refs).await.unwrap();
+    store
+        .settle(&all_accepted(&jobs[..1], "hashed"))
+        .await
+        .unwrap();
+    let hashed = WaMessageId::new(&format!("wamid.hashed{}", jobs[0].id.seq)).unwrap();
+    assert_eq!(
+        store.job_for_message(&hashed).await.unwrap(),
+        Some(jobs[0].id.clone())
+    );
+    let buckets: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:mh:*"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(buckets.len(), 1, "{buckets:?}");
+    let fields: Vec<Vec<u8>> = redis::cmd("HKEYS")
+        .arg(&buckets[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(fields.len(), 1);
+    assert_eq!(fields[0].len(), 8, "the id's hash, not the id");
+    // As a build before this one wrote it, three days ago.
+    let older =
+        WaMessageId::new("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0RTJEOTc2ODVERUY5RDlGNkYA").unwrap();
+    let day = herald_core::unix_ms().div_euclid(86_400_000) - 3;
+    let bucket = herald_core::fnv1a(older.as_str().as_bytes()) % 16_384;
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}:m:{day}:{bucket}"))
+        .arg(older.as_str())
+        .arg(jobs[1].id.to_string())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.job_for_message(&older).await.unwrap(),
+        Some(jobs[1].id.clone())
+    );
+    let unknown = WaMessageId::new("wamid.neverSent").unwrap();
+    assert_eq!(store.job_for_message(&unknown).await.unwrap(), None);
+    store.purge_namespace().await.unwrap();
+}
