@@ -71,10 +71,10 @@ pub(crate) const JOBS_PER_BUCKET: u64 = 10;
 /// listpack (about 60 entries).
 pub(crate) const MESSAGE_BUCKETS: u64 = 16_384;
 /// The bytes of a message id's hash that stand for it in its lookup bucket. An id is 50–70
-/// characters; stored whole, it made a lookup 90 bytes of Redis's memory and longer to insert
-/// into its bucket (40 bytes hashed: docs/BENCHMARKS.md). 64 bits within a bucket of a day
-/// leave two ids of one bucket a chance of 1 in 10^14 of sharing a field at ten million
-/// messages a day.
+/// characters: stored whole, the lookups of a million messages took 79–81 MB of Redis's
+/// memory; hashed, 45–54 MB (docs/BENCHMARKS.md, fourteenth session). 64 bits within a
+/// bucket of a day leave two ids of one bucket a chance of 1 in 10^14 of sharing a field at
+/// ten million messages a day.
 pub(crate) type MessageField = [u8; 8];
 /// Days a message-id lookup is kept: Meta's 30-day delivery horizon, plus one.
 pub(crate) const MESSAGE_DAYS: i64 = 31;
