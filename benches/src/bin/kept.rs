@@ -5,12 +5,16 @@
 //! its peak resident memory, and Redis's CPU seconds over the same time; then the kept run
 //! against the empty one.
 //!
+//! With `--workers=W`, `W - 1` `herald worker` processes run beside it (a deployment that
+//! scales its workers out), and the CPU is theirs and its together, the peak the largest.
+//!
 //! Everything a process does on a timer shows here: the workers' sweeps (leases, in-doubt
-//! jobs, scheduled starts; every 2 s), the index repair (every 30 s), the campaign-metrics
-//! exporter (every 5 s), the retention sweep (every 10 minutes, when set).
+//! jobs, scheduled starts; every 2 s), the index repair (one turn every 25–30 s across the
+//! processes), the campaign-metrics exporter (every 5 s), the retention sweep (every 10
+//! minutes, when set).
 //!
 //! `cargo build --release -p herald && cargo run --release -p herald-benches --bin kept [--
-//! N [SECONDS] [--waiting]]` (defaults: 20000 60). It runs the `herald` binary beside its own
+//! N [SECONDS] [--waiting] [--workers=W]]` (defaults: 20000 60, one process). It runs the `herald` binary beside its own
 //! (`target/release/herald`; `HERALD_BIN` names another, e.g. an older build to compare).
 //! REDIS_URL (default redis://127.0.0.1:6379); everything is written under a random prefix
 //! and deleted after.
@@ -45,16 +49,49 @@ fn herald_bin() -> PathBuf {
     exe.with_file_name("herald")
 }
 
-/// Runs `herald serve` under `prefix` for `secs` and reads its costs.
-async fn idle(url: &str, prefix: &str, secs: u64) -> Idle {
+/// Runs `herald serve` and `workers - 1` `herald worker`s under `prefix` for `secs` and
+/// reads their costs.
+async fn idle(url: &str, prefix: &str, secs: u64, workers: usize) -> Idle {
+    let redis_before = redis_cpu(url).await.unwrap_or(0.0);
+    let mut children: Vec<_> = (0..workers.max(1))
+        .map(|i| start(url, prefix, if i == 0 { "serve" } else { "worker" }))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let mut run = Idle {
+        cpu_s: 0.0,
+        peak_rss_mib: 0.0,
+        redis_cpu_s: redis_cpu(url).await.unwrap_or(0.0) - redis_before,
+    };
+    for child in &mut children {
+        let pid = child.id().to_string();
+        run.cpu_s += cpu_of(&pid);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let peak_kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        run.peak_rss_mib = run.peak_rss_mib.max(peak_kib / 1024.0);
+        let exited = child.try_wait().ok().flatten();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            exited.is_none(),
+            "a herald process exited early ({exited:?}); run it by hand to see why"
+        );
+    }
+    run
+}
+
+/// Starts `herald <command>` under `prefix`, on a port of its own.
+fn start(url: &str, prefix: &str, command: &str) -> std::process::Child {
     let bin = herald_bin();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let redis_before = redis_cpu(url).await.unwrap_or(0.0);
-    let mut child = Command::new(&bin)
-        .arg("serve")
+    Command::new(&bin)
+        .arg(command)
         .env("REDIS_URL", url)
         .env("HERALD_STORE__KEY_PREFIX", prefix)
         .env("HERALD_SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -69,29 +106,7 @@ async fn idle(url: &str, prefix: &str, secs: u64) -> Idle {
                 "{} did not start ({e}): build it with `cargo build --release -p herald`",
                 bin.display()
             )
-        });
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let pid = child.id().to_string();
-    let cpu_s = cpu_of(&pid);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let peak_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    let redis_cpu_s = redis_cpu(url).await.unwrap_or(0.0) - redis_before;
-    let exited = child.try_wait().ok().flatten();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        exited.is_none(),
-        "herald serve exited early ({exited:?}); run it by hand to see why"
-    );
-    Idle {
-        cpu_s,
-        peak_rss_mib: peak_kib / 1024.0,
-        redis_cpu_s,
-    }
+        })
 }
 
 /// A running campaign of one recipient whose send window (in UTC) opens in six hours.
@@ -128,6 +143,11 @@ async fn waiting_campaign(store: &RedisStore, i: usize) {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let waiting = args.iter().any(|a| a == "--waiting");
+    let workers: usize = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--workers="))
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1);
     let args: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let secs: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(60);
@@ -137,10 +157,11 @@ async fn main() {
         .await
         .expect("connect to Redis");
     println!(
-        "herald serve, idle, {secs} s a run ({}):",
+        "herald serve and {} worker(s), idle, {secs} s a run ({}):",
+        workers.max(1) - 1,
         herald_bin().display()
     );
-    let empty = idle(&url, &prefix, secs).await;
+    let empty = idle(&url, &prefix, secs, workers).await;
     for i in 0..n {
         if waiting {
             waiting_campaign(&store, i).await;
@@ -154,7 +175,7 @@ async fn main() {
                 .expect("cancel");
         }
     }
-    let kept = idle(&url, &prefix, secs).await;
+    let kept = idle(&url, &prefix, secs, workers).await;
     store.purge_namespace().await.expect("clean up");
     let what = if waiting { "waiting" } else { "kept" };
     for (what, r) in [

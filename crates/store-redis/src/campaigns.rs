@@ -16,8 +16,11 @@ use crate::{RedisStore, campaign_from_meta};
 
 /// How long the running-campaign list is cached.
 const RUNNING_CACHE: Duration = Duration::from_millis(500);
-/// How often the running index is checked against the campaigns themselves.
+/// How often the indexes are checked against the campaigns themselves: each process asks
+/// this often for the deployment's turn to, and one turn is taken at most every
+/// [`REPAIR_TURN_MS`], however many processes ask.
 const REPAIR_EVERY_MS: i64 = 30_000;
+const REPAIR_TURN_MS: i64 = 25_000;
 
 /// Campaigns per page of [`RedisStore::repair_indexes`] and [`RedisStore::active_held`].
 const REPAIR_PAGE: usize = 500;
@@ -297,6 +300,32 @@ impl RedisStore {
             self.cancel_unsent(&id).await?;
         }
         Ok(())
+    }
+
+    /// Whether this process repairs the indexes now: the first to ask in a turn of
+    /// [`REPAIR_TURN_MS`] does, so that the deployment reads every campaign about twice a
+    /// minute however many workers it runs, not twice a minute per worker. A Redis that
+    /// refuses the write (full) gives no turn: the repair's own writes would be refused too.
+    pub async fn repair_turn(&self) -> bool {
+        let taken: Result<Option<String>> = async {
+            let mut conn = self.conn().await?;
+            redis::cmd("SET")
+                .arg(self.keys.repair_turn())
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(REPAIR_TURN_MS)
+                .run(&mut conn)
+                .await
+        }
+        .await;
+        match taken {
+            Ok(ok) => ok.is_some(),
+            Err(e) => {
+                tracing::debug!(error = %e, "no turn to repair the indexes");
+                false
+            }
+        }
     }
 
     /// [`Self::repair_indexes`] for the campaigns `ids`: mends their `scheduled` and `active`
@@ -746,7 +775,9 @@ pub(crate) async fn running_campaigns(store: &RedisStore) -> Result<Vec<RunningC
     let now = herald_core::unix_ms();
     if now - store.repaired_ms.load(Ordering::Relaxed) > REPAIR_EVERY_MS {
         store.repaired_ms.store(now, Ordering::Relaxed);
-        store.repair_indexes().await?;
+        if store.repair_turn().await {
+            store.repair_indexes().await?;
+        }
     }
     let mut conn = store.conn().await?;
     let ids = campaign_ids(&mut conn, &redis::Cmd::smembers(store.keys.running())).await?;

@@ -9,6 +9,7 @@
 //! <p>:active                SET   campaigns that may hold leases or in-doubt jobs (from
 //!                                 their first run until they end with nothing held)
 //! <p>:scheduled             ZSET  campaign id → schedule_at ms
+//! <p>:repair_turn           STR   taken (SET NX, 25 s) by the process repairing the indexes
 //! <p>:mh:<day>:<b>          HASH  message id → "<campaign>:<seq>" for messages accepted that
 //!                                 UTC day (days since the epoch): the field is the high 8
 //!                                 bytes of the id's xxh3-128, b its low 64 bits mod 16384;
@@ -134,8 +135,10 @@ impl Keys {
         format!("{}:scheduled", self.prefix)
     }
 
-    /// The hash holding the lookup of this message id, for messages accepted on `day`
-    /// (days since the Unix epoch, UTC), and the bucket's number.
+    pub(crate) fn repair_turn(&self) -> String {
+        format!("{}:repair_turn", self.prefix)
+    }
+
     pub(crate) fn webhooks(&self) -> String {
         format!("{}:webhooks", self.prefix)
     }
@@ -156,7 +159,8 @@ impl Keys {
         format!("{}:quality", self.prefix)
     }
 
-    /// Where a message id's lookup of `day` lives: its bucket, and its field there.
+    /// Where the lookup of a message id accepted on `day` (days since the Unix epoch, UTC)
+    /// lives: its bucket, and its field there.
     pub(crate) fn message_lookup(
         &self,
         day: i64,

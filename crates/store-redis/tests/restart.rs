@@ -369,3 +369,40 @@ async fn message_lookups_are_hashed_and_older_ones_still_found() {
     assert_eq!(store.job_for_message(&unknown).await.unwrap(), None);
     store.purge_namespace().await.unwrap();
 }
+
+/// The index repair runs once per turn across the deployment, not once per process: a
+/// process whose turn another took leaves the indexes as they are until a later turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_take_turns_at_the_index_repair() {
+    let (first, prefix, mut raw) = rig().await;
+    let url = std::env::var("REDIS_URL").unwrap();
+    let other = || async {
+        RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
+            .await
+            .unwrap()
+    };
+    let id = herald_store::conformance::running(&first, "turns", 1).await;
+    // A crash left it out of the running index.
+    let _: () = redis::cmd("SREM")
+        .arg(format!("{prefix}:running"))
+        .arg(id.as_str())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(first.repair_turn().await, "the first to ask repairs");
+    let second = other().await;
+    assert!(!second.repair_turn().await, "one turn, one repair");
+    let listed = |c: Vec<herald_store::RunningCampaign>| c.into_iter().any(|c| c.id == id);
+    // Its first look would repair, but the turn is taken.
+    assert!(!listed(second.running_campaigns().await.unwrap()));
+    // The turn over, the next process to look repairs.
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:repair_turn"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let third = other().await;
+    assert!(listed(third.running_campaigns().await.unwrap()));
+    assert!(!first.repair_turn().await, "the third's turn stands");
+    first.purge_namespace().await.unwrap();
+}
