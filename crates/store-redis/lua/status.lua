@@ -11,8 +11,9 @@
 -- A status for a job not yet accepted (in flight, in doubt, pending a resend) is evidence
 -- that Meta accepted it. A job that ended without a message id is left alone ("late").
 -- Returns { completed (0/1), evidence ms, phone number id, backlog (0/1), then per status:
--- 1 changed, 0 no change, 2 late, 3 unknown job } (settling the last in-doubt job completes a
--- running campaign). Evidence is the latest acceptance time among the jobs whose status
+-- 1 changed, 4 changed and the record learned its message id from the status (its lookup is
+-- the caller's to write), 0 no change, 2 late, 3 unknown job } (settling the last in-doubt
+-- job completes a running campaign). Evidence is the latest acceptance time among the jobs whose status
 -- applied, or the event time of their status if later: the webhook pipeline of the campaign's
 -- number has caught up to it. Backlog: a
 -- status arrived more than the backlog lag after its event (retries after an outage).
@@ -72,8 +73,9 @@ for i = 3, #ARGV, 8 do
       if new ~= old then changed = true end
       r.st = ACCEPTED[new]
       -- aux is "<message id>[ <webhook error code>]"; the id may arrive after the failure.
+      local learned = false
       if wamid ~= '' and string.sub(r.aux, 1, 1) == ' ' or (wamid ~= '' and r.aux == '') then
-        r.aux, changed = wamid .. r.aux, true
+        r.aux, changed, learned = wamid .. r.aux, true, true
       end
       if billable ~= '' and not has_flag(r, 'P') then
         if billable == '1' then bump(c, 'billable', 1) end
@@ -92,7 +94,7 @@ for i = 3, #ARGV, 8 do
         r.fl, changed = r.fl .. 'C', true
       end
       if changed then put_job(base, seq, r) end
-      out[#out + 1] = changed and 1 or 0
+      out[#out + 1] = learned and 4 or (changed and 1 or 0)
     end
   end
 end

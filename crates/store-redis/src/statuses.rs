@@ -207,14 +207,15 @@ pub(crate) async fn apply_status(
         let mut new_lookups: Vec<(&WaMessageId, JobId)> = Vec::new();
         for ((i, seq), code) in group.iter().zip(codes) {
             out[*i] = match code {
-                1 => Applied::Changed,
+                1 | 4 => Applied::Changed,
                 0 => Applied::NoChange,
                 2 => Applied::Late,
                 _ => Applied::Unknown,
             };
-            // A job found by callback id: make its message id findable too.
-            if out[*i] == Applied::Changed
-                && updates[*i].job.is_some()
+            // The job learned its message id from this status (it was in doubt, or its
+            // acceptance not settled yet): make the id findable too. A job settled with its
+            // id has its lookup from the settle already.
+            if code == 4
                 && let Some(m) = &updates[*i].message_id
             {
                 new_lookups.push((m, JobId::new(campaign.clone(), *seq)));

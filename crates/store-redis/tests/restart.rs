@@ -349,6 +349,31 @@ async fn message_lookups_are_hashed_and_older_ones_still_found() {
         .unwrap();
     assert_eq!(fields.len(), 1);
     assert_eq!(fields[0].len(), 8, "the id's hash, not the id");
+    // A status of a job settled with its id writes no lookup again (the settle did): with the
+    // lookup gone, the job's status still applies, and no lookup comes back.
+    let _: () = redis::cmd("DEL")
+        .arg(&buckets[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let delivered = StatusUpdate {
+        job: Some(jobs[0].id.clone()),
+        message_id: Some(hashed.clone()),
+        event: StatusEvent::Delivered,
+        timestamp: None,
+        error_code: None,
+        pricing: None,
+    };
+    assert_eq!(
+        store.apply_status(&[delivered]).await.unwrap(),
+        [Applied::Changed]
+    );
+    let after: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:mh:*"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(after.is_empty(), "{after:?}");
     // As a build before this one wrote it, three days ago.
     let older =
         WaMessageId::new("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0RTJEOTc2ODVERUY5RDlGNkYA").unwrap();
