@@ -73,9 +73,10 @@ pub(crate) const JOBS_PER_BUCKET: u64 = 10;
 pub(crate) const MESSAGE_BUCKETS: u64 = 16_384;
 /// The bytes of a message id's hash that stand for it in its lookup bucket. An id is 50–70
 /// characters: stored whole, the lookups of a million messages took 79–81 MB of Redis's
-/// memory; hashed, 45–54 MB (docs/BENCHMARKS.md, fourteenth session). 64 bits within a
-/// bucket of a day leave two ids of one bucket a chance of 1 in 10^14 of sharing a field at
-/// ten million messages a day.
+/// memory; hashed, 45–54 MB (docs/BENCHMARKS.md, fourteenth session). Nor can an id longer
+/// than Redis's `hash-max-listpack-value` (64 bytes) turn its bucket into a hashtable, which
+/// takes half again as much. 64 bits within a bucket of a day leave two ids of one bucket a
+/// chance of 1 in 10^14 of sharing a field at ten million messages a day.
 pub(crate) type MessageField = [u8; 8];
 /// Days a message-id lookup is kept: Meta's 30-day delivery horizon, plus one.
 pub(crate) const MESSAGE_DAYS: i64 = 31;
