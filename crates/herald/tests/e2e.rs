@@ -122,6 +122,82 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
         "{failures}"
     );
 
+    // A file that cannot be read creates no campaign; one the server refuses whole leaves a
+    // draft that says how to go on, and `campaign upload` fills it.
+    let listed = |env: &[(&str, String)]| {
+        let out = herald(&["campaign", "list", "--server", &server], env);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let before = listed(&env);
+    let create = |csv: &str| {
+        herald(
+            &[
+                "campaign",
+                "create",
+                "--server",
+                &server,
+                "--name",
+                "second",
+                "--message",
+                "config/sample-message.json",
+                "--csv",
+                csv,
+            ],
+            &env,
+        )
+    };
+    let out = create("/nonexistent/r.csv");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("opening /nonexistent/r.csv"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listed(&env), before, "no campaign was created");
+    let headless = dir.join("no-phone.csv");
+    std::fs::write(
+        &headless,
+        "name,first_name
+Ann,Ann
+",
+    )
+    .unwrap();
+    let out = create(headless.to_str().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no phone column"), "{stderr}");
+    let draft = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("the created campaign's id")
+        .to_owned();
+    assert!(
+        stderr.contains(&format!("herald campaign upload {draft} --csv FILE")),
+        "{stderr}"
+    );
+    let out = herald(
+        &[
+            "campaign",
+            "upload",
+            &draft,
+            "--csv",
+            csv.to_str().unwrap(),
+            "--server",
+            &server,
+        ],
+        &env,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("402 rows: 400 accepted, 1 duplicates, 1 invalid"),
+        "{stdout}"
+    );
+
     // The suppression list through the CLI: import, export, remove.
     let list = dir.join("suppressions.csv");
     std::fs::write(

@@ -72,6 +72,16 @@ pub enum CampaignCommand {
         #[arg(long)]
         start: bool,
     },
+    /// Uploads more recipients to a campaign that has not ended: after a refused upload, or
+    /// a second file. Numbers already in it are not added twice.
+    Upload {
+        id: String,
+        #[arg(long, value_name = "CSV_FILE")]
+        csv: PathBuf,
+        /// The file's character set when it is not UTF-8 (as for `create`).
+        #[arg(long, value_name = "CHARSET")]
+        charset: Option<String>,
+    },
     /// Starts a campaign; one waiting for its scheduled time starts now.
     Start { id: String },
     /// Pauses sending; what is in flight still settles.
@@ -177,6 +187,9 @@ pub async fn run(
                 &mut out,
             )
             .await?;
+        }
+        CampaignCommand::Upload { id, csv, charset } => {
+            client::upload(&api, &id, (&csv, charset.as_deref()), &mut out).await?;
         }
         CampaignCommand::Start { id } => action(&api, &id, "start", None, &mut out).await?,
         CampaignCommand::Pause { id } => action(&api, &id, "pause", None, &mut out).await?,

@@ -163,6 +163,8 @@ pub async fn create(
     c: &Create<'_>,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<String> {
+    // A file that cannot be read stops everything before the campaign exists.
+    drop(std::fs::File::open(c.csv).with_context(|| format!("opening {}", c.csv.display()))?);
     let text = std::fs::read_to_string(c.message)
         .with_context(|| format!("reading {}", c.message.display()))?;
     let message: Value = serde_json::from_str(&text)
@@ -208,7 +210,17 @@ pub async fn create(
         .context("the server answered without a campaign id")?
         .to_owned();
     writeln!(out, "campaign {id} created ({})", c.name)?;
-    let summary = api.upload(&id, (c.csv, c.charset), c.quiet).await?;
+    let summary = api
+        .upload(&id, (c.csv, c.charset), c.quiet)
+        .await
+        .with_context(|| {
+            format!(
+                "campaign {id} is created, but took no recipients from {}: upload them with \
+                 `herald campaign upload {id} --csv FILE` (rows already accepted are not \
+                 added twice), or `herald campaign cancel {id}`",
+                c.csv.display()
+            )
+        })?;
     print_summary(&summary, out)?;
     if c.start {
         let v = api.post(&format!("/campaigns/{id}/start"), None).await?;
@@ -219,6 +231,17 @@ pub async fn create(
         )?;
     }
     Ok(id)
+}
+
+/// Uploads more recipients to an existing campaign and prints the load summary.
+pub async fn upload(
+    api: &ApiClient,
+    id: &str,
+    (csv, charset): (&Path, Option<&str>),
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let summary = api.upload(id, (csv, charset), false).await?;
+    print_summary(&summary, out)
 }
 
 fn print_summary(s: &Value, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
