@@ -175,6 +175,39 @@ Ann,Ann
         stderr.contains(&format!("herald campaign upload {draft} --csv FILE")),
         "{stderr}"
     );
+    // Asked to start, a campaign that took nobody is left a draft, saying why.
+    let nobody = dir.join("nobody.csv");
+    std::fs::write(&nobody, "phone,first_name\nnot a number,Ann\n").unwrap();
+    let out = herald(
+        &[
+            "campaign",
+            "create",
+            "--server",
+            &server,
+            "--name",
+            "empty",
+            "--message",
+            "config/sample-message.json",
+            "--csv",
+            nobody.to_str().unwrap(),
+            "--start",
+        ],
+        &env,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not started"), "{stderr}");
+    let empty = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("the created campaign's id")
+        .to_owned();
+    let out = herald(
+        &["campaign", "status", &empty, "--json", "--server", &server],
+        &env,
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "draft", "{v}");
     let out = herald(
         &[
             "campaign",
