@@ -129,24 +129,30 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
     let before = listed(&env);
-    let create = |csv: &str| {
-        herald(
-            &[
-                "campaign",
-                "create",
-                "--server",
-                &server,
-                "--name",
-                "second",
-                "--message",
-                "config/sample-message.json",
-                "--csv",
-                csv,
-            ],
-            &env,
-        )
+    let create = |name: &str, csv: &str, extra: &[&str]| {
+        let mut args = vec![
+            "campaign",
+            "create",
+            "--server",
+            &server,
+            "--name",
+            name,
+            "--message",
+            "config/sample-message.json",
+            "--csv",
+            csv,
+        ];
+        args.extend_from_slice(extra);
+        herald(&args, &env)
     };
-    let out = create("/nonexistent/r.csv");
+    let created = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .expect("the created campaign's id")
+            .to_owned()
+    };
+    let out = create("second", "/nonexistent/r.csv", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("opening /nonexistent/r.csv"),
@@ -155,22 +161,12 @@ async fn a_campaign_through_the_cli_matches_the_oracle() {
     );
     assert_eq!(listed(&env), before, "no campaign was created");
     let headless = dir.join("no-phone.csv");
-    std::fs::write(
-        &headless,
-        "name,first_name
-Ann,Ann
-",
-    )
-    .unwrap();
-    let out = create(headless.to_str().unwrap());
+    std::fs::write(&headless, "name,first_name\nAnn,Ann\n").unwrap();
+    let out = create("second", headless.to_str().unwrap(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no phone column"), "{stderr}");
-    let draft = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .expect("the created campaign's id")
-        .to_owned();
+    let draft = created(&out);
     assert!(
         stderr.contains(&format!("herald campaign upload {draft} --csv FILE")),
         "{stderr}"
@@ -178,32 +174,19 @@ Ann,Ann
     // Asked to start, a campaign that took nobody is left a draft, saying why.
     let nobody = dir.join("nobody.csv");
     std::fs::write(&nobody, "phone,first_name\nnot a number,Ann\n").unwrap();
-    let out = herald(
-        &[
-            "campaign",
-            "create",
-            "--server",
-            &server,
-            "--name",
-            "empty",
-            "--message",
-            "config/sample-message.json",
-            "--csv",
-            nobody.to_str().unwrap(),
-            "--start",
-        ],
-        &env,
-    );
+    let out = create("empty", nobody.to_str().unwrap(), &["--start"]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is not started"), "{stderr}");
-    let empty = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .expect("the created campaign's id")
-        .to_owned();
     let out = herald(
-        &["campaign", "status", &empty, "--json", "--server", &server],
+        &[
+            "campaign",
+            "status",
+            &created(&out),
+            "--json",
+            "--server",
+            &server,
+        ],
         &env,
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
