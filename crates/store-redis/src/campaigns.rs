@@ -302,10 +302,10 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Whether this process repairs the indexes now: the first to ask in a turn of
-    /// [`REPAIR_TURN_MS`] does, so that the deployment reads every campaign about twice a
-    /// minute however many workers it runs, not twice a minute per worker. A Redis that
-    /// refuses the write (full) gives no turn: the repair's own writes would be refused too.
+    /// Whether this process repairs the indexes now: the first to ask in a turn (25 s) does,
+    /// so that the deployment reads every campaign about twice a minute however many workers
+    /// it runs, not twice a minute per worker. A Redis that refuses the write (full) gives no
+    /// turn: the repair's own writes would be refused too.
     pub async fn repair_turn(&self) -> bool {
         let taken: Result<Option<String>> = async {
             let mut conn = self.conn().await?;
