@@ -507,6 +507,16 @@ async fn a_csv_in_a_spreadsheets_charset_is_read_as_such() {
         .await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("\"accepted\":1"), "{text}");
+    // UTF-32, which its byte order mark makes look like UTF-16: named, not garbled.
+    let mut utf32 = vec![0xFF, 0xFE, 0, 0];
+    for c in "phone,first_name\n+447912345681,Bo\n".chars() {
+        utf32.extend_from_slice(&u32::from(c).to_le_bytes());
+    }
+    let (status, text) = api
+        .post_csv(&id, "recipients", utf32, ("text/csv", None))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("UTF-32"), "{text}");
 
     let (status, text) = api
         .post_csv(

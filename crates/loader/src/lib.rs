@@ -151,6 +151,12 @@ pub enum LoadError {
          and upload that"
     )]
     Utf16,
+    #[error(
+        "the header row holds NUL characters: the file is not text in UTF-8 or in the \
+         character set named (UTF-32, or a spreadsheet's own format?): save it as \
+         \"CSV UTF-8\" and upload that"
+    )]
+    HeaderNul,
     #[error("the header row is too long or has too many columns")]
     HeaderTooLong,
     #[error(
@@ -247,6 +253,10 @@ where
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // UTF-32 read through its UTF-16 byte order mark, or binary data that happens to be UTF-8.
+    if names.iter().any(|n| n.contains('\0')) {
+        return Err(LoadError::HeaderNul);
+    }
     let columns = header::resolve(
         names,
         opts.phone_column.as_deref(),

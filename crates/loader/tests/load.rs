@@ -112,6 +112,12 @@ fn a_file_in_another_encoding_is_named_with_the_fix() {
         assert!(err.to_string().contains("CSV UTF-8"), "{err}");
         assert!(sink.recipients.is_empty());
     }
+    // A header with NUL characters (what UTF-32 looks like read as UTF-8 or UTF-16) is named
+    // as what it is, not as a missing phone column.
+    let mut sink = MemorySink::default();
+    let err = load(&b"p\0\0\0h\0\0\0,n\0\0\0\n"[..], &opts(), &mut sink).unwrap_err();
+    assert!(matches!(err, LoadError::HeaderNul), "{err}");
+    assert!(err.to_string().contains("UTF-32"), "{err}");
     let mut sink = MemorySink::default();
     let err = load(&b"t\xe9l\xe9phone,name\n"[..], &opts(), &mut sink).unwrap_err();
     assert!(matches!(err, LoadError::HeaderNotUtf8), "{err}");
