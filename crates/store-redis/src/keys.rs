@@ -15,7 +15,9 @@
 //!                                 bytes of the id's xxh3-128, b its low 64 bits mod 16384;
 //!                                 each bucket expires 31 days after its day
 //! <p>:m:<day>:<b>           HASH  the same, as builds before 2026-12-07 wrote it (field the
-//!                                 id itself, b = fnv1a(id) mod 16384): read, not written
+//!                                 id itself, b = fnv1a(id) mod 16384): read, not written,
+//!                                 for days up to the day after <p>:mh_since
+//! <p>:mh_since              STR   the day hashed lookups were first written (SET NX)
 //! <p>:webhooks             STREAM verified webhook bodies (field b), consumer group
 //!                                 "reconciler"; entries are deleted once applied
 //! <p>:dead                  STREAM webhook content kept for inspection (newest 10,000)
@@ -134,6 +136,10 @@ impl Keys {
 
     pub(crate) fn scheduled(&self) -> String {
         format!("{}:scheduled", self.prefix)
+    }
+
+    pub(crate) fn lookups_since(&self) -> String {
+        format!("{}:mh_since", self.prefix)
     }
 
     pub(crate) fn repair_turn(&self) -> String {

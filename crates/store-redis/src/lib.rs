@@ -275,6 +275,11 @@ pub struct RedisStore {
     pub(crate) idle: Mutex<std::collections::HashSet<CampaignId>>,
     /// Message-lookup buckets this process has already given an expiry: (day, bucket).
     pub(crate) expiring: Mutex<std::collections::HashSet<(i64, u64)>>,
+    /// The day the deployment first wrote hashed message-id lookups (`keys::lookups_since`),
+    /// once read; 0 until then. Lookups with the whole id are older than it.
+    pub(crate) hashed_since: AtomicI64,
+    /// Whether this process has marked that day (`SET NX`, once).
+    pub(crate) hashed_marked: std::sync::atomic::AtomicBool,
     /// A few connections from the pool, shared round-robin: redis-rs multiplexes concurrent
     /// requests over each, and reusing them skips the pool's health check (a PING round trip)
     /// on every call. Dropped when a call finds the store unavailable, so the next calls take
@@ -498,6 +503,8 @@ impl RedisStore {
             repaired_ms: AtomicI64::new(0),
             rotation: AtomicUsize::new(0),
             expiring: Mutex::new(std::collections::HashSet::new()),
+            hashed_since: AtomicI64::new(0),
+            hashed_marked: std::sync::atomic::AtomicBool::new(false),
             hot: Mutex::new(Vec::new()),
             hot_next: AtomicUsize::new(0),
             hot_generation: std::sync::atomic::AtomicU64::new(0),

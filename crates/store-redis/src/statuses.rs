@@ -2,6 +2,7 @@
 //! counters, and the per-number evidence of how far webhooks have caught up.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 
 use herald_core::cost::Charge;
 use herald_core::{CampaignId, DeliveryState, JobId, PhoneE164, Stats, WaMessageId, millis};
@@ -13,8 +14,9 @@ use crate::{RedisStore, day_of};
 
 impl RedisStore {
     /// The commands that record message id → job lookups in today's buckets, giving each
-    /// bucket its expiry the first time this process writes to it. The buckets are in many
-    /// hash slots: run them with [`crate::conn::Conn::each`].
+    /// bucket its expiry the first time this process writes to it (and, once per process,
+    /// marking the day hashed lookups began if none is marked). The buckets are in many hash
+    /// slots: run them with [`crate::conn::Conn::each`].
     pub(crate) fn lookups(
         &self,
         lookups: &[(&WaMessageId, &JobId)],
@@ -22,7 +24,12 @@ impl RedisStore {
     ) -> Vec<redis::Cmd> {
         let day = day_of(herald_core::unix_ms());
         let expire_at = (day + 1 + MESSAGE_DAYS) * 86_400;
-        let mut cmds = Vec::with_capacity(lookups.len());
+        let mut cmds = Vec::with_capacity(lookups.len() + 1);
+        if !lookups.is_empty() && !self.hashed_marked.swap(true, Ordering::Relaxed) {
+            let mut mark = redis::cmd("SET");
+            mark.arg(self.keys.lookups_since()).arg(day).arg("NX");
+            cmds.push(mark);
+        }
         let mut buckets = Vec::with_capacity(lookups.len());
         for (m, job) in lookups {
             let (key, field) = self.keys.message_lookup(day, m);
@@ -45,28 +52,16 @@ impl RedisStore {
     }
 
     /// Finds the jobs of message ids: today's and yesterday's buckets first (where nearly all
-    /// statuses land), then the rest of the horizon for those not found; then, for any still
-    /// not found, the same in the buckets older builds wrote.
+    /// statuses land), then the rest of the horizon for those not found. Each pass also asks
+    /// the buckets older builds wrote (the whole id), for the days they can hold: up to the
+    /// day after hashed lookups began (a rollout may cross midnight). 31 days after an
+    /// upgrade, a miss costs no more than before it.
     pub(crate) async fn find_lookups(&self, ids: &[&WaMessageId]) -> Result<Vec<Option<JobId>>> {
         let mut found: Vec<Option<JobId>> = vec![None; ids.len()];
         let today = day_of(herald_core::unix_ms());
         let mut conn = self.conn().await?;
-        let ask = |hashed: bool, day: i64, id: &WaMessageId| {
-            if hashed {
-                let (key, field) = self.keys.message_lookup(day, id);
-                redis::Cmd::hget(Shown(key), &field[..])
-            } else {
-                redis::Cmd::hget(Shown(self.keys.message_lookup_whole(day, id)), id.as_str())
-            }
-        };
-        let recent = today - 1..=today;
-        let rest = today - MESSAGE_DAYS..=today - 2;
-        for (hashed, days) in [
-            (true, recent.clone()),
-            (true, rest.clone()),
-            (false, recent),
-            (false, rest),
-        ] {
+        let whole_until = self.hashed_since(&mut conn).await? + 1;
+        for days in [today - 1..=today, today - MESSAGE_DAYS..=today - 2] {
             let missing: Vec<usize> = (0..ids.len()).filter(|&i| found[i].is_none()).collect();
             if missing.is_empty() {
                 break;
@@ -74,8 +69,15 @@ impl RedisStore {
             let mut cmds = Vec::new();
             let mut asked = Vec::new();
             for &i in &missing {
+                let id = ids[i];
                 for day in days.clone().rev() {
-                    cmds.push(ask(hashed, day, ids[i]));
+                    let (key, field) = self.keys.message_lookup(day, id);
+                    cmds.push(redis::Cmd::hget(Shown(key), &field[..]));
+                    asked.push(i);
+                }
+                for day in days.clone().rev().filter(|d| *d <= whole_until) {
+                    let key = self.keys.message_lookup_whole(day, id);
+                    cmds.push(redis::Cmd::hget(Shown(key), id.as_str()));
                     asked.push(i);
                 }
             }
@@ -87,6 +89,23 @@ impl RedisStore {
             }
         }
         Ok(found)
+    }
+
+    /// The day hashed lookups began (`i64::MAX` while none is marked: every day may hold
+    /// lookups with the whole id). Read once, then kept: it never changes.
+    async fn hashed_since(&self, conn: &mut crate::conn::Conn<'_>) -> Result<i64> {
+        let kept = self.hashed_since.load(Ordering::Relaxed);
+        if kept != 0 {
+            return Ok(kept);
+        }
+        let since: Option<i64> = redis::Cmd::get(self.keys.lookups_since()).run(conn).await?;
+        match since {
+            Some(day) => {
+                self.hashed_since.store(day, Ordering::Relaxed);
+                Ok(day)
+            }
+            None => Ok(i64::MAX - 1),
+        }
     }
 
     /// How far a campaign's phone number's webhooks have caught up, and when a backlog last

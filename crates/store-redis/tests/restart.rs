@@ -185,15 +185,21 @@ async fn durability_settings_are_checked() {
 async fn rig() -> (RedisStore, String, redis::aio::MultiplexedConnection) {
     let url = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh sets it)");
     let prefix = format!("herald-repair-{:016x}", rand::random::<u64>());
-    let store = RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
-        .await
-        .unwrap();
+    let store = store_at(&prefix).await;
     let raw = redis::Client::open(url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
     (store, prefix, raw)
+}
+
+/// Another process's store under `prefix`.
+async fn store_at(prefix: &str) -> RedisStore {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh sets it)");
+    RedisStore::connect(&RedisConfig::new(url, prefix.to_owned()))
+        .await
+        .unwrap()
 }
 
 /// A set's members, sorted.
@@ -349,6 +355,13 @@ async fn message_lookups_are_hashed_and_older_ones_still_found() {
         .unwrap();
     assert_eq!(fields.len(), 1);
     assert_eq!(fields[0].len(), 8, "the id's hash, not the id");
+    // The settle marked the day hashed lookups began.
+    let since: i64 = redis::cmd("GET")
+        .arg(format!("{prefix}:mh_since"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(since, herald_core::unix_ms().div_euclid(86_400_000));
     // A status of a job settled with its id writes no lookup again (the settle did): with the
     // lookup gone, the job's status still applies, and no lookup comes back.
     let _: () = redis::cmd("DEL")
@@ -400,12 +413,6 @@ async fn message_lookups_are_hashed_and_older_ones_still_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_take_turns_at_the_index_repair() {
     let (first, prefix, mut raw) = rig().await;
-    let url = std::env::var("REDIS_URL").unwrap();
-    let other = || async {
-        RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
-            .await
-            .unwrap()
-    };
     let id = herald_store::conformance::running(&first, "turns", 1).await;
     // A crash left it out of the running index.
     let _: () = redis::cmd("SREM")
@@ -415,7 +422,7 @@ async fn processes_take_turns_at_the_index_repair() {
         .await
         .unwrap();
     assert!(first.repair_turn().await, "the first to ask repairs");
-    let second = other().await;
+    let second = store_at(&prefix).await;
     assert!(!second.repair_turn().await, "one turn, one repair");
     let listed = |c: Vec<herald_store::RunningCampaign>| c.into_iter().any(|c| c.id == id);
     // Its first look would repair, but the turn is taken.
@@ -426,8 +433,42 @@ async fn processes_take_turns_at_the_index_repair() {
         .query_async(&mut raw)
         .await
         .unwrap();
-    let third = other().await;
+    let third = store_at(&prefix).await;
     assert!(listed(third.running_campaigns().await.unwrap()));
     assert!(!first.repair_turn().await, "the third's turn stands");
     first.purge_namespace().await.unwrap();
+}
+
+/// Lookups with the whole id are asked for only on days an older build can have written them:
+/// up to the day after hashed lookups began. After that, a message nobody sent costs the
+/// hashed buckets' reads alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_id_lookups_are_read_only_from_before_the_change() {
+    let (store, prefix, mut raw) = rig().await;
+    let id = campaign(&store, "whole").await;
+    let today = herald_core::unix_ms().div_euclid(86_400_000);
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:mh_since"))
+        .arg(today - 10)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let mut whole = async |n: i64| {
+        let message = WaMessageId::new(&format!("wamid.whole{n}")).unwrap();
+        let bucket = herald_core::fnv1a(message.as_str().as_bytes()) % 16_384;
+        let _: () = redis::cmd("HSET")
+            .arg(format!("{prefix}:m:{}:{bucket}", today - n))
+            .arg(message.as_str())
+            .arg(format!("{id}:{n}"))
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        message
+    };
+    let before = whole(12).await;
+    let after = whole(3).await;
+    let found = store.job_for_message(&before).await.unwrap();
+    assert_eq!(found.map(|j| j.seq), Some(12));
+    assert_eq!(store.job_for_message(&after).await.unwrap(), None);
+    store.purge_namespace().await.unwrap();
 }
