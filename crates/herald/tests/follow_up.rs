@@ -152,6 +152,7 @@ async fn first_campaign(app: &Router, store: &MemoryStore) -> String {
                 timestamp: None,
                 error_code,
                 pricing: None,
+                replayed: false,
             });
         }
     }

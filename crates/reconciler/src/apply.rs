@@ -191,6 +191,18 @@ impl<S: Store> Reconciler<S> {
     /// Applies a batch of raw deliveries. An error means the store failed: nothing after the
     /// failure is known to be applied, so the caller must not acknowledge the batch.
     pub async fn apply(&self, bodies: &[&[u8]]) -> Result<(), StoreError> {
+        self.apply_batch(bodies, false).await
+    }
+
+    /// Applies deliveries that may have been applied before: read and not acknowledged (a
+    /// crash, a store error), or taken over from another reconciler. As [`apply`](Self::apply),
+    /// and what a first application writes beside each job is written again
+    /// ([`StatusUpdate::replayed`]): the interrupted application may not have reached it.
+    pub async fn apply_again(&self, bodies: &[&[u8]]) -> Result<(), StoreError> {
+        self.apply_batch(bodies, true).await
+    }
+
+    async fn apply_batch(&self, bodies: &[&[u8]], replayed: bool) -> Result<(), StoreError> {
         let mut parsed = Vec::with_capacity(bodies.len());
         for body in bodies {
             match Notification::parse(body) {
@@ -203,6 +215,9 @@ impl<S: Store> Reconciler<S> {
             for (_, value) in n.messages_values() {
                 self.collect_statuses(value, &mut collected).await?;
             }
+        }
+        for c in &mut collected {
+            c.update.replayed = replayed;
         }
         self.apply_statuses(&collected).await?;
         for n in &parsed {
@@ -360,6 +375,7 @@ impl<S: Store> Reconciler<S> {
                             .map(|c| c.to_ascii_lowercase()),
                         kind: p.kind.clone(),
                     }),
+                    replayed: false,
                 },
             });
         }

@@ -73,13 +73,22 @@ async fn apply_and_ack<S: Store>(
         return Ok(());
     }
     let bodies: Vec<&[u8]> = entries.iter().map(|e| e.body.as_slice()).collect();
-    match rec.apply(&bodies).await {
+    // A delivery read before was perhaps applied in part, then not acknowledged.
+    let apply = async |bodies: &[&[u8]], again: bool| {
+        if again {
+            rec.apply_again(bodies).await
+        } else {
+            rec.apply(bodies).await
+        }
+    };
+    let again = entries.iter().any(|e| e.deliveries > 1);
+    match apply(&bodies, again).await {
         Ok(()) => ack(rec, entries).await,
         Err(e) if e.is_retryable() => Err(e),
         // Some delivery in the batch cannot be applied: find which, one by one.
         Err(_) => {
             for entry in entries {
-                match rec.apply(&[entry.body.as_slice()]).await {
+                match apply(&[entry.body.as_slice()], true).await {
                     Ok(()) => ack(rec, std::slice::from_ref(entry)).await?,
                     Err(e) if e.is_retryable() => return Err(e),
                     Err(e) if entry.deliveries >= cfg.max_deliveries => {

@@ -966,6 +966,97 @@ async fn a_reconciler_killed_mid_batch_loses_nothing() {
     );
 }
 
+/// On Redis, a status that teaches an in-doubt job its message id writes the id's lookup
+/// after the status (another slot). A reconciler that dies in between leaves the status
+/// applied and the lookup unwritten; the one that takes the delivery over writes it, though
+/// applying the status again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciler_killed_before_a_lookup_loses_no_lookup() {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL (scripts/test.sh sets it)");
+    let prefix = format!("herald-replay-{:016x}", rand::random::<u64>());
+    let store = Arc::new(
+        RedisStore::connect(&RedisConfig::new(url.clone(), prefix.clone()))
+            .await
+            .unwrap(),
+    );
+    let id = running(&*store, "replay", 4).await;
+    let jobs = store.claim(&claim_req(4, 1)).await.unwrap();
+    store
+        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let in_doubt: Vec<Settle> = jobs
+        .iter()
+        .map(|j| Settle {
+            job: j.into(),
+            outcome: Outcome::InDoubt,
+        })
+        .collect();
+    store.settle(&in_doubt).await.unwrap();
+    let wamids: Vec<WaMessageId> = (0..jobs.len())
+        .map(|i| WaMessageId::new(&format!("wamid.replay{i}")).unwrap())
+        .collect();
+    for (j, m) in jobs.iter().zip(&wamids) {
+        store
+            .append_webhook(&status_body(&j.id, m.as_str(), "delivered"))
+            .await
+            .unwrap();
+    }
+    // Reconciler "a" applies all four, then dies before acknowledging: after the statuses,
+    // before their lookups (taken away here, as if never written).
+    let a = Reconciler::new(store.clone(), ReconcilerConfig::default());
+    let read = store
+        .read_webhooks("a", 100, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 4);
+    let bodies: Vec<&[u8]> = read.iter().map(|e| e.body.as_slice()).collect();
+    a.apply(&bodies).await.unwrap();
+    let lookups = herald_store_redis::testing::keys_matching(&url, &format!("{prefix}:mh:*")).await;
+    assert!(!lookups.is_empty(), "a's statuses taught the ids");
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&lookups)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(store.job_for_message(&wamids[0]).await.unwrap(), None);
+    let applied = store.stats(&id).await.unwrap();
+    assert_eq!((applied.in_doubt, applied.delivered), (0, 4));
+    // Reconciler "b" takes the deliveries over.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let b = Arc::new(Reconciler::new(store.clone(), ReconcilerConfig::default()));
+    let cfg = ConsumerConfig {
+        name: "b".into(),
+        claim_idle: Duration::from_millis(50),
+        block: Duration::from_millis(20),
+        ..ConsumerConfig::default()
+    };
+    let task = tokio::spawn(herald_reconciler::run(b, cfg, shutdown.clone()));
+    // Until b has taken the deliveries over (after claim_idle) and applied them: each id is
+    // found again. (Asking for a's pending deliveries would read them, keeping them busy.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for (j, m) in jobs.iter().zip(&wamids) {
+        while store.job_for_message(m).await.unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{m} not found again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.job_for_message(m).await.unwrap(), Some(j.id.clone()));
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(
+        store.stats(&id).await.unwrap(),
+        applied,
+        "nothing counted twice"
+    );
+    store.purge_namespace().await.unwrap();
+}
+
 /// A delivery that cannot be applied (here, the store refuses its status for good) does not
 /// hold up the stream: after `max_deliveries` tries it is kept as a dead letter with the error
 /// and acknowledged, it is counted, and every other delivery is applied meanwhile.

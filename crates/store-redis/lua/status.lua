@@ -1,7 +1,8 @@
 -- Applies webhook statuses, forward-only on the delivery lattice. The record's aux becomes
 -- "<message id>[ <error code of a webhook failure>]".
 -- KEYS[1] campaign meta
--- ARGV[1] key base, ARGV[2] backlog lag ms, then 8-tuples: seq, lattice bits of the status,
+-- ARGV[1] key base, ARGV[2] backlog lag ms, ARGV[3] '1' if the statuses may have been applied
+--   before (StatusUpdate::replayed), else '0', then 8-tuples: seq, lattice bits of the status,
 --   message id ('' unknown), error code (''), billable ('1', '0' or ''), pricing category (''),
 --   the event's Unix seconds ('' unknown), the charge ('c:<category>' charged, 'f:<type>'
 --   free, '' none: herald_core::cost::Charge)
@@ -11,20 +12,22 @@
 -- A status for a job not yet accepted (in flight, in doubt, pending a resend) is evidence
 -- that Meta accepted it. A job that ended without a message id is left alone ("late").
 -- Returns { completed (0/1), evidence ms, phone number id, backlog (0/1), then per status:
--- 1 changed, 4 changed and the record learned its message id from the status (its lookup is
--- the caller's to write), 0 no change, 2 late, 3 unknown job } (settling the last in-doubt
--- job completes a running campaign). Evidence is the latest acceptance time among the jobs whose status
--- applied, or the event time of their status if later: the webhook pipeline of the campaign's
--- number has caught up to it. Backlog: a
--- status arrived more than the backlog lag after its event (retries after an outage).
+-- 1 changed, 0 no change, 2 late, 3 unknown job, 4 changed and the record learned its message
+-- id from the status (its lookup is the caller's to write), 5 no change, and replayed: the
+-- record holds the status's message id (an interrupted first application may have taught
+-- it and not written its lookup; 4 when it changed) }. Settling the last in-doubt job
+-- completes a running campaign. Evidence is the latest acceptance time among the jobs whose
+-- status applied, or the event time of their status if later: the webhook pipeline of the
+-- campaign's number has caught up to it. Backlog: a status arrived more than the backlog lag
+-- after its event (retries after an outage).
 
 -- Webhook failures that are Meta declining to deliver, by code (SkipReason::declined_by).
 local DECLINED = { ['131049'] = 'frequency_capped', ['130472'] = 'experiment' }
-local meta, base, lag = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local meta, base, lag, replayed = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local now = now_ms()
 local out, c, evidence = { 0, 0, redis.call('HGET', meta, 'pnid') or '', 0 }, {}, 0
 local LEVELS = { 'sent', 'delivered', 'read' }
-for i = 3, #ARGV, 8 do
+for i = 4, #ARGV, 8 do
   local seq, bits, wamid = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local code, billable, category = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local event_s, charge = tonumber(ARGV[i + 6]), ARGV[i + 7]
@@ -73,9 +76,13 @@ for i = 3, #ARGV, 8 do
       if new ~= old then changed = true end
       r.st = ACCEPTED[new]
       -- aux is "<message id>[ <webhook error code>]"; the id may arrive after the failure.
-      local learned = false
+      -- Whether the caller writes the id's lookup.
+      local lookup = false
       if wamid ~= '' and string.sub(r.aux, 1, 1) == ' ' or (wamid ~= '' and r.aux == '') then
-        r.aux, changed, learned = wamid .. r.aux, true, true
+        r.aux, changed, lookup = wamid .. r.aux, true, true
+      elseif replayed and wamid ~= '' and string.sub(r.aux, 1, #wamid) == wamid
+          and (#r.aux == #wamid or string.sub(r.aux, #wamid + 1, #wamid + 1) == ' ') then
+        lookup = true
       end
       if billable ~= '' and not has_flag(r, 'P') then
         if billable == '1' then bump(c, 'billable', 1) end
@@ -94,7 +101,11 @@ for i = 3, #ARGV, 8 do
         r.fl, changed = r.fl .. 'C', true
       end
       if changed then put_job(base, seq, r) end
-      out[#out + 1] = learned and 4 or (changed and 1 or 0)
+      if changed then
+        out[#out + 1] = lookup and 4 or 1
+      else
+        out[#out + 1] = lookup and 5 or 0
+      end
     end
   end
 end

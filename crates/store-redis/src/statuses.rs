@@ -175,7 +175,8 @@ pub(crate) async fn apply_status(
         let mut inv = Call::new(&store.scripts.status);
         inv.key(store.keys.declared(&campaign))
             .arg(store.keys.base(&campaign))
-            .arg(millis(herald_store::BACKLOG_LAG));
+            .arg(millis(herald_store::BACKLOG_LAG))
+            .arg(u8::from(group.iter().any(|(i, _)| updates[*i].replayed)));
         for (i, seq) in &group {
             let u = &updates[*i];
             let (billable, category) = match &u.pricing {
@@ -227,14 +228,14 @@ pub(crate) async fn apply_status(
         for ((i, seq), code) in group.iter().zip(codes) {
             out[*i] = match code {
                 1 | 4 => Applied::Changed,
-                0 => Applied::NoChange,
+                0 | 5 => Applied::NoChange,
                 2 => Applied::Late,
                 _ => Applied::Unknown,
             };
             // The job learned its message id from this status (it was in doubt, or its
-            // acceptance not settled yet): make the id findable too. A job settled with its
-            // id has its lookup from the settle already.
-            if code == 4
+            // acceptance not settled yet), or may have before a crash: make the id findable
+            // too. A job settled with its id has its lookup from the settle already.
+            if (code == 4 || code == 5)
                 && let Some(m) = &updates[*i].message_id
             {
                 new_lookups.push((m, JobId::new(campaign.clone(), *seq)));

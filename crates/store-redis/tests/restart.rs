@@ -139,6 +139,7 @@ async fn a_redis_restart_loses_no_settled_job() {
             timestamp: None,
             error_code: None,
             pricing: None,
+            replayed: false,
         })
         .collect();
     let applied = store.apply_status(&updates).await.unwrap();
@@ -376,9 +377,13 @@ async fn message_lookups_are_hashed_and_older_ones_still_found() {
         timestamp: None,
         error_code: None,
         pricing: None,
+        replayed: false,
     };
     assert_eq!(
-        store.apply_status(&[delivered]).await.unwrap(),
+        store
+            .apply_status(std::slice::from_ref(&delivered))
+            .await
+            .unwrap(),
         [Applied::Changed]
     );
     let after: Vec<String> = redis::cmd("KEYS")
@@ -387,6 +392,33 @@ async fn message_lookups_are_hashed_and_older_ones_still_found() {
         .await
         .unwrap();
     assert!(after.is_empty(), "{after:?}");
+    // Applied again from a delivery that may have been applied before (a reconciler that
+    // crashed between a status and its lookup): the lookup is written, nothing else moves.
+    let stats = store.stats(&jobs[0].id.campaign).await.unwrap();
+    let replayed = StatusUpdate {
+        replayed: true,
+        ..delivered.clone()
+    };
+    assert_eq!(
+        store
+            .apply_status(std::slice::from_ref(&replayed))
+            .await
+            .unwrap(),
+        [Applied::NoChange]
+    );
+    assert_eq!(store.stats(&jobs[0].id.campaign).await.unwrap(), stats);
+    assert_eq!(
+        store.job_for_message(&hashed).await.unwrap(),
+        Some(jobs[0].id.clone())
+    );
+    // Not for an id the job does not hold (its callback data on another message).
+    let other = WaMessageId::new("wamid.notThisJobs").unwrap();
+    let replayed_other = StatusUpdate {
+        message_id: Some(other.clone()),
+        ..replayed
+    };
+    store.apply_status(&[replayed_other]).await.unwrap();
+    assert_eq!(store.job_for_message(&other).await.unwrap(), None);
     // As a build before this one wrote it, three days ago.
     let older =
         WaMessageId::new("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0RTJEOTc2ODVERUY5RDlGNkYA").unwrap();

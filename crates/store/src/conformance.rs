@@ -158,6 +158,7 @@ fn status(job: Option<JobId>, message_id: Option<WaMessageId>, event: StatusEven
         timestamp: None,
         error_code: None,
         pricing: None,
+        replayed: false,
     }
 }
 

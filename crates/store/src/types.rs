@@ -218,6 +218,12 @@ pub struct StatusUpdate {
     /// The first error code of a `failed` status.
     pub error_code: Option<i64>,
     pub pricing: Option<Pricing>,
+    /// The delivery it came in may have been applied before: a reconciler read it and did
+    /// not acknowledge it (a crash, a store error), or another took it over. Applying a
+    /// status again changes nothing, so the store then also writes again what a first
+    /// application writes beside the job (its message-id lookup), which the interrupted
+    /// one may not have reached.
+    pub replayed: bool,
 }
 
 /// What applying a status did.
