@@ -586,16 +586,28 @@ async fn create<S: Store>(
 }
 
 /// Stores a prepared campaign, its template's category looked up at Meta when it can be.
-async fn store_new<S: Store>(
+async fn store_new<S: Store>(state: &ApiState<S>, new: NewCampaign) -> Result<Campaign, ApiError> {
+    let new = priced(state, new).await?;
+    stored(&*state.store, new).await
+}
+
+/// A new campaign's template checked with Meta (when an account is configured) and its
+/// category noted: what can refuse a campaign before it is made.
+async fn priced<S: Store>(
     state: &ApiState<S>,
     mut new: NewCampaign,
-) -> Result<Campaign, ApiError> {
+) -> Result<NewCampaign, ApiError> {
     if let (Some(t), Some(key)) = (&state.templates, &new.template) {
         new.spec.template_category = t.check(key, &new.spec.message).await?;
     }
     // What the campaign is first priced at: a later re-categorisation shows as drift.
     new.spec.priced_category = new.spec.template_category.clone();
-    let campaign = state.store.create_campaign(new).await?;
+    Ok(new)
+}
+
+/// Makes a campaign checked by [`priced`].
+pub(crate) async fn stored<S: Store>(store: &S, new: NewCampaign) -> Result<Campaign, ApiError> {
+    let campaign = store.create_campaign(new).await?;
     tracing::info!(campaign = %campaign.id, name = %campaign.name, "campaign created");
     Ok(campaign)
 }
@@ -626,6 +638,7 @@ pub struct FollowUpView {
 /// a CSV. Its message's placeholders are filled from the values each recipient had; never
 /// picked: permanent failures (131026…), outcomes in doubt, numbers on the suppression list.
 /// The new campaign is a draft (or scheduled, with `schedule_at`): start it as any other.
+/// An audience nobody in it can be sent to makes no campaign (422 `no_recipients`).
 #[utoipa::path(post, path = "/v1/campaigns/{id}/follow-up", tag = "campaigns",
     params(("id" = String, Path, description = "The first campaign's id")),
     request_body(content = follow_up::FollowUpBody, content_type = "application/json"),
@@ -634,7 +647,7 @@ pub struct FollowUpView {
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
         (status = 415, description = "Not sent as application/json", body = ErrorBody),
-        (status = 422, description = "A bad audience or spec, or a placeholder the first campaign's rows do not have", body = ErrorBody)))]
+        (status = 422, description = "A bad audience or spec, a placeholder the first campaign's rows do not have, or an audience nobody can be sent to (`no_recipients`: no campaign is made)", body = ErrorBody)))]
 async fn follow_up<S: Store>(
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
@@ -658,17 +671,28 @@ async fn follow_up<S: Store>(
         .compile()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let columns = follow_up::Columns::map(&source, &template)?;
-    let campaign = store_new(&state, new).await?;
-    // Filled by a task of its own: a client that goes away does not leave the new campaign
-    // half filled (nor unscheduled).
+    let new = priced(&state, new).await?;
+    // Made with its first recipients (an audience nobody is in makes no campaign), and filled
+    // by a task of its own: a client that goes away does not leave it half filled (nor
+    // unscheduled).
     let now = (state.clock)();
     let task_state = state.clone();
     let filled = tokio::spawn(async move {
         let st = &task_state;
+        let mut target = follow_up::Target::new(new);
         let picked = follow_up::fill(
-            &*st.store, &source, &campaign, &body, &columns, &template, now,
+            &*st.store,
+            &source,
+            &body,
+            &columns,
+            &template,
+            now,
+            &mut target,
         )
         .await?;
+        let Some(campaign) = target.made.filter(|_| picked.added > 0) else {
+            return Err(picked.nobody(&source, body.audience));
+        };
         tracing::info!(campaign = %campaign.id, from = %source.id, audience = ?body.audience, added = picked.added, "follow-up campaign filled");
         let campaign = schedule_if_asked(st, campaign).await?;
         Ok::<_, ApiError>((campaign, picked))

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use herald_cloudapi::ErrorClass;
 use herald_core::{Progress, Recipient, SkipReason, Vars};
-use herald_store::{Campaign, JobState, RecipientOutcome, Store};
+use herald_store::{Campaign, JobState, NewCampaign, RecipientOutcome, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::server::api::ApiError;
@@ -144,11 +144,11 @@ impl Columns {
 pub(crate) async fn fill<S: Store>(
     store: &S,
     source: &Campaign,
-    target: &Campaign,
     body: &FollowUpBody,
     columns: &Columns,
     template: &herald_core::MessageTemplate,
     now: jiff::Timestamp,
+    target: &mut Target,
 ) -> Result<Picked, ApiError> {
     const PAGE: usize = 1000;
     let now_ms = now.as_millisecond();
@@ -167,7 +167,8 @@ pub(crate) async fn fill<S: Store>(
             continue;
         }
         let phones: Vec<_> = chosen.iter().map(|o| o.phone).collect();
-        let suppressed = store.suppressed(&target.phone_number_id, &phones).await?;
+        // The follow-up sends from the first campaign's number.
+        let suppressed = store.suppressed(&source.phone_number_id, &phones).await?;
         let mut batch = Vec::with_capacity(chosen.len());
         for (o, off) in chosen.into_iter().zip(suppressed) {
             if off {
@@ -182,9 +183,78 @@ pub(crate) async fn fill<S: Store>(
             batch.push(Recipient::new(o.phone, vars).with_region(o.region));
         }
         if !batch.is_empty() {
-            let added = store.enqueue_batch(&target.id, &batch).await?;
-            picked.added += added.iter().filter(|a| **a).count() as u64;
+            picked.added += target.add(store, &batch).await?;
         }
     }
     Ok(picked)
+}
+
+/// The follow-up campaign, made with its first recipients: an audience nobody is in makes
+/// none (a draft with no recipient would be clutter; started, it would run until cancelled).
+pub(crate) struct Target {
+    new: Option<NewCampaign>,
+    /// The campaign, once made.
+    pub(crate) made: Option<Campaign>,
+}
+
+impl Target {
+    pub(crate) fn new(new: NewCampaign) -> Self {
+        Self {
+            new: Some(new),
+            made: None,
+        }
+    }
+
+    /// Adds recipients, making the campaign first if they are its first; answers how many
+    /// were added.
+    async fn add<S: Store>(&mut self, store: &S, batch: &[Recipient]) -> Result<u64, ApiError> {
+        if self.made.is_none()
+            && let Some(new) = self.new.take()
+        {
+            self.made = Some(crate::server::api::stored(store, new).await?);
+        }
+        let Some(campaign) = &self.made else {
+            return Ok(0);
+        };
+        let added = store.enqueue_batch(&campaign.id, batch).await?;
+        Ok(added.iter().filter(|a| **a).count() as u64)
+    }
+}
+
+impl Picked {
+    /// The refusal of a follow-up that picked nobody.
+    pub(crate) fn nobody(&self, source: &Campaign, audience: Audience) -> ApiError {
+        let audience = serde_json::to_value(audience)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut left_out = Vec::new();
+        if self.suppressed > 0 {
+            left_out.push(format!("{} on the suppression list", self.suppressed));
+        }
+        if self.unusable_values > 0 {
+            left_out.push(format!(
+                "{} with values that do not fit the new message",
+                self.unusable_values
+            ));
+        }
+        let (n, id) = (self.looked_at, &source.id);
+        let message = if left_out.is_empty() {
+            format!(
+                "none of the {n} recipients of campaign {id} is in the audience {audience}: no \
+                 campaign was created"
+            )
+        } else {
+            format!(
+                "none of the {n} recipients of campaign {id} can be sent a follow-up for the \
+                 audience {audience}: of those in it, {}; no campaign was created",
+                left_out.join(", ")
+            )
+        };
+        ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "no_recipients",
+            message,
+        )
+    }
 }
