@@ -602,6 +602,19 @@ async fn the_lifecycle_answers_409_to_illegal_moves() {
         }
     };
     assert_eq!(step("resume").await.0, StatusCode::CONFLICT);
+    // With no recipient, nothing would ever complete it: refused, saying what to do.
+    let (s, v) = step("start").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_recipients")),
+        "{v}"
+    );
+    assert!(
+        message_of(&v).contains(&format!("herald campaign upload {id} --csv")),
+        "{v}"
+    );
+    let (s, _) = api.upload(&id, "phone,first_name\n+447912345678,A\n").await;
+    assert_eq!(s, StatusCode::OK);
     let (s, v) = step("start").await;
     assert_eq!(
         (s, v["status"].as_str()),

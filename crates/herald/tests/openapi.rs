@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use herald::server::api::{ApiState, Routes, mounted_paths, router};
 use herald_reconciler::ReceiverConfig;
-use herald_store::MemoryStore;
+use herald_store::{MemoryStore, Store as _};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -32,10 +32,13 @@ fn routes(v1: bool, webhook: bool) -> Routes {
 
 /// A keyless API (loopback programs only) on the memory store.
 fn app(routes: Routes) -> Router {
+    app_on(Arc::new(MemoryStore::new()), routes)
+}
+
+fn app_on(store: Arc<MemoryStore>, routes: Routes) -> Router {
     let mut cfg = herald::config::Config::default();
     cfg.whatsapp.phone_number_id = PNID.into();
-    let state = ApiState::new(Arc::new(MemoryStore::new()), &cfg);
-    router(state, routes)
+    router(ApiState::new(store, &cfg), routes)
 }
 
 async fn call(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
@@ -235,7 +238,8 @@ async fn json_call(
 
 #[tokio::test]
 async fn real_answers_match_their_described_schemas() {
-    let app = app(routes(true, false));
+    let store = Arc::new(MemoryStore::new());
+    let app = app_on(store.clone(), routes(true, false));
     let doc = document(&app).await;
     let spec = json!({
         "name": "schema-check",
@@ -298,6 +302,15 @@ async fn real_answers_match_their_described_schemas() {
         "{preview}"
     );
     conforms(&doc, "post", "/v1/campaigns/{id}/preview", status, &preview);
+    // The recipient wrote back: the follow-up's audience.
+    let replied = store
+        .count_reply(
+            &herald_core::CampaignId::new(&id).unwrap(),
+            "+14155550100".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(replied);
     let follow = json!({"audience": "replied", "campaign": spec});
     let (status, followed) = json_call(
         &app,
