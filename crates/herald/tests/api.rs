@@ -745,8 +745,17 @@ async fn a_scheduled_campaign_starts_itself_once_across_instances() {
         .await
         .unwrap();
     assert!(early.started.is_empty());
-    // Three instances sweep at once after its time: exactly one starts it.
+    // Due with no recipient: nothing would ever complete it, so it waits for an upload.
     let after = at + jiff::SignedDuration::from_millis(1);
+    let empty = herald_sender::sweep(&*api.store, &cfg, after)
+        .await
+        .unwrap();
+    assert!(empty.started.is_empty());
+    let (_, v) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;
+    assert_eq!(v["status"], "scheduled", "{v}");
+    let (s, _) = api.upload(&id, "phone,first_name\n+447912345678,A\n").await;
+    assert_eq!(s, StatusCode::OK);
+    // Three instances sweep at once after its time: exactly one starts it.
     let (a, b, c) = tokio::join!(
         herald_sender::sweep(&*api.store, &cfg, after),
         herald_sender::sweep(&*api.store, &cfg, after),

@@ -52,6 +52,17 @@ pub async fn sweep<S: Store>(
     metrics::gauge!(m::SENDER_IN_DOUBT_WAITING_JOBS).set(in_doubt.waiting as f64);
     let mut started = Vec::new();
     for id in store.due_scheduled(now).await? {
+        // With no recipient, nothing would ever complete it: it waits for its first upload
+        // (and starts at the first sweep after it).
+        if store.stats(&id).await?.recipients == 0 {
+            static EMPTY: Repeated = Repeated::new();
+            herald_core::warn_repeated!(
+                EMPTY,
+                "a scheduled campaign came due with no recipient; it starts once some are uploaded",
+                campaign = %id
+            );
+            continue;
+        }
         // The transition is a compare-and-set: with several workers, one start wins.
         match store.transition(&id, CampaignAction::Start, None).await {
             Ok(_) => {
