@@ -166,6 +166,7 @@ impl<S: Store, M: Messages> Refill<S, M> {
             }
         }
         let now = Instant::now();
+        out.ready.reserve_exact(jobs.len());
         for (i, held) in jobs.into_iter().enumerate() {
             let skip = if suppressed.get(i).copied().unwrap_or(false) {
                 Some(SkipReason::Suppressed)
