@@ -143,8 +143,13 @@ async fn signing_in_exchanges_the_key_for_a_locked_down_session() {
     // The campaign page shows it; an unknown one is a 404 page, not an error body.
     let (status, _, page) = call(&app, get(&format!("/campaigns/{id}"), Some(&cookie))).await;
     assert_eq!(status, StatusCode::OK);
+    // With no recipient yet it cannot start (the API would refuse): no Start, and a line
+    // saying what to do.
     assert!(
-        page.contains(r#"data-action="start""#) && page.contains("draft"),
+        !page.contains(r#"data-action="start""#)
+            && page.contains(r#"data-action="cancel""#)
+            && page.contains("draft")
+            && page.contains("no recipients yet: upload a CSV"),
         "{page}"
     );
     let (status, _, page) = call(&app, get("/campaigns/nosuchcampaign", Some(&cookie))).await;

@@ -550,7 +550,9 @@ fn follow_up_form(v: &CampaignView) -> Markup {
 fn campaign_live(v: &CampaignView) -> Markup {
     let c = &v.campaign;
     let s = &v.stats.stats;
-    // The buttons are the moves the lifecycle allows from here.
+    // The buttons are the moves the lifecycle allows from here; a campaign with no recipient
+    // does not start (the API refuses: nothing would ever complete it).
+    let empty = s.recipients == 0;
     let actions: Vec<(&str, &str)> = [
         (CampaignAction::Start, "Start"),
         (CampaignAction::Pause, "Pause"),
@@ -558,7 +560,7 @@ fn campaign_live(v: &CampaignView) -> Markup {
         (CampaignAction::Cancel, "Cancel"),
     ]
     .into_iter()
-    .filter(|(a, _)| c.status.apply(*a).is_ok())
+    .filter(|(a, _)| c.status.apply(*a).is_ok() && !(*a == CampaignAction::Start && empty))
     .map(|(a, label)| (a.as_str(), label))
     .collect();
     let funnel = [
@@ -579,6 +581,8 @@ fn campaign_live(v: &CampaignView) -> Markup {
             (badge(c.status))
             @if let Some(r) = &v.status_reason { span.reason { (r) } }
             @if v.waiting_for.is_some() { span.reason { "waiting for the messaging limit" } }
+            @if empty && c.status == CampaignStatus::Draft { span.reason { "no recipients yet: upload a CSV to start it" } }
+            @if empty && c.status == CampaignStatus::Scheduled { span.reason { "no recipients yet: it starts at its time once a CSV is uploaded" } }
             @if let Some(w) = &c.spec.send_window {
                 span.reason {
                     "sends " (w.start) "–" (w.end) " "
