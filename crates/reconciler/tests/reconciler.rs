@@ -891,34 +891,66 @@ mod permutations {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_reconciler_killed_mid_batch_loses_nothing() {
-    let store = store().await;
-    let id = running(&*store, "crash", 20).await;
-    let jobs = store.claim(&claim_req(20, 1)).await.unwrap();
+/// The message id of the `i`th delivered status of [`in_doubt_then_delivered`].
+fn delivered_id(i: usize) -> WaMessageId {
+    WaMessageId::new(&format!("wamid.c{i}")).unwrap()
+}
+
+/// A running campaign of `n` whose sends all went in doubt, and a delivered status for each
+/// in the stream (message ids by [`delivered_id`]): only the webhooks can settle them.
+async fn in_doubt_then_delivered<S: Store>(
+    store: &S,
+    name: &str,
+    n: u64,
+) -> (herald_core::CampaignId, Vec<herald_store::ClaimedJob>) {
+    let id = running(store, name, n).await;
+    let jobs = store.claim(&claim_req(n as usize, 1)).await.unwrap();
     store
         .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
         .await
         .unwrap();
-    // All twenty sends were in doubt: only webhooks can settle them.
-    store
-        .settle(
-            &jobs
-                .iter()
-                .map(|j| Settle {
-                    job: j.into(),
-                    outcome: Outcome::InDoubt,
-                })
-                .collect::<Vec<_>>(),
-        )
-        .await
-        .unwrap();
+    let in_doubt: Vec<Settle> = jobs
+        .iter()
+        .map(|j| Settle {
+            job: j.into(),
+            outcome: Outcome::InDoubt,
+        })
+        .collect();
+    store.settle(&in_doubt).await.unwrap();
     for (i, j) in jobs.iter().enumerate() {
         store
-            .append_webhook(&status_body(&j.id, &format!("wamid.c{i}"), "delivered"))
+            .append_webhook(&status_body(&j.id, delivered_id(i).as_str(), "delivered"))
             .await
             .unwrap();
     }
+    (id, jobs)
+}
+
+/// Reconciler "b", which takes over deliveries left unacknowledged for 50 ms; cancel the
+/// token to stop it.
+fn take_over<S: Store>(
+    store: Arc<S>,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let b = Arc::new(Reconciler::new(store, ReconcilerConfig::default()));
+    let cfg = ConsumerConfig {
+        name: "b".into(),
+        claim_idle: Duration::from_millis(50),
+        block: Duration::from_millis(20),
+        ..ConsumerConfig::default()
+    };
+    let task = tokio::spawn(herald_reconciler::run(b, cfg, shutdown.clone()));
+    (shutdown, task)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reconciler_killed_mid_batch_loses_nothing() {
+    let store = store().await;
+    // All twenty sends were in doubt: only webhooks can settle them.
+    let (id, _) = in_doubt_then_delivered(&*store, "crash", 20).await;
     // Reconciler "a" reads all twenty, applies the first half, and dies before acknowledging.
     let a = Reconciler::new(store.clone(), ReconcilerConfig::default());
     let read = store
@@ -931,15 +963,7 @@ async fn a_reconciler_killed_mid_batch_loses_nothing() {
     let mid = store.stats(&id).await.unwrap();
     assert_eq!((mid.in_doubt, mid.delivered), (10, 10));
     // Reconciler "b" takes over the idle entries and applies them all, the first half again.
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let b = Arc::new(Reconciler::new(store.clone(), ReconcilerConfig::default()));
-    let cfg = ConsumerConfig {
-        name: "b".into(),
-        claim_idle: Duration::from_millis(50),
-        block: Duration::from_millis(20),
-        ..ConsumerConfig::default()
-    };
-    let task = tokio::spawn(herald_reconciler::run(b, cfg, shutdown.clone()));
+    let (shutdown, task) = take_over(store.clone());
     let mut s = store.stats(&id).await.unwrap();
     for _ in 0..200 {
         s = store.stats(&id).await.unwrap();
@@ -979,29 +1003,8 @@ async fn a_reconciler_killed_before_a_lookup_loses_no_lookup() {
             .await
             .unwrap(),
     );
-    let id = running(&*store, "replay", 4).await;
-    let jobs = store.claim(&claim_req(4, 1)).await.unwrap();
-    store
-        .start(&jobs.iter().map(JobRef::from).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    let in_doubt: Vec<Settle> = jobs
-        .iter()
-        .map(|j| Settle {
-            job: j.into(),
-            outcome: Outcome::InDoubt,
-        })
-        .collect();
-    store.settle(&in_doubt).await.unwrap();
-    let wamids: Vec<WaMessageId> = (0..jobs.len())
-        .map(|i| WaMessageId::new(&format!("wamid.replay{i}")).unwrap())
-        .collect();
-    for (j, m) in jobs.iter().zip(&wamids) {
-        store
-            .append_webhook(&status_body(&j.id, m.as_str(), "delivered"))
-            .await
-            .unwrap();
-    }
+    let (id, jobs) = in_doubt_then_delivered(&*store, "replay", 4).await;
+    let wamids: Vec<WaMessageId> = (0..jobs.len()).map(delivered_id).collect();
     // Reconciler "a" applies all four, then dies before acknowledging: after the statuses,
     // before their lookups (taken away here, as if never written).
     let a = Reconciler::new(store.clone(), ReconcilerConfig::default());
@@ -1028,15 +1031,7 @@ async fn a_reconciler_killed_before_a_lookup_loses_no_lookup() {
     let applied = store.stats(&id).await.unwrap();
     assert_eq!((applied.in_doubt, applied.delivered), (0, 4));
     // Reconciler "b" takes the deliveries over.
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let b = Arc::new(Reconciler::new(store.clone(), ReconcilerConfig::default()));
-    let cfg = ConsumerConfig {
-        name: "b".into(),
-        claim_idle: Duration::from_millis(50),
-        block: Duration::from_millis(20),
-        ..ConsumerConfig::default()
-    };
-    let task = tokio::spawn(herald_reconciler::run(b, cfg, shutdown.clone()));
+    let (shutdown, task) = take_over(store.clone());
     // Until b has taken the deliveries over (after claim_idle) and applied them: each id is
     // found again. (Asking for a's pending deliveries would read them, keeping them busy.)
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
