@@ -690,7 +690,7 @@ async fn follow_up<S: Store>(
             &mut target,
         )
         .await?;
-        let Some(campaign) = target.made.filter(|_| picked.added > 0) else {
+        let Some(campaign) = target.made else {
             return Err(picked.nobody(&source, body.audience));
         };
         tracing::info!(campaign = %campaign.id, from = %source.id, audience = ?body.audience, added = picked.added, "follow-up campaign filled");
