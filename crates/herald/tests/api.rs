@@ -613,6 +613,28 @@ async fn the_lifecycle_answers_409_to_illegal_moves() {
         message_of(&v).contains(&format!("herald campaign upload {id} --csv")),
         "{v}"
     );
+    // Nor does one resume (started empty by an older build, then paused).
+    let empty = api.create(template_spec("empty")).await;
+    api.store
+        .transition(
+            &herald_core::CampaignId::new(&empty).unwrap(),
+            herald_core::CampaignAction::Start,
+            None,
+        )
+        .await
+        .unwrap();
+    let (s, _) = api
+        .json("POST", &format!("/v1/campaigns/{empty}/pause"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = api
+        .json("POST", &format!("/v1/campaigns/{empty}/resume"), None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_recipients")),
+        "{v}"
+    );
     let (s, _) = api.upload(&id, "phone,first_name\n+447912345678,A\n").await;
     assert_eq!(s, StatusCode::OK);
     let (s, v) = step("start").await;
@@ -664,8 +686,9 @@ async fn the_lifecycle_answers_409_to_illegal_moves() {
         "{v}"
     );
 
+    // The lifecycle's, the empty one's and the scheduled one.
     let (_, v) = api.json("GET", "/v1/campaigns", None).await;
-    assert_eq!(v["campaigns"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["campaigns"].as_array().map(Vec::len), Some(3), "{v}");
     api.cleanup().await;
 }
 

@@ -1092,7 +1092,7 @@ pub struct ResumeBody {
     responses(
         (status = 200, description = "The campaign after the transition", body = CampaignView),
         (status = 404, description = "No such campaign or action", body = ErrorBody),
-        (status = 409, description = "Not allowed from the campaign's status, or a start with no recipient (`no_recipients`)", body = ErrorBody),
+        (status = 409, description = "Not allowed from the campaign's status, or a start or resume with no recipient (`no_recipients`)", body = ErrorBody),
         (status = 422, description = "A body where none is taken, or a bad `max_cost`", body = ErrorBody)))]
 async fn action<S: Store>(
     State(state): State<AppState<S>>,
@@ -1128,14 +1128,18 @@ async fn action<S: Store>(
         Action::Resume => (CampaignAction::Resume, None),
         Action::Cancel => (CampaignAction::Cancel, None),
     };
-    if action == CampaignAction::Start
+    if matches!(action, CampaignAction::Start | CampaignAction::Resume)
         && matches!(
-            state.store.campaign(&id).await?.status,
-            CampaignStatus::Draft | CampaignStatus::Scheduled
+            (action, state.store.campaign(&id).await?.status),
+            (
+                CampaignAction::Start,
+                CampaignStatus::Draft | CampaignStatus::Scheduled
+            ) | (CampaignAction::Resume, CampaignStatus::Paused)
         )
         && state.store.stats(&id).await?.recipients == 0
     {
-        // Nothing would ever complete it: it would run until cancelled.
+        // Nothing would ever complete it: it would run until cancelled (a paused one was
+        // started empty by an older build).
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "no_recipients",

@@ -551,7 +551,7 @@ fn campaign_live(v: &CampaignView) -> Markup {
     let c = &v.campaign;
     let s = &v.stats.stats;
     // The buttons are the moves the lifecycle allows from here; a campaign with no recipient
-    // does not start (the API refuses: nothing would ever complete it).
+    // does not start or resume (the API refuses: nothing would ever complete it).
     let empty = s.recipients == 0;
     let actions: Vec<(&str, &str)> = [
         (CampaignAction::Start, "Start"),
@@ -560,7 +560,10 @@ fn campaign_live(v: &CampaignView) -> Markup {
         (CampaignAction::Cancel, "Cancel"),
     ]
     .into_iter()
-    .filter(|(a, _)| c.status.apply(*a).is_ok() && !(*a == CampaignAction::Start && empty))
+    .filter(|(a, _)| {
+        c.status.apply(*a).is_ok()
+            && !(empty && matches!(a, CampaignAction::Start | CampaignAction::Resume))
+    })
     .map(|(a, label)| (a.as_str(), label))
     .collect();
     let funnel = [
