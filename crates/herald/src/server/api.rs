@@ -1128,9 +1128,14 @@ async fn action<S: Store>(
         Action::Resume => (CampaignAction::Resume, None),
         Action::Cancel => (CampaignAction::Cancel, None),
     };
-    if matches!(action, CampaignAction::Start | CampaignAction::Resume)
+    // What a start or a resume checks first, read once.
+    let before = match action {
+        CampaignAction::Start | CampaignAction::Resume => Some(state.store.campaign(&id).await?),
+        _ => None,
+    };
+    if let Some(c) = &before
         && matches!(
-            (action, state.store.campaign(&id).await?.status),
+            (action, c.status),
             (
                 CampaignAction::Start,
                 CampaignStatus::Draft | CampaignStatus::Scheduled
@@ -1150,28 +1155,26 @@ async fn action<S: Store>(
         ));
     }
     if action == CampaignAction::Start
-        && let Some(t) = &state.templates
+        && let (Some(t), Some(c)) = (&state.templates, &before)
+        && let Some(key) = &c.template
     {
-        let c = state.store.campaign(&id).await?;
-        if let Some(key) = &c.template {
-            // A template Meta paused or disabled since creation: the campaign cannot start.
-            let now = t
-                .check(key, &c.spec.message)
-                .await
-                .map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e.message))?;
-            if let (Some(then), Some(now)) = (&c.spec.template_category, &now)
-                && then != now
-            {
-                tracing::warn!(campaign = %id, template = %key, then = %then, now = %now, "the template's category changed since the campaign was created");
-                // The estimate follows the category Meta has now, and shows the difference.
-                let mut spec = c.spec.clone();
-                spec.template_category = Some(now.clone());
-                state.store.update_spec(&id, &spec).await?;
-            }
+        // A template Meta paused or disabled since creation: the campaign cannot start.
+        let now = t
+            .check(key, &c.spec.message)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e.message))?;
+        if let (Some(then), Some(now)) = (&c.spec.template_category, &now)
+            && then != now
+        {
+            tracing::warn!(campaign = %id, template = %key, then = %then, now = %now, "the template's category changed since the campaign was created");
+            // The estimate follows the category Meta has now, and shows the difference.
+            let mut spec = c.spec.clone();
+            spec.template_category = Some(now.clone());
+            state.store.update_spec(&id, &spec).await?;
         }
     }
-    if let Some(max_cost) = resume.max_cost {
-        let c = state.store.campaign(&id).await?;
+    // Only resume takes a body, so the campaign was read above.
+    if let (Some(max_cost), Some(c)) = (resume.max_cost, before) {
         if c.status != CampaignStatus::Paused {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
