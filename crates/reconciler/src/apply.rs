@@ -400,6 +400,13 @@ impl<S: Store> Reconciler<S> {
             };
             count(m::RECONCILER_STATUSES_TOTAL, "result", label);
             if result == Applied::Unknown {
+                // Herald's callback data naming a job Herald no longer has: its campaign was
+                // deleted (statuses and reads come for days after), or another deployment
+                // shares the account. Nothing to keep.
+                if c.update.job.is_some() {
+                    tracing::debug!(job = ?c.update.job, "a status for a job Herald no longer has; ignored");
+                    continue;
+                }
                 self.dead(
                     "unknown_message",
                     &serde_json::to_vec(c.status).unwrap_or_default(),

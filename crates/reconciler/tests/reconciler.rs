@@ -406,6 +406,51 @@ async fn statuses_from_every_status_fixture() {
     assert_eq!(w.store.stats(&w.campaign).await.unwrap(), s);
 }
 
+/// A deleted campaign's messages go on getting statuses (a read days later): they name a job
+/// Herald no longer has, and are ignored, not kept as dead letters (which page someone). A
+/// status that names no job of Herald's and is not found by its id still is kept.
+#[tokio::test(start_paused = true)]
+async fn statuses_of_a_deleted_campaign_are_ignored() {
+    let store = store().await;
+    let id = running(&*store, "gone", 1).await;
+    let jobs = store.claim(&claim_req(1, 1)).await.unwrap();
+    store.start(&[JobRef::from(&jobs[0])]).await.unwrap();
+    store
+        .settle(&[Settle {
+            job: (&jobs[0]).into(),
+            outcome: Outcome::Accepted {
+                message_id: delivered_id(0),
+            },
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.campaign(&id).await.unwrap().status,
+        CampaignStatus::Completed
+    );
+    store.delete_campaign(&id).await.unwrap();
+    store
+        .append_webhook(&status_body(&jobs[0].id, delivered_id(0).as_str(), "read"))
+        .await
+        .unwrap();
+    let mut foreign =
+        serde_json::from_slice::<Value>(&status_body(&jobs[0].id, "wamid.notHeralds", "read"))
+            .unwrap();
+    foreign["entry"][0]["changes"][0]["value"]["statuses"][0]["biz_opaque_callback_data"] =
+        json!("another app's");
+    store
+        .append_webhook(&serde_json::to_vec(&foreign).unwrap())
+        .await
+        .unwrap();
+    reconcile(&store).await;
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].reason == "unknown_message" && dead[0].payload.contains("wamid.notHeralds"),
+        "{dead:?}"
+    );
+}
+
 /// pywa's failed status carries 130472 (the user is in a Meta experiment): Meta declined to
 /// deliver, which is counted as declined, not as a failure; a status failing with another
 /// code is a failure with its code.
