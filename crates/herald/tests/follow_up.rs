@@ -356,3 +356,57 @@ async fn a_follow_up_names_what_is_wrong() {
     .await;
     assert_eq!(v["campaigns"].as_array().unwrap().len(), 1);
 }
+
+/// A follow-up whose filling fails (here, its scheduling) leaves no part-filled campaign
+/// behind: the one made for it is cancelled and deleted, so trying again makes one whole
+/// campaign. When the store cannot take it away either, the error names it.
+#[tokio::test]
+async fn a_follow_up_that_fails_midway_leaves_nothing_behind() {
+    use herald_store::faulty::{Failure, Faulty};
+    let inner = Arc::new(MemoryStore::new());
+    let store = Arc::new(Faulty::new(inner.clone()));
+    let mut cfg = herald::config::Config::default();
+    cfg.whatsapp.phone_number_id = PNID.into();
+    let app = router(
+        ApiState::new(store.clone(), &cfg),
+        Routes {
+            v1: true,
+            webhook: None,
+        },
+    );
+    let first = first_campaign(&app, &inner).await;
+    let before = campaigns(&app).await;
+    let mut spec = follow_up_spec(&["first_name"]);
+    spec["schedule_at"] =
+        json!((jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string());
+    let body = json!({"audience": "replied", "campaign": spec}).to_string();
+    let path = format!("/v1/campaigns/{first}/follow-up");
+    let follow_up = || call(&app, "POST", &path, "application/json", body.clone());
+    // Scheduling fails once: the campaign, filled, is taken away again.
+    store.fail("transition", Failure::Unavailable, 1, Some(1));
+    let (status, v) = follow_up().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(campaigns(&app).await, before, "nothing left behind: {v}");
+    // Every transition fails: it cannot be cancelled either, and the error says so.
+    store.fail("transition", Failure::Unavailable, 1, None);
+    let (status, v) = follow_up().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("was made for the follow-up") && message.contains("cancel and delete it"),
+        "{message}"
+    );
+    store.clear();
+    assert_eq!(campaigns(&app).await, before + 1);
+    // Once the store answers, trying again makes a whole one.
+    let (status, v) = follow_up().await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (
+            v["picked"]["added"].as_u64(),
+            v["campaign"]["status"].as_str()
+        ),
+        (Some(1), Some("scheduled")),
+        "{v}"
+    );
+}

@@ -680,22 +680,29 @@ async fn follow_up<S: Store>(
     let filled = tokio::spawn(async move {
         let st = &task_state;
         let mut target = follow_up::Target::new(new);
-        let picked = follow_up::fill(
-            &*st.store,
-            &source,
-            &body,
-            &columns,
-            &template,
-            now,
-            &mut target,
-        )
-        .await?;
-        let Some(campaign) = target.made else {
-            return Err(picked.nobody(&source, body.audience));
-        };
-        tracing::info!(campaign = %campaign.id, from = %source.id, audience = ?body.audience, added = picked.added, "follow-up campaign filled");
-        let campaign = schedule_if_asked(st, campaign).await?;
-        Ok::<_, ApiError>((campaign, picked))
+        let done = async {
+            let picked = follow_up::fill(
+                &*st.store,
+                &source,
+                &body,
+                &columns,
+                &template,
+                now,
+                &mut target,
+            )
+            .await?;
+            let Some(campaign) = target.made.clone() else {
+                return Err(picked.nobody(&source, body.audience));
+            };
+            tracing::info!(campaign = %campaign.id, from = %source.id, audience = ?body.audience, added = picked.added, "follow-up campaign filled");
+            let campaign = schedule_if_asked(st, campaign).await?;
+            Ok::<_, ApiError>((campaign, picked))
+        }
+        .await;
+        match done {
+            Ok(made) => Ok(made),
+            Err(e) => Err(target.abandon(&*st.store, e).await),
+        }
     });
     let (campaign, picked) = filled.await.map_err(|e| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use herald_cloudapi::ErrorClass;
-use herald_core::{Progress, Recipient, SkipReason, Vars};
+use herald_core::{CampaignAction, Progress, Recipient, SkipReason, Vars};
 use herald_store::{Campaign, JobState, NewCampaign, RecipientOutcome, Store};
 use serde::{Deserialize, Serialize};
 
@@ -218,6 +218,35 @@ impl Target {
         };
         let added = store.enqueue_batch(&campaign.id, batch).await?;
         Ok(added.iter().filter(|a| **a).count() as u64)
+    }
+
+    /// After a fill that failed: the campaign made for it holds part of the audience (or was
+    /// not scheduled), so it is taken away, cancelled then deleted, and trying again makes
+    /// one whole campaign. When that fails too (the store is down), the error names it.
+    pub(crate) async fn abandon<S: Store>(self, store: &S, mut error: ApiError) -> ApiError {
+        let Some(campaign) = self.made else {
+            return error;
+        };
+        let gone = async {
+            store
+                .transition(&campaign.id, CampaignAction::Cancel, None)
+                .await?;
+            store.delete_campaign(&campaign.id).await
+        }
+        .await;
+        match gone {
+            Ok(_) => {
+                tracing::warn!(campaign = %campaign.id, error = %error.message, "a follow-up failed while it was filled; the campaign made for it is deleted");
+            }
+            Err(e) => {
+                error.message = format!(
+                    "{}; campaign {} was made for the follow-up and holds part of its \
+                     audience: cancel and delete it before trying again ({e})",
+                    error.message, campaign.id
+                );
+            }
+        }
+        error
     }
 }
 
