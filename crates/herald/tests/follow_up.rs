@@ -178,6 +178,19 @@ fn follow_up_spec(placeholders: &[&str]) -> Value {
 }
 
 /// The phones (as indexes) and values of a campaign's recipients.
+/// The API on `store`, sending from [`PNID`] by default, on the wall clock.
+fn app_on<S: herald_store::Store>(store: Arc<S>) -> Router {
+    let mut cfg = herald::config::Config::default();
+    cfg.whatsapp.phone_number_id = PNID.into();
+    router(
+        ApiState::new(store, &cfg),
+        Routes {
+            v1: true,
+            webhook: None,
+        },
+    )
+}
+
 /// How many campaigns the API lists.
 async fn campaigns(app: &Router) -> usize {
     let (status, v) = call(app, "GET", "/v1/campaigns?limit=1000", "", String::new()).await;
@@ -300,15 +313,7 @@ async fn each_audience_picks_exactly_its_recipients() {
 #[tokio::test]
 async fn a_follow_up_names_what_is_wrong() {
     let store = Arc::new(MemoryStore::new());
-    let mut cfg = herald::config::Config::default();
-    cfg.whatsapp.phone_number_id = PNID.into();
-    let app = router(
-        ApiState::new(store.clone(), &cfg),
-        Routes {
-            v1: true,
-            webhook: None,
-        },
-    );
+    let app = app_on(store.clone());
     let first = first_campaign(&app, &store).await;
     let path = format!("/v1/campaigns/{first}/follow-up");
     let cases = [
@@ -365,15 +370,7 @@ async fn a_follow_up_that_fails_midway_leaves_nothing_behind() {
     use herald_store::faulty::{Failure, Faulty};
     let inner = Arc::new(MemoryStore::new());
     let store = Arc::new(Faulty::new(inner.clone()));
-    let mut cfg = herald::config::Config::default();
-    cfg.whatsapp.phone_number_id = PNID.into();
-    let app = router(
-        ApiState::new(store.clone(), &cfg),
-        Routes {
-            v1: true,
-            webhook: None,
-        },
-    );
+    let app = app_on(store.clone());
     let first = first_campaign(&app, &inner).await;
     let before = campaigns(&app).await;
     let mut spec = follow_up_spec(&["first_name"]);
