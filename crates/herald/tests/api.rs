@@ -791,6 +791,22 @@ async fn a_scheduled_campaign_starts_itself_once_across_instances() {
     assert_eq!(started, 1);
     let (_, v) = api.json("GET", &format!("/v1/campaigns/{id}"), None).await;
     assert_ne!(v["status"], "scheduled", "{v}");
+    // One whose time has passed with no recipient says why it has not started.
+    let mut spec = template_spec("overdue");
+    spec["schedule_at"] =
+        json!((jiff::Timestamp::now() - jiff::SignedDuration::from_secs(30)).to_string());
+    let (s, v) = api.json("POST", "/v1/campaigns", Some(spec)).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::CREATED, Some("scheduled")),
+        "{v}"
+    );
+    assert!(
+        v["status_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("it starts once some are uploaded")),
+        "{v}"
+    );
     api.cleanup().await;
 }
 

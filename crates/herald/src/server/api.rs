@@ -438,7 +438,8 @@ pub struct CampaignView {
     #[serde(flatten)]
     pub campaign: Campaign,
     pub stats: StatsView,
-    /// Why the campaign is paused, in words.
+    /// Why the campaign is paused, or why a scheduled one past its time has not started, in
+    /// words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     /// What a running campaign's pending recipients wait for, when they wait.
@@ -553,10 +554,22 @@ pub(crate) async fn view<S: Store>(
     let waiting = limit
         .as_ref()
         .is_some_and(|l| l.waiting > 0 && c.status == CampaignStatus::Running);
+    // A scheduled campaign past its time waits for its first recipients (the sweeps start
+    // it then).
+    let due_empty = c.status == CampaignStatus::Scheduled
+        && stats.recipients == 0
+        && c.spec.schedule_at.is_some_and(|at| at <= (state.clock)());
+    let status_reason = match &c.pause_reason {
+        Some(r) => Some(r.to_string()),
+        None if due_empty => {
+            Some("its time has passed with no recipient: it starts once some are uploaded".into())
+        }
+        None => None,
+    };
     Ok(CampaignView {
         campaign: c.clone(),
         stats: StatsView { stats, cost },
-        status_reason: c.pause_reason.as_ref().map(ToString::to_string),
+        status_reason,
         waiting_for: waiting.then_some(WaitingFor::MessagingLimit),
         messaging_limit: limit,
     })

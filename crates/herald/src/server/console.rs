@@ -585,7 +585,7 @@ fn campaign_live(v: &CampaignView) -> Markup {
             @if let Some(r) = &v.status_reason { span.reason { (r) } }
             @if v.waiting_for.is_some() { span.reason { "waiting for the messaging limit" } }
             @if empty && c.status == CampaignStatus::Draft { span.reason { "no recipients yet: upload a CSV to start it" } }
-            @if empty && c.status == CampaignStatus::Scheduled { span.reason { "no recipients yet: it starts at its time once a CSV is uploaded" } }
+            @if empty && c.status == CampaignStatus::Scheduled && v.status_reason.is_none() { span.reason { "no recipients yet: it starts at its time once a CSV is uploaded" } }
             @if let Some(w) = &c.spec.send_window {
                 span.reason {
                     "sends " (w.start) "–" (w.end) " "
