@@ -222,16 +222,12 @@ pub async fn create(
             )
         })?;
     print_summary(&summary, out)?;
-    let took = |k: &str| summary[k].as_u64().unwrap_or(0);
-    if c.start && took("accepted") + took("already_present") == 0 {
-        // Started empty, it would run until someone uploads or cancels.
-        anyhow::bail!(
-            "no recipient was accepted, so campaign {id} is not started: fix the file, then \
-             `herald campaign upload {id} --csv FILE` and `herald campaign start {id}`"
-        );
-    }
     if c.start {
-        let v = api.post(&format!("/campaigns/{id}/start"), None).await?;
+        // The server refuses a campaign that took nobody (`no_recipients`): it stays a draft.
+        let v = api
+            .post(&format!("/campaigns/{id}/start"), None)
+            .await
+            .with_context(|| format!("campaign {id} is not started"))?;
         writeln!(
             out,
             "campaign {id} is {}",
