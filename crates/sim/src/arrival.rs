@@ -12,6 +12,7 @@
 //! handler's clock is used.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -38,6 +39,43 @@ impl LastRead {
         }
     }
 }
+
+/// A reading of the runtime's clock and the real clock at the same moment, for turning the
+/// kernel's realtime stamps into instants. Read one after the other, the two can be a
+/// preemption apart (hundreds of microseconds were seen on a busy machine, a good part of the
+/// millisecond Herald's pacing leaves for the way to Meta), which would count the request that
+/// late. So the real clock is read between two readings of the runtime's, and the pair is
+/// taken again while those are more than [`TOGETHER`] apart (up to [`TRIES`] times; then the
+/// closest pair), the runtime's reading being their midpoint. `read` reads the runtime's
+/// clock, then the real one.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn clocks_together<R>(mut read: impl FnMut() -> (Instant, R)) -> (Instant, R) {
+    let mut best: Option<(Duration, Instant, R)> = None;
+    for _ in 0..TRIES {
+        let (before, real) = read();
+        let (after, _) = read();
+        let apart = after.duration_since(before);
+        let mid = before + apart / 2;
+        if apart <= TOGETHER {
+            return (mid, real);
+        }
+        if best.as_ref().is_none_or(|(b, _, _)| apart < *b) {
+            best = Some((apart, mid, real));
+        }
+    }
+    match best {
+        Some((_, mid, real)) => (mid, real),
+        // TRIES is above zero.
+        None => read(),
+    }
+}
+
+/// How close together the two clocks' readings must be to be taken at once.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const TOGETHER: Duration = Duration::from_micros(20);
+/// How many pairs of readings to try for one that close.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const TRIES: usize = 4;
 
 /// A connection's stream; see [`stamped`].
 #[cfg(target_os = "linux")]
@@ -156,10 +194,8 @@ mod imp {
         let secs = u64::try_from(ts.tv_sec()).unwrap_or(0);
         let nanos = u32::try_from(ts.tv_nsec()).unwrap_or(0);
         let stamped = UNIX_EPOCH + Duration::new(secs, nanos);
-        let age = SystemTime::now()
-            .duration_since(stamped)
-            .unwrap_or(Duration::ZERO);
-        let now = Instant::now();
+        let (now, real) = super::clocks_together(|| (Instant::now(), SystemTime::now()));
+        let age = real.duration_since(stamped).unwrap_or(Duration::ZERO);
         now.checked_sub(age).unwrap_or(now)
     }
 
@@ -241,5 +277,51 @@ mod imp {
         fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
             Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A reader whose runtime clock, from `start`, moves by the given steps (µs) before each
+    /// reading; its "real clock" is the reading's number (1, 2, …).
+    fn reader(start: Instant, steps: &[u64]) -> impl FnMut() -> (Instant, usize) {
+        let mut steps = steps.iter().copied();
+        let (mut at, mut n) = (start, 0);
+        move || {
+            at += Duration::from_micros(steps.next().unwrap());
+            n += 1;
+            (at, n)
+        }
+    }
+
+    #[test]
+    fn a_pair_read_close_together_is_taken_at_once() {
+        let start = Instant::now();
+        let (mid, real) = clocks_together(reader(start, &[0, 6, 100, 1]));
+        assert_eq!(real, 1);
+        assert_eq!(mid, start + Duration::from_micros(3));
+    }
+
+    #[test]
+    fn a_pair_split_by_a_preemption_is_read_again() {
+        // 300 µs between the first pair's runtime readings (the thread was preempted), 4 µs
+        // between the second's: the second counts, at its midpoint.
+        let start = Instant::now();
+        let (mid, real) = clocks_together(reader(start, &[0, 300, 50, 4]));
+        assert_eq!(real, 3);
+        assert_eq!(mid, start + Duration::from_micros(352));
+    }
+
+    #[test]
+    fn without_a_close_pair_the_closest_counts() {
+        let start = Instant::now();
+        let steps = [0, 300, 10, 90, 10, 200, 10, 400];
+        let (mid, real) = clocks_together(reader(start, &steps));
+        assert_eq!(real, 3);
+        assert_eq!(mid, start + Duration::from_micros(310 + 45));
     }
 }
