@@ -50,24 +50,24 @@ impl LastRead {
 /// clock, then the real one.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn clocks_together<R>(mut read: impl FnMut() -> (Instant, R)) -> (Instant, R) {
-    let mut best: Option<(Duration, Instant, R)> = None;
-    for _ in 0..TRIES {
+    // How far apart the runtime's readings were, their midpoint, and the real reading.
+    let mut pair = || {
         let (before, real) = read();
         let (after, _) = read();
         let apart = after.duration_since(before);
-        let mid = before + apart / 2;
-        if apart <= TOGETHER {
-            return (mid, real);
+        (apart, before + apart / 2, real)
+    };
+    let mut best = pair();
+    for _ in 1..TRIES {
+        if best.0 <= TOGETHER {
+            break;
         }
-        if best.as_ref().is_none_or(|(b, _, _)| apart < *b) {
-            best = Some((apart, mid, real));
+        let next = pair();
+        if next.0 < best.0 {
+            best = next;
         }
     }
-    match best {
-        Some((_, mid, real)) => (mid, real),
-        // TRIES is above zero.
-        None => read(),
-    }
+    (best.1, best.2)
 }
 
 /// How close together the two clocks' readings must be to be taken at once.
