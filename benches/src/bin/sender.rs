@@ -134,6 +134,8 @@ struct Outcome {
     moved: u64,
     /// Requests that left after their latest time, logged in the window when they left.
     departed_late: u64,
+    /// Requests answered after their latest time, logged in the window at their answer.
+    answered_late: u64,
     /// The most requests that left the sender in any second, by its own clock as they went to
     /// their connections (what the simulator sees besides adds the way there).
     max_departures_1s: usize,
@@ -296,8 +298,8 @@ fn main() {
                     "pace {mps} MPS for {secs} s: the simulator saw {rate:.2}/s while the queue was \
                      full (error {:+.2}%; {overall:.2}/s first to last request), busiest 1 s window {}, \
                      busiest 100 ms window {}, 130429: {}, duplicates: {}, late sends moved: {}, \
-                     slots given up late: {}, requests that left late (logged when they left): {}; \
-                     busiest 1 s of the sender's own departures {}",
+                     slots given up late: {}, requests that left late (logged when they left): {}, \
+                     answered late (logged at the answer): {}; busiest 1 s of the sender's own departures {}",
                     (rate / f64::from(mps) - 1.0) * 100.0,
                     o.max_1s,
                     o.max_100ms,
@@ -306,6 +308,7 @@ fn main() {
                     o.moved,
                     o.late,
                     o.departed_late,
+                    o.answered_late,
                     o.max_departures_1s
                 );
             }
@@ -887,6 +890,7 @@ async fn run_on<S: Store + 'static>(s: Scenario, store: Arc<S>, redis: Option<St
         late: report.late,
         moved: report.moved,
         departed_late: report.departed_late,
+        answered_late: report.answered_late,
         accepted_99,
         max_departures_1s: {
             let mut d = departures.lock().map(|d| d.clone()).unwrap_or_default();

@@ -127,8 +127,47 @@ struct Signals {
     moves: mpsc::UnboundedSender<MoveAsk>,
     /// Sends whose requests left after their latest time, and when (see [`recorder`]).
     departed: mpsc::UnboundedSender<(SlotId, Timestamp)>,
+    /// How fast the number's requests are answered (see [`RoundTrips`]).
+    round_trips: RoundTrips,
     /// The metrics every send records, registered once.
     meters: Meters,
+}
+
+/// The fastest of a lane's recent round trips, from when a request left to its answer: it
+/// falls to a faster one at once and rises a 64th of the way to each slower one, so it
+/// follows the fastest answers of the last hundred or so. Where answers are that fast (an
+/// API beside the sender), one that comes later than its send's latest time is a sign
+/// the request itself may have gone late (the process or the machine stalled between
+/// noting it and its reaching the socket); where every answer takes longer than that (Meta
+/// across the internet), an answer proves nothing of the way there.
+#[derive(Debug)]
+struct RoundTrips(AtomicU64);
+
+impl Default for RoundTrips {
+    fn default() -> Self {
+        Self(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl RoundTrips {
+    /// Counts one round trip; answers the fastest recent one, this one counted.
+    fn observe(&self, took: Duration) -> Duration {
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let step = |fastest: u64| {
+            if took <= fastest {
+                took
+            } else {
+                fastest + (took - fastest) / 64
+            }
+        };
+        let before = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                Some(step(f)).filter(|&next| next != f)
+            })
+            .unwrap_or_else(|unchanged| unchanged);
+        Duration::from_micros(step(before))
+    }
 }
 
 /// Handles to the metrics every send records: registered once per lane, where the macros
@@ -275,6 +314,7 @@ impl<S: Store, M: Messages> Lane<S, M> {
                 late: late_tx,
                 moves: moves_tx,
                 departed: departed_tx,
+                round_trips: RoundTrips::default(),
                 meters,
             }),
             late: late_rx,
@@ -998,6 +1038,28 @@ fn count_send(pnid: &Arc<str>, result: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fastest_round_trip_falls_at_once_and_rises_slowly() {
+        let us = Duration::from_micros;
+        let trips = RoundTrips::default();
+        assert_eq!(
+            trips.observe(us(6_400)),
+            us(6_400),
+            "the first counts whole"
+        );
+        assert_eq!(trips.observe(us(100)), us(100), "a faster one at once");
+        // A slower one raises it by a 64th of the difference, each time.
+        assert_eq!(trips.observe(us(6_500)), us(200));
+        assert_eq!(trips.observe(us(6_600)), us(300));
+        // An API across the internet: after a few hundred answers at 100 ms, the fastest
+        // is far above any guard's slack, though one answer was once quick.
+        let mut fastest = Duration::ZERO;
+        for _ in 0..500 {
+            fastest = trips.observe(Duration::from_millis(100));
+        }
+        assert!(fastest > Duration::from_millis(99), "{fastest:?}");
+    }
 
     #[test]
     fn intervals_round_up_to_the_microsecond() {

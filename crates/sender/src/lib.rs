@@ -57,6 +57,9 @@ pub struct Report {
     /// Sends whose requests left after their latest time (the process stalled between
     /// letting them go and writing them): logged in the window at when they left.
     pub departed_late: u64,
+    /// Requests answered after their latest time where answers come quickly (an API beside
+    /// the sender): logged in the window at their answer, the latest they can have arrived.
+    pub answered_late: u64,
     /// Jobs still held when the pool returned: settlements the store would not take before
     /// the deadline (their leases expire and they are reclaimed). 0 after a clean stop.
     pub held: u64,
@@ -169,6 +172,7 @@ impl<S: Store, M: Messages> Sender<S, M> {
             late: shared.counts.late.load(Ordering::Relaxed),
             moved: shared.counts.moved.load(Ordering::Relaxed),
             departed_late: shared.counts.departed_late.load(Ordering::Relaxed),
+            answered_late: shared.counts.answered_late.load(Ordering::Relaxed),
             held: shared.ledger.held() as u64,
         };
         tracing::info!(
@@ -178,6 +182,7 @@ impl<S: Store, M: Messages> Sender<S, M> {
             late = report.late,
             moved = report.moved,
             departed_late = report.departed_late,
+            answered_late = report.answered_late,
             "sender stopped"
         );
         report
@@ -206,6 +211,7 @@ struct Counts {
     late: AtomicU64,
     moved: AtomicU64,
     departed_late: AtomicU64,
+    answered_late: AtomicU64,
 }
 
 /// What the sender needs to know about a campaign, read again after [`CAMPAIGN_INFO_TTL`]

@@ -939,6 +939,7 @@ async fn requests_that_leave_late_are_counted_when_they_left() {
         inner: rig.direct(),
         every: 7,
         stall: Duration::from_millis(30),
+        unseen: false,
         made: Default::default(),
         left: left.clone(),
     };
@@ -959,6 +960,56 @@ async fn requests_that_leave_late_are_counted_when_they_left() {
     );
     assert!(
         busiest(&left, Duration::from_secs(1)) >= 75,
+        "the rate unused"
+    );
+    rig.finish().await;
+}
+
+/// Requests that stall on the way to Meta after their departure was noted (every seventh,
+/// for 30 ms: the machine stalled between the connection's taking the request and the
+/// socket's) look as if they left in time, and only their answers come late. Where answers
+/// come that quickly (here at once), such an answer is logged in the window: no second of
+/// arrivals holds more than the rate, and the rate is still used.
+#[tokio::test(start_paused = true)]
+async fn requests_answered_late_where_answers_are_quick_are_counted_at_the_answer() {
+    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
+    let id = rig
+        .campaign(
+            template_spec("unseen", "order_update", None),
+            &recipients(0..400),
+            true,
+        )
+        .await;
+    let arrived = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = Stalling {
+        inner: rig.direct(),
+        every: 7,
+        stall: Duration::from_millis(30),
+        unseen: true,
+        made: Default::default(),
+        left: arrived.clone(),
+    };
+    let (stop, sender) = rig.sender_with(sender_config(80), client);
+    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
+    assert_eq!(stats.accepted, 400);
+    stop.cancel();
+    let report = sender.await.unwrap();
+    let arrived = arrived.lock().unwrap().clone();
+    assert_eq!(arrived.len(), 400);
+    assert_eq!(
+        report.departed_late, 0,
+        "the stall was to be unseen: {report:?}"
+    );
+    assert!(
+        report.answered_late >= 50,
+        "the late answers were not logged: {report:?}"
+    );
+    assert!(
+        busiest(&arrived, Duration::from_secs(1)) <= 80,
+        "a second of arrivals above the rate"
+    );
+    assert!(
+        busiest(&arrived, Duration::from_secs(1)) >= 75,
         "the rate unused"
     );
     rig.finish().await;

@@ -83,8 +83,11 @@ impl<S: Store, M: Messages> SendTask<S, M> {
                         }
                     }
                 };
-                if let (false, Some(left)) = (seen, departure.get()) {
-                    self.departed(latest, left);
+                if let Some(left) = departure.get() {
+                    if !seen {
+                        self.departed(latest, left);
+                    }
+                    self.answered_at(latest, left, Instant::now().into_std());
                 }
                 result
             }
@@ -148,17 +151,49 @@ impl<S: Store, M: Messages> SendTask<S, M> {
     /// A request that left after its send's latest time (`until`, this process's clock) is
     /// logged in the window at when it left, on the store's clock: the sends a window later
     /// are planned after it then, so Meta never counts one too many in a second.
-    fn departed(&self, (until, slot): (Instant, Slot), left: std::time::Instant) {
-        let left = Instant::from_std(left);
-        if left <= until {
-            return;
+    fn departed(&self, latest: (Instant, Slot), left: std::time::Instant) {
+        if self.log_after(latest, left) {
+            self.shared
+                .counts
+                .departed_late
+                .fetch_add(1, Ordering::Relaxed);
         }
-        let at = slot.until + left.duration_since(until);
-        self.shared
-            .counts
-            .departed_late
-            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Where the number's answers come quickly (see [`RoundTrips`]), a request answered
+    /// after its send's latest time may have reached Meta after it, though it left the
+    /// process in time: the machine may have stalled between noting its departure and the
+    /// request's reaching the socket, where the sender cannot see. It is logged in the
+    /// window at its answer, the latest it can have arrived. Where no answer comes that
+    /// quickly, the answer says nothing of the way there and nothing is logged.
+    fn answered_at(
+        &self,
+        latest: (Instant, Slot),
+        left: std::time::Instant,
+        answered: std::time::Instant,
+    ) {
+        let fastest = self
+            .signals
+            .round_trips
+            .observe(answered.saturating_duration_since(left));
+        if fastest <= latest.1.pace.slack / 2 && self.log_after(latest, answered) {
+            self.shared
+                .counts
+                .answered_late
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Logs the send in the window at `t` if that is after its latest time (`until`, this
+    /// process's clock), shifted onto the store's clock. Answers whether it did.
+    fn log_after(&self, (until, slot): (Instant, Slot), t: std::time::Instant) -> bool {
+        let t = Instant::from_std(t);
+        if t <= until {
+            return false;
+        }
+        let at = slot.until + t.duration_since(until);
         let _ = self.signals.departed.send((slot.id, at));
+        true
     }
 
     /// Decides the job's outcome from a success answer: accepted, given a message id, or in

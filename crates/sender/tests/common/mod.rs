@@ -461,11 +461,15 @@ impl<M: Messages> Messages for Recording<M> {
 
 /// A client whose every `every`-th request stalls for `stall` after the sender let it go and
 /// before it leaves (a process descheduled between the two), as a paced send's departure
-/// says; it records when each request left, then passes it on.
+/// says; it records when each request left, then passes it on. With `unseen`, the stall
+/// comes after the departure is noted (the machine stalled on the way to the socket, where
+/// the sender cannot see): the departure says the request left in time, and only its answer
+/// comes late.
 pub struct Stalling<M> {
     pub inner: M,
     pub every: usize,
     pub stall: Duration,
+    pub unseen: bool,
     pub made: std::sync::atomic::AtomicUsize,
     pub left: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
 }
@@ -491,6 +495,9 @@ impl<M: Messages> Messages for Stalling<M> {
         departure: &herald_cloudapi::Departure,
     ) -> Result<herald_cloudapi::SendResponse, herald_cloudapi::Error> {
         let n = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.unseen {
+            departure.mark_at(tokio::time::Instant::now().into_std());
+        }
         if n % self.every == self.every - 1 {
             tokio::time::sleep(self.stall).await;
         }
