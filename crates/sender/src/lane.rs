@@ -59,6 +59,9 @@ const MIN_BATCH: usize = 64;
 const BATCH_WAIT: Duration = Duration::from_millis(2);
 /// The most late sends one store call moves or logs.
 const STORE_BATCH: usize = 512;
+/// How long the lane's departures gather before they are logged: each call then logs a few
+/// milliseconds' worth, and the sends a window later are planned most of a second after.
+const RECORD_GATHER: Duration = Duration::from_millis(5);
 /// Repeating store failures of lanes, logged a few times however long they last.
 static CLAIMS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
 static ROUNDS: herald_core::repeated::Repeated = herald_core::repeated::Repeated::new();
@@ -125,7 +128,7 @@ struct Signals {
     late: mpsc::UnboundedSender<Ready>,
     /// Late sends asking to be moved to now (see [`mover`]).
     moves: mpsc::UnboundedSender<MoveAsk>,
-    /// Sends whose requests left after their latest time, and when (see [`recorder`]).
+    /// Sends whose requests went, and when (see [`recorder`]).
     departed: mpsc::UnboundedSender<(SlotId, Timestamp)>,
     /// How fast the number's requests are answered (see [`RoundTrips`]).
     round_trips: RoundTrips,
@@ -150,6 +153,14 @@ impl Default for RoundTrips {
 }
 
 impl RoundTrips {
+    /// The fastest recent round trip (`Duration::MAX` before any).
+    fn fastest(&self) -> Duration {
+        match self.0.load(Ordering::Relaxed) {
+            u64::MAX => Duration::MAX,
+            us => Duration::from_micros(us),
+        }
+    }
+
     /// Counts one round trip; answers the fastest recent one, this one counted.
     fn observe(&self, took: Duration) -> Duration {
         let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
@@ -234,11 +245,12 @@ async fn mover<S: Store>(
     }
 }
 
-/// Logs in the number's window when a lane's late requests really left, as many per store
-/// call as have come meanwhile (see [`Store::record_departures`]). A request that left a
-/// millisecond after its latest time would otherwise be one too many, in Meta's count, for
-/// the send a window after it; that one is planned about a window later, so these calls
-/// have most of a second to land. Ends when the lane and its sends are gone.
+/// Logs in the number's window when a lane's requests really went, as many per store call as
+/// have come meanwhile (see [`Store::record_departures`]). A request that left a millisecond
+/// after its latest time would otherwise be one too many, in Meta's count, for the send a
+/// window after it; one that left before it would hold that send back for nothing. That
+/// send is planned about a window later, so these calls have most of a second to land.
+/// Ends when the lane and its sends are gone.
 async fn recorder<S: Store>(
     store: Arc<S>,
     pnid: Arc<str>,
@@ -246,6 +258,13 @@ async fn recorder<S: Store>(
 ) {
     let mut batch = Vec::new();
     while departed.recv_many(&mut batch, STORE_BATCH).await > 0 {
+        // Every paced send is logged: a call per few milliseconds' worth, not one each.
+        sleep(RECORD_GATHER).await;
+        while batch.len() < STORE_BATCH
+            && let Ok(more) = departed.try_recv()
+        {
+            batch.push(more);
+        }
         if let Err(e) = store.record_departures(&pnid, &batch).await {
             tracing::debug!(error = %e, sends = batch.len(), "could not log late departures");
         }

@@ -200,7 +200,7 @@ pub(crate) async fn move_slots(
         .collect()
 }
 
-/// One `ZADD … XX GT`: only sends still logged, only ever later.
+/// One `ZADD … XX`: only sends still logged.
 pub(crate) async fn record_departures(
     store: &RedisStore,
     phone_number_id: &str,
@@ -210,9 +210,7 @@ pub(crate) async fn record_departures(
         return Ok(());
     }
     let mut cmd = redis::cmd("ZADD");
-    cmd.arg(store.keys.sends(phone_number_id))
-        .arg("XX")
-        .arg("GT");
+    cmd.arg(store.keys.sends(phone_number_id)).arg("XX");
     for (slot, at) in departures {
         cmd.arg(at.as_microsecond()).arg(slot.member());
     }

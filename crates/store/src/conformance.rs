@@ -1136,9 +1136,10 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     }
 }
 
-/// A send that left after its latest time is logged at when it left: the send a window
-/// later waits a window after that. A departure never lowers a logged time, and one of a
-/// send no longer logged is left out.
+/// Sends are logged at when they left. One that left after its latest time is raised to it:
+/// the send a window later waits a window after that. One that left before its latest
+/// time is lowered to it: the slack it did not use delays no send a window later. One no
+/// longer logged is left out.
 pub async fn late_departures_push_the_window_on<S: Store>(store: &S) {
     let s = Duration::from_secs;
     // Windows of ten seconds: nothing here depends on how fast the calls are.
@@ -1156,20 +1157,54 @@ pub async fn late_departures_push_the_window_on<S: Store>(store: &S) {
         index: 0,
     };
     store
-        .record_departures(
-            "897",
-            &[(slot(0), left), (slot(1), first), (gone, first + s(4))],
-        )
+        .record_departures("897", &[(slot(0), left), (gone, first + s(4))])
         .await
         .unwrap();
     store.record_departures("897", &[]).await.unwrap();
-    // Had the second been lowered to the first's time, the next would go ten seconds after
-    // that (and its minimum spacing after the second); had the unknown one been logged, ten
-    // after it.
+    // Had the unknown one been logged, the next would go ten seconds after it.
     let next = store
         .plan_sends("897", pace, &[None], 1, Duration::ZERO..s(60), 20)
         .await
         .unwrap();
+    assert_eq!(next.at[0], Some(left + s(10)), "{next:?}");
+}
+
+/// A send that left before its latest time is logged at when it left: the send a window
+/// later goes a window after its departure, not after its latest time.
+pub async fn early_departures_pull_the_window_in<S: Store>(store: &S) {
+    let s = Duration::from_secs;
+    // One send in ten seconds, with a slack of three.
+    let pace = Pace {
+        capacity: 1,
+        window: s(10),
+        slack: s(3),
+        room_slack: s(3),
+    };
+    let p = store
+        .plan_sends("899", pace, &[None], 1, Duration::ZERO..s(20), 21)
+        .await
+        .unwrap();
+    let (at, until) = (p.at[0].unwrap(), p.until[0].unwrap());
+    assert_eq!(until.duration_since(at), s(3).try_into().unwrap(), "{p:?}");
+    let left = at + s(1);
+    store
+        .record_departures(
+            "899",
+            &[(
+                SlotId {
+                    token: 21,
+                    index: 0,
+                },
+                left,
+            )],
+        )
+        .await
+        .unwrap();
+    let next = store
+        .plan_sends("899", pace, &[None], 1, Duration::ZERO..s(60), 22)
+        .await
+        .unwrap();
+    // Counted at its latest time, the next would go at `until` + 10 s.
     assert_eq!(next.at[0], Some(left + s(10)), "{next:?}");
 }
 
@@ -2818,6 +2853,7 @@ macro_rules! conformance_tests {
             in_doubt_waits_for_evidence_then_resends_once_then_fails, a_webhook_backlog_holds_resends,
             campaign_caps_hold_beside_the_number_rate, the_window_holds_and_late_sends_move,
             slack_is_counted_in_the_window, late_departures_push_the_window_on,
+            early_departures_pull_the_window_in,
             one_leader_at_a_time, the_messaging_limit_counts_each_user_once,
             declined_messages_are_not_failures,
             lattice_is_order_independent, charges_count_once_whatever_the_order,

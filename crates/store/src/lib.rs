@@ -509,11 +509,13 @@ pub trait Store: Send + Sync + 'static {
         slots: &[SlotId],
     ) -> impl Future<Output = Result<Vec<Option<Timestamp>>>> + Send;
 
-    /// Planned sends that went out after their latest time (the process stalled between
-    /// letting a send go and its request leaving) are logged at when they really left, so
-    /// that the sends a window later are planned after it: each send's logged time is raised
-    /// to its departure, never lowered; one no longer logged (its window has passed, or it
-    /// gave its time up) is left out. Plans made afterwards count it there.
+    /// Planned sends are logged at when they really went, instead of the latest time they
+    /// might: one that went out after its latest time (the process stalled between letting
+    /// it go and its request leaving) is raised to its departure, so that the sends a window
+    /// later are planned after it; one that went in time is lowered to its departure, so
+    /// that the slack it did not use costs the sends a window later nothing. One no longer
+    /// logged (its window has passed, or it gave its time up) is left out. Plans made
+    /// afterwards count each where it is logged.
     fn record_departures(
         &self,
         phone_number_id: &str,

@@ -148,24 +148,33 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         None
     }
 
-    /// A request that left after its send's latest time (`until`, this process's clock) is
-    /// logged in the window at when it left, on the store's clock: the sends a window later
-    /// are planned after it then, so Meta never counts one too many in a second.
+    /// The window counts a planned send at the latest time it may go; once its request has
+    /// left, it is logged at when it left (on the store's clock), so that the sends a window
+    /// later are planned from its real departure. A request that left after its latest time
+    /// (the process stalled between letting it go and writing it) is logged at once: the
+    /// sends a window later then go after it, so Meta never counts one too many in a second.
+    /// One that left in time is logged at its departure too, the slack it did not use then
+    /// delaying nothing, unless the number's answers come quickly: then it is logged at its
+    /// answer (see [`Self::answered_at`]).
     fn departed(&self, latest: (Instant, Slot), left: std::time::Instant) {
-        if self.log_after(latest, left) {
+        if Instant::from_std(left) > latest.0 {
+            self.log_at(latest, left);
             self.shared
                 .counts
                 .departed_late
                 .fetch_add(1, Ordering::Relaxed);
+        } else if !self.quick(latest.1, self.signals.round_trips.fastest()) {
+            self.log_at(latest, left);
         }
     }
 
-    /// Where the number's answers come quickly (see [`RoundTrips`]), a request answered
-    /// after its send's latest time may have reached Meta after it, though it left the
-    /// process in time: the machine may have stalled between noting its departure and the
-    /// request's reaching the socket, where the sender cannot see. It is logged in the
-    /// window at its answer, the latest it can have arrived. Where no answer comes that
-    /// quickly, the answer says nothing of the way there and nothing is logged.
+    /// Where the number's answers come quickly (see [`RoundTrips`]), a request is logged at
+    /// the latest it can have reached Meta: its answer, less the part of the window's guard
+    /// that covers the way there. One answered later than that may have reached Meta after
+    /// its latest time, though it left the process in time: the machine may have stalled
+    /// between noting its departure and the request's reaching the socket, where the sender
+    /// cannot see. Where no answer comes that quickly, the answer says nothing of the way
+    /// there: the request stays logged at its departure.
     fn answered_at(
         &self,
         latest: (Instant, Slot),
@@ -176,24 +185,43 @@ impl<S: Store, M: Messages> SendTask<S, M> {
             .signals
             .round_trips
             .observe(answered.saturating_duration_since(left));
-        if fastest <= latest.1.pace.slack / 2 && self.log_after(latest, answered) {
+        if !self.quick(latest.1, fastest) {
+            return;
+        }
+        let arrived = answered
+            .checked_sub(self.way_margin(latest.1))
+            .map_or(left, |a| a.max(left));
+        if Instant::from_std(arrived) > latest.0 {
             self.shared
                 .counts
                 .answered_late
                 .fetch_add(1, Ordering::Relaxed);
         }
+        self.log_at(latest, arrived);
     }
 
-    /// Logs the send in the window at `t` if that is after its latest time (`until`, this
-    /// process's clock), shifted onto the store's clock. Answers whether it did.
-    fn log_after(&self, (until, slot): (Instant, Slot), t: std::time::Instant) -> bool {
+    /// The part of the window's guard that widens it against the way to Meta (the rest is
+    /// the slack a send has).
+    fn way_margin(&self, slot: Slot) -> Duration {
+        self.shared.cfg.window_guard.saturating_sub(slot.pace.slack)
+    }
+
+    /// Whether answers come quickly enough, the fastest recent round trip being `fastest`,
+    /// to bound when requests reached Meta: within half the way margin.
+    fn quick(&self, slot: Slot, fastest: Duration) -> bool {
+        fastest <= self.way_margin(slot) / 2
+    }
+
+    /// Logs the send in the window at `t` (this process's clock), shifted onto the store's
+    /// clock by its latest time (`until`), which both clocks know.
+    fn log_at(&self, (until, slot): (Instant, Slot), t: std::time::Instant) {
         let t = Instant::from_std(t);
-        if t <= until {
-            return false;
-        }
-        let at = slot.until + t.duration_since(until);
+        let at = if t >= until {
+            slot.until + t.duration_since(until)
+        } else {
+            slot.until - until.duration_since(t)
+        };
         let _ = self.signals.departed.send((slot.id, at));
-        true
     }
 
     /// Decides the job's outcome from a success answer: accepted, given a message id, or in

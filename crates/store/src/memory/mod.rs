@@ -1117,7 +1117,7 @@ impl Store for MemoryStore {
         let mut s = self.lock();
         if let Some(log) = s.rate.get_mut(phone_number_id) {
             for (slot, at) in departures {
-                log.raise(&slot.member(), at.as_microsecond());
+                log.relog(&slot.member(), at.as_microsecond());
             }
         }
         Ok(())

@@ -76,10 +76,9 @@ impl Log {
         self.by_time.insert((t, member));
     }
 
-    /// Raises `member`'s time to `at` if it is logged at an earlier one (see
-    /// `Store::record_departures`).
-    pub(super) fn raise(&mut self, member: &str, at: i64) {
-        if self.by_member.get(member).is_some_and(|old| *old < at) {
+    /// Logs `member` at `at` instead, if it is logged (see `Store::record_departures`).
+    pub(super) fn relog(&mut self, member: &str, at: i64) {
+        if self.by_member.get(member).is_some_and(|old| *old != at) {
             self.add(at, member.to_owned());
         }
     }
