@@ -62,16 +62,20 @@ pub struct SenderConfig {
     /// On shutdown, how long in-flight sends get to finish and be settled.
     pub shutdown_deadline: Duration,
     /// Meta counts a phone number's messages over a rolling second, as they reach it; Herald
-    /// counts them over a second and half this much, each at the latest time it may go:
-    /// its time and the other half. The slack covers a send woken a little late (a send
-    /// woken later still is moved to when it goes, while the window has room); the wider
-    /// window covers the way from the socket to Meta. A request that left its socket after
-    /// its latest time (the process stalled after letting it go) is logged in the window
-    /// when it left, so no guard needs to cover that. It costs `guard / 1 s` of throughput
-    /// (0.2% at 2 ms), whatever the rate. Below 2 ms the slack falls under a millisecond,
-    /// the granularity of tokio's timer, which some sends wait on (see `wake`): each would
-    /// need a move. Raise it if the way to Meta jitters by more than half of it: a request
-    /// that takes longer than the one a second after it can make `mps + 1` in Meta's second.
+    /// counts them over a second and half this much, each at the latest time it may go
+    /// (its time and the other half) until its request has gone, then at when it went. The
+    /// slack covers a send woken a little late (a send woken later still is moved to when it
+    /// goes, while the window has room); the wider window covers the way from the socket to
+    /// Meta. A request that left its socket after its latest time (the process stalled
+    /// after letting it go) is logged when it left, so no guard needs to cover that; where
+    /// answers come within half the wider part (an API beside the sender), each request is
+    /// logged at its answer less that part, which covers the way there too. Logged at when
+    /// they went, sends cost the slack they did not use nothing: the guard costs about half
+    /// its length a second of throughput (0.1% at 2 ms), whatever the rate. Below 2 ms the
+    /// slack falls under a millisecond, the granularity of tokio's timer, which some sends
+    /// wait on (see `wake`): each would need a move. Raise it if the way to Meta jitters by
+    /// more than half of it: a request that takes longer than the one a second after it can
+    /// make `mps + 1` in Meta's second.
     pub window_guard: Duration,
     /// Only send for these phone number ids (`None`: every running campaign's).
     pub phone_number_ids: Option<Vec<String>>,
