@@ -191,7 +191,8 @@ impl<S: Store, M: Messages> SendTask<S, M> {
         let arrived = answered
             .checked_sub(self.way_margin(latest.1))
             .map_or(left, |a| a.max(left));
-        if Instant::from_std(arrived) > latest.0 {
+        // Counted once: a request that left late was counted as it left.
+        if arrived > left && Instant::from_std(arrived) > latest.0 {
             self.shared
                 .counts
                 .answered_late
