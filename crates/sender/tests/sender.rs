@@ -919,63 +919,16 @@ async fn a_campaigns_own_cap_holds_beside_another_campaign() {
     rig.finish().await;
 }
 
-/// Requests that stall after the sender let them go (here every seventh, for 30 ms, ten
-/// times the window's guard; seven does not divide the rate, so the send a window after a
-/// stalled one is not stalled alike) reach Meta late; counted where they were planned, the send a
-/// window after such a one would make Meta's second one too many. Logged where they really
-/// left, no second of real departures holds more than the rate, and the rate is still used.
-#[tokio::test(start_paused = true)]
-async fn requests_that_leave_late_are_counted_when_they_left() {
+/// Sends 400 recipients at 80 MPS through a client whose every seventh request stalls for
+/// 30 ms, ten times the window's guard (seven does not divide the rate, so the send a window
+/// after a stalled one is not stalled alike), seen by the sender or not (`unseen`, see
+/// [`Stalling`]). Answers the sender's report, and whether every request reached Meta
+/// without a second of arrivals above the rate, with the rate still used.
+async fn stalled_every_seventh(name: &str, unseen: bool) -> herald_sender::Report {
     let rig = Rig::in_process(sim_config(SIM_MPS)).await;
     let id = rig
         .campaign(
-            template_spec("stalls", "order_update", None),
-            &recipients(0..400),
-            true,
-        )
-        .await;
-    let left = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let client = Stalling {
-        inner: rig.direct(),
-        every: 7,
-        stall: Duration::from_millis(30),
-        unseen: false,
-        made: Default::default(),
-        left: left.clone(),
-    };
-    let (stop, sender) = rig.sender_with(sender_config(80), client);
-    let stats = rig.wait_status(&id, CampaignStatus::Completed, LONG).await;
-    assert_eq!(stats.accepted, 400);
-    stop.cancel();
-    let report = sender.await.unwrap();
-    let left = left.lock().unwrap().clone();
-    assert_eq!(left.len(), 400);
-    assert!(
-        report.departed_late >= 50,
-        "the stalled requests were not seen leaving late: {report:?}"
-    );
-    assert!(
-        busiest(&left, Duration::from_secs(1)) <= 80,
-        "a second of departures above the rate"
-    );
-    assert!(
-        busiest(&left, Duration::from_secs(1)) >= 75,
-        "the rate unused"
-    );
-    rig.finish().await;
-}
-
-/// Requests that stall on the way to Meta after their departure was noted (every seventh,
-/// for 30 ms: the machine stalled between the connection's taking the request and the
-/// socket's) look as if they left in time, and only their answers come late. Where answers
-/// come that quickly (here at once), such an answer is logged in the window: no second of
-/// arrivals holds more than the rate, and the rate is still used.
-#[tokio::test(start_paused = true)]
-async fn requests_answered_late_where_answers_are_quick_are_counted_at_the_answer() {
-    let rig = Rig::in_process(sim_config(SIM_MPS)).await;
-    let id = rig
-        .campaign(
-            template_spec("unseen", "order_update", None),
+            template_spec(name, "order_update", None),
             &recipients(0..400),
             true,
         )
@@ -985,7 +938,7 @@ async fn requests_answered_late_where_answers_are_quick_are_counted_at_the_answe
         inner: rig.direct(),
         every: 7,
         stall: Duration::from_millis(30),
-        unseen: true,
+        unseen,
         made: Default::default(),
         left: arrived.clone(),
     };
@@ -996,6 +949,39 @@ async fn requests_answered_late_where_answers_are_quick_are_counted_at_the_answe
     let report = sender.await.unwrap();
     let arrived = arrived.lock().unwrap().clone();
     assert_eq!(arrived.len(), 400);
+    assert!(
+        busiest(&arrived, Duration::from_secs(1)) <= 80,
+        "a second of arrivals above the rate: {report:?}"
+    );
+    assert!(
+        busiest(&arrived, Duration::from_secs(1)) >= 75,
+        "the rate unused: {report:?}"
+    );
+    rig.finish().await;
+    report
+}
+
+/// Requests that stall after the sender let them go reach Meta late; counted where they
+/// were planned, the send a window after such a one would make Meta's second one too many.
+/// Logged where they really left, no second of real departures holds more than the rate,
+/// and the rate is still used.
+#[tokio::test(start_paused = true)]
+async fn requests_that_leave_late_are_counted_when_they_left() {
+    let report = stalled_every_seventh("stalls", false).await;
+    assert!(
+        report.departed_late >= 50,
+        "the stalled requests were not seen leaving late: {report:?}"
+    );
+}
+
+/// Requests that stall on the way to Meta after their departure was noted (the machine
+/// stalled between the connection's taking the request and the socket's) look as if they
+/// left in time, and only their answers come late. Where answers come that quickly (here at
+/// once), such an answer is logged in the window: no second of arrivals holds more than the
+/// rate, and the rate is still used.
+#[tokio::test(start_paused = true)]
+async fn requests_answered_late_where_answers_are_quick_are_counted_at_the_answer() {
+    let report = stalled_every_seventh("unseen", true).await;
     assert_eq!(
         report.departed_late, 0,
         "the stall was to be unseen: {report:?}"
@@ -1004,15 +990,6 @@ async fn requests_answered_late_where_answers_are_quick_are_counted_at_the_answe
         report.answered_late >= 50,
         "the late answers were not logged: {report:?}"
     );
-    assert!(
-        busiest(&arrived, Duration::from_secs(1)) <= 80,
-        "a second of arrivals above the rate"
-    );
-    assert!(
-        busiest(&arrived, Duration::from_secs(1)) >= 75,
-        "the rate unused"
-    );
-    rig.finish().await;
 }
 
 /// The portfolio's messaging limit (`TIER_250`), shared by two numbers with a campaign each,
