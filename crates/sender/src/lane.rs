@@ -266,7 +266,7 @@ async fn recorder<S: Store>(
             batch.push(more);
         }
         if let Err(e) = store.record_departures(&pnid, &batch).await {
-            tracing::debug!(error = %e, sends = batch.len(), "could not log late departures");
+            tracing::debug!(error = %e, sends = batch.len(), "could not log departures");
         }
         batch.clear();
     }
