@@ -12,8 +12,9 @@
 //! a send never waits for a permit after its time. A send that wakes after its latest time
 //! asks the store to move it to now, which it may while the window has room (so a late
 //! wake-up costs nothing); only when it has none does the send give its time up and wait
-//! for another. A request that leaves after its latest time all the same (the process
-//! stalled after the check) is logged in the window when it left.
+//! for another. Once a request has gone it is logged in the window when it left, later or
+//! earlier than its latest time (or, where answers come quickly, at its answer less the
+//! way's margin): see `SendTask::departed`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

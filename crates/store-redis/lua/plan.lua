@@ -10,9 +10,11 @@
 -- the shift for good). It may go from its time until its latest, `slack` after it, or
 -- `room_slack` while the window is less than half full (a late wake-up then costs nothing;
 -- the sends a window later are placed after the latest time, so whenever in that span it
--- goes, no window holds more than `capacity`). Latest times never decrease along the log.
--- The last send's own time is kept beside the log (KEYS[2]). lua/move.lua moves a send
--- that woke after its latest time to when it really went.
+-- goes, no window holds more than `capacity`). The sends one plan logs have latest times
+-- that never decrease. The last send's own time is kept beside the log (KEYS[2]).
+-- lua/move.lua moves a send that woke after its latest time to when it really went; once a
+-- request has gone, the sender logs it at its departure (`record_departures`, a `ZADD XX`),
+-- later or earlier than its latest time, so the log is read by score, never by plan order.
 --
 -- In order, each send takes the number's next time, provided its campaign's limiter has a
 -- slot by then; a send whose campaign has none yet is passed over (and takes a later time of

@@ -44,8 +44,8 @@
 //! <p>:sup-mkt-why:{pn:ID}   HASH  the same reasons for those
 //! <p>:win:{pn:ID}:<phone>   STR   24 h window, expires with it
 //! <p>:sends:{pn:ID}         ZSET  the number's rolling window: send "<token>.<index>" → the
-//!                                 latest time it may go (µs), the last window's and those
-//!                                 planned ahead
+//!                                 latest time it may go (µs), then when it went; the last
+//!                                 window's and those planned ahead
 //! <p>:sends-last:{pn:ID}    STR   the time (µs) of the last send planned in that window
 //! <p>:rate:{pn:ID}:c:<id>   STR   a capped campaign's limiter on that number (µs)
 //! <p>:evidence:{pn:ID}      STR   latest acceptance time (ms) of a message of the number whose

@@ -1136,10 +1136,9 @@ pub async fn the_window_holds_and_late_sends_move<S: Store>(store: &S) {
     }
 }
 
-/// Sends are logged at when they left. One that left after its latest time is raised to it:
-/// the send a window later waits a window after that. One that left before its latest
-/// time is lowered to it: the slack it did not use delays no send a window later. One no
-/// longer logged is left out.
+/// A send that left after its latest time is logged at when it left: the send a window
+/// later waits a window after that. One of a send no longer logged is left out. (One that
+/// left early: [`early_departures_pull_the_window_in`].)
 pub async fn late_departures_push_the_window_on<S: Store>(store: &S) {
     let s = Duration::from_secs;
     // Windows of ten seconds: nothing here depends on how fast the calls are.

@@ -332,8 +332,9 @@ pub type SendWant = Option<(CampaignId, Duration)>;
 /// A send may go up to `slack` after its time (a late wake-up), or `room_slack` while the
 /// window is less than half full. The window counts each send at the latest time it may go,
 /// so whenever in that span it goes, no window holds more than `capacity`; the slack a send
-/// had is taken from the window's next turn (the send `capacity` after it waits for it), which
-/// costs nothing while the window has room and a little once, when it fills.
+/// had is taken from the window's next turn (the send `capacity` after it waits for it) until
+/// its departure is logged instead ([`crate::Store::record_departures`]), which costs nothing
+/// while the window has room and a little once, when it fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
     pub capacity: u32,
